@@ -1,0 +1,376 @@
+"""COCO key-point evaluation: the COCO results format and OKS AP through pycocotools.
+
+Paper, Table 1: AP@0.50:0.95, AP@0.50, AP@0.75, AP@medium and AP@large on COCO 2017 person key points. Every AP
+here comes from pycocotools' ``COCOeval(..., iouType="keypoints")``; nothing of OKS or of the matching is
+re-implemented (STYLE.md, "Metrics wrap the reference implementation").
+
+The results format (data-formats.md, D.2) is a JSON list of ``{"image_id": int, "category_id": int,
+"keypoints": [x1, y1, v1, ..., xK, yK, vK], "score": float}``. COCO ignores the predicted ``v``.
+
+:mod:`fashion_lib.metrics` re-exports everything public here; import from there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pycocotools.coco import COCO as _COCOApi
+from pycocotools.cocoeval import COCOeval, Params
+
+from fashion_lib.io import atomic_write
+from fashion_lib.keypoints import COCO, FASHIONAI
+
+__all__ = [
+    "CocoKeypointAP",
+    "coco_keypoint_ap",
+    "keypoints_to_coco_results",
+    "read_coco_results",
+    "write_coco_results",
+    "validate_coco_results",
+]
+
+logger = logging.getLogger(__name__)
+
+_RESULT_FIELDS = ("image_id", "category_id", "keypoints", "score")
+
+
+def _is_int(value: Any) -> bool:
+    # bool is an int subclass, and a JSON true must not pass as image id 1
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def validate_coco_results(
+    results: Any, *, where: str = "results", num_keypoints: int | None = None
+) -> list[dict[str, Any]]:
+    """Check a list in the COCO key-point results format and return it as plain Python dicts.
+
+    Parameters
+    ----------
+    results : list of dict
+        Entries ``{"image_id": int, "category_id": int, "keypoints": list of 3 * K numbers, "score": number}``.
+        Extra fields are kept.
+    where : str
+        Prefix of error messages (a file name, or the argument name).
+    num_keypoints : int, optional
+        ``K``; when given, every entry must have ``3 * K`` numbers. Otherwise all entries must agree.
+
+    Returns
+    -------
+    results : list of dict
+        New dicts (the caller's are never modified) with ``int`` ids, ``float`` score and a list of ``float``
+        key points.
+
+    Raises
+    ------
+    ValueError
+        Naming ``where``, the index of the first bad entry, the field and the offending value.
+    """
+    if not isinstance(results, list):
+        raise ValueError(f"{where}: expected a list of result entries, got {type(results).__name__}")
+    out = []
+    expected_len = None if num_keypoints is None else 3 * num_keypoints
+    for i, entry in enumerate(results):
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"{where}: entry {i} is a {type(entry).__name__}, expected an object with fields "
+                             f"{', '.join(_RESULT_FIELDS)}")
+        missing = [f for f in _RESULT_FIELDS if f not in entry]
+        if missing:
+            raise ValueError(f"{where}: entry {i} lacks field(s) {missing}; required: {', '.join(_RESULT_FIELDS)}")
+        for name in ("image_id", "category_id"):
+            if not _is_int(entry[name]):
+                raise ValueError(f"{where}: entry {i}: field {name!r} = {entry[name]!r}, expected an integer")
+        score = entry["score"]
+        if not _is_real(score) or not math.isfinite(score):
+            raise ValueError(f"{where}: entry {i}: field 'score' = {score!r}, expected a finite number")
+        kps = entry["keypoints"]
+        if not isinstance(kps, (list, tuple)) or not all(_is_real(x) for x in kps):
+            raise ValueError(f"{where}: entry {i}: field 'keypoints' must be a list of numbers, got {kps!r:.80}")
+        if len(kps) == 0 or len(kps) % 3:
+            raise ValueError(f"{where}: entry {i}: field 'keypoints' has {len(kps)} numbers, expected 3 * K > 0")
+        if expected_len is None:
+            expected_len = len(kps)
+        if len(kps) != expected_len:
+            raise ValueError(f"{where}: entry {i}: field 'keypoints' has {len(kps)} numbers, expected "
+                             f"{expected_len} (3 x {expected_len // 3} key points)")
+        if not all(math.isfinite(x) for x in kps):
+            raise ValueError(f"{where}: entry {i}: field 'keypoints' contains a non-finite value; write a missing "
+                             "point as 0, 0, 0")
+        new = dict(entry)
+        new.update(image_id=int(entry["image_id"]), category_id=int(entry["category_id"]), score=float(score),
+                   keypoints=[float(x) for x in kps])
+        out.append(new)
+    return out
+
+
+def keypoints_to_coco_results(
+    image_ids: Sequence[int] | torch.Tensor | np.ndarray,
+    keypoints: torch.Tensor | np.ndarray,
+    scores: Sequence[float] | torch.Tensor | np.ndarray,
+    category_id: int = 1,
+) -> list[dict[str, Any]]:
+    """Turn a batch of predicted instances into COCO results entries.
+
+    Parameters
+    ----------
+    image_ids : (B,) int
+        COCO image id of each instance (several instances may share an image).
+    keypoints : (B, K, 2) or (B, K, 3) float
+        ``x, y`` in pixels of the original image (COCO's convention: continuous coordinates, origin at the
+        top-left corner of the top-left pixel), optionally a third column (visibility or confidence).
+        A point with a non-finite ``x`` or ``y``, or a third column ``<= 0``, is a point the model did not output.
+    scores : (B,) float
+        Instance confidence; COCOeval ranks detections by it.
+    category_id : int
+        COCO category of every entry (1, ``person``, in COCO).
+
+    Returns
+    -------
+    results : list of B dicts
+        ``keypoints`` as ``K`` triples ``x, y, 1`` (COCO recommends ``v = 1``; it ignores it) and ``0, 0, 0`` for
+        a point the model did not output (JSON has no NaN; OKS then measures the distance to ``(0, 0)``).
+    """
+    kps = torch.as_tensor(keypoints)
+    if kps.ndim != 3 or kps.shape[-1] not in (2, 3):
+        raise ValueError(f"keypoints must have shape (B, K, 2) or (B, K, 3), got {tuple(kps.shape)}")
+    ids = torch.as_tensor(image_ids)
+    sc = torch.as_tensor(scores)
+    b = kps.shape[0]
+    if ids.shape != (b,) or ids.is_floating_point() or ids.dtype == torch.bool:
+        raise ValueError(f"image_ids must be (B,) = ({b},) integers, got shape {tuple(ids.shape)} dtype {ids.dtype}")
+    if sc.shape != (b,):
+        raise ValueError(f"scores must have shape (B,) = ({b},), got {tuple(sc.shape)}")
+    if not torch.isfinite(sc.double()).all():
+        bad = int(torch.nonzero(~torch.isfinite(sc.double()))[0])
+        raise ValueError(f"scores[{bad}] = {float(sc[bad])}, expected a finite number")
+    if not _is_int(category_id):
+        raise ValueError(f"category_id must be an integer, got {category_id!r}")
+    xy = kps[..., :2].double()
+    present = torch.isfinite(xy).all(-1)  # (B, K)
+    if kps.shape[-1] == 3:
+        present &= kps[..., 2] > 0
+    flat = torch.cat([torch.where(present[..., None], xy, 0.0), present[..., None].double()], dim=-1)  # (B, K, 3)
+    flat = flat.reshape(b, -1).tolist()  # (B, 3K) as Python floats
+    ids_list = ids.tolist()
+    sc_list = sc.double().tolist()
+    return [
+        {"image_id": int(ids_list[i]), "category_id": int(category_id), "keypoints": flat[i], "score": sc_list[i]}
+        for i in range(b)
+    ]
+
+
+def write_coco_results(path: str | os.PathLike, results: list[dict[str, Any]]) -> Path:
+    """Validate ``results`` and write them as a COCO results JSON file, atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination; parent folders are created.
+    results : list of dict
+        COCO key-point results entries (see :func:`validate_coco_results`).
+
+    Returns
+    -------
+    path : Path
+        The written file.
+    """
+    path = Path(path)
+    entries = validate_coco_results(results, where="results")
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        json.dump(entries, f)
+    return path
+
+
+def read_coco_results(path: str | os.PathLike, *, num_keypoints: int | None = None) -> list[dict[str, Any]]:
+    """Read and validate a COCO key-point results JSON file.
+
+    Parameters
+    ----------
+    path : path-like
+        A JSON list of results entries.
+    num_keypoints : int, optional
+        Expected ``K`` of every entry.
+
+    Returns
+    -------
+    results : list of dict
+        Validated entries (see :func:`validate_coco_results`).
+
+    Raises
+    ------
+    ValueError
+        The file is not JSON, or an entry is malformed; the message names the file, the entry index and the field.
+    """
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+    return validate_coco_results(data, where=str(path), num_keypoints=num_keypoints)
+
+
+@dataclass(frozen=True)
+class CocoKeypointAP:
+    """pycocotools' ten key-point summary numbers, as fractions in ``[0, 1]``.
+
+    ``nan`` where pycocotools reports ``-1`` (no ground truth in that area range). AP/AR average over OKS
+    thresholds 0.50:0.05:0.95 with at most 20 detections per image; ``m`` is area 32^2..96^2, ``l`` above 96^2.
+    """
+
+    AP: float  # AP @ OKS 0.50:0.95, area all (the paper's "AP@0.50:0.95")
+    AP50: float  # AP @ OKS 0.50
+    AP75: float  # AP @ OKS 0.75
+    APm: float  # AP, medium objects
+    APl: float  # AP, large objects
+    AR: float  # AR @ OKS 0.50:0.95
+    AR50: float  # AR @ OKS 0.50
+    AR75: float  # AR @ OKS 0.75
+    ARm: float  # AR, medium objects
+    ARl: float  # AR, large objects
+    num_results: int  # detections evaluated
+    num_images: int  # ground-truth images evaluated (all of them)
+    sigmas: tuple[float, ...]  # per-point OKS sigmas used (K values)
+
+    def as_dict(self) -> dict[str, float]:
+        """The ten summary numbers by name."""
+        return {k: getattr(self, k) for k in ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")}
+
+
+def _load_gt(gt: str | os.PathLike | Mapping[str, Any] | _COCOApi) -> _COCOApi:
+    if isinstance(gt, _COCOApi):
+        return gt
+    if isinstance(gt, (str, os.PathLike)):
+        with open(gt, encoding="utf-8") as f:
+            dataset = json.load(f)
+        where = str(gt)
+    elif isinstance(gt, Mapping):
+        # COCOeval writes an 'ignore' flag into every GT annotation: copy the annotations, not the whole set
+        dataset = dict(gt)
+        dataset["annotations"] = [dict(a) for a in gt.get("annotations", [])]
+        where = "gt"
+    else:
+        raise ValueError(f"gt must be a path, a COCO-format dict or a pycocotools COCO object, got {type(gt).__name__}")
+    for key in ("images", "annotations", "categories"):
+        if key not in dataset:
+            raise ValueError(f"{where}: ground truth lacks the top-level field {key!r}")
+    for i, ann in enumerate(dataset["annotations"]):
+        for field in ("image_id", "category_id", "keypoints", "num_keypoints", "area", "bbox", "iscrowd"):
+            if field not in ann:
+                raise ValueError(f"{where}: annotations[{i}] (id {ann.get('id')!r}) lacks field {field!r}")
+    api = _COCOApi()
+    api.dataset = dataset
+    with contextlib.redirect_stdout(io.StringIO()):
+        api.createIndex()
+    return api
+
+
+def _default_sigmas(num_keypoints: int) -> np.ndarray:
+    if num_keypoints == COCO.num_keypoints:
+        # pycocotools' own constants, so that COCO AP matches the reference to the last bit
+        return np.asarray(Params(iouType="keypoints").kpt_oks_sigmas, dtype=np.float64)
+    if num_keypoints == FASHIONAI.num_keypoints:
+        # the schema stores float32; 6 significant digits recover the decimal constants it was built from
+        return np.asarray([float(f"{s:.6g}") for s in FASHIONAI.sigmas.tolist()], dtype=np.float64)
+    raise ValueError(f"no default OKS sigmas for K = {num_keypoints} key points (known: COCO 17, FashionAI 24); "
+                     "pass sigmas=")
+
+
+def coco_keypoint_ap(
+    gt: str | os.PathLike | Mapping[str, Any] | _COCOApi,
+    results: str | os.PathLike | list[dict[str, Any]],
+    *,
+    sigmas: Sequence[float] | torch.Tensor | np.ndarray | None = None,
+) -> CocoKeypointAP:
+    """COCO OKS key-point AP/AR, computed by pycocotools ``COCOeval(gt, dt, iouType="keypoints")``.
+
+    Parameters
+    ----------
+    gt : path, dict or pycocotools.coco.COCO
+        Ground truth in the COCO key-point format (data-formats.md, D.1). A dict is not modified.
+    results : path or list of dict
+        Detections in the COCO results format (:func:`keypoints_to_coco_results`). An empty list is allowed and
+        scores AP = AR = 0 (pycocotools' own ``loadRes`` would crash on it).
+    sigmas : (K,) float, optional
+        Per-point OKS constants. Default by ``K`` (from the ground-truth category's ``keypoints`` list, else from
+        the results): 17 -> COCO's published values; 24 -> ``FASHIONAI.sigmas`` (our documented choice: each
+        point borrows the COCO sigma of the body part it lies on; no official FashionAI OKS exists).
+
+    Returns
+    -------
+    CocoKeypointAP
+        AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl as plain floats (``nan`` for pycocotools' ``-1``).
+
+    Raises
+    ------
+    ValueError
+        A results entry is malformed, or names an image or category absent from the ground truth (the message
+        gives the entry's index and id); the key-point count disagrees with the ground truth or ``sigmas``.
+    """
+    coco_gt = _load_gt(gt)
+    where = str(results) if isinstance(results, (str, os.PathLike)) else "results"
+    if isinstance(results, (str, os.PathLike)):
+        entries = read_coco_results(results)
+    else:
+        entries = validate_coco_results(results, where="results")
+
+    gt_k = {len(c["keypoints"]) for c in coco_gt.dataset["categories"] if "keypoints" in c}
+    res_k = {len(e["keypoints"]) // 3 for e in entries[:1]}
+    k_set = gt_k | res_k
+    if len(k_set) > 1:
+        raise ValueError(f"{where}: key-point counts disagree: ground-truth categories have {sorted(gt_k)}, "
+                         f"results have {sorted(res_k)}")
+    if sigmas is None:
+        if not k_set:
+            raise ValueError("cannot infer K (no 'keypoints' list in the ground-truth categories, no results); "
+                             "pass sigmas=")
+        sig = _default_sigmas(k_set.pop())
+    else:
+        sig = torch.as_tensor(sigmas, dtype=torch.float64).numpy()
+        if sig.ndim != 1 or (k_set and sig.shape[0] not in k_set) or not np.all(sig > 0):
+            raise ValueError(f"sigmas must be K = {sorted(k_set)} positive numbers, got shape {sig.shape}")
+
+    img_ids = set(coco_gt.getImgIds())
+    cat_ids = set(coco_gt.getCatIds())
+    for i, e in enumerate(entries):
+        if e["image_id"] not in img_ids:
+            raise ValueError(f"{where}: entry {i}: image_id {e['image_id']} is not in the ground truth "
+                             f"({len(img_ids)} images)")
+        if e["category_id"] not in cat_ids:
+            raise ValueError(f"{where}: entry {i}: category_id {e['category_id']} is not in the ground truth "
+                             f"(categories {sorted(cat_ids)})")
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        if entries:
+            # loadRes writes area, bbox and id into each entry; ours are fresh copies from validation
+            coco_dt = coco_gt.loadRes(entries)
+        else:
+            coco_dt = _COCOApi()
+            coco_dt.dataset = {"images": copy.deepcopy(coco_gt.dataset["images"]), "annotations": [],
+                               "categories": copy.deepcopy(coco_gt.dataset["categories"])}
+            coco_dt.createIndex()
+        evaluator = COCOeval(coco_gt, coco_dt, iouType="keypoints")
+        evaluator.params.kpt_oks_sigmas = sig
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    stats = [float(s) if s >= 0 else math.nan for s in evaluator.stats[:10]]
+    logger.debug("coco_keypoint_ap: %d results on %d images: %s", len(entries), len(img_ids), stats)
+    names = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+    return CocoKeypointAP(**dict(zip(names, stats, strict=True)), num_results=len(entries), num_images=len(img_ids),
+                          sigmas=tuple(float(s) for s in sig))

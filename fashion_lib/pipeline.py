@@ -1,0 +1,461 @@
+"""The notebook -> book pipeline: execute every experiment notebook with a profile's parameters, then build the book.
+
+Each experiment is a jupytext percent ``.py`` file in ``notebooks/`` with one cell tagged ``parameters`` whose
+lines are literal assignments (``seed = 0``). A profile (``notebooks/profiles/<name>.yaml``) sets parameters::
+
+    all:                    # every notebook that declares the name
+      seeds: [0, 1, 2]
+    01_data_tour:           # one notebook
+      num_samples: 16
+
+Names are checked against the notebooks' ``parameters`` cells and values against the defaults' types, so a typo
+stops the run with a message naming the profile, the notebook and the parameter. ``-p name value`` on the
+command line overrides any value (``-p 01_data_tour.num_samples 8`` for one notebook only).
+
+Execution is incremental and resumable: an executed notebook is cached under a key made of its source, its
+parameters and every ``fashion_lib`` source file, and a notebook whose key is cached is not run again. Each
+notebook is cached as soon as it finishes, so an interrupted build resumes at the notebook it stopped in.
+The book is built by ``jupyter-book build`` with execution off and warnings as errors.
+
+Usage::
+
+    python -m fashion_lib.pipeline [--profile cpu] [-p name value ...] [--only NAME ...] [--no-build]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fashion_lib.io import atomic_write
+
+__all__ = [
+    "ProfileError",
+    "Notebook",
+    "find_repo_root",
+    "discover_notebooks",
+    "read_parameters",
+    "load_profile",
+    "resolve_parameters",
+    "cache_key",
+    "execute_notebook",
+    "build_book",
+    "run",
+    "main",
+]
+
+log = logging.getLogger(__name__)
+
+# Parameters the runner passes to every notebook that declares them; they never come from a profile.
+RUNNER_PARAMETERS = ("run_info",)
+# Files copied into a separate work directory when the book is built somewhere else (tests do that).
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "notebooks")
+
+
+class ProfileError(ValueError):
+    """A profile or a command-line override names an unknown parameter or gives a value of the wrong type."""
+
+
+@dataclass(frozen=True)
+class Notebook:
+    """One experiment notebook and the parameters its ``parameters`` cell declares."""
+
+    path: Path
+    """The jupytext percent source, ``notebooks/NN_name.py``."""
+    defaults: Mapping[str, Any]
+    """Parameter name -> default value, in declaration order."""
+
+    @property
+    def name(self) -> str:
+        """The notebook's stem, e.g. ``"00_keypoint_schemas"``; also its key in profiles."""
+        return self.path.stem
+
+
+def find_repo_root(start: Path | None = None) -> Path:
+    """The folder holding ``pyproject.toml`` and ``notebooks/``, searched upwards from ``start`` (default: here)."""
+    here = Path(start or Path(__file__).resolve().parent).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
+            return folder
+    raise FileNotFoundError(f"no project root (pyproject.toml beside notebooks/) above {here}")
+
+
+def _read_jupytext(path: Path):
+    import jupytext
+
+    return jupytext.read(path, fmt="py:percent")
+
+
+def read_parameters(path: Path) -> dict[str, Any]:
+    """Names and default values of the cell tagged ``parameters`` in the jupytext notebook ``path``.
+
+    Every statement of that cell must be ``name = <literal>``; anything else is an error naming the line, because
+    the runner could not check or override it.
+    """
+    nb = _read_jupytext(path)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ProfileError(f"{path}: expected exactly one cell tagged 'parameters', found {len(cells)}")
+    source = cells[0].source
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as err:
+        raise ProfileError(f"{path}: parameters cell does not parse: {err}") from None
+    defaults: dict[str, Any] = {}
+    for stmt in tree.body:
+        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)):
+            raise ProfileError(f"{path}: parameters cell line {stmt.lineno}: expected 'name = <literal>'")
+        try:
+            defaults[stmt.targets[0].id] = ast.literal_eval(stmt.value)
+        except ValueError:
+            raise ProfileError(
+                f"{path}: parameters cell line {stmt.lineno}: the default of {stmt.targets[0].id!r} is not a literal"
+            ) from None
+    return defaults
+
+
+def discover_notebooks(root: Path, only: Sequence[str] = ()) -> list[Notebook]:
+    """The notebooks of ``root/notebooks`` in name order, or those named in ``only`` (stems)."""
+    paths = sorted((root / "notebooks").glob("[0-9][0-9]_*.py"))
+    notebooks = [Notebook(p, read_parameters(p)) for p in paths]
+    if only:
+        known = {nb.name for nb in notebooks}
+        unknown = [name for name in only if name not in known]
+        if unknown:
+            raise ProfileError(f"--only: unknown notebook(s) {unknown}; valid: {sorted(known)}")
+        notebooks = [nb for nb in notebooks if nb.name in only]
+    return notebooks
+
+
+def load_profile(path: Path) -> dict[str, dict[str, Any]]:
+    """Read a profile file: a mapping of ``all`` and notebook names to mappings of parameter values."""
+    if not path.is_file():
+        available = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ProfileError(f"profile file {path} does not exist; available profiles: {available}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ProfileError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ProfileError(f"{path}: expected a mapping of 'all' and notebook names, got {type(data).__name__}")
+    for section, values in data.items():
+        if not isinstance(values, dict) and values is not None:
+            raise ProfileError(f"{path}: section {section!r} must be a mapping of parameter: value")
+    return {str(k): dict(v or {}) for k, v in data.items()}
+
+
+def _type_ok(default: Any, value: Any) -> bool:
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    if isinstance(default, list | tuple):
+        return isinstance(value, list | tuple)
+    return isinstance(value, type(default))
+
+
+def _check(where: str, notebook: Notebook, name: str, value: Any) -> None:
+    if name in RUNNER_PARAMETERS:
+        raise ProfileError(f"{where}: parameter {name!r} is set by the runner, not by a profile")
+    if name not in notebook.defaults:
+        valid = [n for n in notebook.defaults if n not in RUNNER_PARAMETERS]
+        raise ProfileError(f"{where}: notebook {notebook.name!r} has no parameter {name!r}; valid: {valid}")
+    default = notebook.defaults[name]
+    if not _type_ok(default, value):
+        raise ProfileError(
+            f"{where}: parameter {name!r} of notebook {notebook.name!r} must be a {type(default).__name__} like its "
+            f"default {default!r}, got {value!r} ({type(value).__name__})"
+        )
+
+
+def resolve_parameters(
+    notebooks: Sequence[Notebook],
+    profile: Mapping[str, Mapping[str, Any]],
+    overrides: Sequence[tuple[str, str]] = (),
+    *,
+    profile_name: str = "profile",
+) -> dict[str, dict[str, Any]]:
+    """Parameters per notebook: the profile's ``all`` section, its notebook section, then ``overrides``.
+
+    ``overrides`` are ``(name, value)`` string pairs from ``-p``; ``value`` is parsed as YAML (``3``, ``0.5``,
+    ``[0, 1]``, ``true``); ``name`` may be ``notebook.name`` to address one notebook. Raises :class:`ProfileError`
+    naming the profile, notebook and parameter when a name is unknown or a value has the wrong type.
+    """
+    by_name = {nb.name: nb for nb in notebooks}
+    params: dict[str, dict[str, Any]] = {nb.name: {} for nb in notebooks}
+    for section, values in profile.items():
+        if section == "all":
+            for name, value in values.items():
+                takers = [nb for nb in notebooks if name in nb.defaults]
+                if not takers:
+                    raise ProfileError(f"{profile_name}: 'all' sets {name!r}, which no notebook declares")
+                for nb in takers:
+                    _check(f"{profile_name} (all)", nb, name, value)
+                    params[nb.name][name] = value
+        elif section in by_name:
+            for name, value in values.items():
+                _check(f"{profile_name} ({section})", by_name[section], name, value)
+                params[section][name] = value
+        elif not (section[:2].isdigit() and section[2:3] == "_"):
+            raise ProfileError(f"{profile_name}: unknown section {section!r}; valid: 'all' or a notebook name")
+        # a section for a notebook outside --only is skipped
+    for raw_name, raw_value in overrides:
+        try:
+            value = yaml.safe_load(raw_value)
+        except yaml.YAMLError as err:
+            raise ProfileError(f"-p {raw_name} {raw_value}: value is not valid YAML: {err}") from None
+        target, _, name = raw_name.rpartition(".")
+        if target:
+            if target not in by_name:
+                raise ProfileError(f"-p {raw_name}: unknown notebook {target!r}; valid: {sorted(by_name)}")
+            takers = [by_name[target]]
+        else:
+            takers = [nb for nb in notebooks if name in nb.defaults]
+            if not takers:
+                raise ProfileError(f"-p {raw_name}: no notebook declares a parameter {name!r}")
+        for nb in takers:
+            _check(f"-p {raw_name}", nb, name, value)
+            params[nb.name][name] = value
+    return params
+
+
+def _library_digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted((root / "fashion_lib").rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def cache_key(notebook: Notebook, params: Mapping[str, Any], library_digest: str) -> str:
+    """Content hash of a notebook's source, its parameters and the library sources: equal key, equal result."""
+    h = hashlib.sha256()
+    h.update(notebook.path.read_bytes())
+    h.update(json.dumps(params, sort_keys=True, default=str).encode())
+    h.update(library_digest.encode())
+    return h.hexdigest()[:20]
+
+
+def _git(root: Path, *args: str) -> str:
+    try:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip()
+
+
+def git_state(root: Path) -> dict[str, Any]:
+    """``{"commit": sha or "unknown", "dirty": bool}`` of the checkout at ``root``."""
+    commit = _git(root, "rev-parse", "HEAD") or "unknown"
+    dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
+    return {"commit": commit, "dirty": dirty}
+
+
+def _command(profile: str, notebook: str, params: Mapping[str, Any]) -> str:
+    args = " ".join(f"-p {notebook}.{k} {json.dumps(v)!r}" for k, v in params.items())
+    return f"python -m fashion_lib.pipeline --profile {profile} --only {notebook} {args}".rstrip()
+
+
+def execute_notebook(
+    notebook: Notebook,
+    params: Mapping[str, Any],
+    output: Path,
+    *,
+    run_info: Mapping[str, Any],
+    timeout: int | None = None,
+) -> float:
+    """Convert ``notebook`` to ``.ipynb``, execute it with papermill and ``params``, write it atomically to
+    ``output``. Returns the wall time in seconds. A failing cell raises ``RuntimeError`` naming the notebook; the
+    partly executed notebook is kept beside ``output`` as ``<name>.failed.ipynb`` to read the traceback.
+    """
+    import nbformat
+    import papermill
+
+    nb = _read_jupytext(notebook.path)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp_in = output.with_name(f".{notebook.name}.input.ipynb")
+    tmp_out = output.with_name(f".{notebook.name}.running.ipynb")
+    nbformat.write(nb, tmp_in)
+    all_params = dict(params)
+    if "run_info" in notebook.defaults:
+        all_params["run_info"] = dict(run_info)
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(tmp_in),
+            str(tmp_out),
+            parameters=all_params,
+            kernel_name="python3",
+            cwd=str(notebook.path.parent),
+            progress_bar=False,
+            execution_timeout=timeout,
+        )
+    except papermill.PapermillExecutionError as err:
+        failed = output.with_name(f"{notebook.name}.failed.ipynb")
+        if tmp_out.exists():
+            os.replace(tmp_out, failed)
+        raise RuntimeError(
+            f"notebook {notebook.path} failed in cell {err.exec_count}: {err.ename}: {err.evalue} (executed copy "
+            f"with the traceback: {failed})"
+        ) from None
+    finally:
+        tmp_in.unlink(missing_ok=True)
+    wall = time.perf_counter() - start
+    executed = nbformat.read(tmp_out, as_version=4)
+    executed.metadata["fashion_lib"] = {**run_info, "wall_time_s": round(wall, 3)}
+    executed.metadata.pop("jupytext", None)
+    with atomic_write(output) as f:
+        nbformat.write(executed, f)
+    tmp_out.unlink(missing_ok=True)
+    return wall
+
+
+def build_book(workdir: Path, *, strict: bool = True) -> Path:
+    """Run ``jupyter-book build`` on ``workdir`` (execution off in ``_config.yml``); returns the HTML folder.
+
+    With ``strict`` warnings are errors (``-W``): an unresolved glue key or a missing figure fails the build.
+    """
+    exe = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(exe if exe.exists() else "jupyter-book"), "build", str(workdir), "--path-output", str(workdir)]
+    if strict:
+        cmd += ["-W", "-n", "--keep-going"]
+    log.info("building the book: %s", " ".join(cmd))
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+        raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}):\n{tail}")
+    html = workdir / "_build" / "html"
+    if not (html / "index.html").is_file():
+        raise RuntimeError(f"jupyter-book build wrote no {html / 'index.html'}:\n{proc.stdout[-2000:]}")
+    return html
+
+
+def _prepare_workdir(root: Path, workdir: Path) -> None:
+    if workdir.resolve() == root.resolve():
+        return
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in BOOK_SOURCES:
+        src, dst = root / name, workdir / name
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("results", "_build"))
+        elif src.is_file():
+            shutil.copy2(src, dst)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What :func:`run` did."""
+
+    executed: tuple[str, ...]
+    """Notebooks executed in this run."""
+    cached: tuple[str, ...]
+    """Notebooks taken from the cache."""
+    html: Path | None
+    """The built book's HTML folder, or None with ``build=False``."""
+
+
+def run(
+    profile: str = "cpu",
+    overrides: Sequence[tuple[str, str]] = (),
+    *,
+    only: Sequence[str] = (),
+    root: Path | None = None,
+    workdir: Path | None = None,
+    cache_dir: Path | None = None,
+    build: bool = True,
+    timeout: int | None = None,
+) -> RunSummary:
+    """Execute the notebooks that are not cached, then build the book. See the module docstring."""
+    root = find_repo_root(root)
+    workdir = Path(workdir or root).resolve()
+    cache_dir = Path(cache_dir or root / "_build" / "notebook-cache").resolve()
+    profile_path = root / "notebooks" / "profiles" / f"{profile}.yaml"
+    notebooks = discover_notebooks(root, only)
+    params = resolve_parameters(notebooks, load_profile(profile_path), overrides, profile_name=str(profile_path))
+    _prepare_workdir(root, workdir)
+    results = workdir / "book" / "results"
+    digest = _library_digest(root)
+    git = git_state(root)
+    executed, cached = [], []
+    for i, nb in enumerate(notebooks, 1):
+        key = cache_key(nb, {**params[nb.name], "__profile__": profile}, digest)
+        cached_path = cache_dir / nb.name / f"{key}.ipynb"
+        target = results / f"{nb.name}.ipynb"
+        if cached_path.is_file():
+            log.info("[%d/%d] %s: unchanged (cache %s)", i, len(notebooks), nb.name, key)
+            cached.append(nb.name)
+        else:
+            log.info("[%d/%d] %s: executing with %s", i, len(notebooks), nb.name, params[nb.name] or "defaults")
+            run_info = {
+                **git,
+                "profile": profile,
+                "notebook": nb.name,
+                "parameters": params[nb.name],
+                "cache_key": key,
+                "command": _command(profile, nb.name, params[nb.name]),
+            }
+            wall = execute_notebook(nb, params[nb.name], cached_path, run_info=run_info, timeout=timeout)
+            log.info("[%d/%d] %s: done in %.1f s", i, len(notebooks), nb.name, wall)
+            executed.append(nb.name)
+        results.mkdir(parents=True, exist_ok=True)
+        with atomic_write(target, "wb") as f:
+            f.write(cached_path.read_bytes())
+    html = build_book(workdir) if build else None
+    if html is not None:
+        log.info("book built: %s", html / "index.html")
+    return RunSummary(tuple(executed), tuple(cached), html)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m fashion_lib.pipeline", description=__doc__.split("\n\n")[0])
+    p.add_argument("--profile", default="cpu", help="profile name in notebooks/profiles/ (default: cpu)")
+    p.add_argument("-p", dest="overrides", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="override a parameter (NAME or NOTEBOOK.NAME; VALUE parsed as YAML); repeatable")
+    p.add_argument("--only", nargs="+", default=[], metavar="NOTEBOOK", help="run only these notebooks (stems)")
+    p.add_argument("--workdir", type=Path, default=None, help="build the book here instead of the repository")
+    p.add_argument("--cache-dir", type=Path, default=None, help="executed-notebook cache (default _build/...)")
+    p.add_argument("--no-build", action="store_true", help="execute notebooks but do not build the book")
+    p.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        summary = run(
+            args.profile,
+            [tuple(o) for o in args.overrides],
+            only=args.only,
+            workdir=args.workdir,
+            cache_dir=args.cache_dir,
+            build=not args.no_build,
+            timeout=args.timeout,
+        )
+    except (ProfileError, RuntimeError, FileNotFoundError) as err:
+        log.error("error: %s", err)
+        return 2
+    log.info("executed %d notebook(s), %d unchanged", len(summary.executed), len(summary.cached))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

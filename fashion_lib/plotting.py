@@ -1,0 +1,146 @@
+"""Figures shared by the notebooks: key points, skeletons, symmetry axes, schema diagrams.
+
+Functions draw on a Matplotlib ``Axes`` they are given and return it; none creates a figure or saves files, so a
+notebook decides the layout and the book decides where figures go. Image coordinates: x right, y down, pixels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from fashion_lib.keypoints import ABSENT, COCO, FASHIONAI, KeypointSchema
+
+__all__ = ["schema_template", "draw_keypoints", "draw_axis", "draw_schema", "LEFT_COLOR", "RIGHT_COLOR"]
+
+LEFT_COLOR = "tab:blue"
+RIGHT_COLOR = "tab:orange"
+CENTER_COLOR = "tab:green"
+
+# Front-view reference shapes for schema diagrams, in a 100 x 120 frame. The wearer's left appears on the image's
+# right, as in both data sets. Only used for figures: the synthetic world has its own parametric garments.
+_TEMPLATES: dict[str, dict[str, tuple[float, float]]] = {
+    "blouse": {
+        "neckline_left": (57, 12), "neckline_right": (43, 12), "center_front": (50, 22), "shoulder_left": (70, 17),
+        "shoulder_right": (30, 17), "armpit_left": (67, 42), "armpit_right": (33, 42), "cuff_left_in": (84, 66),
+        "cuff_left_out": (93, 58), "cuff_right_in": (16, 66), "cuff_right_out": (7, 58), "top_hem_left": (68, 82),
+        "top_hem_right": (32, 82),
+    },
+    "outwear": {
+        "neckline_left": (57, 10), "neckline_right": (43, 10), "shoulder_left": (71, 15), "shoulder_right": (29, 15),
+        "armpit_left": (68, 40), "armpit_right": (32, 40), "waistline_left": (67, 66), "waistline_right": (33, 66),
+        "cuff_left_in": (86, 78), "cuff_left_out": (95, 72), "cuff_right_in": (14, 78), "cuff_right_out": (5, 72),
+        "top_hem_left": (70, 100), "top_hem_right": (30, 100),
+    },
+    "dress": {
+        "neckline_left": (56, 8), "neckline_right": (44, 8), "center_front": (50, 20), "shoulder_left": (66, 12),
+        "shoulder_right": (34, 12), "armpit_left": (64, 32), "armpit_right": (36, 32), "waistline_left": (61, 52),
+        "waistline_right": (39, 52), "cuff_left_in": (74, 40), "cuff_left_out": (79, 33), "cuff_right_in": (26, 40),
+        "cuff_right_out": (21, 33), "hemline_left": (76, 110), "hemline_right": (24, 110),
+    },
+    "skirt": {
+        "waistband_left": (63, 20), "waistband_right": (37, 20), "hemline_left": (78, 95), "hemline_right": (22, 95),
+    },
+    "trousers": {
+        "waistband_left": (64, 10), "waistband_right": (36, 10), "crotch": (50, 42), "bottom_left_in": (54, 112),
+        "bottom_left_out": (70, 112), "bottom_right_in": (46, 112), "bottom_right_out": (30, 112),
+    },
+    "person": {
+        "nose": (50, 12), "left_eye": (53, 9), "right_eye": (47, 9), "left_ear": (56, 11), "right_ear": (44, 11),
+        "left_shoulder": (63, 26), "right_shoulder": (37, 26), "left_elbow": (68, 45), "right_elbow": (32, 45),
+        "left_wrist": (70, 62), "right_wrist": (30, 62), "left_hip": (58, 62), "right_hip": (42, 62),
+        "left_knee": (59, 86), "right_knee": (41, 86), "left_ankle": (59, 110), "right_ankle": (41, 110),
+    },
+}  # fmt: skip
+
+
+def schema_template(schema: KeypointSchema, category: str) -> torch.Tensor:
+    """A symmetric front-view reference instance of ``category`` for diagrams.
+
+    Returns
+    -------
+    keypoints : (K, 3) float, x and y in a 100 x 120 frame, v = 2 for the category's points and 0 (at 0, 0) for
+        the others.
+    """
+    if category not in schema.categories:
+        raise KeyError(f"{schema.name} schema has no category {category!r}; valid: {', '.join(schema.categories)}")
+    kp = torch.zeros(schema.num_keypoints, 3)
+    for name, (x, y) in _TEMPLATES[category].items():
+        kp[schema.index(name)] = torch.tensor([x, y, 2.0])
+    return kp
+
+
+def _side_colors(schema: KeypointSchema) -> list[str]:
+    colors = [CENTER_COLOR] * schema.num_keypoints
+    for left, right in schema.pairs.tolist():
+        colors[left], colors[right] = LEFT_COLOR, RIGHT_COLOR
+    return colors
+
+
+def draw_keypoints(ax, keypoints: torch.Tensor, schema: KeypointSchema, *, edges: bool = True, names: bool = False,
+                   size: float = 30.0, marker: str = "o", alpha: float = 1.0, edge_color: str = "0.4"):
+    """Draw one instance: points coloured by side (left blue, right orange, centre green), occluded ones hollow.
+
+    Parameters
+    ----------
+    keypoints : (K, 3) float, x, y in pixels, v in {0, 1, 2}; v = 0 points are not drawn.
+    schema : the instance's schema (colours, edges, names).
+    """
+    kp = torch.as_tensor(keypoints, dtype=torch.float32).cpu()
+    if kp.shape != (schema.num_keypoints, 3):
+        raise ValueError(f"keypoints must have shape ({schema.num_keypoints}, 3) for {schema.name}, got {tuple(kp.shape)}")
+    present = kp[:, 2] > ABSENT
+    if edges:
+        for a, b in schema.edges:
+            if present[a] and present[b]:
+                ax.plot(kp[[a, b], 0], kp[[a, b], 1], color=edge_color, lw=1, alpha=alpha, zorder=1)
+    colors = _side_colors(schema)
+    for i in torch.nonzero(present).flatten().tolist():
+        filled = kp[i, 2] >= 2
+        ax.scatter(kp[i, 0], kp[i, 1], s=size, marker=marker, alpha=alpha, zorder=3, linewidths=1.5,
+                   facecolors=colors[i] if filled else "none", edgecolors=colors[i])
+        if names:
+            ax.annotate(schema.names[i], (float(kp[i, 0]), float(kp[i, 1])), fontsize=6, xytext=(3, 2),
+                        textcoords="offset points", zorder=4)
+    return ax
+
+
+def draw_axis(ax, normal: torch.Tensor, offset: float | torch.Tensor, *, color: str = "tab:red", **kwargs):
+    """Draw the symmetry axis ``{p : normal . p = offset}`` across the current view limits of ``ax``."""
+    n = torch.as_tensor(normal, dtype=torch.float64).cpu()
+    c = float(offset)
+    x0, x1 = ax.get_xlim()
+    y0, y1 = ax.get_ylim()
+    # the point of the line nearest the view's centre, then half the view's diagonal each way along the line
+    centre = torch.tensor([(x0 + x1) / 2, (y0 + y1) / 2], dtype=torch.float64)
+    foot = centre - (n @ centre - c) * n
+    direction = torch.stack([-n[1], n[0]])
+    half = math.hypot(x1 - x0, y1 - y0) / 2
+    ends = torch.stack([foot - half * direction, foot + half * direction])
+    ax.plot(ends[:, 0], ends[:, 1], color=color, ls="--", lw=1.2, **kwargs)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    return ax
+
+
+def draw_schema(ax, schema: KeypointSchema, category: str):
+    """A schema diagram: the reference instance of ``category`` with named points, dashed pair links and its axis."""
+    kp = schema_template(schema, category)
+    present = kp[:, 2] > 0
+    for left, right in schema.pairs.tolist():
+        if present[left] and present[right]:
+            ax.plot(kp[[left, right], 0], kp[[left, right], 1], color="0.75", ls=":", lw=1, zorder=0)
+    draw_keypoints(ax, kp, schema, names=True)
+    ax.set_xlim(-2, 102)
+    ax.set_ylim(122, -2)
+    ax.set_aspect("equal")
+    draw_axis(ax, torch.tensor([1.0, 0.0]), 50.0, alpha=0.6)
+    ax.set_title(f"{schema.name}: {category} ({int(present.sum())} points)", fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
+
+
+# Keep the two schemas importable from here for notebooks that only draw.
+SCHEMAS_FOR_FIGURES = {"fashionai": FASHIONAI, "coco": COCO}

@@ -1,0 +1,120 @@
+"""Provenance of a result: which code, parameters, seeds and machine produced it, and how long it took.
+
+Every notebook declares ``run_info = {}`` in its ``parameters`` cell (the pipeline fills it with the git commit,
+the profile, the parameters and the command that reproduces the run), calls :func:`start` right after, and
+:meth:`Provenance.finish` in its last cell, which shows the record on the page and stores it in the notebook.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Provenance", "start", "device_description", "library_versions"]
+
+_LIBRARIES = ("torch", "torchvision", "timm", "numpy", "pycocotools", "matplotlib", "papermill", "jupyter_book")
+
+
+def device_description() -> str:
+    """A human-readable name of the compute device: the CUDA device name or the CPU model and core count."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(0)} (x{torch.cuda.device_count()})"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return f"cpu: {cpu} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries a result depends on (``"missing"`` for one not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            out[name] = version(name.replace("_", "-"))
+        except PackageNotFoundError:
+            out[name] = "missing"
+    return out
+
+
+@dataclass
+class Provenance:
+    """A running record; :meth:`finish` stops the clock and shows it."""
+
+    run_info: Mapping[str, Any]
+    seeds: Sequence[int]
+    started: float = field(default_factory=time.perf_counter)
+    started_at: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    device: str = field(default_factory=device_description)
+    versions: dict[str, str] = field(default_factory=library_versions)
+    wall_time_s: float | None = None
+
+    def record(self) -> dict[str, Any]:
+        """The record as plain data (what the provenance page of the book lists)."""
+        info = dict(self.run_info)
+        return {
+            "notebook": info.get("notebook", "(run by hand)"),
+            "commit": info.get("commit", "unknown"),
+            "dirty": info.get("dirty", None),
+            "profile": info.get("profile", "(defaults)"),
+            "parameters": info.get("parameters", {}),
+            "seeds": list(self.seeds),
+            "device": self.device,
+            "versions": self.versions,
+            "started_at": self.started_at,
+            "wall_time_s": self.wall_time_s,
+            "command": info.get("command", "(run by hand: no pipeline command)"),
+        }
+
+    def finish(self, *, display: bool = True) -> dict[str, Any]:
+        """Stop the clock, glue ``wall_time_s`` and ``device``, and (in a notebook) show the record as a table."""
+        self.wall_time_s = round(time.perf_counter() - self.started, 2)
+        rec = self.record()
+        if display:
+            from IPython.display import Markdown
+            from IPython.display import display as show
+            from myst_nb import glue
+
+            glue("provenance_wall_time_s", float(self.wall_time_s), display=False)
+            glue("provenance_device", self.device, display=False)
+            glue("provenance_commit", str(rec["commit"])[:10], display=False)
+            show(Markdown(to_markdown(rec)))
+        return rec
+
+
+def to_markdown(rec: Mapping[str, Any]) -> str:
+    """A two-column Markdown table of a provenance record."""
+    dirty = {True: " (with uncommitted changes)", False: "", None: ""}[rec.get("dirty")]
+    params = ", ".join(f"`{k}={v!r}`" for k, v in rec["parameters"].items()) or "profile defaults"
+    versions = ", ".join(f"{k} {v}" for k, v in rec["versions"].items())
+    rows = [
+        ("commit", f"`{rec['commit']}`{dirty}"),
+        ("profile", f"`{rec['profile']}`"),
+        ("parameters", params),
+        ("seeds", ", ".join(map(str, rec["seeds"])) or "none (deterministic)"),
+        ("device", rec["device"]),
+        ("library versions", versions),
+        ("started (UTC)", rec["started_at"]),
+        ("wall time", f"{rec['wall_time_s']:.1f} s" if rec["wall_time_s"] is not None else "running"),
+        ("reproduce with", f"`{rec['command']}`"),
+    ]
+    body = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    return f"**Provenance of this page**\n\n| | |\n|---|---|\n{body}\n"
+
+
+def start(run_info: Mapping[str, Any] | None = None, seeds: Sequence[int] = ()) -> Provenance:
+    """Start recording the provenance of a notebook run (call it right after the parameters cell)."""
+    return Provenance(run_info=dict(run_info or {}), seeds=list(seeds))

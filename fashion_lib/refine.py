@@ -1,0 +1,611 @@
+"""New-key-detection: the symmetry refiner (paper Alg. 1 and 2), batched over instances, on CPU or GPU.
+
+Paper, section III.A: fit a symmetry axis through the midpoints of the left/right key-point pairs by RANSAC
+(Alg. 1), move the pairs whose midpoint is not an inlier of the best axis towards their partner's mirror image by an
+exponential moving average, then crop the image to the refined points, detect and refine again, and average the
+two scales (Alg. 2). Every ambiguity of the paper is read as ``study-notes.md`` ("New-key-detection") recommends,
+and each reading is a field of :class:`RefineConfig`:
+
+- the axis is a total-least-squares line (orthogonal distance), ``{p : normal . p = offset}``;
+- a midpoint is an inlier when its orthogonal distance is ``<= d``, ``d`` in pixels or relative to the instance's
+  size (:func:`instance_size`);
+- a candidate's set ``A`` starts as its ``n`` sampled midpoints and gains every other midpoint within ``d``; with
+  ``|A| >= m`` the axis is refitted on ``A`` and scored by the mean squared orthogonal distance over ``A``; the
+  smallest score wins, ties going to the earliest candidate;
+- ``EMA_alpha(p, q) = (1 - alpha) p + alpha q``, ``q`` the partner mirrored across the axis, both points updated
+  from the original values; a pair with one point missing gets it filled with the partner's mirror image;
+- non-symmetric points are left alone (``center_votes`` lets them vote for the axis).
+
+Coordinates are continuous pixels (pixel ``i`` covers ``[i, i + 1)``, torchvision's convention); that matters only
+for the crop of the second scale.
+
+Command line: ``python -m fashion_lib.refine RESULTS.json -o REFINED.json --schema coco`` refines the key-point
+results (COCO results format) of any detector; ``--help`` lists the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from fashion_lib.keypoints import KeypointSchema, get_schema
+
+__all__ = [
+    "RefineConfig",
+    "AxisFit",
+    "RefineResult",
+    "NewKeyDetectionResult",
+    "fit_symmetry_axis",
+    "refine_symmetric",
+    "new_key_detection",
+    "reflect",
+    "instance_size",
+    "missing_mask",
+    "refine_results",
+    "main",
+]
+
+logger = logging.getLogger(__name__)
+
+_D_UNITS = ("px", "relative")
+_PAIR_MODES = ("all", "category")
+
+# Paper, section IV.A: "m = 8, n = 5, d = 1 and k = 10" (FashionAI) and "m = 6, n = 4, d = 1 and k = 10" (COCO).
+_SCHEMA_DEFAULTS = {
+    "fashionai": {"k": 10, "n": 5, "m": 8, "d": 1.0},
+    "coco": {"k": 10, "n": 4, "m": 6, "d": 1.0},
+}
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """Every knob of New-key-detection. Defaults are the paper's FashionAI values; see :meth:`for_schema`."""
+
+    alpha: float = 0.4  # EMA weight of the mirrored partner, in [0, 1]; pair asymmetry shrinks by |1 - 2 alpha|
+    k: int = 10  # RANSAC candidates (Alg. 1's iterations), >= 1
+    n: int = 5  # midpoints sampled per candidate (Alg. 1's n), >= 2
+    m: int = 8  # |A| a candidate needs to count (Alg. 1's m), <= number of voters
+    d: float = 1.0  # inlier distance, >= 0, in the unit of d_unit (the paper gives no unit)
+    d_unit: str = "px"  # "px": input pixels; "relative": fraction of the instance size (see instance_size)
+    score_threshold: float = 0.0  # a point whose score / visibility is <= this (or NaN coordinates) is missing
+    pairs: str = "all"  # "all": every pair votes (paper's literal reading); "category": the garment's pairs only
+    center_votes: bool = False  # let non-symmetric points (centre_front, crotch, nose) vote; off in the paper
+    margin: float = 0.0  # second scale: crop margin per side, as a fraction of the box size (0 = paper's literal)
+
+    @classmethod
+    def for_schema(cls, schema: str | KeypointSchema, **overrides) -> RefineConfig:
+        """The paper's parameters for ``schema`` (FashionAI m=8, n=5, d=1, k=10; COCO m=6, n=4, d=1, k=10).
+
+        ``overrides`` replace fields by name; an unknown name raises ``ValueError`` listing the valid ones.
+        """
+        schema = get_schema(schema)
+        values = dict(_SCHEMA_DEFAULTS.get(schema.name, {}))
+        values.update(overrides)
+        return _replace(cls(), values)
+
+    def validate(self, num_voters: int | None = None) -> None:
+        """Raise ``ValueError`` naming the first out-of-range field; ``num_voters`` bounds ``n`` and ``m``."""
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha!r}")
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k!r}")
+        if self.n < 2:
+            raise ValueError(f"n must be >= 2 (two midpoints fix a line), got {self.n!r}")
+        if self.m < 1:
+            raise ValueError(f"m must be >= 1, got {self.m!r}")
+        if not (self.d >= 0.0 and math.isfinite(self.d)):
+            raise ValueError(f"d must be finite and >= 0, got {self.d!r}")
+        if self.d_unit not in _D_UNITS:
+            raise ValueError(f"d_unit must be one of {_D_UNITS}, got {self.d_unit!r}")
+        if self.pairs not in _PAIR_MODES:
+            raise ValueError(f"pairs must be one of {_PAIR_MODES}, got {self.pairs!r}")
+        if math.isnan(self.score_threshold):
+            raise ValueError(f"score_threshold must be a number, got {self.score_threshold!r}")
+        if not (self.margin >= 0.0 and math.isfinite(self.margin)):
+            raise ValueError(f"margin must be finite and >= 0, got {self.margin!r}")
+        if num_voters is not None:
+            if self.n > num_voters:
+                raise ValueError(f"n must be in [2, {num_voters}] (the number of voting midpoints), got {self.n}")
+            if self.m > num_voters:
+                raise ValueError(f"m must be in [1, {num_voters}] (the number of voting midpoints), got {self.m}")
+
+
+def _replace(config: RefineConfig, overrides: dict) -> RefineConfig:
+    names = {f.name for f in dataclasses.fields(RefineConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"unknown RefineConfig field(s) {unknown}; valid: {sorted(names)}")
+    return dataclasses.replace(config, **overrides)
+
+
+def _resolve(config: RefineConfig | None, schema: KeypointSchema, overrides: dict) -> RefineConfig:
+    """``config`` (or the schema's defaults) with the keyword arguments that are not ``None`` applied."""
+    base = config if config is not None else RefineConfig.for_schema(schema)
+    return _replace(base, {key: value for key, value in overrides.items() if value is not None})
+
+
+@dataclass(frozen=True)
+class AxisFit:
+    """The best symmetry axis per instance (:func:`fit_symmetry_axis`)."""
+
+    normal: torch.Tensor  # (B, 2) float unit normal; the axis is {p : normal . p = offset}; normal[:, 1] >= 0
+    offset: torch.Tensor  # (B,) float, pixels
+    inliers: torch.Tensor  # (B, P) bool, A_best (all False where has_axis is False)
+    has_axis: torch.Tensor  # (B,) bool, False where no candidate reached m (or all midpoints coincide)
+    error: torch.Tensor  # (B,) float, mean squared orthogonal distance over A_best, pixels^2 (inf without axis)
+
+
+@dataclass(frozen=True)
+class RefineResult:
+    """Output of :func:`refine_symmetric`."""
+
+    keypoints: torch.Tensor  # (B, K, 3) float, refined x, y (pixels) and the input's third channel
+    axis: torch.Tensor  # (B, 3) float, (normal_x, normal_y, offset) of {p : normal . p = offset}; 0 without axis
+    inliers: torch.Tensor  # (B, P) bool, pairs whose midpoint is in A_best
+    refined: torch.Tensor  # (B, P) bool, pairs moved by the EMA (complete, voting, midpoint not in A_best)
+    filled: torch.Tensor  # (B, K) bool, missing points filled with their partner's mirror image
+    has_axis: torch.Tensor  # (B,) bool, an axis was found (otherwise nothing changed)
+
+    @property
+    def normal(self) -> torch.Tensor:
+        """``(B, 2)`` float unit normal of the axis."""
+        return self.axis[:, :2]
+
+    @property
+    def offset(self) -> torch.Tensor:
+        """``(B,)`` float offset of the axis, pixels."""
+        return self.axis[:, 2]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Geometry helpers
+# --------------------------------------------------------------------------------------------------------------
+
+
+def reflect(points: torch.Tensor, normal: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """Mirror ``points`` across the line ``{p : normal . p = offset}``: ``p - 2 (normal . p - offset) normal``.
+
+    Parameters
+    ----------
+    points : (B, N, 2) float, pixels.
+    normal : (B, 2) float, unit normals.
+    offset : (B,) float, pixels.
+
+    Returns
+    -------
+    (B, N, 2) float, pixels.
+    """
+    signed = (points * normal[:, None, :]).sum(-1) - offset[:, None]  # (B, N)
+    return points - 2.0 * signed[..., None] * normal[:, None, :]
+
+
+def missing_mask(keypoints: torch.Tensor, score_threshold: float = 0.0) -> torch.Tensor:
+    """Which points are missing: third channel ``<= score_threshold`` or a non-finite coordinate.
+
+    Parameters
+    ----------
+    keypoints : (B, K, 3) float, x, y in pixels and a score or COCO visibility (0 absent, 1 occluded, 2 visible).
+    score_threshold : float; with visibility input 0 means "v == 0 is missing".
+
+    Returns
+    -------
+    (B, K) bool.
+    """
+    finite = torch.isfinite(keypoints[..., :2]).all(-1)
+    # A NaN score compares False with everything: count it as missing rather than present.
+    return ~(finite & (keypoints[..., 2] > score_threshold))
+
+
+def instance_size(keypoints: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Size of each instance: the diagonal of the box closing its present points (0 with fewer than 2).
+
+    This is the unit of ``d`` when ``d_unit="relative"`` (and of nothing else).
+
+    Parameters
+    ----------
+    keypoints : (B, K, 3) or (B, K, 2) float, pixels.
+    present : (B, K) bool.
+
+    Returns
+    -------
+    (B,) float, pixels.
+    """
+    xy = keypoints[..., :2]
+    inf = torch.tensor(float("inf"), dtype=xy.dtype, device=xy.device)
+    lo = torch.where(present[..., None], xy, inf).amin(1)  # (B, 2)
+    hi = torch.where(present[..., None], xy, -inf).amax(1)  # (B, 2)
+    extent = torch.where(present.any(1, keepdim=True), hi - lo, torch.zeros_like(lo))
+    return extent.norm(dim=-1)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# RANSAC (Alg. 1), batched. Internal layout is batch-last, (P, k, B): reductions over the few midpoints then run
+# over the outer dimension, vectorised along B, which is several times faster on CPU than reducing a last
+# dimension of length 11.
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _sample_subsets(
+    valid: torch.Tensor, k: int, n: int | torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """Draw ``k`` uniform random subsets of ``n`` valid midpoints per instance (selection sampling).
+
+    Knuth's Algorithm S, vectorised over instances and candidates: midpoint ``i`` is taken with probability
+    (still needed) / (valid ones from ``i`` on), which gives every ``n``-subset of the valid midpoints the same
+    chance. Where fewer than ``n`` are valid, all valid ones are taken (the caller rejects that candidate).
+    The uniforms are one ``(P, k, B)`` draw on ``generator``'s device, then moved to ``valid``'s device, so a CPU
+    generator gives the same subsets for CPU and GPU input.
+
+    Parameters
+    ----------
+    valid : (P, B) float 0/1 (batch-last), which midpoints may be sampled.
+    k : int, candidates per instance.
+    n : int or (B,) float, midpoints per candidate.
+    generator : torch.Generator.
+
+    Returns
+    -------
+    (P, k, B) float 0/1, ``subsets[i, j, b] == 1``: midpoint ``i`` is in candidate ``j`` of instance ``b``.
+    """
+    P, B = valid.shape
+    dtype = valid.dtype
+    uniforms = torch.rand(P, k, B, generator=generator, device=generator.device).to(valid.device, dtype)
+    left = valid.flip(0).cumsum(0).flip(0)  # (P, B): valid midpoints from i on
+    # Take i when u_i * left_i < need; an invalid midpoint gets a threshold above any need (need <= P).
+    threshold = uniforms.mul_(left[:, None]).add_(((1.0 - valid) * (P + 1))[:, None])  # (P, k, B)
+    need = torch.as_tensor(n, dtype=dtype, device=valid.device).expand(B).expand(k, B).clone()  # (k, B)
+    subsets = torch.empty_like(threshold)
+    for i in range(P):  # over the few midpoints, not over instances or trials
+        torch.lt(threshold[i], need, out=subsets[i])  # float out: much faster than bool on CPU
+        need.sub_(subsets[i])
+    return subsets
+
+
+def _moments_line(
+    weights: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Total-least-squares line through the points selected by ``weights``.
+
+    ``x``, ``y`` are (P, 1, B), centred per instance, so the one-pass moments lose no precision to the image
+    position; ``weights`` is (P, k, B) float 0/1. Returns the unit normal ``(nx, ny)``, the offset ``c``
+    (line ``nx x + ny y = c``), the count and the scatter trace, each (k, B).
+    """
+    count = weights.sum(0)  # (k, B)
+    safe = count.clamp(min=1.0)
+    wx = weights * x  # (P, k, B)
+    wy = weights * y
+    mx = wx.sum(0) / safe  # (k, B)
+    my = wy.sum(0) / safe
+    sxx = (wx * x).sum(0) - count * mx * mx  # (k, B), second moments about the candidate's centroid
+    syy = (wy * y).sum(0) - count * my * my
+    sxy = (wx * y).sum(0) - count * mx * my
+    # Direction of largest spread: theta = atan2(2 sxy, sxx - syy) / 2; the normal is its perpendicular.
+    # atan2(0, 0) = 0 keeps a degenerate set finite (the caller rejects it).
+    theta = 0.5 * torch.atan2(2.0 * sxy, sxx - syy)
+    nx = -torch.sin(theta)
+    ny = torch.cos(theta)
+    return nx, ny, nx * mx + ny * my, count, (sxx + syy).clamp(min=0.0)
+
+
+def _fit_axis_t(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    valid: torch.Tensor,
+    *,
+    k: int,
+    n: torch.Tensor,
+    m: torch.Tensor,
+    d: torch.Tensor,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Alg. 1 on batch-last float tensors. ``x``, ``y``, ``valid``: (P, B) (coordinates finite, 0 where
+    invalid); ``n``, ``m``, ``d``: (B,). Returns nx, ny, offset, has_axis (float 0/1), error (each (B,)) and the
+    inliers (P, B) float 0/1. Only float arithmetic in the (P, k, B) part: bool tensors are slow on CPU."""
+    P, B = x.shape
+    dtype = x.dtype
+    count_valid = valid.sum(0)  # (B,)
+    cx = (x * valid).sum(0) / count_valid.clamp(min=1.0)  # (B,) instance centre of the valid midpoints
+    cy = (y * valid).sum(0) / count_valid.clamp(min=1.0)
+    scale = torch.maximum((x * valid).abs().amax(0), (y * valid).abs().amax(0)) if P else cx.abs()  # (B,)
+    lx = ((x - cx) * valid)[:, None]  # (P, 1, B), centred: moments then carry no image-position round-off
+    ly = ((y - cy) * valid)[:, None]
+    valid3 = valid[:, None]  # (P, 1, B)
+
+    subsets = _sample_subsets(valid, k, n, generator)  # (P, k, B)
+    nx, ny, c, count_s, _ = _moments_line(subsets, lx, ly)  # (k, B): the base line of each sample
+    residual = torch.addcmul(-c, nx, lx).addcmul_(ny, ly).abs_()  # (P, k, B) distance to the base line
+    in_a = torch.le(residual, d, out=residual).mul_(valid3)  # float out, reusing the buffer
+    in_a = torch.maximum(in_a, subsets, out=in_a)  # A = sample + valid midpoints within d (Alg. 1 lines 2-8)
+    nx, ny, c, count, trace = _moments_line(in_a, lx, ly)  # refit on A (Alg. 1 line 10)
+    sq = torch.addcmul(-c, nx, lx).addcmul_(ny, ly).square_().mul_(in_a)  # (P, k, B)
+    error = sq.sum(0) / count.clamp(min=1.0)  # (k, B) mean squared orthogonal distance over A
+
+    # A candidate counts when its sample was complete, |A| >= m, and A's points do not all coincide.
+    tiny = (256 * torch.finfo(dtype).eps * scale) ** 2  # (B,)
+    eligible = (count_s >= n) & (count >= m) & (trace > count * tiny)  # (k, B) bool, small
+    error = torch.where(eligible, error, torch.full_like(error, float("inf")))
+    best_error, best = error.min(0)  # (B,); the first index on ties
+    has_axis = eligible.any(0).to(dtype)  # (B,)
+    pick = best[None]  # (1, B)
+    nx, ny = nx.gather(0, pick)[0], ny.gather(0, pick)[0]
+    # Canonical sign: normal pointing to +x (garment axes are near-vertical, so this rarely flips near a tie).
+    sign = torch.where(nx < 0, -1.0, 1.0).to(dtype)
+    nx, ny = nx * sign * has_axis, ny * sign * has_axis
+    offset = (c.gather(0, pick)[0] * sign + nx * cx + ny * cy) * has_axis  # back to image coordinates
+    inliers = in_a.gather(1, pick[None].expand(P, 1, B))[:, 0] * has_axis  # (P, B)
+    return nx, ny, offset, has_axis, best_error, inliers
+
+
+def _as_per_instance(value, name: str, batch: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    out = torch.as_tensor(value, dtype=dtype, device=device)
+    if out.ndim == 0:
+        return out.expand(batch)
+    if out.shape != (batch,):
+        raise ValueError(f"{name} must be a number or a ({batch},) tensor, got shape {tuple(out.shape)}")
+    return out
+
+
+def fit_symmetry_axis(
+    midpoints: torch.Tensor,
+    valid: torch.Tensor,
+    *,
+    k: int,
+    n: int | torch.Tensor,
+    m: int | torch.Tensor,
+    d: float | torch.Tensor,
+    generator: torch.Generator,
+) -> AxisFit:
+    """RANSAC for the symmetry axis (paper Alg. 1), over ``B`` sets of midpoints at once.
+
+    1. Draw ``k`` subsets of ``n`` valid midpoints per instance (:func:`_sample_subsets`).
+    2. Fit a total-least-squares line to each subset.
+    3. ``A`` = the subset plus every other valid midpoint within orthogonal distance ``d`` of that line.
+    4. Where ``|A| >= m`` (and ``A``'s points do not all coincide), refit the line on ``A``; its error is the mean
+       squared orthogonal distance over ``A``.
+    5. Keep the candidate with the smallest error; ties go to the earliest candidate.
+
+    Midpoints are centred per instance before any moment is taken, and errors come from explicit residuals, not
+    from the moments: on exactly symmetric input every candidate's error is then ~0 at the precision of the
+    *spread* of the points, not of their image position, and the tie cannot pick a worse ``A``.
+
+    Parameters
+    ----------
+    midpoints : (B, P, 2) float, pixels; entries where ``valid`` is False are ignored (may be NaN).
+    valid : (B, P) bool.
+    k : int >= 1, candidates.
+    n : int >= 2 or (B,) long, midpoints per sample.
+    m : int >= 1 or (B,) long, the smallest ``|A|`` a candidate may have.
+    d : float >= 0 or (B,) float, inlier distance in pixels.
+    generator : torch.Generator; see :func:`_sample_subsets` for devices.
+
+    Returns
+    -------
+    AxisFit
+        ``normal`` (B, 2), ``offset`` (B,), ``inliers`` (B, P), ``has_axis`` (B,), ``error`` (B,).
+    """
+    if midpoints.ndim != 3 or midpoints.shape[-1] != 2:
+        raise ValueError(f"midpoints must have shape (B, P, 2), got {tuple(midpoints.shape)}")
+    if not midpoints.is_floating_point():
+        raise ValueError(f"midpoints must be a float tensor, got dtype {midpoints.dtype}")
+    B, P, _ = midpoints.shape
+    if valid.shape != (B, P) or valid.dtype != torch.bool:
+        raise ValueError(f"valid must be a ({B}, {P}) bool tensor, got {tuple(valid.shape)} {valid.dtype}")
+    dtype, device = midpoints.dtype, midpoints.device
+    n_t, m_t, d_t = _check_ransac_args(k, n, m, d, B, P, dtype, device)
+    valid = valid & torch.isfinite(midpoints).all(-1)
+    pts = torch.nan_to_num(midpoints, nan=0.0, posinf=0.0, neginf=0.0) * valid[..., None]
+    vf = valid.t().to(dtype).contiguous()  # (P, B)
+    x, y = pts[..., 0].t().contiguous(), pts[..., 1].t().contiguous()
+    nx, ny, offset, has_axis, error, inliers = _fit_axis_t(x, y, vf, k=k, n=n_t, m=m_t, d=d_t, generator=generator)
+    return AxisFit(normal=torch.stack([nx, ny], -1), offset=offset, inliers=inliers.t() > 0.5,
+                   has_axis=has_axis > 0.5, error=error)
+
+
+def _check_ransac_args(k, n, m, d, B: int, P: int, dtype: torch.dtype, device: torch.device):
+    """Validate k, n, m, d and return n, m, d as (B,) tensors of ``dtype``."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be an int >= 1, got {k!r}")
+    n_t = _as_per_instance(n, "n", B, dtype, device)
+    m_t = _as_per_instance(m, "m", B, dtype, device)
+    d_t = _as_per_instance(d, "d", B, dtype, device)
+    if B:
+        if float(n_t.min()) < 2 or float(n_t.max()) > P:
+            raise ValueError(f"n must be in [2, {P}] (P = the number of midpoints), got "
+                             f"{_span(n_t)}")
+        if float(m_t.min()) < 1 or float(m_t.max()) > P:
+            raise ValueError(f"m must be in [1, {P}] (P = the number of midpoints), got {_span(m_t)}")
+        if not bool(((d_t >= 0) & torch.isfinite(d_t)).all()):
+            raise ValueError(f"d must be finite and >= 0, got {_span(d_t)}")
+    return n_t, m_t, d_t
+
+
+def _span(values: torch.Tensor) -> str:
+    lo, hi = values.min().item(), values.max().item()
+    return f"{lo:g}" if lo == hi else f"{lo:g}..{hi:g}"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The refiner (Alg. 2, steps 1-8)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _applicable_points(
+    schema: KeypointSchema, categories: Sequence[str] | torch.Tensor, batch: int, device: torch.device
+) -> torch.Tensor:
+    """(B, K) bool: which points each instance's category has. ``categories``: B names, or (B,) long indices
+    into ``list(schema.categories)``."""
+    names = list(schema.categories)
+    table = torch.stack([schema.category_mask(c) for c in names]).to(device)  # (n_categories, K)
+    if isinstance(categories, torch.Tensor):
+        index = categories.to(device=device, dtype=torch.long)
+        if index.shape != (batch,):
+            raise ValueError(f"categories must have shape ({batch},), got {tuple(index.shape)}")
+        if batch and (int(index.min()) < 0 or int(index.max()) >= len(names)):
+            raise ValueError(f"categories indices must be in [0, {len(names) - 1}] ({names}), got "
+                             f"{int(index.min())}..{int(index.max())}")
+    else:
+        if len(categories) != batch:
+            raise ValueError(f"categories must have one name per instance ({batch}), got {len(categories)}")
+        lookup = {c: i for i, c in enumerate(names)}
+        bad = [(i, c) for i, c in enumerate(categories) if c not in lookup]
+        if bad:
+            raise ValueError(f"categories[{bad[0][0]}] = {bad[0][1]!r} is not a {schema.name} category; "
+                             f"valid: {names}")
+        index = torch.tensor([lookup[c] for c in categories], dtype=torch.long, device=device)
+    return table[index]
+
+
+def _refine_chunk(
+    keypoints: torch.Tensor,
+    schema: KeypointSchema,
+    cfg: RefineConfig,
+    applicable: torch.Tensor | None,
+    generator: torch.Generator,
+) -> RefineResult:
+    B, K, _ = keypoints.shape
+    device, dtype = keypoints.device, keypoints.dtype
+    pairs = schema.pairs.to(device)
+    centre = schema.center.to(device)
+    P = pairs.shape[0]
+    present = ~missing_mask(keypoints, cfg.score_threshold)  # (B, K)
+    if applicable is not None:
+        present_voting = present & applicable
+    else:
+        applicable = torch.ones(B, K, dtype=torch.bool, device=device)
+        present_voting = present
+    pair_applicable = applicable[:, pairs].all(-1)  # (B, P)
+    left, right = keypoints[:, pairs[:, 0]], keypoints[:, pairs[:, 1]]  # (B, P, 3) each
+    has_left, has_right = present_voting[:, pairs[:, 0]], present_voting[:, pairs[:, 1]]  # (B, P)
+    complete = has_left & has_right  # a pair with a point missing has no midpoint and does not vote
+    voters = 0.5 * (left[..., :2] + right[..., :2])  # (B, P, 2)
+    voting = complete
+    if cfg.center_votes:  # non-symmetric points lie on the axis: they vote as their own midpoints
+        voters = torch.cat([voters, keypoints[:, centre, :2]], dim=1)  # (B, P + C, 2)
+        voting = torch.cat([voting, present_voting[:, centre]], dim=1)
+    V = voters.shape[1]
+
+    if cfg.pairs == "category":
+        # Scale n and m to the voters the garment has (study notes): n' = max(2, min(n, V_c - 1)),
+        # m' = max(n', ceil(m * V_c / V)). With two voters (a skirt) this samples both: the exact line, no RANSAC.
+        v_c = torch.cat([pair_applicable, applicable[:, centre]], 1)[:, :V].sum(1) if cfg.center_votes \
+            else pair_applicable.sum(1)  # (B,)
+        n_eff = torch.clamp(torch.minimum(torch.full_like(v_c, cfg.n), v_c - 1), min=2)
+        m_eff = torch.maximum((cfg.m * v_c + V - 1) // V, n_eff)
+    else:
+        n_eff, m_eff = cfg.n, cfg.m
+    d = cfg.d
+    if cfg.d_unit == "relative":
+        d = cfg.d * instance_size(keypoints, present)  # (B,)
+    fit = fit_symmetry_axis(voters, voting, k=cfg.k, n=n_eff, m=m_eff, d=d, generator=generator)
+
+    mirror_of_right = reflect(right[..., :2], fit.normal, fit.offset)  # left's target q (B, P, 2)
+    mirror_of_left = reflect(left[..., :2], fit.normal, fit.offset)
+    inliers = fit.inliers[:, :P]
+    refined = complete & fit.has_axis[:, None] & ~inliers  # (B, P)
+    alpha = cfg.alpha
+    new_left = torch.where(refined[..., None], (1 - alpha) * left[..., :2] + alpha * mirror_of_right, left[..., :2])
+    new_right = torch.where(refined[..., None], (1 - alpha) * right[..., :2] + alpha * mirror_of_left, right[..., :2])
+    can_fill = pair_applicable & fit.has_axis[:, None]
+    fill_left = can_fill & ~present[:, pairs[:, 0]] & has_right  # (B, P)
+    fill_right = can_fill & ~present[:, pairs[:, 1]] & has_left
+    new_left = torch.where(fill_left[..., None], mirror_of_right, new_left)
+    new_right = torch.where(fill_right[..., None], mirror_of_left, new_right)
+    # A filled point takes its partner's score (or visibility): the evidence it rests on.
+    left_score = torch.where(fill_left, right[..., 2], left[..., 2])
+    right_score = torch.where(fill_right, left[..., 2], right[..., 2])
+
+    out = keypoints.clone()
+    out[:, pairs[:, 0]] = torch.cat([new_left, left_score[..., None]], -1)
+    out[:, pairs[:, 1]] = torch.cat([new_right, right_score[..., None]], -1)
+    filled = torch.zeros(B, K, dtype=torch.bool, device=device)
+    filled[:, pairs[:, 0]] = fill_left
+    filled[:, pairs[:, 1]] = fill_right
+    axis = torch.cat([fit.normal, fit.offset[:, None]], -1).to(dtype)  # (B, 3)
+    return RefineResult(keypoints=out, axis=axis, inliers=inliers, refined=refined, filled=filled,
+                        has_axis=fit.has_axis)
+
+
+def refine_symmetric(
+    keypoints: torch.Tensor,
+    schema: str | KeypointSchema,
+    *,
+    generator: torch.Generator,
+    config: RefineConfig | None = None,
+    categories: Sequence[str] | torch.Tensor | None = None,
+    alpha: float | None = None,
+    k: int | None = None,
+    n: int | None = None,
+    m: int | None = None,
+    d: float | None = None,
+    d_unit: str | None = None,
+    score_threshold: float | None = None,
+    pairs: str | None = None,
+    center_votes: bool | None = None,
+    chunk_size: int = 16384,
+) -> RefineResult:
+    """Symmetry refinement of key points (paper Alg. 2, steps 1-8), batched over instances.
+
+    Fits the symmetry axis through the midpoints of the complete left/right pairs (:func:`fit_symmetry_axis`),
+    then, for every complete pair whose midpoint is not in ``A_best``, replaces both points from their *original*
+    values by ``EMA_alpha(p, q) = (1 - alpha) p + alpha q``, ``q`` the partner mirrored across the axis. This
+    multiplies the pair's asymmetric part (its midpoint's offset from the axis, and its tilt) by ``1 - 2 alpha`` and
+    keeps the symmetric part: ``alpha = 0`` changes nothing, ``alpha = 0.5`` puts the pair exactly in symmetry
+    (its midpoint lands on the axis), ``alpha = 1`` swaps each point for its partner's mirror image, and the
+    paper's ``alpha = 0.4`` removes 80 % of the asymmetry. A pair with one point missing (see
+    :func:`missing_mask`) gets that point filled with its partner's mirror image, and the partner's score, for any
+    ``alpha``. Non-symmetric points are never moved. Instances without an axis are returned unchanged.
+
+    Parameters
+    ----------
+    keypoints : (B, K, 3) float, x, y in pixels and a score or COCO visibility; ``K`` must match ``schema``.
+    schema : ``"fashionai"``, ``"coco"`` or a :class:`~fashion_lib.keypoints.KeypointSchema`.
+    generator : torch.Generator for the RANSAC samples (a CPU generator gives identical results on CPU and GPU).
+    config : RefineConfig, default ``RefineConfig.for_schema(schema)``; the keywords below override its fields.
+    categories : B category names (or (B,) long indices into ``schema.categories``); required with
+        ``pairs="category"``, where only each garment's own pairs vote, are refined and are filled, and ``n``, ``m``
+        are scaled to its pair count (see :class:`RefineConfig`). Ignored with ``pairs="all"``, where all pairs
+        vote (the paper's literal reading, the detector predicting every point for every garment).
+    alpha, k, n, m, d, d_unit, score_threshold, pairs, center_votes : override the config's fields.
+    chunk_size : int, instances processed at once; bounds memory (about 4 kB per instance at k = 10, P = 11).
+        The random stream is consumed chunk by chunk, so results may depend on it.
+
+    Returns
+    -------
+    RefineResult
+        ``keypoints`` (B, K, 3), ``axis`` (B, 3), ``inliers`` (B, P), ``refined`` (B, P), ``filled`` (B, K),
+        ``has_axis`` (B,).
+    """
+    schema = get_schema(schema)
+    cfg = _resolve(config, schema, dict(alpha=alpha, k=k, n=n, m=m, d=d, d_unit=d_unit,
+                                        score_threshold=score_threshold, pairs=pairs, center_votes=center_votes))
+    num_voters = schema.num_pairs + (len(schema.center) if cfg.center_votes else 0)
+    cfg.validate(num_voters=num_voters)
+    if not isinstance(keypoints, torch.Tensor) or not keypoints.is_floating_point():
+        raise ValueError(f"keypoints must be a float tensor, got {type(keypoints).__name__}")
+    if keypoints.ndim != 3 or keypoints.shape[1:] != (schema.num_keypoints, 3):
+        raise ValueError(f"keypoints must have shape (B, {schema.num_keypoints}, 3) for the {schema.name} schema, "
+                         f"got {tuple(keypoints.shape)}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    B = keypoints.shape[0]
+    applicable = None
+    if cfg.pairs == "category":
+        if categories is None:
+            raise ValueError("categories is required with pairs='category' (one category name per instance)")
+        applicable = _applicable_points(schema, categories, B, keypoints.device)
+    parts = [
+        _refine_chunk(keypoints[s:s + chunk_size], schema, cfg,
+                      None if applicable is None else applicable[s:s + chunk_size], generator)
+        for s in range(0, B, chunk_size)  # over chunks of instances, to bound memory
+    ] or [_refine_chunk(keypoints, schema, cfg, applicable, generator)]
+    if len(parts) == 1:
+        return parts[0]
+    return RefineResult(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in
+                           dataclasses.fields(RefineResult)})

@@ -1,0 +1,147 @@
+"""The notebook -> book pipeline: parameter checking, caching, and a real smoke build of the book."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fashion_lib import pipeline
+from fashion_lib.pipeline import Notebook, ProfileError, read_parameters, resolve_parameters
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _notebook(tmp_path: Path, name: str, params: str) -> Notebook:
+    path = tmp_path / f"{name}.py"
+    path.write_text(f'# %% [markdown]\n# # A test notebook\n\n# %% tags=["parameters"]\n{params}\n\n# %%\nprint(1)\n')
+    return Notebook(path, read_parameters(path))
+
+
+def test_read_parameters_takes_literal_assignments_in_order(tmp_path):
+    nb = _notebook(tmp_path, "01_x", "run_info = {}\nseeds = [0, 1, 2]\nalpha = 0.4\nname = 'a'")
+    assert list(nb.defaults.items()) == [("run_info", {}), ("seeds", [0, 1, 2]), ("alpha", 0.4), ("name", "a")]
+
+
+@pytest.mark.parametrize("cell, message", [
+    ("import os", "line 1: expected 'name = <literal>'"),
+    ("x = 1\ny = len([1])", "line 2: the default of 'y' is not a literal"),
+    ("x = = 1", "parameters cell does not parse"),
+])
+def test_read_parameters_rejects_what_it_cannot_override(tmp_path, cell, message):
+    with pytest.raises(ProfileError, match=message):
+        _notebook(tmp_path, "01_bad", cell)
+
+
+def test_a_notebook_needs_exactly_one_parameters_cell(tmp_path):
+    path = tmp_path / "02_none.py"
+    path.write_text("# %%\nx = 1\n")
+    with pytest.raises(ProfileError, match="exactly one cell tagged 'parameters', found 0"):
+        read_parameters(path)
+
+
+@pytest.fixture
+def two_notebooks(tmp_path):
+    return [_notebook(tmp_path, "01_a", "run_info = {}\nseed = 0\nalpha = 0.4"),
+            _notebook(tmp_path, "02_b", "seed = 0\nsteps = 10\nseeds = [0]")]
+
+
+def test_profile_all_section_reaches_only_notebooks_that_declare_the_name(two_notebooks):
+    params = resolve_parameters(two_notebooks, {"all": {"seed": 3, "alpha": 1}, "02_b": {"steps": 5}})
+    assert params == {"01_a": {"seed": 3, "alpha": 1}, "02_b": {"seed": 3, "steps": 5}}
+
+
+def test_overrides_parse_yaml_and_can_address_one_notebook(two_notebooks):
+    params = resolve_parameters(two_notebooks, {"all": {"seed": 3}},
+                                [("seed", "7"), ("02_b.seeds", "[1, 2]"), ("01_a.alpha", "0.5")])
+    assert params == {"01_a": {"seed": 7, "alpha": 0.5}, "02_b": {"seed": 7, "seeds": [1, 2]}}
+
+
+@pytest.mark.parametrize("profile, overrides, message", [
+    ({"02_b": {"stepz": 5}}, [], r"cpu.yaml \(02_b\): notebook '02_b' has no parameter 'stepz'; valid: \['seed'"),
+    ({"all": {"sead": 1}}, [], "'all' sets 'sead', which no notebook declares"),
+    ({"02_b": {"steps": "ten"}}, [], "parameter 'steps' of notebook '02_b' must be a int like its default 10"),
+    ({"01_a": {"alpha": True}}, [], "must be a float"),
+    ({"01_a": {"run_info": {}}}, [], "'run_info' is set by the runner"),
+    ({"99x": {}}, [], "unknown section '99x'"),
+    ({}, [("nope", "1")], "-p nope: no notebook declares a parameter 'nope'"),
+    ({}, [("03_c.seed", "1")], "-p 03_c.seed: unknown notebook '03_c'"),
+    ({}, [("steps", "[1")], r"-p steps \[1: value is not valid YAML"),
+])
+def test_bad_profiles_stop_with_a_message_naming_the_parameter(two_notebooks, profile, overrides, message):
+    with pytest.raises(ProfileError, match=message):
+        resolve_parameters(two_notebooks, profile, overrides, profile_name="profiles/cpu.yaml")
+
+
+def test_the_shipped_profiles_resolve_against_the_shipped_notebooks():
+    notebooks = pipeline.discover_notebooks(ROOT)
+    assert notebooks, "no notebooks found"
+    for name in ("smoke", "cpu", "gpu"):
+        profile = pipeline.load_profile(ROOT / "notebooks" / "profiles" / f"{name}.yaml")
+        params = resolve_parameters(notebooks, profile, profile_name=name)
+        assert set(params) == {nb.name for nb in notebooks}
+    for nb in notebooks:
+        assert "run_info" in nb.defaults, f"{nb.path} must declare run_info (provenance)"
+
+
+def test_missing_profile_lists_the_available_ones():
+    with pytest.raises(ProfileError, match=r"available profiles: \[.*'smoke'"):
+        pipeline.load_profile(ROOT / "notebooks" / "profiles" / "nope.yaml")
+
+
+def test_cache_key_changes_with_source_parameters_and_library(two_notebooks):
+    nb = two_notebooks[0]
+    key = pipeline.cache_key(nb, {"seed": 1}, "lib1")
+    assert key == pipeline.cache_key(nb, {"seed": 1}, "lib1")
+    assert key != pipeline.cache_key(nb, {"seed": 2}, "lib1")
+    assert key != pipeline.cache_key(nb, {"seed": 1}, "lib2")
+    nb.path.write_text(nb.path.read_text() + "\n# %%\nprint(2)\n")
+    assert key != pipeline.cache_key(nb, {"seed": 1}, "lib1")
+
+
+@pytest.mark.slow
+def test_smoke_book_builds_strictly_then_rebuilds_from_cache(tmp_path):
+    workdir, cache = tmp_path / "book", tmp_path / "cache"
+    first = pipeline.run("smoke", workdir=workdir, cache_dir=cache)
+    names = [nb.name for nb in pipeline.discover_notebooks(ROOT)]
+    assert list(first.executed) == names and first.cached == ()
+    intro = (first.html / "book" / "intro.html").read_text()
+    # glued from notebook 00 into another page: the schema sizes, not an empty string
+    assert '<span class="pasted-text">24</span>' in intro
+    assert '<span class="pasted-text">17</span>' in intro
+    page = (first.html / "book" / "results" / "00_keypoint_schemas.html").read_text()
+    assert "Provenance of this page" in page and "smoke" in page
+    assert "Traceback" not in page
+
+    second = pipeline.run("smoke", workdir=workdir, cache_dir=cache, build=False)
+    assert second.executed == () and list(second.cached) == names
+
+    # a different parameter value is a different result: executed again
+    third = pipeline.run("smoke", [("dpi", "61")], only=["00_keypoint_schemas"], workdir=workdir,
+                         cache_dir=cache, build=False)
+    assert third.executed == ("00_keypoint_schemas",)
+
+    # -W: an unresolved glue key fails the build instead of printing an empty number
+    shutil.copy(workdir / "book" / "intro.md", tmp_path / "intro.bak")
+    with open(workdir / "book" / "intro.md", "a") as f:
+        f.write("\nBroken: {glue:text}`results/00_keypoint_schemas.ipynb::no_such_key:d`.\n")
+    with pytest.raises(RuntimeError, match="no_such_key"):
+        pipeline.build_book(workdir)
+
+
+@pytest.mark.slow
+def test_failing_notebook_is_named_and_not_cached(tmp_path, monkeypatch):
+    root = tmp_path / "repo"
+    (root / "notebooks" / "profiles").mkdir(parents=True)
+    shutil.copy(ROOT / "pyproject.toml", root)
+    shutil.copytree(ROOT / "fashion_lib", root / "fashion_lib", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "notebooks" / "profiles" / "smoke.yaml").write_text("{}\n")
+    (root / "notebooks" / "01_fails.py").write_text('# %% tags=["parameters"]\nrun_info = {}\n\n# %%\n1 / 0\n')
+    with pytest.raises(RuntimeError, match=r"01_fails.py failed in cell .*ZeroDivisionError"):
+        pipeline.run("smoke", root=root, cache_dir=tmp_path / "cache", build=False)
+    assert not list((tmp_path / "cache").rglob("*.ipynb")) or all(
+        "failed" in p.name for p in (tmp_path / "cache").rglob("*.ipynb"))
+
+
+def test_main_reports_a_bad_parameter_and_exits_2(caplog):
+    assert pipeline.main(["--profile", "smoke", "-p", "no_such_parameter", "1", "--no-build"]) == 2
+    assert "no notebook declares a parameter 'no_such_parameter'" in caplog.text
