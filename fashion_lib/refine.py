@@ -49,6 +49,8 @@ __all__ = [
     "instance_size",
     "missing_mask",
     "refine_results",
+    "RefineSummary",
+    "square_crop_boxes",
     "main",
 ]
 
@@ -204,9 +206,10 @@ def missing_mask(keypoints: torch.Tensor, score_threshold: float = 0.0) -> torch
 
 
 def instance_size(keypoints: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    """Size of each instance: the diagonal of the box closing its present points (0 with fewer than 2).
+    """Size of each instance: the largest distance between two of its present points (0 with fewer than 2).
 
-    This is the unit of ``d`` when ``d_unit="relative"`` (and of nothing else).
+    This is the unit of ``d`` when ``d_unit="relative"`` (and of nothing else). The diameter, unlike the diagonal
+    of the bounding box, does not change when the instance rotates, so the refiner stays rotation-equivariant.
 
     Parameters
     ----------
@@ -217,12 +220,10 @@ def instance_size(keypoints: torch.Tensor, present: torch.Tensor) -> torch.Tenso
     -------
     (B,) float, pixels.
     """
-    xy = keypoints[..., :2]
-    inf = torch.tensor(float("inf"), dtype=xy.dtype, device=xy.device)
-    lo = torch.where(present[..., None], xy, inf).amin(1)  # (B, 2)
-    hi = torch.where(present[..., None], xy, -inf).amax(1)  # (B, 2)
-    extent = torch.where(present.any(1, keepdim=True), hi - lo, torch.zeros_like(lo))
-    return extent.norm(dim=-1)
+    xy = torch.where(present[..., None], keypoints[..., :2], torch.zeros_like(keypoints[..., :2]))
+    dist = torch.cdist(xy, xy)  # (B, K, K)
+    both = present[:, :, None] & present[:, None, :]
+    return torch.where(both, dist, torch.zeros_like(dist)).flatten(1).amax(1) if xy.shape[1] else xy.new_zeros(len(xy))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -609,3 +610,322 @@ def refine_symmetric(
         return parts[0]
     return RefineResult(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in
                            dataclasses.fields(RefineResult)})
+
+
+# --------------------------------------------------------------------------------------------------------------
+# New-key-detection: the two-scale loop (Alg. 2, steps 9-10)
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewKeyDetectionResult:
+    """Output of :func:`new_key_detection`; every coordinate is in pixels of the input images."""
+
+    keypoints: torch.Tensor  # (B, K, 3) the final key points: the average of the two scales (Alg. 2, last line)
+    detected: torch.Tensor  # (B, K, 3) the detector's first-scale output (Alg. 2, step 1)
+    first: RefineResult  # steps 2-8 on the first scale ("axis once", the paper's Fig. 1c)
+    second: RefineResult  # steps 1-8 on the crop, mapped back to image pixels
+    boxes: torch.Tensor  # (B, 4) x1, y1, x2, y2 of the square crop fed to the detector at the second scale
+    whole_image: torch.Tensor  # (B,) bool, no present point to crop to: the second scale saw the whole image
+
+
+def _identity_result(keypoints: torch.Tensor, num_pairs: int) -> RefineResult:
+    """A :class:`RefineResult` that changes nothing (the ``symmetric=False`` control)."""
+    B, K, _ = keypoints.shape
+    dev = keypoints.device
+    return RefineResult(keypoints=keypoints.clone(), axis=keypoints.new_zeros(B, 3),
+                        inliers=torch.zeros(B, num_pairs, dtype=torch.bool, device=dev),
+                        refined=torch.zeros(B, num_pairs, dtype=torch.bool, device=dev),
+                        filled=torch.zeros(B, K, dtype=torch.bool, device=dev),
+                        has_axis=torch.zeros(B, dtype=torch.bool, device=dev))
+
+
+def square_crop_boxes(
+    keypoints: torch.Tensor, present: torch.Tensor, image_sizes: torch.Tensor, margin: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The second scale's crop: the rectangle closing the present points, grown by ``margin`` and made square.
+
+    Alg. 2, step 9 crops to the minimum rectangle ``[x_min, y_min, x_max, y_max]`` of the key points. We grow it
+    by ``margin`` times its width (height) on each side (0 is the paper's literal reading) and then to a square
+    about its centre, so the detector sees the garment with its true aspect ratio (the rectangle stays inside).
+    Parts of the square outside the image are zero padding.
+
+    Parameters
+    ----------
+    keypoints : (B, K, 3) float, pixels.
+    present : (B, K) bool, the points the rectangle closes.
+    image_sizes : (B, 2) float, ``(height, width)`` of each instance's image, pixels.
+    margin : float >= 0.
+
+    Returns
+    -------
+    boxes : (B, 4) float, x1, y1, x2, y2 of the squares (at least 2 px wide); an instance without a present point
+        gets the square closing its whole image.
+    whole_image : (B,) bool, which instances fell back to the whole image.
+    """
+    xy = keypoints[..., :2]
+    inf = torch.tensor(float("inf"), dtype=xy.dtype, device=xy.device)
+    lo = torch.where(present[..., None], xy, inf).amin(1)  # (B, 2)
+    hi = torch.where(present[..., None], xy, -inf).amax(1)
+    whole = ~present.any(1)
+    full = torch.stack([image_sizes[:, 1], image_sizes[:, 0]], -1).to(xy.dtype)  # (B, 2) as (width, height)
+    lo = torch.where(whole[:, None], torch.zeros_like(lo), lo)
+    hi = torch.where(whole[:, None], full, hi)
+    pad = torch.where(whole[:, None], torch.zeros_like(lo), (hi - lo) * margin)
+    lo, hi = lo - pad, hi + pad
+    centre = 0.5 * (lo + hi)
+    half = 0.5 * (hi - lo).amax(-1).clamp(min=2.0)  # (B,), the square's half side
+    boxes = torch.cat([centre - half[:, None], centre + half[:, None]], -1)
+    return boxes, whole
+
+
+def _crop(images: Sequence[torch.Tensor], image_index: torch.Tensor, boxes: torch.Tensor, size: int) -> list:
+    """Crop ``boxes`` (image pixels) from ``images[image_index]`` and resize to ``size x size`` (bilinear,
+    torchvision's ``roi_align`` with ``aligned=True``: continuous pixels, zero outside the image)."""
+    from torchvision.ops import roi_align
+
+    C = images[0].shape[0]
+    H = max(int(im.shape[-2]) for im in images)
+    W = max(int(im.shape[-1]) for im in images)
+    batch = images[0].new_zeros(len(images), C, H, W)  # images of different sizes share one zero-padded batch
+    for i, im in enumerate(images):  # over distinct images (copies only), not over instances
+        batch[i, :, : im.shape[-2], : im.shape[-1]] = im
+    rois = torch.cat([image_index[:, None].to(boxes), boxes], 1).to(batch.dtype)
+    crops = roi_align(batch, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    return list(crops.unbind(0))
+
+
+def _average_scales(a: torch.Tensor, b: torch.Tensor, score_threshold: float) -> torch.Tensor:
+    """Average two (B, K, 3) key-point sets where both are present; where one is missing, take the other."""
+    pa = ~missing_mask(a, score_threshold)
+    pb = ~missing_mask(b, score_threshold)
+    both = (pa & pb)[..., None]
+    only_b = (pb & ~pa)[..., None]
+    return torch.where(both, 0.5 * (a + b), torch.where(only_b, b, a))
+
+
+def new_key_detection(
+    images: Sequence[torch.Tensor] | torch.Tensor,
+    detect: Callable[[list[torch.Tensor]], torch.Tensor],
+    schema: str | KeypointSchema,
+    *,
+    generator: torch.Generator,
+    keypoints: torch.Tensor | None = None,
+    image_index: torch.Tensor | None = None,
+    config: RefineConfig | None = None,
+    categories: Sequence[str] | torch.Tensor | None = None,
+    symmetric: bool = True,
+    crop_size: int | None = None,
+    margin: float | None = None,
+    **overrides,
+) -> NewKeyDetectionResult:
+    """New-key-detection (paper Alg. 2): refine, crop to the refined points, detect and refine again, average.
+
+    1. ``keys_1`` = ``keypoints`` or ``detect(images)`` (one instance per image), refined by
+       :func:`refine_symmetric` (steps 1-8; skipped with ``symmetric=False``).
+    2. Crop each instance's image to the square around the rectangle closing its refined present points
+       (:func:`square_crop_boxes`, grown by ``margin``), resize it to ``crop_size`` and run ``detect`` on the crops.
+    3. Refine the crop's key points (steps 1-8 again), map them back to the image (offset *and* resize factor,
+       which the paper's formula omits) and average the two scales; a point present at one scale only is taken
+       from that scale.
+
+    Works with any detector: ``detect`` maps a list of ``(C, h, w)`` images to the top instance's key points
+    ``(B, K, 3)`` (x, y in that image's pixels, a confidence; a point it did not find is NaN or scores
+    ``<= score_threshold``). Several persons of one image are several instances sharing an image: pass their
+    first-scale ``keypoints`` and their ``image_index``.
+
+    Parameters
+    ----------
+    images : list of (C, H, W) float tensors, or a (N, C, H, W) tensor.
+    detect : callable, list of (C, s, s) crops -> (B, K, 3) float.
+    schema : ``"fashionai"``, ``"coco"`` or a schema.
+    generator : torch.Generator for RANSAC (both scales draw from it in turn).
+    keypoints : (B, K, 3) float, optional first-scale detections (default ``detect(images)``, B = N).
+    image_index : (B,) long, the image of each instance (default ``arange(B)``).
+    config, categories, overrides : as in :func:`refine_symmetric` (``alpha``, ``k``, ``n``, ``m``, ``d``, ...).
+        With ``categories`` and ``pairs="category"``, only each garment's own points are refined and framed.
+    symmetric : bool, ``False`` drops the symmetry constraint and only runs the detector twice (the paper's
+        control in section III.A).
+    crop_size : int, side of the crops given to ``detect`` (default: the longer side of the largest image).
+    margin : float, overrides ``config.margin`` (fraction of the rectangle's size added on each side).
+
+    Returns
+    -------
+    NewKeyDetectionResult
+    """
+    schema = get_schema(schema)
+    if isinstance(images, torch.Tensor):
+        if images.ndim != 4:
+            raise ValueError(f"images must be a (N, C, H, W) tensor or a list of (C, H, W), got {tuple(images.shape)}")
+        images = list(images.unbind(0))
+    images = list(images)
+    if not images:
+        raise ValueError("images must hold at least one image")
+    if any(im.ndim != 3 or not im.is_floating_point() for im in images):
+        raise ValueError("every image must be a (C, H, W) float tensor")
+    cfg = _resolve(config, schema, {**overrides, "margin": margin})
+    if keypoints is None:
+        keypoints = detect(images)
+        if image_index is None and keypoints.shape[0] != len(images):
+            raise ValueError(f"detect returned {keypoints.shape[0]} instances for {len(images)} images; it must "
+                             "return the top instance of each image")
+    detected = keypoints
+    B = keypoints.shape[0]
+    device = keypoints.device
+    if image_index is None:
+        if B != len(images):
+            raise ValueError(f"keypoints has {B} instances but there are {len(images)} images: pass image_index")
+        image_index = torch.arange(B, device=device)
+    image_index = torch.as_tensor(image_index, dtype=torch.long, device=device)
+    if image_index.shape != (B,) or (B and (int(image_index.min()) < 0 or int(image_index.max()) >= len(images))):
+        raise ValueError(f"image_index must be ({B},) indices into the {len(images)} images")
+
+    def refine(kps: torch.Tensor) -> RefineResult:
+        if not symmetric:
+            cfg.validate()
+            return _identity_result(kps, schema.num_pairs)
+        return refine_symmetric(kps, schema, generator=generator, config=cfg, categories=categories)
+
+    first = refine(keypoints)
+    present = ~missing_mask(first.keypoints, cfg.score_threshold)
+    if categories is not None and cfg.pairs == "category":
+        present &= _applicable_points(schema, categories, B, device)
+    sizes = torch.tensor([tuple(im.shape[-2:]) for im in images], dtype=keypoints.dtype)[image_index.cpu()]
+    boxes, whole = square_crop_boxes(first.keypoints, present, sizes.to(device), cfg.margin)
+    size = int(crop_size or max(max(im.shape[-2:]) for im in images))
+    if size < 8:
+        raise ValueError(f"crop_size must be >= 8 pixels, got {size}")
+    crops = _crop([im.to(device) for im in images], image_index, boxes, size) if B else []
+    second_raw = detect(crops) if B else keypoints.new_zeros(0, schema.num_keypoints, 3)
+    if second_raw.shape != keypoints.shape:
+        raise ValueError(f"detect returned key points of shape {tuple(second_raw.shape)} for {B} crops, expected "
+                         f"{tuple(keypoints.shape)}")
+    second_crop = refine(second_raw.to(device=device, dtype=keypoints.dtype))
+    scale = (boxes[:, 2] - boxes[:, 0]) / size  # (B,) image pixels per crop pixel
+    xy = second_crop.keypoints[..., :2] * scale[:, None, None] + boxes[:, None, :2]
+    mapped = torch.cat([xy, second_crop.keypoints[..., 2:]], -1)
+    # the axis {n . p = c} in the crop is {n . p' = c * scale + n . box_origin} in the image
+    axis2 = second_crop.axis.clone()
+    axis2[:, 2] = torch.where(second_crop.has_axis, second_crop.axis[:, 2] * scale
+                              + (second_crop.axis[:, :2] * boxes[:, :2]).sum(-1), axis2[:, 2])
+    second = dataclasses.replace(second_crop, keypoints=mapped, axis=axis2)
+    final = _average_scales(first.keypoints, mapped, cfg.score_threshold)
+    return NewKeyDetectionResult(keypoints=final, detected=detected, first=first, second=second, boxes=boxes,
+                                 whole_image=whole)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Results files and the command line: refine any detector's output
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefineSummary:
+    """What :func:`refine_results` did, for the command line's report."""
+
+    instances: int
+    with_axis: int  # instances for which RANSAC found an axis
+    pairs_refined: int  # pairs moved by the EMA
+    points_moved: int  # points whose coordinates changed (refined or filled)
+    points_filled: int  # missing points filled with the partner's mirror image
+
+    def __str__(self) -> str:
+        return (f"{self.instances} instances, {self.with_axis} with an axis, {self.pairs_refined} pairs refined, "
+                f"{self.points_moved} points moved, {self.points_filled} points filled")
+
+
+def refine_results(
+    results: list[dict],
+    schema: str | KeypointSchema,
+    *,
+    generator: torch.Generator,
+    config: RefineConfig | None = None,
+    **overrides,
+) -> tuple[list[dict], RefineSummary]:
+    """Refine detections in the COCO results format (data-formats.md, D.2) with :func:`refine_symmetric`.
+
+    The third value of each key-point triple is read as the point's score / visibility (a point written as
+    ``0, 0, 0`` is missing). For the FashionAI schema, ``category_id`` is the garment category: 1 blouse,
+    2 outwear, 3 dress, 4 skirt, 5 trousers (the order of ``FASHIONAI.categories``); it is needed with
+    ``pairs="category"``.
+
+    Returns
+    -------
+    refined : list of dict, the same entries with refined ``keypoints`` (filled points get their partner's score).
+    summary : RefineSummary
+    """
+    from fashion_lib.coco_eval import validate_coco_results
+
+    schema = get_schema(schema)
+    entries = validate_coco_results(results, where="results", num_keypoints=schema.num_keypoints)
+    if not entries:
+        return [], RefineSummary(0, 0, 0, 0, 0)
+    kps = torch.tensor([e["keypoints"] for e in entries], dtype=torch.float64).reshape(len(entries), -1, 3)
+    categories = None
+    cfg = _resolve(config, schema, overrides)
+    if cfg.pairs == "category":
+        names = list(schema.categories)
+        bad = [(i, e["category_id"]) for i, e in enumerate(entries) if not 1 <= e["category_id"] <= len(names)]
+        if bad:
+            raise ValueError(f"results[{bad[0][0]}]: category_id {bad[0][1]} is not a {schema.name} category id "
+                             f"(1..{len(names)}: {names})")
+        categories = torch.tensor([e["category_id"] - 1 for e in entries])
+    out = refine_symmetric(kps, schema, generator=generator, config=cfg, categories=categories)
+    moved = (out.keypoints[..., :2] != kps[..., :2]).any(-1)
+    refined = []
+    flat = out.keypoints.reshape(len(entries), -1).tolist()
+    for entry, values in zip(entries, flat, strict=True):
+        refined.append({**entry, "keypoints": values})
+    summary = RefineSummary(instances=len(entries), with_axis=int(out.has_axis.sum()),
+                            pairs_refined=int(out.refined.sum()), points_moved=int(moved.sum()),
+                            points_filled=int(out.filled.sum()))
+    return refined, summary
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m fashion_lib.refine",
+        description="Refine key-point detections (COCO results format) with the symmetry prior of New-key-detection "
+                    "(Alg. 2, steps 1-8). Defaults are the paper's parameters for the schema.")
+    p.add_argument("results", help="detections: a JSON list of {image_id, category_id, keypoints, score}")
+    p.add_argument("-o", "--output", required=True, help="where to write the refined detections (same format)")
+    p.add_argument("--schema", required=True, choices=sorted(("coco", "fashionai")), help="key-point schema")
+    p.add_argument("--alpha", type=float, help="EMA weight of the mirrored partner, in [0, 1] (paper: 0.4)")
+    p.add_argument("--k", type=int, help="RANSAC candidates (paper: 10)")
+    p.add_argument("--n", type=int, help="midpoints per RANSAC sample (paper: 5 FashionAI, 4 COCO)")
+    p.add_argument("--m", type=int, help="inliers a candidate axis needs (paper: 8 FashionAI, 6 COCO)")
+    p.add_argument("--d", type=float, help="inlier distance (paper: 1, unit unstated)")
+    p.add_argument("--d-unit", choices=_D_UNITS, help="unit of d: pixels, or a fraction of the instance's size")
+    p.add_argument("--score-threshold", type=float,
+                   help="a point whose third value is <= this is missing and may be filled (default 0)")
+    p.add_argument("--pairs", choices=_PAIR_MODES,
+                   help="which pairs vote: all (paper's literal reading) or the garment category's own")
+    p.add_argument("--center-votes", action="store_true", default=None,
+                   help="let the non-symmetric points vote for the axis")
+    p.add_argument("--seed", type=int, default=0, help="seed of the RANSAC samples (default 0)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (2 on bad input, with a message naming it)."""
+    from fashion_lib.coco_eval import read_coco_results, write_coco_results
+
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    schema = get_schema(args.schema)
+    overrides = {key: getattr(args, key) for key in ("alpha", "k", "n", "m", "d", "d_unit", "score_threshold",
+                                                     "pairs", "center_votes")}
+    try:
+        results = read_coco_results(args.results, num_keypoints=schema.num_keypoints)
+        refined, summary = refine_results(results, schema, generator=torch.Generator().manual_seed(args.seed),
+                                          **overrides)
+        write_coco_results(args.output, refined)
+    except (OSError, ValueError) as err:
+        logger.error("error: %s", err)
+        return 2
+    logger.info("%s -> %s: %s", args.results, args.output, summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
