@@ -79,7 +79,8 @@ def parse_label_string(labels: str, task: str, *, where: str = "label string") -
         raise ValueError(f"{where}: unknown attribute task {task!r}; valid: {', '.join(FASHIONAI_TASKS)}")
     expected = len(FASHIONAI_TASKS[task])
     if len(labels) != expected:
-        raise ValueError(f"{where}: label string {labels!r} has {len(labels)} characters, {task} has {expected} classes")
+        raise ValueError(f"{where}: label string {labels!r} has {len(labels)} characters, "
+                         f"{task} has {expected} classes")
     bad = sorted(set(labels) - set(_CODES))
     if bad:
         raise ValueError(f"{where}: label string {labels!r} contains {bad}, expected only 'y', 'm' or 'n'")

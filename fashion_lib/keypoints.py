@@ -78,7 +78,8 @@ class KeypointSchema:
         try:
             return self.names.index(name)
         except ValueError:
-            raise KeyError(f"{self.name} schema has no key point {name!r}; valid names: {', '.join(self.names)}") from None
+            raise KeyError(f"{self.name} schema has no key point {name!r}; "
+                           f"valid names: {', '.join(self.names)}") from None
 
     def category_mask(self, category: str) -> torch.Tensor:
         """``(K,)`` bool: which points ``category`` has. Raises ``KeyError`` listing the valid categories."""

@@ -51,6 +51,7 @@ __all__ = [
     "CI",
     "bootstrap_ci",
     "paired_bootstrap_ci",
+    "seed_bootstrap_ci",
 ]
 
 logger = logging.getLogger(__name__)
@@ -699,3 +700,79 @@ def paired_bootstrap_ci(
         idx = torch.randint(0, b_a, (b_a,), generator=generator)
         reps[r] = _metric_value(metric_fn, take_a(idx)) - _metric_value(metric_fn, take_b(idx))
     return _interval(estimate, reps, level, "paired_bootstrap_ci")
+
+
+def seed_bootstrap_ci(
+    metric_fn: Callable[..., Any],
+    per_seed: Sequence[Sequence[Any]],
+    per_seed_b: Sequence[Sequence[Any]] | None = None,
+    *,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    generator: torch.Generator,
+) -> CI:
+    """Two-level bootstrap over training seeds and images: the interval a claim about a *method* rests on.
+
+    A method trained with ``S`` seeds and evaluated on images has two sources of chance: which seed (weights,
+    data order) and which images. Each replicate draws ``S`` seeds with replacement, then, within each drawn seed,
+    its images with replacement, pools them and evaluates ``metric_fn`` (minus the same draw for method B when
+    ``per_seed_b`` is given, the paired difference). With one seed this is :func:`bootstrap_ci` /
+    :func:`paired_bootstrap_ci` on that seed.
+
+    Parameters
+    ----------
+    metric_fn : callable
+        ``metric_fn(*arrays) -> float`` on arrays pooled over seeds (concatenated along the first dimension).
+    per_seed : sequence over S seeds of sequences of arrays, each (B_s, ...)
+        Method A's per-instance inputs for each seed, e.g. ``[(pred_0, gt, cats), (pred_1, gt, cats), ...]``.
+    per_seed_b : same structure, optional
+        Method B on the same instances of each seed (same ``B_s``); the interval is then of A - B.
+    n_boot, level, generator
+        As in :func:`bootstrap_ci`.
+
+    Returns
+    -------
+    CI
+        The metric (or difference) on all seeds pooled, and its percentile interval.
+    """
+    _check_boot(n_boot, level, generator)
+    if not per_seed:
+        raise ValueError("per_seed: give the arrays of at least one seed")
+    if per_seed_b is not None and len(per_seed_b) != len(per_seed):
+        raise ValueError(f"per_seed_b must have one entry per seed ({len(per_seed)}), got {len(per_seed_b)}")
+    takers_a = [_resampler(list(arrays), f"per_seed[{s}]") for s, arrays in enumerate(per_seed)]
+    takers_b = None
+    if per_seed_b is not None:
+        takers_b = [_resampler(list(arrays), f"per_seed_b[{s}]") for s, arrays in enumerate(per_seed_b)]
+        for s, ((na, _), (nb, _)) in enumerate(zip(takers_a, takers_b, strict=True)):
+            if na != nb:
+                raise ValueError(f"seed {s}: methods A and B must hold the same instances, got {na} and {nb}")
+
+    def pooled(takers, picks: list[tuple[int, torch.Tensor]]) -> list[Any]:
+        parts = [takers[s][1](idx) for s, idx in picks]  # per drawn seed, its arrays at the drawn images
+        return [_concat([p[j] for p in parts]) for j in range(len(parts[0]))]
+
+    def value(picks: list[tuple[int, torch.Tensor]]) -> float:
+        out = _metric_value(metric_fn, pooled(takers_a, picks))
+        if takers_b is not None:
+            out -= _metric_value(metric_fn, pooled(takers_b, picks))
+        return out
+
+    S = len(per_seed)
+    everything = [(s, torch.arange(takers_a[s][0])) for s in range(S)]
+    estimate = value(everything)
+    reps = torch.empty(n_boot, dtype=torch.float64)
+    for r in range(n_boot):  # a loop over replicates; each replicate is evaluated vectorised
+        seeds = torch.randint(0, S, (S,), generator=generator).tolist() if S > 1 else [0]
+        picks = [(s, torch.randint(0, takers_a[s][0], (takers_a[s][0],), generator=generator)) for s in seeds]
+        reps[r] = value(picks)
+    return _interval(estimate, reps, level, "seed_bootstrap_ci")
+
+
+def _concat(parts: list[Any]) -> Any:
+    """Concatenate per-seed pieces of one argument along the first dimension (tensors, arrays, lists)."""
+    if isinstance(parts[0], torch.Tensor):
+        return torch.cat(parts)
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    return [x for p in parts for x in p]

@@ -89,7 +89,8 @@ def draw_keypoints(ax, keypoints: torch.Tensor, schema: KeypointSchema, *, edges
     """
     kp = torch.as_tensor(keypoints, dtype=torch.float32).cpu()
     if kp.shape != (schema.num_keypoints, 3):
-        raise ValueError(f"keypoints must have shape ({schema.num_keypoints}, 3) for {schema.name}, got {tuple(kp.shape)}")
+        raise ValueError(f"keypoints must have shape ({schema.num_keypoints}, 3) for {schema.name}, "
+                         f"got {tuple(kp.shape)}")
     present = kp[:, 2] > ABSENT
     if edges:
         for a, b in schema.edges:

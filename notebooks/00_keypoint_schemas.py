@@ -42,7 +42,7 @@ prov = provenance.start(run_info)
 
 # %%
 fig, axes = plt.subplots(1, 6, figsize=(15, 3.6), dpi=dpi)
-for ax, category in zip(axes, FASHIONAI.categories):
+for ax, category in zip(axes, FASHIONAI.categories, strict=False):
     draw_schema(ax, FASHIONAI, category)
 draw_schema(axes[-1], COCO, "person")
 fig.tight_layout()
@@ -92,7 +92,7 @@ import pandas as pd  # noqa: E402
 
 rows = []
 for schema in (FASHIONAI, COCO):
-    for name, (left, right) in zip(schema.pair_names, schema.pairs.tolist()):
+    for name, (left, right) in zip(schema.pair_names, schema.pairs.tolist(), strict=True):
         cats = [c for c in schema.categories if schema.category_pairs(c)[schema.pair_names.index(name)]]
         rows.append({"schema": schema.name, "pair": name, "left": schema.names[left], "right": schema.names[right],
                      "categories": ", ".join(cats), "OKS sigma": float(schema.sigmas[left])})
@@ -103,4 +103,4 @@ pd.DataFrame(rows)
 # `fashion_lib.keypoints` (each point borrows the COCO sigma of the body part it lies on).
 
 # %%
-prov.finish();
+_ = prov.finish()

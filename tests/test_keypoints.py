@@ -35,7 +35,7 @@ def test_pairs_and_centers_partition_the_points(schema, pairs, centers):
 
 @pytest.mark.parametrize("schema", [FASHIONAI, COCO])
 def test_pairs_are_left_then_right_of_the_same_part(schema):
-    for (left, right), part in zip(schema.pairs.tolist(), schema.pair_names):
+    for (left, right), part in zip(schema.pairs.tolist(), schema.pair_names, strict=True):
         a, b = schema.names[left], schema.names[right]
         assert "left" in a and "right" in b
         assert a.replace("left", "") == b.replace("right", "")
@@ -73,7 +73,8 @@ def test_normalizers_are_armpits_for_tops_and_waistband_for_bottoms():
 
 
 def test_coco_sigmas_are_cocoapis():
-    expected = torch.tensor([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10
+    expected = torch.tensor([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89,
+                             .89]) / 10
     assert torch.allclose(COCO.sigmas, expected)
 
 

