@@ -1,0 +1,37 @@
+"""Verdicts and number formatting for the book (fashion_lib.report)."""
+
+import math
+
+import pytest
+
+from fashion_lib.metrics import CI
+from fashion_lib.report import CONTRADICTS, SUPPORTS, UNDECIDED, format_ci, format_mean_sd, mean_sd, verdict
+
+
+@pytest.mark.parametrize("ci, better, expected", [
+    (CI(-0.02, -0.03, -0.01), "lower", SUPPORTS),  # NE fell, whole interval below zero
+    (CI(-0.02, -0.03, 0.001), "lower", UNDECIDED),  # holds zero
+    (CI(0.02, 0.01, 0.03), "lower", CONTRADICTS),  # NE rose
+    (CI(3.2, 1.0, 5.0), "higher", SUPPORTS),  # AP rose
+    (CI(-3.2, -5.0, -1.0), "higher", CONTRADICTS),
+    (CI(0.0, 0.0, 0.0), "higher", UNDECIDED),  # no difference at all
+    (CI(1.0, math.nan, math.nan), "higher", UNDECIDED),
+])
+def test_verdict_reads_the_interval_not_the_mean(ci, better, expected):
+    assert verdict(ci, better=better) == expected
+
+
+def test_a_positive_mean_with_an_interval_across_zero_cannot_decide():
+    assert verdict(CI(0.5, -0.1, 1.1), better="higher") == UNDECIDED
+    with pytest.raises(ValueError, match="better must be 'lower' or 'higher', got 'up'"):
+        verdict(CI(0, 0, 0), better="up")
+
+
+def test_formatting():
+    assert format_ci(CI(0.1096, 0.101, 0.118), scale=100) == "10.96 [10.10, 11.80]"
+    assert format_ci(CI(-0.0274, -0.04, -0.01), scale=100, signed=True) == "-2.74 [-4.00, -1.00]"
+    assert format_mean_sd([1.0, 2.0, 3.0]) == "2.00 ± 1.00"
+    assert format_mean_sd([0.5], scale=100, digits=1) == "50.0"
+    assert mean_sd([2.0, 4.0]) == pytest.approx((3.0, math.sqrt(2.0)))
+    with pytest.raises(ValueError, match="at least one number"):
+        mean_sd([])
