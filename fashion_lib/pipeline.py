@@ -29,6 +29,7 @@ import ast
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -64,6 +65,9 @@ log = logging.getLogger(__name__)
 RUNNER_PARAMETERS = ("run_info",)
 # Files copied into a separate work directory when the book is built somewhere else (tests do that).
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "notebooks")
+# Environment variable through which the runner tells notebooks where trained models and cached predictions live
+# (read by fashion_lib.experiments.runs_dir); a finished training run found there is reused, not retrained.
+RUNS_ENV = "FASHION_LIB_RUNS"
 
 
 class ProfileError(ValueError):
@@ -319,7 +323,10 @@ def execute_notebook(
         tmp_in.unlink(missing_ok=True)
     wall = time.perf_counter() - start
     executed = nbformat.read(tmp_out, as_version=4)
-    executed.metadata["fashion_lib"] = {**run_info, "wall_time_s": round(wall, 3)}
+    from fashion_lib.provenance import device_description, library_versions
+
+    executed.metadata["fashion_lib"] = {**run_info, "wall_time_s": round(wall, 3), "device": device_description(),
+                                        "versions": library_versions()}
     executed.metadata.pop("jupytext", None)
     with atomic_write(output) as f:
         nbformat.write(executed, f)
@@ -327,11 +334,69 @@ def execute_notebook(
     return wall
 
 
+def write_provenance_page(
+    results: Path, notebooks: Sequence[Notebook], profile: str, executed: Sequence[str], elapsed_s: float
+) -> Path:
+    """Write ``results/provenance.md``: for every result page, where, how and from what it was computed.
+
+    The rows come from the metadata the runner stored in each executed notebook (commit, profile, parameters,
+    device, versions, wall time, command); the page also states this build's own time, so a rebuild with nothing
+    changed shows how long it took.
+    """
+    import nbformat
+
+    rows, total, versions = [], 0.0, {}
+    for nb in notebooks:
+        meta = nbformat.read(results / f"{nb.name}.ipynb", as_version=4).metadata.get("fashion_lib", {})
+        wall = float(meta.get("wall_time_s", math.nan))
+        total += wall if math.isfinite(wall) else 0.0
+        versions = meta.get("versions", versions)
+        params = ", ".join(f"`{k}={v!r}`" for k, v in meta.get("parameters", {}).items()) or "profile defaults"
+        commit = str(meta.get("commit", "unknown"))[:10] + (" (dirty)" if meta.get("dirty") else "")
+        rows.append(f"| {{doc}}`{nb.name}` | `{commit}` | `{meta.get('profile', '?')}` | {params} | "
+                    f"{meta.get('device', '?')} | {wall:.0f} s | `{meta.get('command', '?')}` |")
+    lines = [
+        "# Provenance of every result",
+        "",
+        "Each result page was computed by the notebook of the same name, executed by `python -m fashion_lib.pipeline`"
+        " (the `make book` target) with the parameters below. The command in the last column re-runs one notebook "
+        "alone with exactly these parameters; `make book PROFILE=<profile>` re-runs them all.",
+        "",
+        f"This build (profile `{profile}`) executed {len(executed)} of {len(notebooks)} notebooks and spent "
+        f"{elapsed_s:.1f} s on them; the others were unchanged (same source, parameters and library) and taken "
+        f"from the cache. Executing every notebook of this profile took {total / 60:.1f} min in all.",
+        "",
+        "| page | commit | profile | parameters | device | wall time | reproduce with |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "Library versions: " + (", ".join(f"{k} {v}" for k, v in versions.items()) or "unknown") + ".",
+        "",
+    ]
+    target = results / "provenance.md"
+    with atomic_write(target) as f:
+        f.write("\n".join(lines))
+    return target
+
+
+def _install_mathjax(workdir: Path) -> None:
+    """Copy MathJax (one self-contained file, from the ``django-static-mathjax`` wheel) into the book's ``_static``
+    so that math renders without a network (``mathjax_path`` in ``_config.yml`` points at it)."""
+    from importlib.resources import files
+
+    source = files("mathjax").joinpath("static", "mathjax", "es5", "tex-svg.js")
+    target = workdir / "_static" / "mathjax" / "tex-svg.js"
+    if not target.is_file() or target.stat().st_size != source.stat().st_size:
+        with atomic_write(target, "wb") as f:
+            f.write(source.read_bytes())
+
+
 def build_book(workdir: Path, *, strict: bool = True) -> Path:
     """Run ``jupyter-book build`` on ``workdir`` (execution off in ``_config.yml``); returns the HTML folder.
 
     With ``strict`` warnings are errors (``-W``): an unresolved glue key or a missing figure fails the build.
     """
+    _install_mathjax(workdir)
     exe = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(exe if exe.exists() else "jupyter-book"), "build", str(workdir), "--path-output", str(workdir)]
     if strict:
@@ -381,11 +446,17 @@ def run(
     cache_dir: Path | None = None,
     build: bool = True,
     timeout: int | None = None,
+    runs_dir: Path | None = None,
 ) -> RunSummary:
-    """Execute the notebooks that are not cached, then build the book. See the module docstring."""
+    """Execute the notebooks that are not cached, then build the book. See the module docstring.
+
+    ``runs_dir`` (default ``_build/runs``) holds trained models and cached predictions shared by the notebooks.
+    """
+    started = time.perf_counter()
     root = find_repo_root(root)
     workdir = Path(workdir or root).resolve()
     cache_dir = Path(cache_dir or root / "_build" / "notebook-cache").resolve()
+    os.environ[RUNS_ENV] = str(Path(runs_dir or root / "_build" / "runs").resolve())
     profile_path = root / "notebooks" / "profiles" / f"{profile}.yaml"
     notebooks = discover_notebooks(root, only)
     params = resolve_parameters(notebooks, load_profile(profile_path), overrides, profile_name=str(profile_path))
@@ -417,6 +488,7 @@ def run(
         results.mkdir(parents=True, exist_ok=True)
         with atomic_write(target, "wb") as f:
             f.write(cached_path.read_bytes())
+    write_provenance_page(results, notebooks, profile, executed, time.perf_counter() - started)
     html = build_book(workdir) if build else None
     if html is not None:
         log.info("book built: %s", html / "index.html")

@@ -101,7 +101,7 @@ def test_cache_key_changes_with_source_parameters_and_library(two_notebooks):
 @pytest.mark.slow
 def test_smoke_book_builds_strictly_then_rebuilds_from_cache(tmp_path):
     workdir, cache = tmp_path / "book", tmp_path / "cache"
-    first = pipeline.run("smoke", workdir=workdir, cache_dir=cache)
+    first = pipeline.run("smoke", workdir=workdir, cache_dir=cache, runs_dir=tmp_path / "runs")
     names = [nb.name for nb in pipeline.discover_notebooks(ROOT)]
     assert list(first.executed) == names and first.cached == ()
     intro = (first.html / "book" / "intro.html").read_text()
@@ -111,13 +111,24 @@ def test_smoke_book_builds_strictly_then_rebuilds_from_cache(tmp_path):
     page = (first.html / "book" / "results" / "00_keypoint_schemas.html").read_text()
     assert "Provenance of this page" in page and "smoke" in page
     assert "Traceback" not in page
+    # the provenance page lists every notebook with its command, and this build's own count
+    provenance = (first.html / "book" / "results" / "provenance.html").read_text()
+    assert f"executed {len(names)} of {len(names)} notebooks" in provenance
+    assert all(name in provenance for name in names)
+    source = (workdir / "book" / "results" / "provenance.md").read_text()
+    assert "`python -m fashion_lib.pipeline --profile smoke --only 00_keypoint_schemas -p " in source
+    # math renders offline: MathJax comes from the book's own _static folder, never from a CDN
+    ambiguities = (first.html / "book" / "ambiguities.html").read_text()
+    assert "_static/mathjax/tex-svg.js" in ambiguities and "cdn.jsdelivr" not in ambiguities
+    assert (first.html / "_static" / "mathjax" / "tex-svg.js").stat().st_size > 1_000_000
 
-    second = pipeline.run("smoke", workdir=workdir, cache_dir=cache, build=False)
+    second = pipeline.run("smoke", workdir=workdir, cache_dir=cache, build=False, runs_dir=tmp_path / "runs")
     assert second.executed == () and list(second.cached) == names
+    assert f"executed 0 of {len(names)} notebooks" in (workdir / "book" / "results" / "provenance.md").read_text()
 
     # a different parameter value is a different result: executed again
     third = pipeline.run("smoke", [("dpi", "61")], only=["00_keypoint_schemas"], workdir=workdir,
-                         cache_dir=cache, build=False)
+                         cache_dir=cache, build=False, runs_dir=tmp_path / "runs")
     assert third.executed == ("00_keypoint_schemas",)
 
     # -W: an unresolved glue key fails the build instead of printing an empty number
