@@ -380,12 +380,14 @@ def write_provenance_page(
 
 
 def _install_mathjax(workdir: Path) -> None:
-    """Copy MathJax (one self-contained file, from the ``django-static-mathjax`` wheel) into the book's ``_static``
-    so that math renders without a network (``mathjax_path`` in ``_config.yml`` points at it)."""
+    """Copy MathJax (one self-contained file, from the ``django-static-mathjax`` wheel) into ``_mathjax/`` of the
+    book, a static folder of its own (``html_static_path`` and ``mathjax_path`` in ``_config.yml``), so that math
+    renders without a network. Not ``_static/``: Jupyter Book 1 adds every script found there to every page, which
+    would load MathJax twice."""
     from importlib.resources import files
 
     source = files("mathjax").joinpath("static", "mathjax", "es5", "tex-svg.js")
-    target = workdir / "_static" / "mathjax" / "tex-svg.js"
+    target = workdir / "_mathjax" / "mathjax" / "tex-svg.js"
     if not target.is_file() or target.stat().st_size != source.stat().st_size:
         with atomic_write(target, "wb") as f:
             f.write(source.read_bytes())

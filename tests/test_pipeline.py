@@ -99,9 +99,8 @@ def test_cache_key_changes_with_source_parameters_and_library(two_notebooks):
 
 
 @pytest.mark.slow
-def test_smoke_book_builds_strictly_then_rebuilds_from_cache(tmp_path):
-    workdir, cache = tmp_path / "book", tmp_path / "cache"
-    first = pipeline.run("smoke", workdir=workdir, cache_dir=cache, runs_dir=tmp_path / "runs")
+def test_smoke_book_builds_strictly_then_rebuilds_from_cache(smoke_book, tmp_path):
+    workdir, cache, runs, first = smoke_book.workdir, smoke_book.cache, smoke_book.runs, smoke_book.summary
     names = [nb.name for nb in pipeline.discover_notebooks(ROOT)]
     assert list(first.executed) == names and first.cached == ()
     intro = (first.html / "book" / "intro.html").read_text()
@@ -119,24 +118,27 @@ def test_smoke_book_builds_strictly_then_rebuilds_from_cache(tmp_path):
     assert "`python -m fashion_lib.pipeline --profile smoke --only 00_keypoint_schemas -p " in source
     # math renders offline: MathJax comes from the book's own _static folder, never from a CDN
     ambiguities = (first.html / "book" / "ambiguities.html").read_text()
-    assert "_static/mathjax/tex-svg.js" in ambiguities and "cdn.jsdelivr" not in ambiguities
+    assert ambiguities.count("_static/mathjax/tex-svg.js") == 1 and "cdn.jsdelivr" not in ambiguities
     assert (first.html / "_static" / "mathjax" / "tex-svg.js").stat().st_size > 1_000_000
 
-    second = pipeline.run("smoke", workdir=workdir, cache_dir=cache, build=False, runs_dir=tmp_path / "runs")
+    second = pipeline.run("smoke", workdir=workdir, cache_dir=cache, build=False, runs_dir=runs)
     assert second.executed == () and list(second.cached) == names
     assert f"executed 0 of {len(names)} notebooks" in (workdir / "book" / "results" / "provenance.md").read_text()
 
     # a different parameter value is a different result: executed again
     third = pipeline.run("smoke", [("dpi", "61")], only=["00_keypoint_schemas"], workdir=workdir,
-                         cache_dir=cache, build=False, runs_dir=tmp_path / "runs")
+                         cache_dir=cache, build=False, runs_dir=runs)
     assert third.executed == ("00_keypoint_schemas",)
+    # put the smoke results back for the other tests that read this book
+    pipeline.run("smoke", workdir=workdir, cache_dir=cache, build=False, runs_dir=runs)
 
-    # -W: an unresolved glue key fails the build instead of printing an empty number
-    shutil.copy(workdir / "book" / "intro.md", tmp_path / "intro.bak")
-    with open(workdir / "book" / "intro.md", "a") as f:
+    # -W: an unresolved glue key fails the build instead of printing an empty number (on a copy of the book)
+    broken = tmp_path / "broken"
+    shutil.copytree(workdir, broken, ignore=shutil.ignore_patterns("_build"))
+    with open(broken / "book" / "intro.md", "a") as f:
         f.write("\nBroken: {glue:text}`results/00_keypoint_schemas.ipynb::no_such_key:d`.\n")
     with pytest.raises(RuntimeError, match="no_such_key"):
-        pipeline.build_book(workdir)
+        pipeline.build_book(broken)
 
 
 @pytest.mark.slow
