@@ -45,7 +45,7 @@ def _get(obj: dict, key: str, kind, where: str):
     return value
 
 
-def parse_coco_keypoints(path: str | Path) -> tuple[list[dict], dict[int, dict], dict[str, int]]:
+def parse_coco_keypoints(path: str | Path) -> tuple[list[dict], dict[int, dict], dict[str, int], dict[str, str]]:
     """Read and validate a COCO person-keypoints ground-truth file.
 
     Returns
@@ -54,6 +54,7 @@ def parse_coco_keypoints(path: str | Path) -> tuple[list[dict], dict[int, dict],
     per_image : dict image id -> ``{"boxes": (N, 4) float32 x1 y1 x2 y2, "keypoints": (N, 17, 3) float32,
         "iscrowd": (N,) int64, "area": (N,) float32, "ids": (N,) int64}``.
     quirks : dict name -> count.
+    first : dict quirk name -> the JSON path of its first occurrence (only quirks that occur).
     """
     path = Path(path)
     name = path.name
@@ -84,6 +85,7 @@ def parse_coco_keypoints(path: str | Path) -> tuple[list[dict], dict[int, dict],
         images.append(entry)
     rows: dict[int, list] = {i: [] for i in sizes}
     mismatch = outside = 0
+    first: dict[str, str] = {}  # quirk -> JSON path of its first occurrence
     for a, ann in enumerate(data["annotations"]):
         where = f"{name}: annotations[{a}]"
         image_id = _get(ann, "image_id", int, where)
@@ -112,6 +114,7 @@ def parse_coco_keypoints(path: str | Path) -> tuple[list[dict], dict[int, dict],
         num = ann.get("num_keypoints")
         if num is not None and num != int((kp[:, 2] > 0).sum()):
             mismatch += 1
+            first.setdefault("num_keypoints_mismatch", f"annotations[{a}].num_keypoints")
         bbox = _get(ann, "bbox", list, where)
         if len(bbox) != 4 or not all(isinstance(v, int | float) for v in bbox) or bbox[2] < 0 or bbox[3] < 0:
             raise ValueError(f"{where}.bbox: {bbox!r}, expected [x, y, width, height] with width, height >= 0")
@@ -121,7 +124,10 @@ def parse_coco_keypoints(path: str | Path) -> tuple[list[dict], dict[int, dict],
         area = float(_get(ann, "area", float, where))
         w, h = sizes[image_id]
         labelled = kp[:, 2] > 0
-        outside += int((labelled & ((kp[:, 0] < 0) | (kp[:, 0] > w) | (kp[:, 1] < 0) | (kp[:, 1] > h))).sum())
+        out = labelled & ((kp[:, 0] < 0) | (kp[:, 0] > w) | (kp[:, 1] < 0) | (kp[:, 1] > h))
+        if out.any():
+            outside += int(out.sum())
+            first.setdefault("out_of_bounds_points", f"annotations[{a}].keypoints[{3 * int(out.nonzero()[0, 0])}]")
         x, y, bw, bh = (float(v) for v in bbox)
         rows[image_id].append(([x, y, x + bw, y + bh], kp, iscrowd, area, ann.get("id", -1)))
     per_image = {}
@@ -134,7 +140,7 @@ def parse_coco_keypoints(path: str | Path) -> tuple[list[dict], dict[int, dict],
             "area": torch.tensor([r[3] for r in anns], dtype=torch.float32),
             "ids": torch.tensor([r[4] for r in anns], dtype=torch.long),
         }
-    return images, per_image, {"num_keypoints_mismatch": mismatch, "out_of_bounds_points": outside}
+    return images, per_image, {"num_keypoints_mismatch": mismatch, "out_of_bounds_points": outside}, first
 
 
 class CocoKeypoints(torch.utils.data.Dataset):
@@ -154,6 +160,7 @@ class CocoKeypoints(torch.utils.data.Dataset):
     images : list of dict
         Image entries (``id``, ``file_name``, ``width``, ``height``).
     quirks : dict name -> count
+    quirk_locations : dict name -> JSON path of the first occurrence of each quirk that occurs
 
     Items are ``(image, target)``: ``image`` (3, H, W) float32 in [0, 1]; ``target`` has ``boxes`` (N, 4) float32
     x1, y1, x2, y2 pixels, ``labels`` (N,) int64 (all 1), ``keypoints`` (N, 17, 3) float32 (x, y pixels, v in
@@ -165,7 +172,7 @@ class CocoKeypoints(torch.utils.data.Dataset):
         self.annotation_file = Path(annotation_file)
         self.image_dir = Path(image_dir)
         self.transform = transform
-        self.images, self._targets, self.quirks = parse_coco_keypoints(self.annotation_file)
+        self.images, self._targets, self.quirks, self.quirk_locations = parse_coco_keypoints(self.annotation_file)
         name = self.annotation_file.name
         for i, im in enumerate(self.images):
             if not (self.image_dir / im["file_name"]).is_file():
@@ -174,7 +181,8 @@ class CocoKeypoints(torch.utils.data.Dataset):
         for key, what in (("num_keypoints_mismatch", "annotations whose num_keypoints differs from count(v > 0)"),
                           ("out_of_bounds_points", "labelled key points outside their image")):  # fmt: skip
             if self.quirks[key]:
-                warnings.warn(f"{name}: {self.quirks[key]} {what}; kept as given", stacklevel=2)
+                warnings.warn(f"{name}: {self.quirks[key]} {what} (first at {self.quirk_locations[key]}); kept as "
+                              "given", stacklevel=2)  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.images)

@@ -15,7 +15,17 @@ Mappings onto the library's conventions:
   coordinates set to 0, counted in ``quirks["truncated_landmarks"]``);
 - ``labels`` is the 1-based category id of the file (row of ``list_category_cloth.txt``).
 
-Errors name the file, the line and what is wrong; the clothes type of a landmark row must match its category's type.
+Errors name the file, the line and what is wrong (a wrong field count, a category id outside the category list, a
+value outside its codes, an image missing from a list or from ``Img/``); the clothes type of a landmark row must
+match its category's type. Quirks are handled, counted in ``.quirks`` and warned about, never dropped:
+
+- ``unknown_attribute_values``, ``truncated_landmarks``: see above;
+- ``variation_type_column``: ``data-formats.md`` F.3 leaves open whether ``list_landmarks.txt`` rows carry a
+  ``variation_type`` column after ``clothes_type`` (three parsers say no). When line 2 names ``variation_type``,
+  rows are read with it (the value is checked to be an integer and not used) and this count is 1;
+- ``out_of_bounds_points`` (when images are read): a landmark labelled visible or occluded outside its image.
+  No real excerpt exists; truncated points have their own code, so such a point is an annotation slip near the
+  border, kept as given and reported with the file, the first line and the count, as in the other loaders.
 """
 
 from __future__ import annotations
@@ -27,16 +37,17 @@ from pathlib import Path
 
 import torch
 
-from fashion_lib.data.fashionai import load_image
+from fashion_lib.data.fashionai import image_sizes, load_image, outside_image
 from fashion_lib.keypoints import ABSENT, OCCLUDED, VISIBLE
 
 __all__ = ["DeepFashionAttributes", "DeepFashionTables", "read_deepfashion", "LANDMARK_NAMES", "ATTRIBUTE_TYPES",
-           "SPLITS"]  # fmt: skip
+           "CLOTHES_TYPES", "CLOTHES_TYPE_SLOTS", "SPLITS"]  # fmt: skip
 
 LANDMARK_NAMES = ("left collar", "right collar", "left sleeve", "right sleeve", "left waistline", "right waistline",
                   "left hem", "right hem")  # fmt: skip
 """The 8 landmark slots, in the full-body (clothes type 3) order."""
-_SLOTS = {1: (0, 1, 2, 3, 6, 7), 2: (4, 5, 6, 7), 3: (0, 1, 2, 3, 4, 5, 6, 7)}
+CLOTHES_TYPE_SLOTS = {1: (0, 1, 2, 3, 6, 7), 2: (4, 5, 6, 7), 3: (0, 1, 2, 3, 4, 5, 6, 7)}
+"""Clothes type -> the slots of :data:`LANDMARK_NAMES` its rows fill, in row order (data-formats.md C.2)."""
 ATTRIBUTE_TYPES = {1: "texture", 2: "fabric", 3: "shape", 4: "part", 5: "style"}
 """Attribute type code -> name."""
 CLOTHES_TYPES = {1: "upper-body", 2: "lower-body", 3: "full-body"}
@@ -46,8 +57,8 @@ _VIS = {0: VISIBLE, 1: OCCLUDED, 2: ABSENT}
 Transform = Callable[[torch.Tensor, dict], tuple[torch.Tensor, dict]]
 
 
-def _table(path: Path) -> list[tuple[int, list[str]]]:
-    """``(line number, whitespace-split fields)`` of the data rows, after checking lines 1 and 2."""
+def _table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The column names of line 2 and ``(line number, whitespace-split fields)`` of the data rows."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: annotation file not found")
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -63,7 +74,16 @@ def _table(path: Path) -> list[tuple[int, list[str]]]:
     rows = [(i, line.split()) for i, line in enumerate(lines[2:], start=3) if line.strip()]
     if len(rows) != count:
         raise ValueError(f"{name} line 1: says {count} entries, the file has {len(rows)} data rows")
-    return rows
+    return lines[1].split(), rows
+
+
+def _table_header(path: Path) -> list[str]:
+    """The column names on line 2 of a list file (empty when the file is shorter)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: annotation file not found")
+    with path.open(encoding="utf-8") as f:
+        f.readline()
+        return f.readline().split()
 
 
 def _int(token: str, where: str, what: str, allowed=None) -> int:
@@ -102,6 +122,8 @@ class DeepFashionTables:
     """``(N, 8, 3)`` float32 x, y pixels, v in {0, 1, 2}."""
     clothes_types: torch.Tensor
     """``(N,)`` int64."""
+    lines: dict[str, tuple[int, ...]]
+    """List file name -> ``N`` 1-based line numbers of each image's row (for messages)."""
 
 
 def read_deepfashion(root: str | Path) -> tuple[DeepFashionTables, dict[str, int]]:
@@ -110,11 +132,11 @@ def read_deepfashion(root: str | Path) -> tuple[DeepFashionTables, dict[str, int
     Returns
     -------
     tables : DeepFashionTables
-    quirks : dict (``unknown_attribute_values``, ``truncated_landmarks``)
+    quirks : dict (``unknown_attribute_values``, ``truncated_landmarks``, ``variation_type_column``)
     """
     root = Path(root)
     anno = root / "Anno"
-    cat_rows = _table(anno / "list_category_cloth.txt")
+    _, cat_rows = _table(anno / "list_category_cloth.txt")
     cat_names, cat_types = [], []
     for lineno, f in cat_rows:
         where = f"list_category_cloth.txt line {lineno}"
@@ -122,7 +144,7 @@ def read_deepfashion(root: str | Path) -> tuple[DeepFashionTables, dict[str, int
             raise ValueError(f"{where}: {len(f)} fields, expected 2 (category_name, category_type)")
         cat_names.append(" ".join(f[:-1]))
         cat_types.append(_int(f[-1], where, "category_type", CLOTHES_TYPES))
-    attr_rows = _table(anno / "list_attr_cloth.txt")
+    _, attr_rows = _table(anno / "list_attr_cloth.txt")
     attr_names, attr_types = [], []
     for lineno, f in attr_rows:
         where = f"list_attr_cloth.txt line {lineno}"
@@ -134,7 +156,8 @@ def read_deepfashion(root: str | Path) -> tuple[DeepFashionTables, dict[str, int
 
     def by_image(file: str, parse) -> dict[str, tuple[int, object]]:
         out = {}
-        for lineno, f in _table(anno / file if file != "list_eval_partition.txt" else root / "Eval" / file):
+        _, rows = _table(anno / file if file != "list_eval_partition.txt" else root / "Eval" / file)
+        for lineno, f in rows:
             where = f"{file} line {lineno}"
             if f[0] in out:
                 raise ValueError(f"{where}: image {f[0]!r} already listed on line {out[f[0]][0]}")
@@ -152,7 +175,12 @@ def read_deepfashion(root: str | Path) -> tuple[DeepFashionTables, dict[str, int
         nonlocal unknown
         if len(f) != 1 + n_attr:
             raise ValueError(f"{where}: {len(f) - 1} attribute values, expected {n_attr} (list_attr_cloth.txt)")
-        values = [_int(t, where, f"attribute {j + 1}", (-1, 0, 1)) for j, t in enumerate(f[1:])]
+        try:  # the fast path: the real file has 289,222 rows of 1000 values
+            values = [int(t) for t in f[1:]]
+        except ValueError:
+            values = []
+        if len(values) != n_attr or not set(values) <= {-1, 0, 1}:
+            values = [_int(t, where, f"attribute {j + 1}", (-1, 0, 1)) for j, t in enumerate(f[1:])]
         unknown += values.count(0)
         return [int(v > 0) for v in values]
 
@@ -168,18 +196,22 @@ def read_deepfashion(root: str | Path) -> tuple[DeepFashionTables, dict[str, int
 
     def parse_landmarks(f, where):
         nonlocal truncated
-        if len(f) < 2:
-            raise ValueError(f"{where}: {len(f)} fields, expected image_name, clothes_type and landmark triples")
+        first = 3 if variation else 2  # index of the first landmark value
+        if len(f) < first:
+            raise ValueError(f"{where}: {len(f)} fields, expected image_name, clothes_type"
+                             f"{', variation_type' if variation else ''} and landmark triples")  # fmt: skip
         ctype = _int(f[1], where, "clothes_type", CLOTHES_TYPES)
-        slots = _SLOTS[ctype]
-        if len(f) - 2 != 3 * len(slots):
-            raise ValueError(f"{where}: {len(f) - 2} landmark values, clothes_type {ctype} has {len(slots)} "
+        if variation:
+            _int(f[2], where, "variation_type")
+        slots = CLOTHES_TYPE_SLOTS[ctype]
+        if len(f) - first != 3 * len(slots):
+            raise ValueError(f"{where}: {len(f) - first} landmark values, clothes_type {ctype} has {len(slots)} "
                              f"landmarks, expected {3 * len(slots)} values (v x y each)")  # fmt: skip
         kp = [[0.0, 0.0, float(ABSENT)] for _ in LANDMARK_NAMES]
         for s, slot in enumerate(slots):
-            v = _int(f[2 + 3 * s], where, f"landmark_visibility_{s + 1}", _VIS)
-            x = _int(f[3 + 3 * s], where, f"landmark_location_x_{s + 1}")
-            y = _int(f[4 + 3 * s], where, f"landmark_location_y_{s + 1}")
+            v = _int(f[first + 3 * s], where, f"landmark_visibility_{s + 1}", _VIS)
+            x = _int(f[first + 1 + 3 * s], where, f"landmark_location_x_{s + 1}")
+            y = _int(f[first + 2 + 3 * s], where, f"landmark_location_y_{s + 1}")
             if _VIS[v] == ABSENT:
                 truncated += 1
             else:
@@ -196,8 +228,9 @@ def read_deepfashion(root: str | Path) -> tuple[DeepFashionTables, dict[str, int
         "list_category_img.txt": by_image("list_category_img.txt", parse_category),
         "list_attr_img.txt": by_image("list_attr_img.txt", parse_attr),
         "list_bbox.txt": by_image("list_bbox.txt", parse_bbox),
-        "list_landmarks.txt": by_image("list_landmarks.txt", parse_landmarks),
     }
+    variation = "variation_type" in _table_header(anno / "list_landmarks.txt")
+    tables["list_landmarks.txt"] = by_image("list_landmarks.txt", parse_landmarks)
     names = tuple(part)
     for file, table in tables.items():
         missing = [n for n in names if n not in table]
@@ -223,14 +256,20 @@ def read_deepfashion(root: str | Path) -> tuple[DeepFashionTables, dict[str, int
         image_names=names,
         splits=tuple(part[k][1] for k in names),
         labels=torch.tensor(labels, dtype=torch.long),
-        attributes=torch.tensor([tables["list_attr_img.txt"][k][1] for k in names], dtype=torch.long).reshape(n, n_attr),
+        attributes=torch.tensor([tables["list_attr_img.txt"][k][1] for k in names], dtype=torch.long).reshape(
+            n, n_attr
+        ),
         boxes=torch.tensor([tables["list_bbox.txt"][k][1] for k in names], dtype=torch.float32).reshape(n, 4),
         keypoints=torch.tensor([tables["list_landmarks.txt"][k][1][1] for k in names], dtype=torch.float32).reshape(
             n, len(LANDMARK_NAMES), 3
         ),
         clothes_types=torch.tensor([tables["list_landmarks.txt"][k][1][0] for k in names], dtype=torch.long),
+        lines={"list_eval_partition.txt": tuple(part[k][0] for k in names),
+               **{file: tuple(table[k][0] for k in names) for file, table in tables.items()}},  # fmt: skip
     )
-    return result, {"unknown_attribute_values": unknown, "truncated_landmarks": truncated}
+    quirks = {"unknown_attribute_values": unknown, "truncated_landmarks": truncated,
+              "variation_type_column": int(variation)}  # fmt: skip
+    return result, quirks
 
 
 class DeepFashionAttributes(torch.utils.data.Dataset):
@@ -243,7 +282,8 @@ class DeepFashionAttributes(torch.utils.data.Dataset):
     split : str
         ``"train"``, ``"val"`` or ``"test"`` (``Eval/list_eval_partition.txt``).
     images : bool
-        Check at construction that every image of the split exists (``Img/<image_name>``).
+        Check at construction that every image of the split exists (``Img/<image_name>``) and read its size, to
+        count landmarks outside it.
     transform : callable, optional
         ``(image, target) -> (image, target)``.
 
@@ -253,6 +293,8 @@ class DeepFashionAttributes(torch.utils.data.Dataset):
         All images of all splits, parsed.
     indices : (M,) int64
         Rows of ``tables`` in this split.
+    sizes : (M, 2) int64 or None
+        Width and height of this split's images (``None`` when ``images=False``).
     quirks : dict name -> count
 
     Items are ``(image, target)``: ``image`` (3, H, W) float32 in [0, 1]; ``target`` has ``boxes`` (1, 4) float32,
@@ -271,15 +313,25 @@ class DeepFashionAttributes(torch.utils.data.Dataset):
         self.transform = transform
         self.tables, self.quirks = read_deepfashion(self.root)
         self.indices = torch.tensor([i for i, s in enumerate(self.tables.splits) if s == split], dtype=torch.long)
+        self.sizes = None
         if images:
-            for i in self.indices.tolist():
-                path = self.root / "Img" / self.tables.image_names[i]
-                if not path.is_file():
-                    raise FileNotFoundError(f"list_eval_partition.txt: image file {str(path)!r} not found")
-        for key, what in (("unknown_attribute_values", "attribute values 0 ('unknown', read as negative)"),
-                          ("truncated_landmarks", "truncated landmarks (v = 2, read as absent)")):  # fmt: skip
+            t, idx = self.tables, self.indices.tolist()
+            self.sizes = image_sizes(self.root / "Img", [t.image_names[i] for i in idx],
+                                     [t.lines["list_eval_partition.txt"][i] for i in idx], "list_eval_partition.txt")
+            outside = outside_image(t.keypoints[self.indices], self.sizes)  # (M, 8)
+            self.quirks["out_of_bounds_points"] = count = int(outside.sum())
+            if count:
+                first = t.lines["list_landmarks.txt"][idx[int(outside.any(1).nonzero()[0, 0])]]
+                warnings.warn(f"list_landmarks.txt: {count} labelled landmarks outside the image bounds, in "
+                              f"{int(outside.any(1).sum())} rows of split {split!r} (first at line {first}); "
+                              "kept as given", stacklevel=2)  # fmt: skip
+        for key, file, what in (
+            ("unknown_attribute_values", "list_attr_img.txt", "attribute values 0 ('unknown', read as negative)"),
+            ("truncated_landmarks", "list_landmarks.txt", "truncated landmarks (v = 2, read as absent)"),
+            ("variation_type_column", "list_landmarks.txt", "file with a variation_type column (read and ignored)"),
+        ):
             if self.quirks[key]:
-                warnings.warn(f"{self.root.name}: {self.quirks[key]} {what}", stacklevel=2)
+                warnings.warn(f"{file}: {self.quirks[key]} {what}", stacklevel=2)
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -41,6 +41,8 @@ __all__ = [
     "parse_attribute_csv",
     "FashionAIAttributes",
     "load_image",
+    "image_sizes",
+    "outside_image",
 ]
 
 CATEGORIES: tuple[str, ...] = tuple(FASHIONAI.categories)
@@ -165,8 +167,9 @@ def parse_keypoint_csv(path: str | Path) -> tuple[KeypointAnnotations, dict[str,
     return ann, {"blank_lines": blank}
 
 
-def _image_sizes(root: Path, image_ids: Sequence[str], lines: Sequence[int], csv_name: str) -> torch.Tensor:
-    """(N, 2) int64 width, height read from the image headers; raises naming the CSV line of a missing image."""
+def image_sizes(root: Path, image_ids: Sequence[str], lines: Sequence[int], csv_name: str) -> torch.Tensor:
+    """(N, 2) int64 width, height read from the headers of ``root / image_id``; a missing image raises
+    ``FileNotFoundError`` naming ``csv_name`` and its line."""
     sizes = []
     for image_id, lineno in zip(image_ids, lines, strict=True):
         path = root / image_id
@@ -177,8 +180,9 @@ def _image_sizes(root: Path, image_ids: Sequence[str], lines: Sequence[int], csv
     return torch.tensor(sizes, dtype=torch.long).reshape(len(sizes), 2)
 
 
-def _count_out_of_bounds(keypoints: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
-    """(N, K) bool: labelled points outside ``[0, W) x [0, H)``."""
+def outside_image(keypoints: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+    """(N, K) bool: labelled points (v > 0) of ``(N, K, 3)`` key points outside ``[0, W) x [0, H)`` of ``(N, 2)``
+    image sizes (width, height)."""
     labelled = keypoints[..., 2] > 0
     wh = sizes[:, None, :].float()  # (N, 1, 2)
     outside = ((keypoints[..., :2] < 0) | (keypoints[..., :2] >= wh)).any(-1)
@@ -224,8 +228,8 @@ class FashionAIKeypoints(torch.utils.data.Dataset):
         self.sizes = None
         if images:
             ann = self.annotations
-            self.sizes = _image_sizes(self.root, ann.image_ids, ann.lines, self.csv.name)
-            outside = _count_out_of_bounds(ann.keypoints, self.sizes)
+            self.sizes = image_sizes(self.root, ann.image_ids, ann.lines, self.csv.name)
+            outside = outside_image(ann.keypoints, self.sizes)
             count = int(outside.sum())
             self.quirks["out_of_bounds_points"] = count
             if count:
