@@ -39,6 +39,7 @@ __all__ = [
     "read_coco_results",
     "write_coco_results",
     "validate_coco_results",
+    "coco_ap_on_images",
 ]
 
 logger = logging.getLogger(__name__)
@@ -374,3 +375,44 @@ def coco_keypoint_ap(
     names = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
     return CocoKeypointAP(**dict(zip(names, stats, strict=True)), num_results=len(entries), num_images=len(img_ids),
                           sigmas=tuple(float(s) for s in sig))
+
+
+def coco_ap_on_images(
+    gt: str | os.PathLike | Mapping[str, Any] | _COCOApi,
+    results_per_image: Sequence[Sequence[Mapping[str, Any]]],
+    image_ids: Sequence[int],
+    *,
+    stat: str = "AP",
+) -> float:
+    """One of :func:`coco_keypoint_ap`'s numbers on a sample of images that may repeat (a bootstrap replicate).
+
+    pycocotools scores each image id once, so image ``j`` of the sample becomes image ``j + 1`` of a new ground
+    truth (its annotations copied with fresh ids) and its results are re-labelled alike; a repeated image then
+    counts as many times as it was drawn.
+
+    Parameters
+    ----------
+    gt : ground truth, as in :func:`coco_keypoint_ap`.
+    results_per_image : B sequences of results entries, those of ``image_ids[j]`` at ``j``.
+    image_ids : B ids of the ground truth (repeats allowed).
+    stat : one of ``CocoKeypointAP``'s ten names.
+
+    Returns
+    -------
+    float
+    """
+    if len(results_per_image) != len(image_ids):
+        raise ValueError(f"results_per_image has {len(results_per_image)} entries for {len(image_ids)} image ids")
+    api = _load_gt(gt)
+    base = api.dataset
+    images, annotations, results = [], [], []
+    for j, (image_id, entries) in enumerate(zip(image_ids, results_per_image, strict=True)):
+        image_id = int(image_id)
+        if image_id not in api.imgs:
+            raise ValueError(f"image_ids[{j}] = {image_id} is not in the ground truth")
+        images.append({**api.imgs[image_id], "id": j + 1})
+        for ann in api.imgToAnns[image_id]:
+            annotations.append({**ann, "image_id": j + 1, "id": len(annotations) + 1})
+        results.extend({**e, "image_id": j + 1} for e in entries)
+    sample = {"images": images, "annotations": annotations, "categories": base["categories"]}
+    return float(getattr(coco_keypoint_ap(sample, results), stat))

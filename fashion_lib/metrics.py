@@ -24,6 +24,7 @@ import torch
 from fashion_lib.attributes import FASHIONAI_TASKS, M, N, Y
 from fashion_lib.coco_eval import (
     CocoKeypointAP,
+    coco_ap_on_images,
     coco_keypoint_ap,
     keypoints_to_coco_results,
     read_coco_results,
@@ -38,6 +39,7 @@ __all__ = [
     "normalized_error",
     "CocoKeypointAP",
     "coco_keypoint_ap",
+    "coco_ap_on_images",
     "keypoints_to_coco_results",
     "read_coco_results",
     "write_coco_results",

@@ -22,6 +22,7 @@ from fashion_lib.metrics import (
     attribute_accuracy,
     attribute_ap,
     bootstrap_ci,
+    coco_ap_on_images,
     coco_keypoint_ap,
     fashionai_attribute_map,
     keypoint_errors,
@@ -35,7 +36,8 @@ from fashion_lib.metrics import (
     write_coco_results,
 )
 
-COCO_SAMPLE = Path("/work/shared/real-samples/coco/test_coco.json")
+# ../shared beside the repository (as in CI): the real COCO excerpt
+COCO_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "real-samples" / "coco" / "test_coco.json"
 needs_coco_sample = pytest.mark.skipif(not COCO_SAMPLE.exists(), reason="real COCO sample not available")
 
 NAN = math.nan
@@ -240,6 +242,27 @@ def test_coco_ap_falls_monotonically_with_noise_and_matches_pycocotools():
     ev = COCOeval(api, api.loadRes(copy.deepcopy(results)), iouType="keypoints")
     ev.evaluate(), ev.accumulate(), ev.summarize()
     assert coco_keypoint_ap(api, results).AP == float(ev.stats[0])
+
+
+@needs_coco_sample
+def test_coco_ap_on_resampled_images_counts_repeats():
+    gt = json.loads(COCO_SAMPLE.read_text())
+    perfect = _perfect_results(gt)
+    ids = [im["id"] for im in gt["images"]]
+    by_image = [[r for r in perfect if r["image_id"] == i] for i in ids]
+    # every image once, in order: the plain AP
+    assert coco_ap_on_images(gt, by_image, ids) == 1.0
+    # spoil one image's detections: AP on a sample that draws it twice is lower than on one that draws it once
+    bad = ids[0]
+    spoiled = [[dict(r, keypoints=[v + 40.0 for v in r["keypoints"]]) for r in res] if i == bad else res
+               for i, res in zip(ids, by_image, strict=True)]
+    full = coco_keypoint_ap(gt, [r for res in spoiled for r in res]).AP
+    assert coco_ap_on_images(gt, spoiled, ids) == pytest.approx(full)
+    once = coco_ap_on_images(gt, spoiled[:2], ids[:2])
+    twice = coco_ap_on_images(gt, [spoiled[0], spoiled[0], spoiled[1]], [bad, bad, ids[1]])
+    assert twice < once < 1.0
+    with pytest.raises(ValueError, match="image_ids\\[1\\] = 5 is not in the ground truth"):
+        coco_ap_on_images(gt, [[], []], [ids[0], 5])
 
 
 @needs_coco_sample

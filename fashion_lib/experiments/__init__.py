@@ -1,0 +1,84 @@
+"""The study's experiments, as library functions the notebooks call (STYLE.md: notebooks load, call, plot, glue).
+
+- :mod:`fashion_lib.experiments.keypoints`: Table 1 (FashionAI NE, COCO AP), its controls and ablations.
+- :mod:`fashion_lib.experiments.attributes`: Tables 2 and 3 (FashionAI and DeepFashion attributes).
+
+Trained models and cached predictions live in one folder shared by every notebook (:func:`runs_dir`), named by a
+hash of everything that shapes them (settings, data, the library's own sources), so a notebook that needs a
+detector another notebook trained loads it instead of training it again, and a change of code retrains.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from fashion_lib.io import atomic_write
+
+__all__ = ["runs_dir", "library_digest", "cached", "seeded_build", "MappedDataset"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def runs_dir() -> Path:
+    """Where trained models, written data sets and cached predictions go: ``$FASHION_LIB_RUNS`` (the pipeline sets
+    it) or ``_build/runs`` of the repository."""
+    from fashion_lib.pipeline import RUNS_ENV, find_repo_root
+
+    env = os.environ.get(RUNS_ENV)
+    if env:
+        return Path(env)
+    return find_repo_root() / "_build" / "runs"
+
+
+def library_digest() -> str:
+    """A short hash of every ``fashion_lib`` source file: part of every cache key, so a code change invalidates."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cached(path: str | os.PathLike, compute: Callable[[], T]) -> T:
+    """``torch.load(path)`` if it exists, else ``compute()`` saved atomically to ``path`` (tensors, dicts, lists)."""
+    path = Path(path)
+    if path.is_file():
+        try:
+            return torch.load(path, weights_only=False)
+        except (OSError, RuntimeError, EOFError) as err:  # a file cut short by a crash: compute it again
+            log.warning("cache file %s is unreadable (%s); computing it again", path, err)
+    value = compute()
+    with atomic_write(path, "wb") as f:
+        torch.save(value, f)
+    return value
+
+
+def seeded_build(build: Callable[[Any], T], config: Any, seed: int) -> T:
+    """``build(config)`` with the global RNG seeded by ``seed`` (torchvision and timm initialise weights from it),
+    inside :func:`torch.random.fork_rng`, so the caller's global RNG state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build(config)
+
+
+class MappedDataset(torch.utils.data.Dataset):
+    """Items of ``dataset`` passed through ``transform(image, target)``: adapts a loader to a model's input."""
+
+    def __init__(self, dataset: Any, transform: Callable[[torch.Tensor, dict], tuple[torch.Tensor, dict]]) -> None:
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
+        return self.transform(*self.dataset[index])

@@ -1,0 +1,376 @@
+"""Table 1 as library functions: train (or load) the detectors, detect on the validation set, refine, evaluate.
+
+Paper, Table 1 and section III.A. One :class:`KeypointSetup` (built from a notebook's parameters) fixes the data
+(the synthetic world, or a real data set's folder in its own layout), the detector presets and the schedule; a
+seed fixes the initialisation and the data order. For each seed the study
+
+1. trains Keypoint R-CNN (the paper's "Mask R-CNN") and CPN through :func:`fashion_lib.engine.train`, or loads
+   them when a run with the same settings exists (:func:`train_detectors`);
+2. detects on the validation set (:func:`detect_validation`), cached beside the run;
+3. builds the rows of Table 1 and its controls from those detections (:func:`table1_rows`): the detector, the
+   axis applied once (the paper's Fig. 1c), the detector run twice without the symmetry constraint, the detector
+   with New-key-detection, CPN and CPN with New-key-detection.
+
+The validation set is always read through the real loaders: the synthetic one is first written in the real
+layout (:func:`validation_set`), so the same code scores a real FashionAI or COCO folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fashion_lib.coco_eval import keypoints_to_coco_results
+from fashion_lib.data.coco import CocoKeypoints
+from fashion_lib.data.fashionai import FashionAIKeypoints
+from fashion_lib.engine import TrainConfig, run_dir_for, train
+from fashion_lib.experiments import MappedDataset, cached, library_digest, runs_dir, seeded_build
+from fashion_lib.keypoints import get_schema
+from fashion_lib.models.cpn import CPNConfig, build_cpn
+from fashion_lib.models.detector import TopDownDetector, as_detect_fn, predict, top_instance
+from fashion_lib.models.keypoint_rcnn import KeypointRCNNConfig, build_keypoint_rcnn, detection_target
+from fashion_lib.refine import RefineConfig, new_key_detection, refine_symmetric
+from fashion_lib.synthetic import (
+    SyntheticGarments,
+    SyntheticPeople,
+    WorldConfig,
+    write_coco_people,
+    write_fashionai_keypoints,
+)
+
+__all__ = [
+    "KeypointSetup",
+    "Detectors",
+    "ValidationSet",
+    "ROWS",
+    "KRCNN",
+    "AXIS_ONCE",
+    "TWICE",
+    "NKD",
+    "CPN",
+    "CPN_NKD",
+    "train_detectors",
+    "validation_set",
+    "detect_validation",
+    "table1_rows",
+    "coco_results",
+]
+
+log = logging.getLogger(__name__)
+
+# The rows of Table 1 and of its two controls (paper, section III.A), in display order.
+KRCNN = "Keypoint R-CNN"
+AXIS_ONCE = "Keypoint R-CNN + axis once"
+TWICE = "Keypoint R-CNN twice, no symmetry"
+NKD = "Keypoint R-CNN + New-key-detection"
+CPN = "CPN"
+CPN_NKD = "CPN + New-key-detection"
+ROWS = (KRCNN, AXIS_ONCE, TWICE, NKD, CPN, CPN_NKD)
+
+_PRESETS = ("cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class KeypointSetup:
+    """Data, detectors and schedule of a key-point experiment (one per notebook; seeds vary beside it)."""
+
+    schema: str = "fashionai"  # "fashionai" (garments, scored by NE) or "coco" (people, scored by OKS AP)
+    preset: str = "cpu"  # detector configurations: "cpu" (slim heads, small images) or "gpu" (paper scale)
+    image_size: int = 128  # side of the synthetic images, and the detectors' input size with the cpu preset
+    train_steps: int = 600  # Keypoint R-CNN optimizer steps per seed
+    cpn_steps: int = 600  # CPN optimizer steps per seed
+    batch_size: int = 8  # images per step
+    lr: float = 1e-3  # peak learning rate (AdamW, warm-up then cosine)
+    val_images: int = 200  # validation images (synthetic: written with val_seed; real: the first ones of val_file)
+    world: WorldConfig = field(default_factory=WorldConfig)  # the synthetic world (ignored with data_root)
+    data_root: str = ""  # a real data set's folder in its own layout; "" = the synthetic world
+    train_file: str = ""  # real data: annotation file under data_root ("" = the layout's usual name)
+    val_file: str = ""  # real data: validation annotation file under data_root ("" = the usual name)
+    val_seed: int = 10_000  # seed of the synthetic validation set (training seeds are small integers)
+
+    def __post_init__(self) -> None:
+        get_schema(self.schema)
+        if self.preset not in _PRESETS:
+            raise ValueError(f"preset must be one of {_PRESETS}, got {self.preset!r}")
+        for name in ("image_size", "train_steps", "cpn_steps", "batch_size", "val_images"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if self.data_root and not Path(self.data_root).is_dir():
+            raise FileNotFoundError(f"data_root {self.data_root!r} is not a folder")
+
+    @property
+    def synthetic(self) -> bool:
+        """True when the data comes from the synthetic world."""
+        return not self.data_root
+
+    def files(self) -> tuple[Path, Path, Path, Path]:
+        """Real data: (train annotations, train images, val annotations, val images) in the layout's usual names."""
+        root = Path(self.data_root)
+        if self.schema == "fashionai":  # data-formats.md A.1: one split folder, image paths inside the CSV
+            return (root, root / (self.train_file or "Annotations/train.csv"), root,
+                    root / (self.val_file or "Annotations/val.csv"))
+        return (root / (self.train_file or "annotations/person_keypoints_train2017.json"), root / "train2017",
+                root / (self.val_file or "annotations/person_keypoints_val2017.json"), root / "val2017")
+
+
+@dataclass(frozen=True)
+class _DataKey:
+    """What the trained models depend on besides their own configs (part of the run folder's hash)."""
+
+    source: str
+    world: dict
+    library: str
+
+
+def _data_key(setup: KeypointSetup) -> _DataKey:
+    source = "synthetic" if setup.synthetic else str(Path(setup.data_root).resolve()) + f":{setup.train_file}"
+    return _DataKey(source=source, world=dataclasses.asdict(setup.world) if setup.synthetic else {},
+                    library=library_digest())
+
+
+def detector_configs(setup: KeypointSetup) -> tuple[KeypointRCNNConfig, CPNConfig]:
+    """The two detectors' configurations for the setup's preset (cpu: input side ``image_size``)."""
+    if setup.preset == "cpu":
+        size = setup.image_size
+        return (KeypointRCNNConfig.cpu(setup.schema, min_size=(size,), max_size=size),
+                CPNConfig.cpu(setup.schema))
+    return KeypointRCNNConfig.gpu(setup.schema), CPNConfig.gpu(setup.schema)
+
+
+def _train_config(setup: KeypointSetup, seed: int, steps: int) -> TrainConfig:
+    return TrainConfig(steps=steps, batch_size=setup.batch_size, lr=setup.lr, seed=seed,
+                       warmup_steps=min(100, steps // 10), checkpoint_every=max(25, steps // 4),
+                       log_every=max(1, steps // 50), grad_clip=10.0)
+
+
+def _for_detection(image: torch.Tensor, target: dict) -> tuple[torch.Tensor, dict]:
+    return image, detection_target(target)
+
+
+def training_set(setup: KeypointSetup, seed: int, steps: int) -> torch.utils.data.Dataset:
+    """The training images: fresh synthetic items for every step (seeded by ``seed``), or the real train split."""
+    if setup.synthetic:
+        n = steps * setup.batch_size
+        cls = SyntheticGarments if setup.schema == "fashionai" else SyntheticPeople
+        data = cls(setup.world, n, seed=seed, split="train")
+    elif setup.schema == "fashionai":
+        root, csv, _, _ = setup.files()
+        data = FashionAIKeypoints(root, str(csv.relative_to(root)))
+    else:
+        annotations, images, _, _ = setup.files()
+        data = CocoKeypoints(annotations, images)
+    return MappedDataset(data, _for_detection)
+
+
+@dataclass(frozen=True)
+class Detectors:
+    """The two trained detectors of one seed and where their runs live."""
+
+    keypoint_rcnn: torch.nn.Module
+    cpn: torch.nn.Module
+    run_dir: Path  # the Keypoint R-CNN run (cached predictions are stored beside its checkpoint)
+    cpn_run_dir: Path
+
+    @property
+    def top_down(self) -> TopDownDetector:
+        """CPN on the boxes of Keypoint R-CNN (the paper's fair CPN: detector boxes, not ground truth)."""
+        return TopDownDetector(self.keypoint_rcnn, self.cpn)
+
+
+def train_detectors(setup: KeypointSetup, seed: int, *, progress: bool = True) -> Detectors:
+    """Train Keypoint R-CNN and CPN for ``seed``, or load them from finished runs with the same settings."""
+    kcfg, ccfg = detector_configs(setup)
+    key = _data_key(setup)
+    krcnn = seeded_build(build_keypoint_rcnn, kcfg, seed)
+    tk = _train_config(setup, seed, setup.train_steps)
+    kdir = run_dir_for(runs_dir(), f"keypoint_rcnn-{setup.schema}-s{seed}", kcfg, tk, key)
+    krcnn = train(krcnn, training_set(setup, seed, setup.train_steps), tk, kdir, progress=progress).model
+    cpn = seeded_build(build_cpn, ccfg, seed)
+    tc = _train_config(setup, seed, setup.cpn_steps)
+    cdir = run_dir_for(runs_dir(), f"cpn-{setup.schema}-s{seed}", ccfg, tc, key)
+    cpn = train(cpn, training_set(setup, seed, setup.cpn_steps), tc, cdir, progress=progress).model
+    return Detectors(krcnn.eval(), cpn.eval(), kdir, cdir)
+
+
+@dataclass
+class ValidationSet:
+    """The validation images and their ground truth, read through the real loaders."""
+
+    images: list[torch.Tensor]  # B images (3, H, W) float
+    targets: list[dict]  # the loader's targets
+    key: str  # identifies the set in cache file names
+    annotation_file: Path | None = None  # COCO: the ground-truth JSON (for pycocotools)
+
+    @property
+    def keypoints(self) -> torch.Tensor:
+        """FashionAI: (B, 24, 3) ground truth (one garment per image)."""
+        return torch.cat([t["keypoints"] for t in self.targets])
+
+    @property
+    def categories(self) -> list[str]:
+        """FashionAI: the B garment categories (given at test time in the challenge)."""
+        return [t["category"] for t in self.targets]
+
+    @property
+    def image_ids(self) -> list[Any]:
+        return [t["image_id"] for t in self.targets]
+
+
+def validation_set(setup: KeypointSetup) -> ValidationSet:
+    """The validation set: the synthetic one is written once in the real layout under :func:`runs_dir` (with
+    ``val_seed``) and read back through the loader, like a real folder."""
+    if setup.synthetic:
+        spec = json.dumps({"schema": setup.schema, "n": setup.val_images, "seed": setup.val_seed,
+                           "world": dataclasses.asdict(setup.world), "library": library_digest()}, sort_keys=True)
+        key = hashlib.sha256(spec.encode()).hexdigest()[:12]
+        root = runs_dir() / "data" / f"{setup.schema}-val-{key}"
+        writer = write_fashionai_keypoints if setup.schema == "fashionai" else write_coco_people
+        if not root.is_dir():  # the writers build the folder aside and rename it into place when complete
+            writer(root, 2 * setup.val_images, setup.val_seed, setup.world, val_fraction=0.5)
+        if setup.schema == "fashionai":
+            data = FashionAIKeypoints(root, "Annotations/val.csv")
+            annotation_file = None
+        else:
+            annotation_file = root / "annotations" / "person_keypoints_val2017.json"
+            data = CocoKeypoints(annotation_file, root / "val2017")
+    else:
+        _, _, val_annotations, val_images = setup.files()
+        key = hashlib.sha256(f"{val_annotations.resolve()}:{setup.val_images}".encode()).hexdigest()[:12]
+        if setup.schema == "fashionai":
+            data = FashionAIKeypoints(val_images, str(val_annotations.relative_to(val_images)))
+            annotation_file = None
+        else:
+            data = CocoKeypoints(val_annotations, val_images)
+            annotation_file = val_annotations
+    n = min(setup.val_images, len(data))
+    items = [data[i] for i in range(n)]
+    images, targets = [im for im, _ in items], [t for _, t in items]
+    if annotation_file is not None and n < len(data):
+        annotation_file = _coco_subset(annotation_file, [t["image_id"] for t in targets], key)
+    return ValidationSet(images, targets, key, annotation_file)
+
+
+def _coco_subset(annotation_file: Path, image_ids: Sequence[int], key: str) -> Path:
+    """A COCO ground-truth file restricted to ``image_ids`` (pycocotools scores every image of its ground truth)."""
+    target = runs_dir() / "data" / f"coco-gt-subset-{key}.json"
+    if not target.is_file():
+        data = json.loads(annotation_file.read_text())
+        keep = set(image_ids)
+        data["images"] = [im for im in data["images"] if im["id"] in keep]
+        data["annotations"] = [a for a in data["annotations"] if a["image_id"] in keep]
+        from fashion_lib.io import atomic_write
+
+        with atomic_write(target) as f:
+            json.dump(data, f)
+    return target
+
+
+def detect_validation(detectors: Detectors, val: ValidationSet, *, batch_size: int = 16) -> dict[str, list[dict]]:
+    """Both detectors' predictions on the validation images (the shared format of
+    :mod:`fashion_lib.models.detector`), cached beside the Keypoint R-CNN run."""
+    path = detectors.run_dir / f"predictions-{val.key}-{detectors.cpn_run_dir.name}.pt"
+    return cached(path, lambda: {
+        KRCNN: predict(detectors.keypoint_rcnn, val.images, batch_size=batch_size),
+        CPN: predict(detectors.top_down, val.images, batch_size=batch_size),
+    })
+
+
+@dataclass(frozen=True)
+class Instances:
+    """Every detection to score, flattened over images: one per image for FashionAI, all of them for COCO."""
+
+    keypoints: torch.Tensor  # (T, K, 3) x, y pixels, confidence
+    scores: torch.Tensor  # (T,) instance confidence
+    image_index: torch.Tensor  # (T,) long, index into the validation images
+
+
+def _instances(predictions: list[dict], schema: str) -> Instances:
+    K = get_schema(schema).num_keypoints
+    if schema == "fashionai":  # one garment per image: the best detection (NaN key points where there is none)
+        top = top_instance(predictions, K)
+        return Instances(top.keypoints, top.scores, torch.arange(len(predictions)))
+    counts = torch.tensor([len(p["scores"]) for p in predictions], dtype=torch.long)
+    if int(counts.sum()) == 0:
+        return Instances(torch.zeros(0, K, 3), torch.zeros(0), torch.zeros(0, dtype=torch.long))
+    return Instances(torch.cat([p["keypoints"] for p in predictions]).float(),
+                     torch.cat([p["scores"] for p in predictions]).float(),
+                     torch.repeat_interleave(torch.arange(len(predictions)), counts))
+
+
+def table1_rows(
+    setup: KeypointSetup,
+    detectors: Detectors,
+    val: ValidationSet,
+    refine: RefineConfig,
+    *,
+    rows: Sequence[str] = ROWS,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> dict[str, Instances]:
+    """The key points of each row of Table 1 (and its controls) for one seed, cached beside the run.
+
+    Parameters
+    ----------
+    setup, detectors, val : from :func:`train_detectors` and :func:`validation_set`.
+    refine : RefineConfig, the refiner's settings (both scales).
+    rows : which rows to compute (a subset of :data:`ROWS`).
+    seed : int, seed of the RANSAC generator.
+    batch_size : int, images per detector call.
+
+    Returns
+    -------
+    dict row name -> Instances (key points in image pixels).
+    """
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        raise ValueError(f"rows has unknown entries {unknown}; valid: {list(ROWS)}")
+    spec = json.dumps({"rows": list(rows), "refine": dataclasses.asdict(refine), "seed": seed}, sort_keys=True)
+    key = hashlib.sha256(spec.encode()).hexdigest()[:12]
+    path = detectors.run_dir / f"rows-{val.key}-{detectors.cpn_run_dir.name}-{key}.pt"
+    return cached(path, lambda: _compute_rows(setup, detectors, val, refine, rows, seed, batch_size))
+
+
+def _compute_rows(setup: KeypointSetup, detectors: Detectors, val: ValidationSet, refine: RefineConfig,
+                  rows: Sequence[str], seed: int, batch_size: int) -> dict[str, Instances]:
+    schema = get_schema(setup.schema)
+    preds = detect_validation(detectors, val, batch_size=batch_size)
+    base = {KRCNN: _instances(preds[KRCNN], setup.schema), CPN: _instances(preds[CPN], setup.schema)}
+    categories = None
+    if refine.pairs == "category":
+        categories = [val.categories[i] for i in base[KRCNN].image_index.tolist()]
+    detect = {KRCNN: as_detect_fn(detectors.keypoint_rcnn, schema.num_keypoints, batch_size=batch_size),
+              CPN: as_detect_fn(detectors.top_down, schema.num_keypoints, batch_size=batch_size)}
+    out: dict[str, Instances] = {}
+    for row in rows:  # over the few rows of the table
+        source = CPN if row in (CPN, CPN_NKD) else KRCNN
+        inst = base[source]
+        g = torch.Generator().manual_seed(seed)
+        if row in (KRCNN, CPN):
+            kps = inst.keypoints
+        elif row == AXIS_ONCE:
+            kps = refine_symmetric(inst.keypoints, schema, generator=g, config=refine,
+                                   categories=categories).keypoints
+        else:
+            cats = None if categories is None else [val.categories[i] for i in inst.image_index.tolist()]
+            kps = new_key_detection(val.images, detect[source], schema, generator=g, keypoints=inst.keypoints,
+                                    image_index=inst.image_index, config=refine, categories=cats,
+                                    symmetric=row != TWICE).keypoints
+        out[row] = Instances(kps, inst.scores, inst.image_index)
+    return out
+
+
+def coco_results(instances: Instances, val: ValidationSet) -> list[dict]:
+    """COCO results entries (data-formats.md, D.2) of flattened detections."""
+    ids = torch.tensor(val.image_ids, dtype=torch.long)[instances.image_index]
+    return keypoints_to_coco_results(ids, instances.keypoints, instances.scores)
