@@ -40,6 +40,7 @@ __all__ = [
     "write_coco_results",
     "validate_coco_results",
     "coco_ap_on_images",
+    "load_ground_truth",
 ]
 
 logger = logging.getLogger(__name__)
@@ -253,7 +254,9 @@ class CocoKeypointAP:
         return {k: getattr(self, k) for k in ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")}
 
 
-def _load_gt(gt: str | os.PathLike | Mapping[str, Any] | _COCOApi) -> _COCOApi:
+def load_ground_truth(gt: str | os.PathLike | Mapping[str, Any] | _COCOApi) -> _COCOApi:
+    """A pycocotools ``COCO`` object of ground truth given as a path, a dict (not modified) or such an object,
+    after checking the fields COCOeval reads (the message names the file and the annotation)."""
     if isinstance(gt, _COCOApi):
         return gt
     if isinstance(gt, (str, os.PathLike)):
@@ -323,7 +326,7 @@ def coco_keypoint_ap(
         A results entry is malformed, or names an image or category absent from the ground truth (the message
         gives the entry's index and id); the key-point count disagrees with the ground truth or ``sigmas``.
     """
-    coco_gt = _load_gt(gt)
+    coco_gt = load_ground_truth(gt)
     where = str(results) if isinstance(results, (str, os.PathLike)) else "results"
     if isinstance(results, (str, os.PathLike)):
         entries = read_coco_results(results)
@@ -403,7 +406,7 @@ def coco_ap_on_images(
     """
     if len(results_per_image) != len(image_ids):
         raise ValueError(f"results_per_image has {len(results_per_image)} entries for {len(image_ids)} image ids")
-    api = _load_gt(gt)
+    api = load_ground_truth(gt)
     base = api.dataset
     images, annotations, results = [], [], []
     for j, (image_id, entries) in enumerate(zip(image_ids, results_per_image, strict=True)):

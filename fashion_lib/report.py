@@ -11,12 +11,16 @@ difference B - A (over seeds and images, :func:`fashion_lib.metrics.seed_bootstr
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from fashion_lib.metrics import CI
+import torch
 
-__all__ = ["SUPPORTS", "CONTRADICTS", "UNDECIDED", "verdict", "format_ci", "format_mean_sd", "mean_sd", "glue_ci"]
+from fashion_lib.metrics import CI, seed_bootstrap_ci
+
+__all__ = ["SUPPORTS", "CONTRADICTS", "UNDECIDED", "verdict", "format_ci", "format_mean_sd", "mean_sd", "glue_ci",
+           "MethodScore", "score_methods", "comparison_table"]
 
 SUPPORTS = "supports"
 CONTRADICTS = "contradicts"
@@ -85,3 +89,61 @@ def glue_ci(key: str, ci: CI, *, scale: float = 1.0) -> None:
     glue(key, float(ci.estimate * scale), display=False)
     glue(f"{key}_low", float(ci.low * scale), display=False)
     glue(f"{key}_high", float(ci.high * scale), display=False)
+
+
+@dataclass(frozen=True)
+class MethodScore:
+    """One method's metric over seeds, with the two-level bootstrap interval."""
+
+    per_seed: tuple[float, ...]  # the metric of each seed
+    ci: CI  # pooled estimate and interval over seeds and images
+
+
+def score_methods(
+    arrays: Mapping[str, Sequence[Sequence[Any]]],
+    metric: Callable[..., float],
+    *,
+    n_boot: int,
+    generator: torch.Generator,
+) -> dict[str, MethodScore]:
+    """``metric`` of every method, per seed and pooled with its interval.
+
+    Parameters
+    ----------
+    arrays : method -> per seed, the arguments of ``metric`` (e.g. ``fashion_lib.experiments.keypoints.ne_arrays``).
+    metric : callable on one seed's (or a pooled sample's) arguments.
+    n_boot, generator : as in :func:`fashion_lib.metrics.seed_bootstrap_ci`.
+    """
+    out = {}
+    for name, per_seed in arrays.items():  # over the few methods of a table
+        values = tuple(float(metric(*args)) for args in per_seed)
+        out[name] = MethodScore(values, seed_bootstrap_ci(metric, per_seed, n_boot=n_boot, generator=generator))
+    return out
+
+
+def comparison_table(
+    scores: Mapping[str, MethodScore],
+    paper: Mapping[str, float | None],
+    *,
+    scale: float = 1.0,
+    digits: int = 2,
+    unit: str = "",
+):
+    """The paper's figure beside ours, one row per method (a pandas DataFrame for the notebook to show).
+
+    ``paper`` maps a method to the paper's number (``None``: the paper has no such row); ours are shown as the mean
+    ± sd over seeds and the pooled estimate with its 95 % interval, times ``scale``.
+    """
+    import pandas as pd
+
+    rows = []
+    for name, score in scores.items():
+        fig = paper.get(name)
+        rows.append({
+            "method": name,
+            f"paper{unit}": "—" if fig is None else f"{fig:.{digits}f}",
+            f"ours{unit}, mean ± sd over {len(score.per_seed)} seeds": format_mean_sd(score.per_seed, scale=scale,
+                                                                                    digits=digits),
+            "ours, pooled [95 % interval]": format_ci(score.ci, scale=scale, digits=digits),
+        })
+    return pd.DataFrame(rows).set_index("method")

@@ -35,3 +35,24 @@ def test_formatting():
     assert mean_sd([2.0, 4.0]) == pytest.approx((3.0, math.sqrt(2.0)))
     with pytest.raises(ValueError, match="at least one number"):
         mean_sd([])
+
+
+def test_score_methods_and_the_comparison_table():
+    import torch
+
+    from fashion_lib.report import comparison_table, score_methods
+
+    def mean(x):
+        return float(torch.as_tensor(x, dtype=torch.float64).mean())
+
+    arrays = {"A": [(torch.full((10,), 0.10),), (torch.full((10,), 0.12),)],
+              "B": [(torch.full((10,), 0.05),), (torch.full((10,), 0.05),)]}
+    scores = score_methods(arrays, mean, n_boot=50, generator=torch.Generator().manual_seed(0))
+    assert scores["A"].per_seed == pytest.approx((0.10, 0.12))
+    assert scores["A"].ci.estimate == pytest.approx(0.11)
+    assert 0.10 - 1e-9 <= scores["A"].ci.low <= scores["A"].ci.high <= 0.12 + 1e-9
+    assert scores["B"].ci == pytest.approx((0.05, 0.05, 0.05))
+    table = comparison_table(scores, {"A": 13.70, "B": None}, scale=100, unit=" (%)")
+    assert table.loc["A", "paper (%)"] == "13.70" and table.loc["B", "paper (%)"] == "—"
+    assert table.loc["A", "ours (%), mean ± sd over 2 seeds"] == "11.00 ± 1.41"
+    assert table.loc["B", "ours, pooled [95 % interval]"] == "5.00 [5.00, 5.00]"

@@ -374,3 +374,73 @@ def coco_results(instances: Instances, val: ValidationSet) -> list[dict]:
     """COCO results entries (data-formats.md, D.2) of flattened detections."""
     ids = torch.tensor(val.image_ids, dtype=torch.long)[instances.image_index]
     return keypoints_to_coco_results(ids, instances.keypoints, instances.scores)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Scoring the rows: per-seed arrays for the bootstrap (fashion_lib.metrics.seed_bootstrap_ci) and the metrics on them
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def ne_arrays(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, row: str) -> list[tuple]:
+    """Per seed, ``(pred (B, 24, 3), gt (B, 24, 3), categories)`` of ``row``: the arguments of :func:`ne_metric`."""
+    gt, cats = val.keypoints, val.categories
+    return [(rows[row].keypoints, gt, cats) for rows in rows_per_seed]
+
+
+def ne_metric(*, reduce: str = "keypoint", points: str = "visible"):
+    """A function ``(pred, gt, categories) -> float`` giving NE (a fraction).
+
+    ``points``: ``"visible"`` (the challenge's rule: ground truth visible), ``"occluded"`` (only points the ground
+    truth marks occluded: where the symmetry prior should help) or ``"all"`` (both).
+    """
+    from fashion_lib.keypoints import OCCLUDED
+    from fashion_lib.metrics import keypoint_errors, normalized_error
+
+    if points not in ("visible", "occluded", "all"):
+        raise ValueError(f"points must be 'visible', 'occluded' or 'all', got {points!r}")
+
+    def metric(pred: torch.Tensor, gt: torch.Tensor, categories: Sequence[str]) -> float:
+        if points != "occluded":
+            return normalized_error(pred, gt, categories, reduce=reduce, count_occluded=points == "all").ne
+        err = keypoint_errors(pred, gt, categories, count_occluded=True)  # (B, K), nan where not counted
+        err = torch.where(torch.as_tensor(gt)[..., 2] == OCCLUDED, err, torch.nan)
+        if reduce == "keypoint":
+            return float(err.nanmean())
+        per_image = err.nanmean(1)
+        return float(per_image[~per_image.isnan()].mean())
+
+    return metric
+
+
+def coco_arrays(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, row: str) -> list[tuple]:
+    """Per seed, ``(results per image (B,) object array, image ids (B,))`` of ``row``: the arguments of
+    :func:`coco_metric`."""
+    import numpy as np
+
+    ids = np.asarray(val.image_ids, dtype=np.int64)
+    out = []
+    for rows in rows_per_seed:
+        inst = rows[row]
+        results = coco_results(inst, val)
+        per_image = np.empty(len(ids), dtype=object)
+        for j in range(len(ids)):
+            per_image[j] = []
+        for entry, j in zip(results, inst.image_index.tolist(), strict=True):
+            per_image[j].append(entry)
+        out.append((per_image, ids))
+    return out
+
+
+def coco_metric(val: ValidationSet, stat: str = "AP"):
+    """A function ``(results per image, image ids) -> float``: pycocotools' ``stat`` on those images (repeats
+    count as often as drawn, :func:`fashion_lib.coco_eval.coco_ap_on_images`)."""
+    from fashion_lib.coco_eval import coco_ap_on_images, load_ground_truth
+
+    if val.annotation_file is None:
+        raise ValueError("coco_metric needs a COCO validation set (annotation_file)")
+    gt = load_ground_truth(val.annotation_file)
+
+    def metric(per_image, image_ids) -> float:
+        return coco_ap_on_images(gt, list(per_image), [int(i) for i in image_ids], stat=stat)
+
+    return metric
