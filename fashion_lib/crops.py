@@ -1,0 +1,525 @@
+"""Normal-crop and Neck-crop from key points, and a batched crop-and-resize.
+
+Paper, section III.A and Fig. 3: "The bigger bounding box we defined by the key-points is called Normal-crop [...]
+We then propose Neck-crop (the smaller bounding box), a region near the neck of clothes, specialized for upper-body
+design tasks." Study notes, "Crops": the Normal-crop is the rectangle closing all predicted key points of the
+instance with a margin; the Neck-crop a smaller rectangle around the neckline, the shoulders and ``center_front``.
+
+Conventions
+-----------
+- Coordinates are continuous pixels: pixel ``(i, j)`` covers ``[j, j + 1) x [i, i + 1)``, its centre is
+  ``(j + 0.5, i + 0.5)``; ``x`` right, ``y`` down. Boxes are ``x1, y1, x2, y2`` in those pixels.
+- A key point is *valid* when both coordinates are finite and its third channel is ``> 0``: with COCO visibility
+  (0 absent, 1 occluded, 2 visible) that means "labelled"; with detector scores, "score above 0"
+  (:func:`fashion_lib.refine.missing_mask` with threshold 0).
+- Per-instance failure is a returned mask, never an exception: an instance with no valid point falls back to the
+  whole image and is flagged in :attr:`CropBoxes.fallback`.
+
+The Neck-crop, as we define it (paper and notes give no formula; each knob is a field of :class:`CropConfig`):
+
+1. The neck points are ``neckline_left``, ``neckline_right``, ``center_front``, ``shoulder_left`` and
+   ``shoulder_right`` (:data:`NECK_POINTS`). Their valid ones give the closure ``[lo, hi]``.
+2. The neck scale ``s`` is the shoulder distance when both shoulders are valid; otherwise
+   ``neckline_to_shoulder`` times the neckline distance when both neckline points are valid (a garment's shoulders
+   are about 3 necklines wide: 1 / 0.34 on the synthetic prototypes); otherwise there is no scale.
+3. With a scale, about the centre ``cx`` of the pair that gave it: ``x`` spans ``[min(lo_x, cx - s/2),
+   max(hi_x, cx + s/2)]``; ``y`` spans ``[lo_y, max(hi_y, lo_y + depth * s)]`` (room below the neckline for
+   collars, lapels and deep V necks); then ``margin * s`` is added on every side (room above for turtle necks).
+4. Without a scale (no shoulder pair, no neckline pair: a skirt, trousers, or a bad detection) the Neck-crop is the
+   top ``neck_fallback`` fraction of the Normal-crop, full width, and the instance is flagged.
+5. The box is intersected with the Normal-crop, so it always lies inside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
+from torchvision.ops import roi_align
+
+from fashion_lib.data.transforms import _size_hw, keypoint_boxes
+from fashion_lib.keypoints import KeypointSchema, get_schema
+from fashion_lib.refine import missing_mask
+
+__all__ = [
+    "CropConfig",
+    "CropBoxes",
+    "Crops",
+    "NECK_POINTS",
+    "CROP_KINDS",
+    "valid_keypoints",
+    "image_sizes",
+    "normal_crop",
+    "neck_crop",
+    "crop_boxes",
+    "crop_and_resize",
+    "points_to_crop",
+    "points_from_crop",
+]
+
+CROP_KINDS = ("full", "normal", "neck")
+"""Inputs a recognition network can see: the whole image, the Normal-crop, the Neck-crop."""
+
+NECK_POINTS: dict[str, tuple[str, ...]] = {
+    "fashionai": ("neckline_left", "neckline_right", "center_front", "shoulder_left", "shoulder_right"),
+}
+"""Schema name -> the points of the neck region, in the order: neckline pair, centre, shoulder pair."""
+
+
+@dataclass(frozen=True)
+class CropConfig:
+    """Knobs of the two crops. Defaults are our reading (the paper gives no numbers; module docstring)."""
+
+    normal_margin: float = 0.15
+    # Normal-crop: fraction of the key-point box's width (height) added on the left and right (top and bottom), >= 0
+    neck_margin: float = 0.2
+    # Neck-crop: margin added on every side, as a fraction of the neck scale s (shoulder width), >= 0
+    neck_depth: float = 0.6
+    # Neck-crop: minimum extent below the top neck point, in units of s (collars, lapels, deep V), >= 0
+    neckline_to_shoulder: float = 3.0
+    # Neck-crop: s = this times the neckline distance when a shoulder is missing, > 0
+    neck_fallback: float = 0.4
+    # Neck-crop without a scale: the top fraction of the Normal-crop's height that is used, in (0, 1]
+    min_size: float = 2.0
+    # smallest box side in pixels; a narrower box (e.g. a single valid point) grows about its centre, > 0
+
+    def __post_init__(self) -> None:
+        for name in ("normal_margin", "neck_margin", "neck_depth"):
+            _check_nonneg(name, getattr(self, name))
+        _check_positive("neckline_to_shoulder", self.neckline_to_shoulder)
+        _check_positive("min_size", self.min_size)
+        if not 0.0 < self.neck_fallback <= 1.0:
+            raise ValueError(f"neck_fallback must be in (0, 1], got {self.neck_fallback}")
+
+
+class CropBoxes(NamedTuple):
+    """Crop boxes of a batch of instances."""
+
+    boxes: torch.Tensor
+    """``(B, 4)`` float, ``x1, y1, x2, y2`` in image pixels."""
+    fallback: torch.Tensor
+    """``(B,)`` bool: the instance lacked the points its crop needs and got the documented fallback box."""
+
+    @property
+    def num_fallback(self) -> int:
+        """How many instances fell back (a host sync; call it outside hot loops)."""
+        return int(self.fallback.sum())
+
+
+class Crops(NamedTuple):
+    """Output of :func:`crop_and_resize`."""
+
+    images: torch.Tensor
+    """``(B, C, h, w)`` crops, dtype and device of the input images."""
+    boxes: torch.Tensor
+    """``(B, 4)`` the boxes cropped, image pixels: with ``(h, w)`` all :func:`points_from_crop` needs."""
+
+
+def _check_nonneg(name: str, value: float) -> None:
+    if not value >= 0.0:  # also rejects NaN
+        raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not value > 0.0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+
+
+def _check_keypoints(keypoints: torch.Tensor) -> None:
+    if not isinstance(keypoints, torch.Tensor) or keypoints.ndim != 3 or keypoints.shape[-1] != 3:
+        shape = tuple(keypoints.shape) if isinstance(keypoints, torch.Tensor) else type(keypoints).__name__
+        raise ValueError(f"keypoints must be a (B, K, 3) tensor [x, y, visibility or score], got {shape}")
+    if not keypoints.is_floating_point():
+        raise ValueError(f"keypoints must be a float tensor, got {keypoints.dtype}")
+
+
+def valid_keypoints(keypoints: torch.Tensor) -> torch.Tensor:
+    """``(B, K)`` bool: finite coordinates and third channel ``> 0`` (visibility or score)."""
+    return ~missing_mask(keypoints, 0.0)
+
+
+def image_sizes(
+    image_size: int | Sequence[int] | torch.Tensor | None, batch: int, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor | None:
+    """``(B, 2)`` float ``(height, width)`` per instance from an int (square), an ``(H, W)`` pair or a ``(B, 2)``
+    tensor; ``None`` passes through."""
+    if image_size is None:
+        return None
+    if isinstance(image_size, int):
+        hw = torch.tensor([[image_size, image_size]], dtype=dtype, device=device)
+    else:
+        hw = torch.as_tensor(image_size, dtype=dtype, device=device)
+        hw = hw[None] if hw.ndim == 1 else hw
+    if hw.ndim != 2 or hw.shape[1] != 2 or hw.shape[0] not in (1, batch):
+        raise ValueError(f"image_size must be an int, (height, width) or a ({batch}, 2) tensor, got "
+                         f"{tuple(hw.shape)}")  # fmt: skip
+    if not bool((hw >= 1).all()):
+        raise ValueError(f"image_size must be >= 1 pixel, got {hw.min().item()}")
+    return hw.expand(batch, 2)
+
+
+def _grow_and_clip(boxes: torch.Tensor, min_size: float, hw: torch.Tensor | None) -> torch.Tensor:
+    """Grow boxes narrower than ``min_size`` about their centre, then clip to ``(B, 2)`` image sizes."""
+    lo, hi = boxes[:, :2], boxes[:, 2:]  # (B, 2) each
+    centre, half = 0.5 * (lo + hi), 0.5 * (hi - lo).clamp(min=min_size)
+    lo, hi = centre - half, centre + half
+    if hw is not None:
+        wh = hw.flip(-1)  # (B, 2) as (width, height)
+        lo = torch.minimum(lo.clamp(min=0), wh)
+        hi = torch.minimum(hi.clamp(min=0), wh)
+    return torch.cat([lo, hi], 1)
+
+
+def _whole_image(hw: torch.Tensor) -> torch.Tensor:
+    """``(B, 4)`` boxes ``[0, 0, W, H]``."""
+    zeros = torch.zeros_like(hw)
+    return torch.cat([zeros, hw.flip(-1)], 1)
+
+
+def normal_crop(
+    keypoints: torch.Tensor,
+    *,
+    margin: float,
+    image_size: int | Sequence[int] | torch.Tensor | None = None,
+    min_size: float = CropConfig.min_size,
+) -> CropBoxes:
+    """Normal-crop: the box closing each instance's valid key points, enlarged by ``margin``.
+
+    Parameters
+    ----------
+    keypoints : (B, K, 3) float
+        ``x, y`` in image pixels and a visibility (COCO's 0 / 1 / 2) or a score; valid points are defined in the
+        module docstring. NaN coordinates mark missing predictions.
+    margin : float
+        Fraction of the key-point box's width (height) added on the left and right (top and bottom), ``>= 0``.
+    image_size : int, (H, W) or (B, 2) tensor of (H, W), optional
+        Image size(s) in pixels. When given, boxes are clipped to the image, and instances without a valid point
+        get the whole image. Required if any instance has no valid point.
+    min_size : float
+        Smallest box side before clipping, pixels, ``> 0`` (a single valid point gives a ``min_size`` square).
+
+    Returns
+    -------
+    CropBoxes
+        ``boxes`` (B, 4) float and ``fallback`` (B,) bool (no valid point: the whole image).
+
+    Raises
+    ------
+    ValueError
+        Bad shapes or parameters, or an instance without a valid point while ``image_size`` is ``None``.
+    """
+    _check_keypoints(keypoints)
+    _check_nonneg("margin", margin)
+    _check_positive("min_size", min_size)
+    B = keypoints.shape[0]
+    hw = image_sizes(image_size, B, keypoints.device, keypoints.dtype)
+    valid = valid_keypoints(keypoints)  # (B, K)
+    # keypoint_boxes closes the points with v > 0: zero the invalid ones (NaN coordinates, scores <= 0) first
+    clean = torch.where(valid[..., None], keypoints, torch.zeros_like(keypoints))
+    clean = torch.cat([clean[..., :2], valid[..., None].to(clean.dtype)], -1)
+    boxes = _grow_and_clip(keypoint_boxes(clean, margin), min_size, hw)
+    fallback = ~valid.any(1)  # (B,)
+    if hw is None:
+        if B and bool(fallback.any()):
+            raise ValueError(f"normal_crop: {int(fallback.sum())} of {B} instances have no valid key point (first: "
+                             f"{int(torch.nonzero(fallback)[0])}); pass image_size to fall back to the whole image")
+        return CropBoxes(boxes, fallback)
+    return CropBoxes(torch.where(fallback[:, None], _whole_image(hw), boxes), fallback)
+
+
+def _neck_indices(schema: KeypointSchema) -> list[int]:
+    if schema.name not in NECK_POINTS:
+        raise ValueError(f"neck_crop: schema {schema.name!r} has no neck region; valid schemas: "
+                         f"{', '.join(NECK_POINTS)}")  # fmt: skip
+    return [schema.index(n) for n in NECK_POINTS[schema.name]]
+
+
+def neck_crop(
+    keypoints: torch.Tensor,
+    schema: str | KeypointSchema = "fashionai",
+    *,
+    margin: float,
+    image_size: int | Sequence[int] | torch.Tensor | None = None,
+    normal: CropBoxes | None = None,
+    normal_margin: float = CropConfig.normal_margin,
+    depth: float = CropConfig.neck_depth,
+    neckline_to_shoulder: float = CropConfig.neckline_to_shoulder,
+    fallback_fraction: float = CropConfig.neck_fallback,
+    min_size: float = CropConfig.min_size,
+) -> CropBoxes:
+    """Neck-crop: a box about the neckline, ``center_front`` and the shoulders, inside the Normal-crop.
+
+    The construction (scale from the shoulders, else from the neckline; fallback to the top of the Normal-crop)
+    is spelled out in the module docstring.
+
+    Parameters
+    ----------
+    keypoints : (B, K, 3) float
+        ``x, y`` in image pixels and a visibility or a score; ``K = schema.num_keypoints``.
+    schema : str or KeypointSchema
+        Must have an entry in :data:`NECK_POINTS` (``"fashionai"``).
+    margin : float
+        Added on every side, as a fraction of the neck scale ``s``, ``>= 0``.
+    image_size : int, (H, W) or (B, 2) tensor, optional
+        As in :func:`normal_crop` (used when ``normal`` is not given).
+    normal : CropBoxes, optional
+        The instances' Normal-crops; computed with ``normal_margin`` when omitted.
+    normal_margin : float
+        Margin of the Normal-crop computed here.
+    depth : float
+        Minimum extent below the top neck point, in units of ``s``, ``>= 0``.
+    neckline_to_shoulder : float
+        ``s`` as a multiple of the neckline distance when a shoulder is missing, ``> 0``.
+    fallback_fraction : float
+        Without a scale: the top fraction of the Normal-crop's height, in ``(0, 1]``.
+    min_size : float
+        Smallest side of the Normal-crop computed here, pixels.
+
+    Returns
+    -------
+    CropBoxes
+        ``boxes`` (B, 4) float inside the Normal-crop; ``fallback`` (B,) bool: no neck scale, the top of the
+        Normal-crop was used (an instance without any valid point is one of them: the top of the whole image).
+    """
+    _check_keypoints(keypoints)
+    schema = get_schema(schema)
+    if keypoints.shape[1] != schema.num_keypoints:
+        raise ValueError(f"keypoints have {keypoints.shape[1]} points, schema {schema.name!r} has "
+                         f"{schema.num_keypoints}")  # fmt: skip
+    # CropConfig's checks validate the knobs (the object itself is not needed)
+    CropConfig(neck_margin=margin, neck_depth=depth, neckline_to_shoulder=neckline_to_shoulder,
+               neck_fallback=fallback_fraction, min_size=min_size)  # fmt: skip
+    if normal is None:
+        normal = normal_crop(keypoints, margin=normal_margin, image_size=image_size, min_size=min_size)
+    B = keypoints.shape[0]
+    if normal.boxes.shape != (B, 4):
+        raise ValueError(f"normal.boxes must have shape ({B}, 4), got {tuple(normal.boxes.shape)}")
+    idx = _neck_indices(schema)
+    pts = keypoints[:, idx]  # (B, 5, 3): neckline L, R, centre, shoulder L, R
+    valid = valid_keypoints(pts)  # (B, 5)
+    xy = torch.where(valid[..., None], pts[..., :2], torch.zeros_like(pts[..., :2]))  # (B, 5, 2), no NaN
+    inf = torch.tensor(float("inf"), dtype=xy.dtype, device=xy.device)
+    lo = torch.where(valid[..., None], xy, inf).amin(1)  # (B, 2) closure of the valid neck points
+    hi = torch.where(valid[..., None], xy, -inf).amax(1)
+
+    shoulders_ok = valid[:, 3] & valid[:, 4]
+    neckline_ok = valid[:, 0] & valid[:, 1]
+    s_sh = (xy[:, 3] - xy[:, 4]).norm(dim=-1)  # (B,)
+    s_nl = (xy[:, 0] - xy[:, 1]).norm(dim=-1) * neckline_to_shoulder
+    s = torch.where(shoulders_ok, s_sh, torch.where(neckline_ok, s_nl, torch.zeros_like(s_sh)))
+    cx = torch.where(shoulders_ok, 0.5 * (xy[:, 3, 0] + xy[:, 4, 0]), 0.5 * (xy[:, 0, 0] + xy[:, 1, 0]))
+    has_scale = (shoulders_ok | neckline_ok) & (s > 0)
+    s = torch.where(has_scale, s, torch.ones_like(s))  # placeholder where the fallback is used
+
+    pad = margin * s
+    x1 = torch.minimum(lo[:, 0], cx - 0.5 * s) - pad
+    x2 = torch.maximum(hi[:, 0], cx + 0.5 * s) + pad
+    y1 = lo[:, 1] - pad
+    y2 = torch.maximum(hi[:, 1], lo[:, 1] + depth * s) + pad
+    neck = torch.stack([x1, y1, x2, y2], 1)  # (B, 4)
+
+    nb = normal.boxes.to(neck)
+    top = torch.cat([nb[:, :3], (nb[:, 1] + fallback_fraction * (nb[:, 3] - nb[:, 1]))[:, None]], 1)
+    neck = torch.where(has_scale[:, None], neck, top)
+    # intersect with the Normal-crop; x2 >= x1 holds because the neck points lie in it (a clipped Normal-crop
+    # may exclude points outside the image, hence the final clamp)
+    lo_b = torch.maximum(neck[:, :2], nb[:, :2])
+    hi_b = torch.minimum(neck[:, 2:], nb[:, 2:])
+    hi_b = torch.maximum(hi_b, lo_b)
+    return CropBoxes(torch.cat([lo_b, hi_b], 1), ~has_scale)
+
+
+def crop_boxes(
+    keypoints: torch.Tensor,
+    kind: Literal["full", "normal", "neck"],
+    image_size: int | Sequence[int] | torch.Tensor,
+    config: CropConfig | None = None,
+    schema: str | KeypointSchema = "fashionai",
+) -> CropBoxes:
+    """The boxes a recognition network sees: the whole image, the Normal-crop or the Neck-crop.
+
+    Parameters
+    ----------
+    keypoints : (B, K, 3) float, image pixels.
+    kind : {"full", "normal", "neck"}
+    image_size : int, (H, W) or (B, 2) tensor of (H, W); required (fallbacks use the whole image).
+    config : CropConfig, optional (default ``CropConfig()``)
+    schema : str or KeypointSchema, only for ``"neck"``.
+
+    Returns
+    -------
+    CropBoxes; for ``"full"`` no instance is flagged.
+    """
+    if kind not in CROP_KINDS:
+        raise ValueError(f"kind must be one of {CROP_KINDS}, got {kind!r}")
+    config = config or CropConfig()
+    _check_keypoints(keypoints)
+    B = keypoints.shape[0]
+    hw = image_sizes(image_size, B, keypoints.device, keypoints.dtype)
+    if hw is None:
+        raise ValueError("crop_boxes: image_size is required")
+    if kind == "full":
+        return CropBoxes(_whole_image(hw), torch.zeros(B, dtype=torch.bool, device=keypoints.device))
+    normal = normal_crop(keypoints, margin=config.normal_margin, image_size=hw, min_size=config.min_size)
+    if kind == "normal":
+        return normal
+    return neck_crop(keypoints, schema, margin=config.neck_margin, normal=normal, depth=config.neck_depth,
+                     neckline_to_shoulder=config.neckline_to_shoulder, fallback_fraction=config.neck_fallback,
+                     min_size=config.min_size)  # fmt: skip
+
+
+def crop_and_resize(
+    images: torch.Tensor | Sequence[torch.Tensor],
+    boxes: torch.Tensor,
+    size: int | Sequence[int],
+    *,
+    image_index: torch.Tensor | None = None,
+    sampling_ratio: int = 0,
+) -> Crops:
+    """Crop ``boxes`` out of their images and resize each to ``size`` in one batched ``roi_align`` call.
+
+    Output pixel ``(i, j)`` of crop ``b`` is the bilinear sample of image ``image_index[b]`` at the continuous point
+    ``(x1 + (j + 0.5) * (x2 - x1) / w, y1 + (i + 0.5) * (y2 - y1) / h)`` (torchvision's ``roi_align`` with
+    ``aligned=True``), averaged over ``sampling_ratio`` x ``sampling_ratio`` points of the output pixel's cell.
+    Samples beyond the image's border pixel centres take the border value; samples more than one pixel outside
+    the image are 0 (``roi_align``'s rule).
+
+    Parameters
+    ----------
+    images : (N, C, H, W) float tensor, or a sequence of N (C, H_n, W_n) float tensors (sizes may differ)
+        On one device; crops are computed there (CPU or CUDA).
+    boxes : (B, 4) float
+        ``x1, y1, x2, y2`` in image pixels, with ``x2 > x1`` and ``y2 > y1``.
+    size : int or (h, w)
+        Output size in pixels.
+    image_index : (B,) long, optional
+        Image of each box; default ``arange(B)`` (one box per image, ``B == N``).
+    sampling_ratio : int
+        Samples per output pixel and axis; ``0`` is adaptive, ``ceil(box side / output side)``: a box filter
+        against aliasing when shrinking. ``1`` is a plain bilinear resize.
+
+    Returns
+    -------
+    Crops
+        ``images`` (B, C, h, w) and ``boxes`` (B, 4) (as given, in the images' dtype).
+
+    Notes
+    -----
+    Images of different sizes are grouped by size and each group is cropped in one call (a loop over the
+    distinct sizes, not over boxes); the result equals cropping each image on its own.
+    """
+    h, w = _size_hw(size)
+    if not isinstance(sampling_ratio, int) or sampling_ratio < 0:
+        raise ValueError(f"sampling_ratio must be an integer >= 0, got {sampling_ratio!r}")
+    if isinstance(images, torch.Tensor):
+        if images.ndim != 4:
+            raise ValueError(f"images must be (N, C, H, W) or a list of (C, H, W), got shape {tuple(images.shape)}")
+        image_list: list[torch.Tensor] | None = None
+        n_images, ref = images.shape[0], images
+    else:
+        image_list = list(images)
+        if not image_list:
+            raise ValueError("images is an empty list")
+        for i, im in enumerate(image_list):
+            if not isinstance(im, torch.Tensor) or im.ndim != 3:
+                raise ValueError(f"images[{i}] must be a (C, H, W) tensor, got "
+                                 f"{tuple(im.shape) if isinstance(im, torch.Tensor) else type(im).__name__}")
+        n_images, ref = len(image_list), image_list[0]
+    if not ref.is_floating_point():
+        raise ValueError(f"images must be float (convert uint8 with .float() / 255), got {ref.dtype}")
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must have shape (B, 4), got {tuple(boxes.shape)}")
+    B = boxes.shape[0]
+    device, dtype = ref.device, ref.dtype
+    boxes = boxes.to(device=device, dtype=dtype)
+    if image_index is None:
+        if B != n_images:
+            raise ValueError(f"boxes has {B} rows but there are {n_images} images; pass image_index")
+        image_index = torch.arange(B, device=device)
+    image_index = torch.as_tensor(image_index, device=device).long()
+    if image_index.shape != (B,):
+        raise ValueError(f"image_index must have shape ({B},), got {tuple(image_index.shape)}")
+    if B and (int(image_index.min()) < 0 or int(image_index.max()) >= n_images):
+        raise ValueError(f"image_index must be in [0, {n_images}), got values in "
+                         f"[{int(image_index.min())}, {int(image_index.max())}]")  # fmt: skip
+    bad = ~torch.isfinite(boxes).all(1) | (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+    if B and bool(bad.any()):
+        i = int(torch.nonzero(bad)[0])
+        raise ValueError(f"boxes[{i}] = {boxes[i].tolist()}: need finite x1 < x2 and y1 < y2")
+    channels = ref.shape[-3]
+    if B == 0:
+        return Crops(ref.new_zeros(0, channels, h, w), boxes)
+
+    def crop(batch: torch.Tensor, idx: torch.Tensor, bx: torch.Tensor) -> torch.Tensor:
+        rois = torch.cat([idx[:, None].to(dtype), bx], 1)  # (b, 5): image index, x1, y1, x2, y2
+        return roi_align(batch, rois, output_size=(h, w), spatial_scale=1.0, sampling_ratio=sampling_ratio,
+                         aligned=True)  # fmt: skip
+
+    if image_list is None:
+        return Crops(crop(images, image_index, boxes), boxes)
+    shapes = [tuple(im.shape) for im in image_list]
+    if any(s[0] != channels for s in shapes):
+        raise ValueError(f"images must all have {channels} channels, got shapes {sorted(set(shapes))}")
+    distinct = sorted(set(shapes))
+    if len(distinct) == 1:
+        return Crops(crop(torch.stack(image_list), image_index, boxes), boxes)
+    out = ref.new_empty(B, channels, h, w)
+    group_of = torch.tensor([distinct.index(s) for s in shapes], device=device)  # (N,) size group of each image
+    local = torch.zeros(n_images, dtype=torch.long, device=device)  # (N,) position inside its group
+    for g, shape in enumerate(distinct):  # loop over distinct image sizes, not over boxes
+        members = [i for i, s in enumerate(shapes) if s == shape]
+        local[members] = torch.arange(len(members), device=device)
+        sel = torch.nonzero(group_of[image_index] == g)[:, 0]  # boxes on images of this size
+        if sel.numel():
+            out[sel] = crop(torch.stack([image_list[i] for i in members]), local[image_index[sel]], boxes[sel])
+    return Crops(out, boxes)
+
+
+def _check_points(points: torch.Tensor, boxes: torch.Tensor) -> None:
+    if points.ndim != 3 or points.shape[-1] not in (2, 3) or boxes.shape != (points.shape[0], 4):
+        raise ValueError(f"points must be (B, K, 2) or (B, K, 3) and boxes (B, 4), got {tuple(points.shape)} and "
+                         f"{tuple(boxes.shape)}")  # fmt: skip
+
+
+def _map(points: torch.Tensor, offset: torch.Tensor, scale: torch.Tensor, forward: bool) -> torch.Tensor:
+    xy = points[..., :2]
+    new = (xy - offset[:, None]) * scale[:, None] if forward else xy / scale[:, None] + offset[:, None]
+    if points.shape[-1] == 3:  # absent points (third channel 0) keep their zero coordinates (library convention)
+        new = torch.where(points[..., 2:] == 0, xy, new)
+        return torch.cat([new, points[..., 2:]], -1)
+    return new
+
+
+def points_to_crop(points: torch.Tensor, boxes: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
+    """Map image pixels to crop pixels: ``u = (x - x1) * w / (x2 - x1)``, ``v = (y - y1) * h / (y2 - y1)``.
+
+    Parameters
+    ----------
+    points : (B, K, 2) or (B, K, 3) float, image pixels (a third channel passes through; where it is 0, the point
+        is absent and keeps its coordinates).
+    boxes : (B, 4) float, the crops' boxes (:attr:`Crops.boxes`).
+    size : int or (h, w), the crops' size.
+
+    Returns
+    -------
+    (B, K, 2) or (B, K, 3) float, crop pixels (continuous convention).
+    """
+    _check_points(points, boxes)
+    h, w = _size_hw(size)
+    boxes = boxes.to(points)
+    scale = torch.stack([w / (boxes[:, 2] - boxes[:, 0]), h / (boxes[:, 3] - boxes[:, 1])], -1)  # (B, 2)
+    return _map(points, boxes[:, :2], scale, forward=True)
+
+
+def points_from_crop(points: torch.Tensor, boxes: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
+    """Map crop pixels back to image pixels, the inverse of :func:`points_to_crop` (offset and resize factor).
+
+    Parameters and returns as :func:`points_to_crop`, with the roles of image and crop pixels swapped.
+    """
+    _check_points(points, boxes)
+    h, w = _size_hw(size)
+    boxes = boxes.to(points)
+    scale = torch.stack([w / (boxes[:, 2] - boxes[:, 0]), h / (boxes[:, 3] - boxes[:, 1])], -1)  # (B, 2)
+    return _map(points, boxes[:, :2], scale, forward=False)

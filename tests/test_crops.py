@@ -1,0 +1,295 @@
+"""Tests of fashion_lib.crops: Normal-crop, Neck-crop, crop_and_resize and the point mappings."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from fashion_lib.crops import (
+    CropConfig,
+    crop_and_resize,
+    crop_boxes,
+    neck_crop,
+    normal_crop,
+    points_from_crop,
+    points_to_crop,
+)
+from fashion_lib.keypoints import FASHIONAI
+from fashion_lib.synthetic import SyntheticGarments, WorldConfig
+
+IDX = {n: i for i, n in enumerate(FASHIONAI.names)}
+
+
+def inside(points: torch.Tensor, boxes: torch.Tensor, tol: float = 1e-4) -> torch.Tensor:
+    """(B, K) bool: point k of instance b lies in box b (closed, with a float tolerance)."""
+    x, y = points[..., 0], points[..., 1]
+    b = boxes[:, None, :]
+    return (x >= b[..., 0] - tol) & (x <= b[..., 2] + tol) & (y >= b[..., 1] - tol) & (y <= b[..., 3] + tol)
+
+
+def random_keypoints(b: int, k: int, size: float, generator: torch.Generator) -> torch.Tensor:
+    """(B, K, 3) points in the image with visibility in {0, 1, 2}; absent points at 0, a few NaN coordinates."""
+    xy = torch.rand(b, k, 2, generator=generator) * size
+    v = torch.randint(0, 3, (b, k), generator=generator).float()
+    xy = xy * (v[..., None] > 0)
+    kp = torch.cat([xy, v[..., None]], -1)
+    kp[torch.rand(b, k, generator=generator) < 0.05, 0] = math.nan  # missing predictions
+    return kp
+
+
+def garment(points: dict[str, tuple[float, float]], v: float = 2.0) -> torch.Tensor:
+    """(1, 24, 3) FashionAI key points: the named ones with visibility ``v``, the rest absent."""
+    kp = torch.zeros(1, FASHIONAI.num_keypoints, 3)
+    for name, (x, y) in points.items():
+        kp[0, IDX[name]] = torch.tensor([x, y, v])
+    return kp
+
+
+# ------------------------------------------------------------------------------------------------ Normal-crop
+
+
+def test_normal_crop_hand_box_ignores_absent_and_nan_points():
+    kp = torch.tensor([[[10.0, 20.0, 2.0], [30.0, 60.0, 1.0], [100.0, 5.0, 0.0], [math.nan, 90.0, 2.0]]])
+    out = normal_crop(kp, margin=0.1)
+    # closure [10, 20, 30, 60]: 20 x 40, so 2 px left/right and 4 px top/bottom
+    torch.testing.assert_close(out.boxes, torch.tensor([[8.0, 16.0, 32.0, 64.0]]))
+    assert not out.fallback.any() and out.num_fallback == 0
+
+
+def test_normal_crop_works_with_scores_and_clips_per_image():
+    # third channel as detector scores: 0 means "not found"
+    kp = torch.tensor([[[2.0, 3.0, 0.9], [50.0, 40.0, 0.2], [70.0, 70.0, 0.0]],
+                       [[2.0, 3.0, 0.9], [50.0, 40.0, 0.2], [70.0, 70.0, 0.0]]])  # fmt: skip
+    out = normal_crop(kp, margin=0.5, image_size=torch.tensor([[100.0, 100.0], [35.0, 45.0]]))
+    # closure [2, 3, 50, 40] grown by 24 / 18.5 px per side, then clipped to (H, W) = (100, 100) and (35, 45)
+    torch.testing.assert_close(out.boxes, torch.tensor([[0.0, 0.0, 74.0, 58.5], [0.0, 0.0, 45.0, 35.0]]))
+
+
+def test_every_valid_point_lies_in_its_normal_crop():
+    g = torch.Generator().manual_seed(0)
+    kp = random_keypoints(256, 24, 128.0, g)
+    for margin in (0.0, 0.1, 0.5):
+        out = normal_crop(kp, margin=margin, image_size=128)
+        valid = torch.isfinite(kp[..., :2]).all(-1) & (kp[..., 2] > 0)
+        assert inside(kp, out.boxes)[valid].all()
+        assert (out.boxes[:, :2] >= 0).all() and (out.boxes[:, 2:] <= 128).all()
+
+
+def test_every_visible_point_of_synthetic_garments_lies_in_its_normal_crop():
+    ds = SyntheticGarments(WorldConfig(image_size=96), 24, seed=3)
+    kp = torch.cat([ds[i][1]["keypoints"] for i in range(len(ds))])  # (24, 24, 3)
+    out = normal_crop(kp, margin=CropConfig().normal_margin, image_size=96)
+    assert inside(kp, out.boxes)[kp[..., 2] == 2].all()
+    assert not out.fallback.any()
+
+
+def test_normal_crop_falls_back_to_whole_image_and_counts():
+    kp = torch.zeros(3, 5, 3)
+    kp[1, 0] = torch.tensor([10.0, 10.0, 2.0])
+    kp[1, 1] = torch.tensor([20.0, 30.0, 2.0])
+    kp[2, :, :2] = math.nan  # NaN predictions with a positive score are not valid either
+    kp[2, :, 2] = 0.8
+    out = normal_crop(kp, margin=0.0, image_size=(60, 80))
+    assert out.fallback.tolist() == [True, False, True] and out.num_fallback == 2
+    torch.testing.assert_close(out.boxes[[0, 2]], torch.tensor([[0.0, 0.0, 80.0, 60.0]] * 2))
+    with pytest.raises(ValueError, match=r"2 of 3 instances have no valid key point.*pass image_size"):
+        normal_crop(kp, margin=0.0)
+
+
+def test_normal_crop_single_point_gets_min_size():
+    kp = torch.tensor([[[40.0, 50.0, 2.0]]])
+    out = normal_crop(kp, margin=0.3, min_size=6.0)
+    torch.testing.assert_close(out.boxes, torch.tensor([[37.0, 47.0, 43.0, 53.0]]))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"margin": -0.1}, "margin must be >= 0"), ({"margin": 0.1, "min_size": 0.0}, "min_size must be > 0"),
+     ({"margin": 0.1, "image_size": (0, 10)}, "image_size must be >= 1")],
+)  # fmt: skip
+def test_normal_crop_rejects_bad_parameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        normal_crop(torch.zeros(1, 3, 3), **kwargs)
+
+
+def test_normal_crop_rejects_bad_shape():
+    with pytest.raises(ValueError, match=r"keypoints must be a \(B, K, 3\)"):
+        normal_crop(torch.zeros(4, 3), margin=0.1)
+
+
+# ------------------------------------------------------------------------------------------------ Neck-crop
+
+HEMS = {"hemline_left": (20.0, 120.0), "hemline_right": (100.0, 120.0)}
+NECK = {"neckline_left": (52.0, 28.0), "neckline_right": (68.0, 28.0), "center_front": (60.0, 40.0)}
+SHOULDERS = {"shoulder_left": (40.0, 30.0), "shoulder_right": (80.0, 30.0)}
+
+
+def test_neck_crop_hand_box_from_shoulders():
+    kp = garment({**NECK, **SHOULDERS, **HEMS})
+    out = neck_crop(kp, "fashionai", margin=0.25, image_size=128, normal_margin=0.1, depth=0.6)
+    # s = 40, cx = 60: x [40, 80] +- 10; y from 28 - 10 down to max(40, 28 + 24) + 10 = 62; the Normal-crop
+    # (closure [20, 28, 100, 120], pads 8 / 9.2, clipped to 128) cuts the top at 18.8
+    torch.testing.assert_close(out.boxes, torch.tensor([[30.0, 18.8, 90.0, 62.0]]))
+    assert not out.fallback.any()
+
+
+def test_neck_crop_scale_from_neckline_when_a_shoulder_is_missing():
+    kp = garment({**NECK, "shoulder_left": (40.0, 30.0), **HEMS})
+    out = neck_crop(kp, "fashionai", margin=0.25, image_size=128, normal_margin=0.1, depth=0.6,
+                    neckline_to_shoulder=3.0)  # fmt: skip
+    # s = 3 * 16 = 48, cx = 60: x [min(40, 36), max(68, 84)] +- 12 = [24, 96]; y [28 - 12, max(40, 56.8) + 12]
+    torch.testing.assert_close(out.boxes, torch.tensor([[24.0, 18.8, 96.0, 68.8]]))
+    assert not out.fallback.any()
+
+
+def test_neck_crop_without_scale_falls_back_to_top_of_normal_crop():
+    kp = garment({"center_front": (60.0, 40.0), "neckline_left": (52.0, 28.0), **HEMS})
+    kp[0, IDX["neckline_left"], 2] = 0.0  # only center_front and the hems remain
+    out = neck_crop(kp, "fashionai", margin=0.25, image_size=128, normal_margin=0.1, fallback_fraction=0.4)
+    # Normal-crop: closure [20, 40, 100, 120], pads 8 -> [12, 32, 108, 128]; top 40 % of its height 96
+    torch.testing.assert_close(out.boxes, torch.tensor([[12.0, 32.0, 108.0, 70.4]]))
+    assert out.fallback.tolist() == [True]
+
+
+def test_neck_crop_lies_inside_normal_crop_and_flags_exactly_the_unscaled():
+    g = torch.Generator().manual_seed(1)
+    ds = SyntheticGarments(WorldConfig(image_size=96), 40, seed=5)
+    kp = torch.cat([ds[i][1]["keypoints"] for i in range(len(ds))])  # (40, 24, 3), every category
+    drop = torch.rand(kp.shape[:2], generator=g) < 0.3  # hide points at random
+    kp[..., 2] = torch.where(drop, torch.zeros_like(kp[..., 2]), kp[..., 2])
+    cfg = CropConfig()
+    normal = crop_boxes(kp, "normal", 96, cfg)
+    neck = crop_boxes(kp, "neck", 96, cfg)
+    n, k = normal.boxes, neck.boxes
+    assert ((k[:, :2] >= n[:, :2] - 1e-4) & (k[:, 2:] <= n[:, 2:] + 1e-4)).all()
+    assert ((k[:, 2:] - k[:, :2]) <= (n[:, 2:] - n[:, :2]) + 1e-4).all()
+    # oracle, per instance: a scale exists iff both shoulders or both neckline points are present
+    expected = []
+    for row in kp:
+        has = lambda a, b: bool(row[IDX[a], 2] > 0 and row[IDX[b], 2] > 0)  # noqa: E731
+        expected.append(not (has("shoulder_left", "shoulder_right") or has("neckline_left", "neckline_right")))
+    assert neck.fallback.tolist() == expected
+    assert 0 < sum(expected) < len(expected)  # both branches were exercised
+    # the visible neck points of scaled instances are inside their Neck-crop
+    names = [IDX[p] for p in ("neckline_left", "neckline_right", "center_front", "shoulder_left", "shoulder_right")]
+    pts = kp[:, names]
+    assert inside(pts, k)[(pts[..., 2] > 0) & ~neck.fallback[:, None]].all()
+
+
+def test_neck_crop_of_instance_without_points_is_top_of_whole_image():
+    kp = torch.zeros(1, 24, 3)
+    out = neck_crop(kp, "fashionai", margin=0.2, image_size=(50, 40), fallback_fraction=0.5)
+    torch.testing.assert_close(out.boxes, torch.tensor([[0.0, 0.0, 40.0, 25.0]]))
+    assert out.fallback.tolist() == [True]
+
+
+def test_neck_crop_rejects_schema_without_neck_and_wrong_point_count():
+    with pytest.raises(ValueError, match="schema 'coco' has no neck region; valid schemas: fashionai"):
+        neck_crop(torch.zeros(1, 17, 3), "coco", margin=0.2, image_size=64)
+    with pytest.raises(ValueError, match="keypoints have 17 points, schema 'fashionai' has 24"):
+        neck_crop(torch.zeros(1, 17, 3), "fashionai", margin=0.2, image_size=64)
+    with pytest.raises(ValueError, match=r"neck_fallback must be in \(0, 1\]"):
+        neck_crop(torch.zeros(1, 24, 3), "fashionai", margin=0.2, image_size=64, fallback_fraction=0.0)
+
+
+def test_crop_boxes_full_and_bad_kind():
+    out = crop_boxes(torch.zeros(2, 24, 3), "full", (30, 40))
+    torch.testing.assert_close(out.boxes, torch.tensor([[0.0, 0.0, 40.0, 30.0]] * 2))
+    assert not out.fallback.any()
+    with pytest.raises(ValueError, match="kind must be one of"):
+        crop_boxes(torch.zeros(2, 24, 3), "head", 64)
+
+
+# ------------------------------------------------------------------------------------------------ crop_and_resize
+
+
+def gradient_image(h: int = 64, w: int = 80) -> torch.Tensor:
+    """(3, H, W): channel 0 = column index j, channel 1 = row index i, channel 2 = 5."""
+    j = torch.arange(w, dtype=torch.float32).expand(h, w)
+    i = torch.arange(h, dtype=torch.float32)[:, None].expand(h, w)
+    return torch.stack([j, i, torch.full((h, w), 5.0)])
+
+
+@pytest.mark.parametrize("sampling_ratio", [0, 1, 2])
+def test_crop_of_gradient_image_gives_expected_pixels(sampling_ratio):
+    box = torch.tensor([[10.0, 20.0, 30.0, 60.0]])
+    out = crop_and_resize(gradient_image()[None], box, (4, 5), sampling_ratio=sampling_ratio)
+    # output (i, j) samples the continuous point x = 10 + (j + 0.5) * 4, y = 20 + (i + 0.5) * 10; pixel centres
+    # are at k + 0.5, so the gradient's value there is x - 0.5 (and y - 0.5)
+    xs = torch.tensor([11.5, 15.5, 19.5, 23.5, 27.5])
+    ys = torch.tensor([24.5, 34.5, 44.5, 54.5])
+    assert out.images.shape == (1, 3, 4, 5)
+    torch.testing.assert_close(out.images[0, 0], xs.expand(4, 5))
+    torch.testing.assert_close(out.images[0, 1], ys[:, None].expand(4, 5))
+    torch.testing.assert_close(out.images[0, 2], torch.full((4, 5), 5.0))
+
+
+def test_point_maps_to_crop_and_back():
+    boxes = torch.tensor([[10.0, 20.0, 30.0, 60.0]])
+    p = torch.tensor([[[17.0, 33.0, 2.0], [0.0, 0.0, 0.0]]])
+    q = points_to_crop(p, boxes, (4, 5))
+    # u = (17 - 10) * 5 / 20, v = (33 - 20) * 4 / 40; the absent point keeps its zeros
+    torch.testing.assert_close(q, torch.tensor([[[1.75, 1.3, 2.0], [0.0, 0.0, 0.0]]]))
+    torch.testing.assert_close(points_from_crop(q, boxes, (4, 5)), p)
+
+
+def test_crop_pixel_centres_map_back_to_the_sampled_image_points():
+    image = gradient_image()
+    boxes = torch.tensor([[5.5, 7.25, 61.0, 40.0], [0.0, 0.0, 80.0, 64.0]])
+    out = crop_and_resize(image[None].expand(2, -1, -1, -1), boxes, 16, sampling_ratio=1)
+    ii, jj = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    centres = torch.stack([jj + 0.5, ii + 0.5], -1).reshape(1, -1, 2).expand(2, -1, -1)  # crop pixels
+    xy = points_from_crop(centres, boxes, 16)  # (2, 256, 2) image pixels
+    # away from the border (where roi_align clamps), the gradient's value is the coordinate minus 0.5
+    interior = ((xy > 0.5) & (xy < torch.tensor([79.5, 63.5]))).all(-1)
+    torch.testing.assert_close(out.images[:, 0].reshape(2, -1)[interior], (xy[..., 0] - 0.5)[interior])
+    torch.testing.assert_close(out.images[:, 1].reshape(2, -1)[interior], (xy[..., 1] - 0.5)[interior])
+
+
+def test_list_of_images_of_different_sizes_equals_per_image_crops():
+    g = torch.Generator().manual_seed(2)
+    images = [torch.rand(3, 40, 50, generator=g), torch.rand(3, 64, 48, generator=g), torch.rand(3, 40, 50, generator=g)]
+    boxes = torch.tensor([[3.0, 4.0, 40.0, 30.0], [0.0, 10.0, 48.0, 64.0], [10.5, 0.0, 20.0, 39.0],
+                          [1.0, 1.0, 9.0, 9.0]])  # fmt: skip
+    index = torch.tensor([0, 1, 2, 1])
+    out = crop_and_resize(images, boxes, (12, 10), image_index=index)
+    for b in range(4):  # oracle: one image at a time
+        alone = crop_and_resize(images[int(index[b])][None], boxes[b : b + 1], (12, 10))
+        torch.testing.assert_close(out.images[b], alone.images[0])
+    stacked = crop_and_resize(torch.stack([images[0], images[2]]), boxes[[0, 2]], (12, 10))
+    torch.testing.assert_close(stacked.images, out.images[[0, 2]])
+
+
+@pytest.mark.parametrize(
+    "images, boxes, kwargs, match",
+    [
+        (torch.zeros(2, 3, 8, 8), torch.tensor([[0.0, 0.0, 4.0, 4.0]]), {}, "boxes has 1 rows but there are 2 images"),
+        (torch.zeros(1, 3, 8, 8), torch.tensor([[4.0, 0.0, 4.0, 4.0]]), {}, r"boxes\[0\].*x1 < x2"),
+        (torch.zeros(1, 3, 8, 8, dtype=torch.uint8), torch.tensor([[0.0, 0.0, 4.0, 4.0]]), {}, "images must be float"),
+        (torch.zeros(1, 3, 8, 8), torch.tensor([[0.0, 0.0, 4.0, 4.0]]), {"image_index": torch.tensor([1])},
+         r"image_index must be in \[0, 1\)"),
+        (torch.zeros(3, 8, 8), torch.tensor([[0.0, 0.0, 4.0, 4.0]]), {}, r"images must be \(N, C, H, W\)"),
+    ],
+)  # fmt: skip
+def test_crop_and_resize_rejects_bad_input(images, boxes, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        crop_and_resize(images, boxes, 4, **kwargs)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_crops_agree_on_cpu_and_gpu():
+    ds = SyntheticGarments(WorldConfig(image_size=96), 16, seed=7)
+    items = [ds[i] for i in range(len(ds))]
+    kp = torch.cat([t["keypoints"] for _, t in items])
+    images = [im for im, _ in items]
+    for kind in ("normal", "neck"):
+        cpu = crop_boxes(kp, kind, 96)
+        gpu = crop_boxes(kp.cuda(), kind, 96)
+        torch.testing.assert_close(gpu.boxes.cpu(), cpu.boxes)
+        assert gpu.fallback.cpu().tolist() == cpu.fallback.tolist()
+        a = crop_and_resize(images, cpu.boxes, 48)
+        b = crop_and_resize([im.cuda() for im in images], cpu.boxes.cuda(), 48)
+        torch.testing.assert_close(b.images.cpu(), a.images, atol=1e-5, rtol=1e-5)
