@@ -166,10 +166,11 @@ def test_neck_crop_lies_inside_normal_crop_and_flags_exactly_the_unscaled():
     assert ((k[:, :2] >= n[:, :2] - 1e-4) & (k[:, 2:] <= n[:, 2:] + 1e-4)).all()
     assert ((k[:, 2:] - k[:, :2]) <= (n[:, 2:] - n[:, :2]) + 1e-4).all()
     # oracle, per instance: a scale exists iff both shoulders or both neckline points are present
-    expected = []
-    for row in kp:
-        has = lambda a, b: bool(row[IDX[a], 2] > 0 and row[IDX[b], 2] > 0)  # noqa: E731
-        expected.append(not (has("shoulder_left", "shoulder_right") or has("neckline_left", "neckline_right")))
+    def has(row: torch.Tensor, a: str, b: str) -> bool:
+        return bool(row[IDX[a], 2] > 0 and row[IDX[b], 2] > 0)
+
+    expected = [not (has(r, "shoulder_left", "shoulder_right") or has(r, "neckline_left", "neckline_right"))
+                for r in kp]  # fmt: skip
     assert neck.fallback.tolist() == expected
     assert 0 < sum(expected) < len(expected)  # both branches were exercised
     # the visible neck points of scaled instances are inside their Neck-crop
@@ -250,7 +251,7 @@ def test_crop_pixel_centres_map_back_to_the_sampled_image_points():
 
 def test_list_of_images_of_different_sizes_equals_per_image_crops():
     g = torch.Generator().manual_seed(2)
-    images = [torch.rand(3, 40, 50, generator=g), torch.rand(3, 64, 48, generator=g), torch.rand(3, 40, 50, generator=g)]
+    images = [torch.rand(3, h, w, generator=g) for h, w in ((40, 50), (64, 48), (40, 50))]
     boxes = torch.tensor([[3.0, 4.0, 40.0, 30.0], [0.0, 10.0, 48.0, 64.0], [10.5, 0.0, 20.0, 39.0],
                           [1.0, 1.0, 9.0, 9.0]])  # fmt: skip
     index = torch.tensor([0, 1, 2, 1])
