@@ -23,6 +23,8 @@ from fashion_lib.synthetic import (
     SyntheticPeople,
     WorldConfig,
     item_generator,
+    label_rates,
+    pair_axis_offsets,
     render_deepfashion,
     render_garment,
     render_people,
@@ -417,3 +419,39 @@ def test_fashionai_files_follow_the_real_layout(tmp_path):
     rows = (labels / "Annotations" / "label.csv").read_text().splitlines()
     assert [r.split(",")[1] for r in rows] == list(FASHIONAI_TASKS)  # tasks cycle through the 8 AttrKeys
     assert all(re.fullmatch(r"[nmy]+", r.split(",")[2]) for r in rows)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Knob measurements
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def test_pair_axis_offsets_by_hand_and_against_a_loop():
+    kp = torch.zeros(2, 17, 3)
+    kp[0, COCO.index("left_eye")] = torch.tensor([12.0, 5.0, 2.0])
+    kp[0, COCO.index("right_eye")] = torch.tensor([6.0, 5.0, 1.0])
+    kp[0, COCO.index("left_ear")] = torch.tensor([14.0, 6.0, 2.0])  # its partner is absent
+    axis = torch.tensor([[1.0, 0.0, 8.0], [0.0, 0.0, 0.0]])  # the line x = 8; the second instance has no axis
+    out = pair_axis_offsets(kp, axis, COCO)
+    eye, ear = COCO.pair_names.index("eye"), COCO.pair_names.index("ear")
+    assert out[0, eye] == 1.0 and out[0, ear].isnan() and out[1].isnan().all()
+    g = torch.Generator().manual_seed(0)
+    kp = torch.cat([torch.rand(5, 24, 2, generator=g) * 50, torch.randint(0, 3, (5, 24, 1), generator=g)], -1)
+    normal = torch.nn.functional.normalize(torch.randn(5, 2, generator=g), dim=1)
+    axis = torch.cat([normal, torch.rand(5, 1, generator=g) * 20], 1)
+    out = pair_axis_offsets(kp, axis, FASHIONAI)
+    for b in range(5):
+        for p, (left, right) in enumerate(FASHIONAI.pairs.tolist()):
+            if kp[b, left, 2] > 0 and kp[b, right, 2] > 0:
+                expected = float(normal[b] @ ((kp[b, left, :2] + kp[b, right, :2]) / 2) - axis[b, 2])
+                assert float(out[b, p]) == pytest.approx(expected, abs=1e-4)
+            else:
+                assert out[b, p].isnan()
+    with pytest.raises(ValueError, match=r"keypoints must have shape \(N, 17, 3\)"):
+        pair_axis_offsets(torch.zeros(1, 24, 3), torch.zeros(1, 3), COCO)
+
+
+def test_label_rates_by_hand():
+    codes = torch.tensor([[N, Y, M], [N, Y, N], [M, N, Y], [N, N, Y]])
+    y_share, m_rate = label_rates(codes)
+    assert y_share.tolist() == [0.0, 0.5, 0.5] and float(m_rate) == 0.5

@@ -13,7 +13,8 @@ Modules: :mod:`~fashion_lib.synthetic.world` (knobs, randomness, attribute laten
 fabrics, occluders), :mod:`~fashion_lib.synthetic.garments` (FashionAI garments),
 :mod:`~fashion_lib.synthetic.people` (COCO persons), :mod:`~fashion_lib.synthetic.deepfashion` (DeepFashion
 categories and attributes on the garment renderer), :mod:`~fashion_lib.synthetic.datasets` (on-the-fly ``torch``
-data sets) and :mod:`~fashion_lib.synthetic.writers` (the four real layouts).
+data sets), :mod:`~fashion_lib.synthetic.writers` (the four real layouts) and
+:mod:`~fashion_lib.synthetic.knobs` (measuring what the knobs do).
 
 Conventions
 -----------
@@ -48,6 +49,7 @@ from fashion_lib.synthetic.deepfashion import (
     render_deepfashion,
 )
 from fashion_lib.synthetic.garments import render_garment
+from fashion_lib.synthetic.knobs import label_rates, occluded_fraction, pair_axis_offsets
 from fashion_lib.synthetic.people import render_people
 from fashion_lib.synthetic.world import CATEGORIES, CATEGORY_TASKS, TASK_CATEGORIES, WorldConfig, item_generator
 from fashion_lib.synthetic.writers import (
@@ -78,4 +80,7 @@ __all__ = [
     "DEEPFASHION_LANDMARKS",
     "DEEPFASHION_CATEGORIES",
     "DEEPFASHION_ATTRIBUTES",
+    "pair_axis_offsets",
+    "occluded_fraction",
+    "label_rates",
 ]

@@ -90,7 +90,8 @@ def _garment_shape(category: str, p: dict, draws: _Draws, asym: float):
         sleeve = p.get("sleeve", 0.75)
         for side, sign in (("left", -1.0), ("right", 1.0)):
             angle = math.radians(28.0 + asym * draws.uniform(-25.0, 70.0))
-            length = sleeve * (1.0 - asym * 0.5 * draws.uniform()) if draws.uniform() < asym else sleeve
+            fold, amount = draws.uniform(), draws.uniform()  # both drawn always: asym changes the pose only
+            length = sleeve * (1.0 - asym * 0.5 * amount) if fold < asym else sleeve
             d = np.array([sign * math.sin(angle), math.cos(angle)])
             sh, ap = pts[_IDX[f"shoulder_{side}"]], pts[_IDX[f"armpit_{side}"]]
             if sleeve <= 0.04:  # sleeveless: the cuffs do not exist (like the real -1 cuffs of sleeveless dresses)
