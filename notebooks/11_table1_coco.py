@@ -130,9 +130,9 @@ for row, key in ((kx.KRCNN, "krcnn"), (kx.NKD, "nkd"), (kx.CPN, "cpn"), (kx.CPN_
     for s in stats:
         values = [getattr(r, s) for r in per_seed[row]]
         glue(f"{s.lower()}_{key}", float(100 * sum(values) / len(values)), display=False)
-large_gain = [getattr(a, "APl") - getattr(b, "APl") for a, b in zip(per_seed[kx.NKD], per_seed[kx.KRCNN],
+large_gain = [a.APl - b.APl for a, b in zip(per_seed[kx.NKD], per_seed[kx.KRCNN],
                                                                       strict=True)]
-medium_gain = [getattr(a, "APm") - getattr(b, "APm") for a, b in zip(per_seed[kx.NKD], per_seed[kx.KRCNN],
+medium_gain = [a.APm - b.APm for a, b in zip(per_seed[kx.NKD], per_seed[kx.KRCNN],
                                                                        strict=True)]
 glue("gain_apl_nkd", float(100 * sum(large_gain) / len(large_gain)), display=False)
 glue("gain_apm_nkd", float(100 * sum(medium_gain) / len(medium_gain)), display=False)
