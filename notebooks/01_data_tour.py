@@ -39,6 +39,7 @@ coco_image_dir = ""
 dpi = 100
 
 # %%
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -338,6 +339,7 @@ for name, ds in loaders.items():
                   "points per instance": int(target["keypoints"].shape[1]),
                   "first image": f"{image.shape[2]} x {image.shape[1]}",
                   "quirks": ", ".join(f"{k} {v}" for k, v in ds.quirks.items() if v) or "none"})  # fmt: skip
+shutil.rmtree(workdir)  # the synthetic copies were only written to be read back
 glue("loader_warnings", len(caught), display=False)
 pd.DataFrame(table)
 
