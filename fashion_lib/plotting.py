@@ -12,7 +12,8 @@ import torch
 
 from fashion_lib.keypoints import ABSENT, COCO, FASHIONAI, KeypointSchema
 
-__all__ = ["schema_template", "draw_keypoints", "draw_axis", "draw_schema", "LEFT_COLOR", "RIGHT_COLOR"]
+__all__ = ["schema_template", "draw_keypoints", "draw_prediction", "draw_axis", "draw_schema", "LEFT_COLOR",
+           "RIGHT_COLOR"]
 
 LEFT_COLOR = "tab:blue"
 RIGHT_COLOR = "tab:orange"
@@ -104,6 +105,27 @@ def draw_keypoints(ax, keypoints: torch.Tensor, schema: KeypointSchema, *, edges
         if names:
             ax.annotate(schema.names[i], (float(kp[i, 0]), float(kp[i, 1])), fontsize=6, xytext=(3, 2),
                         textcoords="offset points", zorder=4)
+    return ax
+
+
+def draw_prediction(ax, image: torch.Tensor, keypoints: torch.Tensor, schema: KeypointSchema, *,
+                    category: str | None = None, truth: torch.Tensor | None = None, title: str = ""):
+    """Show ``image`` ((3, H, W) float) with predicted ``keypoints`` ((K, 3), confidence in the third column) of
+    ``category``'s points (all points without it) and, optionally, the ground truth ((K, 3), v) as grey crosses."""
+    ax.imshow(image.permute(1, 2, 0).clamp(0, 1).cpu().numpy(), extent=(0, image.shape[2], image.shape[1], 0))
+    present = torch.isfinite(keypoints[:, :2]).all(-1) & (keypoints[:, 2] > 0)
+    if category is not None:
+        present &= schema.category_mask(category)
+    shown = torch.cat([torch.nan_to_num(keypoints[:, :2]), (2.0 * present)[:, None]], -1)
+    if truth is not None:
+        labelled = truth[:, 2] > 0
+        ax.scatter(truth[labelled, 0], truth[labelled, 1], marker="x", s=14, color="0.2", lw=1, zorder=2)
+    draw_keypoints(ax, shown, schema, size=18)
+    ax.set_xlim(0, image.shape[2])
+    ax.set_ylim(image.shape[1], 0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=8)
     return ax
 
 

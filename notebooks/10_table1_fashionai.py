@@ -26,8 +26,8 @@ run_info = {}
 seeds = [0, 1, 2]
 preset = "cpu"
 image_size = 128
-train_steps = 600
-cpn_steps = 600
+train_steps = 400
+cpn_steps = 400
 batch_size = 8
 lr = 0.001
 val_images = 200
@@ -76,13 +76,9 @@ print(f"validation set: {len(val.images)} images ({'synthetic' if setup.syntheti
 # are the paper's FashionAI values unless a parameter says otherwise.
 
 # %%
-rows_per_seed = []
-for seed in seeds:
-    t0 = time.perf_counter()
-    detectors = kx.train_detectors(setup, seed, progress=False)
-    rows_per_seed.append(kx.table1_rows(setup, detectors, val, refine, seed=seed))
-    print(f"seed {seed}: trained (or loaded) and refined in {time.perf_counter() - t0:.0f} s")
-print("refiner:", refine)
+t0 = time.perf_counter()
+rows_per_seed = kx.rows_for_seeds(setup, val, refine, seeds)
+print(f"{len(seeds)} seeds trained (or loaded) and refined in {time.perf_counter() - t0:.0f} s; refiner: {refine}")
 
 # %% [markdown]
 # ## Table 1, FashionAI column

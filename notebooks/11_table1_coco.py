@@ -73,13 +73,9 @@ people = sum(int((t["iscrowd"] == 0).sum()) for t in val.targets)
 print(f"validation set: {len(val.images)} images, {people} persons ({'synthetic' if setup.synthetic else data_root})")
 
 # %%
-rows_per_seed = []
-for seed in seeds:
-    t0 = time.perf_counter()
-    detectors = kx.train_detectors(setup, seed, progress=False)
-    rows_per_seed.append(kx.table1_rows(setup, detectors, val, refine, seed=seed))
-    print(f"seed {seed}: trained (or loaded) and refined in {time.perf_counter() - t0:.0f} s")
-print("refiner:", refine)
+t0 = time.perf_counter()
+rows_per_seed = kx.rows_for_seeds(setup, val, refine, seeds)
+print(f"{len(seeds)} seeds trained (or loaded) and refined in {time.perf_counter() - t0:.0f} s; refiner: {refine}")
 
 # %% [markdown]
 # ## Table 1, COCO columns

@@ -62,6 +62,17 @@ __all__ = [
     "detect_validation",
     "table1_rows",
     "coco_results",
+    "Instances",
+    "detected_instances",
+    "RefinerStats",
+    "refiner_stats",
+    "coco_point_errors",
+    "rows_for_seeds",
+    "per_image_errors",
+    "ne_arrays",
+    "ne_metric",
+    "coco_arrays",
+    "coco_metric",
 ]
 
 log = logging.getLogger(__name__)
@@ -95,6 +106,7 @@ class KeypointSetup:
     train_file: str = ""  # real data: annotation file under data_root ("" = the layout's usual name)
     val_file: str = ""  # real data: validation annotation file under data_root ("" = the usual name)
     val_seed: int = 10_000  # seed of the synthetic validation set (training seeds are small integers)
+    val_world: WorldConfig | None = None  # a different world for the validation set only (None: ``world``)
 
     def __post_init__(self) -> None:
         get_schema(self.schema)
@@ -231,13 +243,14 @@ def validation_set(setup: KeypointSetup) -> ValidationSet:
     """The validation set: the synthetic one is written once in the real layout under :func:`runs_dir` (with
     ``val_seed``) and read back through the loader, like a real folder."""
     if setup.synthetic:
+        world = setup.val_world or setup.world
         spec = json.dumps({"schema": setup.schema, "n": setup.val_images, "seed": setup.val_seed,
-                           "world": dataclasses.asdict(setup.world), "library": library_digest()}, sort_keys=True)
+                           "world": dataclasses.asdict(world), "library": library_digest()}, sort_keys=True)
         key = hashlib.sha256(spec.encode()).hexdigest()[:12]
         root = runs_dir() / "data" / f"{setup.schema}-val-{key}"
         writer = write_fashionai_keypoints if setup.schema == "fashionai" else write_coco_people
         if not root.is_dir():  # the writers build the folder aside and rename it into place when complete
-            writer(root, 2 * setup.val_images, setup.val_seed, setup.world, val_fraction=0.5)
+            writer(root, 2 * setup.val_images, setup.val_seed, world, val_fraction=0.5)
         if setup.schema == "fashionai":
             data = FashionAIKeypoints(root, "Annotations/val.csv")
             annotation_file = None
@@ -344,8 +357,7 @@ def table1_rows(
 def _compute_rows(setup: KeypointSetup, detectors: Detectors, val: ValidationSet, refine: RefineConfig,
                   rows: Sequence[str], seed: int, batch_size: int) -> dict[str, Instances]:
     schema = get_schema(setup.schema)
-    preds = detect_validation(detectors, val, batch_size=batch_size)
-    base = {KRCNN: _instances(preds[KRCNN], setup.schema), CPN: _instances(preds[CPN], setup.schema)}
+    base = detected_instances(detectors, val, setup.schema)
     categories = None
     if refine.pairs == "category":
         categories = [val.categories[i] for i in base[KRCNN].image_index.tolist()]
@@ -444,3 +456,88 @@ def coco_metric(val: ValidationSet, stat: str = "AP"):
         return coco_ap_on_images(gt, list(per_image), [int(i) for i in image_ids], stat=stat)
 
     return metric
+
+
+def per_image_errors(instances: Instances, val: ValidationSet, *, count_occluded: bool = True) -> torch.Tensor:
+    """FashionAI: (B, K) normalised error of every labelled point (visible, and occluded with ``count_occluded``);
+    NaN where not counted. The per-point view behind NE, for galleries and per-point gains."""
+    from fashion_lib.metrics import keypoint_errors
+
+    return keypoint_errors(instances.keypoints, val.keypoints, val.categories, count_occluded=count_occluded)
+
+
+
+def detected_instances(detectors: Detectors, val: ValidationSet, schema: str) -> dict[str, Instances]:
+    """The two detectors' own instances (rows :data:`KRCNN` and :data:`CPN`), from the cached predictions."""
+    preds = detect_validation(detectors, val)
+    return {KRCNN: _instances(preds[KRCNN], schema), CPN: _instances(preds[CPN], schema)}
+
+
+@dataclass(frozen=True)
+class RefinerStats:
+    """How the refiner acted on a set of instances (steps 2-8, one scale)."""
+
+    instances: int
+    with_axis: float  # fraction of instances for which RANSAC found an axis
+    refined_pairs: float  # pairs moved by the EMA, per instance
+    filled_points: float  # missing points filled with the partner's mirror image, per instance
+
+
+def refiner_stats(instances: Instances, schema: str, refine: RefineConfig, *, seed: int = 0,
+                  categories: Sequence[str] | None = None) -> RefinerStats:
+    """Run the refiner once on ``instances`` and count what it did."""
+    if refine.pairs == "category" and categories is None:
+        raise ValueError("refiner_stats needs the instances' categories with pairs='category'")
+    out = refine_symmetric(instances.keypoints, schema, generator=torch.Generator().manual_seed(seed), config=refine,
+                           categories=categories)
+    n = max(len(instances.keypoints), 1)
+    return RefinerStats(instances=len(instances.keypoints), with_axis=float(out.has_axis.float().mean()),
+                        refined_pairs=float(out.refined.sum()) / n, filled_points=float(out.filled.sum()) / n)
+
+
+def coco_point_errors(instances: Instances, val: ValidationSet, *, min_iou: float = 0.5) -> torch.Tensor:
+    """COCO: (N, 17) error of every labelled point of the N annotated persons, divided by the person's shoulder
+    distance, against the detection whose key-point box overlaps the person's box most (IoU >= ``min_iou``; a
+    person without such a detection gets NaN). For per-point analysis only: COCO's metric is OKS AP."""
+    from torchvision.ops import box_iou
+
+    from fashion_lib.data.transforms import keypoint_boxes
+    from fashion_lib.metrics import keypoint_errors
+
+    preds, gts = [], []
+    for j, t in enumerate(val.targets):  # over images: matching is per image
+        people = (t["iscrowd"] == 0) & (t["keypoints"][..., 2] > 0).any(-1)
+        gt = t["keypoints"][people]
+        if not len(gt):
+            continue
+        mine = instances.image_index == j
+        pred = instances.keypoints[mine]
+        matched = torch.full_like(gt, float("nan"))
+        if len(pred):
+            finite = torch.nan_to_num(pred)
+            pred_boxes = keypoint_boxes(torch.cat([finite[..., :2], (pred[..., 2:] > 0).float()], -1), margin=0.0)
+            iou = box_iou(t["boxes"][people], pred_boxes)  # (G, D)
+            best_iou, best = iou.max(1)
+            ok = best_iou >= min_iou
+            matched[ok] = pred[best[ok]]
+        preds.append(matched)
+        gts.append(gt)
+    if not preds:
+        return torch.zeros(0, 17)
+    pred, gt = torch.cat(preds), torch.cat(gts)
+    return keypoint_errors(pred, gt, ["person"] * len(gt), schema="coco", count_occluded=True)
+
+
+def rows_for_seeds(setup: KeypointSetup, val: ValidationSet, refine: RefineConfig, seeds: Sequence[int], *,
+                   rows: Sequence[str] = ROWS) -> list[dict[str, Instances]]:
+    """:func:`table1_rows` for every seed (training or loading each seed's detectors), logging the time taken."""
+    import time
+
+    out = []
+    for seed in seeds:  # over the few training seeds
+        start = time.perf_counter()
+        detectors = train_detectors(setup, seed, progress=False)
+        out.append(table1_rows(setup, detectors, val, refine, rows=rows, seed=seed))
+        log.info("seed %d: detectors trained or loaded, rows %s in %.0f s", seed, list(rows),
+                 time.perf_counter() - start)
+    return out
