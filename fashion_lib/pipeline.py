@@ -460,8 +460,10 @@ def run(
     cache_dir = Path(cache_dir or root / "_build" / "notebook-cache").resolve()
     os.environ[RUNS_ENV] = str(Path(runs_dir or root / "_build" / "runs").resolve())
     profile_path = root / "notebooks" / "profiles" / f"{profile}.yaml"
+    # parameters are checked against every notebook, so that a profile valid for the whole book stays valid with --only
+    everything = discover_notebooks(root)
+    params = resolve_parameters(everything, load_profile(profile_path), overrides, profile_name=str(profile_path))
     notebooks = discover_notebooks(root, only)
-    params = resolve_parameters(notebooks, load_profile(profile_path), overrides, profile_name=str(profile_path))
     _prepare_workdir(root, workdir)
     results = workdir / "book" / "results"
     digest = _library_digest(root)

@@ -158,3 +158,11 @@ def test_failing_notebook_is_named_and_not_cached(tmp_path, monkeypatch):
 def test_main_reports_a_bad_parameter_and_exits_2(caplog):
     assert pipeline.main(["--profile", "smoke", "-p", "no_such_parameter", "1", "--no-build"]) == 2
     assert "no notebook declares a parameter 'no_such_parameter'" in caplog.text
+
+
+def test_only_one_notebook_still_checks_the_profile_against_the_whole_book(caplog):
+    # the smoke profile's 'all' section sets training settings that notebook 00 does not declare: valid for the book
+    assert pipeline.main(["--profile", "smoke", "--only", "00_keypoint_schemas", "-p", "00_keypoint_schemas.dpy",
+                          "1", "--no-build"]) == 2
+    assert "which no notebook declares" not in caplog.text
+    assert "notebook '00_keypoint_schemas' has no parameter 'dpy'" in caplog.text

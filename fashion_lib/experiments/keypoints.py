@@ -37,7 +37,7 @@ from fashion_lib.keypoints import get_schema
 from fashion_lib.models.cpn import CPNConfig, build_cpn
 from fashion_lib.models.detector import TopDownDetector, as_detect_fn, predict, top_instance
 from fashion_lib.models.keypoint_rcnn import KeypointRCNNConfig, build_keypoint_rcnn, detection_target
-from fashion_lib.refine import RefineConfig, new_key_detection, refine_symmetric
+from fashion_lib.refine import RefineConfig, RefineResult, new_key_detection, refine_symmetric
 from fashion_lib.synthetic import (
     SyntheticGarments,
     SyntheticPeople,
@@ -68,6 +68,7 @@ __all__ = [
     "refiner_stats",
     "coco_point_errors",
     "rows_for_seeds",
+    "score_axis_once",
     "per_image_errors",
     "ne_arrays",
     "ne_metric",
@@ -483,16 +484,11 @@ class RefinerStats:
     filled_points: float  # missing points filled with the partner's mirror image, per instance
 
 
-def refiner_stats(instances: Instances, schema: str, refine: RefineConfig, *, seed: int = 0,
-                  categories: Sequence[str] | None = None) -> RefinerStats:
-    """Run the refiner once on ``instances`` and count what it did."""
-    if refine.pairs == "category" and categories is None:
-        raise ValueError("refiner_stats needs the instances' categories with pairs='category'")
-    out = refine_symmetric(instances.keypoints, schema, generator=torch.Generator().manual_seed(seed), config=refine,
-                           categories=categories)
-    n = max(len(instances.keypoints), 1)
-    return RefinerStats(instances=len(instances.keypoints), with_axis=float(out.has_axis.float().mean()),
-                        refined_pairs=float(out.refined.sum()) / n, filled_points=float(out.filled.sum()) / n)
+def refiner_stats(result: RefineResult) -> RefinerStats:
+    """Count what one refiner pass (:func:`fashion_lib.refine.refine_symmetric`) did."""
+    n = max(len(result.keypoints), 1)
+    return RefinerStats(instances=len(result.keypoints), with_axis=float(result.has_axis.sum()) / n,
+                        refined_pairs=float(result.refined.sum()) / n, filled_points=float(result.filled.sum()) / n)
 
 
 def coco_point_errors(instances: Instances, val: ValidationSet, *, min_iou: float = 0.5) -> torch.Tensor:
@@ -541,3 +537,26 @@ def rows_for_seeds(setup: KeypointSetup, val: ValidationSet, refine: RefineConfi
         log.info("seed %d: detectors trained or loaded, rows %s in %.0f s", seed, list(rows),
                  time.perf_counter() - start)
     return out
+
+
+def score_axis_once(instances_per_seed: Sequence[Instances], val: ValidationSet, refine: RefineConfig, *,
+                    seed: int = 0) -> dict[str, float]:
+    """FashionAI: refine each seed's detections once (steps 2-8) with ``refine`` and score them: NE (%) of visible
+    and occluded points (mean and sd over seeds) and what the refiner did (fraction with an axis, pairs moved
+    and points filled per garment, means over seeds). The cheap evaluation behind the RANSAC ablations."""
+    from fashion_lib.report import mean_sd
+
+    vis, occ, stats = [], [], []
+    visible, occluded = ne_metric(), ne_metric(points="occluded")
+    cats = val.categories if refine.pairs == "category" else None
+    for inst in instances_per_seed:  # over the few seeds
+        out = refine_symmetric(inst.keypoints, "fashionai", generator=torch.Generator().manual_seed(seed),
+                               config=refine, categories=cats)
+        vis.append(100 * visible(out.keypoints, val.keypoints, val.categories))
+        occ.append(100 * occluded(out.keypoints, val.keypoints, val.categories))
+        stats.append(refiner_stats(out))
+    (v, v_sd), (o, o_sd) = mean_sd(vis), mean_sd(occ)
+    n = len(stats)
+    return {"NE visible (%)": v, "sd visible": v_sd, "NE occluded (%)": o, "sd occluded": o_sd,
+            "with axis": sum(s.with_axis for s in stats) / n, "pairs moved": sum(s.refined_pairs for s in stats) / n,
+            "points filled": sum(s.filled_points for s in stats) / n}
