@@ -1,0 +1,463 @@
+"""The training engine: configuration checks, LR schedule, data order, learning, checkpoints, resume, DDP.
+
+A tiny conv net regressing two numbers from synthetic images stands in for the detectors; it follows their
+convention (train mode: ``model(images, targets) -> dict`` of scalar loss terms).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fashion_lib.engine import (
+    CheckpointError,
+    StepBatchSampler,
+    TrainConfig,
+    batch_indices,
+    load_checkpoint,
+    lr_at,
+    run_dir_for,
+    train,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = Path(__file__).resolve().parent / "engine_worker.py"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread on a shared machine; the SIGKILL test's subprocess uses one too, as
+    bit-identical results need equal thread counts."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class ToyDataset(torch.utils.data.Dataset):
+    """Item ``i``: a (3, size, size) image, a random colour ``c`` plus noise, drawn from a generator seeded by
+    ``(seed, i)``; target ``value`` (2,): ``2 * (c_red - c_green)`` and ``2 * (c_blue - 0.5)``."""
+
+    def __init__(self, length: int = 64, seed: int = 0, size: int = 12) -> None:
+        self.length, self.seed, self.size = length, seed, size
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        colour = torch.rand(3, generator=g)
+        image = colour[:, None, None] + 0.2 * torch.randn(3, self.size, self.size, generator=g)
+        return image, {"value": 2 * torch.stack([colour[0] - colour[1], colour[2] - 0.5])}
+
+
+class ToyRegressor(nn.Module):
+    """Two convolutions, global pooling, a linear head; losses ``loss_a``, ``loss_b`` (MSE of each output)."""
+
+    def __init__(self, width: int = 8, batch_norm: bool = False, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width) if batch_norm else nn.Identity(), nn.ReLU(),
+            nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Dropout(dropout),
+        )  # fmt: skip
+        self.head = nn.Linear(width, 2)
+        self.train_calls = 0  # forward calls in train mode: counts optimisation steps
+
+    def forward(self, images, targets=None):
+        pred = self.head(self.features(torch.stack(images)))  # (B, 2)
+        if not self.training:
+            return pred
+        self.train_calls += 1
+        y = torch.stack([t["value"] for t in targets])  # (B, 2)
+        return {"loss_a": F.mse_loss(pred[:, 0], y[:, 0]), "loss_b": F.mse_loss(pred[:, 1], y[:, 1])}
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    width: int = 8  # channels of the toy net
+
+
+def _model(seed: int = 0, **kwargs) -> ToyRegressor:
+    torch.manual_seed(seed)
+    return ToyRegressor(**kwargs)
+
+
+def _config(**kwargs) -> TrainConfig:
+    base = dict(steps=10, batch_size=8, lr=1e-2, warmup_steps=2, checkpoint_every=4, log_every=1, device="cpu")
+    return TrainConfig(**{**base, **kwargs})
+
+
+def _loss(model: ToyRegressor, dataset, indices) -> float:
+    images, targets = zip(*(dataset[i] for i in indices), strict=True)
+    was = model.training
+    model.train()
+    with torch.no_grad():
+        out = model(list(images), list(targets))
+    model.train(was)
+    return float(sum(out.values()))
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _assert_same_state(a: nn.Module, b: nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb)
+    for name in sa:
+        assert torch.equal(sa[name], sb[name]), name
+
+
+# ------------------------------------------------------------------------------------------------ config
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("steps", 0, r"TrainConfig.steps must be an int >= 1, got 0"),
+    ("batch_size", 2.5, r"TrainConfig.batch_size must be an int >= 1"),
+    ("lr", 0.0, r"TrainConfig.lr must be a finite number in \(0.0, inf\)"),
+    ("optimizer", "adam", r"TrainConfig.optimizer must be one of \['adamw', 'sgd'\], got 'adam'"),
+    ("momentum", 1.0, r"TrainConfig.momentum must be a finite number in \[0.0, 1.0\)"),
+    ("warmup_steps", 11, r"TrainConfig.warmup_steps must be an int \[0, 10\], got 11"),
+    ("min_lr_ratio", 1.5, r"TrainConfig.min_lr_ratio must be a finite number in \[0.0, 1.0\]"),
+    ("grad_clip", -1.0, r"TrainConfig.grad_clip must be a finite number in \(0.0, inf\)"),
+    ("eval_every", -1, r"TrainConfig.eval_every must be an int >= 0"),
+    ("device", "tpu", r"TrainConfig.device must be one of \['auto', 'cpu', 'cuda'\]"),
+    ("amp", 1, r"TrainConfig.amp must be a bool"),
+    ("seed", -3, r"TrainConfig.seed must be an int \[0, 2147483647\]"),
+])  # fmt: skip
+def test_config_names_the_field_and_the_allowed_range(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        _config(**{field: value})
+
+
+def test_run_dir_for_separates_settings_and_reuses_equal_ones(tmp_path):
+    a = run_dir_for(tmp_path, "toy", _config(), ToyConfig(width=8))
+    assert a == run_dir_for(tmp_path, "toy", _config(), ToyConfig(width=8))
+    assert a.parent == tmp_path and a.name.startswith("toy-") and len(a.name) == len("toy-") + 12
+    others = {run_dir_for(tmp_path, "toy", _config(lr=2e-2), ToyConfig(width=8)),
+              run_dir_for(tmp_path, "toy", _config(), ToyConfig(width=16)),
+              run_dir_for(tmp_path, "toy", _config()),
+              run_dir_for(tmp_path, "other", _config(), ToyConfig(width=8))}  # fmt: skip
+    assert a not in others and len(others) == 4
+    with pytest.raises(ValueError, match="name must be a non-empty folder name"):
+        run_dir_for(tmp_path, "a/b", _config())
+    with pytest.raises(TypeError, match=r"configs\[0\] must be a dataclass instance, got dict"):
+        run_dir_for(tmp_path, "toy", {"lr": 1})
+
+
+# ------------------------------------------------------------------------------------ LR schedule, data order
+
+
+def test_lr_warms_up_linearly_then_decays_by_cosine_to_the_floor(tmp_path):
+    config = _config(steps=10, lr=0.1, warmup_steps=2, min_lr_ratio=0.1)
+    # hand-computed: warm-up 0.1 * s / 2; then 0.01 + 0.09 * (1 + cos(pi * (s - 2) / 8)) / 2
+    expected = {1: 0.05, 2: 0.1, 4: 0.01 + 0.09 * (1 + math.cos(math.pi / 4)) / 2, 6: 0.055, 10: 0.01}
+    for step, lr in expected.items():
+        assert lr_at(config, step) == pytest.approx(lr, rel=1e-12)
+    # the engine uses exactly this schedule
+    result = train(_model(), ToyDataset(), config, tmp_path / "run", progress=False)
+    rows = {int(r["step"]): float(r["lr"]) for r in _rows(result.metrics)}
+    assert sorted(rows) == list(range(1, 11))
+    for step, lr in expected.items():
+        assert rows[step] == pytest.approx(lr, rel=1e-9)
+    with pytest.raises(ValueError, match=r"step must be an int in \[1, 10\], got 0"):
+        lr_at(config, 0)
+
+
+def test_global_batch_is_the_union_of_the_shards_and_each_epoch_a_permutation():
+    n, b = 20, 8
+    for step in range(1, 8):
+        whole = batch_indices(n, b, 3, step)
+        shards = [batch_indices(n, b, 3, step, rank=r, world_size=2) for r in range(2)]
+        assert len(whole) == b and shards[0] + shards[1] == whole
+        four = [batch_indices(n, b, 3, step, rank=r, world_size=4) for r in range(4)]
+        assert sum(four, []) == whole
+    stream = sum((batch_indices(n, 4, 3, s) for s in range(1, 11)), [])  # 40 items: two epochs of 20
+    assert sorted(stream[:20]) == list(range(20)) and sorted(stream[20:]) == list(range(20))
+    assert stream[:20] != stream[20:] and stream[:20] != list(range(20))
+    assert batch_indices(n, b, 3, 1) != batch_indices(n, b, 4, 1)
+    assert batch_indices(n, b, 3, 2) == batch_indices(n, b, 3, 2)
+    # a sampler started after step k yields exactly the batches k+1 .. steps
+    full = list(StepBatchSampler(n, b, 3, steps=9))
+    assert list(StepBatchSampler(n, b, 3, steps=9, start_step=5)) == full[5:]
+    with pytest.raises(ValueError, match="batch_size .global. = 6 is not divisible by the world size 4"):
+        batch_indices(n, 6, 3, 1, rank=0, world_size=4)
+
+
+class RecordingDataset(ToyDataset):
+    """Records every index asked for; raises (interrupting the run) when asked for item number ``fail_at``."""
+
+    def __init__(self, fail_at: int | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.fail_at, self.seen = fail_at, []
+
+    def __getitem__(self, index):
+        if self.fail_at is not None and len(self.seen) + 1 == self.fail_at:
+            raise KeyboardInterrupt("interrupted by the test")
+        self.seen.append(index)
+        return super().__getitem__(index)
+
+
+def test_data_order_is_a_function_of_seed_and_step_whatever_the_interruptions(tmp_path):
+    config = _config(steps=8, batch_size=4, checkpoint_every=3, seed=5)
+    whole = RecordingDataset(length=10)
+    train(_model(), whole, config, tmp_path / "a", progress=False)
+    assert whole.seen == sum((batch_indices(10, 4, 5, s) for s in range(1, 9)), [])
+    first = RecordingDataset(fail_at=4 * 4 + 2, length=10)  # inside step 5, after the checkpoint of step 3
+    with pytest.raises(KeyboardInterrupt):
+        train(_model(), first, config, tmp_path / "b", progress=False)
+    second = RecordingDataset(length=10)
+    result = train(_model(), second, config, tmp_path / "b", progress=False)
+    assert result.resumed_from == 3
+    assert second.seen == whole.seen[3 * 4:]
+
+
+# --------------------------------------------------------------------------------------------- learning
+
+
+def test_one_step_lowers_the_loss_on_its_batch(tmp_path):
+    data, config = ToyDataset(), _config(steps=1, warmup_steps=0, lr=1e-2, min_lr_ratio=1.0)
+    model = _model()
+    batch = batch_indices(len(data), config.batch_size, config.seed, 1)
+    before = _loss(model, data, batch)
+    calls = model.train_calls
+    result = train(model, data, config, tmp_path / "run", progress=False)
+    assert result.model is model and not model.training and model.train_calls == calls + 1
+    after = _loss(model, data, batch)
+    assert after < before - 0.01 * before
+    assert result.losses["total"] == pytest.approx(before, rel=1e-5)  # the logged loss is that of the batch
+
+
+def test_a_short_run_lowers_the_held_out_loss_a_lot(tmp_path):
+    train_set, held_out = ToyDataset(length=256, seed=0), ToyDataset(length=64, seed=1)
+    model = _model()
+    before = _loss(model, held_out, range(64))
+    config = _config(steps=100, batch_size=16, lr=2e-2, warmup_steps=10, checkpoint_every=100, log_every=50)
+    result = train(model, train_set, config, tmp_path / "run", progress=False)
+    after = _loss(result.model, held_out, range(64))
+    assert after < 0.05 * before, (before, after)  # measured: 1.01 -> 0.012
+    rows = _rows(result.metrics)
+    assert [int(r["step"]) for r in rows] == [50, 100]
+    assert list(rows[0]) == ["step", "loss_a", "loss_b", "total", "lr", "images_per_s", "elapsed_s"]
+    assert float(rows[-1]["total"]) == pytest.approx(float(rows[-1]["loss_a"]) + float(rows[-1]["loss_b"]))
+    assert result.images_per_s > 0 and float(rows[-1]["elapsed_s"]) > 0
+
+
+def test_evaluate_is_called_on_schedule_without_disturbing_the_random_stream(tmp_path):
+    calls = []
+
+    def evaluate(model, step):
+        assert not model.training and not torch.is_grad_enabled()
+        calls.append(step)
+        torch.rand(100), random.random()  # draws that must not shift training's dropout masks
+        return {"score": float(step) / 10}
+
+    config = _config(steps=7, eval_every=3, log_every=2)
+    plain = train(_model(dropout=0.3), ToyDataset(), config, tmp_path / "plain", progress=False)
+    hooked = train(_model(dropout=0.3), ToyDataset(), config, tmp_path / "hooked", evaluate=evaluate, progress=False)
+    assert calls == [3, 6, 7]
+    _assert_same_state(plain.model, hooked.model)
+    rows = {int(r["step"]): r for r in _rows(hooked.metrics)}
+    assert sorted(rows) == [2, 3, 4, 6, 7]
+    assert rows[3]["score"] == "0.3" and rows[3]["total"] == ""  # an evaluation-only row
+    assert rows[6]["score"] == "0.6" and rows[6]["total"] != "" and rows[4]["score"] == ""
+
+
+def test_progress_bar_on_rank_zero_and_silenced_by_progress_false(tmp_path, capsys):
+    train(_model(), ToyDataset(), _config(steps=5), tmp_path / "shown", progress=True)
+    shown = capsys.readouterr().err
+    assert "shown" in shown and "loss=" in shown and "img_s=" in shown and "5/5" in shown
+    train(_model(), ToyDataset(), _config(steps=5), tmp_path / "quiet", progress=False)
+    assert capsys.readouterr().err == ""
+
+
+# ------------------------------------------------------------------------------ checkpoints and resume
+
+
+def _spawn(run_dir: Path, spec: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(WORKER), str(run_dir), json.dumps(spec)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_resumes_to_bit_identical_weights(tmp_path):
+    # batch norm (running statistics) and dropout (global RNG) both have to resume exactly
+    spec = {"config": {"steps": 12, "batch_size": 8, "lr": 1e-2, "warmup_steps": 2, "checkpoint_every": 4,
+                       "log_every": 1, "device": "cpu"},
+            "model": {"batch_norm": True, "dropout": 0.2}, "data": {"length": 40}, "threads": 1}  # fmt: skip
+    config = TrainConfig(**spec["config"])
+    uninterrupted = train(_model(batch_norm=True, dropout=0.2), ToyDataset(length=40), config, tmp_path / "a",
+                          progress=False)  # fmt: skip
+
+    killed = _spawn(tmp_path / "b", {**spec, "kill_after_items": 8 * 9 + 3})  # inside step 10
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    ckpt = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 8
+    assert [int(r["step"]) for r in _rows(tmp_path / "b" / "metrics.csv")] == list(range(1, 10))  # 9 beyond it
+
+    resumed = train(_model(batch_norm=True, dropout=0.2), ToyDataset(length=40), config, tmp_path / "b",
+                    progress=False)  # fmt: skip
+    assert resumed.resumed_from == 8 and resumed.step == 12 and resumed.model.train_calls == 4
+    _assert_same_state(uninterrupted.model, resumed.model)
+    rows_a, rows_b = _rows(uninterrupted.metrics), _rows(resumed.metrics)
+    assert [int(r["step"]) for r in rows_b] == list(range(1, 13))
+    for a, b in zip(rows_a, rows_b, strict=True):
+        assert (a["loss_a"], a["loss_b"], a["lr"]) == (b["loss_a"], b["loss_b"], b["lr"])
+
+
+def test_a_finished_run_is_returned_from_the_cache_without_training(tmp_path):
+    first = train(_model(), ToyDataset(), _config(steps=6), tmp_path / "run", progress=False)
+
+    class Untouchable(ToyDataset):
+        def __getitem__(self, index):
+            raise AssertionError("a cache hit must not read data")
+
+    fresh = _model(seed=1)
+    again = train(fresh, Untouchable(), _config(steps=6, log_every=3), tmp_path / "run", progress=False)
+    assert again.model is fresh and fresh.train_calls == 0 and not fresh.training
+    assert again.step == 6 and again.resumed_from == 6 and math.isnan(again.images_per_s)
+    assert again.losses == first.losses
+    _assert_same_state(first.model, fresh)
+
+
+def test_load_checkpoint_restores_weights_for_inference(tmp_path):
+    trained = train(_model(), ToyDataset(), _config(steps=3), tmp_path / "run", progress=False).model
+    fresh = _model(seed=7)
+    info = load_checkpoint(tmp_path / "run" / "checkpoint.pt", fresh, _config(steps=3))
+    _assert_same_state(trained, fresh)
+    assert info["step"] == 3 and info["config"]["lr"] == 1e-2 and len(info["git"]["commit"]) in (40, 7)
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "nowhere.pt", fresh)
+
+
+def test_a_truncated_checkpoint_is_refused(tmp_path):
+    run = tmp_path / "run"
+    train(_model(), ToyDataset(), _config(steps=4), run, progress=False)
+    path = run / "checkpoint.pt"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=r"checkpoint.pt: cannot read the checkpoint \(corrupt or truncated"):
+        train(_model(), ToyDataset(), _config(steps=8), run, progress=False)
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_checkpoint(path, _model())
+
+
+def test_a_checkpoint_of_other_settings_is_refused_but_runtime_fields_may_change(tmp_path):
+    run = tmp_path / "run"
+    train(_model(), ToyDataset(), _config(steps=4, checkpoint_every=2), run, progress=False)
+    other = _config(steps=4, lr=2e-2, optimizer="sgd")
+    with pytest.raises(CheckpointError, match=r"run/checkpoint.pt: written with different training settings: "
+                                              r"lr: checkpoint 0.01, now 0.02; optimizer: checkpoint 'adamw', "
+                                              r"now 'sgd'"):  # fmt: skip
+        train(_model(), ToyDataset(), other, run, progress=False)
+    with pytest.raises(CheckpointError, match="written for a dataset of 64 items, now 50; the data order"):
+        train(_model(), ToyDataset(length=50), _config(steps=4), run, progress=False)
+    with pytest.raises(CheckpointError, match="steps: checkpoint 4, now 5"):
+        load_checkpoint(run / "checkpoint.pt", _model(), _config(steps=5))
+    # log_every and checkpoint_every do not change what is learned: accepted, a cache hit
+    again = train(_model(), ToyDataset(), _config(steps=4, log_every=2, checkpoint_every=1), run, progress=False)
+    assert again.resumed_from == 4 and again.model.train_calls == 0
+
+
+def test_a_checkpoint_of_another_model_is_refused(tmp_path):
+    run = tmp_path / "run"
+    train(_model(), ToyDataset(), _config(steps=2), run, progress=False)
+    with pytest.raises(CheckpointError, match=r"model fingerprint differs.*shape: features.0.weight \[8, 3, 3, 3\] "
+                                              r"-> \[4, 3, 3, 3\]"):  # fmt: skip
+        train(_model(width=4), ToyDataset(), _config(steps=2), run, progress=False)
+    with pytest.raises(CheckpointError, match=r"only in the model: features.1.weight, features.1.bias"):
+        load_checkpoint(run / "checkpoint.pt", _model(batch_norm=True))
+
+    class Renamed(ToyRegressor):
+        pass
+
+    with pytest.raises(CheckpointError, match="model class: checkpoint 'ToyRegressor', now 'Renamed'"):
+        load_checkpoint(run / "checkpoint.pt", Renamed())
+
+
+class Exploding(ToyRegressor):
+    """``loss_b`` turns to NaN in train-mode call number ``at``."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+
+    def forward(self, images, targets=None):
+        out = super().forward(images, targets)
+        if self.training and self.train_calls == self.at:
+            out["loss_b"] = out["loss_b"] * math.nan
+        return out
+
+
+def test_a_non_finite_loss_stops_the_run_naming_the_term_and_step(tmp_path):
+    torch.manual_seed(0)
+    model, run = Exploding(at=3), tmp_path / "run"
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at step 3: loss_b=nan;"):
+        train(model, ToyDataset(), _config(steps=6, checkpoint_every=1), run, progress=False)
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 2  # nothing of step 3 was saved
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, ckpt["model"][name]), name  # nor applied to the weights
+    assert [int(r["step"]) for r in _rows(run / "metrics.csv")] == [1, 2]
+
+
+# ----------------------------------------------------------------------------------------------- DDP
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path):
+    spec = {"config": {"steps": 6, "batch_size": 8, "lr": 1e-2, "warmup_steps": 2, "checkpoint_every": 3,
+                       "log_every": 1, "device": "cpu", "seed": 2},
+            "data": {"length": 24}}  # fmt: skip
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+               f"--master_port={_free_port()}", str(WORKER), str(tmp_path / "ddp"), json.dumps(spec)]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    single = train(_model(), ToyDataset(length=24), TrainConfig(**spec["config"]), tmp_path / "one", progress=False)
+    ddp = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt", _model(seed=5))
+    assert ddp["world_size"] == 2 and len(ddp["rng"]) == 2 and ddp["step"] == 6
+    moved = 0.0
+    for name, value in single.model.state_dict().items():
+        torch.testing.assert_close(ddp["model"][name], value, rtol=0, atol=2e-6)
+        moved = max(moved, float((value - _model().state_dict()[name]).abs().max()))
+    assert moved > 1e-2  # the weights did move, so the agreement means something
+    rows = _rows(tmp_path / "ddp" / "metrics.csv")
+    assert [int(r["step"]) for r in rows] == list(range(1, 7))  # written once, by rank 0
+    for a, b in zip(rows, _rows(single.metrics), strict=True):
+        assert float(a["total"]) == pytest.approx(float(b["total"]), rel=1e-5)  # losses averaged over ranks
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_bf16_channels_last_run_learns_and_resumes(tmp_path):
+    data = ToyDataset(length=64)
+    config = replace(_config(steps=60, batch_size=16, checkpoint_every=30, log_every=30), device="cuda", amp=True,
+                     channels_last=True)  # fmt: skip
+    model = _model()
+    before = _loss(model, data, range(64))
+    result = train(model, data, config, tmp_path / "run", progress=False)
+    assert next(result.model.parameters()).is_cuda
+    after = _loss(result.model.cpu(), data, range(64))
+    assert after < 0.5 * before
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["rng"][0]["cuda"].numel() > 0
