@@ -60,7 +60,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from fashion_lib.data.transforms import collate
 from fashion_lib.io import atomic_write
@@ -741,6 +740,9 @@ def train(
     step, losses = start, {}
     train_time, window_time, window_steps = 0.0, 0.0, 0
     batches = iter(loader)
+    if show:
+        # imported only here: tqdm.contrib imports tqdm.auto, which warns inside a notebook without ipywidgets
+        from tqdm.contrib.logging import logging_redirect_tqdm
     with logging_redirect_tqdm() if show else contextlib.nullcontext(), bar:
         while step < config.steps:
             t_step = time.perf_counter()
