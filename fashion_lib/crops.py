@@ -54,6 +54,7 @@ __all__ = [
     "normal_crop",
     "neck_crop",
     "crop_boxes",
+    "square_boxes",
     "crop_and_resize",
     "points_to_crop",
     "points_from_crop",
@@ -84,6 +85,10 @@ class CropConfig:
     # Neck-crop without a scale: the top fraction of the Normal-crop's height that is used, in (0, 1]
     min_size: float = 2.0
     # smallest box side in pixels; a narrower box (e.g. a single valid point) grows about its centre, > 0
+    square: bool = True
+    # crop_boxes: grow each box to a square about its centre, so the square resize keeps the garment's aspect ratio
+    # (parts outside the image are zeros). False: the rectangles themselves, stretched to the network's square,
+    # which hides lengths in the box's aspect ratio (synthetic pant length, 50 steps: accuracy 0.34 vs 0.54)
 
     def __post_init__(self) -> None:
         for name in ("normal_margin", "neck_margin", "neck_depth"):
@@ -350,7 +355,8 @@ def crop_boxes(
 
     Returns
     -------
-    CropBoxes; for ``"full"`` no instance is flagged.
+    CropBoxes; for ``"full"`` no instance is flagged. With ``config.square`` the boxes are :func:`square_boxes`
+    of the crops (the Normal-crop's square may then reach outside the image).
     """
     if kind not in CROP_KINDS:
         raise ValueError(f"kind must be one of {CROP_KINDS}, got {kind!r}")
@@ -361,13 +367,30 @@ def crop_boxes(
     if hw is None:
         raise ValueError("crop_boxes: image_size is required")
     if kind == "full":
-        return CropBoxes(_whole_image(hw), torch.zeros(B, dtype=torch.bool, device=keypoints.device))
-    normal = normal_crop(keypoints, margin=config.normal_margin, image_size=hw, min_size=config.min_size)
-    if kind == "normal":
-        return normal
-    return neck_crop(keypoints, schema, margin=config.neck_margin, normal=normal, depth=config.neck_depth,
-                     neckline_to_shoulder=config.neckline_to_shoulder, fallback_fraction=config.neck_fallback,
-                     min_size=config.min_size)  # fmt: skip
+        out = CropBoxes(_whole_image(hw), torch.zeros(B, dtype=torch.bool, device=keypoints.device))
+    else:
+        out = normal_crop(keypoints, margin=config.normal_margin, image_size=hw, min_size=config.min_size)
+        if kind == "neck":
+            out = neck_crop(keypoints, schema, margin=config.neck_margin, normal=out, depth=config.neck_depth,
+                            neckline_to_shoulder=config.neckline_to_shoulder, fallback_fraction=config.neck_fallback,
+                            min_size=config.min_size)  # fmt: skip
+    return CropBoxes(square_boxes(out.boxes), out.fallback) if config.square else out
+
+
+def square_boxes(boxes: torch.Tensor) -> torch.Tensor:
+    """Grow each box to the square of its longer side about its centre (not clipped to the image).
+
+    Parameters
+    ----------
+    boxes : (B, 4) float, ``x1, y1, x2, y2`` pixels.
+
+    Returns
+    -------
+    (B, 4) float squares containing the boxes.
+    """
+    centre = 0.5 * (boxes[:, :2] + boxes[:, 2:])  # (B, 2)
+    half = 0.5 * (boxes[:, 2:] - boxes[:, :2]).amax(1, keepdim=True)  # (B, 1)
+    return torch.cat([centre - half, centre + half], 1)
 
 
 def crop_and_resize(

@@ -159,7 +159,7 @@ def test_neck_crop_lies_inside_normal_crop_and_flags_exactly_the_unscaled():
     kp = torch.cat([ds[i][1]["keypoints"] for i in range(len(ds))])  # (40, 24, 3), every category
     drop = torch.rand(kp.shape[:2], generator=g) < 0.3  # hide points at random
     kp[..., 2] = torch.where(drop, torch.zeros_like(kp[..., 2]), kp[..., 2])
-    cfg = CropConfig()
+    cfg = CropConfig(square=False)
     normal = crop_boxes(kp, "normal", 96, cfg)
     neck = crop_boxes(kp, "neck", 96, cfg)
     n, k = normal.boxes, neck.boxes
@@ -195,10 +195,26 @@ def test_neck_crop_rejects_schema_without_neck_and_wrong_point_count():
         neck_crop(torch.zeros(1, 24, 3), "fashionai", margin=0.2, image_size=64, fallback_fraction=0.0)
 
 
+def test_square_crop_boxes_keep_the_centre_and_contain_the_rectangle():
+    kp = garment({**NECK, **SHOULDERS, **HEMS})
+    for kind in ("normal", "neck"):
+        rect = crop_boxes(kp, kind, 128, CropConfig(square=False, normal_margin=0.1, neck_margin=0.25))
+        sq = crop_boxes(kp, kind, 128, CropConfig(square=True, normal_margin=0.1, neck_margin=0.25))
+        (x1, y1, x2, y2), (a1, b1, a2, b2) = rect.boxes[0].tolist(), sq.boxes[0].tolist()
+        assert a2 - a1 == pytest.approx(b2 - b1) == pytest.approx(max(x2 - x1, y2 - y1))
+        assert (a1 + a2, b1 + b2) == pytest.approx((x1 + x2, y1 + y2))
+        assert a1 <= x1 and b1 <= y1 and a2 >= x2 and b2 >= y2
+    # the Neck-crop of the hand-worked case, [30, 18.8, 90, 62] (60 x 43.2), becomes a 60-px square
+    torch.testing.assert_close(sq.boxes, torch.tensor([[30.0, 10.4, 90.0, 70.4]]))
+
+
 def test_crop_boxes_full_and_bad_kind():
-    out = crop_boxes(torch.zeros(2, 24, 3), "full", (30, 40))
+    out = crop_boxes(torch.zeros(2, 24, 3), "full", (30, 40), CropConfig(square=False))
     torch.testing.assert_close(out.boxes, torch.tensor([[0.0, 0.0, 40.0, 30.0]] * 2))
     assert not out.fallback.any()
+    # squared about the centre (20, 15): side 40
+    out = crop_boxes(torch.zeros(2, 24, 3), "full", (30, 40), CropConfig(square=True))
+    torch.testing.assert_close(out.boxes, torch.tensor([[0.0, -5.0, 40.0, 35.0]] * 2))
     with pytest.raises(ValueError, match="kind must be one of"):
         crop_boxes(torch.zeros(2, 24, 3), "head", 64)
 
