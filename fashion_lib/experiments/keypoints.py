@@ -64,6 +64,10 @@ __all__ = [
     "coco_results",
     "Instances",
     "detected_instances",
+    "detector_configs",
+    "train_config",
+    "training_set",
+    "data_key",
     "RefinerStats",
     "refiner_stats",
     "coco_point_errors",
@@ -138,7 +142,7 @@ class KeypointSetup:
 
 
 @dataclass(frozen=True)
-class _DataKey:
+class DataKey:
     """What the trained models depend on besides their own configs (part of the run folder's hash)."""
 
     source: str
@@ -146,9 +150,9 @@ class _DataKey:
     library: str
 
 
-def _data_key(setup: KeypointSetup) -> _DataKey:
+def data_key(setup: KeypointSetup) -> DataKey:
     source = "synthetic" if setup.synthetic else str(Path(setup.data_root).resolve()) + f":{setup.train_file}"
-    return _DataKey(source=source, world=dataclasses.asdict(setup.world) if setup.synthetic else {},
+    return DataKey(source=source, world=dataclasses.asdict(setup.world) if setup.synthetic else {},
                     library=library_digest())
 
 
@@ -161,7 +165,7 @@ def detector_configs(setup: KeypointSetup) -> tuple[KeypointRCNNConfig, CPNConfi
     return KeypointRCNNConfig.gpu(setup.schema), CPNConfig.gpu(setup.schema)
 
 
-def _train_config(setup: KeypointSetup, seed: int, steps: int) -> TrainConfig:
+def train_config(setup: KeypointSetup, seed: int, steps: int) -> TrainConfig:
     return TrainConfig(steps=steps, batch_size=setup.batch_size, lr=setup.lr, seed=seed,
                        warmup_steps=min(100, steps // 10), checkpoint_every=max(25, steps // 4),
                        log_every=max(1, steps // 50), grad_clip=10.0)
@@ -204,13 +208,13 @@ class Detectors:
 def train_detectors(setup: KeypointSetup, seed: int, *, progress: bool = True) -> Detectors:
     """Train Keypoint R-CNN and CPN for ``seed``, or load them from finished runs with the same settings."""
     kcfg, ccfg = detector_configs(setup)
-    key = _data_key(setup)
+    key = data_key(setup)
     krcnn = seeded_build(build_keypoint_rcnn, kcfg, seed)
-    tk = _train_config(setup, seed, setup.train_steps)
+    tk = train_config(setup, seed, setup.train_steps)
     kdir = run_dir_for(runs_dir(), f"keypoint_rcnn-{setup.schema}-s{seed}", kcfg, tk, key)
     krcnn = train(krcnn, training_set(setup, seed, setup.train_steps), tk, kdir, progress=progress).model
     cpn = seeded_build(build_cpn, ccfg, seed)
-    tc = _train_config(setup, seed, setup.cpn_steps)
+    tc = train_config(setup, seed, setup.cpn_steps)
     cdir = run_dir_for(runs_dir(), f"cpn-{setup.schema}-s{seed}", ccfg, tc, key)
     cpn = train(cpn, training_set(setup, seed, setup.cpn_steps), tc, cdir, progress=progress).model
     return Detectors(krcnn.eval(), cpn.eval(), kdir, cdir)

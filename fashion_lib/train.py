@@ -1,0 +1,81 @@
+"""Command line: train one of the study's key-point detectors, on one process or many (``torchrun``).
+
+The notebooks train through :func:`fashion_lib.experiments.keypoints.train_detectors`; this entry point runs the
+same training (same configurations, data and engine) outside a notebook, which is how a user who outgrows one
+machine trains on a cluster::
+
+    python -m fashion_lib.train keypoint_rcnn --schema fashionai --preset cpu --steps 400
+    torchrun --nproc_per_node=4 -m fashion_lib.train keypoint_rcnn --schema coco --preset gpu --steps 20000 \\
+        --batch-size 32 --data-root /data/coco
+
+``--batch-size`` is the global batch (divided over the processes). The run folder defaults to the one the
+notebooks use for the same settings, so a notebook afterwards loads the trained model instead of training it again.
+A run that is interrupted resumes from its last checkpoint when the same command is given again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+log = logging.getLogger(__name__)
+
+MODELS = ("keypoint_rcnn", "cpn")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m fashion_lib.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("model", choices=MODELS, help="which detector to train")
+    p.add_argument("--schema", choices=("fashionai", "coco"), default="fashionai", help="key-point schema")
+    p.add_argument("--preset", choices=("cpu", "gpu"), default="cpu", help="model configuration (default cpu)")
+    p.add_argument("--steps", type=int, default=400, help="optimizer steps (default 400)")
+    p.add_argument("--batch-size", type=int, default=8, help="global batch (default 8)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order (default 0)")
+    p.add_argument("--image-size", type=int, default=128, help="synthetic image side and cpu input size")
+    p.add_argument("--data-root", default="", help="a real data set's folder ('' = the synthetic world)")
+    p.add_argument("--train-file", default="", help="annotation file under --data-root (default: usual name)")
+    p.add_argument("--run-dir", type=Path, default=None, help="run folder (default: the notebooks' one)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (2 on bad arguments, with a message naming them)."""
+    from fashion_lib.engine import init_distributed, is_main_process, run_dir_for, train
+    from fashion_lib.experiments import keypoints as kx
+    from fashion_lib.experiments import runs_dir, seeded_build
+    from fashion_lib.models.cpn import build_cpn
+    from fashion_lib.models.keypoint_rcnn import build_keypoint_rcnn
+
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        setup = kx.KeypointSetup(schema=args.schema, preset=args.preset, image_size=args.image_size,
+                                 train_steps=args.steps, cpn_steps=args.steps, batch_size=args.batch_size,
+                                 lr=args.lr, data_root=args.data_root, train_file=args.train_file)
+    except (ValueError, FileNotFoundError) as err:
+        log.error("error: %s", err)
+        return 2
+    init_distributed()
+    kcfg, ccfg = kx.detector_configs(setup)
+    config, build = (kcfg, build_keypoint_rcnn) if args.model == "keypoint_rcnn" else (ccfg, build_cpn)
+    tcfg = kx.train_config(setup, args.seed, args.steps)
+    run_dir = args.run_dir or run_dir_for(runs_dir(), f"{args.model}-{args.schema}-s{args.seed}", config, tcfg,
+                                          kx.data_key(setup))
+    model = seeded_build(build, config, args.seed)
+    result = train(model, kx.training_set(setup, args.seed, args.steps), tcfg, run_dir,
+                   progress=not args.no_progress)
+    if is_main_process():
+        log.info("trained %s to step %d in %s (%.0f s, %.1f images/s)", args.model, result.step, run_dir,
+                 result.wall_time_s, result.images_per_s)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
