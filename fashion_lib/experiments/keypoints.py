@@ -135,8 +135,8 @@ class KeypointSetup:
         """Real data: (train annotations, train images, val annotations, val images) in the layout's usual names."""
         root = Path(self.data_root)
         if self.schema == "fashionai":  # data-formats.md A.1: one split folder, image paths inside the CSV
-            return (root, root / (self.train_file or "Annotations/train.csv"), root,
-                    root / (self.val_file or "Annotations/val.csv"))
+            return (root / (self.train_file or "Annotations/train.csv"), root,
+                    root / (self.val_file or "Annotations/val.csv"), root)
         return (root / (self.train_file or "annotations/person_keypoints_train2017.json"), root / "train2017",
                 root / (self.val_file or "annotations/person_keypoints_val2017.json"), root / "val2017")
 
@@ -182,7 +182,7 @@ def training_set(setup: KeypointSetup, seed: int, steps: int) -> torch.utils.dat
         cls = SyntheticGarments if setup.schema == "fashionai" else SyntheticPeople
         data = cls(setup.world, n, seed=seed, split="train")
     elif setup.schema == "fashionai":
-        root, csv, _, _ = setup.files()
+        csv, root, _, _ = setup.files()
         data = FashionAIKeypoints(root, str(csv.relative_to(root)))
     else:
         annotations, images, _, _ = setup.files()
