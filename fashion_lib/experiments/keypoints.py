@@ -106,7 +106,7 @@ class KeypointSetup:
     batch_size: int = 8  # images per step
     lr: float = 1e-3  # peak learning rate (AdamW, warm-up then cosine)
     val_images: int = 200  # validation images (synthetic: written with val_seed; real: the first ones of val_file)
-    world: WorldConfig = field(default_factory=WorldConfig)  # the synthetic world (ignored with data_root)
+    world: WorldConfig = field(default_factory=WorldConfig)  # the synthetic world (its image size: image_size)
     data_root: str = ""  # a real data set's folder in its own layout; "" = the synthetic world
     train_file: str = ""  # real data: annotation file under data_root ("" = the layout's usual name)
     val_file: str = ""  # real data: validation annotation file under data_root ("" = the usual name)
@@ -125,6 +125,11 @@ class KeypointSetup:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.data_root and not Path(self.data_root).is_dir():
             raise FileNotFoundError(f"data_root {self.data_root!r} is not a folder")
+        # one image size for the world and the detectors: image_size sets the worlds'
+        for name in ("world", "val_world"):
+            world = getattr(self, name)
+            if world is not None and world.image_size != self.image_size:
+                object.__setattr__(self, name, dataclasses.replace(world, image_size=self.image_size))
 
     @property
     def synthetic(self) -> bool:
