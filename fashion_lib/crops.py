@@ -28,6 +28,11 @@ The Neck-crop, as we define it (paper and notes give no formula; each knob is a 
 4. Without a scale (no shoulder pair, no neckline pair: a skirt, trousers, or a bad detection) the Neck-crop is the
    top ``neck_fallback`` fraction of the Normal-crop, full width, and the instance is flagged.
 5. The box is intersected with the Normal-crop, so it always lies inside it.
+
+What a network sees (:func:`crop_boxes`, ``CropConfig.square``): by default each box is then grown to a square
+about its centre, so that resizing to the network's square input keeps the garment's aspect ratio (the paper does
+not say; stretching a rectangle to a square hides a length in the box's shape, and on synthetic pant lengths the
+stretched crops learned far slower).
 """
 
 from __future__ import annotations
