@@ -11,7 +11,7 @@ Conventions
   ``(j + 0.5, i + 0.5)``; ``x`` right, ``y`` down. Boxes are ``x1, y1, x2, y2`` in those pixels.
 - A key point is *valid* when both coordinates are finite and its third channel is ``> 0``: with COCO visibility
   (0 absent, 1 occluded, 2 visible) that means "labelled"; with detector scores, "score above 0"
-  (:func:`fashion_lib.refine.missing_mask` with threshold 0).
+  (:func:`fashion_lib.keypoints.missing_mask` with threshold 0).
 - Per-instance failure is a returned mask, never an exception: an instance with no valid point falls back to the
   whole image and is flagged in :attr:`CropBoxes.fallback`.
 
@@ -45,8 +45,7 @@ import torch
 from torchvision.ops import roi_align
 
 from fashion_lib.data.transforms import _size_hw, keypoint_boxes
-from fashion_lib.keypoints import KeypointSchema, get_schema
-from fashion_lib.refine import missing_mask
+from fashion_lib.keypoints import KeypointSchema, get_schema, missing_mask
 
 __all__ = [
     "CropConfig",

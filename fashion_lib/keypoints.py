@@ -26,6 +26,7 @@ __all__ = [
     "COCO",
     "SCHEMAS",
     "get_schema",
+    "missing_mask",
 ]
 
 ABSENT = 0
@@ -248,3 +249,20 @@ def get_schema(name: str | KeypointSchema) -> KeypointSchema:
         return SCHEMAS[name]
     except KeyError:
         raise ValueError(f"schema must be one of {sorted(SCHEMAS)}, got {name!r}") from None
+
+
+def missing_mask(keypoints: torch.Tensor, score_threshold: float = 0.0) -> torch.Tensor:
+    """Which points are missing: third channel ``<= score_threshold`` or a non-finite coordinate.
+
+    Parameters
+    ----------
+    keypoints : (B, K, 3) float, x, y in pixels and a score or COCO visibility (0 absent, 1 occluded, 2 visible).
+    score_threshold : float; with visibility input 0 means "v == 0 is missing".
+
+    Returns
+    -------
+    (B, K) bool.
+    """
+    finite = torch.isfinite(keypoints[..., :2]).all(-1)
+    # A NaN score compares False with everything: count it as missing rather than present.
+    return ~(finite & (keypoints[..., 2] > score_threshold))

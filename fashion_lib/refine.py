@@ -35,7 +35,8 @@ from dataclasses import dataclass
 
 import torch
 
-from fashion_lib.keypoints import KeypointSchema, get_schema
+from fashion_lib.crops import crop_and_resize
+from fashion_lib.keypoints import KeypointSchema, get_schema, missing_mask
 
 __all__ = [
     "RefineConfig",
@@ -186,23 +187,6 @@ def reflect(points: torch.Tensor, normal: torch.Tensor, offset: torch.Tensor) ->
     """
     signed = (points * normal[:, None, :]).sum(-1) - offset[:, None]  # (B, N)
     return points - 2.0 * signed[..., None] * normal[:, None, :]
-
-
-def missing_mask(keypoints: torch.Tensor, score_threshold: float = 0.0) -> torch.Tensor:
-    """Which points are missing: third channel ``<= score_threshold`` or a non-finite coordinate.
-
-    Parameters
-    ----------
-    keypoints : (B, K, 3) float, x, y in pixels and a score or COCO visibility (0 absent, 1 occluded, 2 visible).
-    score_threshold : float; with visibility input 0 means "v == 0 is missing".
-
-    Returns
-    -------
-    (B, K) bool.
-    """
-    finite = torch.isfinite(keypoints[..., :2]).all(-1)
-    # A NaN score compares False with everything: count it as missing rather than present.
-    return ~(finite & (keypoints[..., 2] > score_threshold))
 
 
 def instance_size(keypoints: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -679,22 +663,6 @@ def square_crop_boxes(
     return boxes, whole
 
 
-def _crop(images: Sequence[torch.Tensor], image_index: torch.Tensor, boxes: torch.Tensor, size: int) -> list:
-    """Crop ``boxes`` (image pixels) from ``images[image_index]`` and resize to ``size x size`` (bilinear,
-    torchvision's ``roi_align`` with ``aligned=True``: continuous pixels, zero outside the image)."""
-    from torchvision.ops import roi_align
-
-    C = images[0].shape[0]
-    H = max(int(im.shape[-2]) for im in images)
-    W = max(int(im.shape[-1]) for im in images)
-    batch = images[0].new_zeros(len(images), C, H, W)  # images of different sizes share one zero-padded batch
-    for i, im in enumerate(images):  # over distinct images (copies only), not over instances
-        batch[i, :, : im.shape[-2], : im.shape[-1]] = im
-    rois = torch.cat([image_index[:, None].to(boxes), boxes], 1).to(batch.dtype)
-    crops = roi_align(batch, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=2, aligned=True)
-    return list(crops.unbind(0))
-
-
 def _average_scales(a: torch.Tensor, b: torch.Tensor, score_threshold: float) -> torch.Tensor:
     """Average two (B, K, 3) key-point sets where both are present; where one is missing, take the other."""
     pa = ~missing_mask(a, score_threshold)
@@ -795,7 +763,8 @@ def new_key_detection(
     size = int(crop_size or max(max(im.shape[-2:]) for im in images))
     if size < 8:
         raise ValueError(f"crop_size must be >= 8 pixels, got {size}")
-    crops = _crop([im.to(device) for im in images], image_index, boxes, size) if B else []
+    crops = (list(crop_and_resize([im.to(device) for im in images], boxes, size, image_index=image_index).images)
+             if B else [])
     second_raw = detect(crops) if B else keypoints.new_zeros(0, schema.num_keypoints, 3)
     if second_raw.shape != keypoints.shape:
         raise ValueError(f"detect returned key points of shape {tuple(second_raw.shape)} for {B} crops, expected "

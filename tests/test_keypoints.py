@@ -92,3 +92,12 @@ def test_lookups_fail_with_the_valid_names():
     with pytest.raises(ValueError, match="schema must be one of"):
         get_schema("mpii")
     assert get_schema("coco") is COCO and get_schema(FASHIONAI) is FASHIONAI
+
+
+def test_missing_mask_reads_non_finite_coordinates_and_low_scores_as_missing():
+    from fashion_lib.keypoints import missing_mask
+
+    kps = torch.tensor([[[1.0, 2.0, 0.9], [float("nan"), 2.0, 0.9], [1.0, 2.0, 0.0], [1.0, 2.0, float("nan")],
+                         [1.0, 2.0, 0.3]]])
+    assert missing_mask(kps).tolist() == [[False, True, True, True, False]]
+    assert missing_mask(kps, 0.5).tolist() == [[False, True, True, True, True]]
