@@ -19,6 +19,10 @@ processes of the median step time after ``--warmup`` steps. The synthetic data's
 process) is printed beside the training rate: with ``num_workers = 0`` the data's share of a step is
 ``train rate / data rate``. Device, versions, threads and the load average before and after are recorded.
 
+Workers run with ``OMP_WAIT_POLICY=PASSIVE`` by default: on this shared 2-core machine, OpenMP threads that spin
+while waiting made a Keypoint R-CNN step ~5x slower whenever other processes loaded the cores (1.1 against 5.0
+images/s at load average 4.5; one thread: 5.9), which drowned every comparison in noise.
+
 Run: ``python benchmarks/train.py [--schemas fashionai coco] [--steps 5] [--warmup 2] [--repeats 2]
 [--batch-size 8] [--threads 2]``; on CUDA ``--gpu-batch-size 4 --gpu-image-size 800``.
 """
@@ -73,7 +77,8 @@ def timed_steps(step, n_warmup: int, n_steps: int, device: torch.device) -> floa
 
 
 def keypoint_rcnn_job(job: dict, batches: list, device: torch.device, autocast) -> tuple[float, float]:
-    config = getattr(KeypointRCNNConfig, job["preset"])(job["schema"], **job.get("overrides", {}))
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in job.get("overrides", {}).items()}
+    config = getattr(KeypointRCNNConfig, job["preset"])(job["schema"], **overrides)
     model = build_keypoint_rcnn(config)
     if job["variant"] == "plain":
         from torchvision.models.detection.keypoint_rcnn import KeypointRCNNPredictor
@@ -243,7 +248,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="processes per (configuration, variant)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--omp-wait-policy", choices=["default", "passive", "active"], default="default",
+    parser.add_argument("--omp-wait-policy", choices=["default", "passive", "active"], default="passive",
                         help="OMP_WAIT_POLICY of the worker processes (passive: idle threads sleep at once)")
     parser.add_argument("--gpu-batch-size", type=int, default=4)
     parser.add_argument("--gpu-image-size", type=int, default=800)
@@ -277,6 +282,8 @@ def main() -> None:
                         job = dict(model=model, preset=preset, schema=schema, variant=variant, device=device, amp=amp,
                                    batch_size=batch, image_size=size, steps=args.steps, warmup=args.warmup,
                                    threads=args.threads)  # fmt: skip
+                        if preset == "gpu":  # time Keypoint R-CNN at exactly the image size (no multi-scale draw)
+                            job["overrides"] = {"min_size": [size], "max_size": max(1333, size)}
                         results[variant].append(run_job(job, args.omp_wait_policy))
                 med = {v: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for v, rs in results.items()}
                 ours, plain = med["ours"], med.get("plain", {})

@@ -68,6 +68,7 @@ def test_cpu_preset_follows_the_profile_notes():
     convs = [m for m in model.roi_heads.keypoint_head if isinstance(m, nn.Conv2d)]
     assert [c.out_channels for c in convs] == [128] * 4
     assert model.roi_heads.fg_bg_sampler.batch_size_per_image == 32
+    assert model.roi_heads.fg_bg_sampler.positive_fraction == 0.25
     assert model.rpn.fg_bg_sampler.batch_size_per_image == 64
     assert model.rpn._pre_nms_top_n == {"training": 200, "testing": 100}
     assert model.rpn._post_nms_top_n == {"training": 100, "testing": 50}

@@ -95,6 +95,7 @@ class KeypointRCNNConfig:
     max_size: int = 1333  # cap on the longer image side after resizing (px)
     rpn_batch_size_per_image: int = 256  # anchors sampled per image for the RPN loss
     box_batch_size_per_image: int = 512  # proposals sampled per image for the box (and key-point) losses
+    box_positive_fraction: float = 0.25  # most positives per sampled batch; the key-point head trains on positives
     rpn_pre_nms_top_n_train: int = 2000  # proposals kept per pyramid level before NMS, training
     rpn_post_nms_top_n_train: int = 2000  # proposals kept per image after NMS, training
     rpn_pre_nms_top_n_test: int = 1000  # proposals kept per pyramid level before NMS, inference
@@ -130,6 +131,8 @@ class KeypointRCNNConfig:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if not self.min_size or any(not isinstance(s, int) or s < 16 for s in self.min_size):
             raise ValueError(f"min_size must be a non-empty tuple of integers >= 16, got {self.min_size!r}")
+        if not 0.0 < self.box_positive_fraction <= 1.0:
+            raise ValueError(f"box_positive_fraction must be in (0, 1], got {self.box_positive_fraction}")
         if not 0.0 <= self.box_score_thresh < 1.0:
             raise ValueError(f"box_score_thresh must be in [0, 1), got {self.box_score_thresh}")
 
@@ -287,6 +290,7 @@ def build_keypoint_rcnn(config: KeypointRCNNConfig) -> KeypointRCNN:
         box_score_thresh=config.box_score_thresh,
         box_detections_per_img=config.box_detections_per_img,
         box_batch_size_per_image=config.box_batch_size_per_image,
+        box_positive_fraction=config.box_positive_fraction,
         keypoint_roi_pool=MultiScaleRoIAlign(featmap_names=names, output_size=14, sampling_ratio=2),
         keypoint_head=KeypointRCNNHeads(c, head_layers),
         keypoint_predictor=LogSoftmaxKeypointPredictor(head_layers[-1], config.num_keypoints),
