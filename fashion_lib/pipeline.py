@@ -406,8 +406,9 @@ def build_book(workdir: Path, *, strict: bool = True) -> Path:
     log.info("building the book: %s", " ".join(cmd))
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
     if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-        raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}):\n{tail}")
+        lines = (proc.stdout + proc.stderr).splitlines()
+        problems = [line for line in lines if "WARNING" in line or "ERROR" in line] or lines[-40:]
+        raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}):\n" + "\n".join(problems[:40]))
     html = workdir / "_build" / "html"
     if not (html / "index.html").is_file():
         raise RuntimeError(f"jupyter-book build wrote no {html / 'index.html'}:\n{proc.stdout[-2000:]}")

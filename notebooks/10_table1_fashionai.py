@@ -24,12 +24,7 @@
 # %% tags=["parameters"]
 run_info = {}
 seeds = [0, 1, 2]
-preset = "cpu"
-image_size = 128
-train_steps = 400
-cpn_steps = 400
-batch_size = 8
-lr = 0.001
+detector = {"preset": "cpu", "image_size": 128, "train_steps": 400, "cpn_steps": 400, "batch_size": 8, "lr": 0.001}
 val_images = 200
 data_root = ""
 train_file = ""
@@ -60,8 +55,7 @@ from fashion_lib.refine import RefineConfig
 from fashion_lib.report import comparison_table, format_ci, glue_ci, score_methods, verdict
 
 prov = provenance.start(run_info, seeds)
-setup = kx.KeypointSetup(schema="fashionai", preset=preset, image_size=image_size, train_steps=train_steps,
-                         cpn_steps=cpn_steps, batch_size=batch_size, lr=lr, val_images=val_images,
+setup = kx.KeypointSetup(schema="fashionai", **detector, val_images=val_images,
                          data_root=data_root, train_file=train_file, val_file=val_file)
 refine = RefineConfig.for_schema("fashionai", alpha=alpha, k=k, n=n, m=m, d=d, d_unit=d_unit, pairs=pairs,
                                  score_threshold=score_threshold, margin=margin)

@@ -26,12 +26,7 @@
 # %% tags=["parameters"]
 run_info = {}
 seeds = [0, 1, 2]
-preset = "cpu"
-image_size = 128
-train_steps = 400
-cpn_steps = 400
-batch_size = 8
-lr = 0.001
+detector = {"preset": "cpu", "image_size": 128, "train_steps": 400, "cpn_steps": 400, "batch_size": 8, "lr": 0.001}
 val_images = 120
 data_root = ""
 train_file = ""
@@ -63,8 +58,7 @@ from fashion_lib.refine import RefineConfig
 from fashion_lib.report import format_ci, format_mean_sd, glue_ci, verdict
 
 prov = provenance.start(run_info, seeds)
-setup = kx.KeypointSetup(schema="coco", preset=preset, image_size=image_size, train_steps=train_steps,
-                         cpn_steps=cpn_steps, batch_size=batch_size, lr=lr, val_images=val_images,
+setup = kx.KeypointSetup(schema="coco", **detector, val_images=val_images,
                          data_root=data_root, train_file=train_file, val_file=val_file)
 refine = RefineConfig.for_schema("coco", alpha=alpha, k=k, n=n, m=m, d=d, d_unit=d_unit,
                                  score_threshold=score_threshold, margin=margin)

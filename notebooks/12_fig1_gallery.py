@@ -23,12 +23,7 @@
 # %% tags=["parameters"]
 run_info = {}
 seeds = [0, 1, 2]
-preset = "cpu"
-image_size = 128
-train_steps = 400
-cpn_steps = 400
-batch_size = 8
-lr = 0.001
+detector = {"preset": "cpu", "image_size": 128, "train_steps": 400, "cpn_steps": 400, "batch_size": 8, "lr": 0.001}
 val_images = 200
 gallery = 4
 miss_threshold = 0.5
@@ -47,8 +42,7 @@ from fashion_lib.plotting import draw_axis, draw_prediction
 from fashion_lib.refine import RefineConfig, new_key_detection
 
 prov = provenance.start(run_info, seeds[:1])
-setup = kx.KeypointSetup(schema="fashionai", preset=preset, image_size=image_size, train_steps=train_steps,
-                         cpn_steps=cpn_steps, batch_size=batch_size, lr=lr, val_images=val_images)
+setup = kx.KeypointSetup(schema="fashionai", **detector, val_images=val_images)
 refine = RefineConfig.for_schema("fashionai")
 val = kx.validation_set(setup)
 seed = seeds[0]

@@ -24,12 +24,7 @@
 # %% tags=["parameters"]
 run_info = {}
 seeds = [0, 1, 2]
-preset = "cpu"
-image_size = 128
-train_steps = 400
-cpn_steps = 400
-batch_size = 8
-lr = 0.001
+detector = {"preset": "cpu", "image_size": 128, "train_steps": 400, "cpn_steps": 400, "batch_size": 8, "lr": 0.001}
 val_images = 200
 alphas = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 nkd_alphas = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
@@ -46,8 +41,7 @@ from fashion_lib.refine import RefineConfig
 from fashion_lib.report import mean_sd
 
 prov = provenance.start(run_info, seeds)
-setup = kx.KeypointSetup(schema="fashionai", preset=preset, image_size=image_size, train_steps=train_steps,
-                         cpn_steps=cpn_steps, batch_size=batch_size, lr=lr, val_images=val_images)
+setup = kx.KeypointSetup(schema="fashionai", **detector, val_images=val_images)
 val = kx.validation_set(setup)
 metrics = {"visible points": kx.ne_metric(), "occluded points": kx.ne_metric(points="occluded")}
 

@@ -23,12 +23,7 @@
 # %% tags=["parameters"]
 run_info = {}
 seeds = [0, 1, 2]
-preset = "cpu"
-image_size = 128
-train_steps = 400
-cpn_steps = 400
-batch_size = 8
-lr = 0.001
+detector = {"preset": "cpu", "image_size": 128, "train_steps": 400, "cpn_steps": 400, "batch_size": 8, "lr": 0.001}
 val_images = 200
 k_values = [1, 2, 5, 10, 20, 50]
 m_values = [5, 6, 7, 8, 9, 10, 11]
@@ -47,8 +42,7 @@ from fashion_lib.experiments import keypoints as kx
 from fashion_lib.refine import RefineConfig
 
 prov = provenance.start(run_info, seeds)
-setup = kx.KeypointSetup(schema="fashionai", preset=preset, image_size=image_size, train_steps=train_steps,
-                         cpn_steps=cpn_steps, batch_size=batch_size, lr=lr, val_images=val_images)
+setup = kx.KeypointSetup(schema="fashionai", **detector, val_images=val_images)
 val = kx.validation_set(setup)
 detections = [kx.detected_instances(kx.train_detectors(setup, s, progress=False), val, "fashionai")[kx.KRCNN]
               for s in seeds]

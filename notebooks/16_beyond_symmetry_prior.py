@@ -24,12 +24,7 @@
 # %% tags=["parameters"]
 run_info = {}
 seeds = [0, 1, 2]
-preset = "cpu"
-image_size = 128
-train_steps = 400
-cpn_steps = 400
-batch_size = 8
-lr = 0.001
+detector = {"preset": "cpu", "image_size": 128, "train_steps": 400, "cpn_steps": 400, "batch_size": 8, "lr": 0.001}
 val_images = 200
 coco_val_images = 120
 heat_images = 60
@@ -52,9 +47,7 @@ from fashion_lib.keypoints import COCO, FASHIONAI
 from fashion_lib.refine import RefineConfig, refine_symmetric
 
 prov = provenance.start(run_info, seeds)
-common = dict(preset=preset, image_size=image_size, train_steps=train_steps, cpn_steps=cpn_steps,
-              batch_size=batch_size, lr=lr)
-setup = kx.KeypointSetup(schema="fashionai", val_images=val_images, **common)
+setup = kx.KeypointSetup(schema="fashionai", val_images=val_images, **detector)
 refine = RefineConfig.for_schema("fashionai")
 detectors = [kx.train_detectors(setup, s, progress=False) for s in seeds]
 
@@ -127,7 +120,7 @@ for det, seed in zip(detectors, seeds, strict=True):
     fa_delta.append(kx.per_image_errors(rows[kx.NKD], val) - kx.per_image_errors(rows[kx.KRCNN], val))
 fa_delta = torch.cat(fa_delta).nanmean(0)  # (24,)
 
-coco_setup = kx.KeypointSetup(schema="coco", val_images=coco_val_images, **common)
+coco_setup = kx.KeypointSetup(schema="coco", val_images=coco_val_images, **detector)
 coco_val = kx.validation_set(coco_setup)
 coco_refine = RefineConfig.for_schema("coco")
 coco_delta, coco_stats, fa_stats = [], [], []
