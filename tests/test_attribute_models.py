@@ -294,6 +294,26 @@ def test_deepfashion_recognizer_losses_and_scores():
         model(ims, bad)
 
 
+def test_deepfashion_head_weights_train_one_head_alone():
+    """category_weight 0 (attribute_weight 0) leaves the category (attribute) head without gradient."""
+    kp = torch.tensor([[[5.0, 5.0, 2.0], [30.0, 35.0, 2.0]]])
+    targets = [{"labels": torch.tensor([c]), "attributes": torch.tensor([1, 0, 0, 1, 0, 0]), "keypoints": kp}
+               for c in (1, 3)]  # fmt: skip
+    for weights, silent in (({"category_weight": 0.0}, "category"), ({"attribute_weight": 0.0}, "attributes")):
+        torch.manual_seed(0)
+        model = build_recognizer(deepfashion_config(TINY_PROFILE, num_categories=4, num_attributes=6, **weights))
+        model.train()
+        losses = model(images(2), targets)
+        assert float(losses[f"loss_{silent}"]) == 0.0
+        sum(losses.values()).backward()
+        heads = model.net.heads
+        assert float(heads[silent].weight.grad.abs().sum()) == 0.0
+        other = "attributes" if silent == "category" else "category"
+        assert float(heads[other].weight.grad.abs().sum()) > 0.0
+    with pytest.raises(ValueError, match="category_weight must be >= 0, got -1"):
+        deepfashion_config(TINY_PROFILE, category_weight=-1.0)
+
+
 # ------------------------------------------------------------------------------------------------ a short run
 
 

@@ -228,6 +228,8 @@ class DeepFashionRecognizerConfig:
     # input: "full" image or "normal" (the box closing target["keypoints"], DeepFashion's landmarks)
     attribute_weight: float = 1.0
     # weight of the attribute BCE (mean over samples and attributes) beside the category cross-entropy, >= 0
+    category_weight: float = 1.0
+    # weight of the category cross-entropy, >= 0 (0 with attribute_weight 1: an attribute-only network)
     crops: CropConfig = field(default_factory=CropConfig)
     # margins and fallbacks of the crops
     mean: tuple[float, float, float] = IMAGENET_DEFAULT_MEAN
@@ -243,6 +245,8 @@ class DeepFashionRecognizerConfig:
             raise ValueError(f"crop must be 'full' or 'normal' (DeepFashion has no neck points), got {self.crop!r}")
         if not self.attribute_weight >= 0:
             raise ValueError(f"attribute_weight must be >= 0, got {self.attribute_weight}")
+        if not self.category_weight >= 0:
+            raise ValueError(f"category_weight must be >= 0, got {self.category_weight}")
         _check_mean_std(self.mean, self.std)
 
 
@@ -388,8 +392,9 @@ class DeepFashionRecognizer(_CroppingRecognizer):
 
     Train mode: ``model(images, targets) -> {"loss_category": (), "loss_attributes": ()}`` with
     ``target["labels"]`` (1,) the 1-based category id and ``target["attributes"]`` (A,) in {0, 1}
-    (:class:`fashion_lib.data.deepfashion.DeepFashionAttributes` items): cross-entropy over the categories and
-    ``attribute_weight`` times the binary cross-entropy averaged over samples and attributes.
+    (:class:`fashion_lib.data.deepfashion.DeepFashionAttributes` items): ``category_weight`` times the
+    cross-entropy over the categories and ``attribute_weight`` times the binary cross-entropy averaged over samples
+    and attributes (a weight of 0 trains a network for the other head alone).
 
     Eval mode: list of B dicts ``{"category": (C,) softmax, "attributes": (A,) sigmoid, "crop_box": (4,)}``;
     :meth:`predict` gives the batched scores (for :func:`fashion_lib.metrics.topk_recall` and ``topk_accuracy``).
@@ -432,7 +437,7 @@ class DeepFashionRecognizer(_CroppingRecognizer):
         x, _ = self.crop_inputs(images, targets)
         out = self.net(x)
         return {
-            "loss_category": F.cross_entropy(out["category"], cats),
+            "loss_category": self.config.category_weight * F.cross_entropy(out["category"], cats),
             "loss_attributes": self.config.attribute_weight * F.binary_cross_entropy_with_logits(out["attributes"],
                                                                                                  attrs),
         }  # fmt: skip
@@ -528,12 +533,14 @@ def joint_configs(profile: str | AttributeProfile = "cpu", *, beta: float | None
 
 def deepfashion_config(profile: str | AttributeProfile = "cpu", *, num_categories: int = 50,
                        num_attributes: int = 1000, crop: str = "normal", attribute_weight: float = 1.0,
-                       crops: CropConfig | None = None) -> DeepFashionRecognizerConfig:  # fmt: skip
+                       category_weight: float = 1.0, crops: CropConfig | None = None
+                       ) -> DeepFashionRecognizerConfig:  # fmt: skip
     """The DeepFashion network (paper IV.C): 50-way category softmax and 1000 multi-label attributes."""
     p, crops = get_profile(profile), crops or CropConfig()
     net = AttributeNetConfig(p.deepfashion_backbone, (("category", num_categories), ("attributes", num_attributes)),
                              p.deepfashion_size, p.drop_rate)  # fmt: skip
-    return DeepFashionRecognizerConfig(net, crop=crop, attribute_weight=attribute_weight, crops=crops)
+    return DeepFashionRecognizerConfig(net, crop=crop, attribute_weight=attribute_weight,
+                                       category_weight=category_weight, crops=crops)
 
 
 def build_recognizer(config: FashionAIRecognizerConfig | DeepFashionRecognizerConfig
