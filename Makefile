@@ -7,6 +7,8 @@ PROFILE ?= cpu
 # extra pipeline arguments, e.g. PARAMS="-p seeds '[0]' --only 00_keypoint_schemas"
 PARAMS ?=
 STAMP := $(VENV)/.installed
+# PyTorch's OpenMP threads spin while they wait by default; on a busy 2-core machine that slows training about 5x
+export OMP_WAIT_POLICY ?= PASSIVE
 CHROMIUM := $(shell command -v chromium 2>/dev/null)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -460,6 +460,8 @@ def run(
     workdir = Path(workdir or root).resolve()
     cache_dir = Path(cache_dir or root / "_build" / "notebook-cache").resolve()
     os.environ[RUNS_ENV] = str(Path(runs_dir or root / "_build" / "runs").resolve())
+    # the kernels inherit this: spinning OpenMP threads slow PyTorch about 5x when other processes share the cores
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     profile_path = root / "notebooks" / "profiles" / f"{profile}.yaml"
     # parameters are checked against every notebook, so that a profile valid for the whole book stays valid with --only
     everything = discover_notebooks(root)
