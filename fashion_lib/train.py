@@ -11,6 +11,11 @@ machine trains on a cluster::
 ``--batch-size`` is the global batch (divided over the processes). The run folder defaults to the one the
 notebooks use for the same settings, so a notebook afterwards loads the trained model instead of training it again.
 A run that is interrupted resumes from its last checkpoint when the same command is given again.
+
+``--predict ANNOTATIONS IMAGES --results OUT.json`` then detects on a validation set in its real layout (COCO: the
+annotation JSON and the image folder; FashionAI: the annotation CSV and the split folder, image ids being the
+CSV's data-row numbers from 1) and writes every detection in the COCO results format, which pycocotools, the
+metrics and ``python -m fashion_lib.refine`` read. Keypoint R-CNN only (CPN needs a detector's boxes).
 """
 
 from __future__ import annotations
@@ -42,7 +47,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--train-file", default="", help="annotation file under --data-root (default: usual name)")
     p.add_argument("--run-dir", type=Path, default=None, help="run folder (default: the notebooks' one)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--predict", nargs=2, metavar=("ANNOTATIONS", "IMAGES"), default=None,
+                   help="after training, detect on this validation set (see the module help)")
+    p.add_argument("--results", type=Path, default=None, help="where --predict writes its COCO results JSON")
     return p
+
+
+def _predict(model, schema: str, annotations: Path, images: Path, results: Path) -> int:
+    """Detect on a validation set and write the COCO results file; returns the number of detections."""
+    from fashion_lib.coco_eval import write_coco_results
+    from fashion_lib.data.coco import CocoKeypoints
+    from fashion_lib.data.fashionai import FashionAIKeypoints
+    from fashion_lib.models.detector import coco_results, predict
+
+    if schema == "coco":
+        data = CocoKeypoints(annotations, images)
+        ids = [t["image_id"] for _, t in (data[i] for i in range(len(data)))]
+    else:
+        data = FashionAIKeypoints(images, str(Path(annotations).resolve().relative_to(Path(images).resolve())))
+        ids = list(range(1, len(data) + 1))
+    pictures = [data[i][0] for i in range(len(data))]
+    entries = coco_results(predict(model, pictures), ids, category_id=1 if schema == "coco" else None)
+    write_coco_results(results, entries)
+    return len(entries)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,6 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.predict is not None and (args.results is None or args.model != "keypoint_rcnn"):
+        log.error("error: --predict needs --results OUT.json and the keypoint_rcnn model")
+        return 2
     try:
         setup = kx.KeypointSetup(schema=args.schema, preset=args.preset, image_size=args.image_size,
                                  train_steps=args.steps, cpn_steps=args.steps, batch_size=args.batch_size,
@@ -74,6 +104,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if is_main_process():
         log.info("trained %s to step %d in %s (%.0f s, %.1f images/s)", args.model, result.step, run_dir,
                  result.wall_time_s, result.images_per_s)
+        if args.predict is not None:
+            try:
+                n = _predict(result.model, args.schema, Path(args.predict[0]), Path(args.predict[1]), args.results)
+            except (OSError, ValueError) as err:
+                log.error("error: %s", err)
+                return 2
+            log.info("wrote %d detections to %s", n, args.results)
     return 0
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "TopInstance",
     "top_instance",
     "as_detect_fn",
+    "coco_results",
 ]
 
 
@@ -256,3 +257,40 @@ def as_detect_fn(
         return top_instance(predict(model, images, batch_size=batch_size, device=device), num_keypoints).keypoints
 
     return detect
+
+
+def coco_results(predictions: Sequence[dict], image_ids: Sequence[int], *, category_id: int | None = None
+                 ) -> list[dict]:  # fmt: skip
+    """Every detection of ``predictions`` as COCO results entries (data-formats.md, D.2), ready for
+    :func:`fashion_lib.coco_eval.write_coco_results`, pycocotools and ``python -m fashion_lib.refine``.
+
+    Parameters
+    ----------
+    predictions : sequence of B dicts in the shared format (module docstring).
+    image_ids : B image ids, in the same order.
+    category_id : int, optional
+        Category of every entry (COCO: 1); default each detection's own label (FashionAI: the garment category,
+        1 blouse ... 5 trousers, which the refiner's command line reads).
+
+    Returns
+    -------
+    list of dict, one per detection; each point's third value is its confidence.
+    """
+    from fashion_lib.coco_eval import keypoints_to_coco_results
+
+    if len(image_ids) != len(predictions):
+        raise ValueError(f"image_ids has {len(image_ids)} entries for {len(predictions)} predictions")
+    out: list[dict] = []
+    for image_id, p in zip(image_ids, predictions, strict=True):  # over images: entries are per detection
+        if not len(p["scores"]):
+            continue
+        entries = keypoints_to_coco_results([int(image_id)] * len(p["scores"]), p["keypoints"], p["scores"])
+        confidence = p["keypoints"][..., 2].clamp(0, 1).tolist()  # keep the confidence, not COCO's v = 1
+        for entry, label, conf in zip(entries, p["labels"].tolist(), confidence, strict=True):
+            entry["category_id"] = int(category_id if category_id is not None else label)
+            kps = entry["keypoints"]
+            for j, c in enumerate(conf):
+                if kps[3 * j + 2] > 0:
+                    kps[3 * j + 2] = float(c)
+        out.extend(entries)
+    return out
