@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,7 +21,8 @@ import torch
 
 from fashion_lib.io import atomic_write
 
-__all__ = ["runs_dir", "library_digest", "cached", "seeded_build", "MappedDataset"]
+__all__ = ["runs_dir", "library_digest", "TRAINING_SOURCES", "DATA_SOURCES", "cached", "seeded_build",
+           "MappedDataset"]
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,29 @@ def runs_dir() -> Path:
     return find_repo_root() / "_build" / "runs"
 
 
-def library_digest() -> str:
-    """A short hash of every ``fashion_lib`` source file: part of every cache key, so a code change invalidates."""
+# The sources a trained model depends on (the key of the run folders): a change in inference, refinement, scoring or
+# reporting code reuses the trained models, a change here retrains them.
+TRAINING_SOURCES = ("engine.py", "io.py", "keypoints.py", "attributes.py", "crops.py", "losses.py", "data",
+                    "synthetic", "models/keypoint_rcnn.py", "models/cpn.py", "models/attributes.py")
+# The sources a written synthetic data set depends on.
+DATA_SOURCES = ("io.py", "keypoints.py", "attributes.py", "synthetic")
+
+
+def library_digest(sources: Sequence[str] | None = None) -> str:
+    """A short hash of ``fashion_lib`` source files: part of every cache key, so a code change invalidates.
+
+    ``sources``: files or folders relative to the package (e.g. :data:`TRAINING_SOURCES`); default every file.
+    """
     root = Path(__file__).resolve().parents[1]
+    if sources is None:
+        paths = root.rglob("*.py")
+    else:
+        paths = [p for s in sources for p in ((root / s).rglob("*.py") if (root / s).is_dir() else [root / s])]
+        missing = [s for s in sources if not (root / s).exists()]
+        if missing:
+            raise ValueError(f"library_digest: no such source(s) in fashion_lib: {missing}")
     h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
+    for path in sorted(set(paths)):
         h.update(path.relative_to(root).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]

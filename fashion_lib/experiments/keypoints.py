@@ -32,7 +32,15 @@ from fashion_lib.coco_eval import keypoints_to_coco_results
 from fashion_lib.data.coco import CocoKeypoints
 from fashion_lib.data.fashionai import FashionAIKeypoints
 from fashion_lib.engine import TrainConfig, run_dir_for, train
-from fashion_lib.experiments import MappedDataset, cached, library_digest, runs_dir, seeded_build
+from fashion_lib.experiments import (
+    DATA_SOURCES,
+    TRAINING_SOURCES,
+    MappedDataset,
+    cached,
+    library_digest,
+    runs_dir,
+    seeded_build,
+)
 from fashion_lib.keypoints import get_schema
 from fashion_lib.models.cpn import CPNConfig, build_cpn
 from fashion_lib.models.detector import TopDownDetector, as_detect_fn, predict, top_instance
@@ -158,7 +166,7 @@ class DataKey:
 def data_key(setup: KeypointSetup) -> DataKey:
     source = "synthetic" if setup.synthetic else str(Path(setup.data_root).resolve()) + f":{setup.train_file}"
     return DataKey(source=source, world=dataclasses.asdict(setup.world) if setup.synthetic else {},
-                    library=library_digest())
+                    library=library_digest(TRAINING_SOURCES))
 
 
 def detector_configs(setup: KeypointSetup) -> tuple[KeypointRCNNConfig, CPNConfig]:
@@ -255,7 +263,8 @@ def validation_set(setup: KeypointSetup) -> ValidationSet:
     if setup.synthetic:
         world = setup.val_world or setup.world
         spec = json.dumps({"schema": setup.schema, "n": setup.val_images, "seed": setup.val_seed,
-                           "world": dataclasses.asdict(world), "library": library_digest()}, sort_keys=True)
+                           "world": dataclasses.asdict(world), "library": library_digest(DATA_SOURCES)},
+                          sort_keys=True)
         key = hashlib.sha256(spec.encode()).hexdigest()[:12]
         root = runs_dir() / "data" / f"{setup.schema}-val-{key}"
         writer = write_fashionai_keypoints if setup.schema == "fashionai" else write_coco_people
@@ -302,7 +311,8 @@ def _coco_subset(annotation_file: Path, image_ids: Sequence[int], key: str) -> P
 def detect_validation(detectors: Detectors, val: ValidationSet, *, batch_size: int = 16) -> dict[str, list[dict]]:
     """Both detectors' predictions on the validation images (the shared format of
     :mod:`fashion_lib.models.detector`), cached beside the Keypoint R-CNN run."""
-    path = detectors.run_dir / f"predictions-{val.key}-{detectors.cpn_run_dir.name}.pt"
+    # inference code may change without retraining: the cache is keyed on every library source
+    path = detectors.run_dir / f"predictions-{val.key}-{detectors.cpn_run_dir.name}-{library_digest()}.pt"
     return cached(path, lambda: {
         KRCNN: predict(detectors.keypoint_rcnn, val.images, batch_size=batch_size),
         CPN: predict(detectors.top_down, val.images, batch_size=batch_size),
@@ -358,7 +368,8 @@ def table1_rows(
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         raise ValueError(f"rows has unknown entries {unknown}; valid: {list(ROWS)}")
-    spec = json.dumps({"rows": list(rows), "refine": dataclasses.asdict(refine), "seed": seed}, sort_keys=True)
+    spec = json.dumps({"rows": list(rows), "refine": dataclasses.asdict(refine), "seed": seed,
+                       "library": library_digest()}, sort_keys=True)
     key = hashlib.sha256(spec.encode()).hexdigest()[:12]
     path = detectors.run_dir / f"rows-{val.key}-{detectors.cpn_run_dir.name}-{key}.pt"
     return cached(path, lambda: _compute_rows(setup, detectors, val, refine, rows, seed, batch_size))
