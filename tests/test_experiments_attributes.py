@@ -1,0 +1,212 @@
+"""Tests of fashion_lib.experiments.attributes: data written once and read back, crop key points cached, finished
+networks loaded, the metric adapters against the metrics called by hand, and bad setups named."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fashion_lib.attributes import FASHIONAI_TASKS, LENGTH_TASKS, M, N, Y
+from fashion_lib.experiments import attributes as ax
+from fashion_lib.experiments.keypoints import KeypointSetup
+from fashion_lib.keypoints import FASHIONAI
+from fashion_lib.metrics import attribute_accuracy, fashionai_attribute_map, topk_recall
+
+# a detector trained for one step on 64-px garments: meaningless, but it runs the whole path in seconds
+TINY_DETECTOR = KeypointSetup(image_size=64, train_steps=1, cpn_steps=1, batch_size=1)
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASHION_LIB_RUNS", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+def tiny(**overrides) -> ax.AttributeSetup:
+    values = {"detector": TINY_DETECTOR, "train_images": 16, "val_images": 8, "epochs": 1, "batch_size": 4}
+    return ax.AttributeSetup(**{**values, **overrides})
+
+
+# ------------------------------------------------------------------------------------------------------ the setup
+
+
+@pytest.mark.parametrize(("overrides", "error", "match"), [
+    ({"dataset": "coco"}, ValueError, "dataset must be one of"),
+    ({"epochs": 0}, ValueError, "epochs must be an integer >= 1, got 0"),
+    ({"val_images": 2.5}, ValueError, "val_images must be an integer >= 1"),
+    ({"lr": 0.0}, ValueError, "lr must be a finite number > 0"),
+    ({"profile": "tpu"}, ValueError, "profile must be one of"),
+    ({"eval_split": "train"}, ValueError, "eval_split must be 'val' or 'test'"),
+    ({"detector_seed": -1}, ValueError, "detector_seed must be an integer >= 0"),
+    ({"detector": KeypointSetup(schema="coco")}, ValueError, "detector.schema must be 'fashionai'"),
+    ({"data_root": "/no/such/folder"}, FileNotFoundError, "data_root '/no/such/folder' is not a folder"),
+])  # fmt: skip
+def test_bad_setup_values_are_named(overrides, error, match):
+    with pytest.raises(error, match=match):
+        ax.AttributeSetup(**overrides)
+
+
+def test_the_world_takes_the_detectors_image_size():
+    assert tiny().world.image_size == 64
+    assert ax.AttributeSetup().world.image_size == KeypointSetup().image_size
+    assert tiny(epochs=3, batch_size=4).steps(10) == 3 * 3  # ceil(10 / 4) steps per pass
+
+
+def test_bad_method_and_metric_arguments_are_named():
+    with pytest.raises(ValueError, match="keypoints must be one of"):
+        ax.FashionAIMethod(joint=True, beta=0.1, keypoints="truth")
+    with pytest.raises(ValueError, match="crop must be 'full' or 'normal'"):
+        ax.DeepFashionMethod(joint=True, crop="neck")
+    with pytest.raises(ValueError, match="task must be None or one of"):
+        ax.accuracy_metric("hat_labels")
+    with pytest.raises(ValueError, match="group must be 'all' or one of"):
+        ax.recall_metric(3, "colour", {"texture": torch.tensor([0, 1, 2])})
+    with pytest.raises(ValueError, match="tasks must be a non-empty list of FashionAI tasks"):
+        ax.task_garments(tiny().world, 4, 0, "train", ["hat_labels"])
+
+
+# ------------------------------------------------------------------------------------------ data and crop points
+
+
+@pytest.mark.slow
+def test_data_is_written_once_read_back_and_crop_points_are_cached(runs, monkeypatch):
+    setup = tiny()
+    data = ax.attribute_data(setup)
+    assert (len(data.train), len(data.val)) == (16, 8)
+    # the writer cycles through the 8 tasks: 2 training and 1 validation image each
+    assert sorted(data.train.tasks) == sorted(list(FASHIONAI_TASKS) * 2)
+    assert sorted(data.val.tasks) == sorted(FASHIONAI_TASKS)
+    image, target = data.val.dataset[0]
+    assert image.shape == (3, 64, 64) and target["task"] == data.val.tasks[0]
+    assert target["labels"].shape == (len(FASHIONAI_TASKS[target["task"]]),)
+    assert int((target["labels"] == Y).sum()) == 1
+
+    def no_writing(*args, **kwargs):
+        raise AssertionError("the data set was written a second time")
+
+    monkeypatch.setattr(ax, "write_fashionai_attributes", no_writing)
+    again = ax.attribute_data(setup)
+    assert again.train.key == data.train.key and again.val.tasks == data.val.tasks
+
+    crops = ax.crop_keypoints(setup, data)
+    assert crops["train"].plain.shape == (16, 24, 3) and crops["val"].nkd.shape == (8, 24, 3)
+    for kps in (crops["train"], crops["val"]):  # no crop closes a point the detected category does not have
+        for i, category in enumerate(kps.categories):
+            allowed = FASHIONAI.category_mask(category) if category else torch.zeros(24, dtype=torch.bool)
+            assert (kps.plain[i, ~allowed, 2] == 0).all() and (kps.nkd[i, ~allowed, 2] == 0).all()
+        assert kps.detected.tolist() == [bool(c) for c in kps.categories]
+
+    def no_detecting(*args, **kwargs):
+        raise AssertionError("the detector ran a second time")
+
+    monkeypatch.setattr(ax, "predict", no_detecting)
+    cached = ax.crop_keypoints(setup, data)
+    torch.testing.assert_close(cached["train"].nkd, crops["train"].nkd, equal_nan=True)
+    assert cached["val"].source == crops["val"].source != ""
+
+
+@pytest.mark.slow
+def test_training_a_method_twice_loads_the_finished_networks(runs, monkeypatch):
+    setup = tiny()
+    data = ax.attribute_data(setup)
+    crops = ax.crop_keypoints(setup, data)
+    method = ax.table2_methods()[ax.MAYBE]  # the joint length and design networks
+    results = []
+    real_train = ax.train
+
+    def spy(*args, **kwargs):
+        results.append(real_train(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(ax, "train", spy)
+    first = ax.fashionai_predictions(setup, method, 0, data, crops)
+    assert [r.resumed_from for r in results] == [None, None]  # two fresh runs
+    assert len(first) == 8 and first.tasks == data.val.tasks
+    # each image's probabilities are its own task's softmax, zeros beyond the task's classes
+    sizes = torch.tensor([len(FASHIONAI_TASKS[t]) for t in first.tasks])
+    torch.testing.assert_close(first.probs.sum(1), torch.ones(8))
+    assert all(float(first.probs[i, c:].abs().sum()) == 0 for i, c in enumerate(sizes.tolist()))
+    second = ax.fashionai_predictions(setup, method, 0, data, crops)
+    assert [r.resumed_from for r in results[2:]] == [r.step for r in results[2:]]  # finished runs, loaded
+    assert all(math.isnan(r.images_per_s) for r in results[2:])
+    torch.testing.assert_close(second.probs, first.probs)
+    with pytest.raises(ValueError, match="needs setup.dataset 'fashionai'"):
+        ax.fashionai_predictions(tiny(dataset="deepfashion"), method, 0, data, crops)
+
+
+def test_task_garments_and_maybe_statistics():
+    world = tiny().world
+    items = ax.task_garments(world, 9, 0, "train", LENGTH_TASKS)
+    tasks = [items[i][1]["task"] for i in range(9)]
+    assert tasks == [LENGTH_TASKS[i % 4] for i in range(9)]
+    image, target = items[5]
+    assert image.shape == (3, 64, 64) and target["keypoints"].shape == (1, 24, 3)
+    assert target["labels"].shape == (len(FASHIONAI_TASKS[target["task"]]),)
+    torch.testing.assert_close(items[5][1]["labels"], target["labels"])  # deterministic per index
+    # hand-built labels: 2 of 4 items have an m, the most m labels of one item is 2
+    fake = [(None, {"labels": torch.tensor(c)}) for c in ([Y, N, N], [M, Y, N], [N, N, Y], [M, Y, M])]
+    assert ax.maybe_statistics(fake) == (0.5, 2)
+
+
+# ---------------------------------------------------------------------------------------------- metric adapters
+
+
+def _case() -> ax.TaskPredictions:
+    """Five images of three tasks, padded to 10 classes; top-1 correct for images 0, 2, 3 (hand-checked)."""
+    rows = {  # task, probabilities, labels
+        0: ("collar_design_labels", [0.1, 0.6, 0.1, 0.1, 0.1], [N, Y, N, N, N]),
+        1: ("collar_design_labels", [0.5, 0.2, 0.1, 0.1, 0.1], [N, Y, M, N, N]),
+        2: ("pant_length_labels", [0.0, 0.1, 0.1, 0.1, 0.2, 0.5], [N, N, N, N, M, Y]),
+        3: ("pant_length_labels", [0.0, 0.7, 0.1, 0.1, 0.1, 0.0], [N, Y, N, N, N, N]),
+        4: ("neckline_design_labels", [0.0, 0.0, 0.3, 0.0, 0.0, 0.0, 0.0, 0.7, 0.0, 0.0], [N] * 9 + [Y]),
+    }
+    probs = torch.zeros(5, 10)
+    labels = torch.full((5, 10), N)
+    for i, (_, p, y) in rows.items():
+        probs[i, : len(p)], labels[i, : len(y)] = torch.tensor(p), torch.tensor(y)
+    return ax.TaskPredictions(tuple(t for t, _, _ in rows.values()), probs, labels)
+
+
+def test_fashionai_adapters_equal_the_metrics_called_per_task():
+    pred = _case()
+    (args,) = ax.fashionai_arrays([pred])
+    # by hand: collar 1 of 2 right, pant 2 of 2, neckline 0 of 1
+    assert ax.accuracy_metric("collar_design_labels")(*args) == 0.5
+    assert ax.accuracy_metric("pant_length_labels")(*args) == 1.0
+    assert ax.accuracy_metric()(*args) == pytest.approx((0.5 + 1.0 + 0.0) / 3)
+    assert math.isnan(ax.accuracy_metric("coat_length_labels")(*args))
+    by_hand = {"collar_design_labels": [0, 1], "pant_length_labels": [2, 3], "neckline_design_labels": [4]}
+    P = {t: pred.probs[r, : len(FASHIONAI_TASKS[t])] for t, r in by_hand.items()}
+    L = {t: pred.labels[r, : len(FASHIONAI_TASKS[t])] for t, r in by_hand.items()}
+    reference = fashionai_attribute_map(P, L)
+    assert ax.map_metric()(*args) == reference.map
+    assert ax.map_metric("antgo")(*args) == fashionai_attribute_map(P, L, variant="antgo").map
+    for task in by_hand:
+        assert ax.accuracy_metric(task)(*args) == attribute_accuracy(P[task], L[task])
+    # resampled instances (the bootstrap's view): image 3 twice, image 1 dropped
+    idx = np.array([0, 3, 3, 2, 4])
+    sub = [a[torch.from_numpy(idx)] if isinstance(a, torch.Tensor) else a[idx] for a in args]
+    assert ax.accuracy_metric("collar_design_labels")(*sub) == 1.0
+    chance = ax.chance_accuracy(pred)
+    # classes occurring as y: collar {1}, pant {5, 1}, neckline {9}; majority shares 1, 1/2, 1
+    assert chance == pytest.approx({"uniform": (1 + 0.5 + 1) / 3, "majority": (1 + 0.5 + 1) / 3})
+
+
+def test_deepfashion_adapters_equal_the_metrics_by_hand():
+    scores = torch.tensor([[0.9, 0.8, 0.1, 0.7], [0.1, 0.2, 0.9, 0.3]])
+    labels = torch.tensor([[1, 0, 0, 1], [0, 1, 0, 0]])
+    category_probs = torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.3, 0.5]])
+    category = torch.tensor([1, 0])
+    args = (category_probs, category, scores, labels)
+    groups = {"texture": torch.tensor([0, 1]), "shape": torch.tensor([2, 3])}
+    # by hand, top-2 over all: image 0 ranks 0, 1 -> 1 of its 2 positives; image 1 ranks 2, 3 -> 0 of 1: 1/3
+    assert ax.recall_metric(2)(*args) == pytest.approx(1 / 3)
+    assert ax.recall_metric(1, "texture", groups)(*args) == topk_recall(scores, labels, 1, groups)["texture"]
+    assert ax.recall_metric(1, "texture", groups)(*args) == 1.0  # top-1 of the pair: attr 0, then attr 1, both yes
+    assert ax.category_metric(1)(*args) == 0.0 and ax.category_metric(2)(*args) == 0.5
+    pred = ax.DeepFashionPredictions(category_probs, category, scores, labels)
+    chance = ax.deepfashion_chance(pred, groups, 1)
+    assert chance == {"category": 0.5, "all": 0.25, "texture": 0.5, "shape": 0.5}
