@@ -55,6 +55,7 @@ __all__ = [
     "cache_key",
     "execute_notebook",
     "build_book",
+    "fold_code",
     "run",
     "main",
 ]
@@ -328,6 +329,7 @@ def execute_notebook(
     executed.metadata["fashion_lib"] = {**run_info, "wall_time_s": round(wall, 3), "device": device_description(),
                                         "versions": library_versions()}
     executed.metadata.pop("jupytext", None)
+    fold_code(executed)
     with atomic_write(output) as f:
         nbformat.write(executed, f)
     tmp_out.unlink(missing_ok=True)
@@ -391,6 +393,19 @@ def _install_mathjax(workdir: Path) -> None:
     if not target.is_file() or target.stat().st_size != source.stat().st_size:
         with atomic_write(target, "wb") as f:
             f.write(source.read_bytes())
+
+
+def fold_code(nb) -> None:
+    """Fold every code cell's source behind a "show" toggle of the book (tag ``hide-input``), and the parameter
+    cells whole (``hide-cell``): a reader sees results and prose first, and the code and parameters one click away.
+    """
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        wanted = "hide-cell" if {"parameters", "injected-parameters"} & set(tags) else "hide-input"
+        if wanted not in tags:
+            tags.append(wanted)
 
 
 def build_book(workdir: Path, *, strict: bool = True) -> Path:

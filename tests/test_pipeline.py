@@ -166,3 +166,19 @@ def test_only_one_notebook_still_checks_the_profile_against_the_whole_book(caplo
                           "1", "--no-build"]) == 2
     assert "which no notebook declares" not in caplog.text
     assert "notebook '00_keypoint_schemas' has no parameter 'dpy'" in caplog.text
+
+
+def test_fold_code_hides_sources_and_parameter_cells():
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# t"),
+                nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("x = 2", metadata={"tags": ["injected-parameters"]}),
+                nbformat.v4.new_code_cell("print(x)")]
+    pipeline.fold_code(nb)
+    pipeline.fold_code(nb)  # idempotent
+    assert "tags" not in nb.cells[0].metadata
+    assert nb.cells[1].metadata["tags"] == ["parameters", "hide-cell"]
+    assert nb.cells[2].metadata["tags"] == ["injected-parameters", "hide-cell"]
+    assert nb.cells[3].metadata["tags"] == ["hide-input"]
