@@ -45,6 +45,7 @@ detector = {"preset": "cpu", "image_size": 128, "train_steps": 200, "cpn_steps":
 keypoint_data_root = ""
 keypoint_train_file = ""
 profile = "cpu"
+input_size = 0
 train_images = 1280
 val_images = 480
 attr_epochs = 3
@@ -79,11 +80,11 @@ prov = provenance.start(run_info, seeds)
 detector_setup = KeypointSetup(schema="fashionai", **detector, data_root=keypoint_data_root,
                                train_file=keypoint_train_file)
 setup = ax.AttributeSetup(dataset="fashionai", detector=detector_setup, detector_seed=seeds[0], profile=profile,
-                          train_images=train_images, val_images=val_images, epochs=attr_epochs,
+                          input_size=input_size, train_images=train_images, val_images=val_images, epochs=attr_epochs,
                           batch_size=attr_batch_size, lr=attr_lr, data_root=data_root, train_file=train_file,
                           val_file=val_file)
 methods = ax.table2_methods(beta=beta)
-print(f"attribute data: {'synthetic' if setup.synthetic else data_root}; networks: profile {profile!r}, "
+print(f"attribute data: {'synthetic' if setup.synthetic else data_root}; networks: {setup.networks()}, "
       f"{attr_epochs} passes, batch {attr_batch_size}, peak lr {attr_lr}; beta = {beta}")
 
 # %% [markdown]

@@ -42,6 +42,7 @@ detector = {"preset": "cpu", "image_size": 128, "train_steps": 200, "cpn_steps":
 keypoint_data_root = ""
 keypoint_train_file = ""
 profile = "cpu"
+input_size = 0
 train_images = 640
 val_images = 240
 attr_epochs = 3
@@ -74,12 +75,13 @@ prov = provenance.start(run_info, seeds)
 detector_setup = KeypointSetup(schema="fashionai", **detector, data_root=keypoint_data_root,
                                train_file=keypoint_train_file)
 setup = ax.AttributeSetup(dataset="deepfashion", detector=detector_setup, detector_seed=seeds[0], profile=profile,
-                          train_images=train_images, val_images=val_images, epochs=attr_epochs,
+                          input_size=input_size, train_images=train_images, val_images=val_images, epochs=attr_epochs,
                           batch_size=attr_batch_size, lr=attr_lr, data_root=data_root, eval_split=eval_split)
 methods = ax.table3_methods()
 if not ingredients:
     methods = {name: m for name, m in methods.items() if name in (ax.T3_BASELINE, ax.T3_FULL)}
-print(f"DeepFashion data: {'synthetic' if setup.synthetic else data_root}; rows: {list(methods)}")
+print(f"DeepFashion data: {'synthetic' if setup.synthetic else data_root}; networks: {setup.networks()}; "
+      f"rows: {list(methods)}")
 
 # %% [markdown]
 # ## Crops, training and scoring, one seed at a time

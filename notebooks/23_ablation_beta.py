@@ -32,6 +32,7 @@ run_info = {}
 seeds = [0, 1, 2]
 detector = {"preset": "cpu", "image_size": 128, "train_steps": 200, "cpn_steps": 600, "batch_size": 8, "lr": 0.001}
 profile = "cpu"
+input_size = 0
 train_images = 400
 val_images = 240
 attr_epochs = 4
@@ -64,7 +65,7 @@ from fashion_lib.report import format_ci, glue_ci, mean_sd, verdict
 
 prov = provenance.start(run_info, seeds)
 setup = ax.AttributeSetup(dataset="fashionai", detector=KeypointSetup(**detector), profile=profile,
-                          train_images=train_images, val_images=val_images, epochs=attr_epochs,
+                          input_size=input_size, train_images=train_images, val_images=val_images, epochs=attr_epochs,
                           batch_size=attr_batch_size, lr=attr_lr)
 if 0.0 not in betas or paper_beta not in betas:
     raise ValueError(f"betas must contain 0 (the baseline) and paper_beta = {paper_beta}, got {betas}")

@@ -41,6 +41,7 @@ def tiny(**overrides) -> ax.AttributeSetup:
     ({"profile": "tpu"}, ValueError, "profile must be one of"),
     ({"eval_split": "train"}, ValueError, "eval_split must be 'val' or 'test'"),
     ({"detector_seed": -1}, ValueError, "detector_seed must be an integer >= 0"),
+    ({"input_size": 8}, ValueError, "input_size must be 0 \\(the profile's\\) or an integer >= 16, got 8"),
     ({"detector": KeypointSetup(schema="coco")}, ValueError, "detector.schema must be 'fashionai'"),
     ({"data_root": "/no/such/folder"}, FileNotFoundError, "data_root '/no/such/folder' is not a folder"),
 ])  # fmt: skip
@@ -53,6 +54,18 @@ def test_the_world_takes_the_detectors_image_size():
     assert tiny().world.image_size == 64
     assert ax.AttributeSetup().world.image_size == KeypointSetup().image_size
     assert tiny(epochs=3, batch_size=4).steps(10) == 3 * 3  # ceil(10 / 4) steps per pass
+
+
+def test_input_size_overrides_the_profiles_input_of_every_network():
+    joint = ax.table2_methods()[ax.JOINT]
+    assert {c.net.input_size for c in ax.fashionai_configs(tiny(), joint).values()} == {80}  # the cpu profile's
+    assert {c.net.input_size for c in ax.fashionai_configs(tiny(input_size=48), joint).values()} == {48}
+    per_task = ax.fashionai_configs(tiny(input_size=48), ax.table2_methods()[ax.BASELINE])
+    assert len(per_task) == 8 and {c.net.input_size for c in per_task.values()} == {48}
+    df = ax.deepfashion_configs(tiny(input_size=48), ax.table3_methods()[ax.T3_BASELINE], num_categories=5,
+                                num_attributes=7)  # fmt: skip
+    assert {c.net.input_size for c in df.values()} == {48}
+    assert (df["category"].attribute_weight, df["attributes"].category_weight) == (0.0, 0.0)
 
 
 def test_bad_method_and_metric_arguments_are_named():

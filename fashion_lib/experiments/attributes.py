@@ -46,11 +46,12 @@ from fashion_lib.data.deepfashion import ATTRIBUTE_TYPES, DeepFashionAttributes
 from fashion_lib.data.fashionai import CATEGORIES, FashionAIAttributes
 from fashion_lib.data.transforms import collate
 from fashion_lib.engine import TrainConfig, run_dir_for, train
-from fashion_lib.experiments import cached, library_digest, runs_dir, seeded_build
+from fashion_lib.experiments import DATA_SOURCES, TRAINING_SOURCES, cached, library_digest, runs_dir, seeded_build
 from fashion_lib.experiments.keypoints import KeypointSetup, train_detectors
 from fashion_lib.keypoints import FASHIONAI
 from fashion_lib.metrics import attribute_accuracy, attribute_ap, topk_accuracy, topk_recall
 from fashion_lib.models.attributes import (
+    AttributeProfile,
     DeepFashionRecognizerConfig,
     FashionAIRecognizerConfig,
     build_recognizer,
@@ -138,6 +139,11 @@ _SOURCES = (PLAIN, NKD)
 _DATASETS = ("fashionai", "deepfashion")
 _C_MAX = max(len(c) for c in FASHIONAI_TASKS.values())  # widest FashionAI task (neckline, 10 classes)
 _CHUNK = 64  # images decoded, detected and refined at a time (bounds memory on real, large images)
+# What a trained attribute network depends on besides its settings: the training code, and the code that turns the
+# detector's output into crop key points (its weights and the refiner's settings are part of the crops' source).
+# A change elsewhere (scoring, reporting) reuses the networks; cached crop key points and predictions are keyed on
+# every library source, as the key-point half's predictions are.
+_NETWORK_SOURCES = (*TRAINING_SOURCES, "refine.py", "models/detector.py")
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -158,6 +164,7 @@ class AttributeSetup:
     detector_seed: int = 0  # the one detector seed whose key points every attribute seed crops from
     refine: RefineConfig = field(default_factory=_default_refine)  # New-key-detection (the paper's FashionAI values)
     profile: str = "cpu"  # attribute networks (models.attributes.PROFILES): "cpu" small trunk, "gpu" the paper's
+    input_size: int = 0  # side of the networks' square input, pixels (0: the profile's; >= 16 otherwise)
     train_images: int = 1200  # synthetic: training images written; real: that many rows of the training split
     val_images: int = 480  # synthetic: validation images written; real: that many rows of the validation split
     epochs: int = 4  # passes over each network's own training images (every network alike)
@@ -178,6 +185,9 @@ class AttributeSetup:
             raise ValueError(f"detector.schema must be 'fashionai' (the crops need garment points), got "
                              f"{self.detector.schema!r}")  # fmt: skip
         get_profile(self.profile)
+        if isinstance(self.input_size, bool) or not isinstance(self.input_size, int) or not (
+                self.input_size == 0 or self.input_size >= 16):
+            raise ValueError(f"input_size must be 0 (the profile's) or an integer >= 16, got {self.input_size!r}")
         for name in ("train_images", "val_images", "epochs", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -198,6 +208,13 @@ class AttributeSetup:
     def synthetic(self) -> bool:
         """True when the data comes from the synthetic world."""
         return not self.data_root
+
+    def networks(self) -> AttributeProfile:
+        """The networks' backbones and input sizes: the profile's, with ``input_size`` when it is set."""
+        profile = get_profile(self.profile)
+        if not self.input_size:
+            return profile
+        return dataclasses.replace(profile, fashionai_size=self.input_size, deepfashion_size=self.input_size)
 
     def steps(self, num_images: int) -> int:
         """Optimizer steps of ``epochs`` passes over ``num_images`` images."""
@@ -243,7 +260,7 @@ def attribute_data(setup: AttributeSetup) -> AttributeData:
     if setup.synthetic:
         spec = {"dataset": setup.dataset, "train": setup.train_images, "val": setup.val_images,
                 "seed": setup.data_seed, "world": dataclasses.asdict(setup.world), "split": setup.eval_split,
-                "library": library_digest()}  # fmt: skip
+                "library": library_digest(DATA_SOURCES)}  # fmt: skip
         key = _hash(spec)
         root = runs_dir() / "data" / f"{setup.dataset}-attributes-{key}"
         n = setup.train_images + setup.val_images
@@ -364,7 +381,7 @@ def crop_keypoints(setup: AttributeSetup, data: AttributeData, *, batch_size: in
     refine_key = _hash({"refine": dataclasses.asdict(setup.refine), "category_points": setup.category_points})
     out = {}
     for name, split in (("train", data.train), ("val", data.val)):
-        path = detectors.run_dir / f"attribute-crops-{split.key}-{refine_key}.pt"
+        path = detectors.run_dir / f"attribute-crops-{split.key}-{refine_key}-{library_digest()}.pt"
         source = f"{detectors.run_dir.name}-{refine_key}"
 
         def compute(split: AttributeSplit = split, source: str = source) -> CropKeypoints:
@@ -503,8 +520,8 @@ PAPER_TABLE2: dict[str, tuple[float, ...]] = {
 def fashionai_configs(setup: AttributeSetup, method: FashionAIMethod) -> dict[str, FashionAIRecognizerConfig]:
     """The networks of ``method``: AttrKey -> config (one per task) or ``"length"`` / ``"design"`` (joint)."""
     if method.joint:
-        return joint_configs(setup.profile, beta=method.beta)
-    return per_task_configs(setup.profile, beta=method.beta)
+        return joint_configs(setup.networks(), beta=method.beta)
+    return per_task_configs(setup.networks(), beta=method.beta)
 
 
 @dataclass(frozen=True)
@@ -536,7 +553,7 @@ def _task_predictions(networks: Mapping[str, tuple[torch.nn.Module, Path]], val:
             return {"rows": mine, "probs": [out[tasks[i]][j] for j, i in enumerate(mine)],
                     "labels": [t["labels"] for t in targets]}  # fmt: skip
 
-        got = cached(run_dir / f"predictions-{cache_key}.pt", compute)
+        got = cached(run_dir / f"predictions-{cache_key}-{library_digest()}.pt", compute)
         for row, p, y in zip(got["rows"], got["probs"], got["labels"], strict=True):  # rows of this network
             probs[row, : len(p)], labels[row, : len(y)], done[row] = p, y, True
     if not bool(done.all()):
@@ -558,7 +575,7 @@ def fashionai_predictions(setup: AttributeSetup, method: FashionAIMethod, seed: 
     if method.keypoints not in _SOURCES:
         raise ValueError(f"method.keypoints must be one of {_SOURCES} here, got {method.keypoints!r}")
     train_kps, val_kps = crops["train"].points(method.keypoints), crops["val"].points(method.keypoints)
-    key = _DataKey(data.train.key, f"{method.keypoints}-{crops['train'].source}", library_digest())
+    key = _DataKey(data.train.key, f"{method.keypoints}-{crops['train'].source}", library_digest(_NETWORK_SOURCES))
     networks = {}
     for name, config in fashionai_configs(setup, method).items():  # the 2 or 8 networks
         rows = [i for i, t in enumerate(data.train.tasks) if t in dict(config.net.tasks)]
@@ -726,9 +743,9 @@ def beta_predictions(setup: AttributeSetup, beta: float | None, maybe_width: flo
     world = dataclasses.replace(setup.world, maybe_width=maybe_width)
     train_set = task_garments(world, setup.train_images, setup.data_seed, "train", tasks)
     val_set = task_garments(world, setup.val_images, setup.data_seed, "val", tasks)
-    config = joint_configs(setup.profile, beta=beta)[network]
+    config = joint_configs(setup.networks(), beta=beta)[network]
     key = _DataKey(_hash({"world": dataclasses.asdict(world), "n": setup.train_images, "seed": setup.data_seed}),
-                   GROUND_TRUTH, library_digest())  # fmt: skip
+                   GROUND_TRUTH, library_digest(_NETWORK_SOURCES))  # fmt: skip
     net = _train_network(setup, f"attr-beta-{network}", config, seed, train_set, key)
     val_tasks = [val_set.tasks[i % len(tasks)] for i in range(len(val_set))]
     val_key = _hash({"world": dataclasses.asdict(world), "n": setup.val_images, "seed": setup.data_seed})
@@ -794,9 +811,9 @@ def deepfashion_configs(setup: AttributeSetup, method: DeepFashionMethod, *, num
     only on its head's loss (the other head's weight is 0)."""
     base = {"num_categories": num_categories, "num_attributes": num_attributes, "crop": method.crop}
     if method.joint:
-        return {"joint": deepfashion_config(setup.profile, **base)}
-    return {"category": deepfashion_config(setup.profile, attribute_weight=0.0, **base),
-            "attributes": deepfashion_config(setup.profile, category_weight=0.0, **base)}  # fmt: skip
+        return {"joint": deepfashion_config(setup.networks(), **base)}
+    return {"category": deepfashion_config(setup.networks(), attribute_weight=0.0, **base),
+            "attributes": deepfashion_config(setup.networks(), category_weight=0.0, **base)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -836,13 +853,13 @@ def deepfashion_predictions(setup: AttributeSetup, method: DeepFashionMethod, se
     train_kps = crops["train"].points(method.keypoints) if method.crop == "normal" else None
     val_kps = crops["val"].points(method.keypoints) if method.crop == "normal" else None
     key = _DataKey(data.train.key, f"{source}-{crops['train'].source}" if train_kps is not None else source,
-                   library_digest())  # fmt: skip
+                   library_digest(_NETWORK_SOURCES))  # fmt: skip
     scores: dict[str, torch.Tensor] = {}
     val = _Items(data.val.dataset, range(len(data.val)), val_kps)
     for name, config in configs.items():  # the one or two networks
         model, run_dir = _train_network(setup, f"attr-deepfashion-{name}-{method.crop}-{source}", config, seed,
                                         _Items(data.train.dataset, range(len(data.train)), train_kps), key)
-        out = cached(run_dir / f"predictions-{data.val.key}-{key.keypoints}.pt",
+        out = cached(run_dir / f"predictions-{data.val.key}-{key.keypoints}-{library_digest()}.pt",
                      lambda m=model: _batched_predict(m, val)[0])  # fmt: skip
         heads = ("category", "attributes") if name == "joint" else (name,)
         scores.update({h: out[h] for h in heads})
