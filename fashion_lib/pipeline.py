@@ -55,6 +55,9 @@ __all__ = [
     "cache_key",
     "execute_notebook",
     "build_book",
+    "toc_parts",
+    "read_build_history",
+    "append_build_history",
     "fold_code",
     "run",
     "main",
@@ -69,6 +72,12 @@ BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "notebooks")
 # Environment variable through which the runner tells notebooks where trained models and cached predictions live
 # (read by fashion_lib.experiments.runs_dir); a finished training run found there is reused, not retrained.
 RUNS_ENV = "FASHION_LIB_RUNS"
+# Time budgets in minutes of the main job (the ``cpu`` profile on a 2-core machine), per part of the book's table of
+# contents and for the whole book; the provenance page sets the measured times beside them.
+CPU_BUDGET_MIN = {"Key points: Table 1": 40.0, "Attributes: Tables 2 and 3": 40.0, "whole book": 90.0}
+# One JSON line per finished build, under the work directory's _build/: the provenance page shows recent builds'
+# times (a page cannot show the time of the build that renders it).
+BUILD_HISTORY = Path("_build") / "build-history.jsonl"
 
 
 class ProfileError(ValueError):
@@ -336,22 +345,82 @@ def execute_notebook(
     return wall
 
 
+def toc_parts(workdir: Path) -> dict[str, list[str]]:
+    """Caption -> notebook names of each part of ``_toc.yml`` that shows executed notebooks (``book/results/``)."""
+    toc = yaml.safe_load((workdir / "_toc.yml").read_text())
+    parts = {}
+    for part in toc.get("parts", []):
+        names = [Path(ch["file"]).name for ch in part.get("chapters", []) if "results/" in ch.get("file", "")]
+        if names:
+            parts[part.get("caption", "")] = names
+    return parts
+
+
+def read_build_history(workdir: Path) -> list[dict[str, Any]]:
+    """The records of earlier builds in ``workdir`` (oldest first); an unreadable line is skipped, not fatal."""
+    path = workdir / BUILD_HISTORY
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning("%s: skipping an unreadable line", path)
+    return records
+
+
+def append_build_history(workdir: Path, record: Mapping[str, Any], keep: int = 50) -> None:
+    """Add one build's record to the history, keeping the newest ``keep`` (rewritten atomically)."""
+    lines = [json.dumps(r, sort_keys=True) for r in [*read_build_history(workdir), dict(record)][-keep:]]
+    target = workdir / BUILD_HISTORY
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(target) as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def _budget_lines(walls: Mapping[str, float], parts: Mapping[str, Sequence[str]], profile: str) -> list[str]:
+    budgets = CPU_BUDGET_MIN if profile == "cpu" else {}
+    groups = {**{caption: list(names) for caption, names in parts.items()}, "whole book": list(walls)}
+    lines = ["| part | notebooks | executing them took | budget (`cpu` profile, 2 cores) |", "|---|---|---|---|"]
+    for caption, names in groups.items():
+        minutes = sum(walls.get(n, 0.0) for n in names) / 60
+        budget = budgets.get(caption)
+        verdict = "" if budget is None else f"{budget:.0f} min: " + ("within" if minutes <= budget else "**over**")
+        lines.append(f"| {caption} | {len(names)} | {minutes:.1f} min | {verdict or 'none set'} |")
+    return lines
+
+
+def _history_lines(history: Sequence[Mapping[str, Any]], last: int = 8) -> list[str]:
+    if not history:
+        return ["No earlier build of this book is recorded in this folder: this is its first."]
+    lines = ["| finished (UTC) | profile | commit | notebooks executed | executing | building the HTML | total |",
+             "|---|---|---|---|---|---|---|"]
+    for r in history[-last:]:
+        lines.append(f"| {r.get('finished', '?')} | `{r.get('profile', '?')}` | `{str(r.get('commit', '?'))[:10]}` | "
+                     f"{r.get('executed', '?')} of {r.get('notebooks', '?')} | {r.get('execute_s', 0):.0f} s | "
+                     f"{r.get('book_s', 0):.0f} s | {r.get('total_s', 0) / 60:.1f} min |")
+    return lines
+
+
 def write_provenance_page(
-    results: Path, notebooks: Sequence[Notebook], profile: str, executed: Sequence[str], elapsed_s: float
+    results: Path, notebooks: Sequence[Notebook], profile: str, executed: Sequence[str], elapsed_s: float,
+    *, parts: Mapping[str, Sequence[str]] | None = None, history: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
     """Write ``results/provenance.md``: for every result page, where, how and from what it was computed.
 
     The rows come from the metadata the runner stored in each executed notebook (commit, profile, parameters,
-    device, versions, wall time, command); the page also states this build's own time, so a rebuild with nothing
-    changed shows how long it took.
+    device, versions, wall time, command). The page also sums the execution times per part of the book against
+    the time budgets, states this build's own execution time (so a rebuild with nothing changed shows how long it
+    took), and lists the recorded times of earlier builds in the same folder (``history``).
     """
     import nbformat
 
-    rows, total, versions = [], 0.0, {}
+    rows, walls, versions = [], {}, {}
     for nb in notebooks:
         meta = nbformat.read(results / f"{nb.name}.ipynb", as_version=4).metadata.get("fashion_lib", {})
         wall = float(meta.get("wall_time_s", math.nan))
-        total += wall if math.isfinite(wall) else 0.0
+        walls[nb.name] = wall if math.isfinite(wall) else 0.0
         versions = meta.get("versions", versions)
         params = ", ".join(f"`{k}={v!r}`" for k, v in meta.get("parameters", {}).items()) or "profile defaults"
         commit = str(meta.get("commit", "unknown"))[:10] + (" (dirty)" if meta.get("dirty") else "")
@@ -366,13 +435,30 @@ def write_provenance_page(
         "",
         f"This build (profile `{profile}`) executed {len(executed)} of {len(notebooks)} notebooks and spent "
         f"{elapsed_s:.1f} s on them; the others were unchanged (same source, parameters and library) and taken "
-        f"from the cache. Executing every notebook of this profile took {total / 60:.1f} min in all.",
+        f"from the cache. Executing every notebook of this profile took {sum(walls.values()) / 60:.1f} min in all.",
+        "",
+        "## Time per part of the book",
+        "",
+        "The sum of the notebooks' own wall times (each row of the table below), beside the budget the study set "
+        "for the main job. Installing the environment and building the HTML come on top; the builds' own totals "
+        "are in the last table.",
+        "",
+        *_budget_lines(walls, parts or {}, profile),
+        "",
+        "## Every result",
         "",
         "| page | commit | profile | parameters | device | wall time | reproduce with |",
         "|---|---|---|---|---|---|---|",
         *rows,
         "",
         "Library versions: " + (", ".join(f"{k} {v}" for k, v in versions.items()) or "unknown") + ".",
+        "",
+        "## Recent builds in this folder",
+        "",
+        "Times of the builds before this one, as the runner recorded them when each finished (a notebook taken "
+        "from the cache costs no execution time, so a rebuild with nothing changed shows 0 of N executed).",
+        "",
+        *_history_lines(history),
         "",
     ]
     target = results / "provenance.md"
@@ -508,12 +594,24 @@ def run(
             log.info("[%d/%d] %s: done in %.1f s", i, len(notebooks), nb.name, wall)
             executed.append(nb.name)
         results.mkdir(parents=True, exist_ok=True)
-        with atomic_write(target, "wb") as f:
-            f.write(cached_path.read_bytes())
-    write_provenance_page(results, notebooks, profile, executed, time.perf_counter() - started)
-    html = build_book(workdir) if build else None
-    if html is not None:
+        content = cached_path.read_bytes()
+        # an unchanged page keeps its file (and time stamp), so Sphinx does not read it again
+        if not target.is_file() or target.read_bytes() != content:
+            with atomic_write(target, "wb") as f:
+                f.write(content)
+    execute_s = time.perf_counter() - started
+    write_provenance_page(results, notebooks, profile, executed, execute_s,
+                          parts=toc_parts(workdir), history=read_build_history(workdir))
+    html = None
+    if build:
+        html = build_book(workdir)
         log.info("book built: %s", html / "index.html")
+        total_s = time.perf_counter() - started
+        append_build_history(workdir, {
+            "finished": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "profile": profile,
+            "commit": git.get("commit", "unknown"), "executed": len(executed), "notebooks": len(notebooks),
+            "execute_s": round(execute_s, 1), "book_s": round(total_s - execute_s, 1), "total_s": round(total_s, 1),
+        })
     return RunSummary(tuple(executed), tuple(cached), html)
 
 

@@ -116,6 +116,9 @@ def test_smoke_book_builds_strictly_then_rebuilds_from_cache(smoke_book, tmp_pat
     assert all(name in provenance for name in names)
     source = (workdir / "book" / "results" / "provenance.md").read_text()
     assert "`python -m fashion_lib.pipeline --profile smoke --only 00_keypoint_schemas -p " in source
+    # the finished build is recorded; the next build's provenance page shows its times
+    history = pipeline.read_build_history(workdir)
+    assert len(history) == 1 and history[0]["executed"] == len(names) and history[0]["book_s"] > 0
     # math renders offline: MathJax comes from the book's own _static folder, never from a CDN
     ambiguities = (first.html / "book" / "ambiguities.html").read_text()
     assert ambiguities.count("_static/mathjax/tex-svg.js") == 1 and "cdn.jsdelivr" not in ambiguities
@@ -123,7 +126,9 @@ def test_smoke_book_builds_strictly_then_rebuilds_from_cache(smoke_book, tmp_pat
 
     second = pipeline.run("smoke", workdir=workdir, cache_dir=cache, build=False, runs_dir=runs)
     assert second.executed == () and list(second.cached) == names
-    assert f"executed 0 of {len(names)} notebooks" in (workdir / "book" / "results" / "provenance.md").read_text()
+    source = (workdir / "book" / "results" / "provenance.md").read_text()
+    assert f"executed 0 of {len(names)} notebooks" in source
+    assert f"| {len(names)} of {len(names)} |" in source  # the first build, from the history
 
     # a different parameter value is a different result: executed again
     third = pipeline.run("smoke", [("dpi", "61")], only=["00_keypoint_schemas"], workdir=workdir,
@@ -182,3 +187,40 @@ def test_fold_code_hides_sources_and_parameter_cells():
     assert nb.cells[1].metadata["tags"] == ["parameters", "hide-cell"]
     assert nb.cells[2].metadata["tags"] == ["injected-parameters", "hide-cell"]
     assert nb.cells[3].metadata["tags"] == ["hide-input"]
+
+
+def test_the_budgets_name_parts_of_the_shipped_table_of_contents():
+    parts = pipeline.toc_parts(ROOT)
+    assert set(pipeline.CPU_BUDGET_MIN) - {"whole book"} <= set(parts)
+    assert "10_table1_fashionai" in parts["Key points: Table 1"]
+    assert "20_table2_fashionai_attributes" in parts["Attributes: Tables 2 and 3"]
+
+
+def test_build_history_keeps_the_newest_records_and_skips_a_broken_line(tmp_path, caplog):
+    for i in range(4):
+        pipeline.append_build_history(tmp_path, {"profile": "cpu", "total_s": float(i)}, keep=3)
+    with open(tmp_path / pipeline.BUILD_HISTORY, "a") as f:
+        f.write("{not json\n")
+    history = pipeline.read_build_history(tmp_path)
+    assert [r["total_s"] for r in history] == [1.0, 2.0, 3.0]
+    assert "skipping an unreadable line" in caplog.text
+
+
+def test_provenance_page_sums_each_part_against_its_budget(tmp_path):
+    import nbformat
+
+    notebooks = [Notebook(tmp_path / f"{name}.py", {}) for name in ("10_a", "11_b", "20_c")]
+    for nb, minutes in zip(notebooks, (30, 20, 5)):
+        executed = nbformat.v4.new_notebook(metadata={"fashion_lib": {"wall_time_s": minutes * 60.0}})
+        nbformat.write(executed, tmp_path / f"{nb.name}.ipynb")
+    parts = {"Key points: Table 1": ["10_a", "11_b"], "Attributes: Tables 2 and 3": ["20_c"]}
+    history = [{"finished": "2026-01-01 00:00", "profile": "cpu", "commit": "abc", "executed": 0, "notebooks": 3,
+                "execute_s": 10.0, "book_s": 20.0, "total_s": 30.0}]
+    text = pipeline.write_provenance_page(tmp_path, notebooks, "cpu", [], 1.0, parts=parts, history=history).read_text()
+    assert "| Key points: Table 1 | 2 | 50.0 min | 40 min: **over** |" in text
+    assert "| Attributes: Tables 2 and 3 | 1 | 5.0 min | 40 min: within |" in text
+    assert "| whole book | 3 | 55.0 min | 90 min: within |" in text
+    assert "| 0 of 3 | 10 s | 20 s | 0.5 min |" in text
+    # budgets belong to the cpu profile only
+    text = pipeline.write_provenance_page(tmp_path, notebooks, "gpu", [], 1.0, parts=parts).read_text()
+    assert "| whole book | 3 | 55.0 min | none set |" in text and "this is its first" in text
