@@ -29,6 +29,7 @@ val_images = 200
 data_root = ""
 train_file = ""
 val_file = ""
+val_root = ""
 alpha = 0.4
 k = 10
 n = 5
@@ -56,7 +57,8 @@ from fashion_lib.report import comparison_table, format_ci, glue_ci, score_metho
 
 prov = provenance.start(run_info, seeds)
 setup = kx.KeypointSetup(schema="fashionai", **detector, val_images=val_images,
-                         data_root=data_root, train_file=train_file, val_file=val_file)
+                         data_root=data_root, train_file=train_file, val_file=val_file,
+                         val_root=val_root)
 refine = RefineConfig.for_schema("fashionai", alpha=alpha, k=k, n=n, m=m, d=d, d_unit=d_unit, pairs=pairs,
                                  score_threshold=score_threshold, margin=margin)
 val = kx.validation_set(setup)

@@ -31,6 +31,7 @@ val_images = 120
 data_root = ""
 train_file = ""
 val_file = ""
+val_root = ""
 alpha = 0.4
 k = 10
 n = 4
@@ -59,7 +60,8 @@ from fashion_lib.report import format_ci, format_mean_sd, glue_ci, verdict
 
 prov = provenance.start(run_info, seeds)
 setup = kx.KeypointSetup(schema="coco", **detector, val_images=val_images,
-                         data_root=data_root, train_file=train_file, val_file=val_file)
+                         data_root=data_root, train_file=train_file, val_file=val_file,
+                         val_root=val_root)
 refine = RefineConfig.for_schema("coco", alpha=alpha, k=k, n=n, m=m, d=d, d_unit=d_unit,
                                  score_threshold=score_threshold, margin=margin)
 val = kx.validation_set(setup)

@@ -1,9 +1,9 @@
-"""Shared experiment helpers (fashion_lib.experiments): cache keys, the cache, seeded builds."""
+"""Shared experiment helpers (fashion_lib.experiments): cache keys, the cache, seeded builds, row selection."""
 
 import pytest
 import torch
 
-from fashion_lib.experiments import TRAINING_SOURCES, cached, library_digest, seeded_build
+from fashion_lib.experiments import TRAINING_SOURCES, cached, holdout_rows, library_digest, seeded_build, spread_rows
 
 
 def test_library_digest_covers_the_named_sources_only():
@@ -38,3 +38,20 @@ def test_seeded_build_is_reproducible_and_leaves_the_global_rng_alone():
     b = seeded_build(lambda _: torch.nn.Linear(3, 2), None, 7)
     assert torch.equal(a.weight, b.weight)
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_spread_rows_cover_a_grouped_file_and_take_all_when_asked_for_more():
+    groups = [g for g in "ABCDE" for _ in range(20)]  # a file grouped like FashionAI's: 20 rows per category
+    rows = spread_rows(len(groups), 10)
+    assert len(rows) == 10 == len(set(rows)) and {groups[i] for i in rows} == set("ABCDE")
+    assert spread_rows(7, 10) == list(range(7)) and spread_rows(0, 3) == []
+
+
+def test_holdout_rows_are_disjoint_cover_the_file_and_leave_rows_to_train():
+    train, val = holdout_rows(100, 10)
+    assert len(val) == 10 and not set(train) & set(val) and sorted(train + val) == list(range(100))
+    assert holdout_rows(100, 10) == (train, val)  # the same file gives the same split
+    train, val = holdout_rows(5, 50)  # more validation rows asked than the file has: one still trains
+    assert len(train) == 1 and len(val) == 4
+    with pytest.raises(ValueError, match="train_file x.csv has 1 row"):
+        holdout_rows(1, 1, where="train_file x.csv")

@@ -3,6 +3,7 @@ networks loaded, the metric adapters against the metrics called by hand, and bad
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -48,6 +49,23 @@ def tiny(**overrides) -> ax.AttributeSetup:
 def test_bad_setup_values_are_named(overrides, error, match):
     with pytest.raises(error, match=match):
         ax.AttributeSetup(**overrides)
+
+
+def test_real_fashionai_labels_without_val_file_hold_validation_rows_out_of_training(tmp_path):
+    from fashion_lib.synthetic import WorldConfig, write_fashionai_attributes
+
+    root = tmp_path / "base"
+    write_fashionai_attributes(root, 16, 5, WorldConfig(image_size=64), val_fraction=0.25)  # label.csv: 12 rows
+    with pytest.warns(UserWarning, match="set keypoint_data_root"):  # real attributes, synthetic crop detector
+        setup = tiny(data_root=str(root), train_images=100, val_images=3)
+    data = ax.attribute_data(setup)
+    train, val = data.train.dataset, data.val.dataset
+    assert train.dataset is val.dataset and train.dataset.csv.name == "label.csv"
+    assert len(val) == 3 and len(train) == 12 - 3 and not set(train.indices) & set(val.indices)
+    assert data.train.key != data.val.key
+    # a separate validation file is read whole, with no rows held out
+    separate = ax.attribute_data(dataclasses.replace(setup, val_file="Annotations/val.csv"))
+    assert len(separate.train) == 12 and separate.val.dataset.dataset.csv.name == "val.csv"
 
 
 def test_the_world_takes_the_detectors_image_size():

@@ -21,8 +21,8 @@ def runs(tmp_path, monkeypatch):
 
 
 def tiny(schema: str = "fashionai", **kw) -> kx.KeypointSetup:
-    return kx.KeypointSetup(schema=schema, image_size=64, train_steps=2, cpn_steps=2, batch_size=2, val_images=3,
-                            **kw)
+    values = dict(image_size=64, train_steps=2, cpn_steps=2, batch_size=2, val_images=3)
+    return kx.KeypointSetup(schema=schema, **{**values, **kw})
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -51,6 +51,44 @@ def test_validation_set_is_written_once_in_the_real_layout_and_read_back(runs):
     # another world for validation only: another set, another cache key
     other = kx.validation_set(tiny(val_world=dataclasses.replace(setup.world, occlusion_rate=0.5)))
     assert other.key != val.key and len(list((runs / "data").iterdir())) == 2
+
+
+@pytest.fixture
+def fashionai_folder(tmp_path):
+    """A real-layout FashionAI split folder (train.csv and val.csv), written by the synthetic world."""
+    from fashion_lib.synthetic import WorldConfig, write_fashionai_keypoints
+
+    root = tmp_path / "fashionAI"
+    write_fashionai_keypoints(root, 16, 3, WorldConfig(image_size=64), val_fraction=0.25)
+    return root
+
+
+def test_real_fashionai_without_val_file_validates_on_rows_held_out_of_training(runs, fashionai_folder):
+    setup = tiny(data_root=str(fashionai_folder))
+    assert setup.holdout
+    val = kx.validation_set(setup)
+    trained = {image.numpy().tobytes() for image, _ in kx.training_set(setup, seed=0, steps=1)}
+    assert len(val.images) == 3 and len(trained) == 12 - 3  # train.csv holds 12 rows, 3 are held out
+    assert not trained & {image.numpy().tobytes() for image in val.images}, "a validation image is trained on"
+    # the trained models know what they were trained on: another hold-out is another run folder
+    assert kx.data_key(setup) != kx.data_key(tiny(data_root=str(fashionai_folder), val_images=4))
+
+
+def test_real_fashionai_val_file_in_another_folder_and_bad_files_are_named(runs, fashionai_folder, tmp_path):
+    from fashion_lib.synthetic import WorldConfig, write_fashionai_keypoints
+
+    test_a = tmp_path / "test_a"
+    write_fashionai_keypoints(test_a, 8, 4, WorldConfig(image_size=64), val_fraction=0.5)
+    setup = tiny(data_root=str(fashionai_folder), val_root=str(test_a), val_file="Annotations/val.csv")
+    val = kx.validation_set(setup)
+    assert not setup.holdout and len(val.images) == 3
+    assert len(list(kx.training_set(setup, seed=0, steps=1))) == 12, "a separate split trains on every row"
+    with pytest.raises(ValueError, match=r"val_file .*train.csv shares 12 image\(s\) with train_file"):
+        kx.validation_set(tiny(data_root=str(fashionai_folder), val_file="Annotations/train.csv"))
+    with pytest.raises(FileNotFoundError, match=r"val_file: .*nope.csv does not exist"):
+        tiny(data_root=str(fashionai_folder), val_file="Annotations/nope.csv")
+    with pytest.raises(ValueError, match="val_root is set but data_root is not"):
+        tiny(val_root=str(test_a))
 
 
 def test_occluded_ne_counts_only_points_the_truth_marks_occluded():

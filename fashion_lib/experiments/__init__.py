@@ -22,7 +22,7 @@ import torch
 from fashion_lib.io import atomic_write
 
 __all__ = ["runs_dir", "library_digest", "TRAINING_SOURCES", "DATA_SOURCES", "cached", "seeded_build",
-           "MappedDataset"]
+           "MappedDataset", "spread_rows", "holdout_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,31 @@ def library_digest(sources: Sequence[str] | None = None) -> str:
         h.update(path.relative_to(root).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
+
+
+def spread_rows(total: int, n: int) -> list[int]:
+    """``n`` row indices spread evenly over ``total`` rows (all of them when ``n >= total``).
+
+    Real label files are grouped by category or task (FashionAI lists every blouse, then every dress, ...), so the
+    first ``n`` rows would be one of them; evenly spread rows cover them all.
+    """
+    if n >= total:
+        return list(range(total))
+    return torch.linspace(0, total - 1, n).round().long().tolist()
+
+
+def holdout_rows(total: int, n_val: int, *, where: str = "the training file") -> tuple[list[int], list[int]]:
+    """Split ``total`` rows into disjoint (training, validation) row indices; ``n_val`` validation rows are spread
+    evenly (:func:`spread_rows`), every other row trains. Deterministic: the same file gives the same split.
+
+    The real FashionAI downloads ship labels for the training split only, so by default the study validates on
+    rows held out of it. ``where`` names the file in the error raised when no row would be left to train on.
+    """
+    if total < 2:
+        raise ValueError(f"{where} has {total} row(s): at least 2 are needed to hold some out for validation")
+    val = spread_rows(total, min(n_val, total - 1))  # at least one row is left to train on
+    taken = set(val)
+    return [i for i in range(total) if i not in taken], val
 
 
 def cached(path: str | os.PathLike, compute: Callable[[], T]) -> T:

@@ -33,6 +33,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,16 @@ from fashion_lib.data.deepfashion import ATTRIBUTE_TYPES, DeepFashionAttributes
 from fashion_lib.data.fashionai import CATEGORIES, FashionAIAttributes
 from fashion_lib.data.transforms import collate
 from fashion_lib.engine import TrainConfig, run_dir_for, train
-from fashion_lib.experiments import DATA_SOURCES, TRAINING_SOURCES, cached, library_digest, runs_dir, seeded_build
+from fashion_lib.experiments import (
+    DATA_SOURCES,
+    TRAINING_SOURCES,
+    cached,
+    holdout_rows,
+    library_digest,
+    runs_dir,
+    seeded_build,
+    spread_rows,
+)
 from fashion_lib.experiments.keypoints import KeypointSetup, train_detectors
 from fashion_lib.keypoints import FASHIONAI
 from fashion_lib.metrics import attribute_accuracy, attribute_ap, topk_accuracy, topk_recall
@@ -166,14 +176,14 @@ class AttributeSetup:
     profile: str = "cpu"  # attribute networks (models.attributes.PROFILES): "cpu" small trunk, "gpu" the paper's
     input_size: int = 0  # side of the networks' square input, pixels (0: the profile's; >= 16 otherwise)
     train_images: int = 1200  # synthetic: training images written; real: that many rows of the training split
-    val_images: int = 480  # synthetic: validation images written; real: that many rows of the validation split
+    val_images: int = 480  # synthetic: validation images written; real: that many rows, spread over the file
     epochs: int = 4  # passes over each network's own training images (every network alike)
     batch_size: int = 16  # images per optimizer step
     lr: float = 3e-3  # peak learning rate (AdamW, linear warm-up over 10 % of the steps, then cosine)
     world: WorldConfig = field(default_factory=WorldConfig)  # synthetic world; its image size becomes the detector's
     data_root: str = ""  # a real folder: FashionAI (Annotations/, Images/) or DeepFashion (Anno/, Eval/, Img/)
     train_file: str = ""  # FashionAI: label file of the training split ("" = Annotations/label.csv)
-    val_file: str = ""  # FashionAI: label file of the validation split ("" = Annotations/val.csv)
+    val_file: str = ""  # FashionAI: label file of the validation rows ("" = val_images rows held out of train_file)
     eval_split: str = "test"  # DeepFashion: the split scored ("test", as the paper's 40,000 images; or "val")
     data_seed: int = 20_000  # seed of the synthetic attribute data (written once, shared by every seed)
     category_points: bool = True  # a crop closes only the points of the detected category (the detector gives 24)
@@ -201,6 +211,10 @@ class AttributeSetup:
         self.refine.validate()
         if self.data_root and not Path(self.data_root).is_dir():
             raise FileNotFoundError(f"data_root {self.data_root!r} is not a folder")
+        if self.data_root and self.detector.synthetic:
+            warnings.warn(f"the attribute data is real ({self.data_root}) but the detector that places the crops "
+                          f"trains on the synthetic world: set keypoint_data_root to the FashionAI key-point "
+                          f"folder", stacklevel=2)
         if self.world.image_size != self.detector.image_size:  # the detector sees the world it was trained on
             object.__setattr__(self, "world", dataclasses.replace(self.world, image_size=self.detector.image_size))
 
@@ -245,14 +259,6 @@ def _hash(spec: Any) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _spread(total: int, n: int) -> list[int]:
-    """``n`` row indices spread evenly over ``total`` rows (all of them when ``n >= total``): real label files are
-    grouped by task or item, so the first rows would be one task."""
-    if n >= total:
-        return list(range(total))
-    return torch.linspace(0, total - 1, n).round().long().tolist()
-
-
 def attribute_data(setup: AttributeSetup) -> AttributeData:
     """The setup's two splits. Synthetic data is written once in the real layout under :func:`runs_dir` (seed
     ``data_seed``) and read back through the loader, like a real folder; real data takes ``train_images`` and
@@ -276,19 +282,27 @@ def attribute_data(setup: AttributeSetup) -> AttributeData:
         root = Path(setup.data_root)
         source = str(root.resolve())
     if setup.dataset == "fashionai":
-        files = (setup.train_file or "Annotations/label.csv", setup.val_file or "Annotations/val.csv")
-        loaders = [FashionAIAttributes(root, f) for f in files]
-        names = files
+        train_file = setup.train_file or "Annotations/label.csv"
+        # the real downloads label the training split only: without val_file, validation rows are held out of it
+        val_file = setup.val_file or ("Annotations/val.csv" if setup.synthetic else "")
+        train = FashionAIAttributes(root, train_file)
+        if val_file:
+            loaders, names = (train, FashionAIAttributes(root, val_file)), (train_file, val_file)
+            pools = tuple(list(range(len(loader))) for loader in loaders)
+        else:
+            loaders, names = (train, train), (f"{train_file}-train", f"{train_file}-heldout")
+            pools = holdout_rows(len(train), setup.val_images, where=f"train_file {train.csv}")
     else:
-        loaders = [DeepFashionAttributes(root, "train"), DeepFashionAttributes(root, setup.eval_split)]
+        loaders = (DeepFashionAttributes(root, "train"), DeepFashionAttributes(root, setup.eval_split))
         names = ("train", setup.eval_split)
+        pools = tuple(list(range(len(loader))) for loader in loaders)
     splits = []
-    for loader, name, n in zip(loaders, names, (setup.train_images, setup.val_images), strict=True):
-        if len(loader) == 0:
+    for loader, name, pool, n in zip(loaders, names, pools, (setup.train_images, setup.val_images), strict=True):
+        if not pool:
             raise ValueError(f"{root}: split {name!r} is empty")
-        rows = _spread(len(loader), n)
+        rows = [pool[i] for i in spread_rows(len(pool), n)]
         tasks = tuple(loader.annotations.tasks[i] for i in rows) if setup.dataset == "fashionai" else ()
-        key = _hash({"source": source, "split": name, "rows": len(rows), "n": len(loader)})
+        key = _hash({"source": source, "split": name, "rows": rows, "n": len(loader)})
         splits.append(AttributeSplit(torch.utils.data.Subset(loader, rows), f"{name.split('/')[-1]}-{key}", tasks))
     return AttributeData(*splits)
 

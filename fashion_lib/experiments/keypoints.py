@@ -37,9 +37,11 @@ from fashion_lib.experiments import (
     TRAINING_SOURCES,
     MappedDataset,
     cached,
+    holdout_rows,
     library_digest,
     runs_dir,
     seeded_build,
+    spread_rows,
 )
 from fashion_lib.keypoints import get_schema
 from fashion_lib.models.cpn import CPNConfig, build_cpn
@@ -113,11 +115,14 @@ class KeypointSetup:
     cpn_steps: int = 600  # CPN optimizer steps per seed (from scratch it learns slower per step)
     batch_size: int = 8  # images per step
     lr: float = 1e-3  # peak learning rate (AdamW, warm-up then cosine)
-    val_images: int = 200  # validation images (synthetic: written with val_seed; real: the first ones of val_file)
+    val_images: int = 200  # validation images (synthetic: written with val_seed; real: rows spread over the file)
     world: WorldConfig = field(default_factory=WorldConfig)  # the synthetic world (its image size: image_size)
     data_root: str = ""  # a real data set's folder in its own layout; "" = the synthetic world
     train_file: str = ""  # real data: annotation file under data_root ("" = the layout's usual name)
-    val_file: str = ""  # real data: validation annotation file under data_root ("" = the usual name)
+    # real data: validation annotation file under val_root ("" = COCO: the usual name; FashionAI, whose downloads
+    # label the training split only: val_images rows held out of train_file, which then trains on the others)
+    val_file: str = ""
+    val_root: str = ""  # real data: the validation split's folder, e.g. FashionAI's test_a ("" = data_root)
     val_seed: int = 10_000  # seed of the synthetic validation set (training seeds are small integers)
     val_world: WorldConfig | None = None  # a different world for the validation set only (None: ``world``)
 
@@ -133,6 +138,14 @@ class KeypointSetup:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.data_root and not Path(self.data_root).is_dir():
             raise FileNotFoundError(f"data_root {self.data_root!r} is not a folder")
+        if self.val_root and not self.data_root:
+            raise ValueError("val_root is set but data_root is not: give the training split's folder too")
+        if self.data_root:
+            train_file, _, val_file, _ = self.files()
+            for name, path in (("train_file", train_file), ("val_file", val_file)):
+                if path is not None and not path.is_file():
+                    raise FileNotFoundError(f"{name}: {path} does not exist (data_root {self.data_root!r}"
+                                            f"{', val_root ' + repr(self.val_root) if name == 'val_file' else ''})")
         # one image size for the world and the detectors: image_size sets the worlds'
         for name in ("world", "val_world"):
             world = getattr(self, name)
@@ -144,14 +157,40 @@ class KeypointSetup:
         """True when the data comes from the synthetic world."""
         return not self.data_root
 
-    def files(self) -> tuple[Path, Path, Path, Path]:
-        """Real data: (train annotations, train images, val annotations, val images) in the layout's usual names."""
+    @property
+    def holdout(self) -> bool:
+        """True when validation rows are held out of the training file (real FashionAI without ``val_file``)."""
+        return bool(self.data_root) and self.schema == "fashionai" and not self.val_file
+
+    def files(self) -> tuple[Path, Path, Path | None, Path]:
+        """Real data: (train annotations, train images, val annotations, val images) in the layout's usual names;
+        the val annotations are None where validation rows are held out of the training file."""
         root = Path(self.data_root)
+        val_root = Path(self.val_root) if self.val_root else root
         if self.schema == "fashionai":  # data-formats.md A.1: one split folder, image paths inside the CSV
             return (root / (self.train_file or "Annotations/train.csv"), root,
-                    root / (self.val_file or "Annotations/val.csv"), root)
+                    val_root / self.val_file if self.val_file else None, val_root)
         return (root / (self.train_file or "annotations/person_keypoints_train2017.json"), root / "train2017",
-                root / (self.val_file or "annotations/person_keypoints_val2017.json"), root / "val2017")
+                val_root / (self.val_file or "annotations/person_keypoints_val2017.json"),
+                val_root / "val2017" if not self.val_root else val_root)
+
+
+def _fashionai_splits(setup: KeypointSetup) -> tuple[FashionAIKeypoints, list[int], FashionAIKeypoints, list[int]]:
+    """Real FashionAI: the training loader and its rows, the validation loader and its candidate rows (disjoint
+    from the training rows: held out of the training file, or a separate file checked to share no image)."""
+    train_csv, root, val_csv, val_root = setup.files()
+    train = FashionAIKeypoints(root, str(train_csv.relative_to(root)))
+    if val_csv is None:
+        train_rows, val_rows = holdout_rows(len(train), setup.val_images, where=f"train_file {train_csv}")
+        return train, train_rows, train, val_rows
+    val = FashionAIKeypoints(val_root, str(val_csv.relative_to(val_root)))
+    if val_root.resolve() == root.resolve():
+        shared = sorted(set(train.annotations.image_ids) & set(val.annotations.image_ids))
+        if shared:
+            raise ValueError(f"val_file {val_csv} shares {len(shared)} image(s) with train_file {train_csv} (e.g. "
+                             f"{shared[0]}): validation images must not be trained on; leave val_file empty to "
+                             f"hold rows out of the training file")
+    return train, list(range(len(train))), val, list(range(len(val)))
 
 
 @dataclass(frozen=True)
@@ -164,7 +203,8 @@ class DataKey:
 
 
 def data_key(setup: KeypointSetup) -> DataKey:
-    source = "synthetic" if setup.synthetic else str(Path(setup.data_root).resolve()) + f":{setup.train_file}"
+    source = "synthetic" if setup.synthetic else str(Path(setup.data_root).resolve()) + f":{setup.train_file}" + (
+        f":holdout-{setup.val_images}" if setup.holdout else "")
     return DataKey(source=source, world=dataclasses.asdict(setup.world) if setup.synthetic else {},
                     library=library_digest(TRAINING_SOURCES))
 
@@ -195,8 +235,8 @@ def training_set(setup: KeypointSetup, seed: int, steps: int) -> torch.utils.dat
         cls = SyntheticGarments if setup.schema == "fashionai" else SyntheticPeople
         data = cls(setup.world, n, seed=seed, split="train")
     elif setup.schema == "fashionai":
-        csv, root, _, _ = setup.files()
-        data = FashionAIKeypoints(root, str(csv.relative_to(root)))
+        train, rows, _, _ = _fashionai_splits(setup)
+        data = torch.utils.data.Subset(train, rows)
     else:
         annotations, images, _, _ = setup.files()
         data = CocoKeypoints(annotations, images)
@@ -259,7 +299,8 @@ class ValidationSet:
 
 def validation_set(setup: KeypointSetup) -> ValidationSet:
     """The validation set: the synthetic one is written once in the real layout under :func:`runs_dir` (with
-    ``val_seed``) and read back through the loader, like a real folder."""
+    ``val_seed``) and read back through the loader, like a real folder; a real one takes ``val_images`` rows
+    spread over the validation file (or held out of the training file, see :class:`KeypointSetup`)."""
     if setup.synthetic:
         world = setup.val_world or setup.world
         spec = json.dumps({"schema": setup.schema, "n": setup.val_images, "seed": setup.val_seed,
@@ -276,19 +317,22 @@ def validation_set(setup: KeypointSetup) -> ValidationSet:
         else:
             annotation_file = root / "annotations" / "person_keypoints_val2017.json"
             data = CocoKeypoints(annotation_file, root / "val2017")
+        rows = list(range(min(setup.val_images, len(data))))
     else:
-        _, _, val_annotations, val_images = setup.files()
-        key = hashlib.sha256(f"{val_annotations.resolve()}:{setup.val_images}".encode()).hexdigest()[:12]
         if setup.schema == "fashionai":
-            data = FashionAIKeypoints(val_images, str(val_annotations.relative_to(val_images)))
+            _, _, data, pool = _fashionai_splits(setup)
             annotation_file = None
         else:
-            data = CocoKeypoints(val_annotations, val_images)
-            annotation_file = val_annotations
-    n = min(setup.val_images, len(data))
-    items = [data[i] for i in range(n)]
+            _, _, annotation_file, val_images = setup.files()
+            data = CocoKeypoints(annotation_file, val_images)
+            pool = list(range(len(data)))
+        # real files are grouped (FashionAI by category): rows spread over the file cover every category
+        rows = [pool[i] for i in spread_rows(len(pool), setup.val_images)]
+        source = Path(data.csv if setup.schema == "fashionai" else annotation_file).resolve()
+        key = hashlib.sha256(f"{source}:{rows}".encode()).hexdigest()[:12]
+    items = [data[i] for i in rows]
     images, targets = [im for im, _ in items], [t for _, t in items]
-    if annotation_file is not None and n < len(data):
+    if annotation_file is not None and len(rows) < len(data):
         annotation_file = _coco_subset(annotation_file, [t["image_id"] for t in targets], key)
     return ValidationSet(images, targets, key, annotation_file)
 
