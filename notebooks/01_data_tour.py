@@ -300,7 +300,7 @@ knobs.groupby(["knob", "value"])["measure"].agg(["mean", "min", "max"]).round(3)
 #
 # Without occluders {glue:text}`occluded_at_zero`% of the points are occluded; at `occlusion_rate` =
 # {glue:text}`occlusion_max` it is {glue:text}`occluded_at_max`%. Without asymmetry (and without perspective) a
-# garment's farthest pair midpoint sits {glue:text}`offset_at_zero` px from the true axis on average, i.e. on it;
+# garment's farthest pair midpoint sits {glue:text}`offset_at_zero` px from the true axis on average (0: on it);
 # at `asymmetry` = {glue:text}`asymmetry_max` it is {glue:text}`offset_at_max` px off (the sleeves and trouser legs
 # move, the neckline, shoulders and hems stay symmetric).
 

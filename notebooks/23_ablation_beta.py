@@ -85,13 +85,17 @@ for w in maybe_widths:  # over the few widths
     allowed = [b for b in betas if b * t_max < 1]
     stats[w] = {"m-label rate (%)": 100 * rate, "t_max": t_max,
                 "largest beta allowed": "any" if t_max == 0 else f"< {1 / t_max:.3g}", "betas run": allowed}
-glue("beta_t_max", max(s["t_max"] for s in stats.values()), display=False)
+t_max_all = max(s["t_max"] for s in stats.values())
+glue("beta_t_max", t_max_all, display=False)
+glue("beta_limit_text", "no sample has an `m` label, so beta changes nothing" if t_max_all == 0 else
+     "any beta below 1 is allowed" if t_max_all == 1 else f"beta must stay below {1 / t_max_all:.3g}", display=False)
 pd.DataFrame(stats).T
 
 # %% [markdown]
-# With `maybe_width < 0.5` a latent is close to at most one class boundary, so a sample has at most one `m` label
-# and beta may approach 1 (measured `t_max` here: {glue:text}`beta_t_max`). At beta = 1 the `y` class would get no
-# weight at all; the paper's 0.1 keeps 90 % of it.
+# A sample with `t` labels `m` gives its `y` class the weight `1 - t * beta`, so beta must stay below `1 / t`. The
+# most `m` labels of one sample measured here is `t_max` = {glue:text}`beta_t_max`: {glue:text}`beta_limit_text`.
+# At the limit the `y` class gets no weight at all; the paper's beta = 0.1 keeps `1 - 0.1 t` of it (90 % for a
+# sample with one `m` label).
 
 # %%
 t0 = time.perf_counter()
@@ -159,9 +163,13 @@ for i, w in enumerate(maybe_widths):
                  "accuracy points [95 %]": format_ci(ci_acc, scale=100, signed=True),
                  "verdict (accuracy)": verdict(ci_acc, better="higher"),
                  "best beta (mAP, mean over seeds)": stats[w]["betas run"][best]})
-for which, w in (("first", maybe_widths[0]), ("last", maybe_widths[-1])):
+if not cis:
+    raise ValueError(f"paper_beta = {paper_beta} is not below 1 / t_max for any maybe_width: nothing to compare")
+# the lowest and the highest m-label rate among the widths where the paper's beta ran
+scored = sorted(cis, key=lambda i: stats[maybe_widths[i]]["m-label rate (%)"])
+for which, i in (("first", scored[0]), ("last", scored[-1])):
+    w = maybe_widths[i]
     glue(f"m_rate_{which}", stats[w]["m-label rate (%)"], display=False)
-    i = maybe_widths.index(w)
     glue_ci(f"diff_beta_map_{which}", cis[i], scale=100)
     glue(f"verdict_beta_{which}", verdict(cis[i], better="higher"), display=False)
 glue("beta_widths", len(rows), display=False)
