@@ -24,7 +24,7 @@
 # %% tags=["parameters"]
 run_info = {}
 seeds = [0, 1, 2]
-detector = {"preset": "cpu", "image_size": 128, "train_steps": 200, "cpn_steps": 600, "batch_size": 8, "lr": 0.001}
+detector = {"preset": "cpu", "image_size": 128, "train_steps": 150, "cpn_steps": 300, "batch_size": 8, "lr": 0.001}
 val_images = 200
 coco_val_images = 120
 heat_images = 60
@@ -107,9 +107,9 @@ glue("heat_cells", int(np.isfinite(gain["visible"]).sum()), display=False)
 #
 # Averaged over the seeds (a point estimate per cell, without an interval), New-key-detection lowers the
 # visible-point NE in {glue:text}`heat_cells_helping` of the {glue:text}`heat_cells` cells; "n/a" marks a cell
-# without any point of that kind to score. For the most occluded, fully symmetric garments its gain on occluded points is
-# {glue:text}`heat_gain_symmetric_occluded:+.2f` NE points; for unoccluded garments at the highest asymmetry
-# its gain on visible points is {glue:text}`heat_gain_asymmetric_clear:+.2f`.
+# without any point of that kind to score. For the most occluded, fully symmetric garments its gain on occluded
+# points is {glue:text}`heat_gain_symmetric_occluded:+.2f` NE points; for unoccluded garments at the highest
+# asymmetry its gain on visible points is {glue:text}`heat_gain_asymmetric_clear:+.2f`.
 
 # %% [markdown]
 # ## Per point: garments and people

@@ -210,7 +210,7 @@ def test_provenance_page_sums_each_part_against_its_budget(tmp_path):
     import nbformat
 
     notebooks = [Notebook(tmp_path / f"{name}.py", {}) for name in ("10_a", "11_b", "20_c")]
-    for nb, minutes in zip(notebooks, (30, 20, 5)):
+    for nb, minutes in zip(notebooks, (30, 20, 5), strict=True):
         executed = nbformat.v4.new_notebook(metadata={"fashion_lib": {"wall_time_s": minutes * 60.0}})
         nbformat.write(executed, tmp_path / f"{nb.name}.ipynb")
     parts = {"Key points: Table 1": ["10_a", "11_b"], "Attributes: Tables 2 and 3": ["20_c"]}

@@ -111,8 +111,8 @@ class KeypointSetup:
     schema: str = "fashionai"  # "fashionai" (garments, scored by NE) or "coco" (people, scored by OKS AP)
     preset: str = "cpu"  # detector configurations: "cpu" (slim heads, small images) or "gpu" (paper scale)
     image_size: int = 128  # side of the synthetic images, and the detectors' input size with the cpu preset
-    train_steps: int = 200  # Keypoint R-CNN optimizer steps per seed
-    cpn_steps: int = 600  # CPN optimizer steps per seed (from scratch it learns slower per step)
+    train_steps: int = 150  # Keypoint R-CNN optimizer steps per seed
+    cpn_steps: int = 300  # CPN optimizer steps per seed (from scratch it learns slower per step)
     batch_size: int = 8  # images per step
     lr: float = 1e-3  # peak learning rate (AdamW, warm-up then cosine)
     val_images: int = 200  # validation images (synthetic: written with val_seed; real: rows spread over the file)
