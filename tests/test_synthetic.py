@@ -455,3 +455,12 @@ def test_label_rates_by_hand():
     codes = torch.tensor([[N, Y, M], [N, Y, N], [M, N, Y], [N, N, Y]])
     y_share, m_rate = label_rates(codes)
     assert y_share.tolist() == [0.0, 0.5, 0.5] and float(m_rate) == 0.5
+
+
+def test_a_crowd_region_covered_whole_by_later_persons_is_dropped_not_a_crash():
+    # found by the cpu profile: in this image the persons drawn after the crowd cover all of it
+    image, target = SyntheticPeople(WorldConfig(image_size=128), 1200, seed=2, split="train")[556]
+    assert image.shape == (3, 128, 128)
+    assert not bool(target["iscrowd"].any()), "an empty crowd region must not become an annotation"
+    boxes = target["boxes"]
+    assert bool((boxes[:, 2:] > boxes[:, :2]).all()) and bool((target["area"] > 0).all())

@@ -183,9 +183,10 @@ def render_people(config: WorldConfig, generator: torch.Generator) -> tuple[np.n
     corners = np.clip(np.concatenate([corners, head_top[:, None]], 1), 0, size)
     polygons: list = [_hull(corners[k]).reshape(-1).round(2).tolist() for k in range(n)]
     iscrowd = np.zeros(n, dtype=np.int64)
-    if crowd_mask is not None and crowd_mask.any():
-        # later persons cover parts of the crowd; its region keeps only what is still crowd
+    if crowd_mask is not None:
+        # later persons cover parts of the crowd; its region keeps only what is still crowd, possibly nothing
         crowd_mask = crowd_mask & ~masks_np.any(0)
+    if crowd_mask is not None and crowd_mask.any():
         cy_, cx_ = np.nonzero(crowd_mask)
         keypoints = np.concatenate([keypoints, np.zeros((1, 17, 3), np.float32)])
         occluded = np.concatenate([occluded, np.zeros((1, 17), bool)])
