@@ -381,7 +381,9 @@ def append_build_history(workdir: Path, record: Mapping[str, Any], keep: int = 5
 
 def _budget_lines(walls: Mapping[str, float], parts: Mapping[str, Sequence[str]], profile: str) -> list[str]:
     budgets = CPU_BUDGET_MIN if profile == "cpu" else {}
-    groups = {**{caption: list(names) for caption, names in parts.items()}, "whole book": list(walls)}
+    # parts as the table of contents has them, counting only executed notebooks (not the provenance page itself)
+    groups = {caption: [n for n in names if n in walls] for caption, names in parts.items()}
+    groups = {**{caption: names for caption, names in groups.items() if names}, "whole book": list(walls)}
     lines = ["| part | notebooks | executing them took | budget (`cpu` profile, 2 cores) |", "|---|---|---|---|"]
     for caption, names in groups.items():
         minutes = sum(walls.get(n, 0.0) for n in names) / 60

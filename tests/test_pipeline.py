@@ -213,13 +213,14 @@ def test_provenance_page_sums_each_part_against_its_budget(tmp_path):
     for nb, minutes in zip(notebooks, (30, 20, 5), strict=True):
         executed = nbformat.v4.new_notebook(metadata={"fashion_lib": {"wall_time_s": minutes * 60.0}})
         nbformat.write(executed, tmp_path / f"{nb.name}.ipynb")
-    parts = {"Key points: Table 1": ["10_a", "11_b"], "Attributes: Tables 2 and 3": ["20_c"]}
+    parts = {"Key points: Table 1": ["10_a", "11_b"], "Attributes: Tables 2 and 3": ["20_c"],
+             "Reading and reusing": ["provenance"]}  # a page that is no notebook: no row
     history = [{"finished": "2026-01-01 00:00", "profile": "cpu", "commit": "abc", "executed": 0, "notebooks": 3,
                 "execute_s": 10.0, "book_s": 20.0, "total_s": 30.0}]
     text = pipeline.write_provenance_page(tmp_path, notebooks, "cpu", [], 1.0, parts=parts, history=history).read_text()
     assert "| Key points: Table 1 | 2 | 50.0 min | 40 min: **over** |" in text
     assert "| Attributes: Tables 2 and 3 | 1 | 5.0 min | 40 min: within |" in text
-    assert "| whole book | 3 | 55.0 min | 90 min: within |" in text
+    assert "| whole book | 3 | 55.0 min | 90 min: within |" in text and "Reading and reusing" not in text
     assert "| 0 of 3 | 10 s | 20 s | 0.5 min |" in text
     # budgets belong to the cpu profile only
     text = pipeline.write_provenance_page(tmp_path, notebooks, "gpu", [], 1.0, parts=parts).read_text()
