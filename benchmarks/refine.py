@@ -9,7 +9,7 @@ reported as instances per second, measured in this run on this device, and as th
 Peak memory: the refiner processes instances in chunks (``chunk_size``), so its extra memory is bounded whatever
 the batch size; the benchmark reports the process's peak RSS growth (CPU) or CUDA's max allocated (GPU).
 
-Run: ``python benchmarks/refine.py [--instances 100000] [--loop-instances 2000] [--repeats 3] [--threads 2]``.
+Run: ``python benchmarks/refine.py [--instances 100000] [--loop-instances 2000] [--repeats 9] [--threads 2]``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import math
 import platform
-import resource
 import statistics
 import time
 import warnings
@@ -32,17 +31,24 @@ from fashion_lib.keypoints import FASHIONAI
 from fashion_lib.refine import refine_symmetric
 
 
-def timed(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> tuple[float, object]:
-    """Median wall time of ``repeats`` calls after one warm-up call, and the last result."""
-    out = fn()
+def timed(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> list[float]:
+    """Wall times of ``repeats`` calls after one warm-up call (a shared virtual machine's timings vary by tens of
+    per cent from call to call, so the callers report the median and the range)."""
+    fn()
     sync()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        out = fn()
+        fn()
         sync()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+    return times
+
+
+def rates(count: int, times: list[float]) -> str:
+    """``count`` / time as instances/s: the median, and the slowest to fastest call."""
+    return (f"{count / statistics.median(times):>14,.0f} instances/s  (calls {count / max(times):,.0f} to "
+            f"{count / min(times):,.0f})")
 
 
 def instances(b: int, seed: int = 0) -> torch.Tensor:
@@ -89,15 +95,36 @@ def skimage_loop(kps: np.ndarray, k: int, n: int, m: int, d: float, alpha: float
     return out
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def _status_mb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) / 1024.0 for line in f if line.startswith(field + ":"))
+    except (OSError, StopIteration):
+        return None
+
+
+def reset_peak_rss() -> float | None:
+    """Reset the process's peak resident memory to its current one (Linux) and return that, in MB; None elsewhere.
+
+    Without the reset the peak is a high-water mark that building the input may already have passed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return None
+    return _status_mb("VmRSS")
+
+
+def peak_rss_growth(start: float | None) -> str:
+    peak = _status_mb("VmHWM")
+    return "not measured (needs Linux's /proc)" if start is None or peak is None else f"{peak - start:.0f} MB"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--instances", type=int, default=100_000)
     parser.add_argument("--loop-instances", type=int, default=2_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--chunk-size", type=int, default=16384)
     args = parser.parse_args()
@@ -108,30 +135,30 @@ def main() -> None:
     print(f"FashionAI-shaped input: 24 points, 11 pairs; k={k}, n={n}, m={m}, d={d} px, alpha={alpha}")
 
     kps = instances(args.instances)
-    rss0 = peak_rss_mb()
-    t_cpu, _ = timed(lambda: refine_symmetric(kps, FASHIONAI, generator=torch.Generator().manual_seed(0), k=k, n=n,
-                                              m=m, d=d, alpha=alpha, chunk_size=args.chunk_size), args.repeats)
-    rss1 = peak_rss_mb()
-    rate_cpu = args.instances / t_cpu
-    print(f"refine_symmetric, CPU:    {rate_cpu:>14,.0f} instances/s  ({args.instances:,} instances, "
-          f"median {t_cpu * 1e3:.1f} ms; peak RSS grew {max(rss1 - rss0, 0):.0f} MB, chunk {args.chunk_size})")
+    rss0 = reset_peak_rss()
+    times = timed(lambda: refine_symmetric(kps, FASHIONAI, generator=torch.Generator().manual_seed(0), k=k, n=n,
+                                           m=m, d=d, alpha=alpha, chunk_size=args.chunk_size), args.repeats)
+    growth = peak_rss_growth(rss0)
+    rate_cpu = args.instances / statistics.median(times)
+    print(f"refine_symmetric, CPU:    {rates(args.instances, times)}; {args.instances:,} instances, peak RSS grew "
+          f"{growth} (input {kps.numel() * kps.element_size() / 2**20:.0f} MB), chunk {args.chunk_size}")
 
     sub = kps[: args.loop_instances].numpy().astype(np.float64)
-    t_loop, _ = timed(lambda: skimage_loop(sub, k, n, m, d, alpha, seed=0), max(1, args.repeats - 2))
-    rate_loop = len(sub) / t_loop
-    print(f"scikit-image ransac loop: {rate_loop:>14,.0f} instances/s  ({len(sub):,} instances)")
+    loop_times = timed(lambda: skimage_loop(sub, k, n, m, d, alpha, seed=0), max(1, args.repeats - 2))
+    rate_loop = len(sub) / statistics.median(loop_times)
+    print(f"scikit-image ransac loop: {rates(len(sub), loop_times)}; {len(sub):,} instances")
     print(f"ratio, batched / loop:    {rate_cpu / rate_loop:>14,.0f}x   (target >= 300x; >= 1,000,000 instances/s)")
 
     if torch.cuda.is_available():
         dev = torch.device("cuda")
         big = instances(max(args.instances, 1_000_000)).to(dev)
         torch.cuda.reset_peak_memory_stats()
-        t_gpu, _ = timed(lambda: refine_symmetric(big, FASHIONAI, generator=torch.Generator().manual_seed(0), k=k,
-                                                  n=n, m=m, d=d, alpha=alpha, chunk_size=1 << 20), args.repeats,
-                         torch.cuda.synchronize)
+        gpu_times = timed(lambda: refine_symmetric(big, FASHIONAI, generator=torch.Generator().manual_seed(0), k=k,
+                                                   n=n, m=m, d=d, alpha=alpha, chunk_size=1 << 20), args.repeats,
+                          torch.cuda.synchronize)
         mem = torch.cuda.max_memory_allocated() / 2**20
-        print(f"refine_symmetric, {torch.cuda.get_device_name(0)}: {len(big) / t_gpu:,.0f} instances/s "
-              f"({len(big):,} instances, peak {mem:.0f} MiB; aim 1e8/s)")
+        print(f"refine_symmetric, {torch.cuda.get_device_name(0)}: {rates(len(big), gpu_times)}; {len(big):,} "
+              f"instances, peak {mem:.0f} MiB; aim 1e8/s")
     else:
         print("no CUDA device: GPU figure not measured")
     if not math.isfinite(rate_cpu):

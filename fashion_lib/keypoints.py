@@ -251,18 +251,19 @@ def get_schema(name: str | KeypointSchema) -> KeypointSchema:
         raise ValueError(f"schema must be one of {sorted(SCHEMAS)}, got {name!r}") from None
 
 
-def missing_mask(keypoints: torch.Tensor, score_threshold: float = 0.0) -> torch.Tensor:
+def missing_mask(keypoints: torch.Tensor, score_threshold: float = 0.0, *, dim: int = -1) -> torch.Tensor:
     """Which points are missing: third channel ``<= score_threshold`` or a non-finite coordinate.
 
     Parameters
     ----------
     keypoints : (B, K, 3) float, x, y in pixels and a score or COCO visibility (0 absent, 1 occluded, 2 visible).
     score_threshold : float; with visibility input 0 means "v == 0 is missing".
+    dim : int, the dimension of the three channels (the refiner passes batch-last ``(K, 3, B)`` with ``dim=1``).
 
     Returns
     -------
-    (B, K) bool.
+    (B, K) bool: ``keypoints``' shape without ``dim``.
     """
-    finite = torch.isfinite(keypoints[..., :2]).all(-1)
+    x, y, score = keypoints.unbind(dim)
     # A NaN score compares False with everything: count it as missing rather than present.
-    return ~(finite & (keypoints[..., 2] > score_threshold))
+    return ~(torch.isfinite(x) & torch.isfinite(y) & (score > score_threshold))

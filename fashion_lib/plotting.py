@@ -1,4 +1,4 @@
-"""Figures shared by the notebooks: key points, skeletons, symmetry axes, schema diagrams.
+"""Figures shared by the notebooks: key points, skeletons, symmetry axes, schema diagrams, scores over seeds.
 
 Functions draw on a Matplotlib ``Axes`` they are given and return it; none creates a figure or saves files, so a
 notebook decides the layout and the book decides where figures go. Image coordinates: x right, y down, pixels.
@@ -7,17 +7,20 @@ notebook decides the layout and the book decides where figures go. Image coordin
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 
 from fashion_lib.keypoints import ABSENT, COCO, FASHIONAI, KeypointSchema
+from fashion_lib.report import MethodScore
 
-__all__ = ["schema_template", "draw_keypoints", "draw_prediction", "draw_axis", "draw_schema", "LEFT_COLOR",
-           "RIGHT_COLOR"]
+__all__ = ["schema_template", "draw_keypoints", "draw_prediction", "draw_axis", "draw_schema", "draw_scores",
+           "LEFT_COLOR", "RIGHT_COLOR"]
 
 LEFT_COLOR = "tab:blue"
 RIGHT_COLOR = "tab:orange"
 CENTER_COLOR = "tab:green"
+_METHOD_COLORS = ("tab:blue", "tab:cyan", "tab:olive", "tab:green", "tab:orange", "tab:red")
 
 # Front-view reference shapes for schema diagrams, in a 100 x 120 frame. The wearer's left appears on the image's
 # right, as in both data sets. Only used for figures: the synthetic world has its own parametric garments.
@@ -167,3 +170,30 @@ def draw_schema(ax, schema: KeypointSchema, category: str):
 
 # Keep the two schemas importable from here for notebooks that only draw.
 SCHEMAS_FOR_FIGURES = {"fashionai": FASHIONAI, "coco": COCO}
+
+
+def draw_scores(ax, scores: Mapping[str, MethodScore], *, xlabel: str, scale: float = 100.0,
+                source: str = "synthetic"):
+    """Horizontal bars of each method's pooled estimate with its 95 % interval, and a dot per seed.
+
+    The right half of every "the paper beside ours" figure; methods top to bottom in ``scores``' order.
+
+    Parameters
+    ----------
+    ax : Matplotlib Axes.
+    scores : method name -> :class:`~fashion_lib.report.MethodScore` (fractions; shown times ``scale``).
+    xlabel : the metric and its unit, e.g. ``"NE (%)"``.
+    source : the data the scores come from, for the title.
+    """
+    names = list(scores)
+    est = [scale * scores[n].ci.estimate for n in names]
+    err = [[scale * (scores[n].ci.estimate - scores[n].ci.low) for n in names],
+           [scale * (scores[n].ci.high - scores[n].ci.estimate) for n in names]]
+    ax.barh(names, est, xerr=err, color=[_METHOD_COLORS[i % len(_METHOD_COLORS)] for i in range(len(names))])
+    for i, n in enumerate(names):
+        ax.scatter([scale * v for v in scores[n].per_seed], [i] * len(scores[n].per_seed), color="k", s=8, zorder=3)
+    seeds = max((len(s.per_seed) for s in scores.values()), default=0)
+    ax.set_title(f"ours ({source}, {seeds} seeds; dots: seeds, bars: 95 % interval)")
+    ax.set_xlabel(xlabel)
+    ax.invert_yaxis()
+    return ax

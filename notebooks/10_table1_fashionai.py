@@ -24,7 +24,7 @@
 # %% tags=["parameters"]
 run_info = {}
 seeds = [0, 1, 2]
-detector = {"preset": "cpu", "image_size": 128, "train_steps": 150, "cpn_steps": 300, "batch_size": 8, "lr": 0.001}
+detector = {"preset": "cpu", "image_size": 128, "train_steps": 150, "cpn_steps": 240, "batch_size": 8, "lr": 0.001}
 val_images = 200
 data_root = ""
 train_file = ""
@@ -52,6 +52,7 @@ from myst_nb import glue
 from fashion_lib import provenance
 from fashion_lib.experiments import keypoints as kx
 from fashion_lib.metrics import seed_bootstrap_ci
+from fashion_lib.plotting import draw_scores
 from fashion_lib.refine import RefineConfig
 from fashion_lib.report import comparison_table, format_ci, glue_ci, score_methods, verdict
 
@@ -179,16 +180,8 @@ axes[0].barh(names, [paper[r] for r in names], color="tab:gray")
 axes[0].set_title("the paper (real FashionAI)")
 axes[0].set_xlabel("NE (%)")
 axes[0].invert_yaxis()
-ours = [100 * scores[r].ci.estimate for r in kx.ROWS]
-err = [[100 * (scores[r].ci.estimate - scores[r].ci.low) for r in kx.ROWS],
-       [100 * (scores[r].ci.high - scores[r].ci.estimate) for r in kx.ROWS]]
-axes[1].barh(list(kx.ROWS), ours, xerr=err, color=["tab:blue", "tab:cyan", "tab:olive", "tab:green", "tab:orange",
-                                                  "tab:red"])
-for i, r in enumerate(kx.ROWS):
-    axes[1].scatter([100 * v for v in scores[r].per_seed], [i] * len(scores[r].per_seed), color="k", s=8, zorder=3)
-axes[1].set_title(f"ours (synthetic, {len(seeds)} seeds; dots: seeds, bars: 95 % interval)")
-axes[1].set_xlabel("NE (%)")
-axes[1].invert_yaxis()
+draw_scores(axes[1], {r: scores[r] for r in kx.ROWS}, xlabel="NE (%)",
+            source="synthetic" if setup.synthetic else "real data")
 fig.tight_layout()
 glue("table1_fashionai_figure", fig, display=False)
 plt.close(fig)

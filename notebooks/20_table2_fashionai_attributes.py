@@ -41,7 +41,7 @@
 # %% tags=["parameters"]
 run_info = {}
 seeds = [0, 1, 2]
-detector = {"preset": "cpu", "image_size": 128, "train_steps": 150, "cpn_steps": 300, "batch_size": 8, "lr": 0.001}
+detector = {"preset": "cpu", "image_size": 128, "train_steps": 150, "cpn_steps": 240, "batch_size": 8, "lr": 0.001}
 keypoint_data_root = ""
 keypoint_train_file = ""
 profile = "cpu"
@@ -74,6 +74,7 @@ from fashion_lib.attributes import DESIGN_TASKS, LENGTH_TASKS, PAPER_TASK_NAMES
 from fashion_lib.experiments import attributes as ax
 from fashion_lib.experiments.keypoints import KeypointSetup
 from fashion_lib.metrics import seed_bootstrap_ci
+from fashion_lib.plotting import draw_scores
 from fashion_lib.report import format_ci, glue_ci, score_methods, verdict
 
 prov = provenance.start(run_info, seeds)
@@ -228,15 +229,8 @@ axes[0].set_xlim(min(paper_map.values()) - 0.5, max(paper_map.values()) + 0.3)
 axes[0].set_title("the paper (real FashionAI, one run)")
 axes[0].set_xlabel("mAP (%)")
 axes[0].invert_yaxis()
-est = [100 * scores[n].ci.estimate for n in names]
-err = [[100 * (scores[n].ci.estimate - scores[n].ci.low) for n in names],
-       [100 * (scores[n].ci.high - scores[n].ci.estimate) for n in names]]
-axes[1].barh(names, est, xerr=err, color=["tab:blue", "tab:cyan", "tab:olive", "tab:green", "tab:orange", "tab:red"])
-for i, n in enumerate(names):
-    axes[1].scatter([100 * v for v in scores[n].per_seed], [i] * len(scores[n].per_seed), color="k", s=8, zorder=3)
-axes[1].set_title(f"ours (synthetic, {len(seeds)} seeds; dots: seeds, bars: 95 % interval)")
-axes[1].set_xlabel("mAP (%)")
-axes[1].invert_yaxis()
+draw_scores(axes[1], {n: scores[n] for n in names}, xlabel="mAP (%)",
+            source="synthetic" if setup.synthetic else "real data")
 fig.tight_layout()
 glue("table2_figure", fig, display=False)
 plt.close(fig)

@@ -377,6 +377,18 @@ def test_same_generator_seed_same_output_and_chunking_does_not_change_a_single_c
     assert chunked.keypoints.shape == kps.shape and chunked.refined.shape == (50, 11)
 
 
+def test_the_input_is_never_modified_whatever_the_batch_size():
+    # a batch of one is already contiguous in the refiner's batch-last layout, the case where it could write through
+    for b in (1, 5):
+        kps, normal, _ = symmetric_instances(b, seed=16)
+        kps[:, FASHIONAI.pairs[0], :2] += 6.0 * normal[:, None]  # one pair off the axis, to be refined
+        kps[:, FASHIONAI.pairs[1, 0], 2] = 0.0  # one point missing, to be filled
+        before = kps.clone()
+        out = refine_symmetric(kps, FASHIONAI, generator=gen(2), alpha=0.5)
+        assert out.has_axis.all() and out.refined[:, 0].all() and out.filled[:, FASHIONAI.pairs[1, 0]].all()
+        assert torch.equal(kps, before)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cpu_and_gpu_agree_with_a_cpu_generator():

@@ -112,7 +112,7 @@ class KeypointSetup:
     preset: str = "cpu"  # detector configurations: "cpu" (slim heads, small images) or "gpu" (paper scale)
     image_size: int = 128  # side of the synthetic images, and the detectors' input size with the cpu preset
     train_steps: int = 150  # Keypoint R-CNN optimizer steps per seed
-    cpn_steps: int = 300  # CPN optimizer steps per seed (from scratch it learns slower per step)
+    cpn_steps: int = 240  # CPN optimizer steps per seed (from scratch it learns slower per step)
     batch_size: int = 8  # images per step
     lr: float = 1e-3  # peak learning rate (AdamW, warm-up then cosine)
     val_images: int = 200  # validation images (synthetic: written with val_seed; real: rows spread over the file)

@@ -1,0 +1,55 @@
+"""Shared figures: what they draw, read back from the Matplotlib artists."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from fashion_lib.keypoints import COCO, FASHIONAI  # noqa: E402
+from fashion_lib.metrics import CI  # noqa: E402
+from fashion_lib.plotting import draw_axis, draw_keypoints, draw_scores, schema_template  # noqa: E402
+from fashion_lib.report import MethodScore  # noqa: E402
+
+
+@pytest.fixture
+def ax():
+    fig, ax = plt.subplots()
+    yield ax
+    plt.close(fig)
+
+
+def test_draw_scores_bars_intervals_and_seed_dots(ax):
+    scores = {"a": MethodScore((0.10, 0.12, 0.14), CI(0.12, 0.09, 0.16)),
+              "b": MethodScore((0.30, 0.20, 0.25), CI(0.25, 0.18, 0.33))}
+    draw_scores(ax, scores, xlabel="NE (%)")
+    bars = ax.patches
+    assert [round(b.get_width(), 6) for b in bars] == [12.0, 25.0]  # scaled to percent, in the given order
+    # the error bar of "a" spans its interval, not the spread of the seeds
+    segments = [c for c in ax.collections if isinstance(c, matplotlib.collections.LineCollection)][0].get_segments()
+    assert np.allclose(segments[0][:, 0], [9.0, 16.0])
+    dots = [c for c in ax.collections if isinstance(c, matplotlib.collections.PathCollection)]
+    assert sorted(np.round(dots[1].get_offsets()[:, 0], 6).tolist()) == [20.0, 25.0, 30.0]
+    assert "3 seeds" in ax.get_title() and ax.get_xlabel() == "NE (%)"
+    assert ax.yaxis_inverted(), "the first method must be on top, as in the paper's table"
+
+
+def test_draw_axis_passes_through_the_line(ax):
+    ax.set_xlim(0, 100)
+    ax.set_ylim(120, 0)
+    normal = torch.tensor([0.6, 0.8])
+    draw_axis(ax, normal, 50.0)
+    xy = np.asarray(ax.lines[0].get_xydata())
+    assert np.allclose(xy @ normal.numpy(), 50.0)
+    assert ax.get_xlim() == (0, 100), "drawing the axis must not change the view"
+
+
+def test_draw_keypoints_skips_absent_points_and_checks_the_shape(ax):
+    kp = schema_template(FASHIONAI, "skirt")
+    draw_keypoints(ax, kp, FASHIONAI, edges=False)
+    assert len(ax.collections) == int((kp[:, 2] > 0).sum()) == 4
+    with pytest.raises(ValueError, match="shape"):
+        draw_keypoints(ax, torch.zeros(COCO.num_keypoints, 3), FASHIONAI)
