@@ -657,7 +657,7 @@ def refine_symmetric(
             raise ValueError("categories is required with pairs='category' (one category name per instance)")
         applicable = _applicable_points(schema, categories, B, keypoints.device)
     K, P, device = schema.num_keypoints, schema.num_pairs, keypoints.device
-    result = RefineResult(keypoints=torch.empty_like(keypoints), axis=keypoints.new_empty(B, 3),
+    result = RefineResult(keypoints=keypoints.new_empty(keypoints.shape), axis=keypoints.new_empty(B, 3),
                           inliers=torch.empty(B, P, dtype=torch.bool, device=device),
                           refined=torch.empty(B, P, dtype=torch.bool, device=device),
                           filled=torch.empty(B, K, dtype=torch.bool, device=device),

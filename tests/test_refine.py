@@ -377,7 +377,7 @@ def test_same_generator_seed_same_output_and_chunking_does_not_change_a_single_c
     assert chunked.keypoints.shape == kps.shape and chunked.refined.shape == (50, 11)
 
 
-def test_the_input_is_never_modified_whatever_the_batch_size():
+def test_the_input_is_never_modified_whatever_its_batch_size_or_layout():
     # a batch of one is already contiguous in the refiner's batch-last layout, the case where it could write through
     for b in (1, 5):
         kps, normal, _ = symmetric_instances(b, seed=16)
@@ -387,6 +387,10 @@ def test_the_input_is_never_modified_whatever_the_batch_size():
         out = refine_symmetric(kps, FASHIONAI, generator=gen(2), alpha=0.5)
         assert out.has_axis.all() and out.refined[:, 0].all() and out.filled[:, FASHIONAI.pairs[1, 0]].all()
         assert torch.equal(kps, before)
+        # a strided view of the same values (channels first in memory) gives the same result
+        strided = kps.permute(2, 0, 1).contiguous().permute(1, 2, 0)
+        again = refine_symmetric(strided, FASHIONAI, generator=gen(2), alpha=0.5)
+        assert torch.equal(again.keypoints, out.keypoints) and again.keypoints.is_contiguous()
 
 
 @pytest.mark.gpu
