@@ -101,7 +101,9 @@ def validate_coco_results(
         if not _is_real(score) or not math.isfinite(score):
             raise ValueError(f"{where}: entry {i}: field 'score' = {score!r}, expected a finite number")
         kps = entry["keypoints"]
-        if not isinstance(kps, (list, tuple)) or not all(_is_real(x) for x in kps):
+        # set(map(type, ...)) runs in C: the common all-float list skips the per-number isinstance checks
+        if not isinstance(kps, (list, tuple)) or not (set(map(type, kps)) <= {float, int}
+                                                      or all(_is_real(x) for x in kps)):
             raise ValueError(f"{where}: entry {i}: field 'keypoints' must be a list of numbers, got {kps!r:.80}")
         if len(kps) == 0 or len(kps) % 3:
             raise ValueError(f"{where}: entry {i}: field 'keypoints' has {len(kps)} numbers, expected 3 * K > 0")
@@ -110,12 +112,12 @@ def validate_coco_results(
         if len(kps) != expected_len:
             raise ValueError(f"{where}: entry {i}: field 'keypoints' has {len(kps)} numbers, expected "
                              f"{expected_len} (3 x {expected_len // 3} key points)")
-        if not all(math.isfinite(x) for x in kps):
+        if not all(map(math.isfinite, kps)):
             raise ValueError(f"{where}: entry {i}: field 'keypoints' contains a non-finite value; write a missing "
                              "point as 0, 0, 0")
         new = dict(entry)
         new.update(image_id=int(entry["image_id"]), category_id=int(entry["category_id"]), score=float(score),
-                   keypoints=[float(x) for x in kps])
+                   keypoints=list(map(float, kps)))
         out.append(new)
     return out
 
@@ -300,6 +302,7 @@ def coco_keypoint_ap(
     results: str | os.PathLike | list[dict[str, Any]],
     *,
     sigmas: Sequence[float] | torch.Tensor | np.ndarray | None = None,
+    size_ranges: bool = True,
 ) -> CocoKeypointAP:
     """COCO OKS key-point AP/AR, computed by pycocotools ``COCOeval(gt, dt, iouType="keypoints")``.
 
@@ -314,6 +317,9 @@ def coco_keypoint_ap(
         Per-point OKS constants. Default by ``K`` (from the ground-truth category's ``keypoints`` list, else from
         the results): 17 -> COCO's published values; 24 -> ``FASHIONAI.sigmas`` (our documented choice: each
         point borrows the COCO sigma of the body part it lies on; no official FashionAI OKS exists).
+    size_ranges : bool
+        False evaluates the "all" area range only: APm, APl, ARm and ARl are then ``nan`` and the call is about a
+        third faster (bootstrap replicates of AP, AP50, AP75 or AR need nothing else; their values are unchanged).
 
     Returns
     -------
@@ -370,6 +376,9 @@ def coco_keypoint_ap(
             coco_dt.createIndex()
         evaluator = COCOeval(coco_gt, coco_dt, iouType="keypoints")
         evaluator.params.kpt_oks_sigmas = sig
+        if not size_ranges:  # pycocotools' summary gives -1 (nan here) for a size range it did not evaluate
+            evaluator.params.areaRng = evaluator.params.areaRng[:1]
+            evaluator.params.areaRngLbl = evaluator.params.areaRngLbl[:1]
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
@@ -418,4 +427,5 @@ def coco_ap_on_images(
             annotations.append({**ann, "image_id": j + 1, "id": len(annotations) + 1})
         results.extend({**e, "image_id": j + 1} for e in entries)
     sample = {"images": images, "annotations": annotations, "categories": base["categories"]}
-    return float(getattr(coco_keypoint_ap(sample, results), stat))
+    by_size = stat in ("APm", "APl", "ARm", "ARl")
+    return float(getattr(coco_keypoint_ap(sample, results, size_ranges=by_size), stat))

@@ -241,7 +241,12 @@ def test_coco_ap_falls_monotonically_with_noise_and_matches_pycocotools():
     api = CocoApi(str(COCO_SAMPLE))
     ev = COCOeval(api, api.loadRes(copy.deepcopy(results)), iouType="keypoints")
     ev.evaluate(), ev.accumulate(), ev.summarize()
-    assert coco_keypoint_ap(api, results).AP == float(ev.stats[0])
+    full = coco_keypoint_ap(api, results)
+    assert full.AP == float(ev.stats[0])
+    # the "all" range alone (what bootstrap replicates use) gives the same overall numbers and no size ones
+    quick = coco_keypoint_ap(api, results, size_ranges=False)
+    assert (quick.AP, quick.AP50, quick.AP75, quick.AR) == (full.AP, full.AP50, full.AP75, full.AR)
+    assert math.isnan(quick.APm) and math.isnan(quick.ARl) and not math.isnan(full.APm)
 
 
 @needs_coco_sample
@@ -333,6 +338,8 @@ def test_read_coco_results_names_bad_entry(tmp_path):
         ([good, {k: v for k, v in good.items() if k != "score"}], r"entry 1 lacks field\(s\) \['score'\]"),
         ([good, good, dict(good, keypoints=[1.0, 2.0])], "entry 2: field 'keypoints' has 2 numbers"),
         ([dict(good, image_id="7")], "entry 0: field 'image_id' = '7', expected an integer"),
+        ([dict(good, keypoints=[1.0, True, 1.0])], "entry 0: field 'keypoints' must be a list of numbers"),
+        ([dict(good, keypoints=[1.0, "2", 1.0])], "entry 0: field 'keypoints' must be a list of numbers"),
         ([good, dict(good, keypoints=[1.0] * 6)], r"entry 1: field 'keypoints' has 6 numbers, expected 3 \(3 x 1"),
         ({"image_id": 1}, "expected a list of result entries, got dict"),
     ]
@@ -346,6 +353,8 @@ def test_read_coco_results_names_bad_entry(tmp_path):
         read_coco_results(tmp_path / "broken.json")
     with pytest.raises(ValueError, match="results: entry 0: field 'score' = nan"):
         write_coco_results(tmp_path / "x.json", [dict(good, score=NAN)])
+    with pytest.raises(ValueError, match="entry 0: field 'keypoints' contains a non-finite value"):
+        write_coco_results(tmp_path / "x.json", [dict(good, keypoints=[1.0, NAN, 1.0])])
     assert not (tmp_path / "x.json").exists()
     with pytest.raises(ValueError, match=r"keypoints must have shape \(B, K, 2\) or \(B, K, 3\)"):
         keypoints_to_coco_results([1], torch.zeros(1, 6), [1.0])
