@@ -318,8 +318,8 @@ def coco_keypoint_ap(
         the results): 17 -> COCO's published values; 24 -> ``FASHIONAI.sigmas`` (our documented choice: each
         point borrows the COCO sigma of the body part it lies on; no official FashionAI OKS exists).
     size_ranges : bool
-        False evaluates the "all" area range only: APm, APl, ARm and ARl are then ``nan`` and the call is about a
-        third faster (bootstrap replicates of AP, AP50, AP75 or AR need nothing else; their values are unchanged).
+        False evaluates the "all" area range only (one per-image evaluation instead of three): APm, APl, ARm and
+        ARl are then ``nan``; AP, AP50, AP75 and AR are unchanged, and bootstrap replicates need nothing else.
 
     Returns
     -------
