@@ -19,6 +19,11 @@ and each reading is a field of :class:`RefineConfig`:
 Coordinates are continuous pixels (pixel ``i`` covers ``[i, i + 1)``, torchvision's convention); that matters only
 for the crop of the second scale.
 
+Two implementations, one algorithm: on a GPU (and for dtypes NumPy lacks) the refiner runs as batched tensor
+operations, below; float32/float64 input on a CPU goes through a compiled per-instance kernel
+(:mod:`fashion_lib.refine_cpu`), about twice as fast there (``benchmarks/refine.py``). Both draw the same random
+numbers, sample the same subsets and make the same decisions; ``tests/test_refine_cpu.py`` holds them together.
+
 Command line: ``python -m fashion_lib.refine RESULTS.json -o REFINED.json --schema coco`` refines the key-point
 results (COCO results format) of any detector; ``--help`` lists the options.
 """
@@ -35,6 +40,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fashion_lib import refine_cpu
 from fashion_lib.crops import crop_and_resize
 from fashion_lib.keypoints import KeypointSchema, get_schema, missing_mask
 
@@ -230,6 +236,13 @@ def instance_size(keypoints: torch.Tensor, present: torch.Tensor) -> torch.Tenso
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _uniforms(k: int, batch: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """(k, B) float64 uniforms on ``device``, one per RANSAC candidate, drawn on ``generator``'s device.
+
+    The only random numbers the refiner consumes; both paths (tensor and CPU kernel) draw them here."""
+    return torch.rand(k, batch, generator=generator, device=generator.device, dtype=torch.float64).to(device)
+
+
 def _sample_subsets(
     valid: torch.Tensor, k: int, n: int | torch.Tensor, generator: torch.Generator
 ) -> torch.Tensor:
@@ -262,7 +275,7 @@ def _sample_subsets(
     """
     P, B = valid.shape
     f64 = torch.float64
-    u = torch.rand(k, B, generator=generator, device=generator.device, dtype=f64).to(valid.device)
+    u = _uniforms(k, B, generator, valid.device)
     valid64 = valid.to(f64)
     left = valid64.flip(0).cumsum(0).flip(0)  # (P, B): valid midpoints from i on
     base = torch.where(valid64 > 0, left, torch.ones_like(left))  # (P, B); an invalid midpoint spends no digit
@@ -370,7 +383,7 @@ def _fit_axis_t(
     error /= count.clamp(min=1.0)  # (k, B) mean squared orthogonal distance over A
 
     # A candidate counts when its sample was complete, |A| >= m, and A's points do not all coincide.
-    tiny = (256 * torch.finfo(dtype).eps * scale) ** 2  # (B,)
+    tiny = (_tiny_eps(dtype) * scale) ** 2  # (B,)
     eligible = (count_s >= n) & (count >= m) & (trace > count * tiny)  # (k, B) bool, small
     error = torch.where(eligible, error, torch.full_like(error, float("inf")))
     best_error, best = error.min(0)  # (B,); the first index on ties
@@ -383,6 +396,34 @@ def _fit_axis_t(
     offset = (c.gather(0, pick)[0] * sign + nx * cx + ny * cy) * has_axis  # back to image coordinates
     inliers = in_a.gather(1, pick[None].expand(P, 1, B))[:, 0] * has_axis  # (P, B)
     return nx, ny, offset, has_axis, best_error, inliers
+
+
+def _tiny_eps(dtype: torch.dtype) -> float:
+    """Relative size below which a candidate's ``A`` counts as coincident points: 256 machine epsilons."""
+    return 256 * torch.finfo(dtype).eps
+
+
+# Run CPU float32/float64 input through the compiled kernel (fashion_lib.refine_cpu), several times faster there
+# than the tensor path below, which serves every other device and dtype. The tests switch it off to check that the
+# two paths agree.
+_CPU_KERNEL = True
+
+
+def _cpu_kernel_applies(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` goes through the CPU kernel; if so, the kernel gets as many threads as torch has."""
+    applies = _CPU_KERNEL and tensor.device.type == "cpu" and tensor.dtype in (torch.float32, torch.float64)
+    if applies:
+        refine_cpu.set_threads(torch.get_num_threads())
+    return applies
+
+
+def _np(tensor: torch.Tensor):
+    """A NumPy view of a CPU tensor for the kernel (a contiguous copy where its layout is not)."""
+    return tensor.detach().contiguous().numpy()
+
+
+def _np64(tensor: torch.Tensor):
+    return _np(tensor.to(torch.float64))
 
 
 def _as_per_instance(value, name: str, batch: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -413,9 +454,11 @@ def fit_symmetry_axis(
        squared orthogonal distance over ``A``.
     5. Keep the candidate with the smallest error; ties go to the earliest candidate.
 
-    Midpoints are centred per instance before any moment is taken, and errors come from explicit residuals, not
-    from the moments: on exactly symmetric input every candidate's error is then ~0 at the precision of the
-    *spread* of the points, not of their image position, and the tie cannot pick a worse ``A``.
+    Midpoints are centred per instance before any moment is taken, and the tensor path takes errors from explicit
+    residuals, not from the moments: on exactly symmetric input every candidate's error is then ~0 at the
+    precision of the *spread* of the points, not of their image position, and the tie cannot pick a worse ``A``.
+    (The CPU kernel computes in float64, where the smaller eigenvalue of ``A``'s centred scatter gives the same
+    error to ~1e-11 px^2.)
 
     Parameters
     ----------
@@ -442,6 +485,13 @@ def fit_symmetry_axis(
     dtype, device = midpoints.dtype, midpoints.device
     n_t, m_t, d_t = _check_ransac_args(k, n, m, d, B, P, dtype, device)
     valid = valid & torch.isfinite(midpoints).all(-1)
+    if _cpu_kernel_applies(midpoints):
+        axis, inliers = midpoints.new_empty(B, 3), torch.empty(B, P, dtype=torch.bool)
+        has_axis, error = torch.empty(B, dtype=torch.bool), midpoints.new_empty(B)
+        refine_cpu.fit_axes(_np(midpoints), _np(valid), _np(_uniforms(k, B, generator, device)), _np64(n_t),
+                            _np64(m_t), _np64(d_t), _tiny_eps(dtype), axis.numpy(), inliers.numpy(),
+                            has_axis.numpy(), error.numpy())
+        return AxisFit(normal=axis[:, :2], offset=axis[:, 2], inliers=inliers, has_axis=has_axis, error=error)
     pts = torch.nan_to_num(midpoints, nan=0.0, posinf=0.0, neginf=0.0) * valid[..., None]
     vf = valid.t().to(dtype).contiguous()  # (P, B)
     x, y = pts[..., 0].t().contiguous(), pts[..., 1].t().contiguous()
@@ -504,6 +554,37 @@ def _applicable_points(
     return table[index]
 
 
+def _instance_parameters(
+    keypoints: torch.Tensor,
+    present: torch.Tensor | None,
+    schema: KeypointSchema,
+    cfg: RefineConfig,
+    applicable: torch.Tensor | None,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """RANSAC's ``n``, ``m`` and ``d`` for each instance, each (B,) of ``dtype``.
+
+    ``keypoints`` (B, K, 3); ``present`` (B, K) bool (read only with ``d_unit="relative"``); ``applicable`` (B, K)
+    bool with ``pairs="category"``, else None. ``d`` is in pixels: with ``d_unit="relative"`` it is scaled by
+    :func:`instance_size`."""
+    B, device = len(keypoints), keypoints.device
+    n, m = cfg.n, cfg.m
+    if cfg.pairs == "category":
+        # Scale n and m to the voters the garment has (study notes): n' = max(2, min(n, V_c - 1)),
+        # m' = max(n', ceil(m * V_c / V)). With two voters (a skirt) this samples both: the exact line, no RANSAC.
+        left, right = schema.pairs.to(device).unbind(1)
+        centre = schema.center.to(device)
+        voters = schema.num_pairs + (len(centre) if cfg.center_votes else 0)
+        v_c = (applicable[:, left] & applicable[:, right]).sum(1)  # (B,)
+        if cfg.center_votes:
+            v_c = v_c + applicable[:, centre].sum(1)
+        n = torch.clamp(torch.minimum(torch.full_like(v_c, cfg.n), v_c - 1), min=2)
+        m = torch.maximum((cfg.m * v_c + voters - 1) // voters, n)
+    d = cfg.d * instance_size(keypoints, present) if cfg.d_unit == "relative" else cfg.d
+    return (_as_per_instance(n, "n", B, dtype, device), _as_per_instance(m, "m", B, dtype, device),
+            _as_per_instance(d, "d", B, dtype, device))
+
+
 def _refine_chunk(
     keypoints: torch.Tensor,
     schema: KeypointSchema,
@@ -511,10 +592,24 @@ def _refine_chunk(
     applicable: torch.Tensor | None,
     generator: torch.Generator,
     out: RefineResult,
+    kernel: bool,
 ) -> None:
-    """Refine one chunk of instances into ``out`` (views of the whole batch's result)."""
+    """Refine one chunk of instances into ``out`` (views of the whole batch's result), through the compiled CPU
+    kernel when ``kernel`` is set (the same random numbers and the same decisions), else as tensor operations."""
     B, K, _ = keypoints.shape
     device, dtype = keypoints.device, keypoints.dtype
+    if kernel:
+        # The kernel finds the present points itself; only d_unit="relative" needs them here (missing_mask would be
+        # the slowest step left on this side).
+        present = ~missing_mask(keypoints, cfg.score_threshold) if cfg.d_unit == "relative" else None
+        n, m, d = _instance_parameters(keypoints, present, schema, cfg, applicable, torch.float64)
+        refine_cpu.refine_instances(
+            _np(keypoints), float(cfg.score_threshold),
+            _np(torch.ones(B, K, dtype=torch.bool) if applicable is None else applicable), _np(schema.pairs[:, 0]),
+            _np(schema.pairs[:, 1]), _np(schema.center), cfg.center_votes, _np(_uniforms(cfg.k, B, generator, device)),
+            _np(n), _np(m), _np(d), float(cfg.alpha), _tiny_eps(dtype), out.keypoints.numpy(), out.axis.numpy(),
+            out.inliers.numpy(), out.refined.numpy(), out.filled.numpy(), out.has_axis.numpy())
+        return
     left_idx, right_idx = schema.pairs.to(device).unbind(1)
     centre = schema.center.to(device)
     P = len(left_idx)
@@ -523,6 +618,7 @@ def _refine_chunk(
     kt = torch.empty(K, 3, B, dtype=dtype, device=device).copy_(keypoints.permute(1, 2, 0))
     present = ~missing_mask(kt, cfg.score_threshold, dim=1)  # (K, B)
     x, y, score = kt.unbind(1)  # (K, B) each
+    n, m, d = _instance_parameters(keypoints, present.t(), schema, cfg, applicable, dtype)
     if applicable is None:
         present_voting, pair_applicable = present, None
     else:
@@ -537,25 +633,11 @@ def _refine_chunk(
     if cfg.center_votes:  # non-symmetric points lie on the axis: they vote as their own midpoints
         vx, vy = torch.cat([vx, x[centre]]), torch.cat([vy, y[centre]])  # (P + C, B)
         voting = torch.cat([voting, present_voting[centre]])
-    V = len(vx)
-
-    if cfg.pairs == "category":
-        # Scale n and m to the voters the garment has (study notes): n' = max(2, min(n, V_c - 1)),
-        # m' = max(n', ceil(m * V_c / V)). With two voters (a skirt) this samples both: the exact line, no RANSAC.
-        v_c = pair_applicable.sum(0) + (applicable[centre].sum(0) if cfg.center_votes else 0)  # (B,)
-        n_eff = torch.clamp(torch.minimum(torch.full_like(v_c, cfg.n), v_c - 1), min=2)
-        m_eff = torch.maximum((cfg.m * v_c + V - 1) // V, n_eff)
-    else:
-        n_eff, m_eff = cfg.n, cfg.m
-    d = cfg.d
-    if cfg.d_unit == "relative":
-        d = cfg.d * instance_size(keypoints, present.t())  # (B,)
     voting = voting & torch.isfinite(vx) & torch.isfinite(vy)  # the midpoint of two huge values may overflow
     zero = vx.new_zeros(())
     nx, ny, offset, has_axis, _, inliers = _fit_axis_t(
-        torch.where(voting, vx, zero), torch.where(voting, vy, zero), voting.to(dtype), k=cfg.k,
-        n=_as_per_instance(n_eff, "n", B, dtype, device), m=_as_per_instance(m_eff, "m", B, dtype, device),
-        d=_as_per_instance(d, "d", B, dtype, device), generator=generator)
+        torch.where(voting, vx, zero), torch.where(voting, vy, zero), voting.to(dtype), k=cfg.k, n=n, m=m, d=d,
+        generator=generator)
     has = has_axis > 0.5  # (B,)
     inliers = inliers[:P] > 0.5  # (P, B)
 
@@ -629,7 +711,8 @@ def refine_symmetric(
         are scaled to its pair count (see :class:`RefineConfig`). Ignored with ``pairs="all"``, where all pairs
         vote (the paper's literal reading, the detector predicting every point for every garment).
     alpha, k, n, m, d, d_unit, score_threshold, pairs, center_votes : override the config's fields.
-    chunk_size : int, instances processed at once; bounds memory (about 2 kB per instance at k = 10, P = 11).
+    chunk_size : int, instances processed at once; bounds memory (the tensor path needs about 2 kB per instance at
+        k = 10, P = 11; the CPU kernel little beyond the output).
         The random stream is consumed chunk by chunk, so results may depend on it.
 
     Returns
@@ -662,11 +745,12 @@ def refine_symmetric(
                           refined=torch.empty(B, P, dtype=torch.bool, device=device),
                           filled=torch.empty(B, K, dtype=torch.bool, device=device),
                           has_axis=torch.empty(B, dtype=torch.bool, device=device))
+    kernel = _cpu_kernel_applies(keypoints)
     for s in range(0, B, chunk_size):  # over chunks of instances, to bound memory
         part = RefineResult(**{f.name: getattr(result, f.name)[s:s + chunk_size]
                                for f in dataclasses.fields(RefineResult)})
         _refine_chunk(keypoints[s:s + chunk_size], schema, cfg,
-                      None if applicable is None else applicable[s:s + chunk_size], generator, out=part)
+                      None if applicable is None else applicable[s:s + chunk_size], generator, out=part, kernel=kernel)
     return result
 
 

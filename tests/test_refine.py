@@ -2,6 +2,9 @@
 
 The oracle is a per-instance, plain-Python (NumPy float64) implementation of Alg. 1 and steps 4-8 of Alg. 2 as the
 study notes read them; the batched code must agree with it given the same sampled subsets.
+
+Every test runs twice on the CPU: through the compiled kernel (``fashion_lib.refine_cpu``, what a CPU runs) and
+through the tensor path (what a GPU runs); ``tests/test_refine_cpu.py`` checks that the two agree with each other.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from fashion_lib import refine
 from fashion_lib.keypoints import COCO, FASHIONAI
 from fashion_lib.refine import (
     RefineConfig,
@@ -25,6 +29,14 @@ from fashion_lib.refine import (
     reflect,
     square_crop_boxes,
 )
+
+
+@pytest.fixture(autouse=True, params=["kernel", "tensor"])
+def cpu_path(request, monkeypatch):
+    """Run the test through the CPU kernel, then through the tensor path a GPU runs."""
+    monkeypatch.setattr(refine, "_CPU_KERNEL", request.param == "kernel")
+    return request.param
+
 
 # ------------------------------------------------------------------------------------------------------------------
 # Instances

@@ -1,0 +1,185 @@
+"""The CPU kernel of New-key-detection (fashion_lib.refine_cpu) against the tensor path of fashion_lib.refine.
+
+Both paths draw the same uniforms, so they must sample the same subsets bit for bit and reach the same decisions
+(axis found, inliers, refined and filled points); coordinates agree to rounding (the kernel computes in float64).
+The properties and the oracle of ``tests/test_refine.py`` run on both paths as well.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from test_refine import gen, noisy_instances, symmetric_instances
+
+from fashion_lib import refine, refine_cpu
+from fashion_lib.keypoints import COCO, FASHIONAI
+from fashion_lib.refine import _moments_line, _sample_subsets, fit_symmetry_axis, refine_symmetric
+
+
+def both_paths(monkeypatch, fn):
+    """``fn()`` through the kernel, then through the tensor path."""
+    monkeypatch.setattr(refine, "_CPU_KERNEL", True)
+    kernel = fn()
+    monkeypatch.setattr(refine, "_CPU_KERNEL", False)
+    tensor = fn()
+    monkeypatch.setattr(refine, "_CPU_KERNEL", True)
+    return kernel, tensor
+
+
+def messy_instances(b: int, schema=FASHIONAI, *, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
+    """Noisy, partly asymmetric instances with missing points, low scores, NaN and infinite coordinates."""
+    if schema is FASHIONAI:
+        kps = noisy_instances(b, seed=seed)
+    else:
+        kps, normal, _ = symmetric_instances(b, schema, seed=seed)
+        g = torch.Generator().manual_seed(seed)
+        kps[..., :2] += torch.randn(kps[..., :2].shape, generator=g, dtype=torch.float64) * 0.4
+        off = (torch.rand(b, schema.num_pairs, generator=g, dtype=torch.float64) < 0.3) * 8.0
+        kps[:, schema.pairs[:, 1], :2] += off[..., None] * normal[:, None]
+        kps[torch.rand(kps.shape[:2], generator=g) < 0.06] = 0.0  # missed points
+    g = torch.Generator().manual_seed(seed + 7)
+    kps[..., 2] = torch.where(kps[..., 2] > 0, 0.05 + torch.rand(kps.shape[:2], generator=g, dtype=torch.float64),
+                              kps[..., 2])
+    kps[0, 0, 0] = float("nan")  # a present score with a NaN coordinate: missing
+    kps[1, 1, 1] = float("inf")
+    kps[2, 2, 2] = float("nan")  # a NaN score: missing
+    kps[3] = 0.0  # an empty instance
+    return kps.to(dtype)
+
+
+def assert_same_refinement(kernel, tensor, atol: float) -> None:
+    for field in ("has_axis", "inliers", "refined", "filled"):
+        a, b = getattr(kernel, field), getattr(tensor, field)
+        assert torch.equal(a, b), f"{field} differs at {(a != b).nonzero()[:5].tolist()}"
+    assert torch.allclose(kernel.keypoints, tensor.keypoints, atol=atol, equal_nan=True)
+    assert torch.allclose(kernel.axis, tensor.axis, atol=atol)
+    assert kernel.keypoints.dtype == tensor.keypoints.dtype and kernel.keypoints.is_contiguous()
+
+
+CASES = {
+    "paper defaults": (FASHIONAI, {}),
+    "alpha 0.7, n 3, m 6, d 2": (FASHIONAI, dict(alpha=0.7, n=3, m=6, d=2.0)),
+    "score threshold": (FASHIONAI, dict(score_threshold=0.15)),
+    "relative d": (FASHIONAI, dict(d=0.01, d_unit="relative")),
+    "centre votes": (FASHIONAI, dict(center_votes=True, m=6)),
+    "category pairs": (FASHIONAI, dict(pairs="category")),
+    "category pairs, centre votes": (FASHIONAI, dict(pairs="category", center_votes=True)),
+    "coco": (COCO, {}),
+    "coco, centre votes, chunks of 7": (COCO, dict(center_votes=True, chunk_size=7)),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_kernel_and_tensor_path_agree(case, monkeypatch):
+    schema, kwargs = CASES[case]
+    kps = messy_instances(300, schema, seed=len(case))
+    if kwargs.get("pairs") == "category":
+        names = list(schema.categories)
+        kwargs = kwargs | {"categories": [names[i % len(names)] for i in range(len(kps))]}
+    kernel, tensor = both_paths(monkeypatch, lambda: refine_symmetric(kps, schema, generator=gen(3), **kwargs))
+    assert_same_refinement(kernel, tensor, atol=1e-7)
+    # the case exercises every branch: axes found and not, pairs refined, points filled
+    assert 0 < int(kernel.has_axis.sum()) < len(kps) and kernel.refined.any() and kernel.filled.any()
+
+
+def test_float32_and_strided_input_agree(monkeypatch):
+    kps = messy_instances(200, seed=4, dtype=torch.float32)
+    strided = kps.permute(2, 0, 1).contiguous().permute(1, 2, 0)  # channels first in memory
+    kernel, tensor = both_paths(monkeypatch, lambda: refine_symmetric(strided, FASHIONAI, generator=gen(1)))
+    assert_same_refinement(kernel, tensor, atol=1e-3)
+    assert kernel.keypoints.dtype == torch.float32
+
+
+def test_fit_symmetry_axis_agrees_and_its_error_is_the_mean_squared_residual(monkeypatch):
+    kps = messy_instances(300, seed=5)
+    pairs = FASHIONAI.pairs
+    mid = 0.5 * (kps[:, pairs[:, 0], :2] + kps[:, pairs[:, 1], :2])
+    valid = (kps[:, pairs[:, 0], 2] > 0) & (kps[:, pairs[:, 1], 2] > 0)
+    kernel, tensor = both_paths(
+        monkeypatch, lambda: fit_symmetry_axis(mid, valid, k=10, n=4, m=7, d=1.0, generator=gen(2)))
+    assert torch.equal(kernel.has_axis, tensor.has_axis) and torch.equal(kernel.inliers, tensor.inliers)
+    has = kernel.has_axis
+    assert 0 < int(has.sum()) < len(kps)
+    assert torch.allclose(kernel.normal, tensor.normal, atol=1e-9)
+    assert torch.allclose(kernel.offset, tensor.offset, atol=1e-7)
+    # The kernel scores a candidate by the smaller eigenvalue of A's scatter, the tensor path by explicit residuals
+    residual = (mid * kernel.normal[:, None]).sum(-1) - kernel.offset[:, None]  # (B, P)
+    inl = kernel.inliers
+    explicit = torch.where(inl, residual.square(), 0.0).sum(1) / inl.sum(1).clamp(min=1)
+    assert torch.allclose(kernel.error[has], explicit[has], rtol=1e-7, atol=1e-9)
+    assert torch.isinf(kernel.error[~has]).all()
+
+
+def test_the_kernel_samples_the_tensor_paths_subsets_bit_for_bit():
+    P, B, k = 13, 500, 10
+    g = torch.Generator().manual_seed(8)
+    valid = torch.rand(B, P, generator=g) < 0.8  # (B, P)
+    n = torch.randint(2, 6, (B,), generator=g).double()
+    u = refine._uniforms(k, B, gen(6), torch.device("cpu"))  # the draw _sample_subsets makes with gen(6)
+    expected = _sample_subsets(valid.t().double().contiguous(), k, n, gen(6)).permute(2, 1, 0) > 0.5  # (B, k, P)
+    left = valid.flip(1).cumsum(1).flip(1).double().numpy()  # (B, P) valid midpoints from i on
+    need, count, index = np.empty(k), np.empty(k, np.int64), np.empty((k, P + 1), np.int64)
+    valid_np = valid.numpy()
+    for b in range(B):
+        refine_cpu._sample(u[:, b].numpy().copy(), valid_np, b, left[b], float(n[b]), need, count, index)
+        got = np.zeros((k, P), bool)
+        for j in range(k):
+            got[j, index[j, :count[j]]] = True
+        assert (got == expected[b].numpy()).all(), f"instance {b}"
+        assert (count == expected[b].sum(1).numpy()).all()
+
+
+@pytest.mark.parametrize("points", [
+    "random", "vertical", "horizontal", "diagonal", "anti-diagonal", "steep falling", "flat falling", "single point",
+    "isotropic square", "empty"])
+def test_the_kernels_line_is_the_tensor_paths_line(points):
+    g = np.random.default_rng(len(points))
+    xy = {
+        "random": g.normal(size=(9, 2)) * [3.0, 40.0],
+        "vertical": np.stack([np.zeros(6), np.arange(6.0)], 1),
+        "horizontal": np.stack([np.arange(6.0), np.zeros(6)], 1),
+        "diagonal": np.stack([np.arange(6.0), np.arange(6.0)], 1),
+        "anti-diagonal": np.stack([np.arange(6.0), -np.arange(6.0)], 1),
+        "steep falling": np.stack([-np.arange(6.0), 3.0 * np.arange(6.0)], 1) + g.normal(size=(6, 2)) * 0.1,
+        "flat falling": np.stack([3.0 * np.arange(6.0), -np.arange(6.0)], 1) + g.normal(size=(6, 2)) * 0.1,
+        "single point": np.array([[2.0, 3.0]]),
+        "isotropic square": np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]]),
+        "empty": np.zeros((0, 2)),
+    }[points]
+    x, y = xy[:, 0], xy[:, 1]
+    sums = (float(len(xy)), x.sum(), y.sum(), (x * x).sum(), (y * y).sum(), (x * y).sum())
+    nx, ny, c, trace, lowest = refine_cpu._tls(*sums)
+    ones = torch.ones(len(xy), 1, 1, dtype=torch.float64)
+    tnx, tny, tc, tcount, ttrace = _moments_line(ones, torch.from_numpy(x)[:, None], torch.from_numpy(y)[:, None])
+    np.testing.assert_allclose([nx, ny, c, trace], [float(tnx), float(tny), float(tc), float(ttrace)], atol=1e-12)
+    assert math.isclose(nx * nx + ny * ny, 1.0, rel_tol=1e-12)
+    if len(xy) >= 2:
+        centred = xy - xy.mean(0)
+        smallest = np.linalg.eigvalsh(centred.T @ centred)[0]
+        assert math.isclose(lowest, max(smallest, 0.0), abs_tol=1e-12)
+        assert math.isclose(lowest, float(((xy @ [nx, ny] - c) ** 2).sum()), abs_tol=1e-9)
+
+
+def test_the_thread_count_changes_nothing():
+    kps = messy_instances(2000, seed=9)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = refine_symmetric(kps, FASHIONAI, generator=gen(4))
+    finally:
+        torch.set_num_threads(threads)
+    many = refine_symmetric(kps, FASHIONAI, generator=gen(4))
+    assert_same_refinement(one, many, atol=0.0)  # 2000 instances: eight blocks of work shared between threads
+
+
+def test_other_devices_and_dtypes_take_the_tensor_path(monkeypatch):
+    calls = []
+    monkeypatch.setattr(refine_cpu, "refine_instances", lambda *args: calls.append(args))
+    kps = messy_instances(8, seed=10)
+    refine_symmetric(kps.to(torch.bfloat16), FASHIONAI, generator=gen())
+    assert not calls, "bfloat16 has no NumPy dtype: it must stay on the tensor path"
+    refine_symmetric(kps, FASHIONAI, generator=gen())
+    assert len(calls) == 1
