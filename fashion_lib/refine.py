@@ -19,10 +19,12 @@ and each reading is a field of :class:`RefineConfig`:
 Coordinates are continuous pixels (pixel ``i`` covers ``[i, i + 1)``, torchvision's convention); that matters only
 for the crop of the second scale.
 
-Two implementations, one algorithm: on a GPU (and for dtypes NumPy lacks) the refiner runs as batched tensor
-operations, below; float32/float64 input on a CPU goes through a compiled per-instance kernel
+Two implementations, one algorithm: on a GPU (and for other dtypes than float32/float64) the refiner runs as
+batched tensor operations, below; float32/float64 input on a CPU goes through a compiled per-instance kernel
 (:mod:`fashion_lib.refine_cpu`), about twice as fast there (``benchmarks/refine.py``). Both draw the same random
-numbers, sample the same subsets and make the same decisions; ``tests/test_refine_cpu.py`` holds them together.
+numbers and sample the same subsets. On float64 input they make the same decisions; on float32 input the kernel
+still computes in float64, so the two agree to float32 rounding (see :mod:`fashion_lib.refine_cpu`).
+``tests/test_refine_cpu.py`` holds them together.
 
 Command line: ``python -m fashion_lib.refine RESULTS.json -o REFINED.json --schema coco`` refines the key-point
 results (COCO results format) of any detector; ``--help`` lists the options.
@@ -144,7 +146,7 @@ def _resolve(config: RefineConfig | None, schema: KeypointSchema, overrides: dic
 class AxisFit:
     """The best symmetry axis per instance (:func:`fit_symmetry_axis`)."""
 
-    normal: torch.Tensor  # (B, 2) float unit normal; the axis is {p : normal . p = offset}; normal[:, 1] >= 0
+    normal: torch.Tensor  # (B, 2) float unit normal; the axis is {p : normal . p = offset}; normal[:, 0] >= 0
     offset: torch.Tensor  # (B,) float, pixels
     inliers: torch.Tensor  # (B, P) bool, A_best (all False where has_axis is False)
     has_axis: torch.Tensor  # (B,) bool, False where no candidate reached m (or all midpoints coincide)
@@ -306,26 +308,35 @@ def _moments_line(
     count = weights.sum(0)  # (k, B)
     sums = x.new_zeros(5, k, B)  # sum of w x, w y, w x^2, w y^2, w x y
     sx, sy, sxx, syy, sxy = sums
-    wx = torch.empty_like(count)
-    yy = y * y
+    xx, yy, xy = x * x, y * y, x * y  # rounded once, so each product below is exact (w is 0 or 1), as in refine_cpu
     for i in range(P):
         w = weights[i]
-        torch.mul(w, x[i], out=wx)
-        sx.add_(wx)
+        sx.addcmul_(w, x[i])
         sy.addcmul_(w, y[i])
-        sxx.addcmul_(wx, x[i])
-        sxy.addcmul_(wx, y[i])
+        sxx.addcmul_(w, xx[i])
         syy.addcmul_(w, yy[i])
+        sxy.addcmul_(w, xy[i])
     safe = count.clamp(min=1.0)
     mx, my = sx / safe, sy / safe
     sxx = sxx - count * mx * mx  # second moments about the candidate's centroid
     syy = syy - count * my * my
     sxy = sxy - count * mx * my
-    # Direction of largest spread: theta = atan2(2 sxy, sxx - syy) / 2; the normal is its perpendicular.
-    # atan2(0, 0) = 0 keeps a degenerate set finite (the caller rejects it).
-    theta = 0.5 * torch.atan2(2.0 * sxy, sxx - syy)
-    nx = -torch.sin(theta)
-    ny = torch.cos(theta)
+    # Direction of largest spread, (cos, sin) of theta = atan2(2 sxy, sxx - syy) / 2, taken as the eigenvector of
+    # the 2 x 2 scatter for its larger eigenvalue rather than through trigonometry: a line along an image axis then
+    # gets an exact normal (cos(pi / 2) is 6e-17, which moves a midpoint exactly d away across the inlier bound).
+    # refine_cpu._tls computes the same formula. A degenerate set (norm 0) gets theta = 0; the caller rejects it.
+    diff = sxx - syy
+    r = torch.sqrt(diff * diff + 4.0 * sxy * sxy)
+    up = diff >= 0
+    dx = torch.where(up, diff + r, 2.0 * sxy)
+    dy = torch.where(up, 2.0 * sxy, r - diff)
+    norm = torch.sqrt(dx * dx + dy * dy)
+    zero = norm == 0
+    dx = torch.where(zero, 1.0, dx)
+    flip = (dx < 0) | ((dx == 0) & (dy < 0))  # cos(theta) > 0, or sin(theta) > 0 where cos(theta) = 0
+    norm = torch.where(zero, 1.0, norm)
+    norm = torch.where(flip, -norm, norm)
+    nx, ny = -dy / norm, dx / norm  # the normal is perpendicular to the direction
     return nx, ny, nx * mx + ny * my, count, (sxx + syy).clamp(min=0.0)
 
 
@@ -335,10 +346,11 @@ def _residuals(nx: torch.Tensor, ny: torch.Tensor, c: torch.Tensor, x: torch.Ten
     ``nx``, ``ny``, ``c``: (k, B); ``x``, ``y``: (P, B). Yields ``(i, r_i)``, ``r_i`` (k, B) float; the buffer is
     reused, so consume it before the next one.
     """
-    r = torch.empty_like(c)
+    r, ry = torch.empty_like(c), torch.empty_like(c)
     for i in range(x.shape[0]):
+        # two roundings, not addcmul's fused multiply-add: the CPU kernel (refine_cpu) rounds the same way
         torch.mul(nx, x[i], out=r)
-        r.addcmul_(ny, y[i]).sub_(c)
+        r.add_(torch.mul(ny, y[i], out=ry)).sub_(c)
         yield i, r
 
 
@@ -411,10 +423,13 @@ _CPU_KERNEL = True
 
 def _cpu_kernel_applies(tensor: torch.Tensor) -> bool:
     """Whether ``tensor`` goes through the CPU kernel; if so, the kernel gets as many threads as torch has."""
-    applies = _CPU_KERNEL and tensor.device.type == "cpu" and tensor.dtype in (torch.float32, torch.float64)
-    if applies:
-        refine_cpu.set_threads(torch.get_num_threads())
-    return applies
+    return (_CPU_KERNEL and tensor.device.type == "cpu" and tensor.dtype in (torch.float32, torch.float64)
+            and refine_cpu.ready(torch.get_num_threads()))
+
+
+def _rounded(value: float, dtype: torch.dtype) -> float:
+    """``value`` rounded to ``dtype``: the kernel compares in float64 what the tensor path compares in ``dtype``."""
+    return torch.tensor(value, dtype=dtype).item()
 
 
 def _np(tensor: torch.Tensor):
@@ -454,11 +469,9 @@ def fit_symmetry_axis(
        squared orthogonal distance over ``A``.
     5. Keep the candidate with the smallest error; ties go to the earliest candidate.
 
-    Midpoints are centred per instance before any moment is taken, and the tensor path takes errors from explicit
-    residuals, not from the moments: on exactly symmetric input every candidate's error is then ~0 at the
-    precision of the *spread* of the points, not of their image position, and the tie cannot pick a worse ``A``.
-    (The CPU kernel computes in float64, where the smaller eigenvalue of ``A``'s centred scatter gives the same
-    error to ~1e-11 px^2.)
+    Midpoints are centred per instance before any moment is taken, and errors come from explicit residuals, not
+    from the moments: on exactly symmetric input every candidate's error is then ~0 at the precision of the
+    *spread* of the points, not of their image position, and the tie cannot pick a worse ``A``.
 
     Parameters
     ----------
@@ -486,12 +499,12 @@ def fit_symmetry_axis(
     n_t, m_t, d_t = _check_ransac_args(k, n, m, d, B, P, dtype, device)
     valid = valid & torch.isfinite(midpoints).all(-1)
     if _cpu_kernel_applies(midpoints):
-        axis, inliers = midpoints.new_empty(B, 3), torch.empty(B, P, dtype=torch.bool)
+        normal, offset, inliers = midpoints.new_empty(B, 2), midpoints.new_empty(B), torch.empty(B, P, dtype=torch.bool)
         has_axis, error = torch.empty(B, dtype=torch.bool), midpoints.new_empty(B)
         refine_cpu.fit_axes(_np(midpoints), _np(valid), _np(_uniforms(k, B, generator, device)), _np64(n_t),
-                            _np64(m_t), _np64(d_t), _tiny_eps(dtype), axis.numpy(), inliers.numpy(),
-                            has_axis.numpy(), error.numpy())
-        return AxisFit(normal=axis[:, :2], offset=axis[:, 2], inliers=inliers, has_axis=has_axis, error=error)
+                            _np64(m_t), _np64(d_t), _tiny_eps(dtype), normal.numpy(), offset.numpy(),
+                            inliers.numpy(), has_axis.numpy(), error.numpy())
+        return AxisFit(normal=normal, offset=offset, inliers=inliers, has_axis=has_axis, error=error)
     pts = torch.nan_to_num(midpoints, nan=0.0, posinf=0.0, neginf=0.0) * valid[..., None]
     vf = valid.t().to(dtype).contiguous()  # (P, B)
     x, y = pts[..., 0].t().contiguous(), pts[..., 1].t().contiguous()
@@ -602,12 +615,12 @@ def _refine_chunk(
         # The kernel finds the present points itself; only d_unit="relative" needs them here (missing_mask would be
         # the slowest step left on this side).
         present = ~missing_mask(keypoints, cfg.score_threshold) if cfg.d_unit == "relative" else None
-        n, m, d = _instance_parameters(keypoints, present, schema, cfg, applicable, torch.float64)
+        n, m, d = _instance_parameters(keypoints, present, schema, cfg, applicable, dtype)
         refine_cpu.refine_instances(
-            _np(keypoints), float(cfg.score_threshold),
+            _np(keypoints), _rounded(cfg.score_threshold, dtype),
             _np(torch.ones(B, K, dtype=torch.bool) if applicable is None else applicable), _np(schema.pairs[:, 0]),
             _np(schema.pairs[:, 1]), _np(schema.center), cfg.center_votes, _np(_uniforms(cfg.k, B, generator, device)),
-            _np(n), _np(m), _np(d), float(cfg.alpha), _tiny_eps(dtype), out.keypoints.numpy(), out.axis.numpy(),
+            _np64(n), _np64(m), _np64(d), float(cfg.alpha), _tiny_eps(dtype), out.keypoints.numpy(), out.axis.numpy(),
             out.inliers.numpy(), out.refined.numpy(), out.filled.numpy(), out.has_axis.numpy())
         return
     left_idx, right_idx = schema.pairs.to(device).unbind(1)

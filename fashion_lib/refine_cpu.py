@@ -18,10 +18,13 @@ Where the time went, and what this code does about it (each measured on FashionA
 
 It is the same algorithm and it consumes the same random numbers: the caller draws the ``(k, B)`` float64 uniforms
 from its ``torch.Generator`` exactly as the tensor path's ``_sample_subsets`` does, and :func:`_sample` spends them
-with the same float64 steps, so both paths sample the same subsets. Arithmetic is float64 whatever the input's
-dtype (scalar float64 costs no more than float32); outputs are stored in the input's dtype. A candidate's error is
-the smaller eigenvalue of its ``A``'s centred scatter (the tensor path sums explicit residuals in the input's
-dtype); ``tests/test_refine_cpu.py`` checks that the two paths reach the same decisions.
+with the same float64 steps, so both paths sample the same subsets. The arithmetic follows the tensor path's
+formulas and order of summation and rounds at the same steps (neither fuses a multiply-add), so float64 input gives
+the same decisions on both, ties and inputs exactly ``d`` from a line included. Arithmetic here is float64
+whatever the input's dtype (scalar float64 costs no more than float32); outputs are stored in the input's dtype. On
+float32 input the tensor path rounds in float32, so there the two agree to rounding and can decide differently
+only for a residual within rounding of ``d`` or errors tied within rounding. ``tests/test_refine_cpu.py`` checks
+both.
 
 Everything here is private to :mod:`fashion_lib.refine`, which validates the arguments and prepares the
 per-instance parameters (``n``, ``m``, ``d``, the uniforms); the functions below trust them.
@@ -30,6 +33,7 @@ per-instance parameters (``n``, ``m``, ``d``, the uniforms); the functions below
 from __future__ import annotations
 
 import math
+import os
 
 import numba
 import numpy as np
@@ -39,10 +43,35 @@ from numba import njit, prange
 _BLOCK = 256
 
 
-def set_threads(count: int) -> None:
-    """Run the kernels below on ``count`` threads (at most numba's ``NUMBA_NUM_THREADS``, the core count by
-    default). :mod:`fashion_lib.refine` passes ``torch.get_num_threads()``, so one setting governs both paths."""
-    numba.set_num_threads(max(1, min(count, numba.config.NUMBA_NUM_THREADS)))
+_launched = False  # this process has run a parallel kernel, and so started the threading layer's threads
+_forked_after_launch = False  # this process was forked from one that had
+
+
+def _after_fork_in_child() -> None:
+    global _forked_after_launch
+    _forked_after_launch = _launched
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def ready(threads: int) -> bool:
+    """Whether the kernels below can run in this process; if so, they will run on ``threads`` threads (at most
+    numba's ``NUMBA_NUM_THREADS``, the core count by default) and the caller launches one.
+
+    False in a process forked from one that has run them. numba's threading layer is GNU OpenMP here (numba
+    prefers TBB where ``tbb`` is installed), and OpenMP terminates such a child as soon as it starts a parallel
+    region; the tensor path serves it instead. PyTorch shares that OpenMP runtime and its parallel operations hang
+    in such a child unless it runs on one thread, as DataLoader workers do (``torch.set_num_threads(1)``); other
+    worker processes are best started with "spawn" or "forkserver". numba's fork-safe work queue layer measured
+    0.77-0.97 million instances/s here against 1.3-1.5 million with OpenMP, which is why it is not forced.
+    :mod:`fashion_lib.refine` passes ``torch.get_num_threads()``, so one setting governs both paths."""
+    global _launched
+    if _forked_after_launch:
+        return False
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    _launched = True
+    return True
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -75,12 +104,10 @@ def _sample(u, valid, b, left, n, need, count, index) -> None:
 def _tls(count, sx, sy, sxx, syy, sxy):
     """Total-least-squares line from the sums of 1, x, y, x^2, y^2, x y over a set of centred points.
 
-    Returns ``(nx, ny, c, trace, lowest)``: unit normal and offset of ``nx x + ny y = c``, the scatter's trace and
-    its smaller eigenvalue, which is the sum of squared orthogonal distances to the line. The normal is the tensor
-    path's (``refine._moments_line``: ``theta = atan2(2 sxy, sxx - syy) / 2``) computed as an eigenvector of the
-    2 x 2 scatter, without trigonometry, whose three libm calls per line were half of this kernel's time."""
-    inv = 1.0 / max(count, 1.0)
-    mx, my = sx * inv, sy * inv
+    Returns ``(nx, ny, c, trace)``: unit normal and offset of ``nx x + ny y = c`` and the scatter's trace. The
+    formula, step for step, is the tensor path's (``refine._moments_line``)."""
+    safe = max(count, 1.0)
+    mx, my = sx / safe, sy / safe
     a = sxx - count * mx * mx  # second moments about the set's centroid
     c = syy - count * my * my
     b = sxy - count * mx * my
@@ -95,10 +122,9 @@ def _tls(count, sx, sy, sxx, syy, sxy):
     zero = 1.0 * (norm == 0.0)  # isotropic or a single point: atan2(0, 0) = 0 there (the caller rejects the set)
     dx, norm = dx + zero, norm + zero
     flip = (dx < 0.0) | ((dx == 0.0) & (dy < 0.0))  # the tensor path's sign: cos(theta) > 0, or sin(theta) > 0
-    inv = (1.0 - 2.0 * flip) / norm
-    nx, ny = -dy * inv, dx * inv  # the normal is perpendicular to the direction
-    trace = max(a + c, 0.0)
-    return nx, ny, nx * mx + ny * my, trace, max(0.5 * (trace - r), 0.0)
+    norm *= 1.0 - 2.0 * flip
+    nx, ny = -dy / norm, dx / norm  # the normal is perpendicular to the direction
+    return nx, ny, nx * mx + ny * my, max(a + c, 0.0)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -119,9 +145,8 @@ def _fit_one(vx, vy, valid, u, b, n, m, d, tiny_eps, feats, left, cand, count_s,
 
     Each step runs over all ``k`` candidates before the next: a candidate alone is a chain of dependent square
     roots and divisions, and independent candidates side by side keep the CPU's units busy. The sample's line
-    comes from its own few points; ``A``'s sums are gathered while its members are found; the error of ``A``'s
-    refitted line is the smaller eigenvalue of its scatter, which in float64 about the centroid is exact to ~1e-11
-    px^2 (the tensor path, in the input's dtype, sums explicit residuals instead)."""
+    comes from its own few points (adding the others' zero weights, as the tensor path does, changes no bit), and
+    ``A``'s sums are gathered while its members are found."""
     V, k = feats.shape[1], u.shape[0]
     count_valid = cx = cy = scale = 0.0
     for i in range(V):
@@ -140,7 +165,8 @@ def _fit_one(vx, vy, valid, u, b, n, m, d, tiny_eps, feats, left, cand, count_s,
         left[i] = remaining
     tiny = (tiny_eps * scale) ** 2
 
-    # cand rows: 0 the uniforms, 1 scratch, 2-4 the sample's line, 5-7 A's line, 8 A's error (inf: not eligible)
+    # cand rows: 0 the uniforms, 1 scratch, 2-4 the sample's line, 5-7 A's line, 8 |A| then A's error (inf: not
+    # eligible)
     for j in range(k):
         cand[0, j] = u[j, b]
     _sample(cand[0], valid, b, left, n, cand[1], count_s, index)
@@ -154,7 +180,7 @@ def _fit_one(vx, vy, valid, u, b, n, m, d, tiny_eps, feats, left, cand, count_s,
             s3 += feats[2, i]
             s4 += feats[3, i]
             s5 += feats[4, i]
-        cand[2, j], cand[3, j], cand[4, j], _, _ = _tls(s0, s1, s2, s3, s4, s5)
+        cand[2, j], cand[3, j], cand[4, j], _ = _tls(s0, s1, s2, s3, s4, s5)
     for j in range(k):  # A = the sample and every valid midpoint within d of its line; A's line (Alg. 1 line 10)
         size, nx, ny, c = count_s[j], cand[2, j], cand[3, j], cand[4, j]
         s0 = s1 = s2 = s3 = s4 = s5 = 0.0
@@ -173,9 +199,16 @@ def _fit_one(vx, vy, valid, u, b, n, m, d, tiny_eps, feats, left, cand, count_s,
             s3 += w * feats[2, i]
             s4 += w * feats[3, i]
             s5 += w * feats[4, i]
-        cand[5, j], cand[6, j], cand[7, j], trace, lowest = _tls(s0, s1, s2, s3, s4, s5)
-        eligible = (size >= n) & (s0 >= m) & (trace > s0 * tiny)
-        cand[8, j] = lowest / s0 if eligible else math.inf
+        cand[5, j], cand[6, j], cand[7, j], trace = _tls(s0, s1, s2, s3, s4, s5)
+        cand[8, j] = math.inf if (size < n) | (s0 < m) | (trace <= s0 * tiny) else s0  # not eligible: inf
+    for j in range(k):  # A's error, from explicit residuals (exact ties stay ties, as in the tensor path)
+        if cand[8, j] < math.inf:
+            nx, ny, c = cand[5, j], cand[6, j], cand[7, j]
+            err = 0.0
+            for i in range(V):
+                r = nx * feats[0, i] + ny * feats[1, i] - c
+                err += member[j, i] * (r * r)
+            cand[8, j] = err / cand[8, j]
     best, best_err = -1, math.inf
     for j in range(k):
         if cand[8, j] < best_err:  # strict: ties go to the earliest candidate
@@ -190,12 +223,12 @@ def _fit_one(vx, vy, valid, u, b, n, m, d, tiny_eps, feats, left, cand, count_s,
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def fit_axes(mid, valid, u, n, m, d, tiny_eps, axis, inliers, has_axis, error):
+def fit_axes(mid, valid, u, n, m, d, tiny_eps, normal, offset, inliers, has_axis, error):
     """:func:`refine.fit_symmetry_axis` on CPU arrays.
 
     ``mid`` (B, V, 2) float; ``valid`` (B, V) bool (already False where a coordinate is not finite); ``u`` (k, B)
     float64; ``n``, ``m``, ``d`` (B,) float64; ``tiny_eps`` float, ``256 eps`` of the input's dtype. Writes
-    ``axis`` (B, 3) (nx, ny, offset), ``inliers`` (B, V) bool, ``has_axis`` (B,) bool, ``error`` (B,)."""
+    ``normal`` (B, 2), ``offset`` (B,), ``inliers`` (B, V) bool, ``has_axis`` (B,) bool, ``error`` (B,)."""
     B, V = valid.shape
     for block in prange((B + _BLOCK - 1) // _BLOCK):
         vx, vy = np.empty(V), np.empty(V)
@@ -203,9 +236,9 @@ def fit_axes(mid, valid, u, n, m, d, tiny_eps, axis, inliers, has_axis, error):
         for b in range(block * _BLOCK, min(B, (block + 1) * _BLOCK)):
             for i in range(V):
                 vx[i], vy[i] = mid[b, i, 0], mid[b, i, 1]
-            nx, ny, offset, has, best_err = _fit_one(vx, vy, valid, u, b, n[b], m[b], d[b], tiny_eps, feats, left,
+            nx, ny, off, has, best_err = _fit_one(vx, vy, valid, u, b, n[b], m[b], d[b], tiny_eps, feats, left,
                                                      cand, count_s, index, member, inliers)
-            axis[b, 0], axis[b, 1], axis[b, 2] = nx, ny, offset
+            normal[b, 0], normal[b, 1], offset[b] = nx, ny, off
             has_axis[b], error[b] = has, best_err
 
 
@@ -243,7 +276,7 @@ def refine_instances(kps, score_threshold, applicable, left_idx, right_idx, cent
                     c_ = centre_idx[i - P]
                     vote = present[c_] & applicable[b, c_]
                     x, y = kps[b, c_, 0], kps[b, c_, 1]
-                voting[b, i] = vote & math.isfinite(x) & math.isfinite(y)  # a midpoint of huge values may overflow
+                voting[b, i] = vote & math.isfinite(x) & math.isfinite(y)  # as the tensor path (float64 here, though)
                 vx[i], vy[i] = x, y
             nx, ny, offset, has, _ = _fit_one(vx, vy, voting, u, b, n[b], m[b], d[b], tiny_eps, feats, left, cand,
                                               count_s, index, member, best_a)

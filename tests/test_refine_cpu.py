@@ -1,14 +1,17 @@
 """The CPU kernel of New-key-detection (fashion_lib.refine_cpu) against the tensor path of fashion_lib.refine.
 
-Both paths draw the same uniforms, so they must sample the same subsets bit for bit and reach the same decisions
-(axis found, inliers, refined and filled points); coordinates agree to rounding (the kernel computes in float64).
+Both paths draw the same uniforms, so they must sample the same subsets bit for bit. On float64 input they must
+reach the same decisions (axis found, inliers, refined and filled points), ties and midpoints exactly ``d`` from a
+line included; on float32 input the kernel still computes in float64, so coordinates agree to float32 rounding.
 The properties and the oracle of ``tests/test_refine.py`` run on both paths as well.
 """
 
 from __future__ import annotations
 
 import math
+import os
 
+import numba
 import numpy as np
 import pytest
 import torch
@@ -105,7 +108,6 @@ def test_fit_symmetry_axis_agrees_and_its_error_is_the_mean_squared_residual(mon
     assert 0 < int(has.sum()) < len(kps)
     assert torch.allclose(kernel.normal, tensor.normal, atol=1e-9)
     assert torch.allclose(kernel.offset, tensor.offset, atol=1e-7)
-    # The kernel scores a candidate by the smaller eigenvalue of A's scatter, the tensor path by explicit residuals
     residual = (mid * kernel.normal[:, None]).sum(-1) - kernel.offset[:, None]  # (B, P)
     inl = kernel.inliers
     explicit = torch.where(inl, residual.square(), 0.0).sum(1) / inl.sum(1).clamp(min=1)
@@ -150,28 +152,101 @@ def test_the_kernels_line_is_the_tensor_paths_line(points):
         "empty": np.zeros((0, 2)),
     }[points]
     x, y = xy[:, 0], xy[:, 1]
-    sums = (float(len(xy)), x.sum(), y.sum(), (x * x).sum(), (y * y).sum(), (x * y).sum())
-    nx, ny, c, trace, lowest = refine_cpu._tls(*sums)
+    sums = [float(len(xy)), 0.0, 0.0, 0.0, 0.0, 0.0]
+    for xi, yi in zip(x.tolist(), y.tolist(), strict=True):  # in order, one rounding each, as both paths sum
+        for s, term in enumerate((xi, yi, xi * xi, yi * yi, xi * yi), start=1):
+            sums[s] += term
+    nx, ny, c, trace = refine_cpu._tls(*sums)
     ones = torch.ones(len(xy), 1, 1, dtype=torch.float64)
     tnx, tny, tc, tcount, ttrace = _moments_line(ones, torch.from_numpy(x)[:, None], torch.from_numpy(y)[:, None])
-    np.testing.assert_allclose([nx, ny, c, trace], [float(tnx), float(tny), float(tc), float(ttrace)], atol=1e-12)
+    assert [nx, ny, c, trace] == [float(tnx), float(tny), float(tc), float(ttrace)], "the same formula, bit for bit"
     assert math.isclose(nx * nx + ny * ny, 1.0, rel_tol=1e-12)
-    if len(xy) >= 2:
+    if len(xy) >= 2:  # the normal spans the direction of least spread: the TLS line
         centred = xy - xy.mean(0)
-        smallest = np.linalg.eigvalsh(centred.T @ centred)[0]
-        assert math.isclose(lowest, max(smallest, 0.0), abs_tol=1e-12)
-        assert math.isclose(lowest, float(((xy @ [nx, ny] - c) ** 2).sum()), abs_tol=1e-9)
+        values, vectors = np.linalg.eigh(centred.T @ centred)
+        assert abs(abs(float(vectors[:, 0] @ [nx, ny])) - 1.0) < 1e-9 or values[0] == values[1]
+        assert math.isclose(float(((xy @ [nx, ny] - c) ** 2).sum()), max(values[0], 0.0), abs_tol=1e-9)
+    if points in ("vertical", "horizontal"):  # a line along an image axis gets an exact normal
+        assert {abs(nx), abs(ny)} == {0.0, 1.0}
+
+
+def test_integer_coordinates_exactly_d_from_the_axis_get_the_same_decisions(monkeypatch):
+    # Ground truth and arg-max detectors give whole pixels: with d = 1 px, midpoints lie exactly on the inlier bound.
+    kps, normal, _ = symmetric_instances(400, seed=12, tilt_deg=0.0)
+    kps[..., :2] = torch.round(kps[..., :2])
+    g = torch.Generator().manual_seed(13)
+    shift = (torch.rand(400, FASHIONAI.num_pairs, generator=g) < 0.3).double()  # pairs moved exactly 1 px across
+    kps[:, FASHIONAI.pairs[:, 0], 0] += shift
+    kps[:, FASHIONAI.pairs[:, 1], 0] += shift
+    kernel, tensor = both_paths(monkeypatch, lambda: refine_symmetric(kps, FASHIONAI, generator=gen(3), d=1.0))
+    assert_same_refinement(kernel, tensor, atol=0.0)
+    # the data do sit on the bound: d just below 1 px changes the decisions
+    below = refine_symmetric(kps, FASHIONAI, generator=gen(3), d=0.999)
+    assert kernel.has_axis.all() and not torch.equal(below.inliers, kernel.inliers)
+
+
+def test_a_float32_score_equal_to_the_threshold_is_missing_on_both_paths(monkeypatch):
+    kps, _, _ = symmetric_instances(6, seed=14, dtype=torch.float32)
+    cuff = FASHIONAI.index("cuff_left_out")
+    kps[:, cuff, 2] = 0.15  # float32(0.15) is not float64(0.15): the threshold is rounded the same way
+    kernel, tensor = both_paths(
+        monkeypatch, lambda: refine_symmetric(kps, FASHIONAI, generator=gen(), score_threshold=0.15))
+    assert kernel.filled[:, cuff].all()
+    assert_same_refinement(kernel, tensor, atol=1e-4)
+
+
+def test_fit_symmetry_axis_agrees_on_float32_with_per_instance_parameters(monkeypatch):
+    kps = messy_instances(200, seed=15)
+    pairs = FASHIONAI.pairs
+    mid = (0.5 * (kps[:, pairs[:, 0], :2] + kps[:, pairs[:, 1], :2])).float()
+    valid = (kps[:, pairs[:, 0], 2] > 0) & (kps[:, pairs[:, 1], 2] > 0)
+    g = torch.Generator().manual_seed(16)
+    n = torch.randint(2, 5, (200,), generator=g)
+    m = n + 1 + torch.randint(0, 3, (200,), generator=g)  # |A| > n: no line fits A exactly, so errors do not tie
+    d = 0.5 + torch.rand(200, generator=g) * 2
+    kernel, tensor = both_paths(monkeypatch, lambda: fit_symmetry_axis(mid, valid, k=8, n=n, m=m, d=d,
+                                                                       generator=gen(7)))
+    # float32 rounding could flip a midpoint within ~1e-5 px of d, or errors tied to rounding: none here
+    same = (kernel.has_axis == tensor.has_axis) & (kernel.inliers == tensor.inliers).all(1)
+    assert same.all() and 0 < int(kernel.has_axis.sum()) < 200
+    assert torch.allclose(kernel.normal[same], tensor.normal[same], atol=1e-4)
+    assert kernel.normal.is_contiguous() and kernel.offset.is_contiguous() and kernel.normal.dtype == torch.float32
+
+
+def test_a_forked_worker_can_refine_after_its_parent_did():
+    # numba's OpenMP layer would terminate the child: there the tensor path serves (refine_cpu.ready). The child runs
+    # torch on one thread, as a DataLoader worker does: PyTorch's own OpenMP threads would hang in a forked child.
+    kps = messy_instances(600, seed=17)
+    parent = refine_symmetric(kps, FASHIONAI, generator=gen(1))
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: refine, report the number of axes found, exit without running pytest's teardown
+        try:
+            torch.set_num_threads(1)
+            child = refine_symmetric(kps, FASHIONAI, generator=gen(1))
+            os.write(write, str(int(child.has_axis.sum())).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    reported = os.read(read, 64).decode()
+    os.close(read)
+    assert status == 0 and reported == str(int(parent.has_axis.sum())), (status, reported)
 
 
 def test_the_thread_count_changes_nothing():
     kps = messy_instances(2000, seed=9)
     threads = torch.get_num_threads()
+    if min(threads, numba.config.NUMBA_NUM_THREADS) < 2:
+        pytest.skip("needs two threads")
     try:
         torch.set_num_threads(1)
         one = refine_symmetric(kps, FASHIONAI, generator=gen(4))
+        assert numba.get_num_threads() == 1, "the kernel follows torch's thread count"
     finally:
         torch.set_num_threads(threads)
     many = refine_symmetric(kps, FASHIONAI, generator=gen(4))
+    assert numba.get_num_threads() == min(threads, numba.config.NUMBA_NUM_THREADS)
     assert_same_refinement(one, many, atol=0.0)  # 2000 instances: eight blocks of work shared between threads
 
 
