@@ -415,7 +415,7 @@ def _tiny_eps(dtype: torch.dtype) -> float:
     return 256 * torch.finfo(dtype).eps
 
 
-# Run CPU float32/float64 input through the compiled kernel (fashion_lib.refine_cpu), several times faster there
+# Run CPU float32/float64 input through the compiled kernel (fashion_lib.refine_cpu), about twice as fast there
 # than the tensor path below, which serves every other device and dtype. The tests switch it off to check that the
 # two paths agree.
 _CPU_KERNEL = True
