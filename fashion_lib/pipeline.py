@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,7 @@ __all__ = [
     "cache_key",
     "execute_notebook",
     "build_book",
+    "build_failure_message",
     "toc_parts",
     "read_build_history",
     "append_build_history",
@@ -496,6 +498,45 @@ def fold_code(nb) -> None:
             tags.append(wanted)
 
 
+# A Sphinx problem line: "<path>:<line>: WARNING: ..." or "<path>: ERROR: ..." (the line number is optional).
+_PROBLEM = re.compile(r"^(?P<path>[^\s:][^:]*?)(?::\d+)?: (?P<kind>WARNING|ERROR|CRITICAL)\b")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _advice(workdir: Path, path: Path) -> str:
+    """What to do about a problem in ``path``: which source made it, and where to fix it."""
+    try:
+        rel = path.resolve().relative_to(workdir.resolve())
+    except ValueError:
+        return "outside the book's folder: a page refers to it; fix that page"
+    if rel.parts[:1] != ("book",) or any(part.startswith(".") for part in rel.parts):
+        return ("not one of the book's sources (they are under book/, outside dot-folders): the build must not "
+                "read it; delete it, or check `include_patterns` and `exclude_patterns` in _config.yml")
+    if rel.parts[:2] == ("book", "results"):
+        if rel.suffix == ".ipynb":
+            return (f"made by notebooks/{rel.stem}.py: fix that notebook (or the library it calls); `make book` "
+                    "executes it again")
+        return "written by the pipeline itself (fashion_lib/pipeline.py)"
+    return "a hand-written page: fix it there"
+
+
+def build_failure_message(workdir: Path, returncode: int, output: str) -> str:
+    """The error of a failed ``jupyter-book build``: each file the warnings name, what made it and what to do, then
+    the warnings themselves (at most 40)."""
+    lines = [_ANSI.sub("", line) for line in output.splitlines()]
+    problems = [line for line in lines if "WARNING" in line or "ERROR" in line or "CRITICAL" in line]
+    files = dict.fromkeys(m["path"] for line in problems if (m := _PROBLEM.match(line.strip())))
+    advice = [f"- {path}: {_advice(workdir, Path(path))}" for path in files]
+    body = problems[:40] or lines[-40:]
+    more = [f"... and {len(problems) - 40} more"] if len(problems) > 40 else []
+    return "\n".join([
+        f"jupyter-book build of {workdir} failed (exit {returncode}; warnings are errors).",
+        *(["Files that caused it:", *advice] if advice else []),
+        "The executed notebooks stay cached: after the fix, `make book` only builds the HTML again.",
+        "Warnings:", *body, *more,
+    ])
+
+
 def build_book(workdir: Path, *, strict: bool = True) -> Path:
     """Run ``jupyter-book build`` on ``workdir`` (execution off in ``_config.yml``); returns the HTML folder.
 
@@ -509,9 +550,7 @@ def build_book(workdir: Path, *, strict: bool = True) -> Path:
     log.info("building the book: %s", " ".join(cmd))
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
     if proc.returncode != 0:
-        lines = (proc.stdout + proc.stderr).splitlines()
-        problems = [line for line in lines if "WARNING" in line or "ERROR" in line] or lines[-40:]
-        raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}):\n" + "\n".join(problems[:40]))
+        raise RuntimeError(build_failure_message(workdir, proc.returncode, proc.stdout + proc.stderr))
     html = workdir / "_build" / "html"
     if not (html / "index.html").is_file():
         raise RuntimeError(f"jupyter-book build wrote no {html / 'index.html'}:\n{proc.stdout[-2000:]}")

@@ -146,6 +146,53 @@ def test_smoke_book_builds_strictly_then_rebuilds_from_cache(smoke_book, tmp_pat
         pipeline.build_book(broken)
 
 
+# What the README's other commands and usual tools leave in a clone beside the book's sources.
+OTHER_COMMANDS_ARTEFACTS = {
+    ".pytest_cache/README.md": "# pytest cache directory #\n",  # make test
+    ".ruff_cache/0.6.0/README.md": "# ruff\n",  # make lint
+    ".venv/lib/notes.md": "# venv\n",  # the environment both commands create
+    ".hypothesis/examples/README.md": "# hypothesis\n",
+    "book/.scratch/draft.md": "# a stray page in a dot-folder of the book\n",
+    "book/.ipynb_checkpoints/intro-checkpoint.md": "# checkpoint\n",
+    "benchmarks/README.md": "# benchmarks\n",
+}
+
+
+@pytest.mark.slow
+def test_the_book_reads_only_its_own_sources_beside_other_commands_artefacts(smoke_book, tmp_path):
+    # `make test` then `make book` in one clone: the first leaves .pytest_cache/README.md and friends in the folder
+    # the book is built from; the strict build must not read them (it failed on them before the allow-list)
+    clone = tmp_path / "clone"
+    shutil.copytree(smoke_book.workdir, clone, ignore=shutil.ignore_patterns("_build"))
+    shutil.copy(ROOT / "_config.yml", clone / "_config.yml")
+    for name, text in OTHER_COMMANDS_ARTEFACTS.items():
+        (clone / name).parent.mkdir(parents=True, exist_ok=True)
+        (clone / name).write_text(text)
+    html = pipeline.build_book(clone)
+    assert (html / "book" / "intro.html").is_file()
+    assert not list(html.rglob("README.html")) and not list(html.rglob("draft.html"))
+
+
+def test_a_failed_build_names_each_file_what_made_it_and_what_to_do(tmp_path):
+    output = "\n".join([
+        "Running Sphinx v7.4.7",
+        f"\x1b[91m{tmp_path}/.pytest_cache/README.md: WARNING: document isn't included in any toctree\x1b[39;49;00m",
+        f"{tmp_path}/book/results/10_table1_fashionai.ipynb:5: WARNING: glue target not found: 'ne'",
+        f"{tmp_path}/book/intro.md:12: ERROR: Unknown directive type",
+        f"{tmp_path}/book/.scratch/draft.md: WARNING: document isn't included in any toctree",
+        "build finished with problems, 3 warnings.",
+    ])
+    message = pipeline.build_failure_message(tmp_path, 1, output)
+    assert f"- {tmp_path}/.pytest_cache/README.md: not one of the book's sources" in message
+    assert "delete it" in message
+    assert f"- {tmp_path}/book/results/10_table1_fashionai.ipynb: made by notebooks/10_table1_fashionai.py" in message
+    assert f"- {tmp_path}/book/intro.md: a hand-written page" in message
+    assert f"- {tmp_path}/book/.scratch/draft.md: not one of the book's sources" in message
+    # the warnings themselves follow, without terminal colour codes
+    assert "README.md: WARNING: document isn't included in any toctree" in message and "\x1b[" not in message
+    assert "only builds the HTML again" in message
+
+
 @pytest.mark.slow
 def test_failing_notebook_is_named_and_not_cached(tmp_path, monkeypatch):
     root = tmp_path / "repo"
