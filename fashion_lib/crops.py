@@ -66,6 +66,7 @@ __all__ = [
     "NECK_POINTS",
     "CROP_KINDS",
     "valid_keypoints",
+    "closing_boxes",
     "image_sizes",
     "normal_crop",
     "neck_crop",
@@ -218,12 +219,12 @@ def _grow_and_clip(boxes: torch.Tensor, min_size: float, hw: torch.Tensor | None
     return torch.cat([lo, hi], 1)
 
 
-def _closure(keypoints: torch.Tensor, valid: torch.Tensor, margin: float) -> torch.Tensor:
-    """``(B, 4)`` boxes closing the ``valid`` ``(B, K)`` points, grown by ``margin`` of their width (height) per side
-    (zeros where an instance has no valid point)."""
+def closing_boxes(keypoints: torch.Tensor, valid: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
+    """``(B, 4)`` boxes ``x1, y1, x2, y2`` closing the ``valid`` ``(B, K)`` bool points of ``(B, K, 2 or 3)``
+    ``keypoints``, grown by ``margin`` of their width (height) per side; zeros where an instance has none."""
     # keypoint_boxes closes the points with v > 0: zero the invalid ones (NaN coordinates, scores <= 0) first
     clean = torch.where(valid[..., None], keypoints, torch.zeros_like(keypoints))
-    clean = torch.cat([clean[..., :2], valid[..., None].to(clean.dtype)], -1)
+    clean = torch.cat([clean[..., :2], valid[..., None].to(clean.dtype)], -1)  # (B, K, 3), v = valid
     return keypoint_boxes(clean, margin)
 
 
@@ -271,7 +272,7 @@ def normal_crop(
     B = keypoints.shape[0]
     hw = image_sizes(image_size, B, keypoints.device, keypoints.dtype)
     valid = valid_keypoints(keypoints)  # (B, K)
-    boxes = _grow_and_clip(_closure(keypoints, valid, margin), min_size, hw)
+    boxes = _grow_and_clip(closing_boxes(keypoints, valid, margin), min_size, hw)
     fallback = ~valid.any(1)  # (B,)
     if hw is None:
         if B and bool(fallback.any()):
@@ -526,7 +527,7 @@ def second_scale_boxes(
     hw = image_sizes(image_size, B, keypoints.device, keypoints.dtype)
     valid = present & torch.isfinite(keypoints[..., :2]).all(-1)
     fallback = ~valid.any(1)  # (B,)
-    boxes = torch.where(fallback[:, None], _whole_image(hw), _grow_and_clip(_closure(keypoints, valid, margin),
+    boxes = torch.where(fallback[:, None], _whole_image(hw), _grow_and_clip(closing_boxes(keypoints, valid, margin),
                                                                             min_size, None))
     if square:
         boxes = square_boxes(boxes)
