@@ -92,6 +92,7 @@ __all__ = [
     "calibration_set",
     "calibrate_missing",
     "point_scores",
+    "missing_point_table",
     "coco_point_errors",
     "rows_for_seeds",
     "score_axis_once",
@@ -766,6 +767,28 @@ def calibrate_missing(setup: KeypointSetup, detectors: Detectors, seed: int, *, 
         return out
 
     return cached(path, compute)
+
+
+def missing_point_table(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, seeds: Sequence[int],
+                        refine: RefineConfig, *, calibrations: Sequence[dict] = (), schema: str = "fashionai",
+                        ) -> list[dict[str, float]]:
+    """Per seed, Keypoint R-CNN's missing-point rule and what the axis applied once did with it: the threshold
+    (calibrated, or ``refine``'s own when ``calibrations`` is empty) with its Youden's J, the points filled, the
+    normalised error (%) of the filled points before and after the fill (:func:`refiner_stats`), and how many
+    instances the second scale left at their first scale for want of a matching crop detection."""
+    if calibrations and len(calibrations) != len(rows_per_seed):
+        raise ValueError(f"calibrations has {len(calibrations)} entries for {len(rows_per_seed)} seeds")
+    out = []
+    for i, (seed, rows) in enumerate(zip(seeds, rows_per_seed, strict=True)):  # over the few seeds
+        cal = calibrations[i][KRCNN] if calibrations else None
+        stats = refiner_stats(rows[AXIS_ONCE].refined, detected=rows[KRCNN], val=val, schema=schema)
+        matched = rows[NKD].matched if NKD in rows else None
+        out.append({"seed": seed, "threshold": cal.threshold if cal else refine.score_threshold,
+                    "Youden's J": cal.youden_j if cal else float("nan"), "points filled": stats.filled,
+                    "filled, labelled": stats.filled_scored, "error before fill (%)": 100 * stats.ne_filled_before,
+                    "error after fill (%)": 100 * stats.ne_filled_after,
+                    "second scale unmatched": int((~matched).sum()) if matched is not None else 0})
+    return out
 
 
 def rows_for_seeds(setup: KeypointSetup, val: ValidationSet, refine: RefineConfig, seeds: Sequence[int], *,
