@@ -169,7 +169,7 @@ plt.close(fig)
 # pycocotools' AP of every row, by area range. Higher is better.
 # ```
 
-# % [markdown]
+# %% [markdown]
 # ## Missed points: the calibrated rule and the fills
 #
 # A point counts as missed when the detector's confidence in it is at or below a threshold. The threshold is not
@@ -183,7 +183,7 @@ plt.close(fig)
 # after the fill, and how many instances the second scale left at their first scale because no detection in the
 # crop matched them.
 
-# %
+# %%
 fill_table = pd.DataFrame(kx.missing_point_table(rows_per_seed, val, seeds, refine, calibrations=calibrations,
                                                  schema="coco")).set_index("seed")
 glue("missing_threshold", float(fill_table["threshold"].mean()), display=False)
@@ -193,11 +193,11 @@ glue("filled_error_after", float(fill_table["error after fill (%)"].mean()), dis
 glue("second_scale_unmatched", int(fill_table["second scale unmatched"].sum()), display=False)
 fill_table.round(3)
 
-# % [markdown]
+# %% [markdown]
 # Threshold (mean over seeds): {glue:text}`missing_threshold:.3f`; points filled: {glue:text}`points_filled`, with
 # an error of {glue:text}`filled_error_before:.1f` % where the detector put them and
 # {glue:text}`filled_error_after:.1f` % after the fill (NaN: no labelled point was filled). Instances the second
 # scale left at their first scale: {glue:text}`second_scale_unmatched`.
 
-# %
+# %%
 _ = prov.finish()

@@ -750,7 +750,9 @@ def point_scores(predictions: list[dict], targets: list[dict], schema: str) -> t
 def calibrate_missing(setup: KeypointSetup, detectors: Detectors, seed: int, *, batch_size: int = 16
                       ) -> dict[str, MissingCalibration]:  # fmt: skip
     """Each detector's missing-point threshold (:func:`fashion_lib.refine.calibrate_missing_threshold`) on the
-    seed's calibration images (:func:`calibration_set`), cached beside the run. Keys: :data:`KRCNN`, :data:`CPN`."""
+    seed's calibration images (:func:`calibration_set`), cached beside the run. Keys: :data:`KRCNN`, :data:`CPN`.
+    Where the images give no visible or no hidden point to separate (a detector that matches no person), the
+    threshold is the literal 0 with NaN figures, and a warning says so."""
     if setup.calibration_images < 1:
         raise ValueError("calibrate_missing: setup.calibration_images is 0 (no calibration asked for)")
     spec = json.dumps({"n": setup.calibration_images, "seed": setup.calibration_seed + seed,
@@ -763,7 +765,14 @@ def calibrate_missing(setup: KeypointSetup, detectors: Detectors, seed: int, *, 
         out = {}
         for row, model in ((KRCNN, detectors.keypoint_rcnn), (CPN, detectors.top_down)):  # the two detectors
             scores, visible = point_scores(predict(model, images, batch_size=batch_size), targets, setup.schema)
-            out[row] = calibrate_missing_threshold(scores, visible)
+            n_vis, n_hid = int(visible.sum()), int((~visible).sum())
+            if n_vis and n_hid:
+                out[row] = calibrate_missing_threshold(scores, visible)
+            else:  # nothing to separate (e.g. no person matched): the literal rule, score 0, and J unknown
+                log.warning("%s, seed %d: %d visible and %d hidden calibration points; missing-point threshold 0",
+                            row, seed, n_vis, n_hid)
+                out[row] = MissingCalibration(threshold=0.0, youden_j=float("nan"), sensitivity=float("nan"),
+                                              specificity=float("nan"), visible=n_vis, hidden=n_hid)
         return out
 
     return cached(path, compute)
