@@ -139,8 +139,9 @@ class KeypointSetup:
     val_seed: int = 10_000  # seed of the synthetic validation set (training seeds are small integers)
     val_world: WorldConfig | None = None  # a different world for the validation set only (None: ``world``)
     # held-out training images that calibrate the missing-point rule (refine.calibrate_missing_threshold); 0: the
-    # refiner's own score_threshold is used as given
-    calibration_images: int = 100
+    # refiner's own score_threshold is used as given (the default, so that threshold sweeps stay sweeps; the Table 1
+    # notebooks set it)
+    calibration_images: int = 0
     calibration_seed: int = 20_000  # synthetic: calibration images are the training world's with seed this + seed
 
     def __post_init__(self) -> None:
