@@ -239,14 +239,10 @@ plt.close(fig)
 # instances the second scale left at their first scale because no detection in the crop matched them.
 
 # %%
-fill_table = pd.DataFrame(kx.missing_point_table(rows_per_seed, val, seeds, refine, calibrations=calibrations,
-                                                 schema="fashionai")).set_index("seed")
-glue("missing_threshold", float(fill_table["threshold"].mean()), display=False)
-glue("points_filled", int(fill_table["points filled"].sum()), display=False)
-glue("filled_error_before", float(fill_table["error before fill (%)"].mean()), display=False)
-glue("filled_error_after", float(fill_table["error after fill (%)"].mean()), display=False)
-glue("second_scale_unmatched", int(fill_table["second scale unmatched"].sum()), display=False)
-fill_table.round(3)
+fill_rows = kx.missing_point_table(rows_per_seed, val, seeds, refine, calibrations=calibrations, schema="fashionai")
+for key, value in kx.missing_point_summary(fill_rows).items():
+    glue(key, value, display=False)
+pd.DataFrame(fill_rows).set_index("seed").round(3)
 
 # %% [markdown]
 # Threshold (mean over seeds): {glue:text}`missing_threshold:.3f`; points filled: {glue:text}`points_filled`, with

@@ -11,7 +11,7 @@ import torch
 
 from fashion_lib.experiments import keypoints as kx
 from fashion_lib.keypoints import FASHIONAI, OCCLUDED, VISIBLE
-from fashion_lib.refine import RefineConfig, calibrate_missing_threshold, refine_symmetric
+from fashion_lib.refine import MissingCalibration, RefineConfig, calibrate_missing_threshold, refine_symmetric
 
 
 @pytest.fixture
@@ -257,3 +257,24 @@ def test_refiner_stats_report_the_fills_and_their_ne_before_and_after(runs):
     # without ground truth, only the counts
     bare = kx.refiner_stats(out)
     assert bare.filled == stats.filled and math.isnan(bare.ne_filled_before)
+
+
+def test_missing_point_table_and_its_summary_for_the_page(runs):
+    val = kx.validation_set(tiny(val_images=3))
+    det = val.keypoints.clone()
+    det[..., 2] = torch.where(det[..., 2] > 0, 0.9, 0.0)
+    base = kx.Instances(det, torch.ones(3), torch.arange(3))
+    out = refine_symmetric(det, FASHIONAI, generator=torch.Generator().manual_seed(0), score_threshold=0.5)
+    rows = {kx.KRCNN: base, kx.AXIS_ONCE: dataclasses.replace(base, keypoints=out.keypoints, refined=out),
+            kx.NKD: dataclasses.replace(base, matched=torch.tensor([True, False, True]))}
+    cal = {kx.KRCNN: MissingCalibration(0.25, 0.5, 0.75, 0.75, 10, 4)}
+    table = kx.missing_point_table([rows, rows], val, [0, 1], RefineConfig(), calibrations=[cal, cal])
+    assert [r["seed"] for r in table] == [0, 1] and table[0]["threshold"] == 0.25
+    assert table[0]["points filled"] == int(out.filled.sum()) and table[0]["second scale unmatched"] == 1
+    summary = kx.missing_point_summary(table)
+    assert summary["points_filled"] == 2 * int(out.filled.sum()) and summary["second_scale_unmatched"] == 2
+    assert summary["missing_threshold"] == pytest.approx(0.25)
+    literal = kx.missing_point_table([rows], val, [0], RefineConfig(score_threshold=0.1))
+    assert literal[0]["threshold"] == 0.1 and math.isnan(literal[0]["Youden's J"])
+    with pytest.raises(ValueError, match="calibrations has 1 entries for 2 seeds"):
+        kx.missing_point_table([rows, rows], val, [0, 1], RefineConfig(), calibrations=[cal])

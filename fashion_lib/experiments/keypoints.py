@@ -93,6 +93,7 @@ __all__ = [
     "calibrate_missing",
     "point_scores",
     "missing_point_table",
+    "missing_point_summary",
     "coco_point_errors",
     "rows_for_seeds",
     "score_axis_once",
@@ -799,6 +800,17 @@ def missing_point_table(rows_per_seed: Sequence[dict[str, Instances]], val: Vali
                     "error after fill (%)": 100 * stats.ne_filled_after,
                     "second scale unmatched": int((~matched).sum()) if matched is not None else 0})
     return out
+
+
+def missing_point_summary(table: Sequence[dict[str, float]]) -> dict[str, float | int]:
+    """The page's figures from :func:`missing_point_table`: the mean threshold over seeds, the points filled and
+    the instances left unmatched in all, and the mean error (%) of the filled points before and after the fill."""
+    def mean(column: str) -> float:
+        return _nanmean(torch.tensor([float(r[column]) for r in table], dtype=torch.float64))
+
+    return {"missing_threshold": mean("threshold"), "points_filled": sum(int(r["points filled"]) for r in table),
+            "filled_error_before": mean("error before fill (%)"), "filled_error_after": mean("error after fill (%)"),
+            "second_scale_unmatched": sum(int(r["second scale unmatched"]) for r in table)}
 
 
 def rows_for_seeds(setup: KeypointSetup, val: ValidationSet, refine: RefineConfig, seeds: Sequence[int], *,
