@@ -39,11 +39,19 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 from fashion_lib import refine_cpu
-from fashion_lib.crops import crop_and_resize
+from fashion_lib.crops import (
+    CropMapping,
+    closing_boxes,
+    line_from_crop,
+    points_from_crop,
+    second_scale_boxes,
+    second_scale_crops,
+)
 from fashion_lib.keypoints import KeypointSchema, get_schema, missing_mask
 
 __all__ = [
@@ -59,7 +67,11 @@ __all__ = [
     "missing_mask",
     "refine_results",
     "RefineSummary",
-    "square_crop_boxes",
+    "MATCH_BY",
+    "InstanceMatch",
+    "match_instances",
+    "MissingCalibration",
+    "calibrate_missing_threshold",
     "main",
 ]
 
@@ -67,6 +79,8 @@ logger = logging.getLogger(__name__)
 
 _D_UNITS = ("px", "relative")
 _PAIR_MODES = ("all", "category")
+MATCH_BY = ("oks", "iou")
+"""How the second scale picks, for each first-scale instance, the crop's detection that is the same instance."""
 
 # Paper, section IV.A: "m = 8, n = 5, d = 1 and k = 10" (FashionAI) and "m = 6, n = 4, d = 1 and k = 10" (COCO).
 _SCHEMA_DEFAULTS = {
@@ -89,6 +103,11 @@ class RefineConfig:
     pairs: str = "all"  # "all": every pair votes (paper's literal reading); "category": the garment's pairs only
     center_votes: bool = False  # let non-symmetric points (centre_front, crotch, nose) vote; off in the paper
     margin: float = 0.0  # second scale: crop margin per side, as a fraction of the box size (0 = paper's literal)
+    square_crop: bool = True  # second scale: grow the crop to a square (False: the paper's rectangle)
+    # second scale: the crop resized to a fixed side, or at its own size mapped back by keys2 + [xmin, ymin] (paper)
+    crop_mapping: CropMapping = CropMapping.RESIZED
+    match_by: str = "oks"  # second scale: "oks" or "iou" (key-point boxes) between a crop's detection and the instance
+    min_match: float = 0.5  # second scale: a crop detection matching less than this leaves the first scale alone
 
     @classmethod
     def for_schema(cls, schema: str | KeypointSchema, **overrides) -> RefineConfig:
@@ -121,6 +140,12 @@ class RefineConfig:
             raise ValueError(f"score_threshold must be a number, got {self.score_threshold!r}")
         if not (self.margin >= 0.0 and math.isfinite(self.margin)):
             raise ValueError(f"margin must be finite and >= 0, got {self.margin!r}")
+        if self.crop_mapping not in tuple(CropMapping):  # a plain string equal to a value passes too
+            raise ValueError(f"crop_mapping must be one of {[m.value for m in CropMapping]}, got {self.crop_mapping!r}")
+        if self.match_by not in MATCH_BY:
+            raise ValueError(f"match_by must be one of {MATCH_BY}, got {self.match_by!r}")
+        if not 0.0 <= self.min_match <= 1.0:
+            raise ValueError(f"min_match must be in [0, 1], got {self.min_match!r}")
         if num_voters is not None:
             if self.n > num_voters:
                 raise ValueError(f"n must be in [2, {num_voters}] (the number of voting midpoints), got {self.n}")
@@ -780,8 +805,15 @@ class NewKeyDetectionResult:
     detected: torch.Tensor  # (B, K, 3) the detector's first-scale output (Alg. 2, step 1)
     first: RefineResult  # steps 2-8 on the first scale ("axis once", the paper's Fig. 1c)
     second: RefineResult  # steps 1-8 on the crop, mapped back to image pixels
-    boxes: torch.Tensor  # (B, 4) x1, y1, x2, y2 of the square crop fed to the detector at the second scale
+    boxes: torch.Tensor  # (B, 4) x1, y1, x2, y2 of the crop fed to the detector at the second scale
     whole_image: torch.Tensor  # (B,) bool, no present point to crop to: the second scale saw the whole image
+    matched: torch.Tensor  # (B,) bool, a crop detection matched the instance (else: second scale all missing)
+    match_score: torch.Tensor  # (B,) float, OKS or IoU of the kept crop detection with the instance (0: none)
+
+    @property
+    def num_unmatched(self) -> int:
+        """Instances whose crop held no detection matching them: they keep their first scale (a host sync)."""
+        return int((~self.matched).sum())
 
 
 def _identity_result(keypoints: torch.Tensor, num_pairs: int) -> RefineResult:
@@ -795,45 +827,6 @@ def _identity_result(keypoints: torch.Tensor, num_pairs: int) -> RefineResult:
                         has_axis=torch.zeros(B, dtype=torch.bool, device=dev))
 
 
-def square_crop_boxes(
-    keypoints: torch.Tensor, present: torch.Tensor, image_sizes: torch.Tensor, margin: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The second scale's crop: the rectangle closing the present points, grown by ``margin`` and made square.
-
-    Alg. 2, step 9 crops to the minimum rectangle ``[x_min, y_min, x_max, y_max]`` of the key points. We grow it
-    by ``margin`` times its width (height) on each side (0 is the paper's literal reading) and then to a square
-    about its centre, so the detector sees the garment with its true aspect ratio (the rectangle stays inside).
-    Parts of the square outside the image are zero padding.
-
-    Parameters
-    ----------
-    keypoints : (B, K, 3) float, pixels.
-    present : (B, K) bool, the points the rectangle closes.
-    image_sizes : (B, 2) float, ``(height, width)`` of each instance's image, pixels.
-    margin : float >= 0.
-
-    Returns
-    -------
-    boxes : (B, 4) float, x1, y1, x2, y2 of the squares (at least 2 px wide); an instance without a present point
-        gets the square closing its whole image.
-    whole_image : (B,) bool, which instances fell back to the whole image.
-    """
-    xy = keypoints[..., :2]
-    inf = torch.tensor(float("inf"), dtype=xy.dtype, device=xy.device)
-    lo = torch.where(present[..., None], xy, inf).amin(1)  # (B, 2)
-    hi = torch.where(present[..., None], xy, -inf).amax(1)
-    whole = ~present.any(1)
-    full = torch.stack([image_sizes[:, 1], image_sizes[:, 0]], -1).to(xy.dtype)  # (B, 2) as (width, height)
-    lo = torch.where(whole[:, None], torch.zeros_like(lo), lo)
-    hi = torch.where(whole[:, None], full, hi)
-    pad = torch.where(whole[:, None], torch.zeros_like(lo), (hi - lo) * margin)
-    lo, hi = lo - pad, hi + pad
-    centre = 0.5 * (lo + hi)
-    half = 0.5 * (hi - lo).amax(-1).clamp(min=2.0)  # (B,), the square's half side
-    boxes = torch.cat([centre - half[:, None], centre + half[:, None]], -1)
-    return boxes, whole
-
-
 def _average_scales(a: torch.Tensor, b: torch.Tensor, score_threshold: float) -> torch.Tensor:
     """Average two (B, K, 3) key-point sets where both are present; where one is missing, take the other."""
     pa = ~missing_mask(a, score_threshold)
@@ -841,6 +834,87 @@ def _average_scales(a: torch.Tensor, b: torch.Tensor, score_threshold: float) ->
     both = (pa & pb)[..., None]
     only_b = (pb & ~pa)[..., None]
     return torch.where(both, 0.5 * (a + b), torch.where(only_b, b, a))
+
+
+class InstanceMatch(NamedTuple):
+    """Output of :func:`match_instances`."""
+
+    index: torch.Tensor  # (B,) long, the best candidate of each reference instance
+    score: torch.Tensor  # (B,) float, its similarity in [0, 1] (0: no candidate shares a present point)
+
+
+def match_instances(
+    reference: torch.Tensor,
+    candidates: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    by: str = "oks",
+    score_threshold: float = 0.0,
+) -> InstanceMatch:
+    """For each reference instance, the candidate that best matches it (the same person or garment).
+
+    ``"oks"``: COCO's object key-point similarity with the reference as ground truth,
+    ``mean_k exp(-d_k^2 / (2 s^2 (2 sigma_k)^2))`` over the reference's present points (a point the candidate
+    misses counts 0), ``s^2`` the area of the box closing the reference's present points (COCO uses the mask's
+    area; at least 1 px^2). ``"iou"``: the intersection over union of the two instances' key-point boxes.
+    Ties go to the earliest candidate (a detector lists them best first).
+
+    Parameters
+    ----------
+    reference : (B, K, 3) float, x, y pixels and a score; points scoring ``<= score_threshold`` or NaN are missing.
+    candidates : (B, D, K, 3) float, D candidates per reference instance in the same pixels (padding: NaN / 0).
+    sigmas : (K,) float, the schema's OKS constants (:attr:`KeypointSchema.sigmas`).
+    by : {"oks", "iou"}
+    score_threshold : float, as in :func:`missing_mask`.
+
+    Returns
+    -------
+    InstanceMatch
+        ``index`` (B,) long and ``score`` (B,) float.
+    """
+    if by not in MATCH_BY:
+        raise ValueError(f"by must be one of {MATCH_BY}, got {by!r}")
+    if reference.ndim != 3 or candidates.ndim != 4 or candidates.shape[0] != reference.shape[0] \
+            or candidates.shape[2:] != reference.shape[1:] or reference.shape[-1] != 3:
+        raise ValueError(f"reference must be (B, K, 3) and candidates (B, D, K, 3), got {tuple(reference.shape)} and "
+                         f"{tuple(candidates.shape)}")
+    B, D, K, _ = candidates.shape
+    if sigmas.shape != (K,):
+        raise ValueError(f"sigmas must have shape ({K},), got {tuple(sigmas.shape)}")
+    if D == 0:
+        return InstanceMatch(torch.zeros(B, dtype=torch.long, device=reference.device), reference.new_zeros(B))
+    ref_on = ~missing_mask(reference, score_threshold)  # (B, K)
+    cand_on = ~missing_mask(candidates, score_threshold)  # (B, D, K)
+    ref_box = closing_boxes(reference, ref_on)  # (B, 4)
+    if by == "oks":
+        area = ((ref_box[:, 2] - ref_box[:, 0]) * (ref_box[:, 3] - ref_box[:, 1])).clamp(min=1.0)  # (B,)
+        d2 = (candidates[..., :2] - reference[:, None, :, :2]).square().sum(-1)  # (B, D, K)
+        kappa2 = (2 * sigmas.to(reference)) ** 2  # (K,)
+        sim = torch.exp(-d2 / (2 * area[:, None, None] * kappa2))
+        both = ref_on[:, None] & cand_on  # (B, D, K)
+        sim = torch.where(both, sim, torch.zeros_like(sim)).sum(-1) / ref_on.sum(-1, keepdim=True).clamp(min=1)
+    else:
+        cand_box = closing_boxes(candidates.flatten(0, 1), cand_on.flatten(0, 1)).view(B, D, 4)
+        lo = torch.maximum(ref_box[:, None, :2], cand_box[..., :2])  # (B, D, 2)
+        hi = torch.minimum(ref_box[:, None, 2:], cand_box[..., 2:])
+        inter = (hi - lo).clamp(min=0).prod(-1)  # (B, D)
+        area_r = (ref_box[:, 2:] - ref_box[:, :2]).prod(-1)  # (B,)
+        area_c = (cand_box[..., 2:] - cand_box[..., :2]).prod(-1)  # (B, D)
+        union = area_r[:, None] + area_c - inter
+        sim = torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
+        sim = torch.where(cand_on.any(-1) & ref_on.any(-1, keepdim=True), sim, torch.zeros_like(sim))
+    score, index = sim.max(1)  # first maximum: the earliest candidate wins ties
+    return InstanceMatch(index, score)
+
+
+def _as_candidates(detected: torch.Tensor, batch: int, num_keypoints: int) -> torch.Tensor:
+    """A detector's answer as (B, D, K, 3) candidates: (B, K, 3) is one candidate per image."""
+    if detected.ndim == 3:
+        detected = detected[:, None]
+    if detected.ndim != 4 or detected.shape[0] != batch or detected.shape[2:] != (num_keypoints, 3):
+        raise ValueError(f"detect returned key points of shape {tuple(detected.shape)} for {batch} images, expected "
+                         f"({batch}, {num_keypoints}, 3) or ({batch}, D, {num_keypoints}, 3)")
+    return detected
 
 
 def new_key_detection(
@@ -860,32 +934,39 @@ def new_key_detection(
 ) -> NewKeyDetectionResult:
     """New-key-detection (paper Alg. 2): refine, crop to the refined points, detect and refine again, average.
 
-    1. ``keys_1`` = ``keypoints`` or ``detect(images)`` (one instance per image), refined by
+    1. ``keys_1`` = ``keypoints`` or ``detect(images)`` (its top instance per image), refined by
        :func:`refine_symmetric` (steps 1-8; skipped with ``symmetric=False``).
-    2. Crop each instance's image to the square around the rectangle closing its refined present points
-       (:func:`square_crop_boxes`, grown by ``margin``), resize it to ``crop_size`` and run ``detect`` on the crops.
-    3. Refine the crop's key points (steps 1-8 again), map them back to the image (offset *and* resize factor,
-       which the paper's formula omits) and average the two scales; a point present at one scale only is taken
-       from that scale.
+    2. Crop each instance's image to the rectangle closing its refined present points, grown by ``margin``, made
+       square (``config.square_crop``) and shifted inside the image where it fits, edge-replicated where it cannot
+       (:func:`fashion_lib.crops.second_scale_boxes`), and run ``detect`` on the crops: resized to ``crop_size``
+       or at their own size (``config.crop_mapping``, :class:`fashion_lib.crops.CropMapping`).
+    3. Of the crop's detections, keep the one that best matches the instance (:func:`match_instances`,
+       ``config.match_by``); below ``config.min_match`` the instance keeps its first scale (``matched`` False).
+    4. Refine the kept detection (steps 1-8 again, in crop pixels), map it back to the image (offset and, for a
+       resized crop, the resize factor, which the paper's formula omits) and average the two scales; a point
+       present at one scale only is taken from that scale.
 
-    Works with any detector: ``detect`` maps a list of ``(C, h, w)`` images to the top instance's key points
-    ``(B, K, 3)`` (x, y in that image's pixels, a confidence; a point it did not find is NaN or scores
-    ``<= score_threshold``). Several persons of one image are several instances sharing an image: pass their
-    first-scale ``keypoints`` and their ``image_index``.
+    Works with any detector: ``detect`` maps a list of ``(C, h, w)`` images to ``(B, K, 3)`` (the top instance) or
+    ``(B, D, K, 3)`` (D instances per image, best first, padded with NaN coordinates and score 0) key points, x, y
+    in that image's pixels and a confidence; a point it did not find is NaN or scores ``<= score_threshold``.
+    Several persons of one image are several instances sharing an image: pass their first-scale ``keypoints`` and
+    their ``image_index``, and a ``detect`` that returns every instance, so that each keeps its own.
 
     Parameters
     ----------
     images : list of (C, H, W) float tensors, or a (N, C, H, W) tensor.
-    detect : callable, list of (C, s, s) crops -> (B, K, 3) float.
+    detect : callable, list of (C, h, w) images -> (B, K, 3) or (B, D, K, 3) float.
     schema : ``"fashionai"``, ``"coco"`` or a schema.
     generator : torch.Generator for RANSAC (both scales draw from it in turn).
     keypoints : (B, K, 3) float, optional first-scale detections (default ``detect(images)``, B = N).
     image_index : (B,) long, the image of each instance (default ``arange(B)``).
-    config, categories, overrides : as in :func:`refine_symmetric` (``alpha``, ``k``, ``n``, ``m``, ``d``, ...).
-        With ``categories`` and ``pairs="category"``, only each garment's own points are refined and framed.
+    config, categories, overrides : as in :func:`refine_symmetric` (``alpha``, ``k``, ``n``, ``m``, ``d``, ...)
+        and the second scale's fields of :class:`RefineConfig` (``square_crop``, ``crop_mapping``, ``match_by``,
+        ``min_match``). With ``categories`` and ``pairs="category"``, only each garment's own points are refined
+        and framed.
     symmetric : bool, ``False`` drops the symmetry constraint and only runs the detector twice (the paper's
         control in section III.A).
-    crop_size : int, side of the crops given to ``detect`` (default: the longer side of the largest image).
+    crop_size : int, side of the resized crops (default: the longer side of the largest image).
     margin : float, overrides ``config.margin`` (fraction of the rectangle's size added on each side).
 
     Returns
@@ -903,11 +984,11 @@ def new_key_detection(
     if any(im.ndim != 3 or not im.is_floating_point() for im in images):
         raise ValueError("every image must be a (C, H, W) float tensor")
     cfg = _resolve(config, schema, {**overrides, "margin": margin})
+    cfg.validate()
     if keypoints is None:
-        keypoints = detect(images)
-        if image_index is None and keypoints.shape[0] != len(images):
-            raise ValueError(f"detect returned {keypoints.shape[0]} instances for {len(images)} images; it must "
-                             "return the top instance of each image")
+        if image_index is not None:
+            raise ValueError("image_index needs keypoints: without them detect(images) gives one instance per image")
+        keypoints = _as_candidates(detect(images), len(images), schema.num_keypoints)[:, 0]
     detected = keypoints
     B = keypoints.shape[0]
     device = keypoints.device
@@ -921,7 +1002,6 @@ def new_key_detection(
 
     def refine(kps: torch.Tensor) -> RefineResult:
         if not symmetric:
-            cfg.validate()
             return _identity_result(kps, schema.num_pairs)
         return refine_symmetric(kps, schema, generator=generator, config=cfg, categories=categories)
 
@@ -930,28 +1010,104 @@ def new_key_detection(
     if categories is not None and cfg.pairs == "category":
         present &= _applicable_points(schema, categories, B, device)
     sizes = torch.tensor([tuple(im.shape[-2:]) for im in images], dtype=keypoints.dtype)[image_index.cpu()]
-    boxes, whole = square_crop_boxes(first.keypoints, present, sizes.to(device), cfg.margin)
+    framed = second_scale_boxes(first.keypoints, present, sizes.to(device), margin=cfg.margin,
+                                square=cfg.square_crop)
     size = int(crop_size or max(max(im.shape[-2:]) for im in images))
     if size < 8:
         raise ValueError(f"crop_size must be >= 8 pixels, got {size}")
-    crops = (list(crop_and_resize([im.to(device) for im in images], boxes, size, image_index=image_index).images)
-             if B else [])
-    second_raw = detect(crops) if B else keypoints.new_zeros(0, schema.num_keypoints, 3)
-    if second_raw.shape != keypoints.shape:
-        raise ValueError(f"detect returned key points of shape {tuple(second_raw.shape)} for {B} crops, expected "
-                         f"{tuple(keypoints.shape)}")
-    second_crop = refine(second_raw.to(device=device, dtype=keypoints.dtype))
-    scale = (boxes[:, 2] - boxes[:, 0]) / size  # (B,) image pixels per crop pixel
-    xy = second_crop.keypoints[..., :2] * scale[:, None, None] + boxes[:, None, :2]
-    mapped = torch.cat([xy, second_crop.keypoints[..., 2:]], -1)
-    # the axis {n . p = c} in the crop is {n . p' = c * scale + n . box_origin} in the image
-    axis2 = second_crop.axis.clone()
-    axis2[:, 2] = torch.where(second_crop.has_axis, second_crop.axis[:, 2] * scale
-                              + (second_crop.axis[:, :2] * boxes[:, :2]).sum(-1), axis2[:, 2])
-    second = dataclasses.replace(second_crop, keypoints=mapped, axis=axis2)
+    crops, boxes, crop_side = second_scale_crops([im.to(device) for im in images], framed.boxes, image_index,
+                                                 CropMapping(cfg.crop_mapping), size)
+    raw = detect(crops) if B else keypoints.new_zeros(0, 1, schema.num_keypoints, 3)
+    raw = _as_candidates(raw, B, schema.num_keypoints).to(device=device, dtype=keypoints.dtype)  # (B, D, K, 3)
+    D = raw.shape[1]
+    in_image = points_from_crop(raw.flatten(1, 2), boxes, crop_side).view(B, D, schema.num_keypoints, 3)
+    match = match_instances(first.keypoints, in_image, schema.sigmas.to(device), by=cfg.match_by,
+                            score_threshold=cfg.score_threshold)
+    matched = match.score >= cfg.min_match  # (B,)
+    pick = raw[torch.arange(B, device=device), match.index]  # (B, K, 3) in crop pixels
+    # an unmatched instance's second scale is all missing, so the average below keeps its first scale
+    pick = torch.where(matched[:, None, None], pick, _all_missing(pick))
+    second_crop = refine(pick)
+    mapped = points_from_crop(second_crop.keypoints, boxes, crop_side)
+    second = dataclasses.replace(second_crop, keypoints=mapped, axis=line_from_crop(second_crop.axis, boxes, crop_side))
     final = _average_scales(first.keypoints, mapped, cfg.score_threshold)
     return NewKeyDetectionResult(keypoints=final, detected=detected, first=first, second=second, boxes=boxes,
-                                 whole_image=whole)
+                                 whole_image=framed.fallback, matched=matched, match_score=match.score)
+
+
+def _all_missing(keypoints: torch.Tensor) -> torch.Tensor:
+    """(B, K, 3) of NaN coordinates and score 0 (the library's missing point), like ``keypoints``."""
+    out = torch.full_like(keypoints, float("nan"))
+    out[..., 2] = 0.0
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The missing-point rule, calibrated on held-out images
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MissingCalibration:
+    """The score threshold below which a point counts as missing, and how well it separates (its figures)."""
+
+    threshold: float  # a point scoring <= this is missing (RefineConfig.score_threshold); -inf: none flagged
+    youden_j: float  # sensitivity + specificity - 1 at the threshold, in [-1, 1] (0: no better than chance)
+    sensitivity: float  # fraction of occluded-or-absent points flagged missing
+    specificity: float  # fraction of visible points kept
+    visible: int  # visible ground-truth points calibrated on
+    hidden: int  # occluded-or-absent ones
+
+    @property
+    def balanced_accuracy(self) -> float:
+        """Mean of sensitivity and specificity, ``(1 + J) / 2``: the same choice as Youden's J."""
+        return 0.5 * (self.sensitivity + self.specificity)
+
+
+def calibrate_missing_threshold(scores: torch.Tensor, visible: torch.Tensor) -> MissingCalibration:
+    """The score threshold that best separates visible points from occluded-or-absent ones (Youden's J).
+
+    The rule "missing when the score is ``<= t``" flags the occluded-or-absent points it should (sensitivity) and
+    keeps the visible ones (specificity); ``t`` maximises Youden's ``J = sensitivity + specificity - 1``, i.e.
+    balanced accuracy, which does not depend on how many points of each kind there are (occluded points are a
+    minority). Every cut between two distinct sorted scores is tried at once (cumulative sums); the threshold is
+    the midpoint of the cut, ties going to the lowest threshold (fewest points flagged). When no cut beats
+    chance, ``t = -inf`` (nothing is flagged). NaN scores count as the lowest.
+
+    Parameters
+    ----------
+    scores : (N,) float, the detector's confidence of N ground-truth points (held-out images, never validation).
+    visible : (N,) bool, the ground truth marks the point visible (False: occluded or absent).
+
+    Returns
+    -------
+    MissingCalibration
+    """
+    if scores.ndim != 1 or visible.shape != scores.shape or visible.dtype != torch.bool:
+        raise ValueError(f"scores must be (N,) float and visible (N,) bool, got {tuple(scores.shape)} "
+                         f"{scores.dtype} and {tuple(visible.shape)} {visible.dtype}")
+    n_vis, n_hid = int(visible.sum()), int((~visible).sum())
+    if not n_vis or not n_hid:
+        raise ValueError(f"calibrate_missing_threshold needs visible and hidden points, got {n_vis} visible and "
+                         f"{n_hid} occluded or absent")
+    s = torch.nan_to_num(scores.double(), nan=-math.inf)
+    s, order = torch.sort(s, stable=True)
+    vis = visible[order].double()
+    # a cut after position i (i = 0..N) flags the i lowest scores; J at each cut
+    flagged_hidden = torch.cat([s.new_zeros(1), (1 - vis).cumsum(0)])  # (N + 1,)
+    flagged_visible = torch.cat([s.new_zeros(1), vis.cumsum(0)])
+    sens, spec = flagged_hidden / n_hid, 1 - flagged_visible / n_vis
+    j = sens + spec - 1
+    N = len(s)
+    cut = torch.ones(N + 1, dtype=torch.bool)
+    cut[1:N] = s[1:] > s[:-1]  # only between distinct scores
+    best = int(torch.where(cut, j, torch.full_like(j, -math.inf)).argmax())  # first maximum: lowest threshold
+    if float(j[best]) <= 0.0:  # J is 0 at both ends (nothing or everything flagged): no cut beats chance
+        best, threshold = 0, -math.inf
+    else:
+        threshold = float(0.5 * (s[best - 1] + s[best]))
+    return MissingCalibration(threshold=threshold, youden_j=float(j[best]), sensitivity=float(sens[best]),
+                              specificity=float(spec[best]), visible=n_vis, hidden=n_hid)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -17,17 +17,19 @@ import pytest
 import torch
 
 from fashion_lib import refine
+from fashion_lib.crops import CropMapping
 from fashion_lib.keypoints import COCO, FASHIONAI
 from fashion_lib.refine import (
     RefineConfig,
     _sample_subsets,
+    calibrate_missing_threshold,
     fit_symmetry_axis,
     main,
+    match_instances,
     new_key_detection,
     refine_results,
     refine_symmetric,
     reflect,
-    square_crop_boxes,
 )
 
 
@@ -581,15 +583,104 @@ def test_margin_grows_the_crop_and_instances_can_share_an_image():
         new_key_detection(image, blob_detector, FASHIONAI, generator=gen(), keypoints=kps)
 
 
-def test_square_crop_boxes_fall_back_to_the_whole_image():
-    kps = torch.zeros(2, 24, 3)
-    kps[0, :2] = torch.tensor([[10.0, 20.0, 1.0], [30.0, 28.0, 1.0]])
-    present = kps[..., 2] > 0
-    boxes, whole = square_crop_boxes(kps, present, torch.tensor([[60.0, 80.0], [60.0, 80.0]]), margin=0.5)
-    assert whole.tolist() == [False, True]
-    # rectangle 10..30 x 20..28 grown by half its size: 0..40 x 16..32, square of side 40 about (20, 24)
-    assert torch.allclose(boxes[0], torch.tensor([0.0, 4.0, 40.0, 44.0]))
-    assert torch.allclose(boxes[1], torch.tensor([0.0, -10.0, 80.0, 70.0]))
+def coco_people(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two symmetric COCO persons about 60 px tall, 14 px apart, in a 96-px image: (2, 17, 3) each."""
+    kps, _, _ = symmetric_instances(2, COCO, seed=seed, centre=(300.0, 250.0), tilt_deg=5.0)
+    kps[..., :2] = (kps[..., :2] - torch.tensor([300.0, 250.0], dtype=torch.float64)) * 0.25 + 48.0
+    kps[1, :, 0] += 14.0
+    kps[0, :, 0] -= 4.0
+    return kps[:1], kps[1:]
+
+
+def test_match_instances_picks_the_candidate_of_the_same_instance():
+    me, other = coco_people(60)
+    nudged = me.clone()
+    nudged[..., :2] += 1.5
+    missing = torch.full_like(me, float("nan"))
+    missing[..., 2] = 0.0
+    candidates = torch.stack([other, nudged, missing], 1)  # (1, 3, 17, 3): the other person ranked first
+    for by in ("oks", "iou"):
+        out = match_instances(me, candidates, COCO.sigmas, by=by)
+        assert out.index.tolist() == [1], by
+        assert float(out.score[0]) > 0.7
+        # only the other person (or nothing) to choose from: a poor match, below the default min_match of 0.5
+        alone = match_instances(me, torch.stack([other, missing], 1), COCO.sigmas, by=by)
+        assert alone.index.tolist() == [0] and float(alone.score[0]) < 0.5, by
+    # OKS by hand: every point 1.5 * sqrt(2) px off, area of the key-point box, kappa = 2 sigma
+    box = me[0, :, :2].amax(0) - me[0, :, :2].amin(0)
+    expected = torch.exp(-4.5 / (2 * box.prod() * (2 * COCO.sigmas.double()) ** 2)).mean()
+    assert float(match_instances(me, candidates, COCO.sigmas).score[0]) == pytest.approx(float(expected), rel=1e-6)
+    with pytest.raises(ValueError, match="by must be one of"):
+        match_instances(me, candidates, COCO.sigmas, by="l2")
+
+
+def coordinate_image(size: int) -> torch.Tensor:
+    """(3, S, S): channel 0 holds each pixel's column, channel 1 its row (a crop tells where it was cut)."""
+    j = torch.arange(size, dtype=torch.float32).expand(size, size)
+    return torch.stack([j, j.t().contiguous(), torch.zeros(size, size)])
+
+
+def test_second_scale_keeps_the_crop_detection_of_its_own_person():
+    me, other = coco_people(61)
+    stranger = other.clone()
+    stranger[..., 0] += 200.0  # the third instance's crop holds nobody like it
+    people = torch.cat([me, other])  # (2, 17, 3) in image pixels
+
+    def detect(crops: list[torch.Tensor]) -> torch.Tensor:
+        """Both persons of the image, in the crop's pixels, the wrong one first (a detector ranks by its score)."""
+        out = []
+        for crop in crops:
+            corner = crop[:2, 0, 0].double()  # the crop's top-left pixel in the image (x, y)
+            found = people.clone()
+            found[..., :2] -= corner
+            out.append(found.flip(0))
+        return torch.stack(out)  # (B, 2, 17, 3)
+
+    first = torch.cat([me, other, torch.cat([stranger[..., :2], stranger[..., 2:]], -1)])
+    first[:2, :, :2] += 0.8  # the first scale is a little off; the crop's detection of the same person is exact
+    res = new_key_detection([coordinate_image(96)], detect, COCO, generator=gen(), keypoints=first,
+                            image_index=torch.tensor([0, 0, 0]), symmetric=False, margin=0.2,
+                            crop_mapping=CropMapping.UNRESIZED)
+    assert res.matched.tolist() == [True, True, False] and res.num_unmatched == 1
+    torch.testing.assert_close(res.second.keypoints[:2], people)  # each instance kept its own person
+    torch.testing.assert_close(res.keypoints[:2, :, :2], people[..., :2] + 0.4)  # the average of the two scales
+    torch.testing.assert_close(res.keypoints[2], first[2])  # unmatched: the first scale, untouched
+    assert res.second.keypoints[2, :, 2].eq(0).all()
+
+
+def test_calibrated_threshold_separates_a_hand_worked_example():
+    scores = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    visible = torch.tensor([False, True, False, True, True, True])
+    cal = calibrate_missing_threshold(scores, visible)
+    # cuts: after 0.1 J = 1/2 + 1 - 1 = 0.5; after 0.3 J = 1 + 3/4 - 1 = 0.75 (best); after 0.2 J = 0.25
+    assert cal.threshold == pytest.approx(0.35) and cal.youden_j == pytest.approx(0.75)
+    assert (cal.sensitivity, cal.specificity, cal.visible, cal.hidden) == (1.0, 0.75, 4, 2)
+    assert cal.balanced_accuracy == pytest.approx(0.875)
+    # scores that carry no information: nothing is flagged
+    flat = calibrate_missing_threshold(torch.full((4,), 0.5), torch.tensor([True, False, True, False]))
+    assert flat.threshold == -math.inf and flat.youden_j == 0.0
+    with pytest.raises(ValueError, match="needs visible and hidden points"):
+        calibrate_missing_threshold(scores, torch.ones(6, dtype=torch.bool))
+
+
+def test_calibrated_threshold_flags_planted_low_score_points_and_fills_them():
+    g = torch.Generator().manual_seed(70)
+    # held-out points: visible ones score 0.4-1, occluded or absent ones 0-0.3 (a detector's low peaks)
+    visible = torch.rand(400, generator=g) < 0.8
+    scores = torch.where(visible, 0.4 + 0.6 * torch.rand(400, generator=g), 0.3 * torch.rand(400, generator=g))
+    cal = calibrate_missing_threshold(scores, visible)
+    assert 0.3 <= cal.threshold < 0.4 and cal.youden_j == pytest.approx(1.0)
+    truth, _, _ = symmetric_instances(6, seed=71)
+    planted = truth.clone()
+    cuffs = [FASHIONAI.index("cuff_right_in"), FASHIONAI.index("cuff_right_out")]
+    planted[:, cuffs, :2] += 25.0  # the detector's guess for an occluded cuff: far off, with a low score
+    planted[:, cuffs, 2] = 0.15
+    out = refine_symmetric(planted, FASHIONAI, generator=gen(), score_threshold=cal.threshold)
+    assert out.filled[:, cuffs].all() and out.filled.sum() == 2 * len(truth)
+    torch.testing.assert_close(out.keypoints[:, cuffs, :2], truth[:, cuffs, :2])  # the partners' mirror images
+    # the literal threshold 0 never calls them missing, and leaves them where the detector put them
+    literal = refine_symmetric(planted, FASHIONAI, generator=gen(), score_threshold=0.0)
+    assert not literal.filled.any()
 
 
 # ------------------------------------------------------------------------------------------------------------------
