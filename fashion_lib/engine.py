@@ -491,9 +491,10 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, config: TrainConf
     """Load the weights of a :func:`train` checkpoint into ``model`` (for inference code).
 
     The checkpoint is refused (:class:`CheckpointError` naming the path and what differs) when it cannot be read or
-    fails its checksum, when its model fingerprint (class name, state-dict names and shapes) differs from ``model``'s, or, when
-    ``config`` is given, when a training-relevant field differs. Returns the checkpoint dict (``step``, ``config``,
-    ``git``, ``losses``, ...); the model's train/eval mode is left as it was.
+    fails its checksum, when its model fingerprint (class name, state-dict names and shapes) differs from
+    ``model``'s, or, when ``config`` is given, when a training-relevant field differs. Returns the checkpoint dict
+    (``step``, ``config``, ``git``, ``losses``; ``optimizer``, ``scheduler``, ``rng`` unless it is the weights-only
+    checkpoint of a finished run); the model's train/eval mode is left as it was.
     """
     path = Path(path)
     if not path.is_file():

@@ -6,8 +6,8 @@ Used by the engine tests for what cannot happen in the test process: a run kille
     python tests/engine_worker.py RUN_DIR '{"config": {...}, "model": {...}, "data": {...}, "kill_after_items": 30}'
 
 ``config`` are TrainConfig fields, ``model`` ToyRegressor arguments, ``data`` ToyDataset arguments, ``threads``
-the torch thread count, ``keep_resume_state`` the train() option; with ``kill_after_items`` the process sends itself SIGKILL when the dataset is asked for
-that many items.
+the torch thread count, ``keep_resume_state`` the train() option; with ``kill_after_items`` the process sends
+itself SIGKILL when the dataset is asked for that many items.
 """
 
 from __future__ import annotations

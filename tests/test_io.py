@@ -91,7 +91,7 @@ def test_orphans_of_an_interrupted_write_are_removed_by_the_next_write(tmp_path)
 
 def test_read_text_names_the_file_byte_offset_and_line(tmp_path):
     path = tmp_path / "train.csv"
-    path.write_bytes("a,b\nné,\xff".encode("utf-8").replace(b"\xc3\xbf", b"\xff"))
+    path.write_bytes("a,b\nné,\xff".encode().replace(b"\xc3\xbf", b"\xff"))
     with pytest.raises(ValueError, match=r"train.csv: byte 8 \(line 2\): ff is not valid UTF-8"):
         read_text(path)
     path.write_bytes("\ufeffa,b\n".encode())
