@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_dir", "remove_orphans", "read_text", "ORPHAN_AGE_S"]
+__all__ = ["atomic_write", "atomic_dir", "remove_orphans", "read_text", "decode_text", "ORPHAN_AGE_S"]
 
 ORPHAN_AGE_S = 3600.0
 """Seconds without modification after which another host's temporary file counts as orphaned."""
@@ -158,12 +158,17 @@ def read_text(path: str | os.PathLike, *, encoding: str = "utf-8", name: str | N
     ``name`` is how messages call the file (default: the path as given). ``"utf-8-sig"`` skips a byte-order mark.
     """
     path = Path(path)
-    data = path.read_bytes()
+    return decode_text(path.read_bytes(), name or str(path), encoding=encoding)
+
+
+def decode_text(data: bytes, name: str, *, encoding: str = "utf-8") -> str:
+    """``data.decode(encoding)``; an undecodable byte raises a ValueError naming ``name``, the byte offset (from 0)
+    and the line (see :func:`read_text`)."""
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         bad = data[err.start:err.end].hex(" ")
-        raise ValueError(f"{name or path}: byte {err.start} (line {line}): {bad} is not valid "
+        raise ValueError(f"{name}: byte {err.start} (line {line}): {bad} is not valid "
                          f"{encoding.removesuffix('-sig').upper()} ({err.reason}); save the file as UTF-8"
                          ) from None  # fmt: skip
