@@ -38,7 +38,8 @@ SKELETON = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], 
 @needs_real
 def test_real_excerpt_values():
     ds = CocoKeypoints(REAL_JSON, REAL)
-    assert len(ds) == 4 and ds.quirks == {"num_keypoints_mismatch": 0, "out_of_bounds_points": 0, "duplicate_annotations": 0}
+    assert len(ds) == 4
+    assert ds.quirks == {"num_keypoints_mismatch": 0, "out_of_bounds_points": 0, "duplicate_annotations": 0}
     assert [im["id"] for im in ds.images] == [785, 40083, 196141, 197388]
     image, target = ds[1]  # 000000040083.jpg, 500 x 333, three annotations
     assert image.shape == (3, 333, 500) and target["image_id"] == 40083
@@ -239,7 +240,7 @@ def test_bad_categories_no_images_and_undecodable_bytes_are_named(tmp_path):
     text = json.dumps(_DATA).encode()
     at = text.index(b"000000000042")
     path.write_bytes(text[:at] + b"\xc3\x28" + text[at + 2:])  # an invalid two-byte UTF-8 sequence
-    with pytest.raises(ValueError, match=rf"person_keypoints_val2017.json: byte {at} \(line 1\): c3 is not valid UTF-8"):
+    with pytest.raises(ValueError, match=rf"val2017.json: byte {at} \(line 1\): c3 is not valid UTF-8"):
         parse_coco_keypoints(path)
 
 
