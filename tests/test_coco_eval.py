@@ -9,6 +9,7 @@ import pytest
 
 from fashion_lib.coco_eval import coco_keypoint_ap
 
+
 def _gt() -> dict:
     """One image, two people with 17 COCO key points each."""
     kps = [float(v) for j in range(17) for v in (100 + 5 * j, 50 + 8 * j, 2)]
