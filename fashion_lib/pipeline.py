@@ -43,7 +43,7 @@ from typing import Any
 
 import yaml
 
-from fashion_lib.io import atomic_write
+from fashion_lib.io import atomic_write, read_text
 
 __all__ = [
     "ProfileError",
@@ -52,6 +52,7 @@ __all__ = [
     "discover_notebooks",
     "read_parameters",
     "load_profile",
+    "Profile",
     "resolve_parameters",
     "cache_key",
     "execute_notebook",
@@ -157,33 +158,119 @@ def discover_notebooks(root: Path, only: Sequence[str] = ()) -> list[Notebook]:
     return notebooks
 
 
-def load_profile(path: Path) -> dict[str, dict[str, Any]]:
-    """Read a profile file: a mapping of ``all`` and notebook names to mappings of parameter values."""
+class Profile(dict):
+    """A profile as read by :func:`load_profile`: section -> {parameter: value}, plus where each key was written."""
+
+    def __init__(self, data: Mapping[str, Mapping[str, Any]], lines: Mapping[tuple[str, ...], int]) -> None:
+        super().__init__(data)
+        self.lines = dict(lines)
+        """``(section,)`` or ``(section, parameter)`` -> 1-based line of the key in the file."""
+
+    def where(self, name: str, *keys: str) -> str:
+        """``name``, with `` line N`` when the line of ``keys`` is known."""
+        line = self.lines.get(tuple(keys))
+        return f"{name} line {line}" if line else name
+
+
+class _ProfileLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (plain YAML keeps the last silently)."""
+
+    source = "profile"
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ProfileError(f"{self.source} line {line}: key {key!r} is written twice (first on line "
+                                   f"{seen[key]}); YAML would keep only the last silently")  # fmt: skip
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def _key_lines(node: yaml.Node | None) -> dict[tuple[str, ...], int]:
+    """``(section,)`` and ``(section, parameter)`` -> 1-based line, from the composed YAML tree of a profile."""
+    lines: dict[tuple[str, ...], int] = {}
+    if not isinstance(node, yaml.MappingNode):
+        return lines
+    for key, value in node.value:
+        lines[(str(key.value),)] = key.start_mark.line + 1
+        if isinstance(value, yaml.MappingNode):
+            for sub, _ in value.value:
+                lines[(str(key.value), str(sub.value))] = sub.start_mark.line + 1
+    return lines
+
+
+def load_profile(path: Path) -> Profile:
+    """Read a profile file: a mapping of ``all`` and notebook names to mappings of parameter values.
+
+    Raises :class:`ProfileError` naming the file (and the line) when it is missing, not UTF-8, not YAML, writes a
+    key twice, or is not a mapping of mappings. Section names are checked against the notebooks by
+    :func:`resolve_parameters`, which names the lines recorded here.
+    """
     if not path.is_file():
         available = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise ProfileError(f"profile file {path} does not exist; available profiles: {available}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = read_text(path)
+    except ValueError as err:
+        raise ProfileError(str(err)) from None
+    loader = _ProfileLoader(text)
+    loader.source = str(path)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else {}
     except yaml.YAMLError as err:
         raise ProfileError(f"{path}: not valid YAML: {err}") from None
+    finally:
+        loader.dispose()
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
         raise ProfileError(f"{path}: expected a mapping of 'all' and notebook names, got {type(data).__name__}")
+    lines = _key_lines(node)
     for section, values in data.items():
         if not isinstance(values, dict) and values is not None:
-            raise ProfileError(f"{path}: section {section!r} must be a mapping of parameter: value")
-    return {str(k): dict(v or {}) for k, v in data.items()}
+            raise ProfileError(f"{path} line {lines.get((str(section),), '?')}: section {section!r} must be a "
+                               "mapping of parameter: value")  # fmt: skip
+    return Profile({str(k): dict(v or {}) for k, v in data.items()}, lines)
 
 
-def _type_ok(default: Any, value: Any) -> bool:
+def _type_problem(default: Any, value: Any) -> str | None:
+    """Why ``value`` cannot replace ``default`` (None when it can): the same type (an int for a float default),
+    list elements each of a type among the default's elements, mapping fields among the default's with values
+    of their types."""
     if default is None or value is None:
-        return True
+        return None
     if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(default, bool) and isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, int | float)
-    if isinstance(default, list | tuple):
-        return isinstance(value, list | tuple)
-    return isinstance(value, type(default))
+        ok = isinstance(default, bool) and isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float)
+    elif isinstance(default, list | tuple):
+        if not isinstance(value, list | tuple):
+            return f"must be a list like its default {default!r}, got {value!r} ({type(value).__name__})"
+        for i, element in enumerate(value):
+            if default and all(_type_problem(d, element) for d in default):
+                kinds = sorted({type(d).__name__ for d in default})
+                return (f"element [{i}] = {element!r} ({type(element).__name__}) must be a {' or '.join(kinds)} like "
+                        f"the elements of its default {default!r}")  # fmt: skip
+        return None
+    elif isinstance(default, dict):
+        if not isinstance(value, dict):
+            return f"must be a mapping like its default {default!r}, got {value!r} ({type(value).__name__})"
+        for field, item in value.items():
+            if field not in default:
+                return f"has no field {field!r}; valid: {list(default)}"
+            problem = _type_problem(default[field], item)
+            if problem:
+                return f"field {field!r} {problem}"
+        return None
+    else:
+        ok = isinstance(value, type(default))
+    if ok:
+        return None
+    return f"must be a {type(default).__name__} like its default {default!r}, got {value!r} ({type(value).__name__})"
 
 
 def _check(where: str, notebook: Notebook, name: str, value: Any) -> None:
@@ -192,12 +279,13 @@ def _check(where: str, notebook: Notebook, name: str, value: Any) -> None:
     if name not in notebook.defaults:
         valid = [n for n in notebook.defaults if n not in RUNNER_PARAMETERS]
         raise ProfileError(f"{where}: notebook {notebook.name!r} has no parameter {name!r}; valid: {valid}")
-    default = notebook.defaults[name]
-    if not _type_ok(default, value):
-        raise ProfileError(
-            f"{where}: parameter {name!r} of notebook {notebook.name!r} must be a {type(default).__name__} like its "
-            f"default {default!r}, got {value!r} ({type(value).__name__})"
-        )
+    problem = _type_problem(notebook.defaults[name], value)
+    if problem:
+        raise ProfileError(f"{where}: parameter {name!r} of notebook {notebook.name!r} {problem}")
+
+
+def _is_notebook_name(section: str) -> bool:
+    return section[:2].isdigit() and section[2:3] == "_"
 
 
 def resolve_parameters(
@@ -206,31 +294,42 @@ def resolve_parameters(
     overrides: Sequence[tuple[str, str]] = (),
     *,
     profile_name: str = "profile",
+    known: Sequence[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Parameters per notebook: the profile's ``all`` section, its notebook section, then ``overrides``.
 
     ``overrides`` are ``(name, value)`` string pairs from ``-p``; ``value`` is parsed as YAML (``3``, ``0.5``,
-    ``[0, 1]``, ``true``); ``name`` may be ``notebook.name`` to address one notebook. Raises :class:`ProfileError`
-    naming the profile, notebook and parameter when a name is unknown or a value has the wrong type.
+    ``[0, 1]``, ``true``); ``name`` may be ``notebook.name`` to address one notebook. ``known`` names every notebook
+    that exists (default: those of ``notebooks``): a section for one of them outside ``notebooks`` (``--only``) is
+    skipped, a section for any other name is an error. Values are checked against the notebook's defaults: the
+    type, each list element, each field of a mapping. Raises :class:`ProfileError` naming the profile (with the
+    line, for a :class:`Profile` read by :func:`load_profile`), notebook and parameter.
     """
     by_name = {nb.name: nb for nb in notebooks}
+    exists = set(by_name) | set(known or ())
+    at = profile.where if isinstance(profile, Profile) else lambda name, *keys: name
     params: dict[str, dict[str, Any]] = {nb.name: {} for nb in notebooks}
     for section, values in profile.items():
         if section == "all":
             for name, value in values.items():
                 takers = [nb for nb in notebooks if name in nb.defaults]
                 if not takers:
-                    raise ProfileError(f"{profile_name}: 'all' sets {name!r}, which no notebook declares")
+                    raise ProfileError(f"{at(profile_name, section, name)}: 'all' sets {name!r}, which no notebook "
+                                       "declares")  # fmt: skip
                 for nb in takers:
-                    _check(f"{profile_name} (all)", nb, name, value)
+                    _check(f"{at(profile_name, section, name)} (all)", nb, name, value)
                     params[nb.name][name] = value
         elif section in by_name:
             for name, value in values.items():
-                _check(f"{profile_name} ({section})", by_name[section], name, value)
+                _check(f"{at(profile_name, section, name)} ({section})", by_name[section], name, value)
                 params[section][name] = value
-        elif not (section[:2].isdigit() and section[2:3] == "_"):
-            raise ProfileError(f"{profile_name}: unknown section {section!r}; valid: 'all' or a notebook name")
-        # a section for a notebook outside --only is skipped
+        elif not _is_notebook_name(section):
+            raise ProfileError(f"{at(profile_name, section)}: unknown section {section!r}; valid: 'all' or a "
+                               "notebook name")  # fmt: skip
+        elif section not in exists:
+            raise ProfileError(f"{at(profile_name, section)}: section {section!r} names no notebook (a typo would "
+                               f"run the notebook with its own defaults); notebooks: {sorted(exists)}")  # fmt: skip
+        # else: a section for a notebook outside --only, skipped
     for raw_name, raw_value in overrides:
         try:
             value = yaml.safe_load(raw_value)

@@ -10,7 +10,9 @@ machine trains on a cluster::
 
 ``--batch-size`` is the global batch (divided over the processes). The run folder defaults to the one the
 notebooks use for the same settings, so a notebook afterwards loads the trained model instead of training it again.
-A run that is interrupted resumes from its last checkpoint when the same command is given again.
+A run that is interrupted resumes from its last checkpoint when the same command is given again; a finished run
+keeps its weights only (``--keep-resume-state`` keeps the optimiser state too). Errors are reported as one
+``error: ...`` line with exit status 2.
 
 ``--predict ANNOTATIONS IMAGES --results OUT.json`` then detects on a validation set in its real layout (COCO: the
 annotation JSON and the image folder; FashionAI: the annotation CSV and the split folder, image ids being the
@@ -47,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--train-file", default="", help="annotation file under --data-root (default: usual name)")
     p.add_argument("--run-dir", type=Path, default=None, help="run folder (default: the notebooks' one)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--keep-resume-state", action="store_true",
+                   help="keep the optimiser state in the finished run's checkpoint (default: weights only)")
     p.add_argument("--predict", nargs=2, metavar=("ANNOTATIONS", "IMAGES"), default=None,
                    help="after training, detect on this validation set (see the module help)")
     p.add_argument("--results", type=Path, default=None, help="where --predict writes its COCO results JSON")
@@ -73,12 +77,9 @@ def _predict(model, schema: str, annotations: Path, images: Path, results: Path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (2 on bad arguments, with a message naming them)."""
-    from fashion_lib.engine import init_distributed, is_main_process, run_dir_for, train
-    from fashion_lib.experiments import keypoints as kx
-    from fashion_lib.experiments import runs_dir, seeded_build
-    from fashion_lib.models.cpn import build_cpn
-    from fashion_lib.models.keypoint_rcnn import build_keypoint_rcnn
+    """Entry point; returns the exit status: 0, or 2 with an ``error: ...`` line naming what is wrong (bad
+    arguments, a data file, a refused checkpoint, a non-finite loss)."""
+    from fashion_lib.engine import CheckpointError
 
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -86,12 +87,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("error: --predict needs --results OUT.json and the keypoint_rcnn model")
         return 2
     try:
-        setup = kx.KeypointSetup(schema=args.schema, preset=args.preset, image_size=args.image_size,
-                                 train_steps=args.steps, cpn_steps=args.steps, batch_size=args.batch_size,
-                                 lr=args.lr, data_root=args.data_root, train_file=args.train_file)
-    except (ValueError, FileNotFoundError) as err:
+        return _run(args)
+    except (CheckpointError, ValueError, OSError, FloatingPointError) as err:
         log.error("error: %s", err)
         return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from fashion_lib.engine import init_distributed, is_main_process, run_dir_for, train
+    from fashion_lib.experiments import keypoints as kx
+    from fashion_lib.experiments import runs_dir, seeded_build
+    from fashion_lib.models.cpn import build_cpn
+    from fashion_lib.models.keypoint_rcnn import build_keypoint_rcnn
+
+    setup = kx.KeypointSetup(schema=args.schema, preset=args.preset, image_size=args.image_size,
+                             train_steps=args.steps, cpn_steps=args.steps, batch_size=args.batch_size,
+                             lr=args.lr, data_root=args.data_root, train_file=args.train_file)
     init_distributed()
     kcfg, ccfg = kx.detector_configs(setup)
     config, build = (kcfg, build_keypoint_rcnn) if args.model == "keypoint_rcnn" else (ccfg, build_cpn)
@@ -100,16 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                           kx.data_key(setup))
     model = seeded_build(build, config, args.seed)
     result = train(model, kx.training_set(setup, args.seed, args.steps), tcfg, run_dir,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress, keep_resume_state=args.keep_resume_state)
     if is_main_process():
         log.info("trained %s to step %d in %s (%.0f s, %.1f images/s)", args.model, result.step, run_dir,
                  result.wall_time_s, result.images_per_s)
         if args.predict is not None:
-            try:
-                n = _predict(result.model, args.schema, Path(args.predict[0]), Path(args.predict[1]), args.results)
-            except (OSError, ValueError) as err:
-                log.error("error: %s", err)
-                return 2
+            n = _predict(result.model, args.schema, Path(args.predict[0]), Path(args.predict[1]), args.results)
             log.info("wrote %d detections to %s", n, args.results)
     return 0
 

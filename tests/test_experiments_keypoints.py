@@ -28,6 +28,7 @@ def tiny(schema: str = "fashionai", **kw) -> kx.KeypointSetup:
 @pytest.mark.parametrize("kwargs, message", [
     (dict(preset="tpu"), r"preset must be one of \('cpu', 'gpu'\), got 'tpu'"),
     (dict(train_steps=0), "train_steps must be an integer >= 1, got 0"),
+    (dict(image_size=32), "image_size must be >= 64, got 32: the detectors' ResNet trunks downsample 32 times"),
     (dict(lr=0.0), "lr must be > 0"),
     (dict(data_root="/no/such/folder"), "data_root '/no/such/folder' is not a folder"),
     (dict(schema="mpii"), "schema must be one of"),

@@ -83,6 +83,60 @@ def test_the_shipped_profiles_resolve_against_the_shipped_notebooks():
         assert "run_info" in nb.defaults, f"{nb.path} must declare run_info (provenance)"
 
 
+def test_a_section_for_an_unknown_notebook_is_refused_with_file_and_line(two_notebooks, tmp_path):
+    path = tmp_path / "cpu.yaml"
+    path.write_text("all:\n  seed: 1\n# a typo of 02_b:\n02_bb:\n  steps: 3\n")
+    profile = pipeline.load_profile(path)
+    with pytest.raises(ProfileError, match=rf"{path} line 4: section '02_bb' names no notebook .*\['01_a', '02_b'\]"):
+        resolve_parameters(two_notebooks, profile, profile_name=str(path))
+    # a notebook that exists but is outside --only: its section is skipped, not refused
+    path.write_text("all:\n  seed: 1\n02_b:\n  steps: 3\n")
+    params = resolve_parameters(two_notebooks[:1], pipeline.load_profile(path), known=["01_a", "02_b"])
+    assert params == {"01_a": {"seed": 1}}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("all:\n  seed: 1\n02_b:\n  steps: 3\nall:\n  seed: 2\n",
+     r"line 5: key 'all' is written twice \(first on line 1\)"),
+    ("02_b:\n  steps: 3\n  seed: 1\n  steps: 4\n", r"line 4: key 'steps' is written twice \(first on line 2\)"),
+])  # fmt: skip
+def test_a_key_written_twice_is_refused_with_file_and_line(tmp_path, text, message):
+    path = tmp_path / "cpu.yaml"
+    path.write_text(text)
+    with pytest.raises(ProfileError, match=rf"{path} {message}"):
+        pipeline.load_profile(path)
+
+
+def test_a_profile_that_is_not_utf8_names_the_byte(tmp_path):
+    path = tmp_path / "cpu.yaml"
+    path.write_bytes(b"all:\n  name: caf\xe9\n")
+    with pytest.raises(ProfileError, match=rf"{path}: byte 16 \(line 2\): e9 is not valid UTF-8"):
+        pipeline.load_profile(path)
+
+
+@pytest.fixture
+def detector_notebook(tmp_path):
+    return [_notebook(tmp_path, "10_t", "seeds = [0, 1]\nalphas = [0, 0.5]\n"
+                                        "detector = {'preset': 'cpu', 'image_size': 128, 'lr': 0.001}")]
+
+
+@pytest.mark.parametrize("profile, overrides, message", [
+    ({}, [("seeds", '["a"]')], r"-p seeds: parameter 'seeds' of notebook '10_t' element \[0\] = 'a' \(str\) must be "
+                               r"a int like the elements of its default \[0, 1\]"),
+    ({"all": {"seeds": [0, 1.5]}}, [], r"element \[1\] = 1.5 \(float\) must be a int"),
+    ({"all": {"detector": {"preset": "cpu", "imag_size": 64}}}, [],
+     r"parameter 'detector' of notebook '10_t' has no field 'imag_size'; valid: \['preset', 'image_size', 'lr'\]"),
+    ({}, [("detector", "{image_size: '64'}")], r"field 'image_size' must be a int like its default 128, got '64'"),
+    ({}, [("detector", "[1]")], r"'detector' of notebook '10_t' must be a mapping like its default"),
+])  # fmt: skip
+def test_list_elements_and_mapping_fields_are_checked_against_the_defaults(detector_notebook, profile, overrides,
+                                                                           message):  # fmt: skip
+    with pytest.raises(ProfileError, match=message):
+        resolve_parameters(detector_notebook, profile, overrides)
+    ok = resolve_parameters(detector_notebook, {"all": {"alphas": [0, 0.25, 1], "detector": {"image_size": 64}}})
+    assert ok == {"10_t": {"alphas": [0, 0.25, 1], "detector": {"image_size": 64}}}  # int or float, as the default
+
+
 def test_missing_profile_lists_the_available_ones():
     with pytest.raises(ProfileError, match=r"available profiles: \[.*'smoke'"):
         pipeline.load_profile(ROOT / "notebooks" / "profiles" / "nope.yaml")

@@ -1,5 +1,7 @@
 """The training command line (fashion_lib.train)."""
 
+import pickle
+
 import pytest
 
 from fashion_lib.engine import CHECKPOINT_NAME
@@ -53,3 +55,19 @@ def test_train_predict_refine_score_chain_on_the_real_coco_excerpt(tmp_path, cap
         ap = coco_keypoint_ap(coco / "test_coco.json", str(path)).AP
         assert 0.0 <= ap <= 1.0
     assert main(["cpn", "--predict", "a", "b", "--results", "c"]) == 2
+
+
+def test_the_command_line_reports_errors_as_error_lines_with_exit_2(tmp_path, caplog):
+    assert main(["keypoint_rcnn", "--image-size", "32"]) == 2  # used to fail deep inside batch normalisation
+    assert "error: image_size must be >= 64, got 32" in caplog.text
+    assert main(["cpn", "--steps", "0"]) == 2
+    assert "error: train_steps must be an integer >= 1, got 0" in caplog.text
+    caplog.clear()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / CHECKPOINT_NAME).write_bytes(pickle.dumps({"model": "not a checkpoint"}))
+    args = ["cpn", "--steps", "2", "--batch-size", "2", "--image-size", "64", "--run-dir", str(run), "--no-progress"]
+    assert main(args) == 2  # not a traceback with exit 1
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {run / CHECKPOINT_NAME}: cannot read the checkpoint")
+    assert "weights_only" not in caplog.text  # torch's advice to unpickle an untrusted file is never repeated

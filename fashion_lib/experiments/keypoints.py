@@ -116,6 +116,7 @@ CPN_NKD = "CPN + New-key-detection"
 ROWS = (KRCNN, AXIS_ONCE, TWICE, NKD, CPN, CPN_NKD)
 
 _PRESETS = ("cpu", "gpu")
+_MIN_IMAGE_SIZE = 64  # two pixels at the trunks' stride 32
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,10 @@ class KeypointSetup:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if not isinstance(self.calibration_images, int) or self.calibration_images < 0:
             raise ValueError(f"calibration_images must be an integer >= 0, got {self.calibration_images!r}")
+        if self.image_size < _MIN_IMAGE_SIZE:
+            raise ValueError(f"image_size must be >= {_MIN_IMAGE_SIZE}, got {self.image_size}: the detectors' ResNet "
+                             "trunks downsample 32 times, and below that their last stage is 1 x 1 pixel, where batch "
+                             "normalisation cannot train on one image per step")  # fmt: skip
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.data_root and not Path(self.data_root).is_dir():
