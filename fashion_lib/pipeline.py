@@ -25,7 +25,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import ast
 import hashlib
 import json
 import logging
@@ -43,6 +42,8 @@ from typing import Any
 import yaml
 
 from fashion_lib.io import atomic_write
+from fashion_lib.parameters import ParameterError, literal_assignments
+from fashion_lib.provenance import git_state
 
 __all__ = [
     "ProfileError",
@@ -124,22 +125,10 @@ def read_parameters(path: Path) -> dict[str, Any]:
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:
         raise ProfileError(f"{path}: expected exactly one cell tagged 'parameters', found {len(cells)}")
-    source = cells[0].source
     try:
-        tree = ast.parse(source)
-    except SyntaxError as err:
-        raise ProfileError(f"{path}: parameters cell does not parse: {err}") from None
-    defaults: dict[str, Any] = {}
-    for stmt in tree.body:
-        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)):
-            raise ProfileError(f"{path}: parameters cell line {stmt.lineno}: expected 'name = <literal>'")
-        try:
-            defaults[stmt.targets[0].id] = ast.literal_eval(stmt.value)
-        except ValueError:
-            raise ProfileError(
-                f"{path}: parameters cell line {stmt.lineno}: the default of {stmt.targets[0].id!r} is not a literal"
-            ) from None
-    return defaults
+        return literal_assignments(cells[0].source)
+    except ParameterError as err:
+        raise ProfileError(f"{path}: {err}") from None
 
 
 def discover_notebooks(root: Path, only: Sequence[str] = ()) -> list[Notebook]:
@@ -264,21 +253,6 @@ def cache_key(notebook: Notebook, params: Mapping[str, Any], library_digest: str
     h.update(json.dumps(params, sort_keys=True, default=str).encode())
     h.update(library_digest.encode())
     return h.hexdigest()[:20]
-
-
-def _git(root: Path, *args: str) -> str:
-    try:
-        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip()
-
-
-def git_state(root: Path) -> dict[str, Any]:
-    """``{"commit": sha or "unknown", "dirty": bool}`` of the checkout at ``root``."""
-    commit = _git(root, "rev-parse", "HEAD") or "unknown"
-    dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
-    return {"commit": commit, "dirty": dirty}
 
 
 def _command(profile: str, notebook: str, params: Mapping[str, Any]) -> str:
@@ -565,6 +539,10 @@ def run(
     os.environ[RUNS_ENV] = str(Path(runs_dir or root / "_build" / "runs").resolve())
     # the kernels inherit this: spinning OpenMP threads slow PyTorch about 5x when other processes share the cores
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # the kernels import the library of the checkout being built (whose sources make the cache key), not another
+    # copy an editable install points to
+    paths = [str(root), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
     profile_path = root / "notebooks" / "profiles" / f"{profile}.yaml"
     # parameters are checked against every notebook, so that a profile valid for the whole book stays valid with --only
     everything = discover_notebooks(root)

@@ -7,7 +7,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -31,6 +30,7 @@ def _requirement_name(requirement: str) -> str:
 
 
 def _pyproject() -> dict:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
