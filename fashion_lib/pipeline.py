@@ -15,11 +15,14 @@ command line overrides any value (``-p 01_data_tour.num_samples 8`` for one note
 Execution is incremental and resumable: an executed notebook is cached under a key made of its source, its
 parameters and every ``fashion_lib`` source file, and a notebook whose key is cached is not run again. Each
 notebook is cached as soon as it finishes, so an interrupted build resumes at the notebook it stopped in.
-The book is built by ``jupyter-book build`` with execution off and warnings as errors.
+The book is built by ``jupyter-book build`` with execution off and warnings as errors, with a banner on every page
+naming the profile, commit, seeds, validation sizes and device of its results (:mod:`fashion_lib.banner`). When some
+notebooks have never run in the work folder (``--only`` on a fresh clone), only the pages that can be built are:
+those whose notebooks ran and that neither link to nor glue from a page that is missing.
 
 Usage::
 
-    python -m fashion_lib.pipeline [--profile cpu] [-p name value ...] [--only NAME ...] [--no-build]
+    python -m fashion_lib.pipeline [--profile cpu] [-p name value ...] [--only NAME ...] [--no-build] [--runs-dir DIR]
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,6 +45,7 @@ from typing import Any
 
 import yaml
 
+from fashion_lib.banner import banner_html, collect_facts, read_executed
 from fashion_lib.io import atomic_write
 from fashion_lib.parameters import ParameterError, literal_assignments
 from fashion_lib.provenance import git_state
@@ -330,6 +335,54 @@ def toc_parts(workdir: Path) -> dict[str, list[str]]:
     return parts
 
 
+# A cross-page reference to a notebook's page or output: {doc}`results/10_x`, {glue:text}`results/10_x.ipynb::key`,
+# {doc}`title <10_x>` (the group is the notebook's stem).
+_PAGE_REFERENCE = re.compile(
+    r"\{(?:doc|glue(?::\w+)?)\}`(?:[^`<]*<)?(?:[\w./]*/)?(\d\d_\w+?)(?:\.ipynb)?(?:::[^`]*)?>?`")
+# The table of contents written for a build that lacks some notebooks' pages (``--only`` on a fresh folder).
+PARTIAL_TOC = Path("_build") / "_toc.partial.yml"
+# _config.yml with the banner added, written for each build (the banner names the commit and date of the results)
+GENERATED_CONFIG = Path("_build") / "_config.generated.yml"
+
+
+def page_references(text: str) -> set[str]:
+    """Stems of the notebooks whose pages or glued outputs ``text`` (a page's source) refers to."""
+    return set(_PAGE_REFERENCE.findall(text))
+
+
+def _page_source(workdir: Path, file: str) -> str:
+    for suffix in (".md", ".ipynb"):
+        path = workdir / f"{file}{suffix}"
+        if path.is_file():
+            return path.read_text()
+    return ""
+
+
+def partial_toc(workdir: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """A table of contents of the pages of ``workdir``'s ``_toc.yml`` that can be built, and the files left out.
+
+    A page is left out when its source is missing (a notebook never executed in this folder) or when it refers to
+    such a page or glues its outputs. Returns ``(None, [])`` when nothing is missing; otherwise the reduced table,
+    rooted at the original root if it can be built, else at the first page that can.
+    """
+    toc = yaml.safe_load((workdir / "_toc.yml").read_text())
+    files = [toc["root"], *(ch["file"] for part in toc.get("parts", []) for ch in part.get("chapters", []))]
+    missing = {Path(f).name for f in files if not _page_source(workdir, f)}
+    if not missing:
+        return None, []
+    left_out = [f for f in files if Path(f).name in missing or page_references(_page_source(workdir, f)) & missing]
+    kept = [f for f in files if f not in left_out]
+    if not kept:
+        return {}, left_out
+    root = kept[0]
+    parts = []
+    for part in toc.get("parts", []):
+        chapters = [ch for ch in part.get("chapters", []) if ch["file"] in kept and ch["file"] != root]
+        if chapters:
+            parts.append({**part, "chapters": chapters})
+    return {**toc, "root": root, "parts": parts}, left_out
+
+
 def read_build_history(workdir: Path) -> list[dict[str, Any]]:
     """The records of earlier builds in ``workdir`` (oldest first); an unreadable line is skipped, not fatal."""
     path = workdir / BUILD_HISTORY
@@ -470,14 +523,26 @@ def fold_code(nb) -> None:
             tags.append(wanted)
 
 
-def build_book(workdir: Path, *, strict: bool = True) -> Path:
+def build_book(workdir: Path, *, strict: bool = True, toc: Path | None = None, banner: str | None = None) -> Path:
     """Run ``jupyter-book build`` on ``workdir`` (execution off in ``_config.yml``); returns the HTML folder.
 
     With ``strict`` warnings are errors (``-W``): an unresolved glue key or a missing figure fails the build.
+    ``toc`` replaces ``_toc.yml`` (page paths stay relative to ``workdir``). ``banner`` (HTML) is shown at the top
+    of every page, as the theme's announcement set in a generated copy of ``_config.yml``.
     """
     _install_mathjax(workdir)
     exe = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(exe if exe.exists() else "jupyter-book"), "build", str(workdir), "--path-output", str(workdir)]
+    if toc is not None:
+        cmd += ["--toc", str(toc)]
+    if banner is not None:
+        config = yaml.safe_load((workdir / "_config.yml").read_text()) or {}
+        config.setdefault("html", {})["announcement"] = banner
+        path = workdir / GENERATED_CONFIG
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as f:
+            yaml.safe_dump(config, f, sort_keys=False)
+        cmd += ["--config", str(path)]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
     log.info("building the book: %s", " ".join(cmd))
@@ -582,9 +647,15 @@ def run(
     execute_s = time.perf_counter() - started
     write_provenance_page(results, notebooks, profile, executed, execute_s,
                           parts=toc_parts(workdir), history=read_build_history(workdir))
+    for name in executed:
+        log.info("executed notebook: %s", results / f"{name}.ipynb")
     html = None
     if build:
-        html = build_book(workdir)
+        executed_meta = read_executed(results, [nb.name for nb in everything])
+        facts = collect_facts(executed_meta, {nb.name: nb.defaults for nb in everything},
+                              time.strftime("%Y-%m-%d", time.gmtime()))
+        html = _build_what_exists(workdir, banner_html(facts))
+    if html is not None:
         log.info("book built: %s", html / "index.html")
         total_s = time.perf_counter() - started
         append_build_history(workdir, {
@@ -595,6 +666,26 @@ def run(
     return RunSummary(tuple(executed), tuple(cached), html)
 
 
+def _build_what_exists(workdir: Path, banner: str) -> Path | None:
+    """Build the book, or the pages of it whose notebooks have run in ``workdir`` (``--only`` on a fresh folder)."""
+    toc, left_out = partial_toc(workdir)
+    if toc is None:
+        return build_book(workdir, banner=banner)
+    missing = ", ".join(Path(f).name for f in left_out)
+    if not toc:
+        log.warning("not building the book: no page can be built without the notebooks that have not run in %s "
+                    "(left out: %s); the executed notebooks are in %s", workdir, missing, workdir / "book" / "results")
+        return None
+    kept = 1 + sum(len(part["chapters"]) for part in toc["parts"])
+    log.warning("building %d of %d pages: the others need notebooks that have not run in %s (left out: %s)",
+                kept, kept + len(left_out), workdir, missing)
+    path = workdir / PARTIAL_TOC
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as f:
+        yaml.safe_dump(toc, f, sort_keys=False)
+    return build_book(workdir, toc=path, banner=banner)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fashion_lib.pipeline", description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", default="cpu", help="profile name in notebooks/profiles/ (default: cpu)")
@@ -603,6 +694,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", default=[], metavar="NOTEBOOK", help="run only these notebooks (stems)")
     p.add_argument("--workdir", type=Path, default=None, help="build the book here instead of the repository")
     p.add_argument("--cache-dir", type=Path, default=None, help="executed-notebook cache (default _build/...)")
+    p.add_argument("--runs-dir", type=Path, default=None, help="trained models and cached predictions "
+                   "(default _build/runs)")
     p.add_argument("--no-build", action="store_true", help="execute notebooks but do not build the book")
     p.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
     return p
@@ -621,6 +714,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cache_dir=args.cache_dir,
             build=not args.no_build,
             timeout=args.timeout,
+            runs_dir=args.runs_dir,
         )
     except (ProfileError, RuntimeError, FileNotFoundError) as err:
         log.error("error: %s", err)
