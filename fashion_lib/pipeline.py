@@ -48,6 +48,7 @@ import yaml
 from fashion_lib.banner import banner_html, collect_facts, read_executed
 from fashion_lib.io import atomic_write
 from fashion_lib.parameters import ParameterError, literal_assignments
+from fashion_lib.progress import CellProgress, expected_wall_time
 from fashion_lib.provenance import git_state
 
 __all__ = [
@@ -265,6 +266,14 @@ def _command(profile: str, notebook: str, params: Mapping[str, Any]) -> str:
     return f"python -m fashion_lib.pipeline --profile {profile} --only {notebook} {args}".rstrip()
 
 
+def _kernel_config():
+    """nbclient's configuration: the kernel talks to the runner over local IPC sockets, not TCP on localhost, which
+    ipykernel warns about on every start (and which another local user could connect to)."""
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc"}})
+
+
 def execute_notebook(
     notebook: Notebook,
     params: Mapping[str, Any],
@@ -272,10 +281,14 @@ def execute_notebook(
     *,
     run_info: Mapping[str, Any],
     timeout: int | None = None,
+    label: str | None = None,
+    expected_s: float | None = None,
 ) -> float:
     """Convert ``notebook`` to ``.ipynb``, execute it with papermill and ``params``, write it atomically to
     ``output``. Returns the wall time in seconds. A failing cell raises ``RuntimeError`` naming the notebook; the
-    partly executed notebook is kept beside ``output`` as ``<name>.failed.ipynb`` to read the traceback.
+    partly executed notebook is kept beside ``output`` as ``<name>.failed.ipynb`` to read the traceback. While it
+    runs, the running cell and the time spent are shown (prefixed by ``label``), beside ``expected_s`` if given
+    (:class:`fashion_lib.progress.CellProgress`).
     """
     import nbformat
     import papermill
@@ -291,15 +304,18 @@ def execute_notebook(
         all_params["run_info"] = dict(run_info)
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(
-            str(tmp_in),
-            str(tmp_out),
-            parameters=all_params,
-            kernel_name="python3",
-            cwd=str(notebook.path.parent),
-            progress_bar=False,
-            execution_timeout=timeout,
-        )
+        with CellProgress(label or notebook.name, nb.cells, expected_s, injected=bool(all_params)) as progress:
+            papermill.execute_notebook(
+                str(tmp_in),
+                str(tmp_out),
+                parameters=all_params,
+                kernel_name="python3",
+                cwd=str(notebook.path.parent),
+                progress_bar=False,
+                execution_timeout=timeout,
+                on_cell_start=progress.on_cell_start,
+                config=_kernel_config(),
+            )
     except papermill.PapermillExecutionError as err:
         failed = output.with_name(f"{notebook.name}.failed.ipynb")
         if tmp_out.exists():
@@ -635,7 +651,9 @@ def run(
                 "cache_key": key,
                 "command": _command(profile, nb.name, params[nb.name]),
             }
-            wall = execute_notebook(nb, params[nb.name], cached_path, run_info=run_info, timeout=timeout)
+            wall = execute_notebook(nb, params[nb.name], cached_path, run_info=run_info, timeout=timeout,
+                                    label=f"[{i}/{len(notebooks)}] {nb.name}",
+                                    expected_s=expected_wall_time(cache_dir, nb.name, profile))
             log.info("[%d/%d] %s: done in %.1f s", i, len(notebooks), nb.name, wall)
             executed.append(nb.name)
         results.mkdir(parents=True, exist_ok=True)
@@ -705,6 +723,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # papermill logs its input, output and working directory for every notebook; the runner says what matters
+    logging.getLogger("papermill").setLevel(logging.WARNING)
     try:
         summary = run(
             args.profile,
