@@ -1,5 +1,6 @@
 """The notebook -> book pipeline: parameter checking, caching, and a real smoke build of the book."""
 
+import logging
 import re
 import shlex
 import shutil
@@ -294,6 +295,7 @@ def test_the_readmes_make_book_examples_work_on_a_fresh_clone(smoke_book, tmp_pa
     """Each example runs in a fresh work folder: those for the whole book run notebook 00 only (their parameters are
     still checked against every notebook); the ``--only`` example runs at the smoke profile's scale and builds the
     pages that exist, as on a fresh clone where no other notebook ever ran."""
+    caplog.set_level(logging.INFO, logger="fashion_lib.pipeline")
     commands = _readme_make_book_commands()
     for i, command in enumerate(commands):
         argv = _pipeline_argv(command)
