@@ -537,7 +537,7 @@ def _seed_global_rngs(seed: int) -> None:
 
 
 def _git_commit() -> dict[str, Any]:
-    from fashion_lib.pipeline import git_state
+    from fashion_lib.provenance import git_state
 
     return git_state(Path(__file__).resolve().parents[1])
 

@@ -15,17 +15,19 @@ command line overrides any value (``-p 01_data_tour.num_samples 8`` for one note
 Execution is incremental and resumable: an executed notebook is cached under a key made of its source, its
 parameters and every ``fashion_lib`` source file, and a notebook whose key is cached is not run again. Each
 notebook is cached as soon as it finishes, so an interrupted build resumes at the notebook it stopped in.
-The book is built by ``jupyter-book build`` with execution off and warnings as errors.
+The book is built by ``jupyter-book build`` with execution off and warnings as errors, with a banner on every page
+naming the profile, commit, seeds, validation sizes and device of its results (:mod:`fashion_lib.banner`). When some
+notebooks have never run in the work folder (``--only`` on a fresh clone), only the pages that can be built are:
+those whose notebooks ran and that neither link to nor glue from a page that is missing.
 
 Usage::
 
-    python -m fashion_lib.pipeline [--profile cpu] [-p name value ...] [--only NAME ...] [--no-build]
+    python -m fashion_lib.pipeline [--profile cpu] [-p name value ...] [--only NAME ...] [--no-build] [--runs-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import hashlib
 import json
 import logging
@@ -43,7 +45,11 @@ from typing import Any
 
 import yaml
 
+from fashion_lib.banner import banner_html, collect_facts, read_executed
 from fashion_lib.io import atomic_write, read_text
+from fashion_lib.parameters import ParameterError, literal_assignments
+from fashion_lib.progress import CellProgress, expected_wall_time
+from fashion_lib.provenance import git_state
 
 __all__ = [
     "ProfileError",
@@ -127,22 +133,10 @@ def read_parameters(path: Path) -> dict[str, Any]:
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:
         raise ProfileError(f"{path}: expected exactly one cell tagged 'parameters', found {len(cells)}")
-    source = cells[0].source
     try:
-        tree = ast.parse(source)
-    except SyntaxError as err:
-        raise ProfileError(f"{path}: parameters cell does not parse: {err}") from None
-    defaults: dict[str, Any] = {}
-    for stmt in tree.body:
-        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)):
-            raise ProfileError(f"{path}: parameters cell line {stmt.lineno}: expected 'name = <literal>'")
-        try:
-            defaults[stmt.targets[0].id] = ast.literal_eval(stmt.value)
-        except ValueError:
-            raise ProfileError(
-                f"{path}: parameters cell line {stmt.lineno}: the default of {stmt.targets[0].id!r} is not a literal"
-            ) from None
-    return defaults
+        return literal_assignments(cells[0].source)
+    except ParameterError as err:
+        raise ProfileError(f"{path}: {err}") from None
 
 
 def discover_notebooks(root: Path, only: Sequence[str] = ()) -> list[Notebook]:
@@ -367,24 +361,17 @@ def cache_key(notebook: Notebook, params: Mapping[str, Any], library_digest: str
     return h.hexdigest()[:20]
 
 
-def _git(root: Path, *args: str) -> str:
-    try:
-        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip()
-
-
-def git_state(root: Path) -> dict[str, Any]:
-    """``{"commit": sha or "unknown", "dirty": bool}`` of the checkout at ``root``."""
-    commit = _git(root, "rev-parse", "HEAD") or "unknown"
-    dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
-    return {"commit": commit, "dirty": dirty}
-
-
 def _command(profile: str, notebook: str, params: Mapping[str, Any]) -> str:
     args = " ".join(f"-p {notebook}.{k} {json.dumps(v)!r}" for k, v in params.items())
     return f"python -m fashion_lib.pipeline --profile {profile} --only {notebook} {args}".rstrip()
+
+
+def _kernel_config():
+    """nbclient's configuration: the kernel talks to the runner over local IPC sockets, not TCP on localhost, which
+    ipykernel warns about on every start (and which another local user could connect to)."""
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc"}})
 
 
 def execute_notebook(
@@ -394,10 +381,14 @@ def execute_notebook(
     *,
     run_info: Mapping[str, Any],
     timeout: int | None = None,
+    label: str | None = None,
+    expected_s: float | None = None,
 ) -> float:
     """Convert ``notebook`` to ``.ipynb``, execute it with papermill and ``params``, write it atomically to
     ``output``. Returns the wall time in seconds. A failing cell raises ``RuntimeError`` naming the notebook; the
-    partly executed notebook is kept beside ``output`` as ``<name>.failed.ipynb`` to read the traceback.
+    partly executed notebook is kept beside ``output`` as ``<name>.failed.ipynb`` to read the traceback. While it
+    runs, the running cell and the time spent are shown (prefixed by ``label``), beside ``expected_s`` if given
+    (:class:`fashion_lib.progress.CellProgress`).
     """
     import nbformat
     import papermill
@@ -413,15 +404,18 @@ def execute_notebook(
         all_params["run_info"] = dict(run_info)
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(
-            str(tmp_in),
-            str(tmp_out),
-            parameters=all_params,
-            kernel_name="python3",
-            cwd=str(notebook.path.parent),
-            progress_bar=False,
-            execution_timeout=timeout,
-        )
+        with CellProgress(label or notebook.name, nb.cells, expected_s, injected=bool(all_params)) as progress:
+            papermill.execute_notebook(
+                str(tmp_in),
+                str(tmp_out),
+                parameters=all_params,
+                kernel_name="python3",
+                cwd=str(notebook.path.parent),
+                progress_bar=False,
+                execution_timeout=timeout,
+                on_cell_start=progress.on_cell_start,
+                config=_kernel_config(),
+            )
     except papermill.PapermillExecutionError as err:
         failed = output.with_name(f"{notebook.name}.failed.ipynb")
         if tmp_out.exists():
@@ -455,6 +449,54 @@ def toc_parts(workdir: Path) -> dict[str, list[str]]:
         if names:
             parts[part.get("caption", "")] = names
     return parts
+
+
+# A cross-page reference to a notebook's page or output: {doc}`results/10_x`, {glue:text}`results/10_x.ipynb::key`,
+# {doc}`title <10_x>` (the group is the notebook's stem).
+_PAGE_REFERENCE = re.compile(
+    r"\{(?:doc|glue(?::\w+)?)\}`(?:[^`<]*<)?(?:[\w./]*/)?(\d\d_\w+?)(?:\.ipynb)?(?:::[^`]*)?>?`")
+# The table of contents written for a build that lacks some notebooks' pages (``--only`` on a fresh folder).
+PARTIAL_TOC = Path("_build") / "_toc.partial.yml"
+# _config.yml with the banner added, written for each build (the banner names the commit and date of the results)
+GENERATED_CONFIG = Path("_build") / "_config.generated.yml"
+
+
+def page_references(text: str) -> set[str]:
+    """Stems of the notebooks whose pages or glued outputs ``text`` (a page's source) refers to."""
+    return set(_PAGE_REFERENCE.findall(text))
+
+
+def _page_source(workdir: Path, file: str) -> str:
+    for suffix in (".md", ".ipynb"):
+        path = workdir / f"{file}{suffix}"
+        if path.is_file():
+            return path.read_text()
+    return ""
+
+
+def partial_toc(workdir: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """A table of contents of the pages of ``workdir``'s ``_toc.yml`` that can be built, and the files left out.
+
+    A page is left out when its source is missing (a notebook never executed in this folder) or when it refers to
+    such a page or glues its outputs. Returns ``(None, [])`` when nothing is missing; otherwise the reduced table,
+    rooted at the original root if it can be built, else at the first page that can.
+    """
+    toc = yaml.safe_load((workdir / "_toc.yml").read_text())
+    files = [toc["root"], *(ch["file"] for part in toc.get("parts", []) for ch in part.get("chapters", []))]
+    missing = {Path(f).name for f in files if not _page_source(workdir, f)}
+    if not missing:
+        return None, []
+    left_out = [f for f in files if Path(f).name in missing or page_references(_page_source(workdir, f)) & missing]
+    kept = [f for f in files if f not in left_out]
+    if not kept:
+        return {}, left_out
+    root = kept[0]
+    parts = []
+    for part in toc.get("parts", []):
+        chapters = [ch for ch in part.get("chapters", []) if ch["file"] in kept and ch["file"] != root]
+        if chapters:
+            parts.append({**part, "chapters": chapters})
+    return {**toc, "root": root, "parts": parts}, left_out
 
 
 def read_build_history(workdir: Path) -> list[dict[str, Any]]:
@@ -636,14 +678,26 @@ def build_failure_message(workdir: Path, returncode: int, output: str) -> str:
     ])
 
 
-def build_book(workdir: Path, *, strict: bool = True) -> Path:
+def build_book(workdir: Path, *, strict: bool = True, toc: Path | None = None, banner: str | None = None) -> Path:
     """Run ``jupyter-book build`` on ``workdir`` (execution off in ``_config.yml``); returns the HTML folder.
 
     With ``strict`` warnings are errors (``-W``): an unresolved glue key or a missing figure fails the build.
+    ``toc`` replaces ``_toc.yml`` (page paths stay relative to ``workdir``). ``banner`` (HTML) is shown at the top
+    of every page, as the theme's announcement set in a generated copy of ``_config.yml``.
     """
     _install_mathjax(workdir)
     exe = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(exe if exe.exists() else "jupyter-book"), "build", str(workdir), "--path-output", str(workdir)]
+    if toc is not None:
+        cmd += ["--toc", str(toc)]
+    if banner is not None:
+        config = yaml.safe_load((workdir / "_config.yml").read_text()) or {}
+        config.setdefault("html", {})["announcement"] = banner
+        path = workdir / GENERATED_CONFIG
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as f:
+            yaml.safe_dump(config, f, sort_keys=False)
+        cmd += ["--config", str(path)]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
     log.info("building the book: %s", " ".join(cmd))
@@ -703,6 +757,10 @@ def run(
     os.environ[RUNS_ENV] = str(Path(runs_dir or root / "_build" / "runs").resolve())
     # the kernels inherit this: spinning OpenMP threads slow PyTorch about 5x when other processes share the cores
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # the kernels import the library of the checkout being built (whose sources make the cache key), not another
+    # copy an editable install points to
+    paths = [str(root), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
     profile_path = root / "notebooks" / "profiles" / f"{profile}.yaml"
     # parameters are checked against every notebook, so that a profile valid for the whole book stays valid with --only
     everything = discover_notebooks(root)
@@ -730,7 +788,9 @@ def run(
                 "cache_key": key,
                 "command": _command(profile, nb.name, params[nb.name]),
             }
-            wall = execute_notebook(nb, params[nb.name], cached_path, run_info=run_info, timeout=timeout)
+            wall = execute_notebook(nb, params[nb.name], cached_path, run_info=run_info, timeout=timeout,
+                                    label=f"[{i}/{len(notebooks)}] {nb.name}",
+                                    expected_s=expected_wall_time(cache_dir, nb.name, profile))
             log.info("[%d/%d] %s: done in %.1f s", i, len(notebooks), nb.name, wall)
             executed.append(nb.name)
         results.mkdir(parents=True, exist_ok=True)
@@ -742,9 +802,15 @@ def run(
     execute_s = time.perf_counter() - started
     write_provenance_page(results, notebooks, profile, executed, execute_s,
                           parts=toc_parts(workdir), history=read_build_history(workdir))
+    for name in executed:
+        log.info("executed notebook: %s", results / f"{name}.ipynb")
     html = None
     if build:
-        html = build_book(workdir)
+        executed_meta = read_executed(results, [nb.name for nb in everything])
+        facts = collect_facts(executed_meta, {nb.name: nb.defaults for nb in everything},
+                              time.strftime("%Y-%m-%d", time.gmtime()))
+        html = _build_what_exists(workdir, banner_html(facts))
+    if html is not None:
         log.info("book built: %s", html / "index.html")
         total_s = time.perf_counter() - started
         append_build_history(workdir, {
@@ -755,6 +821,26 @@ def run(
     return RunSummary(tuple(executed), tuple(cached), html)
 
 
+def _build_what_exists(workdir: Path, banner: str) -> Path | None:
+    """Build the book, or the pages of it whose notebooks have run in ``workdir`` (``--only`` on a fresh folder)."""
+    toc, left_out = partial_toc(workdir)
+    if toc is None:
+        return build_book(workdir, banner=banner)
+    missing = ", ".join(Path(f).name for f in left_out)
+    if not toc:
+        log.warning("not building the book: no page can be built without the notebooks that have not run in %s "
+                    "(left out: %s); the executed notebooks are in %s", workdir, missing, workdir / "book" / "results")
+        return None
+    kept = 1 + sum(len(part["chapters"]) for part in toc["parts"])
+    log.warning("building %d of %d pages: the others need notebooks that have not run in %s (left out: %s)",
+                kept, kept + len(left_out), workdir, missing)
+    path = workdir / PARTIAL_TOC
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as f:
+        yaml.safe_dump(toc, f, sort_keys=False)
+    return build_book(workdir, toc=path, banner=banner)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fashion_lib.pipeline", description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", default="cpu", help="profile name in notebooks/profiles/ (default: cpu)")
@@ -763,6 +849,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", default=[], metavar="NOTEBOOK", help="run only these notebooks (stems)")
     p.add_argument("--workdir", type=Path, default=None, help="build the book here instead of the repository")
     p.add_argument("--cache-dir", type=Path, default=None, help="executed-notebook cache (default _build/...)")
+    p.add_argument("--runs-dir", type=Path, default=None, help="trained models and cached predictions "
+                   "(default _build/runs)")
     p.add_argument("--no-build", action="store_true", help="execute notebooks but do not build the book")
     p.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
     return p
@@ -772,6 +860,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # papermill logs its input, output and working directory for every notebook; the runner says what matters
+    logging.getLogger("papermill").setLevel(logging.WARNING)
     try:
         summary = run(
             args.profile,
@@ -781,6 +871,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cache_dir=args.cache_dir,
             build=not args.no_build,
             timeout=args.timeout,
+            runs_dir=args.runs_dir,
         )
     except (ProfileError, RuntimeError, FileNotFoundError) as err:
         log.error("error: %s", err)

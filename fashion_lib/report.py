@@ -20,7 +20,7 @@ import torch
 from fashion_lib.metrics import CI, seed_bootstrap_ci
 
 __all__ = ["SUPPORTS", "CONTRADICTS", "UNDECIDED", "verdict", "format_ci", "format_mean_sd", "mean_sd", "glue_ci",
-           "MethodScore", "score_methods", "comparison_table"]
+           "MethodScore", "score_methods", "comparison_table", "verdict_table"]
 
 SUPPORTS = "supports"
 CONTRADICTS = "contradicts"
@@ -147,3 +147,26 @@ def comparison_table(
             "ours, pooled [95 % interval]": format_ci(score.ci, scale=scale, digits=digits),
         })
     return pd.DataFrame(rows).set_index("method")
+
+
+def verdict_table(
+    differences: Mapping[str, CI],
+    *,
+    better: Literal["lower", "higher"],
+    claim: str,
+    scale: float = 1.0,
+    digits: int = 2,
+    unit: str = "",
+):
+    """The verdict on each comparison, one row each (a pandas DataFrame for the notebook to show as its table).
+
+    ``differences`` maps a comparison's label (``"New-key-detection − Keypoint R-CNN"``) to the interval of the
+    first's metric minus the second's; ``claim`` is what "supports" means (``"it lowers NE"``), ``better`` as in
+    :func:`verdict`. Columns: the difference times ``scale`` with its 95 % interval, and the verdict.
+    """
+    import pandas as pd
+
+    rows = [{"comparison": label,
+             f"difference{unit} [95 % interval]": format_ci(ci, scale=scale, digits=digits, signed=True),
+             f"verdict on \"{claim}\"": verdict(ci, better=better)} for label, ci in differences.items()]
+    return pd.DataFrame(rows).set_index("comparison")

@@ -49,6 +49,7 @@ import time
 
 import matplotlib.pyplot as plt
 import torch
+from IPython.display import Markdown, display
 from myst_nb import glue
 
 from fashion_lib import provenance
@@ -56,7 +57,7 @@ from fashion_lib.experiments import keypoints as kx
 from fashion_lib.metrics import seed_bootstrap_ci
 from fashion_lib.plotting import draw_scores
 from fashion_lib.refine import RefineConfig
-from fashion_lib.report import comparison_table, format_ci, glue_ci, score_methods, verdict
+from fashion_lib.report import comparison_table, glue_ci, score_methods, verdict, verdict_table
 
 prov = provenance.start(run_info, seeds)
 setup = kx.KeypointSetup(schema="fashionai", **detector, val_images=val_images,
@@ -65,7 +66,7 @@ setup = kx.KeypointSetup(schema="fashionai", **detector, val_images=val_images,
 refine = RefineConfig.for_schema("fashionai", alpha=alpha, k=k, n=n, m=m, d=d, d_unit=d_unit, pairs=pairs,
                                  score_threshold=score_threshold, margin=margin, crop_mapping=crop_mapping)
 val = kx.validation_set(setup)
-print(f"validation set: {len(val.images)} images ({'synthetic' if setup.synthetic else data_root})")
+display(Markdown(f"Validation set: {len(val.images)} images ({'synthetic' if setup.synthetic else data_root})."))
 
 # %% [markdown]
 # ## Training and refining, one seed at a time
@@ -78,7 +79,8 @@ print(f"validation set: {len(val.images)} images ({'synthetic' if setup.syntheti
 t0 = time.perf_counter()
 calibrations = []  # per seed, each detector's missing-point threshold (when calibration_images > 0)
 rows_per_seed = kx.rows_for_seeds(setup, val, refine, seeds, calibrations=calibrations)
-print(f"{len(seeds)} seeds trained (or loaded) and refined in {time.perf_counter() - t0:.0f} s; refiner: {refine}")
+display(Markdown(f"{len(seeds)} seeds trained (or loaded) and refined in {time.perf_counter() - t0:.0f} s. "
+                 f"Refiner: {refine}."))
 
 # %% [markdown]
 # ## The symmetry prior alone: the first verdict
@@ -90,16 +92,16 @@ print(f"{len(seeds)} seeds trained (or loaded) and refined in {time.perf_counter
 
 # %%
 axis_gen = torch.Generator().manual_seed(0)
-axis_first = {}
+axis_first, axis_first_ci = {}, {}
 for points in ("visible", "occluded"):
     metric = kx.ne_metric(points=points)
     ci = seed_bootstrap_ci(metric, kx.ne_arrays(rows_per_seed, val, kx.AXIS_ONCE),
                            kx.ne_arrays(rows_per_seed, val, kx.KRCNN), n_boot=n_boot, generator=axis_gen)
     axis_first[points] = verdict(ci, better="lower")
+    axis_first_ci[f"axis once − detector, {points} points"] = ci
     glue_ci(f"axis_first_{points}", ci, scale=100)
     glue(f"verdict_axis_first_{points}", axis_first[points], display=False)
-    print(f"axis once - detector, {points} points: {format_ci(ci, scale=100, signed=True)} NE points -> "
-          f"{axis_first[points]} that it lowers NE")
+verdict_table(axis_first_ci, better="lower", claim="it lowers NE", scale=100, unit=" (NE points)")
 
 # %% [markdown]
 # **Verdict on the symmetry prior.** The axis applied once changes the NE of visible points by
@@ -143,18 +145,17 @@ claims = {
     "axis_once": (kx.AXIS_ONCE, kx.KRCNN),  # Fig. 1c: the axis without the second scale
     "twice": (kx.TWICE, kx.KRCNN),  # the second scale without the axis
 }
-verdicts = {}
+differences = {}
 for key, (a, b) in claims.items():
-    ci = difference(a, b)
-    verdicts[key] = verdict(ci, better="lower")
+    ci = differences[f"{a} − {b}"] = difference(a, b)
     glue_ci(f"diff_{key}", ci, scale=100)
-    glue(f"verdict_{key}", verdicts[key], display=False)
-    print(f"{a} - {b}: {format_ci(ci, scale=100, signed=True)} NE points -> {verdicts[key]} that it lowers NE")
+    glue(f"verdict_{key}", verdict(ci, better="lower"), display=False)
 for row, key in ((kx.KRCNN, "krcnn"), (kx.CPN, "cpn"), (kx.NKD, "nkd"), (kx.CPN_NKD, "cpn_nkd"),
                  (kx.AXIS_ONCE, "axis_once"), (kx.TWICE, "twice")):
     glue_ci(f"ne_{key}", scores[row].ci, scale=100)
 glue("train_steps", setup.train_steps, display=False)
 glue("cpn_steps", setup.cpn_steps, display=False)
+verdict_table(differences, better="lower", claim="it lowers NE", scale=100, unit=" (NE points)")
 
 # %% [markdown]
 # **Verdict on the paper's claim.** New-key-detection changes the NE of Keypoint R-CNN by

@@ -52,6 +52,7 @@ import time
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+from IPython.display import Markdown, display
 from myst_nb import glue
 
 from fashion_lib import provenance
@@ -59,7 +60,7 @@ from fashion_lib.coco_eval import coco_keypoint_ap
 from fashion_lib.experiments import keypoints as kx
 from fashion_lib.metrics import seed_bootstrap_ci
 from fashion_lib.refine import RefineConfig
-from fashion_lib.report import format_ci, format_mean_sd, glue_ci, verdict
+from fashion_lib.report import format_mean_sd, glue_ci, verdict, verdict_table
 
 prov = provenance.start(run_info, seeds)
 setup = kx.KeypointSetup(schema="coco", **detector, val_images=val_images,
@@ -69,13 +70,15 @@ refine = RefineConfig.for_schema("coco", crop_mapping=crop_mapping, alpha=alpha,
                                  score_threshold=score_threshold, margin=margin)
 val = kx.validation_set(setup)
 people = sum(int((t["iscrowd"] == 0).sum()) for t in val.targets)
-print(f"validation set: {len(val.images)} images, {people} persons ({'synthetic' if setup.synthetic else data_root})")
+display(Markdown(f"Validation set: {len(val.images)} images, {people} persons "
+                 f"({'synthetic' if setup.synthetic else data_root})."))
 
 # %%
 t0 = time.perf_counter()
 calibrations = []  # per seed, each detector's missing-point threshold (when calibration_images > 0)
 rows_per_seed = kx.rows_for_seeds(setup, val, refine, seeds, calibrations=calibrations)
-print(f"{len(seeds)} seeds trained (or loaded) and refined in {time.perf_counter() - t0:.0f} s; refiner: {refine}")
+display(Markdown(f"{len(seeds)} seeds trained (or loaded) and refined in {time.perf_counter() - t0:.0f} s. "
+                 f"Refiner: {refine}."))
 
 # %% [markdown]
 # ## Table 1, COCO columns
@@ -118,11 +121,11 @@ claims = {
     "axis_once": (kx.AXIS_ONCE, kx.KRCNN),
     "twice": (kx.TWICE, kx.KRCNN),
 }
+differences = {}
 for key, (a, b) in claims.items():
-    ci = seed_bootstrap_ci(ap, arrays[a], arrays[b], n_boot=n_boot, generator=gen)
+    ci = differences[f"{a} − {b}"] = seed_bootstrap_ci(ap, arrays[a], arrays[b], n_boot=n_boot, generator=gen)
     glue_ci(f"diff_{key}", ci, scale=100)
     glue(f"verdict_{key}", verdict(ci, better="higher"), display=False)
-    print(f"{a} - {b}: {format_ci(ci, scale=100, signed=True)} AP -> {verdict(ci, better='higher')} that it helps")
 for row, key in ((kx.KRCNN, "krcnn"), (kx.NKD, "nkd"), (kx.CPN, "cpn"), (kx.CPN_NKD, "cpn_nkd")):
     for s in stats:
         values = [getattr(r, s) for r in per_seed[row]]
@@ -133,6 +136,7 @@ for size, name in (("APl", "large"), ("APm", "medium")):
     # pycocotools has no AP for a size range without ground truth: say so instead of printing nan
     glue(f"gain_{size.lower()}_nkd", f"{mean:+.1f} points" if math.isfinite(mean) else
          f"(not measured: no {name} persons in this validation set)", display=False)
+verdict_table(differences, better="higher", claim="it helps", scale=100, digits=1, unit=" (AP points)")
 
 # %% [markdown]
 # **Verdict on the paper's claim.** New-key-detection changes the AP of Keypoint R-CNN by

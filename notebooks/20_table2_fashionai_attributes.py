@@ -65,6 +65,7 @@ import warnings
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+from IPython.display import Markdown, display
 from myst_nb import glue
 
 # timm's model hub client imports tqdm.auto, which warns in a kernel without ipywidgets
@@ -85,8 +86,8 @@ setup = ax.AttributeSetup(dataset="fashionai", detector=detector_setup, detector
                           batch_size=attr_batch_size, lr=attr_lr, data_root=data_root, train_file=train_file,
                           val_file=val_file)
 methods = ax.table2_methods(beta=beta)
-print(f"attribute data: {'synthetic' if setup.synthetic else data_root}; networks: {setup.networks()}, "
-      f"{attr_epochs} passes, batch {attr_batch_size}, peak lr {attr_lr}; beta = {beta}")
+display(Markdown(f"Attribute data: {'synthetic' if setup.synthetic else data_root}; networks: {setup.networks()}, "
+                 f"{attr_epochs} passes, batch {attr_batch_size}, peak lr {attr_lr}; beta = {beta}."))
 
 # %% [markdown]
 # ## Crops, training and scoring, one seed at a time
@@ -108,9 +109,9 @@ glue("t2_val_images", len(data.val), display=False)
 glue("t2_detected", 100 * float(crops["val"].detected.float().mean()), display=False)  # %
 glue("t2_wall_min", wall / 60, display=False)
 found = {split: 100 * float(c.detected.float().mean()) for split, c in crops.items()}
-print(f"{len(data.train)} training and {len(data.val)} validation images; the detector found a garment in "
-      f"{found['train']:.1f} % / {found['val']:.1f} % of them; {len(methods)} methods x {len(seeds)} seeds trained "
-      f"(or loaded) and scored in {wall:.0f} s")
+display(Markdown(f"{len(data.train)} training and {len(data.val)} validation images; the detector found a garment "
+                 f"in {found['train']:.1f} % / {found['val']:.1f} % of them; {len(methods)} methods x {len(seeds)} "
+                 f"seeds trained (or loaded) and scored in {wall:.0f} s."))
 
 # %% [markdown]
 # ## Table 2 beside the paper's

@@ -61,6 +61,7 @@ import warnings
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+from IPython.display import Markdown, display
 from myst_nb import glue
 
 # timm's model hub client imports tqdm.auto, which warns in a kernel without ipywidgets
@@ -80,8 +81,8 @@ setup = ax.AttributeSetup(dataset="deepfashion", detector=detector_setup, detect
 methods = ax.table3_methods()
 if not ingredients:
     methods = {name: m for name, m in methods.items() if name in (ax.T3_BASELINE, ax.T3_FULL)}
-print(f"DeepFashion data: {'synthetic' if setup.synthetic else data_root}; networks: {setup.networks()}; "
-      f"rows: {list(methods)}")
+display(Markdown(f"DeepFashion data: {'synthetic' if setup.synthetic else data_root}; networks: {setup.networks()}; "
+                 f"rows: {list(methods)}."))
 
 # %% [markdown]
 # ## Crops, training and scoring, one seed at a time
@@ -100,9 +101,9 @@ glue("t3_train_images", len(data.train), display=False)
 glue("t3_val_images", len(data.val), display=False)
 glue("t3_detected", 100 * float(crops["val"].detected.float().mean()), display=False)
 glue("t3_wall_min", wall / 60, display=False)
-print(f"{len(data.train)} training and {len(data.val)} scored images; attribute groups: "
-      + ", ".join(f"{g} {len(i)}" for g, i in groups.items())
-      + f"; {len(methods)} rows x {len(seeds)} seeds trained (or loaded) and scored in {wall:.0f} s")
+display(Markdown(f"{len(data.train)} training and {len(data.val)} scored images; attribute groups: "
+                 + ", ".join(f"{g} {len(i)}" for g, i in groups.items())
+                 + f"; {len(methods)} rows x {len(seeds)} seeds trained (or loaded) and scored in {wall:.0f} s."))
 
 # %% [markdown]
 # ## Table 3 beside the paper's

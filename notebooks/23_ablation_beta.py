@@ -52,6 +52,7 @@ import warnings
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+from IPython.display import Markdown, display
 from myst_nb import glue
 
 # timm's model hub client imports tqdm.auto, which warns in a kernel without ipywidgets
@@ -103,7 +104,8 @@ preds = {(w, b): [ax.beta_predictions(setup, None if b == 0 else b, w, seed) for
          for w in maybe_widths for b in stats[w]["betas run"]}
 wall = time.perf_counter() - t0
 glue("beta_wall_min", wall / 60, display=False)
-print(f"{len(preds)} (width, beta) settings x {len(seeds)} seeds trained (or loaded) and scored in {wall:.0f} s")
+display(Markdown(f"{len(preds)} (width, beta) settings x {len(seeds)} seeds trained (or loaded) and scored in "
+                 f"{wall:.0f} s."))
 
 # %% [markdown]
 # beta = 0 is trained as plain cross-entropy on the `y` class (`beta=None`), the ablation baseline; at beta = 0 the

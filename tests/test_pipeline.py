@@ -1,5 +1,8 @@
 """The notebook -> book pipeline: parameter checking, caching, and a real smoke build of the book."""
 
+import logging
+import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -326,3 +329,106 @@ def test_provenance_page_sums_each_part_against_its_budget(tmp_path):
     # budgets belong to the cpu profile only
     text = pipeline.write_provenance_page(tmp_path, notebooks, "gpu", [], 1.0, parts=parts).read_text()
     assert "| whole book | 3 | 55.0 min | none set |" in text and "this is its first" in text
+
+
+def _toc_book(tmp_path: Path, present: dict[str, str]) -> Path:
+    (tmp_path / "book" / "results").mkdir(parents=True)
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nparts:\n"
+        "  - caption: Tools\n    chapters:\n      - file: book/results/00_a\n      - file: book/results/01_b\n"
+        "  - caption: Results\n    chapters:\n      - file: book/results/10_c\n      - file: book/claims\n"
+        "      - file: book/results/provenance\n")
+    (tmp_path / "book" / "intro.md").write_text("# Intro\n{glue:text}`results/00_a.ipynb::n:d` and {doc}`claims`\n")
+    (tmp_path / "book" / "claims.md").write_text("# Claims\nSee {doc}`the table <results/10_c>`.\n")
+    (tmp_path / "book" / "results" / "provenance.md").write_text("# Provenance\n")
+    for name, text in present.items():
+        (tmp_path / "book" / "results" / f"{name}.ipynb").write_text(text)
+    return tmp_path
+
+
+def test_partial_toc_keeps_the_pages_whose_notebooks_ran_and_their_references():
+    assert pipeline.page_references("{doc}`results/10_c` {glue:text}`results/11_d.ipynb::k:.1f` {doc}`t <12_e>` "
+                                    "{doc}`claims` {glue}`key` 13_f") == {"10_c", "11_d", "12_e"}
+
+
+def test_partial_toc_leaves_out_missing_pages_and_the_pages_that_need_them(tmp_path):
+    workdir = _toc_book(tmp_path, {"10_c": '{"cells": ["{doc}`01_b`"]}', "01_b": "{}"})
+    toc, left_out = pipeline.partial_toc(workdir)
+    # 00_a never ran: its page is missing, and the front page glues from it; 10_c links to 01_b, which ran
+    assert left_out == ["book/intro", "book/results/00_a"]
+    assert toc["root"] == "book/results/01_b"
+    assert toc["parts"] == [{"caption": "Results", "chapters": [
+        {"file": "book/results/10_c"}, {"file": "book/claims"}, {"file": "book/results/provenance"}]}]
+    # every notebook ran: the book's own table of contents
+    (workdir / "book" / "results" / "00_a.ipynb").write_text("{}")
+    assert pipeline.partial_toc(workdir) == (None, [])
+
+
+def test_partial_toc_keeps_the_root_when_it_can_be_built(tmp_path):
+    toc, left_out = pipeline.partial_toc(_toc_book(tmp_path, {"00_a": "{}"}))
+    assert toc["root"] == "book/intro" and left_out == ["book/results/01_b", "book/results/10_c", "book/claims"]
+    assert [ch["file"] for part in toc["parts"] for ch in part["chapters"]] == ["book/results/00_a",
+                                                                              "book/results/provenance"]
+
+
+def _readme_make_book_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return [line.strip() for block in re.findall(r"```\n(.*?)```", text, re.S) for line in block.splitlines()
+            if line.strip().startswith("make book")]
+
+
+def _pipeline_argv(command: str) -> list[str]:
+    """``make book PROFILE=x PARAMS="..."`` -> the pipeline's arguments, split as the Makefile's shell splits them."""
+    assigned = dict(word.split("=", 1) for word in shlex.split(command, comments=True)[2:])
+    return ["--profile", assigned.get("PROFILE", "cpu"), *shlex.split(assigned.get("PARAMS", ""))]
+
+
+def test_the_readmes_make_book_commands_are_found_and_split_like_make_does():
+    commands = [_pipeline_argv(c) for c in _readme_make_book_commands()]
+    assert ["--profile", "gpu"] in commands
+    assert ["--profile", "cpu", "-p", "seeds", "[0, 1]"] in commands
+    assert ["--profile", "cpu", "-p", "13_ablation_alpha.alphas", "[0, 0.5, 1]", "--only", "13_ablation_alpha"] in \
+        commands
+
+
+@pytest.mark.slow
+def test_the_readmes_make_book_examples_work_on_a_fresh_clone(smoke_book, tmp_path, caplog):
+    """Each example runs in a fresh work folder: those for the whole book run notebook 00 only (their parameters are
+    still checked against every notebook); the ``--only`` example runs at the smoke profile's scale and builds the
+    pages that exist, as on a fresh clone where no other notebook ever ran."""
+    caplog.set_level(logging.INFO, logger="fashion_lib.pipeline")
+    commands = _readme_make_book_commands()
+    for i, command in enumerate(commands):
+        argv = _pipeline_argv(command)
+        folders = ["--workdir", str(tmp_path / f"{i}" / "book"), "--cache-dir", str(tmp_path / f"{i}" / "cache"),
+                   "--runs-dir", str(smoke_book.runs)]
+        if "--only" in argv:
+            argv[argv.index("--profile") + 1] = "smoke"  # trained in minutes, and already by the smoke book
+        else:
+            argv += ["--only", "00_keypoint_schemas", "--no-build"]
+        caplog.clear()
+        assert pipeline.main(argv + folders) == 0, f"{command}: {caplog.text[-3000:]}"
+    # the --only example: its page is built, with the pages that need no other notebook, and the log says where
+    # the executed notebook is and which pages were left out
+    only = next(i for i, c in enumerate(commands) if "--only" in c)
+    workdir = tmp_path / f"{only}" / "book"
+    executed = workdir / "book" / "results" / "13_ablation_alpha.ipynb"
+    assert f"executed notebook: {executed}" in caplog.text
+    assert re.search(r"building \d+ of \d+ pages: the others need notebooks that have not run", caplog.text)
+    page = (workdir / "_build" / "html" / "book" / "results" / "13_ablation_alpha.html").read_text()
+    assert "fashion-lib-banner" in page and "smoke build: the numbers are meaningless" in page
+    assert not (workdir / "_build" / "html" / "book" / "intro.html").exists()  # it glues from notebooks not run
+
+
+@pytest.mark.slow
+def test_every_page_of_the_smoke_book_carries_the_banner(smoke_book):
+    pages = sorted((smoke_book.summary.html / "book").rglob("*.html"))
+    assert len(pages) >= 15
+    head = pipeline.git_state(ROOT)["commit"][:10]
+    for page in pages:
+        text = page.read_text()
+        banner = text[text.index('<div class="fashion-lib-banner">'):]
+        banner = banner[:banner.index("</div>")]
+        assert "profile <code>smoke</code>" in banner and f"commit <code>{head}" in banner, page
+        assert "<strong>smoke build: the numbers are meaningless</strong>" in banner, page
+        assert "seeds 0 ·" in banner and re.search(r"validation images 4 to \d+, by experiment", banner), page

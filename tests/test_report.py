@@ -56,3 +56,15 @@ def test_score_methods_and_the_comparison_table():
     assert table.loc["A", "paper (%)"] == "13.70" and table.loc["B", "paper (%)"] == "—"
     assert table.loc["A", "ours (%), mean ± sd over 2 seeds"] == "11.00 ± 1.41"
     assert table.loc["B", "ours, pooled [95 % interval]"] == "5.00 [5.00, 5.00]"
+
+
+def test_the_verdict_table_has_one_row_per_comparison():
+    from fashion_lib.report import verdict_table
+
+    table = verdict_table({"B − A": CI(-0.0274, -0.04, -0.01), "C − A": CI(0.001, -0.01, 0.02)}, better="lower",
+                          claim="it lowers NE", scale=100, unit=" (NE points)")
+    assert list(table.index) == ["B − A", "C − A"]
+    assert table.loc["B − A", "difference (NE points) [95 % interval]"] == "-2.74 [-4.00, -1.00]"
+    assert table.loc["B − A", 'verdict on "it lowers NE"'] == SUPPORTS
+    assert table.loc["C − A", 'verdict on "it lowers NE"'] == UNDECIDED
+    assert verdict_table({"B − A": CI(0.03, 0.01, 0.05)}, better="higher", claim="it helps").iloc[0, 1] == SUPPORTS
