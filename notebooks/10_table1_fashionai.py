@@ -51,7 +51,7 @@ from myst_nb import glue
 
 from fashion_lib import provenance
 from fashion_lib.experiments import keypoints as kx
-from fashion_lib.metrics import seed_bootstrap_ci
+from fashion_lib.metrics import crossed_bootstrap_ci
 from fashion_lib.plotting import draw_scores
 from fashion_lib.refine import RefineConfig
 from fashion_lib.report import comparison_table, format_ci, glue_ci, score_methods, verdict
@@ -100,7 +100,7 @@ comparison_table(scores, paper, scale=100, unit=" NE (%)")
 # %%
 def difference(a, b, metric=ne):
     """NE of row a minus NE of row b, with its interval (negative: a is better)."""
-    return seed_bootstrap_ci(metric, arrays[a], arrays[b], n_boot=n_boot, generator=gen)
+    return crossed_bootstrap_ci(metric, arrays[a], arrays[b], n_boot=n_boot, generator=gen)
 
 
 claims = {

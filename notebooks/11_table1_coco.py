@@ -55,7 +55,7 @@ from myst_nb import glue
 from fashion_lib import provenance
 from fashion_lib.coco_eval import coco_keypoint_ap
 from fashion_lib.experiments import keypoints as kx
-from fashion_lib.metrics import seed_bootstrap_ci
+from fashion_lib.metrics import crossed_bootstrap_ci
 from fashion_lib.refine import RefineConfig
 from fashion_lib.report import format_ci, format_mean_sd, glue_ci, verdict
 
@@ -116,7 +116,7 @@ claims = {
     "twice": (kx.TWICE, kx.KRCNN),
 }
 for key, (a, b) in claims.items():
-    ci = seed_bootstrap_ci(ap, arrays[a], arrays[b], n_boot=n_boot, generator=gen)
+    ci = crossed_bootstrap_ci(ap, arrays[a], arrays[b], n_boot=n_boot, generator=gen)
     glue_ci(f"diff_{key}", ci, scale=100)
     glue(f"verdict_{key}", verdict(ci, better="higher"), display=False)
     print(f"{a} - {b}: {format_ci(ci, scale=100, signed=True)} AP -> {verdict(ci, better='higher')} that it helps")

@@ -73,7 +73,7 @@ from fashion_lib import provenance
 from fashion_lib.attributes import DESIGN_TASKS, LENGTH_TASKS, PAPER_TASK_NAMES
 from fashion_lib.experiments import attributes as ax
 from fashion_lib.experiments.keypoints import KeypointSetup
-from fashion_lib.metrics import seed_bootstrap_ci
+from fashion_lib.metrics import crossed_bootstrap_ci
 from fashion_lib.plotting import draw_scores
 from fashion_lib.report import format_ci, glue_ci, score_methods, verdict
 
@@ -149,7 +149,7 @@ table2
 # ## Each rung against the one before, and each ingredient alone
 #
 # The interval of each difference is a 95 % two-level bootstrap over seeds and validation images
-# (`fashion_lib.metrics.seed_bootstrap_ci`), in percentage points of mAP and of mean accuracy over the tasks.
+# (`fashion_lib.metrics.crossed_bootstrap_ci`), in percentage points of mAP and of mean accuracy over the tasks.
 
 # %%
 claims = {  # key: (method, compared with)
@@ -163,8 +163,8 @@ claims = {  # key: (method, compared with)
 paper_map = {name: row[-1] for name, row in ax.PAPER_TABLE2.items()}
 rows = []
 for key, (a, b) in claims.items():
-    ci_map = seed_bootstrap_ci(mAP, arrays[a], arrays[b], n_boot=n_boot, generator=gen)
-    ci_acc = seed_bootstrap_ci(accuracy, arrays[a], arrays[b], n_boot=n_boot, generator=gen)
+    ci_map = crossed_bootstrap_ci(mAP, arrays[a], arrays[b], n_boot=n_boot, generator=gen)
+    ci_acc = crossed_bootstrap_ci(accuracy, arrays[a], arrays[b], n_boot=n_boot, generator=gen)
     glue_ci(f"diff_map_{key}", ci_map, scale=100)
     glue_ci(f"diff_acc_{key}", ci_acc, scale=100)
     glue(f"verdict_{key}", verdict(ci_map, better="higher"), display=False)

@@ -68,7 +68,7 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 from fashion_lib import provenance
 from fashion_lib.experiments import attributes as ax
 from fashion_lib.experiments.keypoints import KeypointSetup
-from fashion_lib.metrics import seed_bootstrap_ci
+from fashion_lib.metrics import crossed_bootstrap_ci
 from fashion_lib.report import format_ci, glue_ci, verdict
 
 prov = provenance.start(run_info, seeds)
@@ -147,7 +147,7 @@ def column_metric(group, k):
 
 
 def difference(a, b, group, k):
-    return seed_bootstrap_ci(column_metric(group, k), arrays[a], arrays[b], n_boot=n_boot, generator=gen)
+    return crossed_bootstrap_ci(column_metric(group, k), arrays[a], arrays[b], n_boot=n_boot, generator=gen)
 
 
 paper_full, paper_base = ax.PAPER_TABLE3[ax.T3_FULL], ax.PAPER_TABLE3[ax.T3_BASELINE]

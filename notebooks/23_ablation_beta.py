@@ -60,7 +60,7 @@ from fashion_lib import provenance
 from fashion_lib.attributes import LENGTH_TASKS
 from fashion_lib.experiments import attributes as ax
 from fashion_lib.experiments.keypoints import KeypointSetup
-from fashion_lib.metrics import seed_bootstrap_ci
+from fashion_lib.metrics import crossed_bootstrap_ci
 from fashion_lib.report import format_ci, glue_ci, mean_sd, verdict
 
 prov = provenance.start(run_info, seeds)
@@ -153,8 +153,8 @@ for i, w in enumerate(maybe_widths):
     if paper_beta not in stats[w]["betas run"]:
         continue
     a, b = ax.fashionai_arrays(preds[(w, paper_beta)]), ax.fashionai_arrays(preds[(w, 0.0)])
-    ci_map = seed_bootstrap_ci(metrics["mAP"], a, b, n_boot=n_boot, generator=gen)
-    ci_acc = seed_bootstrap_ci(metrics["mean accuracy"], a, b, n_boot=n_boot, generator=gen)
+    ci_map = crossed_bootstrap_ci(metrics["mAP"], a, b, n_boot=n_boot, generator=gen)
+    ci_acc = crossed_bootstrap_ci(metrics["mean accuracy"], a, b, n_boot=n_boot, generator=gen)
     cis[i] = ci_map
     best = max(range(len(stats[w]["betas run"])), key=lambda j: curves["mAP"][w][j][0])
     rows.append({"maybe_width": w, "m-label rate (%)": round(stats[w]["m-label rate (%)"], 1),
