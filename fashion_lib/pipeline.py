@@ -59,6 +59,7 @@ __all__ = [
     "read_build_history",
     "append_build_history",
     "fold_code",
+    "write_primary_claims",
     "run",
     "main",
 ]
@@ -469,6 +470,21 @@ def write_provenance_page(
     return target
 
 
+def write_primary_claims(results: Path) -> Path:
+    """Write ``results/primary_claims.md``, the front page's table of the paper's claims (``book/intro.md``
+    includes it): the differences the notebooks glued (:func:`fashion_lib.report.glue_claim`), judged together with
+    Holm's correction across the declared family :data:`fashion_lib.report.PRIMARY_CLAIMS`. Glue crosses pages
+    only as text, so the correction that needs every claim's p-value runs here, after the notebooks; a claim whose
+    page was not executed shows as not measured and counts as p = 1."""
+    from fashion_lib.report import PRIMARY_CLAIMS, claims_table, judge_family, read_claims
+
+    verdicts = judge_family(PRIMARY_CLAIMS, read_claims(results))
+    target = results / "primary_claims.md"
+    with atomic_write(target) as f:
+        f.write(claims_table(verdicts))
+    return target
+
+
 def _install_mathjax(workdir: Path) -> None:
     """Copy MathJax (one self-contained file, from the ``django-static-mathjax`` wheel) into ``_mathjax/`` of the
     book, a static folder of its own (``html_static_path`` and ``mathjax_path`` in ``_config.yml``), so that math
@@ -604,6 +620,7 @@ def run(
     execute_s = time.perf_counter() - started
     write_provenance_page(results, notebooks, profile, executed, execute_s,
                           parts=toc_parts(workdir), history=read_build_history(workdir))
+    write_primary_claims(results)
     html = None
     if build:
         html = build_book(workdir)

@@ -357,8 +357,9 @@ def _glue_name(key: str) -> str:
 
 
 def glue_claim(key: str, difference: CI) -> Verdict:
-    """Glue a primary claim's difference (a fraction) as JSON for the front page's Holm step, and return the
-    claim's uncorrected verdict for the page that measured it."""
+    """Glue a primary claim's difference (a fraction) as JSON for the front page's Holm step (``claim_<key>``),
+    and for the measuring page's prose ``<key>_size`` (the size verdict) and ``<key>_detectable`` (the half-width,
+    in the claim's unit); returns the claim's uncorrected verdict."""
     from myst_nb import glue
 
     claim = primary_claim(key)
@@ -366,7 +367,10 @@ def glue_claim(key: str, difference: CI) -> Verdict:
               "p_value": float(difference.p_value),
               "method": None if difference.method is None else difference.method.value}
     glue(_glue_name(key), json.dumps(record), display=False)
-    return judge(claim, difference)
+    verdict_ = judge(claim, difference)
+    glue(f"{key}_size", "not measured" if verdict_.size is None else verdict_.size.label, display=False)
+    glue(f"{key}_detectable", float(verdict_.half_width), display=False)
+    return verdict_
 
 
 def read_claims(results: Path, claims: Sequence[Claim] = PRIMARY_CLAIMS) -> dict[str, CI]:
