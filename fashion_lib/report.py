@@ -38,7 +38,14 @@ __all__ = ["SUPPORTS", "CONTRADICTS", "UNDECIDED", "verdict", "format_ci", "form
            "claims_table", "EXPLORATORY"]
 
 
-class ZeroVerdict(Enum):
+class _Labelled(Enum):
+    @property
+    def label(self) -> str:
+        """The words the book prints."""
+        return self.value
+
+
+class ZeroVerdict(_Labelled):
     """Does the difference exclude zero? ``.label`` is the sentence the book prints."""
 
     SUPPORTS = "supports"
@@ -47,21 +54,13 @@ class ZeroVerdict(Enum):
     TOO_SMALL = "cannot decide: this profile is too small to see an effect of the paper's size"
     NOT_MEASURED = "not measured in this build"
 
-    @property
-    def label(self) -> str:
-        return self.value
 
-
-class SizeVerdict(Enum):
+class SizeVerdict(_Labelled):
     """How the difference compares with the paper's effect; ``.label`` is the sentence the book prints."""
 
     CONSISTENT = "consistent with the paper's size"
     SMALLER = "smaller than the paper reports"
     LARGER = "larger than the paper reports"
-
-    @property
-    def label(self) -> str:
-        return self.value
 
 
 SUPPORTS = ZeroVerdict.SUPPORTS.label
