@@ -68,6 +68,7 @@ __all__ = [
     "read_build_history",
     "append_build_history",
     "fold_code",
+    "write_primary_claims",
     "run",
     "main",
 ]
@@ -612,6 +613,21 @@ def write_provenance_page(
     return target
 
 
+def write_primary_claims(results: Path) -> Path:
+    """Write ``results/primary_claims.md``, the front page's table of the paper's claims (``book/intro.md``
+    includes it): the differences the notebooks glued (:func:`fashion_lib.report.glue_claim`), judged together with
+    Holm's correction across the declared family :data:`fashion_lib.report.PRIMARY_CLAIMS`. Glue crosses pages
+    only as text, so the correction that needs every claim's p-value runs here, after the notebooks; a claim whose
+    page was not executed shows as not measured and counts as p = 1."""
+    from fashion_lib.report import PRIMARY_CLAIMS, claims_table, judge_family, read_claims
+
+    verdicts = judge_family(PRIMARY_CLAIMS, read_claims(results))
+    target = results / "primary_claims.md"
+    with atomic_write(target) as f:
+        f.write(claims_table(verdicts))
+    return target
+
+
 def _install_mathjax(workdir: Path) -> None:
     """Copy MathJax (one self-contained file, from the ``django-static-mathjax`` wheel) into ``_mathjax/`` of the
     book, a static folder of its own (``html_static_path`` and ``mathjax_path`` in ``_config.yml``), so that math
@@ -804,6 +820,7 @@ def run(
                           parts=toc_parts(workdir), history=read_build_history(workdir))
     for name in executed:
         log.info("executed notebook: %s", results / f"{name}.ipynb")
+    write_primary_claims(results)
     html = None
     if build:
         executed_meta = read_executed(results, [nb.name for nb in everything])

@@ -58,9 +58,9 @@ from myst_nb import glue
 from fashion_lib import provenance
 from fashion_lib.coco_eval import coco_keypoint_ap
 from fashion_lib.experiments import keypoints as kx
-from fashion_lib.metrics import seed_bootstrap_ci
+from fashion_lib.metrics import crossed_interval, crossed_plan, seed_values
 from fashion_lib.refine import RefineConfig
-from fashion_lib.report import format_mean_sd, glue_ci, verdict, verdict_table
+from fashion_lib.report import EXPLORATORY, format_mean_sd, glue_ci, glue_claim, verdict, verdict_table
 
 prov = provenance.start(run_info, seeds)
 setup = kx.KeypointSetup(schema="coco", **detector, val_images=val_images,
@@ -121,11 +121,19 @@ claims = {
     "axis_once": (kx.AXIS_ONCE, kx.KRCNN),
     "twice": (kx.TWICE, kx.KRCNN),
 }
+# one crossed plan for every row: each row's per-seed AP on each replicate's shared images is computed once
+# (pycocotools is the cost) and every difference pairs the same draws
+plan = crossed_plan(len(seeds), len(val.image_ids), n_boot=n_boot, generator=gen)
+values = {row: seed_values(ap, arrays[row], plan) for row in dict.fromkeys(r for pair in claims.values() for r in pair)}
 differences = {}
+primary = ("nkd", "cpn", "nkd_vs_cpn")  # the front page's claims (fashion_lib.report.PRIMARY_CLAIMS)
 for key, (a, b) in claims.items():
-    ci = differences[f"{a} − {b}"] = seed_bootstrap_ci(ap, arrays[a], arrays[b], n_boot=n_boot, generator=gen)
+    ci = differences[f"{a} − {b}"] = crossed_interval(values[a] - values[b], plan)
+    if key in primary:
+        glue_claim(f"t1_coco_{key}", ci)
     glue_ci(f"diff_{key}", ci, scale=100)
     glue(f"verdict_{key}", verdict(ci, better="higher"), display=False)
+glue("exploratory", EXPLORATORY, display=False)
 for row, key in ((kx.KRCNN, "krcnn"), (kx.NKD, "nkd"), (kx.CPN, "cpn"), (kx.CPN_NKD, "cpn_nkd")):
     for s in stats:
         values = [getattr(r, s) for r in per_seed[row]]
@@ -141,8 +149,13 @@ verdict_table(differences, better="higher", claim="it helps", scale=100, digits=
 # %% [markdown]
 # **Verdict on the paper's claim.** New-key-detection changes the AP of Keypoint R-CNN by
 # {glue:text}`diff_nkd:+.1f` points (95 % interval {glue:text}`diff_nkd_low:+.1f` to
-# {glue:text}`diff_nkd_high:+.1f`; the paper: +3.2). Our result **{glue:text}`verdict_nkd`** the claim that it
-# raises AP. On large persons it changes AP by {glue:text}`gain_apl_nkd` and on medium ones by
+# {glue:text}`diff_nkd_high:+.1f`; the paper: +3.2; {glue:text}`diff_nkd_method` over seeds and images,
+# crossed). Our result **{glue:text}`verdict_nkd`** the claim that it raises AP; against the paper's size it is
+# {glue:text}`t1_coco_nkd_size`, and the smallest effect this profile could tell from zero is
+# {glue:text}`t1_coco_nkd_detectable:.1f` AP points. This claim and the two against CPN are primary claims: the
+# verdicts here are uncorrected, the front page corrects them for the paper's whole family (Holm); every other
+# comparison on this page is {glue:text}`exploratory`. On large persons it changes AP by
+# {glue:text}`gain_apl_nkd` and on medium ones by
 # {glue:text}`gain_apm_nkd` (means over seeds; the paper: +4.8 and +6.2). Against CPN, which the paper says its
 # method beats (+0.6 AP there): {glue:text}`diff_nkd_vs_cpn:+.1f` AP ({glue:text}`diff_nkd_vs_cpn_low:+.1f` to
 # {glue:text}`diff_nkd_vs_cpn_high:+.1f`), a result that **{glue:text}`verdict_nkd_vs_cpn`** the claim.

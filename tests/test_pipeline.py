@@ -164,6 +164,8 @@ def test_smoke_book_builds_strictly_then_rebuilds_from_cache(smoke_book, tmp_pat
     # glued from notebook 00 into another page: the schema sizes, not an empty string
     assert '<span class="pasted-text">24</span>' in intro
     assert '<span class="pasted-text">17</span>' in intro
+    # the front page judges the primary family from the differences every claim's page glued
+    assert "p (Holm)" in intro and "not measured in this build" not in intro
     page = (first.html / "book" / "results" / "00_keypoint_schemas.html").read_text()
     assert "Provenance of this page" in page and "smoke" in page
     assert "Traceback" not in page
@@ -432,3 +434,14 @@ def test_every_page_of_the_smoke_book_carries_the_banner(smoke_book):
         assert "profile <code>smoke</code>" in banner and f"commit <code>{head}" in banner, page
         assert "<strong>smoke build: the numbers are meaningless</strong>" in banner, page
         assert "seeds 0 ·" in banner and re.search(r"validation images 4 to \d+, by experiment", banner), page
+
+
+def test_write_primary_claims_lists_the_whole_family_even_before_any_page_ran(tmp_path):
+    from fashion_lib.pipeline import write_primary_claims
+    from fashion_lib.report import PRIMARY_CLAIMS
+
+    target = write_primary_claims(tmp_path)
+    lines = target.read_text().splitlines()
+    assert target == tmp_path / "primary_claims.md"
+    assert len([line for line in lines if "**not measured in this build**" in line]) == len(PRIMARY_CLAIMS)
+    assert "0 of the 11 claims are supported at a family-wise error rate of 5 %" in target.read_text()

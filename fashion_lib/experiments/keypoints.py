@@ -493,7 +493,7 @@ def coco_results(instances: Instances, val: ValidationSet) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Scoring the rows: per-seed arrays for the bootstrap (fashion_lib.metrics.seed_bootstrap_ci) and the metrics on them
+# Scoring the rows: per-seed arrays for the bootstrap (fashion_lib.metrics.crossed_bootstrap_ci) and the metrics on them
 # ------------------------------------------------------------------------------------------------------------------
 
 
