@@ -11,12 +11,14 @@ the trained models instead of training them again::
     torchrun --nproc_per_node=4 -m fashion_lib.train keypoint_rcnn cpn --schema coco --profile gpu
     python -m fashion_lib.train keypoint_rcnn --schema fashionai --preset cpu --steps 400 --seed 0
 
-The batch size is the global batch (divided over the processes: the gpu profile's 8 needs 1, 2, 4 or 8 of them).
-An option given beside ``--profile`` replaces the profile's value, and the notebooks will not find that run (a
-``--seed`` among the profile's seeds excepted). Without ``--profile`` the settings are the options' defaults below,
-and the run folder is the one a notebook would use for the same settings. ``--print-run-dir`` prints the run
-folders and trains nothing. A run that is interrupted resumes from its last checkpoint when the same command is
-given again; a finished run is loaded, not trained again.
+``-p NAME VALUE`` overrides a parameter as ``make book PARAMS=...`` does (``-p 10_table1_fashionai.data_root
+/data/fashionAI/train`` for a real data set): give the pipeline the same ones. The batch size is the global batch,
+divided over the processes (the gpu profile's 8 needs 1, 2, 4 or 8 of them). An option given beside ``--profile``
+replaces the profile's value, and the notebooks will not find that run (a ``--seed`` among the profile's seeds
+excepted). Without ``--profile`` the settings are the options' defaults below, and the run folder is the one a
+notebook would use for the same settings. ``--print-run-dir`` prints the run folders and trains nothing. A run that
+is interrupted resumes from its last checkpoint when the same command is given again; a finished run is loaded, not
+trained again.
 
 ``--predict ANNOTATIONS IMAGES --results OUT.json`` then detects on a validation set in its real layout (COCO: the
 annotation JSON and the image folder; FashionAI: the annotation CSV and the split folder, image ids being the
@@ -54,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", choices=("fashionai", "coco"), default="fashionai", help="key-point schema")
     p.add_argument("--profile", default=None,
                    help="take every setting from notebooks/profiles/PROFILE.yaml, as the notebooks do")
+    p.add_argument("-p", dest="overrides", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="with --profile: a parameter override, as given to the pipeline (make book PARAMS=...)")
     p.add_argument("--preset", choices=("cpu", "gpu"), default=None, help="model configuration (default cpu)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default 400)")
     p.add_argument("--batch-size", type=int, default=None, help="global batch (default 8)")
@@ -72,14 +76,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def profile_settings(profile: str, schema: str) -> dict[str, Any]:
-    """The key-point settings the schema's Table 1 notebook (:data:`TABLE1_NOTEBOOKS`) gets from ``profile``:
+def profile_settings(profile: str, schema: str, overrides: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    """The key-point settings the schema's Table 1 notebook (:data:`TABLE1_NOTEBOOKS`) gets from ``profile`` and
+    the pipeline's ``-p`` ``overrides``:
     the fields of its ``detector`` parameter, ``seeds`` and the data parameters it passes to
     :class:`~fashion_lib.experiments.keypoints.KeypointSetup`. Warns when another notebook gets another
     ``detector`` (its detectors are other runs)."""
     from fashion_lib.pipeline import notebook_parameters
 
-    params = notebook_parameters(profile)
+    params = notebook_parameters(profile, overrides)
     own = params[TABLE1_NOTEBOOKS[schema]]
     others = sorted(name for name, p in params.items() if "detector" in p and p["detector"] != own["detector"])
     if others:
@@ -96,10 +101,12 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         given.update(train_steps=args.steps, cpn_steps=args.steps)
     given = {k: v for k, v in given.items() if v is not None}
     if args.profile is None:
+        if args.overrides:
+            raise ValueError("-p overrides a profile's parameter: give --profile too")
         steps = _DEFAULTS["steps"]
         base = {**{k: v for k, v in _DEFAULTS.items() if k != "steps"}, "train_steps": steps, "cpn_steps": steps}
         return {**base, **given}
-    base = profile_settings(args.profile, args.schema)
+    base = profile_settings(args.profile, args.schema, [tuple(o) for o in args.overrides])
     # a subset of the profile's seeds are runs the notebooks use; any other changed value names other runs
     changed = sorted(k for k, v in given.items() if (set(v) - set(base[k]) if k == "seeds" else base.get(k) != v))
     if changed:

@@ -83,6 +83,11 @@ def test_profile_option_names_the_run_folders_the_profiles_notebooks_use(schema,
     assert "batch_size replace(s) the profile's value" in caplog.text
     assert main(["cpn", "--profile", "nope", "--print-run-dir"]) == 2
     assert "profile file" in caplog.text and "does not exist" in caplog.text
+    # -p as the pipeline takes it: the folder of the notebooks given the same override
+    assert main(["cpn", "--schema", schema, "--profile", "gpu", "-p", "seeds", "[5]", "--print-run-dir"]) == 0
+    assert capsys.readouterr().out.split() == [str(kx.detector_run(setup, "cpn", 5).run_dir)]
+    assert main(["cpn", "-p", "seeds", "[5]", "--print-run-dir"]) == 2
+    assert "give --profile too" in caplog.text
 
 
 def test_without_a_profile_the_options_and_their_defaults_name_the_folder(capsys):
