@@ -3,7 +3,9 @@
 import pytest
 
 from fashion_lib.engine import CHECKPOINT_NAME
-from fashion_lib.train import main
+from fashion_lib.train import TABLE1_NOTEBOOKS, main
+
+TABLE1_SCHEMAS = tuple(TABLE1_NOTEBOOKS)
 
 
 @pytest.mark.slow
@@ -59,7 +61,6 @@ def _notebook_setup(profile: str, schema: str = "fashionai"):
     """The KeypointSetup the schema's Table 1 notebook builds under ``profile`` (its own call, its parameters)."""
     from fashion_lib.experiments import keypoints as kx
     from fashion_lib.pipeline import notebook_parameters
-    from fashion_lib.train import TABLE1_NOTEBOOKS
 
     p = notebook_parameters(profile)[TABLE1_NOTEBOOKS[schema]]
     return kx.KeypointSetup(schema=schema, **p["detector"], val_images=p["val_images"], data_root=p["data_root"],
@@ -143,3 +144,26 @@ def test_torchrun_on_cpu_trains_the_runs_the_notebooks_then_load(tmp_path, monke
         for name, value in model.state_dict().items():
             torch.testing.assert_close(value, saved.state_dict()[name], rtol=0, atol=0, msg=name)
         assert any(not torch.equal(v, untrained.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_the_gpu_pages_torchrun_commands_train_the_runs_the_gpu_notebooks_load(capsys):
+    """book/gpu.md's commands, run with --print-run-dir, name every detector run the gpu profile's key-point
+    notebooks look for (both schemas, both models, every seed)."""
+    import shlex
+    from pathlib import Path
+
+    from fashion_lib.experiments import keypoints as kx
+
+    page = (Path(__file__).resolve().parents[1] / "book" / "gpu.md").read_text()
+    commands = [shlex.split(line) for line in page.splitlines() if line.startswith("torchrun ")]
+    assert len(commands) == 2
+    printed = []
+    for words in commands:
+        args = words[words.index("fashion_lib.train") + 1:]
+        assert main([*args, "--print-run-dir"]) == 0
+        printed += capsys.readouterr().out.split()
+    expected = []
+    for schema in TABLE1_SCHEMAS:
+        setup, seeds = _notebook_setup("gpu", schema)
+        expected += [str(kx.detector_run(setup, m, s).run_dir) for s in seeds for m in kx.DETECTOR_MODELS]
+    assert sorted(printed) == sorted(expected) and len(expected) == 12
