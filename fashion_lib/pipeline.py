@@ -60,6 +60,8 @@ __all__ = [
     "load_profile",
     "Profile",
     "resolve_parameters",
+    "profile_path",
+    "notebook_parameters",
     "cache_key",
     "execute_notebook",
     "build_book",
@@ -343,6 +345,22 @@ def resolve_parameters(
             _check(f"-p {raw_name}", nb, name, value)
             params[nb.name][name] = value
     return params
+
+
+def profile_path(root: Path, profile: str) -> Path:
+    """The file of the profile called ``profile``: ``root/notebooks/profiles/<profile>.yaml``."""
+    return root / "notebooks" / "profiles" / f"{profile}.yaml"
+
+
+def notebook_parameters(profile: str, overrides: Sequence[tuple[str, str]] = (), *, root: Path | None = None
+                        ) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Every parameter each notebook runs with under ``profile``: its defaults, then what :func:`resolve_parameters`
+    sets. Lets code outside the book (``python -m fashion_lib.train --profile``) use the values a notebook gets."""
+    root = find_repo_root(root)
+    path = profile_path(root, profile)
+    notebooks = discover_notebooks(root)
+    params = resolve_parameters(notebooks, load_profile(path), overrides, profile_name=str(path))
+    return {nb.name: {**nb.defaults, **params[nb.name]} for nb in notebooks}
 
 
 def _library_digest(root: Path) -> str:
@@ -777,10 +795,10 @@ def run(
     # copy an editable install points to
     paths = [str(root), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
-    profile_path = root / "notebooks" / "profiles" / f"{profile}.yaml"
+    path = profile_path(root, profile)
     # parameters are checked against every notebook, so that a profile valid for the whole book stays valid with --only
     everything = discover_notebooks(root)
-    params = resolve_parameters(everything, load_profile(profile_path), overrides, profile_name=str(profile_path))
+    params = resolve_parameters(everything, load_profile(path), overrides, profile_name=str(path))
     notebooks = discover_notebooks(root, only)
     _prepare_workdir(root, workdir)
     results = workdir / "book" / "results"

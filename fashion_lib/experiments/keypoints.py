@@ -31,7 +31,7 @@ import torch
 from fashion_lib.coco_eval import keypoints_to_coco_results
 from fashion_lib.data.coco import CocoKeypoints
 from fashion_lib.data.fashionai import FashionAIKeypoints
-from fashion_lib.engine import TrainConfig, run_dir_for, train
+from fashion_lib.engine import TrainConfig, TrainResult, run_dir_for, train
 from fashion_lib.experiments import (
     DATA_SOURCES,
     TRAINING_SOURCES,
@@ -76,6 +76,10 @@ __all__ = [
     "CPN",
     "CPN_NKD",
     "train_detectors",
+    "train_detector",
+    "detector_run",
+    "DetectorRun",
+    "DETECTOR_MODELS",
     "validation_set",
     "detect_validation",
     "table1_rows",
@@ -117,6 +121,7 @@ ROWS = (KRCNN, AXIS_ONCE, TWICE, NKD, CPN, CPN_NKD)
 
 _PRESETS = ("cpu", "gpu")
 _MIN_IMAGE_SIZE = 64  # two pixels at the trunks' stride 32
+DETECTOR_MODELS = ("keypoint_rcnn", "cpn")  # the two detectors of Table 1, as named in their run folders
 
 
 @dataclass(frozen=True)
@@ -284,19 +289,44 @@ class Detectors:
         return TopDownDetector(self.keypoint_rcnn, self.cpn)
 
 
+@dataclass(frozen=True)
+class DetectorRun:
+    """Everything that trains one detector of a setup and seed: its model, schedule and data, and its folder."""
+
+    model: str  # one of DETECTOR_MODELS
+    config: KeypointRCNNConfig | CPNConfig
+    train_config: TrainConfig
+    run_dir: Path  # under runs_dir(), named by a hash of the three configs and the data (engine.run_dir_for)
+
+    def build(self) -> torch.nn.Module:
+        """The untrained model, initialised from the run's seed."""
+        build = build_keypoint_rcnn if self.model == "keypoint_rcnn" else build_cpn
+        return seeded_build(build, self.config, self.train_config.seed)
+
+
+def detector_run(setup: KeypointSetup, model: str, seed: int) -> DetectorRun:
+    """The run of ``model`` (``"keypoint_rcnn"`` or ``"cpn"``) for ``setup`` and ``seed``: the one place that names
+    a detector's run folder, so the notebooks and ``python -m fashion_lib.train`` find the same one."""
+    if model not in DETECTOR_MODELS:
+        raise ValueError(f"model must be one of {DETECTOR_MODELS}, got {model!r}")
+    kcfg, ccfg = detector_configs(setup)
+    config = kcfg if model == "keypoint_rcnn" else ccfg
+    tc = train_config(setup, seed, setup.train_steps if model == "keypoint_rcnn" else setup.cpn_steps)
+    return DetectorRun(model, config, tc, run_dir_for(runs_dir(), f"{model}-{setup.schema}-s{seed}", config, tc,
+                                                      data_key(setup)))
+
+
+def train_detector(setup: KeypointSetup, model: str, seed: int, *, progress: bool = True) -> TrainResult:
+    """Train one detector of :func:`detector_run`, or load it from its finished run."""
+    run = detector_run(setup, model, seed)
+    return train(run.build(), training_set(setup, seed, run.train_config.steps), run.train_config, run.run_dir,
+                 progress=progress)
+
+
 def train_detectors(setup: KeypointSetup, seed: int, *, progress: bool = True) -> Detectors:
     """Train Keypoint R-CNN and CPN for ``seed``, or load them from finished runs with the same settings."""
-    kcfg, ccfg = detector_configs(setup)
-    key = data_key(setup)
-    krcnn = seeded_build(build_keypoint_rcnn, kcfg, seed)
-    tk = train_config(setup, seed, setup.train_steps)
-    kdir = run_dir_for(runs_dir(), f"keypoint_rcnn-{setup.schema}-s{seed}", kcfg, tk, key)
-    krcnn = train(krcnn, training_set(setup, seed, setup.train_steps), tk, kdir, progress=progress).model
-    cpn = seeded_build(build_cpn, ccfg, seed)
-    tc = train_config(setup, seed, setup.cpn_steps)
-    cdir = run_dir_for(runs_dir(), f"cpn-{setup.schema}-s{seed}", ccfg, tc, key)
-    cpn = train(cpn, training_set(setup, seed, setup.cpn_steps), tc, cdir, progress=progress).model
-    return Detectors(krcnn.eval(), cpn.eval(), kdir, cdir)
+    krcnn, cpn = (train_detector(setup, model, seed, progress=progress) for model in DETECTOR_MODELS)
+    return Detectors(krcnn.model.eval(), cpn.model.eval(), krcnn.run_dir, cpn.run_dir)
 
 
 @dataclass
