@@ -1,4 +1,4 @@
-"""New-key-detection (fashion_lib.refine): RANSAC axis, the EMA refiner, the two-scale loop and the command line.
+"""New-key-detection (fashion_lib.refine): RANSAC axis, the EMA refiner and the two-scale loop.
 
 The oracle is a per-instance, plain-Python (NumPy float64) implementation of Alg. 1 and steps 4-8 of Alg. 2 as the
 study notes read them; the batched code must agree with it given the same sampled subsets.
@@ -9,7 +9,6 @@ through the tensor path (what a GPU runs); ``tests/test_refine_cpu.py`` checks t
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -22,9 +21,7 @@ from fashion_lib.refine import (
     RefineConfig,
     _sample_subsets,
     fit_symmetry_axis,
-    main,
     new_key_detection,
-    refine_results,
     refine_symmetric,
     reflect,
     square_crop_boxes,
@@ -590,49 +587,3 @@ def test_square_crop_boxes_fall_back_to_the_whole_image():
     # rectangle 10..30 x 20..28 grown by half its size: 0..40 x 16..32, square of side 40 about (20, 24)
     assert torch.allclose(boxes[0], torch.tensor([0.0, 4.0, 40.0, 44.0]))
     assert torch.allclose(boxes[1], torch.tensor([0.0, -10.0, 80.0, 70.0]))
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# Results files and the command line
-# ------------------------------------------------------------------------------------------------------------------
-
-
-def test_refine_results_and_the_command_line(tmp_path, caplog):
-    kps, normal, _ = symmetric_instances(3, COCO, seed=50)
-    kps[:, COCO.index("right_knee"), :2] += 8.0 * normal  # one corrupted pair
-    kps[0, COCO.index("left_ankle")] = 0.0  # written as 0, 0, 0: a missing point
-    entries = [{"image_id": i + 1, "category_id": 1, "keypoints": kps[i].reshape(-1).tolist(), "score": 0.9}
-               for i in range(3)]
-    refined, summary = refine_results(entries, "coco", generator=gen())
-    assert (summary.instances, summary.with_axis, summary.pairs_refined, summary.points_filled) == (3, 3, 3, 1)
-    assert summary.points_moved == 7
-    src = tmp_path / "dets.json"
-    src.write_text(json.dumps(entries))
-    dst = tmp_path / "refined.json"
-    with caplog.at_level("INFO"):
-        assert main([str(src), "-o", str(dst), "--schema", "coco"]) == 0
-    assert "3 instances, 3 with an axis, 3 pairs refined" in caplog.text
-    written = json.loads(dst.read_text())
-    assert [e["keypoints"] for e in written] == [e["keypoints"] for e in refined]
-    assert written[0]["keypoints"][3 * COCO.index("left_ankle") + 2] == pytest.approx(1.0)
-    # alpha 0 through the command line: only the fill moves a point
-    assert main([str(src), "-o", str(tmp_path / "a0.json"), "--schema", "coco", "--alpha", "0"]) == 0
-    a0 = json.loads((tmp_path / "a0.json").read_text())
-    moved = [i for i, (a, b) in enumerate(zip(a0[0]["keypoints"], entries[0]["keypoints"], strict=True)) if a != b]
-    assert moved == [3 * COCO.index("left_ankle"), 3 * COCO.index("left_ankle") + 1, 3 * COCO.index("left_ankle") + 2]
-
-
-def test_command_line_reports_bad_input_and_writes_nothing(tmp_path, caplog):
-    src = tmp_path / "bad.json"
-    src.write_text(json.dumps([{"image_id": 1, "category_id": 1, "keypoints": [0.0] * 51, "score": 1.0}]))
-    dst = tmp_path / "out.json"
-    assert main([str(src), "-o", str(dst), "--schema", "fashionai"]) == 2
-    assert "bad.json" in caplog.text and "72" in caplog.text  # 24 key points expected: 72 numbers
-    assert not dst.exists()
-    assert main([str(tmp_path / "nope.json"), "-o", str(dst), "--schema", "coco"]) == 2
-    assert main([str(src), "-o", str(dst), "--schema", "coco", "--alpha", "2"]) == 2
-    assert "alpha must be in [0, 1]" in caplog.text
-    fa = tmp_path / "fa.json"
-    fa.write_text(json.dumps([{"image_id": 1, "category_id": 9, "keypoints": [1.0] * 72, "score": 1.0}]))
-    assert main([str(fa), "-o", str(dst), "--schema", "fashionai", "--pairs", "category"]) == 2
-    assert "category_id 9 is not a fashionai category id" in caplog.text
