@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import torch
-from torchvision.ops import roi_align
 
 from fashion_lib.data.transforms import _size_hw, keypoint_boxes
 from fashion_lib.keypoints import KeypointSchema, get_schema, missing_mask
@@ -478,6 +477,7 @@ def crop_and_resize(
     channels = ref.shape[-3]
     if B == 0:
         return Crops(ref.new_zeros(0, channels, h, w), boxes)
+    from torchvision.ops import roi_align  # here, not at the top: torchvision takes seconds to import (issue 21)
 
     def crop(batch: torch.Tensor, idx: torch.Tensor, bx: torch.Tensor) -> torch.Tensor:
         rois = torch.cat([idx[:, None].to(dtype), bx], 1)  # (b, 5): image index, x1, y1, x2, y2

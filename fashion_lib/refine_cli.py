@@ -7,11 +7,12 @@ runs :func:`main`.
 
 What the command adds to the library, and why:
 
-- Defaults for real images. The paper's ``d = 1`` has no unit; read as pixels (``RefineConfig``'s default, the
-  study's reading) it is far below the scale of real detections, and on real COCO persons no instance gets an axis.
-  The command's default is ``--d-unit relative --d 0.05`` (5 % of each instance's size), chosen by measurement on
-  the real COCO excerpt (README, "Applying the refiner to your own detector"); ``--d-unit px`` restores the paper's
-  reading with its ``d = 1``.
+- A default ``d`` for each unit. The paper's ``d = 1`` has no unit; read as pixels (the default here, as in
+  ``RefineConfig``) it is far below the scale of real detections, and few instances get an axis. With
+  ``--d-unit relative`` and no ``--d`` the command uses ``CLI_RELATIVE_D`` (0.1 of each instance's size), not 1
+  (which would make every midpoint an inlier). Pixels stay the default by measurement on the real COCO excerpt
+  (``benchmarks/refine_d_unit.py``; README, "Applying the refiner to your own detector"): relative ``d`` finds
+  axes, but raises AP only through the points it fills and lowers it where the detector reports every point.
 - Validation: a point far outside the rest of its instance (``--absurd-factor``, 100 radii; see
   :func:`fashion_lib.refine.absurd_points`) is treated as missing and counted, so a coordinate such as 1e30 cannot
   drag its partner; non-finite numbers and malformed entries are refused with the file, the entry and the field.
@@ -51,14 +52,15 @@ __all__ = ["RefineSummary", "refine_results", "read_results", "write_results", "
 
 logger = logging.getLogger(__name__)
 
-# The choices of RefineConfig.d_unit and .pairs, repeated here so that --help needs no torch (a test holds them equal).
+# The choices of RefineConfig.d_unit and .pairs, and the schemas, repeated here so that --help needs no torch (a test
+# holds them equal to the library's).
 _D_UNITS = ("px", "relative")
 _PAIR_MODES = ("all", "category")
 _SCHEMAS = ("coco", "fashionai")
 
-# The command line's own defaults (the library's stay the paper's): see the module docstring and the README.
-CLI_D_UNIT = "relative"
-CLI_RELATIVE_D = 0.05  # fraction of the instance's size (its largest distance between two present points)
+# The command line's own defaults: see the module docstring and the README (benchmarks/refine_d_unit.py measured them).
+CLI_D_UNIT = "px"  # the paper's reading; relative d gained AP on real COCO persons only by filling dropped points
+CLI_RELATIVE_D = 0.1  # with --d-unit relative: fraction of the instance's size (the best AP measured, 0.05-0.2)
 CLI_ABSURD_FACTOR = 100.0
 
 # Below this fraction of instances with an axis the command warns: most detections then pass through unchanged.
@@ -141,7 +143,8 @@ def read_results(path: str | os.PathLike, num_keypoints: int) -> tuple[list[dict
 
     Returns
     -------
-    entries : list of B dicts, each entry's fields *without* ``keypoints`` (dropped once copied, to save memory).
+    entries : list of B dicts, each entry's fields with ``keypoints`` set to None (its list is dropped once copied,
+        to save memory; the key stays, so :func:`write_results` writes the fields in their order).
     keypoints : (B, K, 3) float64, x, y in pixels and the score / visibility.
     category_ids : (B,) int64.
 
@@ -160,7 +163,7 @@ def read_results(path: str | os.PathLike, num_keypoints: int) -> tuple[list[dict
         raise ValueError(f"{path}: byte {e.start}: not UTF-8 text ({e.reason})") from None
     keypoints, category_ids = _checked_arrays(data, str(path), num_keypoints)
     for entry in data:
-        del entry["keypoints"]
+        entry["keypoints"] = None
     return data, keypoints, category_ids
 
 
@@ -170,7 +173,7 @@ def write_results(path: str | os.PathLike, entries: Sequence[dict], keypoints: n
     The output is what ``json.dump`` of the whole list would write; ``entries`` are not modified.
     """
     path = Path(path)
-    flat = keypoints.reshape(len(entries), -1)
+    flat = keypoints.reshape(len(entries), math.prod(keypoints.shape[1:]))
     bad = np.flatnonzero(~np.isfinite(flat).all(1))
     if len(bad):
         raise ValueError(f"entry {bad[0]}: a refined coordinate is not finite (inputs too large for float64 "
@@ -298,8 +301,9 @@ def axis_advice(summary: RefineSummary, cfg: RefineConfig) -> str | None:
     if spread:
         if cfg.d_unit == "px":
             parts.append(f"{spread} have the pairs but not m of their midpoints within d = {cfg.d:g} px of one line: "
-                         f"d in pixels is below the scale of real detections; use --d-unit relative --d "
-                         f"{CLI_RELATIVE_D:g} (a fraction of each instance's size) or a larger --d, or lower --m.")
+                         "d in pixels is below the scale of real detections; to refine them use --d-unit relative "
+                         f"(d {CLI_RELATIVE_D:g} of each instance's size) or a larger --d, or lower --m (on real COCO "
+                         "persons that helped only by filling missing points: see the README).")
         else:
             parts.append(f"{spread} have the pairs but not m of their midpoints within d = {cfg.d:g} of their size "
                          "from one line: raise --d or lower --m.")
@@ -323,9 +327,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m fashion_lib.refine",
         description="Refine key-point detections (COCO results format) with the symmetry prior of New-key-detection "
-                    "(Alg. 2, steps 1-8). Defaults are the paper's parameters for the schema, except d: "
-                    f"{CLI_RELATIVE_D:g} of each instance's size instead of the paper's 1 (pixels, in our reading), "
-                    "which finds no axis on real images; --d-unit px restores it.")
+                    "(Alg. 2, steps 1-8). Defaults are the paper's parameters for the schema (d = 1 read as pixels); "
+                    "the command prints the settings it used and warns when few instances get an axis.")
     p.add_argument("results", help="detections: a JSON list of {image_id, category_id, keypoints, score}")
     p.add_argument("-o", "--output", required=True, help="where to write the refined detections (same format)")
     p.add_argument("--schema", required=True, choices=_SCHEMAS, help="key-point schema")
@@ -333,11 +336,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, help="RANSAC candidates (paper: 10)")
     p.add_argument("--n", type=int, help="midpoints per RANSAC sample (paper: 5 FashionAI, 4 COCO)")
     p.add_argument("--m", type=int, help="inliers a candidate axis needs (paper: 8 FashionAI, 6 COCO)")
-    p.add_argument("--d", type=float, help=f"inlier distance, in the unit of --d-unit (default {CLI_RELATIVE_D:g} "
-                                           "relative; with --d-unit px the paper's 1)")
+    p.add_argument("--d", type=float, help="inlier distance, in the unit of --d-unit (default: the paper's 1 px; "
+                                           f"{CLI_RELATIVE_D:g} with --d-unit relative)")
     p.add_argument("--d-unit", choices=_D_UNITS, default=CLI_D_UNIT,
-                   help=f"unit of d: pixels (the paper's reading), or a fraction of the instance's size (largest "
-                        f"distance between two of its points); default {CLI_D_UNIT}")
+                   help="unit of d: px (the paper's reading, default), or relative: a fraction of the instance's "
+                        "size (the largest distance between two of its points)")
     p.add_argument("--score-threshold", type=float,
                    help="a point whose third value is <= this is missing and may be filled (default 0)")
     p.add_argument("--pairs", choices=_PAIR_MODES,
@@ -356,15 +359,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 on bad input, with a message naming it)."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    import torch
+    d = CLI_RELATIVE_D if args.d is None and args.d_unit == "relative" else args.d
+    overrides = {key: getattr(args, key) for key in ("alpha", "k", "n", "m", "d_unit", "score_threshold", "pairs",
+                                                     "center_votes", "absurd_factor")}
+    import torch  # here, not at the top: --help and argument errors answer without it
 
     from fashion_lib import refine
     from fashion_lib.keypoints import get_schema
 
     schema = get_schema(args.schema)
-    d = args.d if args.d is not None or args.d_unit == "px" else CLI_RELATIVE_D
-    overrides = {key: getattr(args, key) for key in ("alpha", "k", "n", "m", "d_unit", "score_threshold", "pairs",
-                                                     "center_votes", "absurd_factor")}
     try:
         cfg = refine._resolve(None, schema, {**overrides, "d": d})
         cfg.validate()  # before the file is read; refine_symmetric checks n and m against the voters
