@@ -279,7 +279,7 @@ def refine_results(
     cfg = refine._resolve(config, schema, overrides)
     keypoints, category_ids = _checked_arrays(results, "results", schema.num_keypoints)
     out, summary = _refine_arrays(keypoints, category_ids, schema, cfg, generator, "results")
-    rows = out.keypoints.reshape(len(results), -1).tolist()
+    rows = out.keypoints.flatten(1).tolist()
     return [{**entry, "keypoints": row} for entry, row in zip(results, rows, strict=True)], summary
 
 
