@@ -748,6 +748,7 @@ def refine_symmetric(
     score_threshold: float | None = None,
     pairs: str | None = None,
     center_votes: bool | None = None,
+    absurd_factor: float | None = None,
     chunk_size: int = 16384,
 ) -> RefineResult:
     """Symmetry refinement of key points (paper Alg. 2, steps 1-8), batched over instances.
@@ -774,7 +775,7 @@ def refine_symmetric(
         ``pairs="category"``, where only each garment's own pairs vote, are refined and are filled, and ``n``, ``m``
         are scaled to its pair count (see :class:`RefineConfig`). Ignored with ``pairs="all"``, where all pairs
         vote (the paper's literal reading, the detector predicting every point for every garment).
-    alpha, k, n, m, d, d_unit, score_threshold, pairs, center_votes : override the config's fields.
+    alpha, k, n, m, d, d_unit, score_threshold, pairs, center_votes, absurd_factor : override the config's fields.
     chunk_size : int, instances processed at once; bounds memory (the tensor path needs about 2 kB per instance at
         k = 10, P = 11; the CPU kernel little beyond the output).
         The random stream is consumed chunk by chunk, so results may depend on it.
@@ -787,7 +788,8 @@ def refine_symmetric(
     """
     schema = get_schema(schema)
     cfg = _resolve(config, schema, dict(alpha=alpha, k=k, n=n, m=m, d=d, d_unit=d_unit,
-                                        score_threshold=score_threshold, pairs=pairs, center_votes=center_votes))
+                                        score_threshold=score_threshold, pairs=pairs, center_votes=center_votes,
+                                        absurd_factor=absurd_factor))
     num_voters = schema.num_pairs + (len(schema.center) if cfg.center_votes else 0)
     cfg.validate(num_voters=num_voters)
     if not isinstance(keypoints, torch.Tensor) or not keypoints.is_floating_point():

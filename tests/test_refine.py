@@ -412,6 +412,35 @@ def test_cpu_and_gpu_agree_with_a_cpu_generator():
     assert torch.allclose(cpu.keypoints, gpu.keypoints.cpu(), atol=1e-3)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_an_absurd_point_is_ignored_with_absurd_factor_and_drags_its_partner_without(dtype):
+    """Issue 18, case 8: one point at 1e30 dragged its partner to 4e29; with absurd_factor it is missing instead."""
+    kps, normal, _ = symmetric_instances(3, COCO, seed=8)
+    truth = kps.clone().to(dtype)
+    kps[:, COCO.index("right_knee"), :2] += 8.0 * normal  # a pair the refiner moves
+    left, right = COCO.index("left_elbow"), COCO.index("right_elbow")
+    kps[0, left, 0] = 1e30
+    kps = kps.to(dtype)
+    out = refine_symmetric(kps, COCO, generator=gen(), absurd_factor=100.0)
+    assert out.ignored.nonzero().tolist() == [[0, left]]
+    assert out.has_axis.all() and out.filled.nonzero().tolist() == [[0, left]]
+    assert torch.allclose(out.keypoints[0, left, :2], truth[0, left, :2], atol=1e-3)  # the partner's mirror image
+    assert torch.equal(out.keypoints[0, right], kps[0, right])  # not dragged: its pair no longer counts as complete
+    assert out.refined[:, COCO.pairs.tolist().index([COCO.index("left_knee"), COCO.index("right_knee")])].all()
+    paper = refine_symmetric(kps, COCO, generator=gen())  # no check, as the paper
+    assert not paper.ignored.any()
+    if dtype == torch.float64:  # the partner is dragged away
+        assert paper.keypoints[0, right, 0].abs() > 1e29
+    else:  # next to 5e29, float32 cannot tell the other midpoints apart: the instance loses its axis
+        assert paper.has_axis.tolist() == [False, True, True]
+    lone = kps[:1].clone()
+    keep = [COCO.index(name) for name in ("nose", "left_eye", "right_eye", "left_elbow", "right_elbow")]
+    lone[0, [i for i in range(17) if i not in keep]] = 0.0  # two complete pairs: no axis, so nothing to fill from
+    alone = refine_symmetric(lone, COCO, generator=gen(), absurd_factor=100.0)
+    assert alone.ignored[0, left] and not alone.has_axis[0]
+    assert torch.equal(alone.keypoints, lone)  # the refiner reports the absurd point; it does not erase it
+
+
 def test_degenerate_input_never_produces_nan():
     kps = torch.zeros(4, 24, 3)
     kps[1, :4] = torch.tensor([10.0, 10.0, 1.0])  # two pairs only: fewer than n
