@@ -13,7 +13,10 @@ compiles the CPU kernel (numba caches it), so the command runs once before it is
 Start-up: ``python -m fashion_lib.refine --help`` and ``python -c "import fashion_lib.refine"``, each timed as a
 fresh process (the median of ``--repeats``), beside ``python -c pass``.
 
-Run: ``python benchmarks/refine_cli.py [--instances 100000] [--repeats 3] [--keep DIR]``.
+``--baseline CHECKOUT`` also times the command (and its start-up) of another checkout of the project, in the same
+run, for a before/after comparison.
+
+Run: ``python benchmarks/refine_cli.py [--instances 100000] [--repeats 3] [--keep DIR] [--baseline ../main]``.
 """
 
 from __future__ import annotations
@@ -67,11 +70,12 @@ def make_results(count: int, seed: int = 0) -> list[dict]:
     return [{"image_id": int(i // 4), "category_id": 1, "keypoints": flat[i], "score": scores[i]} for i in range(count)]
 
 
-def run_child(cmd: list[str]) -> tuple[float, float]:
-    """Run ``cmd`` to completion; its wall time (s) and peak resident memory (MB). A failure stops the benchmark."""
-    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+def run_child(cmd: list[str], cwd: Path = ROOT) -> tuple[float, float]:
+    """Run ``cmd`` in ``cwd`` (whose ``fashion_lib`` it then imports) to completion; its wall time (s) and peak
+    resident memory (MB). A failure stops the benchmark."""
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"), "PYTHONPATH": str(cwd)}
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     out = proc.stdout.read().decode()
@@ -82,8 +86,25 @@ def run_child(cmd: list[str]) -> tuple[float, float]:
     return wall, usage.ru_maxrss / 1024.0  # ru_maxrss is in KB on Linux
 
 
-def median_wall(cmd: list[str], repeats: int) -> float:
-    return statistics.median(run_child(cmd)[0] for _ in range(repeats))
+def median_wall(cmd: list[str], repeats: int, cwd: Path = ROOT) -> float:
+    return statistics.median(run_child(cmd, cwd)[0] for _ in range(repeats))
+
+
+def time_command(label: str, command: list[str], repeats: int, cwd: Path, size_mb: float,
+                 floor: tuple[float, float]) -> None:
+    """Print the command's median wall time and peak memory, and their ratios to the floor and the file's size."""
+    run_child(command, cwd)  # compiles and caches the CPU kernel on a fresh clone
+    runs = [run_child(command, cwd) for _ in range(repeats)]
+    wall, mem = statistics.median(w for w, _ in runs), max(m for _, m in runs)
+    print(f"{label:<28} {wall:6.2f} s wall, peak {mem:6.0f} MB: {wall / floor[0]:.2f}x the floor's wall time "
+          f"(target <= 3x), {mem / size_mb:.2f}x the file's size (target <= 5x)")
+
+
+def time_start_up(label: str, repeats: int, cwd: Path) -> None:
+    py = sys.executable
+    helps = median_wall([py, "-m", "fashion_lib.refine", "--help"], repeats, cwd)
+    imports = median_wall([py, "-c", "import fashion_lib.refine"], repeats, cwd)
+    print(f"{label:<28} python -m fashion_lib.refine --help {helps:.2f} s; import fashion_lib.refine {imports:.2f} s")
 
 
 def main() -> None:
@@ -91,7 +112,8 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="write the files here (default: a temporary folder, removed)")
-    parser.add_argument("--args", default="", help="extra options for the command, e.g. '--d-unit px'")
+    parser.add_argument("--args", default="", help="extra options for the command, e.g. '--d-unit relative'")
+    parser.add_argument("--baseline", type=Path, help="another checkout whose command is timed too")
     args = parser.parse_args()
     py = sys.executable
     print(f"python {platform.python_version()}, {platform.processor() or platform.machine()}, "
@@ -108,23 +130,21 @@ def main() -> None:
         floor = [py, "-c", "import json, sys\nwith open(sys.argv[1]) as f: d = json.load(f)\n"
                  "with open(sys.argv[2], 'w') as f: json.dump(d, f)", str(src), str(folder / "copy.json")]
         command = [py, "-m", "fashion_lib.refine", str(src), "-o", str(dst), "--schema", "coco", *args.args.split()]
-        run_child(command)  # compiles and caches the CPU kernel on a fresh clone
         floor_runs = [run_child(floor) for _ in range(args.repeats)]
-        cli_runs = [run_child(command) for _ in range(args.repeats)]
         f_wall, f_mem = statistics.median(w for w, _ in floor_runs), max(m for _, m in floor_runs)
-        c_wall, c_mem = statistics.median(w for w, _ in cli_runs), max(m for _, m in cli_runs)
-        print(f"json.load + json.dump:       {f_wall:6.2f} s wall, peak {f_mem:6.0f} MB  (median of {args.repeats})")
-        print(f"python -m fashion_lib.refine: {c_wall:6.2f} s wall, peak {c_mem:6.0f} MB  "
-              f"({' '.join(command[3:])})")
-        print(f"ratios: wall {c_wall / f_wall:.2f}x the floor (target <= 3x); peak memory {c_mem / size_mb:.2f}x "
-              f"the file's size (target <= 5x)")
-
-    bare = median_wall([py, "-c", "pass"], args.repeats)
-    helps = median_wall([py, "-m", "fashion_lib.refine", "--help"], args.repeats)
-    imports = median_wall([py, "-c", "import fashion_lib.refine"], args.repeats)
-    print(f"start-up (fresh process, median of {args.repeats}): python -c pass {bare:.2f} s; "
-          f"python -m fashion_lib.refine --help {helps:.2f} s; import fashion_lib.refine {imports:.2f} s")
-    if not all(math.isfinite(v) for v in (f_wall, c_wall, helps, imports)):
+        imports = run_child([py, "-c", "import torch, numba, fashion_lib.refine_cpu"])[1]
+        print(f"json.load + json.dump:       {f_wall:6.2f} s wall, peak {f_mem:6.0f} MB (median of {args.repeats}); "
+              f"importing torch and numba alone: peak {imports:.0f} MB")
+        print(f"command: {' '.join(command[1:])}")
+        time_command("this checkout:", command, args.repeats, ROOT, size_mb, (f_wall, f_mem))
+        if args.baseline:
+            time_command(f"{args.baseline}:", command, args.repeats, args.baseline.resolve(), size_mb, (f_wall, f_mem))
+    print(f"start-up, fresh processes (median of {args.repeats}): python -c pass "
+          f"{median_wall([py, '-c', 'pass'], args.repeats):.2f} s")
+    time_start_up("this checkout:", args.repeats, ROOT)
+    if args.baseline:
+        time_start_up(f"{args.baseline}:", args.repeats, args.baseline.resolve())
+    if not math.isfinite(f_wall):
         raise SystemExit("timing failed")
 
 

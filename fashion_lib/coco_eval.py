@@ -41,6 +41,7 @@ __all__ = [
     "validate_coco_results",
     "coco_ap_on_images",
     "load_ground_truth",
+    "load_json",
 ]
 
 logger = logging.getLogger(__name__)
@@ -221,12 +222,18 @@ def read_coco_results(path: str | os.PathLike, *, num_keypoints: int | None = No
         The file is not JSON, or an entry is malformed; the message names the file, the entry index and the field.
     """
     path = Path(path)
+    return validate_coco_results(load_json(path), where=str(path), num_keypoints=num_keypoints)
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    """The content of a UTF-8 JSON file; ``ValueError`` naming the file and the line or byte where it is not."""
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+            return json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
-    return validate_coco_results(data, where=str(path), num_keypoints=num_keypoints)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: byte {e.start}: not UTF-8 text ({e.reason})") from None
 
 
 @dataclass(frozen=True)

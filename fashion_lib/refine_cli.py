@@ -153,14 +153,9 @@ def read_results(path: str | os.PathLike, num_keypoints: int) -> tuple[list[dict
     ValueError
         Naming the file and the line (not JSON, not UTF-8) or the entry and the field (malformed, non-finite).
     """
-    path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: byte {e.start}: not UTF-8 text ({e.reason})") from None
+    from fashion_lib.coco_eval import load_json  # here: coco_eval imports torch and pycocotools
+
+    data = load_json(path)
     keypoints, category_ids = _checked_arrays(data, str(path), num_keypoints)
     for entry in data:
         entry["keypoints"] = None
