@@ -225,11 +225,13 @@ def read_coco_results(path: str | os.PathLike, *, num_keypoints: int | None = No
     return validate_coco_results(load_json(path), where=str(path), num_keypoints=num_keypoints)
 
 
-def load_json(path: str | os.PathLike) -> Any:
-    """The content of a UTF-8 JSON file; ``ValueError`` naming the file and the line or byte where it is not."""
+def load_json(path: str | os.PathLike, **kwargs) -> Any:
+    """The content of a UTF-8 JSON file; ``ValueError`` naming the file and the line or byte where it is not.
+
+    ``kwargs`` go to :func:`json.load` (``object_hook``, ...)."""
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            return json.load(f, **kwargs)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
     except UnicodeDecodeError as e:

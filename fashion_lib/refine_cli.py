@@ -32,6 +32,7 @@ import json
 import logging
 import math
 import os
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -93,9 +94,37 @@ class RefineSummary:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _bulk_arrays(data: Any, num_keypoints: int) -> tuple[np.ndarray, np.ndarray] | None:
+_NUMBERS = {int, float}
+_COLLECTED = object()  # stands in for a key-point list that _KeypointCollector moved into its buffer
+
+
+class _KeypointCollector:
+    """A ``json.load`` object hook that moves each entry's key-point list into one float64 buffer while the file is
+    parsed, so that the millions of float objects of a large file never exist at once (they are freed entry by
+    entry). A list it cannot take (wrong length, not all numbers) stays where it is, for the validator to name."""
+
+    def __init__(self, width: int):
+        self.width, self.buffer, self.rows = width, array("d"), 0
+
+    def __call__(self, obj: dict) -> dict:
+        kps = obj.get("keypoints")
+        if type(kps) is list and len(kps) == self.width and set(map(type, kps)) <= _NUMBERS:
+            end = len(self.buffer)
+            try:
+                self.buffer.extend(kps)
+            except OverflowError:  # an integer beyond float64
+                del self.buffer[end:]
+                return obj
+            obj["keypoints"] = _COLLECTED
+            self.rows += 1
+        return obj
+
+
+def _bulk_arrays(data: Any, num_keypoints: int, keypoints: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Key points ``(B, K, 3)`` float64 and category ids ``(B,)`` int64 of well-formed results, else None.
 
+    ``keypoints``, when the reader's :class:`_KeypointCollector` already holds them, replaces the entries' lists.
     Each check covers the whole list at once (``set(map(type, ...))`` runs in C): the per-entry Python work of
     :func:`fashion_lib.coco_eval.validate_coco_results` is what made the command slow. None means "something is
     wrong": that function then finds the first bad entry and names it.
@@ -105,24 +134,25 @@ def _bulk_arrays(data: Any, num_keypoints: int) -> tuple[np.ndarray, np.ndarray]
     if not data:
         return np.zeros((0, num_keypoints, 3)), np.zeros(0, dtype=np.int64)
     try:
-        kps = [e["keypoints"] for e in data]
         ids, cats, scores = ([e[name] for e in data] for name in ("image_id", "category_id", "score"))
+        kps = [e["keypoints"] for e in data] if keypoints is None else None
     except KeyError:
         return None
-    numbers = {int, float}
-    if not (set(map(type, kps)) <= {list} and set(map(len, kps)) == {3 * num_keypoints}
-            and set(map(type, ids)) <= {int} and set(map(type, cats)) <= {int} and set(map(type, scores)) <= numbers
-            and set(map(type, chain.from_iterable(kps))) <= numbers):
+    if not (set(map(type, ids)) <= {int} and set(map(type, cats)) <= {int} and set(map(type, scores)) <= _NUMBERS):
+        return None
+    if kps is not None and not (set(map(type, kps)) <= {list} and set(map(len, kps)) == {3 * num_keypoints}
+                                and set(map(type, chain.from_iterable(kps))) <= _NUMBERS):
         return None
     try:
-        flat = np.fromiter(chain.from_iterable(kps), np.float64, count=len(kps) * 3 * num_keypoints)
+        if kps is not None:
+            keypoints = np.fromiter(chain.from_iterable(kps), np.float64, count=len(kps) * 3 * num_keypoints)
         finite_scores = np.isfinite(np.fromiter(scores, np.float64, count=len(scores))).all()
         categories = np.fromiter(cats, np.int64, count=len(cats))
     except OverflowError:  # an integer beyond float64 or int64
         return None
-    if not (finite_scores and np.isfinite(flat).all()):
+    if not (finite_scores and np.isfinite(keypoints).all()):
         return None
-    return flat.reshape(len(data), num_keypoints, 3), categories
+    return keypoints.reshape(len(data), num_keypoints, 3), categories
 
 
 def _checked_arrays(data: Any, where: str, num_keypoints: int) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +162,11 @@ def _checked_arrays(data: Any, where: str, num_keypoints: int) -> tuple[np.ndarr
         return arrays
     from fashion_lib.coco_eval import validate_coco_results
 
-    arrays = _bulk_arrays(validate_coco_results(data, where=where, num_keypoints=num_keypoints), num_keypoints)
+    try:
+        valid = validate_coco_results(data, where=where, num_keypoints=num_keypoints)
+    except OverflowError:  # an integer too large for a float reaches math.isfinite there
+        raise ValueError(f"{where}: an integer in the key points is too large for a float") from None
+    arrays = _bulk_arrays(valid, num_keypoints)
     if arrays is None:  # validate_coco_results accepted what the bulk check refused: a bug here, not in the input
         raise ValueError(f"{where}: the results passed validation but could not be read in bulk")
     return arrays
@@ -155,11 +189,19 @@ def read_results(path: str | os.PathLike, num_keypoints: int) -> tuple[list[dict
     """
     from fashion_lib.coco_eval import load_json  # here: coco_eval imports torch and pycocotools
 
-    data = load_json(path)
-    keypoints, category_ids = _checked_arrays(data, str(path), num_keypoints)
+    collector = _KeypointCollector(3 * num_keypoints)
+    data = load_json(path, object_hook=collector)
+    arrays = None
+    # every top-level entry, and nothing else (a nested object), gave its list to the collector, in order
+    if type(data) is list and collector.rows == len(data) and set(map(type, data)) <= {dict} and all(
+            entry.get("keypoints") is _COLLECTED for entry in data):
+        arrays = _bulk_arrays(data, num_keypoints, np.frombuffer(collector.buffer, dtype=np.float64))
+    if arrays is None:  # read it again as it is, for the validator to name the first bad entry
+        data = load_json(path)
+        arrays = _checked_arrays(data, str(path), num_keypoints)
     for entry in data:
         entry["keypoints"] = None
-    return data, keypoints, category_ids
+    return data, *arrays
 
 
 def write_results(path: str | os.PathLike, entries: Sequence[dict], keypoints: np.ndarray) -> Path:

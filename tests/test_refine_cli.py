@@ -181,6 +181,8 @@ def test_bad_input_is_named_and_nothing_is_written(tmp_path, caplog):
         ({k: v for k, v in good.items() if k != "score"}, "entry 1 lacks field(s) ['score']"),
         ({**good, "score": None}, "entry 1: field 'score' = None, expected a finite number"),
         ({**good, "keypoints": [2e308] + [1.0] * 50}, "entry 1: field 'keypoints' contains a non-finite value"),
+        ({**good, "keypoints": [10**400] + [1.0] * 50}, "an integer in the key points is too large for a float"),
+        ({**good, "keypoints": [1.0] * 50}, "entry 1: field 'keypoints' has 50 numbers, expected 3 * K > 0"),
     ]
     for entry, message in cases:
         bad = tmp_path / "case.json"
@@ -214,6 +216,10 @@ def test_results_round_trip_as_json_dump_writes_them(tmp_path):
         assert write_results(tmp_path / "one.json", rest, kps).read_text() == json.dumps(expected)
     finally:
         refine_cli._WRITE_CHUNK = refine_cli_chunk
+    # a nested object with a "keypoints" field of its own: read correctly (the reader then takes its slower path)
+    nested = [{**entries[0], "meta": {"keypoints": [1.0] * 51}}, entries[1]]
+    rest, kps2, _ = read_results(write_json(tmp_path / "nested.json", nested), 17)
+    assert rest[0]["meta"] == {"keypoints": [1.0] * 51} and np.array_equal(kps2, kps)
     assert write_results(tmp_path / "empty.json", [], np.zeros((0, 17, 3))).read_text() == "[]"
     assert refine_results([], "coco", generator=gen()) == ([], RefineSummary(0, 0, 0, 0, 0, 0, 0))
     overflow = kps.copy()
