@@ -551,8 +551,8 @@ def fit_symmetry_axis(
         normal, offset, inliers = midpoints.new_empty(B, 2), midpoints.new_empty(B), torch.empty(B, P, dtype=torch.bool)
         has_axis, error = torch.empty(B, dtype=torch.bool), midpoints.new_empty(B)
         _kernel().fit_axes(_np(midpoints), _np(valid), _np(_uniforms(k, B, generator, device)), _np64(n_t),
-                            _np64(m_t), _np64(d_t), _tiny_eps(dtype), normal.numpy(), offset.numpy(),
-                            inliers.numpy(), has_axis.numpy(), error.numpy())
+                           _np64(m_t), _np64(d_t), _tiny_eps(dtype), normal.numpy(), offset.numpy(),
+                           inliers.numpy(), has_axis.numpy(), error.numpy())
         return AxisFit(normal=normal, offset=offset, inliers=inliers, has_axis=has_axis, error=error)
     pts = torch.nan_to_num(midpoints, nan=0.0, posinf=0.0, neginf=0.0) * valid[..., None]
     vf = valid.t().to(dtype).contiguous()  # (P, B)
