@@ -41,6 +41,7 @@ __all__ = [
     "validate_coco_results",
     "coco_ap_on_images",
     "load_ground_truth",
+    "load_json",
 ]
 
 logger = logging.getLogger(__name__)
@@ -220,16 +221,22 @@ def read_coco_results(path: str | os.PathLike, *, num_keypoints: int | None = No
     ValueError
         The file is not JSON, or an entry is malformed; the message names the file, the entry index and the field.
     """
-    return validate_coco_results(_read_json(path), where=str(path), num_keypoints=num_keypoints)
+    path = Path(path)
+    return validate_coco_results(load_json(path), where=str(path), num_keypoints=num_keypoints)
 
 
-def _read_json(path: str | os.PathLike) -> Any:
-    """The JSON document at ``path``; a file that is not UTF-8 or not JSON raises a ValueError naming it and the
-    line (and the byte offset of an undecodable byte)."""
+def load_json(path: str | os.PathLike, **kwargs) -> Any:
+    """The content of a UTF-8 JSON file; ``ValueError`` naming the file and the line or byte where it is not.
+
+    ``kwargs`` go to :func:`json.load` (``object_hook``, ...)."""
     try:
-        return json.loads(read_text(path))
+        with open(path, encoding="utf-8") as f:
+            return json.load(f, **kwargs)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+    except UnicodeDecodeError:
+        read_text(path)  # raises the ValueError that names the byte and its line
+        raise
 
 
 @dataclass(frozen=True)
@@ -265,7 +272,7 @@ def load_ground_truth(gt: str | os.PathLike | Mapping[str, Any] | _COCOApi) -> _
     if isinstance(gt, _COCOApi):
         return gt
     if isinstance(gt, (str, os.PathLike)):
-        dataset = _read_json(gt)
+        dataset = load_json(gt)
         if not isinstance(dataset, dict):
             raise ValueError(f"{gt}: ground truth must be a JSON object with images, annotations and categories, got "
                              f"a {type(dataset).__name__}")  # fmt: skip

@@ -54,7 +54,6 @@ from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import roi_align
 
 from fashion_lib.data.transforms import _size_hw, keypoint_boxes
 from fashion_lib.keypoints import KeypointSchema, get_schema, missing_mask
@@ -621,6 +620,7 @@ def crop_and_resize(
     channels = ref.shape[-3]
     if B == 0:
         return Crops(ref.new_zeros(0, channels, h, w), boxes)
+    from torchvision.ops import roi_align  # here, not at the top: torchvision takes seconds to import (issue 21)
 
     def crop(batch: torch.Tensor, idx: torch.Tensor, bx: torch.Tensor) -> torch.Tensor:
         if padding == "edge":  # replicate the border as far as any box reaches, plus roi_align's one-pixel rim

@@ -26,24 +26,33 @@ numbers and sample the same subsets. On float64 input they make the same decisio
 still computes in float64, so the two agree to float32 rounding (see :mod:`fashion_lib.refine_cpu`).
 ``tests/test_refine_cpu.py`` holds them together.
 
+Input validation (an option, ``absurd_factor``; on in the command line): a point far outside the rest of its
+instance (:func:`absurd_points`, a coordinate such as 1e30 from a broken detector) is treated as missing, so it
+neither votes nor drags its partner, and is reported in ``RefineResult.ignored``.
+
 Command line: ``python -m fashion_lib.refine RESULTS.json -o REFINED.json --schema coco`` refines the key-point
-results (COCO results format) of any detector; ``--help`` lists the options.
+results (COCO results format) of any detector; ``--help`` lists the options. It lives in
+:mod:`fashion_lib.refine_cli`, with the results-file reading and writing.
 """
 
 from __future__ import annotations
 
-import argparse
+if __name__ == "__main__":  # before the imports below: ``--help`` and argument errors then answer without torch
+    import sys
+
+    from fashion_lib.refine_cli import main
+
+    sys.exit(main())
+
 import dataclasses
 import logging
 import math
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 
-from fashion_lib import refine_cpu
 from fashion_lib.crops import (
     CropMapping,
     closing_boxes,
@@ -65,14 +74,12 @@ __all__ = [
     "reflect",
     "instance_size",
     "missing_mask",
-    "refine_results",
-    "RefineSummary",
     "MATCH_BY",
     "InstanceMatch",
     "match_instances",
     "MissingCalibration",
     "calibrate_missing_threshold",
-    "main",
+    "absurd_points",
 ]
 
 logger = logging.getLogger(__name__)
@@ -108,6 +115,8 @@ class RefineConfig:
     crop_mapping: CropMapping = CropMapping.RESIZED
     match_by: str = "oks"  # second scale: "oks" or "iou" (key-point boxes) between a crop's detection and the instance
     min_match: float = 0.5  # second scale: a crop detection matching less than this leaves the first scale alone
+    absurd_factor: float = math.inf  # > 1: a point this many radii from its instance is missing (absurd_points);
+    # inf (no check, as the paper) costs nothing, a finite one a median per instance; the command line uses 100
 
     @classmethod
     def for_schema(cls, schema: str | KeypointSchema, **overrides) -> RefineConfig:
@@ -146,6 +155,8 @@ class RefineConfig:
             raise ValueError(f"match_by must be one of {MATCH_BY}, got {self.match_by!r}")
         if not 0.0 <= self.min_match <= 1.0:
             raise ValueError(f"min_match must be in [0, 1], got {self.min_match!r}")
+        if not self.absurd_factor > 1.0:
+            raise ValueError(f"absurd_factor must be > 1 (inf: keep every point), got {self.absurd_factor!r}")
         if num_voters is not None:
             if self.n > num_voters:
                 raise ValueError(f"n must be in [2, {num_voters}] (the number of voting midpoints), got {self.n}")
@@ -188,6 +199,7 @@ class RefineResult:
     refined: torch.Tensor  # (B, P) bool, pairs moved by the EMA (complete, voting, midpoint not in A_best)
     filled: torch.Tensor  # (B, K) bool, missing points filled with their partner's mirror image
     has_axis: torch.Tensor  # (B,) bool, an axis was found (otherwise nothing changed)
+    ignored: torch.Tensor  # (B, K) bool, absurd points treated as missing (absurd_points); kept unless filled
 
     @property
     def normal(self) -> torch.Tensor:
@@ -252,6 +264,36 @@ def instance_size(keypoints: torch.Tensor, present: torch.Tensor) -> torch.Tenso
     dist = torch.cdist(xy, xy)  # (B, K, K)
     both = present[:, :, None] & present[:, None, :]
     return torch.where(both, dist, torch.zeros_like(dist)).flatten(1).amax(1) if xy.shape[1] else xy.new_zeros(len(xy))
+
+
+def absurd_points(keypoints: torch.Tensor, present: torch.Tensor, factor: float) -> torch.Tensor:
+    """Present points too far from the rest of their instance to be a detection of it: input to refuse, not refine.
+
+    The instance's centre is the coordinate-wise median of its present points and its radius the median distance of
+    those points from the centre (at least 1 pixel). A point farther than ``factor`` radii from the centre is
+    absurd. Medians, because the absurd point must not move the yardstick it is measured with: one coordinate of
+    1e30 would otherwise make every other point look close. With the default ``factor = 100`` nothing a detector
+    puts on the image of a garment or person qualifies (on the real COCO excerpt the farthest labelled point is
+    4.1 radii from the centre; a person seen as five face points and one ankle, 35), while a value
+    such as 1e30, or a point thousands of instance sizes away, does. With two present points neither is ever absurd
+    (each is one radius away); such an instance gets no axis anyway.
+
+    Parameters
+    ----------
+    keypoints : (B, K, 3) or (B, K, 2) float, pixels.
+    present : (B, K) bool.
+    factor : float > 1, radii; ``inf`` flags nothing.
+
+    Returns
+    -------
+    (B, K) bool, a subset of ``present``.
+    """
+    nan = torch.tensor(float("nan"), dtype=keypoints.dtype, device=keypoints.device)
+    xy = torch.where(present[..., None], keypoints[..., :2], nan)  # (B, K, 2)
+    centre = xy.nanmedian(1).values if xy.shape[1] else xy.new_zeros(len(xy), 2)  # (B, 2)
+    dist = torch.hypot(xy[..., 0] - centre[:, None, 0], xy[..., 1] - centre[:, None, 1])  # (B, K), NaN if missing
+    radius = dist.nanmedian(1).values.clamp(min=1.0) if xy.shape[1] else dist.new_ones(len(xy))  # (B,)
+    return present & (dist > factor * radius[:, None])
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -446,10 +488,17 @@ def _tiny_eps(dtype: torch.dtype) -> float:
 _CPU_KERNEL = True
 
 
+def _kernel():
+    """:mod:`fashion_lib.refine_cpu`, imported on first use: importing numba takes about a second."""
+    from fashion_lib import refine_cpu
+
+    return refine_cpu
+
+
 def _cpu_kernel_applies(tensor: torch.Tensor) -> bool:
     """Whether ``tensor`` goes through the CPU kernel; if so, the kernel gets as many threads as torch has."""
     return (_CPU_KERNEL and tensor.device.type == "cpu" and tensor.dtype in (torch.float32, torch.float64)
-            and refine_cpu.ready(torch.get_num_threads()))
+            and _kernel().ready(torch.get_num_threads()))
 
 
 def _rounded(value: float, dtype: torch.dtype) -> float:
@@ -526,9 +575,9 @@ def fit_symmetry_axis(
     if _cpu_kernel_applies(midpoints):
         normal, offset, inliers = midpoints.new_empty(B, 2), midpoints.new_empty(B), torch.empty(B, P, dtype=torch.bool)
         has_axis, error = torch.empty(B, dtype=torch.bool), midpoints.new_empty(B)
-        refine_cpu.fit_axes(_np(midpoints), _np(valid), _np(_uniforms(k, B, generator, device)), _np64(n_t),
-                            _np64(m_t), _np64(d_t), _tiny_eps(dtype), normal.numpy(), offset.numpy(),
-                            inliers.numpy(), has_axis.numpy(), error.numpy())
+        _kernel().fit_axes(_np(midpoints), _np(valid), _np(_uniforms(k, B, generator, device)), _np64(n_t),
+                           _np64(m_t), _np64(d_t), _tiny_eps(dtype), normal.numpy(), offset.numpy(),
+                           inliers.numpy(), has_axis.numpy(), error.numpy())
         return AxisFit(normal=normal, offset=offset, inliers=inliers, has_axis=has_axis, error=error)
     pts = torch.nan_to_num(midpoints, nan=0.0, posinf=0.0, neginf=0.0) * valid[..., None]
     vf = valid.t().to(dtype).contiguous()  # (P, B)
@@ -641,7 +690,7 @@ def _refine_chunk(
         # the slowest step left on this side).
         present = ~missing_mask(keypoints, cfg.score_threshold) if cfg.d_unit == "relative" else None
         n, m, d = _instance_parameters(keypoints, present, schema, cfg, applicable, dtype)
-        refine_cpu.refine_instances(
+        _kernel().refine_instances(
             _np(keypoints), _rounded(cfg.score_threshold, dtype),
             _np(torch.ones(B, K, dtype=torch.bool) if applicable is None else applicable), _np(schema.pairs[:, 0]),
             _np(schema.pairs[:, 1]), _np(schema.center), cfg.center_votes, _np(_uniforms(cfg.k, B, generator, device)),
@@ -724,6 +773,7 @@ def refine_symmetric(
     score_threshold: float | None = None,
     pairs: str | None = None,
     center_votes: bool | None = None,
+    absurd_factor: float | None = None,
     chunk_size: int = 16384,
 ) -> RefineResult:
     """Symmetry refinement of key points (paper Alg. 2, steps 1-8), batched over instances.
@@ -736,7 +786,9 @@ def refine_symmetric(
     (its midpoint lands on the axis), ``alpha = 1`` swaps each point for its partner's mirror image, and the
     paper's ``alpha = 0.4`` removes 80 % of the asymmetry. A pair with one point missing (see
     :func:`missing_mask`) gets that point filled with its partner's mirror image, and the partner's score, for any
-    ``alpha``. Non-symmetric points are never moved. Instances without an axis are returned unchanged.
+    ``alpha``. Non-symmetric points are never moved. Instances without an axis are returned unchanged. A point
+    far outside the rest of its instance (:func:`absurd_points` with ``absurd_factor``) is treated as missing: it
+    does not vote and moves no partner, is filled like any missing point, and otherwise keeps its input value.
 
     Parameters
     ----------
@@ -748,7 +800,7 @@ def refine_symmetric(
         ``pairs="category"``, where only each garment's own pairs vote, are refined and are filled, and ``n``, ``m``
         are scaled to its pair count (see :class:`RefineConfig`). Ignored with ``pairs="all"``, where all pairs
         vote (the paper's literal reading, the detector predicting every point for every garment).
-    alpha, k, n, m, d, d_unit, score_threshold, pairs, center_votes : override the config's fields.
+    alpha, k, n, m, d, d_unit, score_threshold, pairs, center_votes, absurd_factor : override the config's fields.
     chunk_size : int, instances processed at once; bounds memory (the tensor path needs about 2 kB per instance at
         k = 10, P = 11; the CPU kernel little beyond the output).
         The random stream is consumed chunk by chunk, so results may depend on it.
@@ -757,11 +809,12 @@ def refine_symmetric(
     -------
     RefineResult
         ``keypoints`` (B, K, 3), ``axis`` (B, 3), ``inliers`` (B, P), ``refined`` (B, P), ``filled`` (B, K),
-        ``has_axis`` (B,).
+        ``has_axis`` (B,), ``ignored`` (B, K).
     """
     schema = get_schema(schema)
     cfg = _resolve(config, schema, dict(alpha=alpha, k=k, n=n, m=m, d=d, d_unit=d_unit,
-                                        score_threshold=score_threshold, pairs=pairs, center_votes=center_votes))
+                                        score_threshold=score_threshold, pairs=pairs, center_votes=center_votes,
+                                        absurd_factor=absurd_factor))
     num_voters = schema.num_pairs + (len(schema.center) if cfg.center_votes else 0)
     cfg.validate(num_voters=num_voters)
     if not isinstance(keypoints, torch.Tensor) or not keypoints.is_floating_point():
@@ -778,17 +831,26 @@ def refine_symmetric(
             raise ValueError("categories is required with pairs='category' (one category name per instance)")
         applicable = _applicable_points(schema, categories, B, keypoints.device)
     K, P, device = schema.num_keypoints, schema.num_pairs, keypoints.device
+    ignored = (absurd_points(keypoints, ~missing_mask(keypoints, cfg.score_threshold), cfg.absurd_factor)
+               if math.isfinite(cfg.absurd_factor) else torch.zeros(B, K, dtype=torch.bool, device=device))
+    any_ignored = bool(ignored.any())
+    # an ignored point becomes NaN, the refiner's "missing", so that it neither votes nor moves its partner
+    source = keypoints.masked_fill(ignored[..., None] & (torch.arange(3, device=device) < 2), float("nan")) \
+        if any_ignored else keypoints
     result = RefineResult(keypoints=keypoints.new_empty(keypoints.shape), axis=keypoints.new_empty(B, 3),
                           inliers=torch.empty(B, P, dtype=torch.bool, device=device),
                           refined=torch.empty(B, P, dtype=torch.bool, device=device),
                           filled=torch.empty(B, K, dtype=torch.bool, device=device),
-                          has_axis=torch.empty(B, dtype=torch.bool, device=device))
+                          has_axis=torch.empty(B, dtype=torch.bool, device=device), ignored=ignored)
     kernel = _cpu_kernel_applies(keypoints)
     for s in range(0, B, chunk_size):  # over chunks of instances, to bound memory
         part = RefineResult(**{f.name: getattr(result, f.name)[s:s + chunk_size]
                                for f in dataclasses.fields(RefineResult)})
-        _refine_chunk(keypoints[s:s + chunk_size], schema, cfg,
+        _refine_chunk(source[s:s + chunk_size], schema, cfg,
                       None if applicable is None else applicable[s:s + chunk_size], generator, out=part, kernel=kernel)
+    if any_ignored:  # an ignored point that was not filled keeps its input value: the refiner reports, not erases
+        keep = (ignored & ~result.filled)[..., None]
+        result.keypoints.copy_(torch.where(keep, keypoints, result.keypoints))
     return result
 
 
@@ -824,7 +886,8 @@ def _identity_result(keypoints: torch.Tensor, num_pairs: int) -> RefineResult:
                         inliers=torch.zeros(B, num_pairs, dtype=torch.bool, device=dev),
                         refined=torch.zeros(B, num_pairs, dtype=torch.bool, device=dev),
                         filled=torch.zeros(B, K, dtype=torch.bool, device=dev),
-                        has_axis=torch.zeros(B, dtype=torch.bool, device=dev))
+                        has_axis=torch.zeros(B, dtype=torch.bool, device=dev),
+                        ignored=torch.zeros(B, K, dtype=torch.bool, device=dev))
 
 
 def _average_scales(a: torch.Tensor, b: torch.Tensor, score_threshold: float) -> torch.Tensor:
@@ -1108,120 +1171,3 @@ def calibrate_missing_threshold(scores: torch.Tensor, visible: torch.Tensor) -> 
         threshold = float(0.5 * (s[best - 1] + s[best]))
     return MissingCalibration(threshold=threshold, youden_j=float(j[best]), sensitivity=float(sens[best]),
                               specificity=float(spec[best]), visible=n_vis, hidden=n_hid)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Results files and the command line: refine any detector's output
-# --------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RefineSummary:
-    """What :func:`refine_results` did, for the command line's report."""
-
-    instances: int
-    with_axis: int  # instances for which RANSAC found an axis
-    pairs_refined: int  # pairs moved by the EMA
-    points_moved: int  # points whose coordinates changed (refined or filled)
-    points_filled: int  # missing points filled with the partner's mirror image
-
-    def __str__(self) -> str:
-        return (f"{self.instances} instances, {self.with_axis} with an axis, {self.pairs_refined} pairs refined, "
-                f"{self.points_moved} points moved, {self.points_filled} points filled")
-
-
-def refine_results(
-    results: list[dict],
-    schema: str | KeypointSchema,
-    *,
-    generator: torch.Generator,
-    config: RefineConfig | None = None,
-    **overrides,
-) -> tuple[list[dict], RefineSummary]:
-    """Refine detections in the COCO results format (data-formats.md, D.2) with :func:`refine_symmetric`.
-
-    The third value of each key-point triple is read as the point's score / visibility (a point written as
-    ``0, 0, 0`` is missing). For the FashionAI schema, ``category_id`` is the garment category: 1 blouse,
-    2 outwear, 3 dress, 4 skirt, 5 trousers (the order of ``FASHIONAI.categories``); it is needed with
-    ``pairs="category"``.
-
-    Returns
-    -------
-    refined : list of dict, the same entries with refined ``keypoints`` (filled points get their partner's score).
-    summary : RefineSummary
-    """
-    from fashion_lib.coco_eval import validate_coco_results
-
-    schema = get_schema(schema)
-    entries = validate_coco_results(results, where="results", num_keypoints=schema.num_keypoints)
-    if not entries:
-        return [], RefineSummary(0, 0, 0, 0, 0)
-    kps = torch.tensor([e["keypoints"] for e in entries], dtype=torch.float64).reshape(len(entries), -1, 3)
-    categories = None
-    cfg = _resolve(config, schema, overrides)
-    if cfg.pairs == "category":
-        names = list(schema.categories)
-        bad = [(i, e["category_id"]) for i, e in enumerate(entries) if not 1 <= e["category_id"] <= len(names)]
-        if bad:
-            raise ValueError(f"results[{bad[0][0]}]: category_id {bad[0][1]} is not a {schema.name} category id "
-                             f"(1..{len(names)}: {names})")
-        categories = torch.tensor([e["category_id"] - 1 for e in entries])
-    out = refine_symmetric(kps, schema, generator=generator, config=cfg, categories=categories)
-    moved = (out.keypoints[..., :2] != kps[..., :2]).any(-1)
-    refined = []
-    flat = out.keypoints.reshape(len(entries), -1).tolist()
-    for entry, values in zip(entries, flat, strict=True):
-        refined.append({**entry, "keypoints": values})
-    summary = RefineSummary(instances=len(entries), with_axis=int(out.has_axis.sum()),
-                            pairs_refined=int(out.refined.sum()), points_moved=int(moved.sum()),
-                            points_filled=int(out.filled.sum()))
-    return refined, summary
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m fashion_lib.refine",
-        description="Refine key-point detections (COCO results format) with the symmetry prior of New-key-detection "
-                    "(Alg. 2, steps 1-8). Defaults are the paper's parameters for the schema.")
-    p.add_argument("results", help="detections: a JSON list of {image_id, category_id, keypoints, score}")
-    p.add_argument("-o", "--output", required=True, help="where to write the refined detections (same format)")
-    p.add_argument("--schema", required=True, choices=sorted(("coco", "fashionai")), help="key-point schema")
-    p.add_argument("--alpha", type=float, help="EMA weight of the mirrored partner, in [0, 1] (paper: 0.4)")
-    p.add_argument("--k", type=int, help="RANSAC candidates (paper: 10)")
-    p.add_argument("--n", type=int, help="midpoints per RANSAC sample (paper: 5 FashionAI, 4 COCO)")
-    p.add_argument("--m", type=int, help="inliers a candidate axis needs (paper: 8 FashionAI, 6 COCO)")
-    p.add_argument("--d", type=float, help="inlier distance (paper: 1, unit unstated)")
-    p.add_argument("--d-unit", choices=_D_UNITS, help="unit of d: pixels, or a fraction of the instance's size")
-    p.add_argument("--score-threshold", type=float,
-                   help="a point whose third value is <= this is missing and may be filled (default 0)")
-    p.add_argument("--pairs", choices=_PAIR_MODES,
-                   help="which pairs vote: all (paper's literal reading) or the garment category's own")
-    p.add_argument("--center-votes", action="store_true", default=None,
-                   help="let the non-symmetric points vote for the axis")
-    p.add_argument("--seed", type=int, default=0, help="seed of the RANSAC samples (default 0)")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (2 on bad input, with a message naming it)."""
-    from fashion_lib.coco_eval import read_coco_results, write_coco_results
-
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    schema = get_schema(args.schema)
-    overrides = {key: getattr(args, key) for key in ("alpha", "k", "n", "m", "d", "d_unit", "score_threshold",
-                                                     "pairs", "center_votes")}
-    try:
-        results = read_coco_results(args.results, num_keypoints=schema.num_keypoints)
-        refined, summary = refine_results(results, schema, generator=torch.Generator().manual_seed(args.seed),
-                                          **overrides)
-        write_coco_results(args.output, refined)
-    except (OSError, ValueError) as err:
-        logger.error("error: %s", err)
-        return 2
-    logger.info("%s -> %s: %s", args.results, args.output, summary)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

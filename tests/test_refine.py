@@ -1,4 +1,4 @@
-"""New-key-detection (fashion_lib.refine): RANSAC axis, the EMA refiner, the two-scale loop and the command line.
+"""New-key-detection (fashion_lib.refine): RANSAC axis, the EMA refiner and the two-scale loop.
 
 The oracle is a per-instance, plain-Python (NumPy float64) implementation of Alg. 1 and steps 4-8 of Alg. 2 as the
 study notes read them; the batched code must agree with it given the same sampled subsets.
@@ -9,7 +9,6 @@ through the tensor path (what a GPU runs); ``tests/test_refine_cpu.py`` checks t
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -24,10 +23,8 @@ from fashion_lib.refine import (
     _sample_subsets,
     calibrate_missing_threshold,
     fit_symmetry_axis,
-    main,
     match_instances,
     new_key_detection,
-    refine_results,
     refine_symmetric,
     reflect,
 )
@@ -417,6 +414,35 @@ def test_cpu_and_gpu_agree_with_a_cpu_generator():
     assert torch.allclose(cpu.keypoints, gpu.keypoints.cpu(), atol=1e-3)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_an_absurd_point_is_ignored_with_absurd_factor_and_drags_its_partner_without(dtype):
+    """Issue 18, case 8: one point at 1e30 dragged its partner to 4e29; with absurd_factor it is missing instead."""
+    kps, normal, _ = symmetric_instances(3, COCO, seed=8)
+    truth = kps.clone().to(dtype)
+    kps[:, COCO.index("right_knee"), :2] += 8.0 * normal  # a pair the refiner moves
+    left, right = COCO.index("left_elbow"), COCO.index("right_elbow")
+    kps[0, left, 0] = 1e30
+    kps = kps.to(dtype)
+    out = refine_symmetric(kps, COCO, generator=gen(), absurd_factor=100.0)
+    assert out.ignored.nonzero().tolist() == [[0, left]]
+    assert out.has_axis.all() and out.filled.nonzero().tolist() == [[0, left]]
+    assert torch.allclose(out.keypoints[0, left, :2], truth[0, left, :2], atol=1e-3)  # the partner's mirror image
+    assert torch.equal(out.keypoints[0, right], kps[0, right])  # not dragged: its pair no longer counts as complete
+    assert out.refined[:, COCO.pairs.tolist().index([COCO.index("left_knee"), COCO.index("right_knee")])].all()
+    paper = refine_symmetric(kps, COCO, generator=gen())  # no check, as the paper
+    assert not paper.ignored.any()
+    if dtype == torch.float64:  # the partner is dragged away
+        assert paper.keypoints[0, right, 0].abs() > 1e29
+    else:  # next to 5e29, float32 cannot tell the other midpoints apart: the instance loses its axis
+        assert paper.has_axis.tolist() == [False, True, True]
+    lone = kps[:1].clone()
+    keep = [COCO.index(name) for name in ("nose", "left_eye", "right_eye", "left_elbow", "right_elbow")]
+    lone[0, [i for i in range(17) if i not in keep]] = 0.0  # two complete pairs: no axis, so nothing to fill from
+    alone = refine_symmetric(lone, COCO, generator=gen(), absurd_factor=100.0)
+    assert alone.ignored[0, left] and not alone.has_axis[0]
+    assert torch.equal(alone.keypoints, lone)  # the refiner reports the absurd point; it does not erase it
+
+
 def test_degenerate_input_never_produces_nan():
     kps = torch.zeros(4, 24, 3)
     kps[1, :4] = torch.tensor([10.0, 10.0, 1.0])  # two pairs only: fewer than n
@@ -686,44 +712,3 @@ def test_calibrated_threshold_flags_planted_low_score_points_and_fills_them():
 # ------------------------------------------------------------------------------------------------------------------
 # Results files and the command line
 # ------------------------------------------------------------------------------------------------------------------
-
-
-def test_refine_results_and_the_command_line(tmp_path, caplog):
-    kps, normal, _ = symmetric_instances(3, COCO, seed=50)
-    kps[:, COCO.index("right_knee"), :2] += 8.0 * normal  # one corrupted pair
-    kps[0, COCO.index("left_ankle")] = 0.0  # written as 0, 0, 0: a missing point
-    entries = [{"image_id": i + 1, "category_id": 1, "keypoints": kps[i].reshape(-1).tolist(), "score": 0.9}
-               for i in range(3)]
-    refined, summary = refine_results(entries, "coco", generator=gen())
-    assert (summary.instances, summary.with_axis, summary.pairs_refined, summary.points_filled) == (3, 3, 3, 1)
-    assert summary.points_moved == 7
-    src = tmp_path / "dets.json"
-    src.write_text(json.dumps(entries))
-    dst = tmp_path / "refined.json"
-    with caplog.at_level("INFO"):
-        assert main([str(src), "-o", str(dst), "--schema", "coco"]) == 0
-    assert "3 instances, 3 with an axis, 3 pairs refined" in caplog.text
-    written = json.loads(dst.read_text())
-    assert [e["keypoints"] for e in written] == [e["keypoints"] for e in refined]
-    assert written[0]["keypoints"][3 * COCO.index("left_ankle") + 2] == pytest.approx(1.0)
-    # alpha 0 through the command line: only the fill moves a point
-    assert main([str(src), "-o", str(tmp_path / "a0.json"), "--schema", "coco", "--alpha", "0"]) == 0
-    a0 = json.loads((tmp_path / "a0.json").read_text())
-    moved = [i for i, (a, b) in enumerate(zip(a0[0]["keypoints"], entries[0]["keypoints"], strict=True)) if a != b]
-    assert moved == [3 * COCO.index("left_ankle"), 3 * COCO.index("left_ankle") + 1, 3 * COCO.index("left_ankle") + 2]
-
-
-def test_command_line_reports_bad_input_and_writes_nothing(tmp_path, caplog):
-    src = tmp_path / "bad.json"
-    src.write_text(json.dumps([{"image_id": 1, "category_id": 1, "keypoints": [0.0] * 51, "score": 1.0}]))
-    dst = tmp_path / "out.json"
-    assert main([str(src), "-o", str(dst), "--schema", "fashionai"]) == 2
-    assert "bad.json" in caplog.text and "72" in caplog.text  # 24 key points expected: 72 numbers
-    assert not dst.exists()
-    assert main([str(tmp_path / "nope.json"), "-o", str(dst), "--schema", "coco"]) == 2
-    assert main([str(src), "-o", str(dst), "--schema", "coco", "--alpha", "2"]) == 2
-    assert "alpha must be in [0, 1]" in caplog.text
-    fa = tmp_path / "fa.json"
-    fa.write_text(json.dumps([{"image_id": 1, "category_id": 9, "keypoints": [1.0] * 72, "score": 1.0}]))
-    assert main([str(fa), "-o", str(dst), "--schema", "fashionai", "--pairs", "category"]) == 2
-    assert "category_id 9 is not a fashionai category id" in caplog.text

@@ -36,7 +36,7 @@ def test_train_predict_refine_score_chain_on_the_real_coco_excerpt(tmp_path, cap
     from pathlib import Path
 
     from fashion_lib.coco_eval import coco_keypoint_ap, read_coco_results
-    from fashion_lib.refine import main as refine_main
+    from fashion_lib.refine_cli import main as refine_main
 
     coco = Path(__file__).resolve().parents[2] / "shared" / "real-samples" / "coco"
     if not coco.is_dir():
