@@ -80,7 +80,7 @@ class CellProgress:
         elapsed = self.clock() - self.started
         where = f"cell {self.cell} of {self.total}" + (f" ({self.label})" if self.label else "")
         if self.expected_s is None:
-            expected = "no earlier run of this profile to compare with"
+            expected = "(no earlier run of this profile to compare with)"
         elif elapsed <= self.expected_s:
             expected = f"of about {format_duration(self.expected_s)} (last run)"
         else:

@@ -71,7 +71,7 @@ def test_the_line_names_the_cell_its_section_and_the_times():
                                "the last run (6:40)")
     first = CellProgress("01_b", _cells(), None, clock=clock, stream=stream)
     first.on_cell_start(cell=_cells()[1])
-    assert first.line() == "01_b: cell 1 of 3, 0 s elapsed no earlier run of this profile to compare with"
+    assert first.line() == "01_b: cell 1 of 3, 0 s elapsed (no earlier run of this profile to compare with)"
 
 
 def test_in_a_log_a_line_is_written_per_cell_at_most_every_log_every_s():
