@@ -278,3 +278,45 @@ def test_missing_point_table_and_its_summary_for_the_page(runs):
     assert literal[0]["threshold"] == 0.1 and math.isnan(literal[0]["Youden's J"])
     with pytest.raises(ValueError, match="calibrations has 1 entries for 2 seeds"):
         kx.missing_point_table([rows, rows], val, [0, 1], RefineConfig(), calibrations=[cal])
+
+
+def _two_people() -> tuple[kx.ValidationSet, torch.Tensor]:
+    """One image with two persons side by side (shoulders 10 px apart), person 0's left wrist occluded."""
+    from fashion_lib.keypoints import COCO
+
+    people = torch.zeros(2, 17, 3)
+    people[..., 0] = torch.linspace(10, 40, 17)
+    people[..., 1] = torch.linspace(10, 60, 17)
+    people[1, :, 0] += 50.0
+    people[:, COCO.index("left_shoulder"), :2] = people[:, COCO.index("right_shoulder"), :2] - torch.tensor([10.0, 0])
+    people[..., 2] = VISIBLE
+    people[0, COCO.index("left_wrist"), 2] = OCCLUDED
+    lo, hi = people[..., :2].min(1).values, people[..., :2].max(1).values
+    target = {"keypoints": people, "iscrowd": torch.zeros(2, dtype=torch.long), "boxes": torch.cat([lo, hi], 1),
+              "image_id": 1}
+    return kx.ValidationSet([torch.zeros(3, 8, 8)], [target], "two-people"), people
+
+
+def test_limb_error_changes_pair_the_persons_and_split_visible_from_occluded():
+    from fashion_lib.keypoints import COCO
+
+    val, people = _two_people()
+    perfect = people.clone()
+    perfect[..., 2] = 1.0
+    worse = perfect.clone()  # the baseline misses both right wrists by half a shoulder distance (5 px)
+    worse[:, COCO.index("right_wrist"), 0] += 5.0
+    worse[0, COCO.index("left_wrist"), 1] += 10.0  # ... and person 0's occluded left wrist by one (10 px)
+    inst = {name: kx.Instances(k, torch.ones(2), torch.zeros(2, dtype=torch.long))
+            for name, k in (("row", perfect), ("base", worse))}
+    rows = kx.limb_error_changes([inst, inst], val, "row", "base", n_boot=20, generator=torch.Generator())
+    table = {(r["limb"], r["points"]): r for r in rows}
+    assert len(rows) == 16
+    wrist = table[("wrist", "visible")]
+    # visible wrists: 3 per seed (two right ones at 0.5, person 1's left at 0): mean change -1/3, baseline 1/3
+    assert wrist["n"] == 6 and wrist["change"] == pytest.approx(-1 / 3) and wrist["baseline"] == pytest.approx(1 / 3)
+    occluded = table[("wrist", "occluded")]
+    assert occluded["n"] == 2 and occluded["change"] == pytest.approx(-1.0) and occluded["verdict"] == "supports"
+    assert table[("knee", "visible")]["change"] == 0.0
+    assert math.isnan(table[("knee", "occluded")]["change"]) and table[("knee", "occluded")]["n"] == 0
+    with pytest.raises(ValueError, match="limb must be one of"):
+        kx.limb_change_metric("tail")

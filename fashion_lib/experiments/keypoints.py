@@ -95,6 +95,9 @@ __all__ = [
     "missing_point_table",
     "missing_point_summary",
     "coco_point_errors",
+    "coco_error_arrays",
+    "limb_change_metric",
+    "limb_error_changes",
     "rows_for_seeds",
     "score_axis_once",
     "per_image_errors",
@@ -659,7 +662,7 @@ def _coco_matches(instances: Instances, val: ValidationSet, *, min_iou: float = 
 
     gts, picks = [], []
     for j, t in enumerate(val.targets):  # over images: matching is per image
-        people = (t["iscrowd"] == 0) & (t["keypoints"][..., 2] > 0).any(-1)
+        people = _annotated_people(t)
         gt = t["keypoints"][people]
         if not len(gt):
             continue
@@ -678,6 +681,11 @@ def _coco_matches(instances: Instances, val: ValidationSet, *, min_iou: float = 
     return torch.cat(gts), torch.cat(picks)
 
 
+def _annotated_people(target: dict) -> torch.Tensor:
+    """(G,) bool: the image's annotations that are persons with at least one labelled point (not crowd regions)."""
+    return (target["iscrowd"] == 0) & (target["keypoints"][..., 2] > 0).any(-1)
+
+
 def coco_point_errors(instances: Instances, val: ValidationSet, *, min_iou: float = 0.5) -> torch.Tensor:
     """COCO: (N, 17) error of every labelled point of the N annotated persons, divided by the person's shoulder
     distance, against the detection whose key-point box overlaps the person's box most (IoU >= ``min_iou``; a
@@ -690,6 +698,72 @@ def coco_point_errors(instances: Instances, val: ValidationSet, *, min_iou: floa
     matched = torch.full_like(gt, float("nan"))
     matched[pick >= 0] = instances.keypoints[pick[pick >= 0]].to(gt.dtype)
     return keypoint_errors(matched, gt, ["person"] * len(gt), schema="coco", count_occluded=True)
+
+
+def coco_error_arrays(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, row: str, baseline: str
+                      ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:  # fmt: skip
+    """COCO, per seed: ``(errors of row (N, 17), errors of baseline (N, 17), visibility (N, 17))`` over the N
+    annotated persons (:func:`coco_point_errors`; the same persons in the same order for both rows, so the
+    bootstrap resamples persons in pairs): the arguments of :func:`limb_change_metric`."""
+    people = [t["keypoints"][_annotated_people(t)][..., 2] for t in val.targets]
+    vis = torch.cat(people) if people else torch.zeros(0, 17)
+    return [(coco_point_errors(rows[row], val), coco_point_errors(rows[baseline], val), vis)
+            for rows in rows_per_seed]
+
+
+def limb_change_metric(limb: str, *, points: str = "visible", change: bool = True):
+    """A function ``(errors_a (N, 17), errors_b (N, 17), visibility (N, 17)) -> float``: over the two points of the
+    COCO pair ``limb`` (``"wrist"``, ...) whose ground truth is ``points`` (``"visible"`` or ``"occluded"``) and
+    that both rows matched, the mean of ``errors_a - errors_b`` (``change=True``) or of ``errors_b`` (the
+    baseline's level); NaN where there is no such point."""
+    from fashion_lib.keypoints import COCO, OCCLUDED, VISIBLE
+
+    if limb not in COCO.pair_names:
+        raise ValueError(f"limb must be one of {COCO.pair_names}, got {limb!r}")
+    if points not in ("visible", "occluded"):
+        raise ValueError(f"points must be 'visible' or 'occluded', got {points!r}")
+    columns = COCO.pairs[COCO.pair_names.index(limb)]  # (2,) left, right
+    flag = VISIBLE if points == "visible" else OCCLUDED
+
+    def metric(errors_a: torch.Tensor, errors_b: torch.Tensor, visibility: torch.Tensor) -> float:
+        a, b = errors_a[:, columns], errors_b[:, columns]  # (N, 2) each
+        values = (a - b) if change else b
+        keep = (visibility[:, columns] == flag) & ~a.isnan() & ~b.isnan()
+        return float(values[keep].mean()) if bool(keep.any()) else float("nan")
+
+    return metric
+
+
+def limb_error_changes(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, row: str, baseline: str,
+                       *, n_boot: int, generator: torch.Generator) -> list[dict[str, Any]]:
+    """COCO: per limb (left/right pair) and kind of point (visible, occluded), the baseline's mean error and the
+    change ``row - baseline`` (errors divided by the person's shoulder distance, fractions) with its 95 % two-level
+    bootstrap interval over seeds and persons (:func:`fashion_lib.metrics.seed_bootstrap_ci`) and its verdict on
+    "``row`` lowers the error" (:func:`fashion_lib.report.verdict`).
+
+    Returns
+    -------
+    list of dict, one per limb and kind: ``limb``, ``points``, ``n`` (points scored, all seeds), ``baseline``,
+    ``change``, ``low``, ``high``, ``verdict``.
+    """
+    from fashion_lib.keypoints import COCO, OCCLUDED, VISIBLE
+    from fashion_lib.metrics import CI, seed_bootstrap_ci
+    from fashion_lib.report import verdict
+
+    arrays = coco_error_arrays(rows_per_seed, val, row, baseline)
+    out = []
+    for points, flag in (("visible", VISIBLE), ("occluded", OCCLUDED)):
+        for limb, columns in zip(COCO.pair_names, COCO.pairs, strict=True):  # over the 8 pairs
+            n = sum(int(((v[:, columns] == flag) & ~a[:, columns].isnan() & ~b[:, columns].isnan()).sum())
+                    for a, b, v in arrays)
+            level = limb_change_metric(limb, points=points, change=False)
+            base = _nanmean(torch.tensor([level(*a) for a in arrays], dtype=torch.float64))
+            nothing = CI(float("nan"), float("nan"), float("nan"))  # no such point: nothing to resample
+            ci = nothing if n == 0 else seed_bootstrap_ci(limb_change_metric(limb, points=points), arrays,
+                                                          n_boot=n_boot, generator=generator)
+            out.append({"limb": limb, "points": points, "n": n, "baseline": base, "change": ci.estimate,
+                        "low": ci.low, "high": ci.high, "verdict": verdict(ci, better="lower")})
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------------------
