@@ -320,3 +320,19 @@ def test_limb_error_changes_pair_the_persons_and_split_visible_from_occluded():
     assert math.isnan(table[("knee", "occluded")]["change"]) and table[("knee", "occluded")]["n"] == 0
     with pytest.raises(ValueError, match="limb must be one of"):
         kx.limb_change_metric("tail")
+
+
+def test_second_scale_framing_of_the_crops_new_key_detection_cuts():
+    val, people = _two_people()  # an 8 x 8 image is too small: put the two people on a 100 x 120 one
+    val = dataclasses.replace(val, images=[torch.zeros(3, 100, 120)])
+    kp = people.clone()
+    kp[..., 2] = 1.0
+    inst = kx.Instances(kp, torch.ones(2), torch.zeros(2, dtype=torch.long))
+    refine = RefineConfig.for_schema("coco", margin=0.0)
+    extent, padding = kx.second_scale_framing(inst, val, refine)
+    torch.testing.assert_close(extent, torch.ones(2, dtype=extent.dtype))  # margin 0: the points fill the square
+    assert float(padding[0]) == 0.0
+    # 50 px tall, grown by 0.6 x 50 per side: a 110-px square, taller than the 100-px image: 10 of 110 rows padded
+    wide = kx.second_scale_framing(inst, val, dataclasses.replace(refine, margin=0.6))
+    torch.testing.assert_close(wide[0], torch.full((2,), 50 / 110, dtype=extent.dtype))
+    torch.testing.assert_close(wide[1], torch.full((2,), 10 / 110, dtype=extent.dtype))

@@ -581,3 +581,18 @@ def test_occluded_label_noise_moves_only_hidden_points():
         assert np.allclose(a["keypoints"][~hidden], b["keypoints"][~hidden])
         moved += int((np.abs(a["keypoints"][hidden, :2] - b["keypoints"][hidden, :2]) > 0.5).any(1).sum())
     assert moved > 5
+
+
+REAL_KEYPOINTS = Path(__file__).resolve().parents[2] / "shared" / "real-samples" / "fashionai-keypoints"
+
+
+@pytest.mark.skipif(not (REAL_KEYPOINTS / "Annotations" / "train.csv").is_file(), reason="needs the real excerpt")
+def test_garment_facts_of_a_real_excerpt_agree_with_the_published_figures():
+    """50 real rows measured by our functions land near the figures measured on 6,415 (real-data-facts.md)."""
+    from fashion_lib.data import FashionAIKeypoints
+
+    ann = FashionAIKeypoints(REAL_KEYPOINTS, "Annotations/train.csv", images=False).annotations
+    facts = garment_facts(ann.keypoints, ann.categories, 512.0)
+    assert abs(facts["extent 50 %"] - REAL_FASHIONAI_FACTS["extent 50 %"]) < 0.05
+    assert abs(facts["mirror visible, all pairs"] - REAL_FASHIONAI_FACTS["mirror visible, all pairs"]) < 0.015
+    assert facts["n mirror visible, all pairs"] > 100

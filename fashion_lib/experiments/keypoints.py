@@ -96,6 +96,7 @@ __all__ = [
     "missing_point_summary",
     "coco_point_errors",
     "coco_error_arrays",
+    "second_scale_framing",
     "limb_change_metric",
     "limb_error_changes",
     "rows_for_seeds",
@@ -698,6 +699,27 @@ def coco_point_errors(instances: Instances, val: ValidationSet, *, min_iou: floa
     matched = torch.full_like(gt, float("nan"))
     matched[pick >= 0] = instances.keypoints[pick[pick >= 0]].to(gt.dtype)
     return keypoint_errors(matched, gt, ["person"] * len(gt), schema="coco", count_occluded=True)
+
+
+def second_scale_framing(instances: Instances, val: ValidationSet, refine: RefineConfig
+                         ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """How the crops New-key-detection cuts around ``instances`` (its refined first scale, e.g. the
+    :data:`AXIS_ONCE` row) frame them, with ``refine``'s margin, squareness and missing-point threshold
+    (:func:`fashion_lib.crops.second_scale_boxes`, :func:`fashion_lib.crops.crop_framing`).
+
+    Returns
+    -------
+    extent : (T,) float, the key-point box's longer side over the crop's; padding : (T,) float, the share of each
+    crop outside its image (filled by edge replication).
+    """
+    from fashion_lib.crops import crop_framing, second_scale_boxes
+    from fashion_lib.keypoints import missing_mask
+
+    kp = instances.keypoints
+    present = ~missing_mask(kp, refine.score_threshold)
+    sizes = torch.tensor([tuple(im.shape[-2:]) for im in val.images], dtype=kp.dtype)[instances.image_index]
+    boxes = second_scale_boxes(kp, present, sizes, margin=refine.margin, square=refine.square_crop).boxes
+    return crop_framing(kp, present, boxes, sizes)
 
 
 def coco_error_arrays(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, row: str, baseline: str
