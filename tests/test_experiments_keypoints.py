@@ -336,3 +336,33 @@ def test_second_scale_framing_of_the_crops_new_key_detection_cuts():
     wide = kx.second_scale_framing(inst, val, dataclasses.replace(refine, margin=0.6))
     torch.testing.assert_close(wide[0], torch.full((2,), 50 / 110, dtype=extent.dtype))
     torch.testing.assert_close(wide[1], torch.full((2,), 10 / 110, dtype=extent.dtype))
+
+
+def test_prior_map_scores_the_axis_once_per_world_with_an_interval(runs):
+    from fashion_lib.models.detector import predict
+
+    setup = tiny()
+    world = kx.map_world(setup.world, 0.3, 0.0)
+    assert (world.asymmetry, world.perspective, world.occluded_label_noise, world.occlusion_rate) == (0, 0, 0, 0.3)
+    assert kx.map_world(setup.world, 0.3, 0.5).perspective == setup.world.perspective
+    detectors = [kx.train_detectors(setup, 0, progress=False)]
+    refine = RefineConfig.for_schema("fashionai", d=4.0, m=6)
+    prior = kx.prior_map(setup, detectors, [0], refine, [0.0, 0.5], [0.0, 1.0], images=3, n_boot=20,
+                         generator=torch.Generator().manual_seed(0))
+    assert prior.change.shape == (2, 2, 2) and prior.points == ("visible", "occluded") and prior.garments == 3
+    assert prior.change[1, 0].isnan().all(), "no occluded point at occlusion 0: nothing to score"
+    # the oracle for one cell: the axis once on the detector's garments of that world, minus the detector
+    cell = dataclasses.replace(setup, val_world=kx.map_world(setup.world, 0.5, 1.0), val_images=3)
+    val = kx.validation_set(cell)
+    alone = kx._instances(predict(detectors[0].keypoint_rcnn, val.images), "fashionai").keypoints
+    axis = refine_symmetric(alone, FASHIONAI, generator=torch.Generator().manual_seed(0), config=refine).keypoints
+    ne = kx.ne_metric()
+    expected = ne(axis, val.keypoints, val.categories) - ne(alone, val.keypoints, val.categories)
+    assert float(prior.change[0, 1, 1]) == pytest.approx(expected, abs=1e-9)
+    assert bool((prior.low[0] <= prior.change[0] + 1e-12).all() and (prior.change[0] <= prior.high[0] + 1e-12).all())
+    assert torch.equal(prior.decided, (prior.low > 0) | (prior.high < 0))
+    with pytest.raises(ValueError, match="prior_map needs a FashionAI setup"):
+        kx.prior_map(tiny("coco"), detectors, [0], refine, [0.1], [0.0], images=3, n_boot=5,
+                     generator=torch.Generator())
+    with pytest.raises(ValueError, match=r"detectors \(1\) and seeds \(2\) must pair up"):
+        kx.prior_map(setup, detectors, [0, 1], refine, [0.1], [0.0], images=3, n_boot=5, generator=torch.Generator())
