@@ -651,8 +651,11 @@ def filled_point_errors(detected: Instances, result: RefineResult, val: Validati
 
         idx, people = person_of[has], gt[has]
         names = ["person"] * len(people)
-        before[idx] = keypoint_errors(detected.keypoints[idx], people, names, schema="coco", count_occluded=True)
-        after[idx] = keypoint_errors(result.keypoints[idx], people, names, schema="coco", count_occluded=True)
+        # keypoint_errors computes in the wider of its inputs' dtypes: store in the table's
+        before[idx] = keypoint_errors(detected.keypoints[idx], people, names, schema="coco",
+                                      count_occluded=True).to(before.dtype)
+        after[idx] = keypoint_errors(result.keypoints[idx], people, names, schema="coco",
+                                     count_occluded=True).to(after.dtype)
     return before[result.filled], after[result.filled]
 
 
