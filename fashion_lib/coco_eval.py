@@ -42,6 +42,8 @@ __all__ = [
     "coco_ap_on_images",
     "load_ground_truth",
     "load_json",
+    "coco_area_scale",
+    "COCO_IMAGE_SIDE",
 ]
 
 logger = logging.getLogger(__name__)
@@ -325,12 +327,33 @@ def _check_gt_keypoints(coco_gt: _COCOApi, k: int, where: str) -> None:
                              "finite number")  # fmt: skip
 
 
+COCO_IMAGE_SIDE = 640
+"""The longer side of COCO 2017's images, pixels: the scale at which its size ranges (medium 32^2..96^2 px, large
+above 96^2 px) were defined."""
+
+
+def coco_area_scale(gt: str | os.PathLike | Mapping[str, Any] | _COCOApi) -> float:
+    """The factor that carries COCO's size ranges to the images of ``gt``: ``(s / 640) ** 2``, ``s`` the median
+    longer side of its images (``width``, ``height`` of its ``images`` entries).
+
+    A person that covers the same share of the frame then falls in the same size range as on COCO itself: at
+    128-px images medium becomes 6.4^2..19.2^2 px and large above 19.2^2 px (unscaled, no person of a 128-px image
+    can exceed 96^2 px, and AP-large is undefined). Real COCO images give a factor near 1.
+    """
+    api = load_ground_truth(gt)
+    sides = [max(int(im["width"]), int(im["height"])) for im in api.dataset["images"]]
+    if not sides:
+        raise ValueError("gt has no images: cannot scale COCO's size ranges to them")
+    return (float(np.median(sides)) / COCO_IMAGE_SIDE) ** 2
+
+
 def coco_keypoint_ap(
     gt: str | os.PathLike | Mapping[str, Any] | _COCOApi,
     results: str | os.PathLike | list[dict[str, Any]],
     *,
     sigmas: Sequence[float] | torch.Tensor | np.ndarray | None = None,
     size_ranges: bool = True,
+    area_scale: float = 1.0,
 ) -> CocoKeypointAP:
     """COCO OKS key-point AP/AR, computed by pycocotools ``COCOeval(gt, dt, iouType="keypoints")``.
 
@@ -348,6 +371,9 @@ def coco_keypoint_ap(
     size_ranges : bool
         False evaluates the "all" area range only (one per-image evaluation instead of three): APm, APl, ARm and
         ARl are then ``nan``; AP, AP50, AP75 and AR are unchanged, and bootstrap replicates need nothing else.
+    area_scale : float
+        Multiplies the bounds of pycocotools' area ranges (px^2; medium 32^2..96^2, large above 96^2), so that
+        they mean the same share of the frame on smaller images (:func:`coco_area_scale`); 1 is COCO's own.
 
     Returns
     -------
@@ -362,6 +388,8 @@ def coco_keypoint_ap(
         ground-truth annotation has key points of another length than ``3 * K`` or a non-finite value; the ground
         truth path is not UTF-8 JSON (file and line named).
     """
+    if not (isinstance(area_scale, (int, float)) and math.isfinite(area_scale) and area_scale > 0):
+        raise ValueError(f"area_scale must be a finite number > 0, got {area_scale!r}")
     coco_gt = load_ground_truth(gt)
     where = str(results) if isinstance(results, (str, os.PathLike)) else "results"
     if isinstance(results, (str, os.PathLike)):
@@ -407,6 +435,7 @@ def coco_keypoint_ap(
             coco_dt.createIndex()
         evaluator = COCOeval(coco_gt, coco_dt, iouType="keypoints")
         evaluator.params.kpt_oks_sigmas = sig
+        evaluator.params.areaRng = [[lo * area_scale, hi * area_scale] for lo, hi in evaluator.params.areaRng]
         if not size_ranges:  # pycocotools' summary gives -1 (nan here) for a size range it did not evaluate
             evaluator.params.areaRng = evaluator.params.areaRng[:1]
             evaluator.params.areaRngLbl = evaluator.params.areaRngLbl[:1]
@@ -426,6 +455,7 @@ def coco_ap_on_images(
     image_ids: Sequence[int],
     *,
     stat: str = "AP",
+    area_scale: float = 1.0,
 ) -> float:
     """One of :func:`coco_keypoint_ap`'s numbers on a sample of images that may repeat (a bootstrap replicate).
 
@@ -439,6 +469,7 @@ def coco_ap_on_images(
     results_per_image : B sequences of results entries, those of ``image_ids[j]`` at ``j``.
     image_ids : B ids of the ground truth (repeats allowed).
     stat : one of ``CocoKeypointAP``'s ten names.
+    area_scale : float, as in :func:`coco_keypoint_ap` (for the size-range stats).
 
     Returns
     -------
@@ -459,4 +490,4 @@ def coco_ap_on_images(
         results.extend({**e, "image_id": j + 1} for e in entries)
     sample = {"images": images, "annotations": annotations, "categories": base["categories"]}
     by_size = stat in ("APm", "APl", "ARm", "ARl")
-    return float(getattr(coco_keypoint_ap(sample, results, size_ranges=by_size), stat))
+    return float(getattr(coco_keypoint_ap(sample, results, size_ranges=by_size, area_scale=area_scale), stat))

@@ -26,6 +26,7 @@ from fashion_lib.attributes import FASHIONAI_TASKS, M, N, Y
 from fashion_lib.coco_eval import (
     CocoKeypointAP,
     coco_ap_on_images,
+    coco_area_scale,
     coco_keypoint_ap,
     keypoints_to_coco_results,
     read_coco_results,
@@ -41,6 +42,7 @@ __all__ = [
     "CocoKeypointAP",
     "coco_keypoint_ap",
     "coco_ap_on_images",
+    "coco_area_scale",
     "keypoints_to_coco_results",
     "read_coco_results",
     "write_coco_results",

@@ -7,7 +7,7 @@ notebook decides the layout and the book decides where figures go. Image coordin
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -15,7 +15,7 @@ from fashion_lib.keypoints import ABSENT, COCO, FASHIONAI, KeypointSchema
 from fashion_lib.report import MethodScore
 
 __all__ = ["schema_template", "draw_keypoints", "draw_prediction", "draw_axis", "draw_schema", "draw_scores",
-           "LEFT_COLOR", "RIGHT_COLOR"]
+           "draw_effect_map", "LEFT_COLOR", "RIGHT_COLOR"]
 
 LEFT_COLOR = "tab:blue"
 RIGHT_COLOR = "tab:orange"
@@ -197,3 +197,59 @@ def draw_scores(ax, scores: Mapping[str, MethodScore], *, xlabel: str, scale: fl
     ax.set_xlabel(xlabel)
     ax.invert_yaxis()
     return ax
+
+
+def draw_effect_map(ax, change: torch.Tensor, low: torch.Tensor, high: torch.Tensor, rows: Sequence[float],
+                    columns: Sequence[float], *, row_label: str, column_label: str, scale: float = 100.0,
+                    limit: float | None = None, better: str = "lower", mark: tuple[int, int] | None = None):
+    """A heat map of an effect with its interval per cell; a cell whose interval excludes 0 is framed and starred.
+
+    Parameters
+    ----------
+    ax : Matplotlib Axes.
+    change, low, high : (R, C) float, the effect and its 95 % interval per cell (fractions; shown times
+        ``scale``); NaN where nothing was measured (the cell reads "n/a").
+    rows, columns : the R and C values of the two knobs (rows bottom to top).
+    row_label, column_label : the knobs' names.
+    limit : the colour scale's half-range (times ``scale``); default the largest ``|change|``.
+    better : ``"lower"`` (errors: blue for negative) or ``"higher"`` (blue for positive).
+    mark : (row, column) of a cell to outline (e.g. the default world), or None.
+
+    Returns
+    -------
+    The ``AxesImage`` (for a colour bar).
+    """
+    import matplotlib.patches as patches
+
+    if better not in ("lower", "higher"):
+        raise ValueError(f"better must be 'lower' or 'higher', got {better!r}")
+    grid = scale * torch.as_tensor(change, dtype=torch.float64)
+    if grid.shape != (len(rows), len(columns)) or torch.as_tensor(low).shape != grid.shape or \
+            torch.as_tensor(high).shape != grid.shape:
+        raise ValueError(f"change, low and high must have shape ({len(rows)}, {len(columns)}) (rows x columns), "
+                         f"got {tuple(grid.shape)}, {tuple(torch.as_tensor(low).shape)}, "
+                         f"{tuple(torch.as_tensor(high).shape)}")
+    lo, hi = torch.as_tensor(low, dtype=torch.float64), torch.as_tensor(high, dtype=torch.float64)
+    decided = (lo > 0) | (hi < 0)  # NaN compares False: an unmeasured cell is never marked
+    finite = grid[~grid.isnan()]
+    if limit is None:
+        limit = float(finite.abs().max()) if len(finite) else 1.0
+    limit = limit or 1.0
+    image = ax.imshow(grid.numpy(), cmap="RdBu_r" if better == "lower" else "RdBu", vmin=-limit, vmax=limit,
+                      origin="lower")
+    for r in range(len(rows)):  # over the few cells
+        for c in range(len(columns)):
+            v = float(grid[r, c])
+            text = "n/a" if math.isnan(v) else f"{v:+.2f}" + ("*" if decided[r, c] else "")
+            ax.text(c, r, text, ha="center", va="center", fontsize=8,
+                    fontweight="bold" if decided[r, c] else "normal")
+            if decided[r, c]:
+                ax.add_patch(patches.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, lw=2, color="k"))
+    if mark is not None:
+        ax.add_patch(patches.Rectangle((mark[1] - 0.46, mark[0] - 0.46), 0.92, 0.92, fill=False, lw=1.5, ls="--",
+                                       color="tab:green"))
+    ax.set_xticks(range(len(columns)), [f"{v:g}" for v in columns])
+    ax.set_yticks(range(len(rows)), [f"{v:g}" for v in rows])
+    ax.set_xlabel(column_label)
+    ax.set_ylabel(row_label)
+    return image

@@ -33,6 +33,7 @@ dpi = 100
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
+import torch
 from myst_nb import glue
 
 from fashion_lib import provenance
@@ -57,7 +58,24 @@ def score(**overrides):
     return out
 
 
-margin_table = pd.DataFrame([{"margin": m, **score(margin=m)} for m in margins]).set_index("margin")
+# how each margin's crops frame the garment: the crops are cut around the refined first scale (the axis once)
+first = kx.rows_for_seeds(setup, val, RefineConfig.for_schema("fashionai"), seeds, rows=(kx.AXIS_ONCE,))
+
+
+def framing(margin):
+    """Median extent of the key points in the crop and mean padded share of the crop, pooled over seeds."""
+    refine = RefineConfig.for_schema("fashionai", margin=margin)
+    extent, padding = (torch.cat(x) for x in zip(*(kx.second_scale_framing(rows[kx.AXIS_ONCE], val, refine)
+                                                    for rows in first), strict=True))
+    return {"key points' extent in the crop (median)": float(extent.nanmedian()),
+            "padded share of the crop (mean)": float(padding.mean()), "crops padded (%)": 100 * float(
+                (padding > 0).double().mean())}
+
+
+margin_table = pd.DataFrame([{"margin": m, **score(margin=m), **framing(m)} for m in margins]).set_index("margin")
+for m, row in margin_table.iterrows():
+    print(f"margin {m:g}: {row['padded share of the crop (mean)']:.3f} of the crop is padding (edge-replicated, "
+          f"never zeros); {row['crops padded (%)']:.0f} % of the crops are padded at all")
 threshold_table = pd.DataFrame([{"score threshold": t, **score(score_threshold=t)}
                                 for t in score_thresholds]).set_index("score threshold")
 base = kx.rows_for_seeds(setup, val, RefineConfig.for_schema("fashionai"), seeds, rows=(kx.KRCNN,))
@@ -82,6 +100,7 @@ fig.tight_layout()
 glue("second_scale_figure", fig, display=False)
 plt.close(fig)
 glue("margin_best", float(margin_table["NE visible (%)"].idxmin()), display=False)
+glue("margin_widest_padding", float(margin_table["padded share of the crop (mean)"].iloc[-1]), display=False)
 glue("margin_zero_ne", float(margin_table.loc[0.0, "NE visible (%)"]), display=False)
 glue("margin_best_ne", float(margin_table["NE visible (%)"].min()), display=False)
 glue("threshold_best", float(threshold_table["NE visible (%)"].idxmin()), display=False)
@@ -94,6 +113,12 @@ pd.concat({"margin": margin_table, "score threshold": threshold_table}).round(2)
 # New-key-detection's NE against the crop margin (left) and the confidence below which a point is treated as
 # missed and filled from its partner (right), ± sd over seeds; dotted: the detector alone.
 # ```
+#
+# The crops are those of `fashion_lib.crops.second_scale_boxes`: squares shifted inside the image wherever they fit
+# and padded by edge replication only where they cannot (never with zeros); the table gives, per margin, the share
+# of each crop that is padding and how much of the crop the key points span (a training image: 0.3 to 0.9, see
+# {doc}`01_data_tour`). At the widest margin {glue:text}`margin_widest_padding:.3f` of a crop is padding on
+# average.
 #
 # The literal crop (margin 0) gives an NE of {glue:text}`margin_zero_ne:.2f` %; the best margin tried,
 # {glue:text}`margin_best:g`, gives {glue:text}`margin_best_ne:.2f` %. The best threshold for a missed point is

@@ -12,6 +12,7 @@ from fashion_lib.crops import (
     CropMapping,
     crop_and_resize,
     crop_boxes,
+    crop_framing,
     crop_pixels,
     fit_boxes,
     line_from_crop,
@@ -356,6 +357,21 @@ def test_second_scale_square_near_the_border_is_shifted_inside_and_keeps_the_poi
     assert inside(kps[..., :2], out.boxes)[present].all()
     rect = second_scale_boxes(kps, present, (100, 120), margin=0.0, square=False)
     torch.testing.assert_close(rect.boxes, torch.tensor([[2.0, 30.0, 20.0, 60.0]]))  # the paper's rectangle
+
+
+def test_crop_framing_by_hand():
+    kps = torch.zeros(2, 24, 3)
+    kps[0, :3] = torch.tensor([[2.0, 30.0, 0.9], [20.0, 40.0, 0.9], [10.0, 60.0, 0.9]])  # box 18 x 30
+    kps[0, 3] = torch.tensor([90.0, 90.0, 0.0])  # not present: not framed
+    present = kps[..., 2] > 0
+    # a 40-px square inside the image, and one 10 px over the left edge and 20 px over the bottom (100 x 120 image)
+    boxes = torch.tensor([[0.0, 25.0, 40.0, 65.0], [-10.0, 80.0, 30.0, 120.0]])
+    extent, padding = crop_framing(kps, present, boxes, (100, 120))
+    assert float(extent[0]) == pytest.approx(30 / 40) and math.isnan(float(extent[1]))
+    assert float(padding[0]) == 0.0
+    assert float(padding[1]) == pytest.approx(1 - (30 * 20) / (40 * 40))
+    with pytest.raises(ValueError, match=r"boxes must have shape \(2, 4\)"):
+        crop_framing(kps, present, boxes[:1], (100, 120))
 
 
 def test_second_scale_boxes_fall_back_to_the_whole_image():

@@ -279,3 +279,91 @@ def test_missing_point_table_and_its_summary_for_the_page(runs):
     assert literal[0]["threshold"] == 0.1 and math.isnan(literal[0]["Youden's J"])
     with pytest.raises(ValueError, match="calibrations has 1 entries for 2 seeds"):
         kx.missing_point_table([rows, rows], val, [0, 1], RefineConfig(), calibrations=[cal])
+
+
+def _two_people() -> tuple[kx.ValidationSet, torch.Tensor]:
+    """One image with two persons side by side (shoulders 10 px apart), person 0's left wrist occluded."""
+    from fashion_lib.keypoints import COCO
+
+    people = torch.zeros(2, 17, 3)
+    people[..., 0] = torch.linspace(10, 40, 17)
+    people[..., 1] = torch.linspace(10, 60, 17)
+    people[1, :, 0] += 50.0
+    people[:, COCO.index("left_shoulder"), :2] = people[:, COCO.index("right_shoulder"), :2] - torch.tensor([10.0, 0])
+    people[..., 2] = VISIBLE
+    people[0, COCO.index("left_wrist"), 2] = OCCLUDED
+    lo, hi = people[..., :2].min(1).values, people[..., :2].max(1).values
+    target = {"keypoints": people, "iscrowd": torch.zeros(2, dtype=torch.long), "boxes": torch.cat([lo, hi], 1),
+              "image_id": 1}
+    return kx.ValidationSet([torch.zeros(3, 8, 8)], [target], "two-people"), people
+
+
+def test_limb_error_changes_pair_the_persons_and_split_visible_from_occluded():
+    from fashion_lib.keypoints import COCO
+
+    val, people = _two_people()
+    perfect = people.clone()
+    perfect[..., 2] = 1.0
+    worse = perfect.clone()  # the baseline misses both right wrists by half a shoulder distance (5 px)
+    worse[:, COCO.index("right_wrist"), 0] += 5.0
+    worse[0, COCO.index("left_wrist"), 1] += 10.0  # ... and person 0's occluded left wrist by one (10 px)
+    inst = {name: kx.Instances(k, torch.ones(2), torch.zeros(2, dtype=torch.long))
+            for name, k in (("row", perfect), ("base", worse))}
+    rows = kx.limb_error_changes([inst, inst], val, "row", "base", n_boot=20, generator=torch.Generator())
+    table = {(r["limb"], r["points"]): r for r in rows}
+    assert len(rows) == 16
+    wrist = table[("wrist", "visible")]
+    # visible wrists: 3 per seed (two right ones at 0.5, person 1's left at 0): mean change -1/3, baseline 1/3
+    assert wrist["n"] == 6 and wrist["change"] == pytest.approx(-1 / 3) and wrist["baseline"] == pytest.approx(1 / 3)
+    occluded = table[("wrist", "occluded")]
+    assert occluded["n"] == 2 and occluded["change"] == pytest.approx(-1.0) and occluded["verdict"] == "supports"
+    assert table[("knee", "visible")]["change"] == 0.0
+    assert math.isnan(table[("knee", "occluded")]["change"]) and table[("knee", "occluded")]["n"] == 0
+    with pytest.raises(ValueError, match="limb must be one of"):
+        kx.limb_change_metric("tail")
+
+
+def test_second_scale_framing_of_the_crops_new_key_detection_cuts():
+    val, people = _two_people()  # an 8 x 8 image is too small: put the two people on a 100 x 120 one
+    val = dataclasses.replace(val, images=[torch.zeros(3, 100, 120)])
+    kp = people.clone()
+    kp[..., 2] = 1.0
+    inst = kx.Instances(kp, torch.ones(2), torch.zeros(2, dtype=torch.long))
+    refine = RefineConfig.for_schema("coco", margin=0.0)
+    extent, padding = kx.second_scale_framing(inst, val, refine)
+    torch.testing.assert_close(extent, torch.ones(2, dtype=extent.dtype))  # margin 0: the points fill the square
+    assert float(padding[0]) == 0.0
+    # 50 px tall, grown by 0.6 x 50 per side: a 110-px square, taller than the 100-px image: 10 of 110 rows padded
+    wide = kx.second_scale_framing(inst, val, dataclasses.replace(refine, margin=0.6))
+    torch.testing.assert_close(wide[0], torch.full((2,), 50 / 110, dtype=extent.dtype))
+    torch.testing.assert_close(wide[1], torch.full((2,), 10 / 110, dtype=extent.dtype))
+
+
+def test_prior_map_scores_the_axis_once_per_world_with_an_interval(runs):
+    from fashion_lib.models.detector import predict
+
+    setup = tiny()
+    world = kx.map_world(setup.world, 0.3, 0.0)
+    assert (world.asymmetry, world.perspective, world.occluded_label_noise, world.occlusion_rate) == (0, 0, 0, 0.3)
+    assert kx.map_world(setup.world, 0.3, 0.5).perspective == setup.world.perspective
+    detectors = [kx.train_detectors(setup, 0, progress=False)]
+    refine = RefineConfig.for_schema("fashionai", d=4.0, m=6)
+    prior = kx.prior_map(setup, detectors, [0], refine, [0.0, 0.5], [0.0, 1.0], images=3, n_boot=20,
+                         generator=torch.Generator().manual_seed(0))
+    assert prior.change.shape == (2, 2, 2) and prior.points == ("visible", "occluded") and prior.garments == 3
+    assert prior.change[1, 0].isnan().all(), "no occluded point at occlusion 0: nothing to score"
+    # the oracle for one cell: the axis once on the detector's garments of that world, minus the detector
+    cell = dataclasses.replace(setup, val_world=kx.map_world(setup.world, 0.5, 1.0), val_images=3)
+    val = kx.validation_set(cell)
+    alone = kx._instances(predict(detectors[0].keypoint_rcnn, val.images), "fashionai").keypoints
+    axis = refine_symmetric(alone, FASHIONAI, generator=torch.Generator().manual_seed(0), config=refine).keypoints
+    ne = kx.ne_metric()
+    expected = ne(axis, val.keypoints, val.categories) - ne(alone, val.keypoints, val.categories)
+    assert float(prior.change[0, 1, 1]) == pytest.approx(expected, abs=1e-9)
+    assert bool((prior.low[0] <= prior.change[0] + 1e-12).all() and (prior.change[0] <= prior.high[0] + 1e-12).all())
+    assert torch.equal(prior.decided, (prior.low > 0) | (prior.high < 0))
+    with pytest.raises(ValueError, match="prior_map needs a FashionAI setup"):
+        kx.prior_map(tiny("coco"), detectors, [0], refine, [0.1], [0.0], images=3, n_boot=5,
+                     generator=torch.Generator())
+    with pytest.raises(ValueError, match=r"detectors \(1\) and seeds \(2\) must pair up"):
+        kx.prior_map(setup, detectors, [0, 1], refine, [0.1], [0.0], images=3, n_boot=5, generator=torch.Generator())

@@ -25,6 +25,7 @@ from fashion_lib.metrics import (
     attribute_ap,
     bootstrap_ci,
     coco_ap_on_images,
+    coco_area_scale,
     coco_keypoint_ap,
     crossed_bootstrap_ci,
     crossed_interval,
@@ -252,6 +253,29 @@ def test_coco_ap_falls_monotonically_with_noise_and_matches_pycocotools():
     quick = coco_keypoint_ap(api, results, size_ranges=False)
     assert (quick.AP, quick.AP50, quick.AP75, quick.AR) == (full.AP, full.AP50, full.AP75, full.AR)
     assert math.isnan(quick.APm) and math.isnan(quick.ARl) and not math.isnan(full.APm)
+
+
+@needs_coco_sample
+def test_coco_size_ranges_scale_with_the_image_side():
+    gt = json.loads(COCO_SAMPLE.read_text())
+    assert coco_area_scale(gt) == 1.0  # the sample's images are COCO's own (longer side 640)
+    small = [dict(im, width=128, height=96) for im in gt["images"]]
+    assert coco_area_scale({**gt, "images": small}) == pytest.approx(0.04)
+    # perfect for the persons above 96^2 px ("large"), 40 px off for the others
+    results = [dict(r, keypoints=r["keypoints"] if a["area"] > 96**2 else [v + 40.0 for v in r["keypoints"]])
+               for r, a in zip(_perfect_results(gt), [a for a in gt["annotations"] if a["num_keypoints"] > 0],
+                               strict=True)]
+    plain = coco_keypoint_ap(gt, results)
+    assert plain.APl > 0.9 and plain.APm < 0.1
+    # ranges shrunk 1000-fold (a 20-px image): every person is "large", nobody "medium"
+    tiny = coco_keypoint_ap(gt, results, area_scale=1e-3)
+    assert tiny.APl == pytest.approx(plain.AP) and math.isnan(tiny.APm)
+    # grown 100-fold: nobody reaches medium (32^2 * 100 px)
+    assert math.isnan(coco_keypoint_ap(gt, results, area_scale=100.0).APl)
+    assert coco_ap_on_images(gt, [[r for r in results if r["image_id"] == im["id"]] for im in gt["images"]],
+                             [im["id"] for im in gt["images"]], stat="APl", area_scale=1e-3) == tiny.APl
+    with pytest.raises(ValueError, match="area_scale must be a finite number > 0, got 0"):
+        coco_keypoint_ap(gt, results, area_scale=0)
 
 
 @needs_coco_sample

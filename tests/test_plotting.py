@@ -11,7 +11,13 @@ import torch  # noqa: E402
 
 from fashion_lib.keypoints import COCO, FASHIONAI  # noqa: E402
 from fashion_lib.metrics import CI  # noqa: E402
-from fashion_lib.plotting import draw_axis, draw_keypoints, draw_scores, schema_template  # noqa: E402
+from fashion_lib.plotting import (  # noqa: E402
+    draw_axis,
+    draw_effect_map,
+    draw_keypoints,
+    draw_scores,
+    schema_template,
+)
 from fashion_lib.report import MethodScore  # noqa: E402
 
 
@@ -53,3 +59,19 @@ def test_draw_keypoints_skips_absent_points_and_checks_the_shape(ax):
     assert len(ax.collections) == int((kp[:, 2] > 0).sum()) == 4
     with pytest.raises(ValueError, match="shape"):
         draw_keypoints(ax, torch.zeros(COCO.num_keypoints, 3), FASHIONAI)
+
+
+def test_draw_effect_map_marks_only_cells_whose_interval_excludes_zero(ax):
+    change = torch.tensor([[-0.02, 0.01], [float("nan"), 0.005]])
+    low = torch.tensor([[-0.03, -0.01], [float("nan"), 0.001]])
+    high = torch.tensor([[-0.01, 0.02], [float("nan"), 0.01]])
+    image = draw_effect_map(ax, change, low, high, [0.1, 0.4], [0.0, 1.0], row_label="occlusion",
+                            column_label="asymmetry", mark=(1, 1))
+    texts = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts}
+    assert texts == {(0, 0): "-2.00*", (0, 1): "+1.00", (1, 0): "n/a", (1, 1): "+0.50*"}
+    frames = [p for p in ax.patches if p.get_width() == 1]  # the marked cell is drawn slightly inside
+    assert sorted(p.get_xy() for p in frames) == [(-0.5, -0.5), (0.5, 0.5)]  # the two decided cells
+    assert len(ax.patches) == 3  # and the marked cell
+    assert image.get_clim() == pytest.approx((-2.0, 2.0)) and image.get_cmap().name == "RdBu_r"  # blue: the error falls
+    with pytest.raises(ValueError, match=r"change, low and high must have shape \(2, 3\)"):
+        draw_effect_map(ax, change, low, high, [0.1, 0.4], [0.0, 0.5, 1.0], row_label="o", column_label="a")

@@ -18,12 +18,17 @@ from fashion_lib.synthetic import (
     CATEGORY_TASKS,
     DEEPFASHION_ATTRIBUTES,
     DEEPFASHION_CATEGORIES,
+    REAL_FASHIONAI_FACTS,
     SyntheticDeepFashion,
     SyntheticGarments,
     SyntheticPeople,
     WorldConfig,
+    garment_facts,
     item_generator,
+    keypoint_extent,
     label_rates,
+    mirror_errors,
+    occluded_shares,
     pair_axis_offsets,
     render_deepfashion,
     render_garment,
@@ -65,7 +70,7 @@ def _tree_digest(root: Path) -> dict[str, str]:
     [("image_size", 8), ("scale", (0.9, 0.5)), ("person_scale", (0.0, 0.5)), ("rotation_deg", -1.0),
      ("perspective", 0.6), ("asymmetry", 1.5), ("occlusion_rate", -0.1), ("occluder_size", 0.0), ("clutter", 101.0),
      ("noise", 200.0), ("label_noise", 2.0), ("maybe_width", 0.5), ("people", (3, 1)), ("crowd_rate", 1.1),
-     ("dressed_rate", -1.0), ("truncation_rate", 1.2), ("jpeg_quality", 100)],
+     ("dressed_rate", -1.0), ("truncation_rate", 1.2), ("jpeg_quality", 100), ("occluded_label_noise", -0.1)],
 )  # fmt: skip
 def test_bad_config_values_raise_naming_the_field(field, value):
     with pytest.raises(ValueError, match=rf"^{field} must "):
@@ -155,7 +160,7 @@ def _pair_offsets(kp: np.ndarray, normal: np.ndarray, offset: float, schema) -> 
 
 
 def test_zero_asymmetry_puts_every_pair_midpoint_on_the_true_axis():
-    config = WorldConfig(image_size=96, asymmetry=0.0, perspective=0.0, rotation_deg=30.0)
+    config = WorldConfig(image_size=96, asymmetry=0.0, perspective=0.0, rotation_deg=30.0, occluded_label_noise=0.0)
     for i in range(30):
         _, t = render_garment(config, _gen(i))
         assert max(abs(d) for d in _pair_offsets(t["keypoints"], t["axis_normal"], t["axis_offset"], FASHIONAI)) < 1e-3
@@ -171,7 +176,7 @@ def test_zero_asymmetry_puts_every_pair_midpoint_on_the_true_axis():
 
 
 def test_perspective_keeps_every_pair_on_both_sides_of_the_axis():
-    config = WorldConfig(image_size=96, asymmetry=0.0, perspective=0.3)
+    config = WorldConfig(image_size=96, asymmetry=0.0, perspective=0.3, occluded_label_noise=0.0)
     for i in range(30):
         _, t = render_garment(config, _gen(i))
         n, c, kp = t["axis_normal"], t["axis_offset"], t["keypoints"]
@@ -464,3 +469,130 @@ def test_a_crowd_region_covered_whole_by_later_persons_is_dropped_not_a_crash():
     assert not bool(target["iscrowd"].any()), "an empty crowd region must not become an annotation"
     boxes = target["boxes"]
     assert bool((boxes[:, 2:] > boxes[:, :2]).all()) and bool((target["area"] > 0).all())
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The figures of real-data-facts.md, on hand-worked garments and on the default world
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _symmetric_blouse(angle_deg: float = 0.0) -> torch.Tensor:
+    """(1, 24, 3) a blouse symmetric about x = 50 (armpits 20 px apart), every point visible, rotated by
+    ``angle_deg`` about (50, 50)."""
+    kp = torch.zeros(1, 24, 3)
+    half = {"neckline": (6.0, 10.0), "shoulder": (14.0, 14.0), "armpit": (10.0, 30.0), "cuff_in": (20.0, 45.0),
+            "cuff_out": (26.0, 40.0), "top_hem": (12.0, 70.0)}  # pair -> (half width, y)
+    for name, (left, right) in zip(FASHIONAI.pair_names, FASHIONAI.pairs.tolist(), strict=True):
+        if name in half:
+            dx, y = half[name]
+            kp[0, left] = torch.tensor([50.0 - dx, y, 2.0])
+            kp[0, right] = torch.tensor([50.0 + dx, y, 2.0])
+    kp[0, FASHIONAI.index("center_front"), :] = torch.tensor([50.0, 20.0, 2.0])
+    assert torch.equal(kp[0, :, 2] > 0, FASHIONAI.category_mask("blouse"))
+    a = math.radians(angle_deg)
+    rot = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    kp[..., :2] = torch.where(kp[..., 2:] > 0, (kp[..., :2] - 50.0) @ rot.T + 50.0, 0.0)
+    return kp
+
+
+def test_keypoint_extent_and_occluded_shares_by_hand():
+    kp = torch.zeros(2, 24, 3)
+    kp[0, :3] = torch.tensor([[10.0, 20.0, 2.0], [50.0, 30.0, 1.0], [30.0, 80.0, 2.0]])  # box 40 x 60
+    kp[0, 3] = torch.tensor([0.0, 0.0, 0.0])  # absent: not in the box
+    extent = keypoint_extent(kp, torch.tensor([100.0, 100.0]))
+    assert extent[0] == pytest.approx(0.6) and math.isnan(extent[1])
+    assert keypoint_extent(kp[:1], 200.0)[0] == pytest.approx(0.3)
+    shares = occluded_shares(kp)
+    assert shares[0] == pytest.approx(1 / 3) and math.isnan(shares[1])
+    with pytest.raises(ValueError, match="image_sides must be > 0"):
+        keypoint_extent(kp, 0.0)
+
+
+@pytest.mark.parametrize("angle", [0.0, 30.0])
+def test_mirror_errors_by_hand(angle):
+    kp = _symmetric_blouse(angle)
+    exact = mirror_errors(kp, ["blouse"])
+    assert int(exact.visible.sum()) == 12 and not exact.occluded.any()
+    assert torch.allclose(exact.error[exact.visible], torch.zeros(12), atol=1e-5)
+    # the left out-cuff hidden and 3 px off its symmetric place: 3 / 20 (armpit distance) from its partner's mirror
+    # image; its partner is not measured (its own partner is not visible) and the pair leaves the other axes
+    moved = kp.clone()
+    i, j = FASHIONAI.index("cuff_left_out"), FASHIONAI.index("cuff_right_out")
+    a = math.radians(angle)
+    moved[0, i, :2] += 3.0 * torch.tensor([math.cos(a), math.sin(a)])
+    moved[0, i, 2] = 1.0
+    m = mirror_errors(moved, ["blouse"])
+    assert m.occluded[0, i] and not m.visible[0, i] and float(m.error[0, i]) == pytest.approx(0.15, abs=1e-5)
+    assert math.isnan(float(m.error[0, j])) and int(m.visible.sum()) == 10
+    assert torch.allclose(m.error[m.visible], torch.zeros(10), atol=1e-5)
+    # an axis needs min_pairs other fully visible pairs: a skirt's 2 pairs give none
+    skirt = torch.zeros(1, 24, 3)
+    for name, y in (("waistband", 10.0), ("hemline", 60.0)):
+        left, right = FASHIONAI.pairs[FASHIONAI.pair_names.index(name)].tolist()
+        skirt[0, left], skirt[0, right] = torch.tensor([40.0, y, 2.0]), torch.tensor([60.0, y, 2.0])
+    assert mirror_errors(skirt, ["skirt"]).error.isnan().all()
+    with pytest.raises(ValueError, match="min_pairs must be an integer >= 2"):
+        mirror_errors(kp, ["blouse"], min_pairs=1)
+    with pytest.raises(ValueError, match="categories has 2 names, expected N = 1"):
+        mirror_errors(kp, ["blouse", "skirt"])
+
+
+def test_garment_facts_by_hand():
+    moved = _symmetric_blouse()
+    i = FASHIONAI.index("cuff_left_out")
+    moved[0, i, 0] += 3.0
+    moved[0, i, 2] = 1.0
+    facts = garment_facts(torch.cat([_symmetric_blouse(), moved]), ["blouse", "blouse"], 100.0)
+    assert facts["extent 5 %"] == pytest.approx(0.60) and facts["extent 95 %"] == pytest.approx(0.60)  # 60 px tall
+    assert facts["occluded 50 %"] == pytest.approx(1 / 26) and facts["occluded mean"] == pytest.approx(1 / 26)
+    assert facts["mirror occluded, cuff_out"] == pytest.approx(0.15, abs=1e-5)
+    assert facts["n mirror occluded, cuff_out"] == 1 and facts["n mirror visible, all pairs"] == 22
+    assert facts["mirror visible, all pairs"] == pytest.approx(0.0, abs=1e-5)
+    assert math.isnan(facts["mirror visible, hemline"])
+    assert set(REAL_FASHIONAI_FACTS) - {"source"} <= set(facts)
+
+
+def test_default_world_is_as_symmetric_and_framed_as_real_garments():
+    """The default world's figures land within a quarter of the real FashionAI medians (real-data-facts.md)."""
+    config = WorldConfig()
+    targets = [t for _, t in SyntheticGarments(config, 300, seed=0, split="facts")]
+    facts = garment_facts(torch.cat([t["keypoints"] for t in targets]), [t["category"] for t in targets],
+                          config.image_size)
+    for name in ("extent 50 %", "occluded mean", "mirror visible, all pairs", "mirror occluded, all pairs",
+                 "mirror visible, neckline", "mirror visible, cuff_out", "mirror visible, hemline"):
+        real = REAL_FASHIONAI_FACTS[name]
+        assert abs(facts[name] - real) <= real / 4, (name, facts[name], real)
+    # and a symmetric world is symmetric: no asymmetry, perspective or guessed hidden points, no mirror error
+    exact = WorldConfig(asymmetry=0.0, perspective=0.0, occluded_label_noise=0.0)
+    targets = [t for _, t in SyntheticGarments(exact, 40, seed=0, split="facts")]
+    m = mirror_errors(torch.cat([t["keypoints"] for t in targets]), [t["category"] for t in targets])
+    assert float(m.error[m.visible | m.occluded].max()) < 1e-3
+
+
+def test_occluded_label_noise_moves_only_hidden_points():
+    quiet = WorldConfig(image_size=96, occlusion_rate=0.5, occluded_label_noise=0.0)
+    noisy = WorldConfig(image_size=96, occlusion_rate=0.5, occluded_label_noise=0.3)
+    moved = 0
+    for i in range(10):
+        _, a = render_garment(quiet, _gen(i))
+        _, b = render_garment(noisy, _gen(i))
+        hidden = a["keypoints"][:, 2] == 1
+        assert np.array_equal(a["keypoints"][:, 2], b["keypoints"][:, 2])
+        assert np.allclose(a["keypoints"][~hidden], b["keypoints"][~hidden])
+        moved += int((np.abs(a["keypoints"][hidden, :2] - b["keypoints"][hidden, :2]) > 0.5).any(1).sum())
+    assert moved > 5
+
+
+REAL_KEYPOINTS = Path(__file__).resolve().parents[2] / "shared" / "real-samples" / "fashionai-keypoints"
+
+
+@pytest.mark.skipif(not (REAL_KEYPOINTS / "Annotations" / "train.csv").is_file(), reason="needs the real excerpt")
+def test_garment_facts_of_a_real_excerpt_agree_with_the_published_figures():
+    """50 real rows measured by our functions land near the figures measured on 6,415 (real-data-facts.md)."""
+    from fashion_lib.data import FashionAIKeypoints
+
+    ann = FashionAIKeypoints(REAL_KEYPOINTS, "Annotations/train.csv", images=False).annotations
+    facts = garment_facts(ann.keypoints, ann.categories, 512.0)
+    assert abs(facts["extent 50 %"] - REAL_FASHIONAI_FACTS["extent 50 %"]) < 0.05
+    assert abs(facts["mirror visible, all pairs"] - REAL_FASHIONAI_FACTS["mirror visible, all pairs"]) < 0.015
+    assert facts["n mirror visible, all pairs"] > 100

@@ -43,7 +43,7 @@ from fashion_lib.experiments import (
     seeded_build,
     spread_rows,
 )
-from fashion_lib.keypoints import get_schema
+from fashion_lib.keypoints import OCCLUDED, get_schema
 from fashion_lib.models.cpn import CPNConfig, build_cpn
 from fashion_lib.models.detector import TopDownDetector, all_instances, as_detect_fn, predict, top_instance
 from fashion_lib.models.keypoint_rcnn import KeypointRCNNConfig, build_keypoint_rcnn, detection_target
@@ -99,6 +99,13 @@ __all__ = [
     "missing_point_table",
     "missing_point_summary",
     "coco_point_errors",
+    "coco_error_arrays",
+    "PriorMap",
+    "map_world",
+    "prior_map",
+    "second_scale_framing",
+    "limb_change_metric",
+    "limb_error_changes",
     "rows_for_seeds",
     "score_axis_once",
     "per_image_errors",
@@ -679,8 +686,11 @@ def filled_point_errors(detected: Instances, result: RefineResult, val: Validati
 
         idx, people = person_of[has], gt[has]
         names = ["person"] * len(people)
-        before[idx] = keypoint_errors(detected.keypoints[idx], people, names, schema="coco", count_occluded=True)
-        after[idx] = keypoint_errors(result.keypoints[idx], people, names, schema="coco", count_occluded=True)
+        # keypoint_errors computes in the wider of its inputs' dtypes: store in the table's
+        before[idx] = keypoint_errors(detected.keypoints[idx], people, names, schema="coco",
+                                      count_occluded=True).to(before.dtype)
+        after[idx] = keypoint_errors(result.keypoints[idx], people, names, schema="coco",
+                                     count_occluded=True).to(after.dtype)
     return before[result.filled], after[result.filled]
 
 
@@ -694,7 +704,7 @@ def _coco_matches(instances: Instances, val: ValidationSet, *, min_iou: float = 
 
     gts, picks = [], []
     for j, t in enumerate(val.targets):  # over images: matching is per image
-        people = (t["iscrowd"] == 0) & (t["keypoints"][..., 2] > 0).any(-1)
+        people = _annotated_people(t)
         gt = t["keypoints"][people]
         if not len(gt):
             continue
@@ -713,6 +723,11 @@ def _coco_matches(instances: Instances, val: ValidationSet, *, min_iou: float = 
     return torch.cat(gts), torch.cat(picks)
 
 
+def _annotated_people(target: dict) -> torch.Tensor:
+    """(G,) bool: the image's annotations that are persons with at least one labelled point (not crowd regions)."""
+    return (target["iscrowd"] == 0) & (target["keypoints"][..., 2] > 0).any(-1)
+
+
 def coco_point_errors(instances: Instances, val: ValidationSet, *, min_iou: float = 0.5) -> torch.Tensor:
     """COCO: (N, 17) error of every labelled point of the N annotated persons, divided by the person's shoulder
     distance, against the detection whose key-point box overlaps the person's box most (IoU >= ``min_iou``; a
@@ -725,6 +740,182 @@ def coco_point_errors(instances: Instances, val: ValidationSet, *, min_iou: floa
     matched = torch.full_like(gt, float("nan"))
     matched[pick >= 0] = instances.keypoints[pick[pick >= 0]].to(gt.dtype)
     return keypoint_errors(matched, gt, ["person"] * len(gt), schema="coco", count_occluded=True)
+
+
+def second_scale_framing(instances: Instances, val: ValidationSet, refine: RefineConfig
+                         ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """How the crops New-key-detection cuts around ``instances`` (its refined first scale, e.g. the
+    :data:`AXIS_ONCE` row) frame them, with ``refine``'s margin, squareness and missing-point threshold
+    (:func:`fashion_lib.crops.second_scale_boxes`, :func:`fashion_lib.crops.crop_framing`).
+
+    Returns
+    -------
+    extent : (T,) float, the key-point box's longer side over the crop's; padding : (T,) float, the share of each
+    crop outside its image (filled by edge replication).
+    """
+    from fashion_lib.crops import crop_framing, second_scale_boxes
+    from fashion_lib.keypoints import missing_mask
+
+    kp = instances.keypoints
+    present = ~missing_mask(kp, refine.score_threshold)
+    sizes = torch.tensor([tuple(im.shape[-2:]) for im in val.images], dtype=kp.dtype)[instances.image_index]
+    boxes = second_scale_boxes(kp, present, sizes, margin=refine.margin, square=refine.square_crop).boxes
+    return crop_framing(kp, present, boxes, sizes)
+
+
+def coco_error_arrays(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, row: str, baseline: str
+                      ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:  # fmt: skip
+    """COCO, per seed: ``(errors of row (N, 17), errors of baseline (N, 17), visibility (N, 17))`` over the N
+    annotated persons (:func:`coco_point_errors`; the same persons in the same order for both rows, so the
+    bootstrap resamples persons in pairs): the arguments of :func:`limb_change_metric`."""
+    people = [t["keypoints"][_annotated_people(t)][..., 2] for t in val.targets]
+    vis = torch.cat(people) if people else torch.zeros(0, 17)
+    return [(coco_point_errors(rows[row], val), coco_point_errors(rows[baseline], val), vis)
+            for rows in rows_per_seed]
+
+
+def limb_change_metric(limb: str, *, points: str = "visible", change: bool = True):
+    """A function ``(errors_a (N, 17), errors_b (N, 17), visibility (N, 17)) -> float``: over the two points of the
+    COCO pair ``limb`` (``"wrist"``, ...) whose ground truth is ``points`` (``"visible"`` or ``"occluded"``) and
+    that both rows matched, the mean of ``errors_a - errors_b`` (``change=True``) or of ``errors_b`` (the
+    baseline's level); NaN where there is no such point."""
+    from fashion_lib.keypoints import COCO, OCCLUDED, VISIBLE
+
+    if limb not in COCO.pair_names:
+        raise ValueError(f"limb must be one of {COCO.pair_names}, got {limb!r}")
+    if points not in ("visible", "occluded"):
+        raise ValueError(f"points must be 'visible' or 'occluded', got {points!r}")
+    columns = COCO.pairs[COCO.pair_names.index(limb)]  # (2,) left, right
+    flag = VISIBLE if points == "visible" else OCCLUDED
+
+    def metric(errors_a: torch.Tensor, errors_b: torch.Tensor, visibility: torch.Tensor) -> float:
+        a, b = errors_a[:, columns], errors_b[:, columns]  # (N, 2) each
+        values = (a - b) if change else b
+        keep = (visibility[:, columns] == flag) & ~a.isnan() & ~b.isnan()
+        return float(values[keep].mean()) if bool(keep.any()) else float("nan")
+
+    return metric
+
+
+def limb_error_changes(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, row: str, baseline: str,
+                       *, n_boot: int, generator: torch.Generator) -> list[dict[str, Any]]:
+    """COCO: per limb (left/right pair) and kind of point (visible, occluded), the baseline's mean error and the
+    change ``row - baseline`` (errors divided by the person's shoulder distance, fractions) with its 95 % two-level
+    bootstrap interval over seeds and persons (:func:`fashion_lib.metrics.crossed_bootstrap_ci`) and its verdict on
+    "``row`` lowers the error" (:func:`fashion_lib.report.verdict`).
+
+    Returns
+    -------
+    list of dict, one per limb and kind: ``limb``, ``points``, ``n`` (points scored, all seeds), ``baseline``,
+    ``change``, ``low``, ``high``, ``verdict``.
+    """
+    from fashion_lib.keypoints import COCO, OCCLUDED, VISIBLE
+    from fashion_lib.metrics import CI, crossed_bootstrap_ci
+    from fashion_lib.report import verdict
+
+    arrays = coco_error_arrays(rows_per_seed, val, row, baseline)
+    out = []
+    for points, flag in (("visible", VISIBLE), ("occluded", OCCLUDED)):
+        for limb, columns in zip(COCO.pair_names, COCO.pairs, strict=True):  # over the 8 pairs
+            n = sum(int(((v[:, columns] == flag) & ~a[:, columns].isnan() & ~b[:, columns].isnan()).sum())
+                    for a, b, v in arrays)
+            level = limb_change_metric(limb, points=points, change=False)
+            base = _nanmean(torch.tensor([level(*a) for a in arrays], dtype=torch.float64))
+            nothing = CI(float("nan"), float("nan"), float("nan"))  # no such point: nothing to resample
+            ci = nothing if n == 0 else crossed_bootstrap_ci(limb_change_metric(limb, points=points), arrays,
+                                                          n_boot=n_boot, generator=generator)
+            out.append({"limb": limb, "points": points, "n": n, "baseline": base, "change": ci.estimate,
+                        "low": ci.low, "high": ci.high, "verdict": verdict(ci, better="lower")})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Where does the prior help? The axis applied once over a grid of worlds (occlusion x asymmetry)
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PriorMap:
+    """The axis applied once minus the detector alone, NE (fractions), per kind of point and cell of the grid."""
+
+    occlusion_values: tuple[float, ...]  # O rows: the worlds' occlusion_rate
+    asymmetry_values: tuple[float, ...]  # A columns: the worlds' asymmetry (perspective 0 where it is 0)
+    points: tuple[str, ...]  # the kinds of point scored, ("visible", "occluded")
+    change: torch.Tensor  # (len(points), O, A) float64: pooled NE change (negative: the axis helps); NaN: no point
+    low: torch.Tensor  # (len(points), O, A) float64: 95 % two-level bootstrap interval over seeds and garments
+    high: torch.Tensor
+    garments: int  # validation garments per cell (per seed: the same garments)
+
+    @property
+    def decided(self) -> torch.Tensor:
+        """(len(points), O, A) bool: the interval excludes 0."""
+        return (self.low > 0) | (self.high < 0)
+
+
+def map_world(world: WorldConfig, occlusion: float, asymmetry: float) -> WorldConfig:
+    """The world of one cell of :func:`prior_map`: ``world`` with this occlusion rate and asymmetry, and exactly
+    symmetric at asymmetry 0 (no perspective, no guessed hidden points), so that end tests the prior where it
+    holds."""
+    if asymmetry == 0:
+        return dataclasses.replace(world, occlusion_rate=occlusion, asymmetry=0.0, perspective=0.0,
+                                   occluded_label_noise=0.0)
+    return dataclasses.replace(world, occlusion_rate=occlusion, asymmetry=asymmetry)
+
+
+def prior_map(setup: KeypointSetup, detectors: Sequence[Detectors], seeds: Sequence[int], refine: RefineConfig,
+              occlusion_values: Sequence[float], asymmetry_values: Sequence[float], *, images: int, n_boot: int,
+              generator: torch.Generator, batch_size: int = 16) -> PriorMap:
+    """FashionAI: where the symmetry prior helps. For every occlusion rate x asymmetry, a validation set of
+    ``images`` garments of that world (:func:`map_world`, written like any synthetic validation set), each seed's
+    Keypoint R-CNN (trained on the default world, never retrained) detects, the axis is applied once
+    (:func:`fashion_lib.refine.refine_symmetric` with ``refine``), and the NE change on visible and on occluded
+    points gets its interval (:func:`fashion_lib.metrics.crossed_bootstrap_ci`, paired over seeds and garments).
+
+    Parameters
+    ----------
+    setup : KeypointSetup (FashionAI); its ``world`` is the base of every cell.
+    detectors : one :class:`Detectors` per seed (:func:`train_detectors`); seeds : the same seeds (RANSAC's).
+    refine : RefineConfig, the axis' settings.
+    occlusion_values, asymmetry_values : the grid's rows and columns.
+    images : int >= 1, garments per cell; n_boot, generator : the bootstrap's.
+
+    Returns
+    -------
+    PriorMap
+    """
+    from fashion_lib.metrics import CI, crossed_bootstrap_ci
+
+    if setup.schema != "fashionai":
+        raise ValueError(f"prior_map needs a FashionAI setup (NE), got schema {setup.schema!r}")
+    if len(detectors) != len(seeds) or not seeds:
+        raise ValueError(f"detectors ({len(detectors)}) and seeds ({len(seeds)}) must pair up, one or more")
+    if not isinstance(images, int) or images < 1:
+        raise ValueError(f"images must be an integer >= 1, got {images!r}")
+    points = ("visible", "occluded")
+    shape = (len(points), len(occlusion_values), len(asymmetry_values))
+    change, low, high = (torch.full(shape, float("nan"), dtype=torch.float64) for _ in range(3))
+    for i, occlusion in enumerate(occlusion_values):  # over the few cells of the grid
+        for j, asymmetry in enumerate(asymmetry_values):
+            cell = dataclasses.replace(setup, val_world=map_world(setup.world, occlusion, asymmetry),
+                                       val_images=images)
+            val = validation_set(cell)
+            gt, cats = val.keypoints, val.categories
+            axis, alone = [], []
+            for det, seed in zip(detectors, seeds, strict=True):  # over the few seeds
+                inst = _instances(predict(det.keypoint_rcnn, val.images, batch_size=batch_size), "fashionai")
+                out = refine_symmetric(inst.keypoints, "fashionai", generator=torch.Generator().manual_seed(seed),
+                                       config=refine, categories=cats if refine.pairs == "category" else None)
+                axis.append((out.keypoints, gt, cats))
+                alone.append((inst.keypoints, gt, cats))
+            for p, kind in enumerate(points):
+                metric = ne_metric(points=kind)
+                if kind == "occluded" and not bool((gt[..., 2] == OCCLUDED).any()):
+                    ci = CI(float("nan"), float("nan"), float("nan"))  # nothing occluded in this world
+                else:
+                    ci = crossed_bootstrap_ci(metric, axis, alone, n_boot=n_boot, generator=generator)
+                change[p, i, j], low[p, i, j], high[p, i, j] = ci.estimate, ci.low, ci.high
+    return PriorMap(tuple(float(v) for v in occlusion_values), tuple(float(v) for v in asymmetry_values), points,
+                    change, low, high, images)
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -49,7 +49,16 @@ from fashion_lib.synthetic.deepfashion import (
     render_deepfashion,
 )
 from fashion_lib.synthetic.garments import render_garment
-from fashion_lib.synthetic.knobs import label_rates, occluded_fraction, pair_axis_offsets
+from fashion_lib.synthetic.knobs import (
+    REAL_FASHIONAI_FACTS,
+    garment_facts,
+    keypoint_extent,
+    label_rates,
+    mirror_errors,
+    occluded_fraction,
+    occluded_shares,
+    pair_axis_offsets,
+)
 from fashion_lib.synthetic.people import render_people
 from fashion_lib.synthetic.world import CATEGORIES, CATEGORY_TASKS, TASK_CATEGORIES, WorldConfig, item_generator
 from fashion_lib.synthetic.writers import (
@@ -83,4 +92,9 @@ __all__ = [
     "pair_axis_offsets",
     "occluded_fraction",
     "label_rates",
+    "keypoint_extent",
+    "occluded_shares",
+    "mirror_errors",
+    "garment_facts",
+    "REAL_FASHIONAI_FACTS",
 ]

@@ -38,6 +38,17 @@ __all__ = ["render_garment"]
 _K = FASHIONAI.num_keypoints
 _IDX = {name: i for i, name in enumerate(FASHIONAI.names)}
 
+# Shape asymmetry: at asymmetry 1, each point of a pair moves by an independent offset whose x and y are uniform
+# with this standard deviation (garment units, shoulder width ~ 1). Real garments are not cut, sewn or laid
+# perfectly symmetric, least at the neckline and most at the hems (real-data-facts.md, the mirror error per pair);
+# the values were set so that the default world's mirror errors land within a quarter of the real medians.
+_PAIR_JITTER = {"neckline": 0.045, "shoulder": 0.08, "armpit": 0.08, "waistline": 0.05, "cuff_in": 0.1,
+                "cuff_out": 0.02, "top_hem": 0.07, "waistband": 0.06, "hemline": 0.12, "bottom_in": 0.06,
+                "bottom_out": 0.06}
+_JITTER = np.zeros(_K)
+for _pair, (_left, _right) in zip(FASHIONAI.pair_names, FASHIONAI.pairs.tolist(), strict=True):
+    _JITTER[[_left, _right]] = _PAIR_JITTER[_pair]
+
 
 def _rot(v: np.ndarray, angle: float) -> np.ndarray:
     c, s = math.cos(angle), math.sin(angle)
@@ -53,9 +64,12 @@ def _garment_shape(category: str, p: dict, draws: _Draws, asym: float):
     fit = p.get("fit")
     pts = np.zeros((_K, 2))
     exists = FASHIONAI.category_mask(category).numpy().copy()
+    # (K, 2) shape asymmetry of every point, drawn always (the stream does not depend on asym); uniform with sd 1
+    jitter = np.array([[draws.uniform(-1.0, 1.0), draws.uniform(-1.0, 1.0)] for _ in range(_K)]) * math.sqrt(3.0)
+    jitter *= asym * _JITTER[:, None]
 
     def put(name: str, x: float, y: float) -> None:
-        pts[_IDX[name]] = (x, y)
+        pts[_IDX[name]] = (x, y) + jitter[_IDX[name]]
 
     body: list[np.ndarray] = []  # garment polygons (drawn with the fabric)
     skin: list[np.ndarray] = []  # body/skin polygons drawn under the garment
@@ -101,6 +115,7 @@ def _garment_shape(category: str, p: dict, draws: _Draws, asym: float):
                 continue
             out = sh + (length + 0.05) * d
             inn = ap + max(length - 0.3, 0.03) * d
+            out, inn = out + jitter[_IDX[f"cuff_{side}_out"]], inn + jitter[_IDX[f"cuff_{side}_in"]]
             pts[_IDX[f"cuff_{side}_out"]] = out
             pts[_IDX[f"cuff_{side}_in"]] = inn
             body.append(np.stack([sh, out, inn, ap]))
@@ -134,6 +149,7 @@ def _garment_shape(category: str, p: dict, draws: _Draws, asym: float):
             hip = np.array([sign * 0.2, 0.1])
             out = hip + _rot(np.array([sign * (0.22 if fit is None else 0.13 + 0.15 * fit), length - 0.1]), bend)
             inn = hip + _rot(np.array([-sign * (0.07 if fit is None else 0.02 + 0.1 * fit), length - 0.1]), bend)
+            out, inn = out + jitter[_IDX[f"bottom_{side}_out"]], inn + jitter[_IDX[f"bottom_{side}_in"]]
             pts[_IDX[f"bottom_{side}_out"]] = out
             pts[_IDX[f"bottom_{side}_in"]] = inn
             skin.append(np.stack([inn, out, hip + _rot(np.array([sign * 0.2, 1.55]), bend),
@@ -355,6 +371,11 @@ def render_garment(
     box = np.concatenate([np.min([np.min(b, 0) for b in body_px], 0), np.max([np.max(b, 0) for b in body_px], 0)])
     radius = config.occluder_size * float(max(box[2] - box[0], box[3] - box[1]))
     occluded = _occlude(img, pts_px, exists, radius, config, draws)
+    # an annotator guesses where a hidden point is: its label moves by a uniform offset of sd occluded_label_noise
+    # (garment units), drawn for every point so that the stream does not depend on which points were hidden
+    guess = np.array([[draws.uniform(-1.0, 1.0), draws.uniform(-1.0, 1.0)] for _ in range(_K)]) * math.sqrt(3.0)
+    guessed = np.clip(pts_px + guess * config.occluded_label_noise * place.scale, 1.0, config.image_size - 1.0)
+    pts_px = np.where(occluded[:, None], guessed, pts_px)  # a guess stays inside the drawing's 1-px margin
     vis = np.where(exists, np.where(occluded, OCCLUDED, VISIBLE), ABSENT)
     keypoints = np.concatenate([np.where(exists[:, None], pts_px, 0.0), vis[:, None]], axis=1).astype(np.float32)
     normal, offset = place.axis()

@@ -47,18 +47,23 @@ class WorldConfig:
 
     image_size: int = 128
     # side of the square images, pixels (FashionAI's real images are 512; the study trains at 128)
-    scale: tuple[float, float] = (0.55, 0.9)
-    # garment size: its longer side as a fraction of image_size, drawn uniformly from this range
+    scale: tuple[float, float] = (0.3, 0.97)
+    # garment size: its longer side as a fraction of image_size, drawn uniformly from this range (the key-point
+    # box's extent then spans the real FashionAI photographs' 0.32-0.92 of the frame, real-data-facts.md)
     rotation_deg: float = 10.0
     # in-plane rotation of the garment (and its symmetry axis), uniform in [-rotation_deg, rotation_deg] degrees
-    perspective: float = 0.08
+    perspective: float = 0.03
     # strength of the projective tilt of the symmetry axis plane (0: affine); homography row (p, q, 1), |p|,|q| <= it
     asymmetry: float = 0.3
     # pose asymmetry in [0, 1]: raised arms, folded sleeves and bent legs break the left/right symmetry
-    occlusion_rate: float = 0.1
+    occlusion_rate: float = 0.085
     # chance that each existing point becomes the centre of an occluder (which may hide neighbours too)
     occluder_size: float = 0.18
     # occluder radius as a fraction of the garment's longer side
+    occluded_label_noise: float = 0.07
+    # garments: standard deviation of the annotator's guess of a hidden (occluded) point's position, in garment units
+    # (shoulder width ~ 1); real occluded points lie about twice as far from their partner's mirror image as
+    # visible ones (real-data-facts.md)
     clutter: float = 2.0
     # mean number of background shapes (Poisson)
     noise: float = 12.0
@@ -94,6 +99,8 @@ class WorldConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if not 0.0 <= self.occluded_label_noise <= 1.0:
+            raise ValueError(f"occluded_label_noise must be in [0, 1], got {self.occluded_label_noise}")
         if not 0.0 < self.occluder_size <= 1.0:
             raise ValueError(f"occluder_size must be in (0, 1], got {self.occluder_size}")
         if not 0.0 <= self.maybe_width < 0.5:
