@@ -29,7 +29,7 @@ import torch
 from pycocotools.coco import COCO as _COCOApi
 from pycocotools.cocoeval import COCOeval, Params
 
-from fashion_lib.io import atomic_write
+from fashion_lib.io import atomic_write, read_text
 from fashion_lib.keypoints import COCO, FASHIONAI
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "validate_coco_results",
     "coco_ap_on_images",
     "load_ground_truth",
+    "load_json",
 ]
 
 logger = logging.getLogger(__name__)
@@ -221,12 +222,21 @@ def read_coco_results(path: str | os.PathLike, *, num_keypoints: int | None = No
         The file is not JSON, or an entry is malformed; the message names the file, the entry index and the field.
     """
     path = Path(path)
+    return validate_coco_results(load_json(path), where=str(path), num_keypoints=num_keypoints)
+
+
+def load_json(path: str | os.PathLike, **kwargs) -> Any:
+    """The content of a UTF-8 JSON file; ``ValueError`` naming the file and the line or byte where it is not.
+
+    ``kwargs`` go to :func:`json.load` (``object_hook``, ...)."""
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+            return json.load(f, **kwargs)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
-    return validate_coco_results(data, where=str(path), num_keypoints=num_keypoints)
+    except UnicodeDecodeError:
+        read_text(path)  # raises the ValueError that names the byte and its line
+        raise
 
 
 @dataclass(frozen=True)
@@ -262,8 +272,10 @@ def load_ground_truth(gt: str | os.PathLike | Mapping[str, Any] | _COCOApi) -> _
     if isinstance(gt, _COCOApi):
         return gt
     if isinstance(gt, (str, os.PathLike)):
-        with open(gt, encoding="utf-8") as f:
-            dataset = json.load(f)
+        dataset = load_json(gt)
+        if not isinstance(dataset, dict):
+            raise ValueError(f"{gt}: ground truth must be a JSON object with images, annotations and categories, got "
+                             f"a {type(dataset).__name__}")  # fmt: skip
         where = str(gt)
     elif isinstance(gt, Mapping):
         # COCOeval writes an 'ignore' flag into every GT annotation: copy the annotations, not the whole set
@@ -295,6 +307,22 @@ def _default_sigmas(num_keypoints: int) -> np.ndarray:
         return np.asarray([float(f"{s:.6g}") for s in FASHIONAI.sigmas.tolist()], dtype=np.float64)
     raise ValueError(f"no default OKS sigmas for K = {num_keypoints} key points (known: COCO 17, FashionAI 24); "
                      "pass sigmas=")
+
+
+def _check_gt_keypoints(coco_gt: _COCOApi, k: int, where: str) -> None:
+    """Every ground-truth annotation holds ``3 * k`` finite key-point values (pycocotools would fail inside its
+    broadcasting, or score NaN silently, otherwise)."""
+    for i, ann in enumerate(coco_gt.dataset["annotations"]):
+        kps = ann["keypoints"]
+        if not isinstance(kps, list | tuple) or len(kps) != 3 * k:
+            got = f"{len(kps)} values" if isinstance(kps, list | tuple) else repr(kps)[:40]
+            raise ValueError(f"{where}: annotations[{i}] (id {ann.get('id')!r}).keypoints: {got}, expected 3 * K = "
+                             f"{3 * k} (K = {k} from the categories, the results or sigmas)")  # fmt: skip
+        bad = [j for j, v in enumerate(kps) if not (_is_real(v) and math.isfinite(v))]
+        if bad:
+            j = bad[0]
+            raise ValueError(f"{where}: annotations[{i}] (id {ann.get('id')!r}).keypoints[{j}]: {kps[j]!r} is not a "
+                             "finite number")  # fmt: skip
 
 
 def coco_keypoint_ap(
@@ -330,7 +358,9 @@ def coco_keypoint_ap(
     ------
     ValueError
         A results entry is malformed, or names an image or category absent from the ground truth (the message
-        gives the entry's index and id); the key-point count disagrees with the ground truth or ``sigmas``.
+        gives the entry's index and id); the key-point count disagrees with the ground truth or ``sigmas``; a
+        ground-truth annotation has key points of another length than ``3 * K`` or a non-finite value; the ground
+        truth path is not UTF-8 JSON (file and line named).
     """
     coco_gt = load_ground_truth(gt)
     where = str(results) if isinstance(results, (str, os.PathLike)) else "results"
@@ -355,6 +385,7 @@ def coco_keypoint_ap(
         if sig.ndim != 1 or (k_set and sig.shape[0] not in k_set) or not np.all(sig > 0):
             raise ValueError(f"sigmas must be K = {sorted(k_set)} positive numbers, got shape {sig.shape}")
 
+    _check_gt_keypoints(coco_gt, len(sig), str(gt) if isinstance(gt, (str, os.PathLike)) else "gt")
     img_ids = set(coco_gt.getImgIds())
     cat_ids = set(coco_gt.getCatIds())
     for i, e in enumerate(entries):

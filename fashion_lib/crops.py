@@ -33,16 +33,27 @@ What a network sees (:func:`crop_boxes`, ``CropConfig.square``): by default each
 about its centre, so that resizing to the network's square input keeps the garment's aspect ratio (the paper does
 not say; stretching a rectangle to a square hides a length in the box's shape, and on synthetic pant lengths the
 stretched crops learned far slower).
+
+The second scale of New-key-detection (paper Alg. 2, step 9; study notes item 8) crops to the rectangle closing
+the refined key points (:func:`second_scale_boxes`): grown by a margin, made square or left as the paper's
+rectangle, and then *shifted* to stay inside the image wherever it fits (:func:`fit_boxes`), so that the detector
+sees image content, never a border it was not trained on; where a box is larger than the image it covers the whole
+image along that side and the rest is filled by edge replication (``padding="edge"``), never zeros. The crop reaches
+the detector in one of two ways, a :class:`CropMapping`: resized to a fixed square side (the points map back with
+the offset and the resize factor) or at its own size (the paper's ``keys2 + [xmin, ymin]``, exact because Keypoint
+R-CNN accepts any input size and answers in the input's pixels).
 """
 
 from __future__ import annotations
 
+import enum
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import torch
-from torchvision.ops import roi_align
+import torch.nn.functional as F
 
 from fashion_lib.data.transforms import _size_hw, keypoint_boxes
 from fashion_lib.keypoints import KeypointSchema, get_schema, missing_mask
@@ -54,6 +65,7 @@ __all__ = [
     "NECK_POINTS",
     "CROP_KINDS",
     "valid_keypoints",
+    "closing_boxes",
     "image_sizes",
     "normal_crop",
     "neck_crop",
@@ -62,7 +74,32 @@ __all__ = [
     "crop_and_resize",
     "points_to_crop",
     "points_from_crop",
+    "CropMapping",
+    "PADDINGS",
+    "fit_boxes",
+    "pixel_boxes",
+    "second_scale_boxes",
+    "crop_pixels",
+    "second_scale_crops",
+    "line_from_crop",
 ]
+
+PADDINGS = ("zeros", "edge")
+"""How :func:`crop_and_resize` fills the parts of a box outside its image: ``roi_align``'s zeros, or the nearest
+border pixel (edge replication, what the second scale uses)."""
+
+
+class CropMapping(str, enum.Enum):
+    """How the second scale's crop reaches the detector, and so how its key points map back to the image."""
+
+    RESIZED = "resized"
+    """Resized to a fixed square side (:func:`crop_and_resize`); back with the offset and the resize factor."""
+    UNRESIZED = "unresized"
+    """At its own size, whole pixels (:func:`crop_pixels`); back with the paper's ``keys2 + [xmin, ymin]``."""
+
+    @property
+    def label(self) -> str:
+        return {"resized": "crop resized to a fixed side", "unresized": "crop at its own size (paper)"}[self.value]
 
 CROP_KINDS = ("full", "normal", "neck")
 """Inputs a recognition network can see: the whole image, the Normal-crop, the Neck-crop."""
@@ -181,6 +218,15 @@ def _grow_and_clip(boxes: torch.Tensor, min_size: float, hw: torch.Tensor | None
     return torch.cat([lo, hi], 1)
 
 
+def closing_boxes(keypoints: torch.Tensor, valid: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
+    """``(B, 4)`` boxes ``x1, y1, x2, y2`` closing the ``valid`` ``(B, K)`` bool points of ``(B, K, 2 or 3)``
+    ``keypoints``, grown by ``margin`` of their width (height) per side; zeros where an instance has none."""
+    # keypoint_boxes closes the points with v > 0: zero the invalid ones (NaN coordinates, scores <= 0) first
+    clean = torch.where(valid[..., None], keypoints, torch.zeros_like(keypoints))
+    clean = torch.cat([clean[..., :2], valid[..., None].to(clean.dtype)], -1)  # (B, K, 3), v = valid
+    return keypoint_boxes(clean, margin)
+
+
 def _whole_image(hw: torch.Tensor) -> torch.Tensor:
     """``(B, 4)`` boxes ``[0, 0, W, H]``."""
     zeros = torch.zeros_like(hw)
@@ -225,10 +271,7 @@ def normal_crop(
     B = keypoints.shape[0]
     hw = image_sizes(image_size, B, keypoints.device, keypoints.dtype)
     valid = valid_keypoints(keypoints)  # (B, K)
-    # keypoint_boxes closes the points with v > 0: zero the invalid ones (NaN coordinates, scores <= 0) first
-    clean = torch.where(valid[..., None], keypoints, torch.zeros_like(keypoints))
-    clean = torch.cat([clean[..., :2], valid[..., None].to(clean.dtype)], -1)
-    boxes = _grow_and_clip(keypoint_boxes(clean, margin), min_size, hw)
+    boxes = _grow_and_clip(closing_boxes(keypoints, valid, margin), min_size, hw)
     fallback = ~valid.any(1)  # (B,)
     if hw is None:
         if B and bool(fallback.any()):
@@ -397,6 +440,99 @@ def square_boxes(boxes: torch.Tensor) -> torch.Tensor:
     return torch.cat([centre - half, centre + half], 1)
 
 
+def fit_boxes(boxes: torch.Tensor, image_size: int | Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """Shift each box, keeping its size, to lie inside its image wherever it fits.
+
+    Along each axis a side ``s`` no longer than the image's ``L`` is moved into ``[0, L]``; a longer side is moved
+    to cover ``[0, L]`` whole, staying as near its place as it can (its overhang stays on the side it was on). Both
+    are ``x1' = clamp(x1, min(0, L - s), max(0, L - s))``. The part of a box outside its image is then the least any
+    box of that size can have: ``s - min(s, L)`` per axis. A box already inside does not move, and a box that
+    contained points of the image still contains them.
+
+    Parameters
+    ----------
+    boxes : (B, 4) float, ``x1, y1, x2, y2`` image pixels.
+    image_size : int, (H, W) or (B, 2) tensor of (H, W), pixels.
+
+    Returns
+    -------
+    (B, 4) float, the shifted boxes (same sizes).
+    """
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must have shape (B, 4), got {tuple(boxes.shape)}")
+    hw = image_sizes(image_size, boxes.shape[0], boxes.device, boxes.dtype)
+    extent = hw.flip(-1)  # (B, 2) as (width, height)
+    lo, side = boxes[:, :2], boxes[:, 2:] - boxes[:, :2]  # (B, 2) each
+    room = extent - side  # (B, 2), negative where the box is larger than the image
+    lo = torch.maximum(torch.minimum(lo, room.clamp(min=0)), room.clamp(max=0))
+    return torch.cat([lo, lo + side], 1)
+
+
+def pixel_boxes(boxes: torch.Tensor) -> torch.Tensor:
+    """The smallest whole-pixel boxes containing ``boxes`` (``floor`` of the corner, ``ceil`` of the far corner,
+    with a 1e-4 px tolerance against rounding), at least one pixel wide: what :func:`crop_pixels` cuts out.
+
+    Parameters
+    ----------
+    boxes : (B, 4) float, image pixels.
+
+    Returns
+    -------
+    (B, 4) float with integer values; a box inside its image stays inside.
+    """
+    lo = torch.floor(boxes[:, :2] + 1e-4)
+    hi = torch.maximum(torch.ceil(boxes[:, 2:] - 1e-4), lo + 1)
+    return torch.cat([lo, hi], 1)
+
+
+def second_scale_boxes(
+    keypoints: torch.Tensor,
+    present: torch.Tensor,
+    image_size: int | Sequence[int] | torch.Tensor,
+    *,
+    margin: float,
+    square: bool = True,
+    min_size: float = 4.0,
+) -> CropBoxes:
+    """The second scale's crop (Alg. 2, step 9): the rectangle closing the present points, grown by ``margin``,
+    made square (or left as the paper's rectangle), then shifted inside the image where it fits (:func:`fit_boxes`).
+
+    Parameters
+    ----------
+    keypoints : (B, K, 3) float, image pixels (the refined first scale).
+    present : (B, K) bool, the points the rectangle closes.
+    image_size : int, (H, W) or (B, 2) tensor of (H, W): each instance's image.
+    margin : float
+        Fraction of the rectangle's width (height) added on the left and right (top and bottom), ``>= 0``; 0 is the
+        paper's literal "minimum rectangle closure".
+    square : bool
+        Grow the rectangle to the square of its longer side about its centre (the garment keeps its aspect ratio when
+        the crop is resized to a square input); ``False`` keeps the rectangle.
+    min_size : float
+        Smallest side before squaring, pixels, ``> 0``.
+
+    Returns
+    -------
+    CropBoxes
+        ``boxes`` (B, 4) float; ``fallback`` (B,) bool: no present point, the box is the whole image (its square).
+    """
+    _check_keypoints(keypoints)
+    _check_nonneg("margin", margin)
+    _check_positive("min_size", min_size)
+    if present.shape != keypoints.shape[:2] or present.dtype != torch.bool:
+        raise ValueError(f"present must be a {tuple(keypoints.shape[:2])} bool tensor, got "
+                         f"{tuple(present.shape)} {present.dtype}")  # fmt: skip
+    B = keypoints.shape[0]
+    hw = image_sizes(image_size, B, keypoints.device, keypoints.dtype)
+    valid = present & torch.isfinite(keypoints[..., :2]).all(-1)
+    fallback = ~valid.any(1)  # (B,)
+    boxes = torch.where(fallback[:, None], _whole_image(hw), _grow_and_clip(closing_boxes(keypoints, valid, margin),
+                                                                            min_size, None))
+    if square:
+        boxes = square_boxes(boxes)
+    return CropBoxes(fit_boxes(boxes, hw), fallback)
+
+
 def crop_and_resize(
     images: torch.Tensor | Sequence[torch.Tensor],
     boxes: torch.Tensor,
@@ -404,6 +540,7 @@ def crop_and_resize(
     *,
     image_index: torch.Tensor | None = None,
     sampling_ratio: int = 0,
+    padding: Literal["zeros", "edge"] = "zeros",
 ) -> Crops:
     """Crop ``boxes`` out of their images and resize each to ``size`` in one batched ``roi_align`` call.
 
@@ -411,7 +548,8 @@ def crop_and_resize(
     ``(x1 + (j + 0.5) * (x2 - x1) / w, y1 + (i + 0.5) * (y2 - y1) / h)`` (torchvision's ``roi_align`` with
     ``aligned=True``), averaged over ``sampling_ratio`` x ``sampling_ratio`` points of the output pixel's cell.
     Samples beyond the image's border pixel centres take the border value; samples more than one pixel outside
-    the image are 0 (``roi_align``'s rule).
+    the image are 0 (``roi_align``'s rule) with ``padding="zeros"``, and the nearest border pixel's value with
+    ``padding="edge"`` (the image is first padded by edge replication as far as the boxes reach).
 
     Parameters
     ----------
@@ -426,6 +564,8 @@ def crop_and_resize(
     sampling_ratio : int
         Samples per output pixel and axis; ``0`` is adaptive, ``ceil(box side / output side)``: a box filter
         against aliasing when shrinking. ``1`` is a plain bilinear resize.
+    padding : {"zeros", "edge"}
+        What fills the parts of a box outside its image (:data:`PADDINGS`).
 
     Returns
     -------
@@ -440,6 +580,8 @@ def crop_and_resize(
     h, w = _size_hw(size)
     if not isinstance(sampling_ratio, int) or sampling_ratio < 0:
         raise ValueError(f"sampling_ratio must be an integer >= 0, got {sampling_ratio!r}")
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
     if isinstance(images, torch.Tensor):
         if images.ndim != 4:
             raise ValueError(f"images must be (N, C, H, W) or a list of (C, H, W), got shape {tuple(images.shape)}")
@@ -478,8 +620,14 @@ def crop_and_resize(
     channels = ref.shape[-3]
     if B == 0:
         return Crops(ref.new_zeros(0, channels, h, w), boxes)
+    from torchvision.ops import roi_align  # here, not at the top: torchvision takes seconds to import (issue 21)
 
     def crop(batch: torch.Tensor, idx: torch.Tensor, bx: torch.Tensor) -> torch.Tensor:
+        if padding == "edge":  # replicate the border as far as any box reaches, plus roi_align's one-pixel rim
+            H, W = batch.shape[-2:]
+            reach = torch.cat([-bx[:, :2], bx[:, 2:3] - W, bx[:, 3:4] - H], 1).max()
+            pad = math.ceil(max(float(reach), 0.0)) + 1
+            batch, bx = F.pad(batch, (pad, pad, pad, pad), mode="replicate"), bx + pad
         rois = torch.cat([idx[:, None].to(dtype), bx], 1)  # (b, 5): image index, x1, y1, x2, y2
         return roi_align(batch, rois, output_size=(h, w), spatial_scale=1.0, sampling_ratio=sampling_ratio,
                          aligned=True)  # fmt: skip
@@ -510,6 +658,14 @@ def _check_points(points: torch.Tensor, boxes: torch.Tensor) -> None:
                          f"{tuple(boxes.shape)}")  # fmt: skip
 
 
+def _crop_scale(boxes: torch.Tensor, size: int | Sequence[int] | None) -> torch.Tensor:
+    """``(B, 2)`` crop pixels per image pixel along x and y; ones for an unresized crop (``size`` None)."""
+    if size is None:
+        return torch.ones_like(boxes[:, :2])
+    h, w = _size_hw(size)
+    return torch.stack([w / (boxes[:, 2] - boxes[:, 0]), h / (boxes[:, 3] - boxes[:, 1])], -1)
+
+
 def _map(points: torch.Tensor, offset: torch.Tensor, scale: torch.Tensor, forward: bool) -> torch.Tensor:
     xy = points[..., :2]
     new = (xy - offset[:, None]) * scale[:, None] if forward else xy / scale[:, None] + offset[:, None]
@@ -519,7 +675,7 @@ def _map(points: torch.Tensor, offset: torch.Tensor, scale: torch.Tensor, forwar
     return new
 
 
-def points_to_crop(points: torch.Tensor, boxes: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
+def points_to_crop(points: torch.Tensor, boxes: torch.Tensor, size: int | Sequence[int] | None) -> torch.Tensor:
     """Map image pixels to crop pixels: ``u = (x - x1) * w / (x2 - x1)``, ``v = (y - y1) * h / (y2 - y1)``.
 
     Parameters
@@ -527,26 +683,123 @@ def points_to_crop(points: torch.Tensor, boxes: torch.Tensor, size: int | Sequen
     points : (B, K, 2) or (B, K, 3) float, image pixels (a third channel passes through; where it is 0, the point
         is absent and keeps its coordinates).
     boxes : (B, 4) float, the crops' boxes (:attr:`Crops.boxes`).
-    size : int or (h, w), the crops' size.
+    size : int or (h, w), the crops' size; ``None`` for crops at their own size (:attr:`CropMapping.UNRESIZED`),
+        where ``u = x - x1``.
 
     Returns
     -------
     (B, K, 2) or (B, K, 3) float, crop pixels (continuous convention).
     """
     _check_points(points, boxes)
-    h, w = _size_hw(size)
     boxes = boxes.to(points)
-    scale = torch.stack([w / (boxes[:, 2] - boxes[:, 0]), h / (boxes[:, 3] - boxes[:, 1])], -1)  # (B, 2)
-    return _map(points, boxes[:, :2], scale, forward=True)
+    return _map(points, boxes[:, :2], _crop_scale(boxes, size), forward=True)
 
 
-def points_from_crop(points: torch.Tensor, boxes: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
-    """Map crop pixels back to image pixels, the inverse of :func:`points_to_crop` (offset and resize factor).
+def points_from_crop(points: torch.Tensor, boxes: torch.Tensor, size: int | Sequence[int] | None) -> torch.Tensor:
+    """Map crop pixels back to image pixels, the inverse of :func:`points_to_crop` (offset and resize factor; with
+    ``size=None``, the paper's ``keys2 + [xmin, ymin]``).
 
     Parameters and returns as :func:`points_to_crop`, with the roles of image and crop pixels swapped.
     """
     _check_points(points, boxes)
-    h, w = _size_hw(size)
     boxes = boxes.to(points)
-    scale = torch.stack([w / (boxes[:, 2] - boxes[:, 0]), h / (boxes[:, 3] - boxes[:, 1])], -1)  # (B, 2)
-    return _map(points, boxes[:, :2], scale, forward=False)
+    return _map(points, boxes[:, :2], _crop_scale(boxes, size), forward=False)
+
+
+def line_from_crop(axis: torch.Tensor, boxes: torch.Tensor, size: int | Sequence[int] | None) -> torch.Tensor:
+    """Map lines ``{p : n . p = c}`` from crop pixels to image pixels (the inverse of :func:`points_to_crop`).
+
+    With ``p_crop = (p - o) * s`` (``o`` the box's corner, ``s`` the per-axis scale), the line becomes
+    ``(n * s) . p = c + (n * s) . o``, renormalised to a unit normal; a stretched (non-square) resize turns it.
+
+    Parameters
+    ----------
+    axis : (B, 3) float, ``(n_x, n_y, c)`` with a unit normal; rows with a zero normal (no line) pass through.
+    boxes : (B, 4) float, the crops' boxes.
+    size : int, (h, w) or None, as in :func:`points_to_crop`.
+
+    Returns
+    -------
+    (B, 3) float, ``(n_x, n_y, c)`` in image pixels, unit normal (the sign of ``n_x`` is kept).
+    """
+    if axis.ndim != 2 or axis.shape[1] != 3 or boxes.shape != (axis.shape[0], 4):
+        raise ValueError(f"axis must be (B, 3) and boxes (B, 4), got {tuple(axis.shape)} and {tuple(boxes.shape)}")
+    boxes = boxes.to(axis)
+    ns = axis[:, :2] * _crop_scale(boxes, size)  # (B, 2)
+    norm = ns.norm(dim=-1, keepdim=True)  # (B, 1)
+    has = norm > 0
+    safe = torch.where(has, norm, torch.ones_like(norm))
+    mapped = torch.cat([ns, axis[:, 2:] + (ns * boxes[:, :2]).sum(-1, keepdim=True)], 1) / safe
+    return torch.where(has, mapped, axis)
+
+
+def crop_pixels(
+    images: Sequence[torch.Tensor], boxes: torch.Tensor, image_index: torch.Tensor | None = None
+) -> list[torch.Tensor]:
+    """Cut whole-pixel boxes out of their images at their own size; parts outside an image repeat its border.
+
+    Crop pixel ``(i, j)`` of box ``b`` is image pixel ``(y1 + i, x1 + j)`` clamped to the image (edge replication),
+    so a point maps back exactly with ``keys2 + [x1, y1]`` (:func:`points_from_crop` with ``size=None``).
+
+    Parameters
+    ----------
+    images : sequence of N (C, H_n, W_n) float tensors, or a (N, C, H, W) tensor.
+    boxes : (B, 4) float with integer values (:func:`pixel_boxes`), ``x2 > x1``, ``y2 > y1``.
+    image_index : (B,) long, the image of each box (default ``arange(B)``).
+
+    Returns
+    -------
+    list of B (C, y2 - y1, x2 - x1) tensors (sizes differ: a list, as a detector takes them).
+    """
+    images = list(images)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must have shape (B, 4), got {tuple(boxes.shape)}")
+    if not bool((boxes == boxes.round()).all()) or bool((boxes[:, 2:] <= boxes[:, :2]).any()):
+        raise ValueError("crop_pixels: boxes must be whole pixels with x2 > x1 and y2 > y1 (see pixel_boxes), got "
+                         f"{boxes.tolist()[:3]}...")  # fmt: skip
+    B = boxes.shape[0]
+    index = torch.arange(B) if image_index is None else torch.as_tensor(image_index).long().cpu()
+    if index.shape != (B,) or (B and (int(index.min()) < 0 or int(index.max()) >= len(images))):
+        raise ValueError(f"image_index must be ({B},) indices into the {len(images)} images")
+    out = []
+    for box, i in zip(boxes.long().tolist(), index.tolist(), strict=True):  # over crops: their sizes differ
+        im = images[i]
+        H, W = im.shape[-2:]
+        rows = torch.arange(box[1], box[3], device=im.device).clamp(0, H - 1)
+        cols = torch.arange(box[0], box[2], device=im.device).clamp(0, W - 1)
+        out.append(im[:, rows][:, :, cols])
+    return out
+
+
+def second_scale_crops(
+    images: Sequence[torch.Tensor],
+    boxes: torch.Tensor,
+    image_index: torch.Tensor,
+    mapping: CropMapping,
+    size: int,
+) -> tuple[list[torch.Tensor], torch.Tensor, int | None]:
+    """The crops the detector sees at the second scale, by edge replication where a box leaves its image.
+
+    Parameters
+    ----------
+    images : sequence of N (C, H, W) float tensors.
+    boxes : (B, 4) float, from :func:`second_scale_boxes`.
+    image_index : (B,) long.
+    mapping : CropMapping
+        ``RESIZED``: each crop resized to ``size`` x ``size``; ``UNRESIZED``: the whole-pixel box at its own size.
+    size : int, the resized crops' side (unused for ``UNRESIZED``).
+
+    Returns
+    -------
+    crops : list of B (C, h, w) tensors.
+    boxes : (B, 4) float, the boxes actually cut (whole pixels for ``UNRESIZED``).
+    size : int or None, what :func:`points_from_crop` and :func:`line_from_crop` need to map back.
+    """
+    mapping = CropMapping(mapping)
+    if mapping is CropMapping.UNRESIZED:
+        boxes = pixel_boxes(boxes)
+        return crop_pixels(images, boxes, image_index), boxes, None
+    if not boxes.shape[0]:
+        return [], boxes, size
+    crops = crop_and_resize(list(images), boxes, size, image_index=image_index, padding="edge")
+    return list(crops.images), boxes, size

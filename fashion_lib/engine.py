@@ -18,9 +18,14 @@ What a run guarantees (paper-independent engineering, issue 7):
 - **Checkpoints** (``run_dir/checkpoint.pt``) are written atomically by rank 0 every ``checkpoint_every`` steps
   and at the end. A run started again resumes from it; on CPU, a run killed at any point (even ``kill -9``) and
   started again ends with weights bit-identical to an uninterrupted run (same machine, same thread count). A
-  finished run is a cache hit: :func:`train` loads and returns the model without training. A corrupt checkpoint,
-  one written with different training settings or for a different model is refused with a
-  :class:`CheckpointError`; nothing is ever loaded silently.
+  finished run is a cache hit: :func:`train` loads and returns the model without training. The checkpoint of a
+  finished run keeps the weights and the run's record only (no optimiser, scheduler or RNG state: about a third of
+  an AdamW checkpoint) unless ``train(..., keep_resume_state=True)``.
+- **Integrity.** Every checkpoint carries a SHA-256 of its content (:func:`checkpoint_digest`), written with it and
+  verified before anything of it is unpickled; a flipped byte anywhere (weights, optimiser state, the record) is
+  refused naming the file. A corrupt or truncated checkpoint, one without a checksum, one written with different
+  training settings or for a different model is refused with a :class:`CheckpointError`; nothing is ever loaded
+  silently.
 - **Metrics** go to ``run_dir/metrics.csv`` (one row per logged or evaluated step, rewritten atomically); rows
   beyond the checkpoint a run resumes from are dropped, so every step appears once.
 - **A non-finite loss** stops the run with :class:`FloatingPointError` naming the terms, their values and the step,
@@ -50,6 +55,7 @@ import math
 import os
 import random
 import time
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
@@ -72,9 +78,12 @@ __all__ = [
     "CHECKPOINT_NAME",
     "METRICS_NAME",
     "CHECKPOINT_FORMAT",
+    "CHECKSUM_RECORD",
     "RUNTIME_FIELDS",
     "train",
     "load_checkpoint",
+    "verify_checkpoint",
+    "checkpoint_digest",
     "run_dir_for",
     "lr_at",
     "batch_indices",
@@ -90,8 +99,12 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.csv"
-CHECKPOINT_FORMAT = 1
-"""Version of the checkpoint layout; a checkpoint of another version is refused."""
+CHECKPOINT_FORMAT = 2
+"""Version of the checkpoint layout; a checkpoint of another version is refused. 2: checksummed; the resume state
+(``optimizer``, ``scheduler``, ``rng``) is optional in the checkpoint of a finished run."""
+CHECKSUM_RECORD = "fashion_lib_sha256"
+"""Name of the record, inside the checkpoint's zip archive (beside torch's ``data.pkl``), holding the SHA-256 hex
+digest of every other record (:func:`checkpoint_digest`)."""
 
 OPTIMIZERS = ("adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
@@ -385,15 +398,75 @@ def _config_differences(saved: Mapping[str, Any], config: TrainConfig) -> list[s
     return out
 
 
-_REQUIRED_KEYS = ("format", "step", "model", "optimizer", "scheduler", "config", "fingerprint", "rng")
+_REQUIRED_KEYS = ("format", "step", "model", "config", "fingerprint")
+_RESUME_KEYS = ("optimizer", "scheduler", "rng")
+"""What a run needs to continue; the checkpoint of a finished run may lack them (``keep_resume_state``)."""
+_CHUNK = 1 << 20
+
+
+def checkpoint_digest(archive: zipfile.ZipFile) -> str:
+    """SHA-256 hex digest of a checkpoint archive's content: the name, size and bytes of every record except
+    :data:`CHECKSUM_RECORD`, in archive order. Raises ``zipfile.BadZipFile`` when a record fails its own CRC."""
+    h = hashlib.sha256()
+    for info in archive.infolist():
+        if info.filename.rpartition("/")[2] == CHECKSUM_RECORD:
+            continue
+        h.update(f"{info.filename}\0{info.file_size}\0".encode())
+        with archive.open(info) as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _append_checksum(f: Any) -> None:
+    """Add the :data:`CHECKSUM_RECORD` of the archive ``torch.save`` just wrote to the open file ``f``."""
+    with zipfile.ZipFile(f, "a") as archive:
+        folder = archive.namelist()[0].partition("/")[0]  # torch's reader expects every record in one folder
+        archive.writestr(f"{folder}/{CHECKSUM_RECORD}", checkpoint_digest(archive))
+
+
+def verify_checkpoint(path: str | os.PathLike) -> None:
+    """Check ``path``'s checksum without unpickling anything; raise :class:`CheckpointError` naming the file when
+    it is not a complete checkpoint archive, has no checksum, or its content differs from what was written."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            stored = [i for i in archive.infolist() if i.filename.rpartition("/")[2] == CHECKSUM_RECORD]
+            if not stored:
+                raise CheckpointError(f"{path}: the checkpoint has no checksum (written by another program or an "
+                                      f"engine older than format {CHECKPOINT_FORMAT}); refusing to load it unverified")
+            expected = archive.read(stored[0]).decode("ascii", "replace")
+            actual = checkpoint_digest(archive)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:  # CheckpointError is a ValueError
+        if isinstance(err, CheckpointError):
+            raise
+        if "CRC" in str(err):  # a record's own CRC-32 caught the damage first
+            raise CheckpointError(f"{path}: checksum mismatch, the content differs from what was written (a corrupt "
+                                  f"file: {err}); refusing to load it") from None  # fmt: skip
+        raise CheckpointError(f"{path}: cannot read the checkpoint (corrupt or truncated?): not a complete "
+                              f"checkpoint archive ({err})") from None  # fmt: skip
+    if actual != expected:
+        raise CheckpointError(f"{path}: checksum mismatch, the content differs from what was written (a corrupt "
+                              f"file: SHA-256 {actual[:12]}..., recorded {expected[:12]}...); refusing to load it")
+
+
+def _torch_load(path: Path) -> Any:
+    """``torch.load`` of a verified checkpoint, tensors on the CPU; its errors become a :class:`CheckpointError`
+    without torch's advice to retry with ``weights_only=False``, which would run code from the file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError... for a damaged file
+        text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        if "weights_only" in str(err):
+            text = "it holds objects other than tensors and plain containers"
+        raise CheckpointError(f"{path}: cannot read the checkpoint (corrupt or truncated?): {type(err).__name__}: "
+                              f"{text}"[:600]) from None  # fmt: skip
 
 
 def _read_checkpoint(path: Path, model: nn.Module, config: TrainConfig | None) -> dict[str, Any]:
-    """Load ``path`` on the CPU and check it against ``model`` and ``config``; raise :class:`CheckpointError`."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError... for a damaged file
-        raise CheckpointError(f"{path}: cannot read the checkpoint (corrupt or truncated?): {err}") from err
+    """Verify ``path``'s checksum, load it on the CPU and check it against ``model`` and ``config``; raise
+    :class:`CheckpointError`."""
+    verify_checkpoint(path)
+    ckpt = _torch_load(path)
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in _REQUIRED_KEYS):
         have = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path}: not a fashion_lib.engine checkpoint (expected keys {list(_REQUIRED_KEYS)}, "
@@ -417,10 +490,11 @@ def _read_checkpoint(path: Path, model: nn.Module, config: TrainConfig | None) -
 def load_checkpoint(path: str | os.PathLike, model: nn.Module, config: TrainConfig | None = None) -> dict[str, Any]:
     """Load the weights of a :func:`train` checkpoint into ``model`` (for inference code).
 
-    The checkpoint is refused (:class:`CheckpointError` naming the path and what differs) when it cannot be read,
-    when its model fingerprint (class name, state-dict names and shapes) differs from ``model``'s, or, when
-    ``config`` is given, when a training-relevant field differs. Returns the checkpoint dict (``step``, ``config``,
-    ``git``, ``losses``, ...); the model's train/eval mode is left as it was.
+    The checkpoint is refused (:class:`CheckpointError` naming the path and what differs) when it cannot be read or
+    fails its checksum, when its model fingerprint (class name, state-dict names and shapes) differs from
+    ``model``'s, or, when ``config`` is given, when a training-relevant field differs. Returns the checkpoint dict
+    (``step``, ``config``, ``git``, ``losses``; ``optimizer``, ``scheduler``, ``rng`` unless it is the weights-only
+    checkpoint of a finished run); the model's train/eval mode is left as it was.
     """
     path = Path(path)
     if not path.is_file():
@@ -463,7 +537,7 @@ def _seed_global_rngs(seed: int) -> None:
 
 
 def _git_commit() -> dict[str, Any]:
-    from fashion_lib.pipeline import git_state
+    from fashion_lib.provenance import git_state
 
     return git_state(Path(__file__).resolve().parents[1])
 
@@ -625,6 +699,7 @@ def train(
     collate_fn: Callable[[Sequence[Any]], tuple[list[torch.Tensor], list[dict]]] = collate,
     evaluate: Callable[[nn.Module, int], Mapping[str, float]] | None = None,
     progress: bool = True,
+    keep_resume_state: bool = False,
 ) -> TrainResult:
     """Train ``model`` on ``dataset`` for ``config.steps`` steps, resuming from ``run_dir/checkpoint.pt`` if any.
 
@@ -648,6 +723,10 @@ def train(
         become columns of ``metrics.csv``.
     progress : bool
         Show a tqdm progress bar (rank 0 only).
+    keep_resume_state : bool
+        Keep the optimiser, scheduler and RNG states in the checkpoint of the finished run (to train further from
+        it by hand). By default the final checkpoint holds the weights and the run's record only; a finished run is
+        reused (a cache hit) either way, and an interrupted one always resumes (its checkpoints keep the state).
 
     Returns
     -------
@@ -657,8 +736,8 @@ def train(
     Raises
     ------
     CheckpointError
-        ``run_dir/checkpoint.pt`` is unreadable, or its model fingerprint, training settings or dataset length
-        differ.
+        ``run_dir/checkpoint.pt`` is unreadable or fails its checksum, or its model fingerprint, training settings
+        or dataset length differ.
     FloatingPointError
         A loss term (or, with ``grad_clip``, the gradient norm) is not finite; nothing of that step is saved.
     ValueError
@@ -686,6 +765,10 @@ def train(
     if ckpt is not None and ckpt.get("num_items") != len(dataset):
         raise CheckpointError(f"{ckpt_path}: written for a dataset of {ckpt.get('num_items')} items, now "
                               f"{len(dataset)}; the data order would differ. Use another run folder.")  # fmt: skip
+    if ckpt is not None and ckpt["step"] < config.steps and any(k not in ckpt for k in _RESUME_KEYS):
+        raise CheckpointError(f"{ckpt_path}: step {ckpt['step']} of {config.steps} but no resume state "
+                              f"({', '.join(k for k in _RESUME_KEYS if k not in ckpt)} missing); cannot continue "
+                              "the run. Use another run folder.")  # fmt: skip
     if ckpt is not None and ckpt["step"] == config.steps:
         model.load_state_dict(ckpt["model"])
         model.eval()
@@ -783,7 +866,8 @@ def train(
             if step % config.checkpoint_every == 0 or last:
                 t_ckpt = time.perf_counter()
                 _save_checkpoint(ckpt_path, model, optimizer, scheduler, config, step, device, world, git,
-                                 elapsed_before + time.perf_counter() - t_start, losses, len(dataset))  # fmt: skip
+                                 elapsed_before + time.perf_counter() - t_start, losses, len(dataset),
+                                 resume_state=keep_resume_state or not last)  # fmt: skip
                 log.debug("checkpoint at step %d written in %.2f s", step, time.perf_counter() - t_ckpt)
     model.eval()
     done = step - start
@@ -793,8 +877,10 @@ def train(
 
 def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                      config: TrainConfig, step: int, device: torch.device, world: int, git: Mapping[str, Any],
-                     elapsed_s: float, losses: Mapping[str, float], num_items: int) -> None:  # fmt: skip
-    """Rank 0 writes ``path`` atomically; every rank contributes its RNG states and waits for the write."""
+                     elapsed_s: float, losses: Mapping[str, float], num_items: int, *, resume_state: bool = True
+                     ) -> None:  # fmt: skip
+    """Rank 0 writes ``path`` atomically with its checksum; every rank contributes its RNG states and waits for the
+    write. Without ``resume_state`` the optimiser, scheduler and RNG states are left out (a finished run)."""
     state = _rng_state(device)
     if world > 1:
         gathered: list[Any] = [None] * world
@@ -806,13 +892,9 @@ def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimi
             "format": CHECKPOINT_FORMAT,
             "step": step,
             "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": None,  # bf16 autocast needs no GradScaler; kept for the layout's sake
             "config": asdict(config),
             "seed": config.seed,
             "git": dict(git),
-            "rng": gathered,
             "world_size": world,
             "fingerprint": model_fingerprint(model),
             "elapsed_s": float(elapsed_s),
@@ -820,6 +902,10 @@ def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimi
             "num_items": num_items,  # the data order is a function of (seed, step, dataset length)
             "torch_version": str(torch.__version__),
         }
-        with atomic_write(path, "wb") as f:
+        if resume_state:
+            checkpoint.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=gathered,
+                              scaler=None)  # bf16 autocast needs no GradScaler; kept for the layout's sake
+        with atomic_write(path, "w+b") as f:
             torch.save(checkpoint, f)
+            _append_checksum(f)
     _barrier(world)

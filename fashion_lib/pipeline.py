@@ -15,17 +15,19 @@ command line overrides any value (``-p 01_data_tour.num_samples 8`` for one note
 Execution is incremental and resumable: an executed notebook is cached under a key made of its source, its
 parameters and every ``fashion_lib`` source file, and a notebook whose key is cached is not run again. Each
 notebook is cached as soon as it finishes, so an interrupted build resumes at the notebook it stopped in.
-The book is built by ``jupyter-book build`` with execution off and warnings as errors.
+The book is built by ``jupyter-book build`` with execution off and warnings as errors, with a banner on every page
+naming the profile, commit, seeds, validation sizes and device of its results (:mod:`fashion_lib.banner`). When some
+notebooks have never run in the work folder (``--only`` on a fresh clone), only the pages that can be built are:
+those whose notebooks ran and that neither link to nor glue from a page that is missing.
 
 Usage::
 
-    python -m fashion_lib.pipeline [--profile cpu] [-p name value ...] [--only NAME ...] [--no-build]
+    python -m fashion_lib.pipeline [--profile cpu] [-p name value ...] [--only NAME ...] [--no-build] [--runs-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import hashlib
 import json
 import logging
@@ -43,7 +45,11 @@ from typing import Any
 
 import yaml
 
-from fashion_lib.io import atomic_write
+from fashion_lib.banner import banner_html, collect_facts, read_executed
+from fashion_lib.io import atomic_write, read_text
+from fashion_lib.parameters import ParameterError, literal_assignments
+from fashion_lib.progress import CellProgress, expected_wall_time
+from fashion_lib.provenance import git_state
 
 __all__ = [
     "ProfileError",
@@ -52,7 +58,10 @@ __all__ = [
     "discover_notebooks",
     "read_parameters",
     "load_profile",
+    "Profile",
     "resolve_parameters",
+    "profile_path",
+    "notebook_parameters",
     "cache_key",
     "execute_notebook",
     "build_book",
@@ -61,6 +70,7 @@ __all__ = [
     "read_build_history",
     "append_build_history",
     "fold_code",
+    "write_primary_claims",
     "run",
     "main",
 ]
@@ -126,22 +136,10 @@ def read_parameters(path: Path) -> dict[str, Any]:
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:
         raise ProfileError(f"{path}: expected exactly one cell tagged 'parameters', found {len(cells)}")
-    source = cells[0].source
     try:
-        tree = ast.parse(source)
-    except SyntaxError as err:
-        raise ProfileError(f"{path}: parameters cell does not parse: {err}") from None
-    defaults: dict[str, Any] = {}
-    for stmt in tree.body:
-        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)):
-            raise ProfileError(f"{path}: parameters cell line {stmt.lineno}: expected 'name = <literal>'")
-        try:
-            defaults[stmt.targets[0].id] = ast.literal_eval(stmt.value)
-        except ValueError:
-            raise ProfileError(
-                f"{path}: parameters cell line {stmt.lineno}: the default of {stmt.targets[0].id!r} is not a literal"
-            ) from None
-    return defaults
+        return literal_assignments(cells[0].source)
+    except ParameterError as err:
+        raise ProfileError(f"{path}: {err}") from None
 
 
 def discover_notebooks(root: Path, only: Sequence[str] = ()) -> list[Notebook]:
@@ -157,33 +155,119 @@ def discover_notebooks(root: Path, only: Sequence[str] = ()) -> list[Notebook]:
     return notebooks
 
 
-def load_profile(path: Path) -> dict[str, dict[str, Any]]:
-    """Read a profile file: a mapping of ``all`` and notebook names to mappings of parameter values."""
+class Profile(dict):
+    """A profile as read by :func:`load_profile`: section -> {parameter: value}, plus where each key was written."""
+
+    def __init__(self, data: Mapping[str, Mapping[str, Any]], lines: Mapping[tuple[str, ...], int]) -> None:
+        super().__init__(data)
+        self.lines = dict(lines)
+        """``(section,)`` or ``(section, parameter)`` -> 1-based line of the key in the file."""
+
+    def where(self, name: str, *keys: str) -> str:
+        """``name``, with `` line N`` when the line of ``keys`` is known."""
+        line = self.lines.get(tuple(keys))
+        return f"{name} line {line}" if line else name
+
+
+class _ProfileLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (plain YAML keeps the last silently)."""
+
+    source = "profile"
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ProfileError(f"{self.source} line {line}: key {key!r} is written twice (first on line "
+                                   f"{seen[key]}); YAML would keep only the last silently")  # fmt: skip
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def _key_lines(node: yaml.Node | None) -> dict[tuple[str, ...], int]:
+    """``(section,)`` and ``(section, parameter)`` -> 1-based line, from the composed YAML tree of a profile."""
+    lines: dict[tuple[str, ...], int] = {}
+    if not isinstance(node, yaml.MappingNode):
+        return lines
+    for key, value in node.value:
+        lines[(str(key.value),)] = key.start_mark.line + 1
+        if isinstance(value, yaml.MappingNode):
+            for sub, _ in value.value:
+                lines[(str(key.value), str(sub.value))] = sub.start_mark.line + 1
+    return lines
+
+
+def load_profile(path: Path) -> Profile:
+    """Read a profile file: a mapping of ``all`` and notebook names to mappings of parameter values.
+
+    Raises :class:`ProfileError` naming the file (and the line) when it is missing, not UTF-8, not YAML, writes a
+    key twice, or is not a mapping of mappings. Section names are checked against the notebooks by
+    :func:`resolve_parameters`, which names the lines recorded here.
+    """
     if not path.is_file():
         available = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise ProfileError(f"profile file {path} does not exist; available profiles: {available}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = read_text(path)
+    except ValueError as err:
+        raise ProfileError(str(err)) from None
+    loader = _ProfileLoader(text)
+    loader.source = str(path)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else {}
     except yaml.YAMLError as err:
         raise ProfileError(f"{path}: not valid YAML: {err}") from None
+    finally:
+        loader.dispose()
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
         raise ProfileError(f"{path}: expected a mapping of 'all' and notebook names, got {type(data).__name__}")
+    lines = _key_lines(node)
     for section, values in data.items():
         if not isinstance(values, dict) and values is not None:
-            raise ProfileError(f"{path}: section {section!r} must be a mapping of parameter: value")
-    return {str(k): dict(v or {}) for k, v in data.items()}
+            raise ProfileError(f"{path} line {lines.get((str(section),), '?')}: section {section!r} must be a "
+                               "mapping of parameter: value")  # fmt: skip
+    return Profile({str(k): dict(v or {}) for k, v in data.items()}, lines)
 
 
-def _type_ok(default: Any, value: Any) -> bool:
+def _type_problem(default: Any, value: Any) -> str | None:
+    """Why ``value`` cannot replace ``default`` (None when it can): the same type (an int for a float default),
+    list elements each of a type among the default's elements, mapping fields among the default's with values
+    of their types."""
     if default is None or value is None:
-        return True
+        return None
     if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(default, bool) and isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, int | float)
-    if isinstance(default, list | tuple):
-        return isinstance(value, list | tuple)
-    return isinstance(value, type(default))
+        ok = isinstance(default, bool) and isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float)
+    elif isinstance(default, list | tuple):
+        if not isinstance(value, list | tuple):
+            return f"must be a list like its default {default!r}, got {value!r} ({type(value).__name__})"
+        for i, element in enumerate(value):
+            if default and all(_type_problem(d, element) for d in default):
+                kinds = sorted({type(d).__name__ for d in default})
+                return (f"element [{i}] = {element!r} ({type(element).__name__}) must be a {' or '.join(kinds)} like "
+                        f"the elements of its default {default!r}")  # fmt: skip
+        return None
+    elif isinstance(default, dict):
+        if not isinstance(value, dict):
+            return f"must be a mapping like its default {default!r}, got {value!r} ({type(value).__name__})"
+        for field, item in value.items():
+            if field not in default:
+                return f"has no field {field!r}; valid: {list(default)}"
+            problem = _type_problem(default[field], item)
+            if problem:
+                return f"field {field!r} {problem}"
+        return None
+    else:
+        ok = isinstance(value, type(default))
+    if ok:
+        return None
+    return f"must be a {type(default).__name__} like its default {default!r}, got {value!r} ({type(value).__name__})"
 
 
 def _check(where: str, notebook: Notebook, name: str, value: Any) -> None:
@@ -192,12 +276,13 @@ def _check(where: str, notebook: Notebook, name: str, value: Any) -> None:
     if name not in notebook.defaults:
         valid = [n for n in notebook.defaults if n not in RUNNER_PARAMETERS]
         raise ProfileError(f"{where}: notebook {notebook.name!r} has no parameter {name!r}; valid: {valid}")
-    default = notebook.defaults[name]
-    if not _type_ok(default, value):
-        raise ProfileError(
-            f"{where}: parameter {name!r} of notebook {notebook.name!r} must be a {type(default).__name__} like its "
-            f"default {default!r}, got {value!r} ({type(value).__name__})"
-        )
+    problem = _type_problem(notebook.defaults[name], value)
+    if problem:
+        raise ProfileError(f"{where}: parameter {name!r} of notebook {notebook.name!r} {problem}")
+
+
+def _is_notebook_name(section: str) -> bool:
+    return section[:2].isdigit() and section[2:3] == "_"
 
 
 def resolve_parameters(
@@ -206,31 +291,42 @@ def resolve_parameters(
     overrides: Sequence[tuple[str, str]] = (),
     *,
     profile_name: str = "profile",
+    known: Sequence[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Parameters per notebook: the profile's ``all`` section, its notebook section, then ``overrides``.
 
     ``overrides`` are ``(name, value)`` string pairs from ``-p``; ``value`` is parsed as YAML (``3``, ``0.5``,
-    ``[0, 1]``, ``true``); ``name`` may be ``notebook.name`` to address one notebook. Raises :class:`ProfileError`
-    naming the profile, notebook and parameter when a name is unknown or a value has the wrong type.
+    ``[0, 1]``, ``true``); ``name`` may be ``notebook.name`` to address one notebook. ``known`` names every notebook
+    that exists (default: those of ``notebooks``): a section for one of them outside ``notebooks`` (``--only``) is
+    skipped, a section for any other name is an error. Values are checked against the notebook's defaults: the
+    type, each list element, each field of a mapping. Raises :class:`ProfileError` naming the profile (with the
+    line, for a :class:`Profile` read by :func:`load_profile`), notebook and parameter.
     """
     by_name = {nb.name: nb for nb in notebooks}
+    exists = set(by_name) | set(known or ())
+    at = profile.where if isinstance(profile, Profile) else lambda name, *keys: name
     params: dict[str, dict[str, Any]] = {nb.name: {} for nb in notebooks}
     for section, values in profile.items():
         if section == "all":
             for name, value in values.items():
                 takers = [nb for nb in notebooks if name in nb.defaults]
                 if not takers:
-                    raise ProfileError(f"{profile_name}: 'all' sets {name!r}, which no notebook declares")
+                    raise ProfileError(f"{at(profile_name, section, name)}: 'all' sets {name!r}, which no notebook "
+                                       "declares")  # fmt: skip
                 for nb in takers:
-                    _check(f"{profile_name} (all)", nb, name, value)
+                    _check(f"{at(profile_name, section, name)} (all)", nb, name, value)
                     params[nb.name][name] = value
         elif section in by_name:
             for name, value in values.items():
-                _check(f"{profile_name} ({section})", by_name[section], name, value)
+                _check(f"{at(profile_name, section, name)} ({section})", by_name[section], name, value)
                 params[section][name] = value
-        elif not (section[:2].isdigit() and section[2:3] == "_"):
-            raise ProfileError(f"{profile_name}: unknown section {section!r}; valid: 'all' or a notebook name")
-        # a section for a notebook outside --only is skipped
+        elif not _is_notebook_name(section):
+            raise ProfileError(f"{at(profile_name, section)}: unknown section {section!r}; valid: 'all' or a "
+                               "notebook name")  # fmt: skip
+        elif section not in exists:
+            raise ProfileError(f"{at(profile_name, section)}: section {section!r} names no notebook (a typo would "
+                               f"run the notebook with its own defaults); notebooks: {sorted(exists)}")  # fmt: skip
+        # else: a section for a notebook outside --only, skipped
     for raw_name, raw_value in overrides:
         try:
             value = yaml.safe_load(raw_value)
@@ -251,6 +347,22 @@ def resolve_parameters(
     return params
 
 
+def profile_path(root: Path, profile: str) -> Path:
+    """The file of the profile called ``profile``: ``root/notebooks/profiles/<profile>.yaml``."""
+    return root / "notebooks" / "profiles" / f"{profile}.yaml"
+
+
+def notebook_parameters(profile: str, overrides: Sequence[tuple[str, str]] = (), *, root: Path | None = None
+                        ) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Every parameter each notebook runs with under ``profile``: its defaults, then what :func:`resolve_parameters`
+    sets. Lets code outside the book (``python -m fashion_lib.train --profile``) use the values a notebook gets."""
+    root = find_repo_root(root)
+    path = profile_path(root, profile)
+    notebooks = discover_notebooks(root)
+    params = resolve_parameters(notebooks, load_profile(path), overrides, profile_name=str(path))
+    return {nb.name: {**nb.defaults, **params[nb.name]} for nb in notebooks}
+
+
 def _library_digest(root: Path) -> str:
     h = hashlib.sha256()
     for path in sorted((root / "fashion_lib").rglob("*.py")):
@@ -268,24 +380,17 @@ def cache_key(notebook: Notebook, params: Mapping[str, Any], library_digest: str
     return h.hexdigest()[:20]
 
 
-def _git(root: Path, *args: str) -> str:
-    try:
-        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip()
-
-
-def git_state(root: Path) -> dict[str, Any]:
-    """``{"commit": sha or "unknown", "dirty": bool}`` of the checkout at ``root``."""
-    commit = _git(root, "rev-parse", "HEAD") or "unknown"
-    dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
-    return {"commit": commit, "dirty": dirty}
-
-
 def _command(profile: str, notebook: str, params: Mapping[str, Any]) -> str:
     args = " ".join(f"-p {notebook}.{k} {json.dumps(v)!r}" for k, v in params.items())
     return f"python -m fashion_lib.pipeline --profile {profile} --only {notebook} {args}".rstrip()
+
+
+def _kernel_config():
+    """nbclient's configuration: the kernel talks to the runner over local IPC sockets, not TCP on localhost, which
+    ipykernel warns about on every start (and which another local user could connect to)."""
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc"}})
 
 
 def execute_notebook(
@@ -295,10 +400,14 @@ def execute_notebook(
     *,
     run_info: Mapping[str, Any],
     timeout: int | None = None,
+    label: str | None = None,
+    expected_s: float | None = None,
 ) -> float:
     """Convert ``notebook`` to ``.ipynb``, execute it with papermill and ``params``, write it atomically to
     ``output``. Returns the wall time in seconds. A failing cell raises ``RuntimeError`` naming the notebook; the
-    partly executed notebook is kept beside ``output`` as ``<name>.failed.ipynb`` to read the traceback.
+    partly executed notebook is kept beside ``output`` as ``<name>.failed.ipynb`` to read the traceback. While it
+    runs, the running cell and the time spent are shown (prefixed by ``label``), beside ``expected_s`` if given
+    (:class:`fashion_lib.progress.CellProgress`).
     """
     import nbformat
     import papermill
@@ -314,15 +423,18 @@ def execute_notebook(
         all_params["run_info"] = dict(run_info)
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(
-            str(tmp_in),
-            str(tmp_out),
-            parameters=all_params,
-            kernel_name="python3",
-            cwd=str(notebook.path.parent),
-            progress_bar=False,
-            execution_timeout=timeout,
-        )
+        with CellProgress(label or notebook.name, nb.cells, expected_s, injected=bool(all_params)) as progress:
+            papermill.execute_notebook(
+                str(tmp_in),
+                str(tmp_out),
+                parameters=all_params,
+                kernel_name="python3",
+                cwd=str(notebook.path.parent),
+                progress_bar=False,
+                execution_timeout=timeout,
+                on_cell_start=progress.on_cell_start,
+                config=_kernel_config(),
+            )
     except papermill.PapermillExecutionError as err:
         failed = output.with_name(f"{notebook.name}.failed.ipynb")
         if tmp_out.exists():
@@ -356,6 +468,54 @@ def toc_parts(workdir: Path) -> dict[str, list[str]]:
         if names:
             parts[part.get("caption", "")] = names
     return parts
+
+
+# A cross-page reference to a notebook's page or output: {doc}`results/10_x`, {glue:text}`results/10_x.ipynb::key`,
+# {doc}`title <10_x>` (the group is the notebook's stem).
+_PAGE_REFERENCE = re.compile(
+    r"\{(?:doc|glue(?::\w+)?)\}`(?:[^`<]*<)?(?:[\w./]*/)?(\d\d_\w+?)(?:\.ipynb)?(?:::[^`]*)?>?`")
+# The table of contents written for a build that lacks some notebooks' pages (``--only`` on a fresh folder).
+PARTIAL_TOC = Path("_build") / "_toc.partial.yml"
+# _config.yml with the banner added, written for each build (the banner names the commit and date of the results)
+GENERATED_CONFIG = Path("_build") / "_config.generated.yml"
+
+
+def page_references(text: str) -> set[str]:
+    """Stems of the notebooks whose pages or glued outputs ``text`` (a page's source) refers to."""
+    return set(_PAGE_REFERENCE.findall(text))
+
+
+def _page_source(workdir: Path, file: str) -> str:
+    for suffix in (".md", ".ipynb"):
+        path = workdir / f"{file}{suffix}"
+        if path.is_file():
+            return path.read_text()
+    return ""
+
+
+def partial_toc(workdir: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """A table of contents of the pages of ``workdir``'s ``_toc.yml`` that can be built, and the files left out.
+
+    A page is left out when its source is missing (a notebook never executed in this folder) or when it refers to
+    such a page or glues its outputs. Returns ``(None, [])`` when nothing is missing; otherwise the reduced table,
+    rooted at the original root if it can be built, else at the first page that can.
+    """
+    toc = yaml.safe_load((workdir / "_toc.yml").read_text())
+    files = [toc["root"], *(ch["file"] for part in toc.get("parts", []) for ch in part.get("chapters", []))]
+    missing = {Path(f).name for f in files if not _page_source(workdir, f)}
+    if not missing:
+        return None, []
+    left_out = [f for f in files if Path(f).name in missing or page_references(_page_source(workdir, f)) & missing]
+    kept = [f for f in files if f not in left_out]
+    if not kept:
+        return {}, left_out
+    root = kept[0]
+    parts = []
+    for part in toc.get("parts", []):
+        chapters = [ch for ch in part.get("chapters", []) if ch["file"] in kept and ch["file"] != root]
+        if chapters:
+            parts.append({**part, "chapters": chapters})
+    return {**toc, "root": root, "parts": parts}, left_out
 
 
 def read_build_history(workdir: Path) -> list[dict[str, Any]]:
@@ -471,6 +631,21 @@ def write_provenance_page(
     return target
 
 
+def write_primary_claims(results: Path) -> Path:
+    """Write ``results/primary_claims.md``, the front page's table of the paper's claims (``book/intro.md``
+    includes it): the differences the notebooks glued (:func:`fashion_lib.report.glue_claim`), judged together with
+    Holm's correction across the declared family :data:`fashion_lib.report.PRIMARY_CLAIMS`. Glue crosses pages
+    only as text, so the correction that needs every claim's p-value runs here, after the notebooks; a claim whose
+    page was not executed shows as not measured and counts as p = 1."""
+    from fashion_lib.report import PRIMARY_CLAIMS, claims_table, judge_family, read_claims
+
+    verdicts = judge_family(PRIMARY_CLAIMS, read_claims(results))
+    target = results / "primary_claims.md"
+    with atomic_write(target) as f:
+        f.write(claims_table(verdicts))
+    return target
+
+
 def _install_mathjax(workdir: Path) -> None:
     """Copy MathJax (one self-contained file, from the ``django-static-mathjax`` wheel) into ``_mathjax/`` of the
     book, a static folder of its own (``html_static_path`` and ``mathjax_path`` in ``_config.yml``), so that math
@@ -537,14 +712,26 @@ def build_failure_message(workdir: Path, returncode: int, output: str) -> str:
     ])
 
 
-def build_book(workdir: Path, *, strict: bool = True) -> Path:
+def build_book(workdir: Path, *, strict: bool = True, toc: Path | None = None, banner: str | None = None) -> Path:
     """Run ``jupyter-book build`` on ``workdir`` (execution off in ``_config.yml``); returns the HTML folder.
 
     With ``strict`` warnings are errors (``-W``): an unresolved glue key or a missing figure fails the build.
+    ``toc`` replaces ``_toc.yml`` (page paths stay relative to ``workdir``). ``banner`` (HTML) is shown at the top
+    of every page, as the theme's announcement set in a generated copy of ``_config.yml``.
     """
     _install_mathjax(workdir)
     exe = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(exe if exe.exists() else "jupyter-book"), "build", str(workdir), "--path-output", str(workdir)]
+    if toc is not None:
+        cmd += ["--toc", str(toc)]
+    if banner is not None:
+        config = yaml.safe_load((workdir / "_config.yml").read_text()) or {}
+        config.setdefault("html", {})["announcement"] = banner
+        path = workdir / GENERATED_CONFIG
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as f:
+            yaml.safe_dump(config, f, sort_keys=False)
+        cmd += ["--config", str(path)]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
     log.info("building the book: %s", " ".join(cmd))
@@ -604,10 +791,14 @@ def run(
     os.environ[RUNS_ENV] = str(Path(runs_dir or root / "_build" / "runs").resolve())
     # the kernels inherit this: spinning OpenMP threads slow PyTorch about 5x when other processes share the cores
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    profile_path = root / "notebooks" / "profiles" / f"{profile}.yaml"
+    # the kernels import the library of the checkout being built (whose sources make the cache key), not another
+    # copy an editable install points to
+    paths = [str(root), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
+    path = profile_path(root, profile)
     # parameters are checked against every notebook, so that a profile valid for the whole book stays valid with --only
     everything = discover_notebooks(root)
-    params = resolve_parameters(everything, load_profile(profile_path), overrides, profile_name=str(profile_path))
+    params = resolve_parameters(everything, load_profile(path), overrides, profile_name=str(path))
     notebooks = discover_notebooks(root, only)
     _prepare_workdir(root, workdir)
     results = workdir / "book" / "results"
@@ -631,7 +822,9 @@ def run(
                 "cache_key": key,
                 "command": _command(profile, nb.name, params[nb.name]),
             }
-            wall = execute_notebook(nb, params[nb.name], cached_path, run_info=run_info, timeout=timeout)
+            wall = execute_notebook(nb, params[nb.name], cached_path, run_info=run_info, timeout=timeout,
+                                    label=f"[{i}/{len(notebooks)}] {nb.name}",
+                                    expected_s=expected_wall_time(cache_dir, nb.name, profile))
             log.info("[%d/%d] %s: done in %.1f s", i, len(notebooks), nb.name, wall)
             executed.append(nb.name)
         results.mkdir(parents=True, exist_ok=True)
@@ -643,9 +836,16 @@ def run(
     execute_s = time.perf_counter() - started
     write_provenance_page(results, notebooks, profile, executed, execute_s,
                           parts=toc_parts(workdir), history=read_build_history(workdir))
+    for name in executed:
+        log.info("executed notebook: %s", results / f"{name}.ipynb")
+    write_primary_claims(results)
     html = None
     if build:
-        html = build_book(workdir)
+        executed_meta = read_executed(results, [nb.name for nb in everything])
+        facts = collect_facts(executed_meta, {nb.name: nb.defaults for nb in everything},
+                              time.strftime("%Y-%m-%d", time.gmtime()))
+        html = _build_what_exists(workdir, banner_html(facts))
+    if html is not None:
         log.info("book built: %s", html / "index.html")
         total_s = time.perf_counter() - started
         append_build_history(workdir, {
@@ -656,6 +856,26 @@ def run(
     return RunSummary(tuple(executed), tuple(cached), html)
 
 
+def _build_what_exists(workdir: Path, banner: str) -> Path | None:
+    """Build the book, or the pages of it whose notebooks have run in ``workdir`` (``--only`` on a fresh folder)."""
+    toc, left_out = partial_toc(workdir)
+    if toc is None:
+        return build_book(workdir, banner=banner)
+    missing = ", ".join(Path(f).name for f in left_out)
+    if not toc:
+        log.warning("not building the book: no page can be built without the notebooks that have not run in %s "
+                    "(left out: %s); the executed notebooks are in %s", workdir, missing, workdir / "book" / "results")
+        return None
+    kept = 1 + sum(len(part["chapters"]) for part in toc["parts"])
+    log.warning("building %d of %d pages: the others need notebooks that have not run in %s (left out: %s)",
+                kept, kept + len(left_out), workdir, missing)
+    path = workdir / PARTIAL_TOC
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as f:
+        yaml.safe_dump(toc, f, sort_keys=False)
+    return build_book(workdir, toc=path, banner=banner)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fashion_lib.pipeline", description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", default="cpu", help="profile name in notebooks/profiles/ (default: cpu)")
@@ -664,6 +884,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", default=[], metavar="NOTEBOOK", help="run only these notebooks (stems)")
     p.add_argument("--workdir", type=Path, default=None, help="build the book here instead of the repository")
     p.add_argument("--cache-dir", type=Path, default=None, help="executed-notebook cache (default _build/...)")
+    p.add_argument("--runs-dir", type=Path, default=None, help="trained models and cached predictions "
+                   "(default _build/runs)")
     p.add_argument("--no-build", action="store_true", help="execute notebooks but do not build the book")
     p.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
     return p
@@ -673,6 +895,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # papermill logs its input, output and working directory for every notebook; the runner says what matters
+    logging.getLogger("papermill").setLevel(logging.WARNING)
     try:
         summary = run(
             args.profile,
@@ -682,6 +906,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cache_dir=args.cache_dir,
             build=not args.no_build,
             timeout=args.timeout,
+            runs_dir=args.runs_dir,
         )
     except (ProfileError, RuntimeError, FileNotFoundError) as err:
         log.error("error: %s", err)

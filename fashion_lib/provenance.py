@@ -1,20 +1,34 @@
 """Provenance of a result: which code, parameters, seeds and machine produced it, and how long it took.
 
 Every notebook declares ``run_info = {}`` in its ``parameters`` cell (the pipeline fills it with the git commit,
-the profile, the parameters and the command that reproduces the run), calls :func:`start` right after, and
-:meth:`Provenance.finish` in its last cell, which shows the record on the page and stores it in the notebook.
+the profile, the parameters and the command that reproduces the run), calls :func:`start` right after the imports,
+and :meth:`Provenance.finish` in its last cell, which shows the record on the page and stores it in the notebook.
+
+Run by hand with papermill (``run_info`` left empty), :func:`start` records what the pipeline would have: the
+parameters papermill injected (read from the kernel's executed cells) and the git commit of the library's checkout;
+and it parses list, mapping and number parameters that papermill's ``-p`` passed as strings, or refuses them by name
+(:mod:`fashion_lib.parameters`).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import platform
+import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-__all__ = ["Provenance", "start", "device_description", "library_versions"]
+from fashion_lib.parameters import ParameterError, coerce_injected, injected_parameters
+
+__all__ = ["Provenance", "start", "device_description", "library_versions", "git_state", "BY_HAND"]
+
+log = logging.getLogger(__name__)
+# The profile recorded for a notebook that papermill ran without the pipeline.
+BY_HAND = "none (run by hand)"
 
 _LIBRARIES = ("torch", "torchvision", "timm", "numpy", "pycocotools", "matplotlib", "papermill", "jupyter_book")
 
@@ -35,6 +49,21 @@ def device_description() -> str:
     except OSError:
         pass
     return f"cpu: {cpu} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+
+
+def _git(root: Path, *args: str) -> str:
+    try:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip()
+
+
+def git_state(root: Path) -> dict[str, Any]:
+    """``{"commit": sha or "unknown", "dirty": bool}`` of the checkout at ``root``."""
+    commit = _git(root, "rev-parse", "HEAD") or "unknown"
+    dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
+    return {"commit": commit, "dirty": dirty}
 
 
 def library_versions() -> dict[str, str]:
@@ -115,6 +144,43 @@ def to_markdown(rec: Mapping[str, Any]) -> str:
     return f"**Provenance of this page**\n\n| | |\n|---|---|\n{body}\n"
 
 
-def start(run_info: Mapping[str, Any] | None = None, seeds: Sequence[int] = ()) -> Provenance:
-    """Start recording the provenance of a notebook run (call it right after the parameters cell)."""
-    return Provenance(run_info=dict(run_info or {}), seeds=list(seeds))
+def _kernel_namespace() -> MutableMapping[str, Any] | None:
+    """The running IPython kernel's user namespace (its ``In`` lists the executed cells), or None outside one."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    return None if shell is None else shell.user_ns
+
+
+def start(run_info: Mapping[str, Any] | None = None, seeds: Sequence[int] | str = (),
+          *, namespace: MutableMapping[str, Any] | None = None) -> Provenance:
+    """Start recording the provenance of a notebook run (call it right after the imports).
+
+    ``namespace`` is the notebook's global namespace (default: the running kernel's). The parameters papermill
+    injected are read from its executed cells (``In``); a string it passed for a list, mapping or number parameter
+    (``papermill -p seeds '[0]'``) is parsed and the notebook's variable replaced, or refused with a
+    :class:`~fashion_lib.parameters.ParameterError` naming the parameter. When ``run_info`` is empty (papermill run
+    by hand, not by the pipeline) the record takes the git commit of the library's checkout and the injected
+    parameters.
+    """
+    info = dict(run_info or {})
+    namespace = _kernel_namespace() if namespace is None else namespace
+    injected: dict[str, Any] = {}
+    if namespace is not None:
+        defaults, raw = injected_parameters(list(namespace.get("In", [])))
+        injected = coerce_injected(defaults, raw) if defaults is not None else raw
+        for name, value in injected.items():
+            if value is not raw[name]:
+                log.warning("parameter %r was given as the string %r (papermill -p): using %r", name, raw[name], value)
+                namespace[name] = value
+        if isinstance(seeds, str) and not isinstance(injected.get("seeds"), str):
+            seeds = injected.get("seeds", seeds)
+    if isinstance(seeds, str):
+        raise ParameterError(f"parameter 'seeds' = {seeds!r}: expected a list of integers, e.g. "
+                             "papermill -y 'seeds: [0]'")
+    if not info:
+        info = {**git_state(Path(__file__).resolve().parents[1]), "profile": BY_HAND,
+                "parameters": {k: v for k, v in injected.items() if k != "run_info"}}
+    return Provenance(run_info=info, seeds=list(seeds))

@@ -26,24 +26,41 @@ numbers and sample the same subsets. On float64 input they make the same decisio
 still computes in float64, so the two agree to float32 rounding (see :mod:`fashion_lib.refine_cpu`).
 ``tests/test_refine_cpu.py`` holds them together.
 
+Input validation (an option, ``absurd_factor``; on in the command line): a point far outside the rest of its
+instance (:func:`absurd_points`, a coordinate such as 1e30 from a broken detector) is treated as missing, so it
+neither votes nor drags its partner, and is reported in ``RefineResult.ignored``.
+
 Command line: ``python -m fashion_lib.refine RESULTS.json -o REFINED.json --schema coco`` refines the key-point
-results (COCO results format) of any detector; ``--help`` lists the options.
+results (COCO results format) of any detector; ``--help`` lists the options. It lives in
+:mod:`fashion_lib.refine_cli`, with the results-file reading and writing.
 """
 
 from __future__ import annotations
 
-import argparse
+if __name__ == "__main__":  # before the imports below: ``--help`` and argument errors then answer without torch
+    import sys
+
+    from fashion_lib.refine_cli import main
+
+    sys.exit(main())
+
 import dataclasses
 import logging
 import math
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
-from fashion_lib import refine_cpu
-from fashion_lib.crops import crop_and_resize
+from fashion_lib.crops import (
+    CropMapping,
+    closing_boxes,
+    line_from_crop,
+    points_from_crop,
+    second_scale_boxes,
+    second_scale_crops,
+)
 from fashion_lib.keypoints import KeypointSchema, get_schema, missing_mask
 
 __all__ = [
@@ -57,16 +74,20 @@ __all__ = [
     "reflect",
     "instance_size",
     "missing_mask",
-    "refine_results",
-    "RefineSummary",
-    "square_crop_boxes",
-    "main",
+    "MATCH_BY",
+    "InstanceMatch",
+    "match_instances",
+    "MissingCalibration",
+    "calibrate_missing_threshold",
+    "absurd_points",
 ]
 
 logger = logging.getLogger(__name__)
 
 _D_UNITS = ("px", "relative")
 _PAIR_MODES = ("all", "category")
+MATCH_BY = ("oks", "iou")
+"""How the second scale picks, for each first-scale instance, the crop's detection that is the same instance."""
 
 # Paper, section IV.A: "m = 8, n = 5, d = 1 and k = 10" (FashionAI) and "m = 6, n = 4, d = 1 and k = 10" (COCO).
 _SCHEMA_DEFAULTS = {
@@ -89,6 +110,13 @@ class RefineConfig:
     pairs: str = "all"  # "all": every pair votes (paper's literal reading); "category": the garment's pairs only
     center_votes: bool = False  # let non-symmetric points (centre_front, crotch, nose) vote; off in the paper
     margin: float = 0.0  # second scale: crop margin per side, as a fraction of the box size (0 = paper's literal)
+    square_crop: bool = True  # second scale: grow the crop to a square (False: the paper's rectangle)
+    # second scale: the crop resized to a fixed side, or at its own size mapped back by keys2 + [xmin, ymin] (paper)
+    crop_mapping: CropMapping = CropMapping.RESIZED
+    match_by: str = "oks"  # second scale: "oks" or "iou" (key-point boxes) between a crop's detection and the instance
+    min_match: float = 0.5  # second scale: a crop detection matching less than this leaves the first scale alone
+    absurd_factor: float = math.inf  # > 1: a point this many radii from its instance is missing (absurd_points);
+    # inf (no check, as the paper) costs nothing, a finite one a median per instance; the command line uses 100
 
     @classmethod
     def for_schema(cls, schema: str | KeypointSchema, **overrides) -> RefineConfig:
@@ -121,6 +149,14 @@ class RefineConfig:
             raise ValueError(f"score_threshold must be a number, got {self.score_threshold!r}")
         if not (self.margin >= 0.0 and math.isfinite(self.margin)):
             raise ValueError(f"margin must be finite and >= 0, got {self.margin!r}")
+        if self.crop_mapping not in tuple(CropMapping):  # a plain string equal to a value passes too
+            raise ValueError(f"crop_mapping must be one of {[m.value for m in CropMapping]}, got {self.crop_mapping!r}")
+        if self.match_by not in MATCH_BY:
+            raise ValueError(f"match_by must be one of {MATCH_BY}, got {self.match_by!r}")
+        if not 0.0 <= self.min_match <= 1.0:
+            raise ValueError(f"min_match must be in [0, 1], got {self.min_match!r}")
+        if not self.absurd_factor > 1.0:
+            raise ValueError(f"absurd_factor must be > 1 (inf: keep every point), got {self.absurd_factor!r}")
         if num_voters is not None:
             if self.n > num_voters:
                 raise ValueError(f"n must be in [2, {num_voters}] (the number of voting midpoints), got {self.n}")
@@ -163,6 +199,7 @@ class RefineResult:
     refined: torch.Tensor  # (B, P) bool, pairs moved by the EMA (complete, voting, midpoint not in A_best)
     filled: torch.Tensor  # (B, K) bool, missing points filled with their partner's mirror image
     has_axis: torch.Tensor  # (B,) bool, an axis was found (otherwise nothing changed)
+    ignored: torch.Tensor  # (B, K) bool, absurd points treated as missing (absurd_points); kept unless filled
 
     @property
     def normal(self) -> torch.Tensor:
@@ -227,6 +264,36 @@ def instance_size(keypoints: torch.Tensor, present: torch.Tensor) -> torch.Tenso
     dist = torch.cdist(xy, xy)  # (B, K, K)
     both = present[:, :, None] & present[:, None, :]
     return torch.where(both, dist, torch.zeros_like(dist)).flatten(1).amax(1) if xy.shape[1] else xy.new_zeros(len(xy))
+
+
+def absurd_points(keypoints: torch.Tensor, present: torch.Tensor, factor: float) -> torch.Tensor:
+    """Present points too far from the rest of their instance to be a detection of it: input to refuse, not refine.
+
+    The instance's centre is the coordinate-wise median of its present points and its radius the median distance of
+    those points from the centre (at least 1 pixel). A point farther than ``factor`` radii from the centre is
+    absurd. Medians, because the absurd point must not move the yardstick it is measured with: one coordinate of
+    1e30 would otherwise make every other point look close. With the default ``factor = 100`` nothing a detector
+    puts on the image of a garment or person qualifies (on the real COCO excerpt the farthest labelled point is
+    4.1 radii from the centre; a person seen as five face points and one ankle, 35), while a value
+    such as 1e30, or a point thousands of instance sizes away, does. With two present points neither is ever absurd
+    (each is one radius away); such an instance gets no axis anyway.
+
+    Parameters
+    ----------
+    keypoints : (B, K, 3) or (B, K, 2) float, pixels.
+    present : (B, K) bool.
+    factor : float > 1, radii; ``inf`` flags nothing.
+
+    Returns
+    -------
+    (B, K) bool, a subset of ``present``.
+    """
+    nan = torch.tensor(float("nan"), dtype=keypoints.dtype, device=keypoints.device)
+    xy = torch.where(present[..., None], keypoints[..., :2], nan)  # (B, K, 2)
+    centre = xy.nanmedian(1).values if xy.shape[1] else xy.new_zeros(len(xy), 2)  # (B, 2)
+    dist = torch.hypot(xy[..., 0] - centre[:, None, 0], xy[..., 1] - centre[:, None, 1])  # (B, K), NaN if missing
+    radius = dist.nanmedian(1).values.clamp(min=1.0) if xy.shape[1] else dist.new_ones(len(xy))  # (B,)
+    return present & (dist > factor * radius[:, None])
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -421,10 +488,17 @@ def _tiny_eps(dtype: torch.dtype) -> float:
 _CPU_KERNEL = True
 
 
+def _kernel():
+    """:mod:`fashion_lib.refine_cpu`, imported on first use: importing numba takes about a second."""
+    from fashion_lib import refine_cpu
+
+    return refine_cpu
+
+
 def _cpu_kernel_applies(tensor: torch.Tensor) -> bool:
     """Whether ``tensor`` goes through the CPU kernel; if so, the kernel gets as many threads as torch has."""
     return (_CPU_KERNEL and tensor.device.type == "cpu" and tensor.dtype in (torch.float32, torch.float64)
-            and refine_cpu.ready(torch.get_num_threads()))
+            and _kernel().ready(torch.get_num_threads()))
 
 
 def _rounded(value: float, dtype: torch.dtype) -> float:
@@ -501,9 +575,9 @@ def fit_symmetry_axis(
     if _cpu_kernel_applies(midpoints):
         normal, offset, inliers = midpoints.new_empty(B, 2), midpoints.new_empty(B), torch.empty(B, P, dtype=torch.bool)
         has_axis, error = torch.empty(B, dtype=torch.bool), midpoints.new_empty(B)
-        refine_cpu.fit_axes(_np(midpoints), _np(valid), _np(_uniforms(k, B, generator, device)), _np64(n_t),
-                            _np64(m_t), _np64(d_t), _tiny_eps(dtype), normal.numpy(), offset.numpy(),
-                            inliers.numpy(), has_axis.numpy(), error.numpy())
+        _kernel().fit_axes(_np(midpoints), _np(valid), _np(_uniforms(k, B, generator, device)), _np64(n_t),
+                           _np64(m_t), _np64(d_t), _tiny_eps(dtype), normal.numpy(), offset.numpy(),
+                           inliers.numpy(), has_axis.numpy(), error.numpy())
         return AxisFit(normal=normal, offset=offset, inliers=inliers, has_axis=has_axis, error=error)
     pts = torch.nan_to_num(midpoints, nan=0.0, posinf=0.0, neginf=0.0) * valid[..., None]
     vf = valid.t().to(dtype).contiguous()  # (P, B)
@@ -616,7 +690,7 @@ def _refine_chunk(
         # the slowest step left on this side).
         present = ~missing_mask(keypoints, cfg.score_threshold) if cfg.d_unit == "relative" else None
         n, m, d = _instance_parameters(keypoints, present, schema, cfg, applicable, dtype)
-        refine_cpu.refine_instances(
+        _kernel().refine_instances(
             _np(keypoints), _rounded(cfg.score_threshold, dtype),
             _np(torch.ones(B, K, dtype=torch.bool) if applicable is None else applicable), _np(schema.pairs[:, 0]),
             _np(schema.pairs[:, 1]), _np(schema.center), cfg.center_votes, _np(_uniforms(cfg.k, B, generator, device)),
@@ -699,6 +773,7 @@ def refine_symmetric(
     score_threshold: float | None = None,
     pairs: str | None = None,
     center_votes: bool | None = None,
+    absurd_factor: float | None = None,
     chunk_size: int = 16384,
 ) -> RefineResult:
     """Symmetry refinement of key points (paper Alg. 2, steps 1-8), batched over instances.
@@ -711,7 +786,9 @@ def refine_symmetric(
     (its midpoint lands on the axis), ``alpha = 1`` swaps each point for its partner's mirror image, and the
     paper's ``alpha = 0.4`` removes 80 % of the asymmetry. A pair with one point missing (see
     :func:`missing_mask`) gets that point filled with its partner's mirror image, and the partner's score, for any
-    ``alpha``. Non-symmetric points are never moved. Instances without an axis are returned unchanged.
+    ``alpha``. Non-symmetric points are never moved. Instances without an axis are returned unchanged. A point
+    far outside the rest of its instance (:func:`absurd_points` with ``absurd_factor``) is treated as missing: it
+    does not vote and moves no partner, is filled like any missing point, and otherwise keeps its input value.
 
     Parameters
     ----------
@@ -723,7 +800,7 @@ def refine_symmetric(
         ``pairs="category"``, where only each garment's own pairs vote, are refined and are filled, and ``n``, ``m``
         are scaled to its pair count (see :class:`RefineConfig`). Ignored with ``pairs="all"``, where all pairs
         vote (the paper's literal reading, the detector predicting every point for every garment).
-    alpha, k, n, m, d, d_unit, score_threshold, pairs, center_votes : override the config's fields.
+    alpha, k, n, m, d, d_unit, score_threshold, pairs, center_votes, absurd_factor : override the config's fields.
     chunk_size : int, instances processed at once; bounds memory (the tensor path needs about 2 kB per instance at
         k = 10, P = 11; the CPU kernel little beyond the output).
         The random stream is consumed chunk by chunk, so results may depend on it.
@@ -732,11 +809,12 @@ def refine_symmetric(
     -------
     RefineResult
         ``keypoints`` (B, K, 3), ``axis`` (B, 3), ``inliers`` (B, P), ``refined`` (B, P), ``filled`` (B, K),
-        ``has_axis`` (B,).
+        ``has_axis`` (B,), ``ignored`` (B, K).
     """
     schema = get_schema(schema)
     cfg = _resolve(config, schema, dict(alpha=alpha, k=k, n=n, m=m, d=d, d_unit=d_unit,
-                                        score_threshold=score_threshold, pairs=pairs, center_votes=center_votes))
+                                        score_threshold=score_threshold, pairs=pairs, center_votes=center_votes,
+                                        absurd_factor=absurd_factor))
     num_voters = schema.num_pairs + (len(schema.center) if cfg.center_votes else 0)
     cfg.validate(num_voters=num_voters)
     if not isinstance(keypoints, torch.Tensor) or not keypoints.is_floating_point():
@@ -753,17 +831,26 @@ def refine_symmetric(
             raise ValueError("categories is required with pairs='category' (one category name per instance)")
         applicable = _applicable_points(schema, categories, B, keypoints.device)
     K, P, device = schema.num_keypoints, schema.num_pairs, keypoints.device
+    ignored = (absurd_points(keypoints, ~missing_mask(keypoints, cfg.score_threshold), cfg.absurd_factor)
+               if math.isfinite(cfg.absurd_factor) else torch.zeros(B, K, dtype=torch.bool, device=device))
+    any_ignored = bool(ignored.any())
+    # an ignored point becomes NaN, the refiner's "missing", so that it neither votes nor moves its partner
+    source = keypoints.masked_fill(ignored[..., None] & (torch.arange(3, device=device) < 2), float("nan")) \
+        if any_ignored else keypoints
     result = RefineResult(keypoints=keypoints.new_empty(keypoints.shape), axis=keypoints.new_empty(B, 3),
                           inliers=torch.empty(B, P, dtype=torch.bool, device=device),
                           refined=torch.empty(B, P, dtype=torch.bool, device=device),
                           filled=torch.empty(B, K, dtype=torch.bool, device=device),
-                          has_axis=torch.empty(B, dtype=torch.bool, device=device))
+                          has_axis=torch.empty(B, dtype=torch.bool, device=device), ignored=ignored)
     kernel = _cpu_kernel_applies(keypoints)
     for s in range(0, B, chunk_size):  # over chunks of instances, to bound memory
         part = RefineResult(**{f.name: getattr(result, f.name)[s:s + chunk_size]
                                for f in dataclasses.fields(RefineResult)})
-        _refine_chunk(keypoints[s:s + chunk_size], schema, cfg,
+        _refine_chunk(source[s:s + chunk_size], schema, cfg,
                       None if applicable is None else applicable[s:s + chunk_size], generator, out=part, kernel=kernel)
+    if any_ignored:  # an ignored point that was not filled keeps its input value: the refiner reports, not erases
+        keep = (ignored & ~result.filled)[..., None]
+        result.keypoints.copy_(torch.where(keep, keypoints, result.keypoints))
     return result
 
 
@@ -780,8 +867,15 @@ class NewKeyDetectionResult:
     detected: torch.Tensor  # (B, K, 3) the detector's first-scale output (Alg. 2, step 1)
     first: RefineResult  # steps 2-8 on the first scale ("axis once", the paper's Fig. 1c)
     second: RefineResult  # steps 1-8 on the crop, mapped back to image pixels
-    boxes: torch.Tensor  # (B, 4) x1, y1, x2, y2 of the square crop fed to the detector at the second scale
+    boxes: torch.Tensor  # (B, 4) x1, y1, x2, y2 of the crop fed to the detector at the second scale
     whole_image: torch.Tensor  # (B,) bool, no present point to crop to: the second scale saw the whole image
+    matched: torch.Tensor  # (B,) bool, a crop detection matched the instance (else: second scale all missing)
+    match_score: torch.Tensor  # (B,) float, OKS or IoU of the kept crop detection with the instance (0: none)
+
+    @property
+    def num_unmatched(self) -> int:
+        """Instances whose crop held no detection matching them: they keep their first scale (a host sync)."""
+        return int((~self.matched).sum())
 
 
 def _identity_result(keypoints: torch.Tensor, num_pairs: int) -> RefineResult:
@@ -792,46 +886,8 @@ def _identity_result(keypoints: torch.Tensor, num_pairs: int) -> RefineResult:
                         inliers=torch.zeros(B, num_pairs, dtype=torch.bool, device=dev),
                         refined=torch.zeros(B, num_pairs, dtype=torch.bool, device=dev),
                         filled=torch.zeros(B, K, dtype=torch.bool, device=dev),
-                        has_axis=torch.zeros(B, dtype=torch.bool, device=dev))
-
-
-def square_crop_boxes(
-    keypoints: torch.Tensor, present: torch.Tensor, image_sizes: torch.Tensor, margin: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The second scale's crop: the rectangle closing the present points, grown by ``margin`` and made square.
-
-    Alg. 2, step 9 crops to the minimum rectangle ``[x_min, y_min, x_max, y_max]`` of the key points. We grow it
-    by ``margin`` times its width (height) on each side (0 is the paper's literal reading) and then to a square
-    about its centre, so the detector sees the garment with its true aspect ratio (the rectangle stays inside).
-    Parts of the square outside the image are zero padding.
-
-    Parameters
-    ----------
-    keypoints : (B, K, 3) float, pixels.
-    present : (B, K) bool, the points the rectangle closes.
-    image_sizes : (B, 2) float, ``(height, width)`` of each instance's image, pixels.
-    margin : float >= 0.
-
-    Returns
-    -------
-    boxes : (B, 4) float, x1, y1, x2, y2 of the squares (at least 2 px wide); an instance without a present point
-        gets the square closing its whole image.
-    whole_image : (B,) bool, which instances fell back to the whole image.
-    """
-    xy = keypoints[..., :2]
-    inf = torch.tensor(float("inf"), dtype=xy.dtype, device=xy.device)
-    lo = torch.where(present[..., None], xy, inf).amin(1)  # (B, 2)
-    hi = torch.where(present[..., None], xy, -inf).amax(1)
-    whole = ~present.any(1)
-    full = torch.stack([image_sizes[:, 1], image_sizes[:, 0]], -1).to(xy.dtype)  # (B, 2) as (width, height)
-    lo = torch.where(whole[:, None], torch.zeros_like(lo), lo)
-    hi = torch.where(whole[:, None], full, hi)
-    pad = torch.where(whole[:, None], torch.zeros_like(lo), (hi - lo) * margin)
-    lo, hi = lo - pad, hi + pad
-    centre = 0.5 * (lo + hi)
-    half = 0.5 * (hi - lo).amax(-1).clamp(min=2.0)  # (B,), the square's half side
-    boxes = torch.cat([centre - half[:, None], centre + half[:, None]], -1)
-    return boxes, whole
+                        has_axis=torch.zeros(B, dtype=torch.bool, device=dev),
+                        ignored=torch.zeros(B, K, dtype=torch.bool, device=dev))
 
 
 def _average_scales(a: torch.Tensor, b: torch.Tensor, score_threshold: float) -> torch.Tensor:
@@ -841,6 +897,87 @@ def _average_scales(a: torch.Tensor, b: torch.Tensor, score_threshold: float) ->
     both = (pa & pb)[..., None]
     only_b = (pb & ~pa)[..., None]
     return torch.where(both, 0.5 * (a + b), torch.where(only_b, b, a))
+
+
+class InstanceMatch(NamedTuple):
+    """Output of :func:`match_instances`."""
+
+    index: torch.Tensor  # (B,) long, the best candidate of each reference instance
+    score: torch.Tensor  # (B,) float, its similarity in [0, 1] (0: no candidate shares a present point)
+
+
+def match_instances(
+    reference: torch.Tensor,
+    candidates: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    by: str = "oks",
+    score_threshold: float = 0.0,
+) -> InstanceMatch:
+    """For each reference instance, the candidate that best matches it (the same person or garment).
+
+    ``"oks"``: COCO's object key-point similarity with the reference as ground truth,
+    ``mean_k exp(-d_k^2 / (2 s^2 (2 sigma_k)^2))`` over the reference's present points (a point the candidate
+    misses counts 0), ``s^2`` the area of the box closing the reference's present points (COCO uses the mask's
+    area; at least 1 px^2). ``"iou"``: the intersection over union of the two instances' key-point boxes.
+    Ties go to the earliest candidate (a detector lists them best first).
+
+    Parameters
+    ----------
+    reference : (B, K, 3) float, x, y pixels and a score; points scoring ``<= score_threshold`` or NaN are missing.
+    candidates : (B, D, K, 3) float, D candidates per reference instance in the same pixels (padding: NaN / 0).
+    sigmas : (K,) float, the schema's OKS constants (:attr:`KeypointSchema.sigmas`).
+    by : {"oks", "iou"}
+    score_threshold : float, as in :func:`missing_mask`.
+
+    Returns
+    -------
+    InstanceMatch
+        ``index`` (B,) long and ``score`` (B,) float.
+    """
+    if by not in MATCH_BY:
+        raise ValueError(f"by must be one of {MATCH_BY}, got {by!r}")
+    if reference.ndim != 3 or candidates.ndim != 4 or candidates.shape[0] != reference.shape[0] \
+            or candidates.shape[2:] != reference.shape[1:] or reference.shape[-1] != 3:
+        raise ValueError(f"reference must be (B, K, 3) and candidates (B, D, K, 3), got {tuple(reference.shape)} and "
+                         f"{tuple(candidates.shape)}")
+    B, D, K, _ = candidates.shape
+    if sigmas.shape != (K,):
+        raise ValueError(f"sigmas must have shape ({K},), got {tuple(sigmas.shape)}")
+    if D == 0:
+        return InstanceMatch(torch.zeros(B, dtype=torch.long, device=reference.device), reference.new_zeros(B))
+    ref_on = ~missing_mask(reference, score_threshold)  # (B, K)
+    cand_on = ~missing_mask(candidates, score_threshold)  # (B, D, K)
+    ref_box = closing_boxes(reference, ref_on)  # (B, 4)
+    if by == "oks":
+        area = ((ref_box[:, 2] - ref_box[:, 0]) * (ref_box[:, 3] - ref_box[:, 1])).clamp(min=1.0)  # (B,)
+        d2 = (candidates[..., :2] - reference[:, None, :, :2]).square().sum(-1)  # (B, D, K)
+        kappa2 = (2 * sigmas.to(reference)) ** 2  # (K,)
+        sim = torch.exp(-d2 / (2 * area[:, None, None] * kappa2))
+        both = ref_on[:, None] & cand_on  # (B, D, K)
+        sim = torch.where(both, sim, torch.zeros_like(sim)).sum(-1) / ref_on.sum(-1, keepdim=True).clamp(min=1)
+    else:
+        cand_box = closing_boxes(candidates.flatten(0, 1), cand_on.flatten(0, 1)).view(B, D, 4)
+        lo = torch.maximum(ref_box[:, None, :2], cand_box[..., :2])  # (B, D, 2)
+        hi = torch.minimum(ref_box[:, None, 2:], cand_box[..., 2:])
+        inter = (hi - lo).clamp(min=0).prod(-1)  # (B, D)
+        area_r = (ref_box[:, 2:] - ref_box[:, :2]).prod(-1)  # (B,)
+        area_c = (cand_box[..., 2:] - cand_box[..., :2]).prod(-1)  # (B, D)
+        union = area_r[:, None] + area_c - inter
+        sim = torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
+        sim = torch.where(cand_on.any(-1) & ref_on.any(-1, keepdim=True), sim, torch.zeros_like(sim))
+    score, index = sim.max(1)  # first maximum: the earliest candidate wins ties
+    return InstanceMatch(index, score)
+
+
+def _as_candidates(detected: torch.Tensor, batch: int, num_keypoints: int) -> torch.Tensor:
+    """A detector's answer as (B, D, K, 3) candidates: (B, K, 3) is one candidate per image."""
+    if detected.ndim == 3:
+        detected = detected[:, None]
+    if detected.ndim != 4 or detected.shape[0] != batch or detected.shape[2:] != (num_keypoints, 3):
+        raise ValueError(f"detect returned key points of shape {tuple(detected.shape)} for {batch} images, expected "
+                         f"({batch}, {num_keypoints}, 3) or ({batch}, D, {num_keypoints}, 3)")
+    return detected
 
 
 def new_key_detection(
@@ -860,32 +997,39 @@ def new_key_detection(
 ) -> NewKeyDetectionResult:
     """New-key-detection (paper Alg. 2): refine, crop to the refined points, detect and refine again, average.
 
-    1. ``keys_1`` = ``keypoints`` or ``detect(images)`` (one instance per image), refined by
+    1. ``keys_1`` = ``keypoints`` or ``detect(images)`` (its top instance per image), refined by
        :func:`refine_symmetric` (steps 1-8; skipped with ``symmetric=False``).
-    2. Crop each instance's image to the square around the rectangle closing its refined present points
-       (:func:`square_crop_boxes`, grown by ``margin``), resize it to ``crop_size`` and run ``detect`` on the crops.
-    3. Refine the crop's key points (steps 1-8 again), map them back to the image (offset *and* resize factor,
-       which the paper's formula omits) and average the two scales; a point present at one scale only is taken
-       from that scale.
+    2. Crop each instance's image to the rectangle closing its refined present points, grown by ``margin``, made
+       square (``config.square_crop``) and shifted inside the image where it fits, edge-replicated where it cannot
+       (:func:`fashion_lib.crops.second_scale_boxes`), and run ``detect`` on the crops: resized to ``crop_size``
+       or at their own size (``config.crop_mapping``, :class:`fashion_lib.crops.CropMapping`).
+    3. Of the crop's detections, keep the one that best matches the instance (:func:`match_instances`,
+       ``config.match_by``); below ``config.min_match`` the instance keeps its first scale (``matched`` False).
+    4. Refine the kept detection (steps 1-8 again, in crop pixels), map it back to the image (offset and, for a
+       resized crop, the resize factor, which the paper's formula omits) and average the two scales; a point
+       present at one scale only is taken from that scale.
 
-    Works with any detector: ``detect`` maps a list of ``(C, h, w)`` images to the top instance's key points
-    ``(B, K, 3)`` (x, y in that image's pixels, a confidence; a point it did not find is NaN or scores
-    ``<= score_threshold``). Several persons of one image are several instances sharing an image: pass their
-    first-scale ``keypoints`` and their ``image_index``.
+    Works with any detector: ``detect`` maps a list of ``(C, h, w)`` images to ``(B, K, 3)`` (the top instance) or
+    ``(B, D, K, 3)`` (D instances per image, best first, padded with NaN coordinates and score 0) key points, x, y
+    in that image's pixels and a confidence; a point it did not find is NaN or scores ``<= score_threshold``.
+    Several persons of one image are several instances sharing an image: pass their first-scale ``keypoints`` and
+    their ``image_index``, and a ``detect`` that returns every instance, so that each keeps its own.
 
     Parameters
     ----------
     images : list of (C, H, W) float tensors, or a (N, C, H, W) tensor.
-    detect : callable, list of (C, s, s) crops -> (B, K, 3) float.
+    detect : callable, list of (C, h, w) images -> (B, K, 3) or (B, D, K, 3) float.
     schema : ``"fashionai"``, ``"coco"`` or a schema.
     generator : torch.Generator for RANSAC (both scales draw from it in turn).
     keypoints : (B, K, 3) float, optional first-scale detections (default ``detect(images)``, B = N).
     image_index : (B,) long, the image of each instance (default ``arange(B)``).
-    config, categories, overrides : as in :func:`refine_symmetric` (``alpha``, ``k``, ``n``, ``m``, ``d``, ...).
-        With ``categories`` and ``pairs="category"``, only each garment's own points are refined and framed.
+    config, categories, overrides : as in :func:`refine_symmetric` (``alpha``, ``k``, ``n``, ``m``, ``d``, ...)
+        and the second scale's fields of :class:`RefineConfig` (``square_crop``, ``crop_mapping``, ``match_by``,
+        ``min_match``). With ``categories`` and ``pairs="category"``, only each garment's own points are refined
+        and framed.
     symmetric : bool, ``False`` drops the symmetry constraint and only runs the detector twice (the paper's
         control in section III.A).
-    crop_size : int, side of the crops given to ``detect`` (default: the longer side of the largest image).
+    crop_size : int, side of the resized crops (default: the longer side of the largest image).
     margin : float, overrides ``config.margin`` (fraction of the rectangle's size added on each side).
 
     Returns
@@ -903,11 +1047,11 @@ def new_key_detection(
     if any(im.ndim != 3 or not im.is_floating_point() for im in images):
         raise ValueError("every image must be a (C, H, W) float tensor")
     cfg = _resolve(config, schema, {**overrides, "margin": margin})
+    cfg.validate()
     if keypoints is None:
-        keypoints = detect(images)
-        if image_index is None and keypoints.shape[0] != len(images):
-            raise ValueError(f"detect returned {keypoints.shape[0]} instances for {len(images)} images; it must "
-                             "return the top instance of each image")
+        if image_index is not None:
+            raise ValueError("image_index needs keypoints: without them detect(images) gives one instance per image")
+        keypoints = _as_candidates(detect(images), len(images), schema.num_keypoints)[:, 0]
     detected = keypoints
     B = keypoints.shape[0]
     device = keypoints.device
@@ -921,7 +1065,6 @@ def new_key_detection(
 
     def refine(kps: torch.Tensor) -> RefineResult:
         if not symmetric:
-            cfg.validate()
             return _identity_result(kps, schema.num_pairs)
         return refine_symmetric(kps, schema, generator=generator, config=cfg, categories=categories)
 
@@ -930,142 +1073,101 @@ def new_key_detection(
     if categories is not None and cfg.pairs == "category":
         present &= _applicable_points(schema, categories, B, device)
     sizes = torch.tensor([tuple(im.shape[-2:]) for im in images], dtype=keypoints.dtype)[image_index.cpu()]
-    boxes, whole = square_crop_boxes(first.keypoints, present, sizes.to(device), cfg.margin)
+    framed = second_scale_boxes(first.keypoints, present, sizes.to(device), margin=cfg.margin,
+                                square=cfg.square_crop)
     size = int(crop_size or max(max(im.shape[-2:]) for im in images))
     if size < 8:
         raise ValueError(f"crop_size must be >= 8 pixels, got {size}")
-    crops = (list(crop_and_resize([im.to(device) for im in images], boxes, size, image_index=image_index).images)
-             if B else [])
-    second_raw = detect(crops) if B else keypoints.new_zeros(0, schema.num_keypoints, 3)
-    if second_raw.shape != keypoints.shape:
-        raise ValueError(f"detect returned key points of shape {tuple(second_raw.shape)} for {B} crops, expected "
-                         f"{tuple(keypoints.shape)}")
-    second_crop = refine(second_raw.to(device=device, dtype=keypoints.dtype))
-    scale = (boxes[:, 2] - boxes[:, 0]) / size  # (B,) image pixels per crop pixel
-    xy = second_crop.keypoints[..., :2] * scale[:, None, None] + boxes[:, None, :2]
-    mapped = torch.cat([xy, second_crop.keypoints[..., 2:]], -1)
-    # the axis {n . p = c} in the crop is {n . p' = c * scale + n . box_origin} in the image
-    axis2 = second_crop.axis.clone()
-    axis2[:, 2] = torch.where(second_crop.has_axis, second_crop.axis[:, 2] * scale
-                              + (second_crop.axis[:, :2] * boxes[:, :2]).sum(-1), axis2[:, 2])
-    second = dataclasses.replace(second_crop, keypoints=mapped, axis=axis2)
+    crops, boxes, crop_side = second_scale_crops([im.to(device) for im in images], framed.boxes, image_index,
+                                                 CropMapping(cfg.crop_mapping), size)
+    raw = detect(crops) if B else keypoints.new_zeros(0, 1, schema.num_keypoints, 3)
+    raw = _as_candidates(raw, B, schema.num_keypoints).to(device=device, dtype=keypoints.dtype)  # (B, D, K, 3)
+    D = raw.shape[1]
+    in_image = points_from_crop(raw.flatten(1, 2), boxes, crop_side).view(B, D, schema.num_keypoints, 3)
+    match = match_instances(first.keypoints, in_image, schema.sigmas.to(device), by=cfg.match_by,
+                            score_threshold=cfg.score_threshold)
+    matched = match.score >= cfg.min_match  # (B,)
+    pick = raw[torch.arange(B, device=device), match.index]  # (B, K, 3) in crop pixels
+    # an unmatched instance's second scale is all missing, so the average below keeps its first scale
+    pick = torch.where(matched[:, None, None], pick, _all_missing(pick))
+    second_crop = refine(pick)
+    mapped = points_from_crop(second_crop.keypoints, boxes, crop_side)
+    second = dataclasses.replace(second_crop, keypoints=mapped, axis=line_from_crop(second_crop.axis, boxes, crop_side))
     final = _average_scales(first.keypoints, mapped, cfg.score_threshold)
     return NewKeyDetectionResult(keypoints=final, detected=detected, first=first, second=second, boxes=boxes,
-                                 whole_image=whole)
+                                 whole_image=framed.fallback, matched=matched, match_score=match.score)
+
+
+def _all_missing(keypoints: torch.Tensor) -> torch.Tensor:
+    """(B, K, 3) of NaN coordinates and score 0 (the library's missing point), like ``keypoints``."""
+    out = torch.full_like(keypoints, float("nan"))
+    out[..., 2] = 0.0
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Results files and the command line: refine any detector's output
+# The missing-point rule, calibrated on held-out images
 # --------------------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class RefineSummary:
-    """What :func:`refine_results` did, for the command line's report."""
+class MissingCalibration:
+    """The score threshold below which a point counts as missing, and how well it separates (its figures)."""
 
-    instances: int
-    with_axis: int  # instances for which RANSAC found an axis
-    pairs_refined: int  # pairs moved by the EMA
-    points_moved: int  # points whose coordinates changed (refined or filled)
-    points_filled: int  # missing points filled with the partner's mirror image
+    threshold: float  # a point scoring <= this is missing (RefineConfig.score_threshold); -inf: none flagged
+    youden_j: float  # sensitivity + specificity - 1 at the threshold, in [-1, 1] (0: no better than chance)
+    sensitivity: float  # fraction of occluded-or-absent points flagged missing
+    specificity: float  # fraction of visible points kept
+    visible: int  # visible ground-truth points calibrated on
+    hidden: int  # occluded-or-absent ones
 
-    def __str__(self) -> str:
-        return (f"{self.instances} instances, {self.with_axis} with an axis, {self.pairs_refined} pairs refined, "
-                f"{self.points_moved} points moved, {self.points_filled} points filled")
+    @property
+    def balanced_accuracy(self) -> float:
+        """Mean of sensitivity and specificity, ``(1 + J) / 2``: the same choice as Youden's J."""
+        return 0.5 * (self.sensitivity + self.specificity)
 
 
-def refine_results(
-    results: list[dict],
-    schema: str | KeypointSchema,
-    *,
-    generator: torch.Generator,
-    config: RefineConfig | None = None,
-    **overrides,
-) -> tuple[list[dict], RefineSummary]:
-    """Refine detections in the COCO results format (data-formats.md, D.2) with :func:`refine_symmetric`.
+def calibrate_missing_threshold(scores: torch.Tensor, visible: torch.Tensor) -> MissingCalibration:
+    """The score threshold that best separates visible points from occluded-or-absent ones (Youden's J).
 
-    The third value of each key-point triple is read as the point's score / visibility (a point written as
-    ``0, 0, 0`` is missing). For the FashionAI schema, ``category_id`` is the garment category: 1 blouse,
-    2 outwear, 3 dress, 4 skirt, 5 trousers (the order of ``FASHIONAI.categories``); it is needed with
-    ``pairs="category"``.
+    The rule "missing when the score is ``<= t``" flags the occluded-or-absent points it should (sensitivity) and
+    keeps the visible ones (specificity); ``t`` maximises Youden's ``J = sensitivity + specificity - 1``, i.e.
+    balanced accuracy, which does not depend on how many points of each kind there are (occluded points are a
+    minority). Every cut between two distinct sorted scores is tried at once (cumulative sums); the threshold is
+    the midpoint of the cut, ties going to the lowest threshold (fewest points flagged). When no cut beats
+    chance, ``t = -inf`` (nothing is flagged). NaN scores count as the lowest.
+
+    Parameters
+    ----------
+    scores : (N,) float, the detector's confidence of N ground-truth points (held-out images, never validation).
+    visible : (N,) bool, the ground truth marks the point visible (False: occluded or absent).
 
     Returns
     -------
-    refined : list of dict, the same entries with refined ``keypoints`` (filled points get their partner's score).
-    summary : RefineSummary
+    MissingCalibration
     """
-    from fashion_lib.coco_eval import validate_coco_results
-
-    schema = get_schema(schema)
-    entries = validate_coco_results(results, where="results", num_keypoints=schema.num_keypoints)
-    if not entries:
-        return [], RefineSummary(0, 0, 0, 0, 0)
-    kps = torch.tensor([e["keypoints"] for e in entries], dtype=torch.float64).reshape(len(entries), -1, 3)
-    categories = None
-    cfg = _resolve(config, schema, overrides)
-    if cfg.pairs == "category":
-        names = list(schema.categories)
-        bad = [(i, e["category_id"]) for i, e in enumerate(entries) if not 1 <= e["category_id"] <= len(names)]
-        if bad:
-            raise ValueError(f"results[{bad[0][0]}]: category_id {bad[0][1]} is not a {schema.name} category id "
-                             f"(1..{len(names)}: {names})")
-        categories = torch.tensor([e["category_id"] - 1 for e in entries])
-    out = refine_symmetric(kps, schema, generator=generator, config=cfg, categories=categories)
-    moved = (out.keypoints[..., :2] != kps[..., :2]).any(-1)
-    refined = []
-    flat = out.keypoints.reshape(len(entries), -1).tolist()
-    for entry, values in zip(entries, flat, strict=True):
-        refined.append({**entry, "keypoints": values})
-    summary = RefineSummary(instances=len(entries), with_axis=int(out.has_axis.sum()),
-                            pairs_refined=int(out.refined.sum()), points_moved=int(moved.sum()),
-                            points_filled=int(out.filled.sum()))
-    return refined, summary
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m fashion_lib.refine",
-        description="Refine key-point detections (COCO results format) with the symmetry prior of New-key-detection "
-                    "(Alg. 2, steps 1-8). Defaults are the paper's parameters for the schema.")
-    p.add_argument("results", help="detections: a JSON list of {image_id, category_id, keypoints, score}")
-    p.add_argument("-o", "--output", required=True, help="where to write the refined detections (same format)")
-    p.add_argument("--schema", required=True, choices=sorted(("coco", "fashionai")), help="key-point schema")
-    p.add_argument("--alpha", type=float, help="EMA weight of the mirrored partner, in [0, 1] (paper: 0.4)")
-    p.add_argument("--k", type=int, help="RANSAC candidates (paper: 10)")
-    p.add_argument("--n", type=int, help="midpoints per RANSAC sample (paper: 5 FashionAI, 4 COCO)")
-    p.add_argument("--m", type=int, help="inliers a candidate axis needs (paper: 8 FashionAI, 6 COCO)")
-    p.add_argument("--d", type=float, help="inlier distance (paper: 1, unit unstated)")
-    p.add_argument("--d-unit", choices=_D_UNITS, help="unit of d: pixels, or a fraction of the instance's size")
-    p.add_argument("--score-threshold", type=float,
-                   help="a point whose third value is <= this is missing and may be filled (default 0)")
-    p.add_argument("--pairs", choices=_PAIR_MODES,
-                   help="which pairs vote: all (paper's literal reading) or the garment category's own")
-    p.add_argument("--center-votes", action="store_true", default=None,
-                   help="let the non-symmetric points vote for the axis")
-    p.add_argument("--seed", type=int, default=0, help="seed of the RANSAC samples (default 0)")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (2 on bad input, with a message naming it)."""
-    from fashion_lib.coco_eval import read_coco_results, write_coco_results
-
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    schema = get_schema(args.schema)
-    overrides = {key: getattr(args, key) for key in ("alpha", "k", "n", "m", "d", "d_unit", "score_threshold",
-                                                     "pairs", "center_votes")}
-    try:
-        results = read_coco_results(args.results, num_keypoints=schema.num_keypoints)
-        refined, summary = refine_results(results, schema, generator=torch.Generator().manual_seed(args.seed),
-                                          **overrides)
-        write_coco_results(args.output, refined)
-    except (OSError, ValueError) as err:
-        logger.error("error: %s", err)
-        return 2
-    logger.info("%s -> %s: %s", args.results, args.output, summary)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    if scores.ndim != 1 or visible.shape != scores.shape or visible.dtype != torch.bool:
+        raise ValueError(f"scores must be (N,) float and visible (N,) bool, got {tuple(scores.shape)} "
+                         f"{scores.dtype} and {tuple(visible.shape)} {visible.dtype}")
+    n_vis, n_hid = int(visible.sum()), int((~visible).sum())
+    if not n_vis or not n_hid:
+        raise ValueError(f"calibrate_missing_threshold needs visible and hidden points, got {n_vis} visible and "
+                         f"{n_hid} occluded or absent")
+    s = torch.nan_to_num(scores.double(), nan=-math.inf)
+    s, order = torch.sort(s, stable=True)
+    vis = visible[order].double()
+    # a cut after position i (i = 0..N) flags the i lowest scores; J at each cut
+    flagged_hidden = torch.cat([s.new_zeros(1), (1 - vis).cumsum(0)])  # (N + 1,)
+    flagged_visible = torch.cat([s.new_zeros(1), vis.cumsum(0)])
+    sens, spec = flagged_hidden / n_hid, 1 - flagged_visible / n_vis
+    j = sens + spec - 1
+    N = len(s)
+    cut = torch.ones(N + 1, dtype=torch.bool)
+    cut[1:N] = s[1:] > s[:-1]  # only between distinct scores
+    best = int(torch.where(cut, j, torch.full_like(j, -math.inf)).argmax())  # first maximum: lowest threshold
+    if float(j[best]) <= 0.0:  # J is 0 at both ends (nothing or everything flagged): no cut beats chance
+        best, threshold = 0, -math.inf
+    else:
+        threshold = float(0.5 * (s[best - 1] + s[best]))
+    return MissingCalibration(threshold=threshold, youden_j=float(j[best]), sensitivity=float(sens[best]),
+                              specificity=float(spec[best]), visible=n_vis, hidden=n_hid)

@@ -1,30 +1,82 @@
 """Turning measurements into the book's sentences: verdicts from intervals, and numbers formatted for glue.
 
 A claim of the paper is "method B improves on method A". The study's verdict rests on the interval of the
-difference B - A (over seeds and images, :func:`fashion_lib.metrics.seed_bootstrap_ci`), never on the sign of a mean:
+difference B - A over seeds and images (:func:`fashion_lib.metrics.crossed_bootstrap_ci`), never on the sign of a
+mean, and asks two questions:
 
-- **supports**: the whole interval lies on the improving side of zero;
-- **contradicts**: the whole interval lies on the worsening side;
-- **cannot decide**: the interval holds zero (at our scale, the data cannot tell).
+1. **Zero**: does the difference exclude zero? **supports** (on the improving side), **contradicts** (on the
+   worsening side) or **cannot decide**; when the interval's half-width (about the smallest effect the study could
+   tell from zero) exceeds the paper's own effect, "cannot decide: this profile is too small to see an effect of
+   the paper's size".
+2. **Size**: is it the paper's effect? **consistent with the paper's size** (the interval holds the paper's value),
+   **smaller than the paper reports** (the interval lies on the weak side of it) or **larger**.
+
+The paper's claims that the front page lists form the *primary family* (:data:`PRIMARY_CLAIMS`, declared here,
+before any result): their zero verdicts are corrected for multiplicity with Holm's step-down on the bootstrap
+p-values (family-wise error 5 %, :func:`judge_family`). Every other comparison in the book is *exploratory*:
+uncorrected, and labelled so on its page.
 """
 
 from __future__ import annotations
 
+import ast
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from fashion_lib.metrics import CI, seed_bootstrap_ci
+from fashion_lib.metrics import CI, IntervalMethod, crossed_bootstrap_ci
 
 __all__ = ["SUPPORTS", "CONTRADICTS", "UNDECIDED", "verdict", "format_ci", "format_mean_sd", "mean_sd", "glue_ci",
-           "MethodScore", "score_methods", "comparison_table"]
+           "MethodScore", "score_methods", "comparison_table", "verdict_table", "ZeroVerdict", "SizeVerdict", "Claim",
+           "Verdict", "judge", "holm", "judge_family", "PRIMARY_CLAIMS", "primary_claim", "glue_claim", "read_claims",
+           "claims_table", "EXPLORATORY"]
 
-SUPPORTS = "supports"
-CONTRADICTS = "contradicts"
-UNDECIDED = "cannot decide"
+
+class _Labelled(Enum):
+    @property
+    def label(self) -> str:
+        """The words the book prints."""
+        return self.value
+
+
+class ZeroVerdict(_Labelled):
+    """Does the difference exclude zero? ``.label`` is the sentence the book prints."""
+
+    SUPPORTS = "supports"
+    CONTRADICTS = "contradicts"
+    UNDECIDED = "cannot decide"
+    TOO_SMALL = "cannot decide: this profile is too small to see an effect of the paper's size"
+    NOT_MEASURED = "not measured in this build"
+
+
+class SizeVerdict(_Labelled):
+    """How the difference compares with the paper's effect; ``.label`` is the sentence the book prints."""
+
+    CONSISTENT = "consistent with the paper's size"
+    SMALLER = "smaller than the paper reports"
+    LARGER = "larger than the paper reports"
+
+
+SUPPORTS = ZeroVerdict.SUPPORTS.label
+CONTRADICTS = ZeroVerdict.CONTRADICTS.label
+UNDECIDED = ZeroVerdict.UNDECIDED.label
+# the words every page puts beside a comparison outside the primary family
+EXPLORATORY = "exploratory: uncorrected for multiple comparisons"
+# family-wise error rate of the primary family
+FAMILY_ALPHA = 0.05
+
+
+def _check_better(better: str) -> float:
+    """+1 where higher is better, -1 where lower is: the sign that turns a difference into an improvement."""
+    if better not in ("lower", "higher"):
+        raise ValueError(f"better must be 'lower' or 'higher', got {better!r}")
+    return 1.0 if better == "higher" else -1.0
 
 
 def verdict(difference: CI, *, better: Literal["lower", "higher"]) -> str:
@@ -39,14 +91,13 @@ def verdict(difference: CI, *, better: Literal["lower", "higher"]) -> str:
     Returns
     -------
     str
-        :data:`SUPPORTS`, :data:`CONTRADICTS` or :data:`UNDECIDED` (also for an interval that is not finite).
+        :data:`SUPPORTS`, :data:`CONTRADICTS` or :data:`UNDECIDED` (also for an interval that is not finite): the
+        uncorrected verdict of an exploratory comparison (a primary claim's goes through :func:`judge_family`).
     """
-    if better not in ("lower", "higher"):
-        raise ValueError(f"better must be 'lower' or 'higher', got {better!r}")
+    sign = _check_better(better)
     low, high = difference.low, difference.high
     if not (math.isfinite(low) and math.isfinite(high)):
         return UNDECIDED
-    sign = 1.0 if better == "higher" else -1.0
     lo, hi = sorted((sign * low, sign * high))  # the improvement's interval, positive = better
     if lo > 0:
         return SUPPORTS
@@ -83,20 +134,23 @@ def format_mean_sd(values: Sequence[float], *, scale: float = 1.0, digits: int =
 
 
 def glue_ci(key: str, ci: CI, *, scale: float = 1.0) -> None:
-    """Glue ``key``, ``key_low`` and ``key_high`` as plain floats (times ``scale``) for the book's prose."""
+    """Glue ``key``, ``key_low`` and ``key_high`` as plain floats (times ``scale``) for the book's prose, and
+    ``key_method``, the words naming how the interval was built."""
     from myst_nb import glue
 
     glue(key, float(ci.estimate * scale), display=False)
     glue(f"{key}_low", float(ci.low * scale), display=False)
     glue(f"{key}_high", float(ci.high * scale), display=False)
+    if ci.method is not None:
+        glue(f"{key}_method", ci.method.label, display=False)
 
 
 @dataclass(frozen=True)
 class MethodScore:
-    """One method's metric over seeds, with the two-level bootstrap interval."""
+    """One method's metric over seeds, with its interval over seeds and images."""
 
     per_seed: tuple[float, ...]  # the metric of each seed
-    ci: CI  # pooled estimate and interval over seeds and images
+    ci: CI  # mean over seeds and its interval (fashion_lib.metrics.crossed_bootstrap_ci)
 
 
 def score_methods(
@@ -106,18 +160,18 @@ def score_methods(
     n_boot: int,
     generator: torch.Generator,
 ) -> dict[str, MethodScore]:
-    """``metric`` of every method, per seed and pooled with its interval.
+    """``metric`` of every method, per seed and as the mean over seeds with its interval.
 
     Parameters
     ----------
     arrays : method -> per seed, the arguments of ``metric`` (e.g. ``fashion_lib.experiments.keypoints.ne_arrays``).
-    metric : callable on one seed's (or a pooled sample's) arguments.
-    n_boot, generator : as in :func:`fashion_lib.metrics.seed_bootstrap_ci`.
+    metric : callable on one seed's arguments.
+    n_boot, generator : as in :func:`fashion_lib.metrics.crossed_bootstrap_ci`.
     """
     out = {}
     for name, per_seed in arrays.items():  # over the few methods of a table
         values = tuple(float(metric(*args)) for args in per_seed)
-        out[name] = MethodScore(values, seed_bootstrap_ci(metric, per_seed, n_boot=n_boot, generator=generator))
+        out[name] = MethodScore(values, crossed_bootstrap_ci(metric, per_seed, n_boot=n_boot, generator=generator))
     return out
 
 
@@ -132,7 +186,7 @@ def comparison_table(
     """The paper's figure beside ours, one row per method (a pandas DataFrame for the notebook to show).
 
     ``paper`` maps a method to the paper's number (``None``: the paper has no such row); ours are shown as the mean
-    ± sd over seeds and the pooled estimate with its 95 % interval, times ``scale``.
+    ± sd over seeds and that mean with its 95 % interval over seeds and images, times ``scale``.
     """
     import pandas as pd
 
@@ -144,6 +198,256 @@ def comparison_table(
             f"paper{unit}": "—" if fig is None else f"{fig:.{digits}f}",
             f"ours{unit}, mean ± sd over {len(score.per_seed)} seeds": format_mean_sd(score.per_seed, scale=scale,
                                                                                     digits=digits),
-            "ours, pooled [95 % interval]": format_ci(score.ci, scale=scale, digits=digits),
+            "ours, mean [95 % interval]": format_ci(score.ci, scale=scale, digits=digits),
         })
     return pd.DataFrame(rows).set_index("method")
+
+
+def verdict_table(
+    differences: Mapping[str, CI],
+    *,
+    better: Literal["lower", "higher"],
+    claim: str,
+    scale: float = 1.0,
+    digits: int = 2,
+    unit: str = "",
+):
+    """The verdict on each comparison, one row each (a pandas DataFrame for the notebook to show as its table).
+
+    ``differences`` maps a comparison's label (``"New-key-detection − Keypoint R-CNN"``) to the interval of the
+    first's metric minus the second's; ``claim`` is what "supports" means (``"it lowers NE"``), ``better`` as in
+    :func:`verdict`. Columns: the difference times ``scale`` with its 95 % interval, and the verdict.
+    """
+    import pandas as pd
+
+    rows = [{"comparison": label,
+             f"difference{unit} [95 % interval]": format_ci(ci, scale=scale, digits=digits, signed=True),
+             f"verdict on \"{claim}\"": verdict(ci, better=better)} for label, ci in differences.items()]
+    return pd.DataFrame(rows).set_index("comparison")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Claims: the zero and size verdicts, Holm's correction across the primary family
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim of the paper, "B improves on A", with the paper's own difference B - A."""
+
+    key: str  # identifier, unique in the family (the glue key is ``claim_<key>``)
+    text: str  # the claim in words, as the front page states it
+    notebook: str  # the page that measures it (its stem, e.g. "10_table1_fashionai")
+    better: Literal["lower", "higher"]  # "lower" for errors (NE), "higher" for AP, accuracy, recall
+    paper: float  # the paper's difference B - A, in ``unit``
+    paper_text: str  # how the paper reports it, e.g. "−2.74 (13.70 → 10.96)"
+    unit: str  # unit of the differences shown, e.g. "NE points"
+    scale: float = 100.0  # factor from the metric (a fraction) to ``unit``
+    digits: int = 2  # decimals shown
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A claim judged on one interval: the two questions' answers, in the claim's unit."""
+
+    claim: Claim
+    estimate: float  # our difference B - A
+    low: float  # its interval (95 %, uncorrected)
+    high: float
+    p_value: float  # two-sided p-value of "no difference", from the interval's construction
+    p_adjusted: float  # after Holm's step-down across the family (``p_value`` for a claim judged alone)
+    method: str  # the words naming how the interval was built
+    zero: ZeroVerdict
+    size: SizeVerdict | None  # None where nothing was measured
+
+    @property
+    def half_width(self) -> float:
+        """The interval's half-width: about the smallest effect this profile could tell from zero."""
+        return (self.high - self.low) / 2
+
+
+def judge(claim: Claim, difference: CI | None, *, p_adjusted: float | None = None,
+          alpha: float = FAMILY_ALPHA) -> Verdict:
+    """Both verdicts on ``claim`` from the interval of our difference B - A (a fraction; times ``claim.scale``).
+
+    Zero: with ``p_adjusted`` (Holm's, from :func:`judge_family`), the difference is significant when
+    ``p_adjusted <= alpha``; without it (a claim judged alone), when the interval excludes zero. A significant
+    difference **supports** or **contradicts** the claim by its sign; otherwise "cannot decide", or, when the
+    interval's half-width exceeds ``|claim.paper|``, :attr:`ZeroVerdict.TOO_SMALL`.
+    Size: the interval against the paper's value: wholly on the weak side (less improvement) **smaller**, wholly
+    beyond it **larger**, else **consistent**.
+    ``difference=None`` (the page was not run): :attr:`ZeroVerdict.NOT_MEASURED`.
+    """
+    sign = _check_better(claim.better)
+    if difference is None:
+        return Verdict(claim, math.nan, math.nan, math.nan, math.nan, math.nan, "", ZeroVerdict.NOT_MEASURED, None)
+    est, low, high = (claim.scale * float(v) for v in difference[:3])
+    p = float(difference.p_value)
+    method = difference.method.label if difference.method is not None else ""
+    adjusted = p if p_adjusted is None else float(p_adjusted)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return Verdict(claim, est, low, high, p, adjusted, method, ZeroVerdict.UNDECIDED, None)
+    lo, hi = sorted((sign * low, sign * high))  # improvement, positive = better
+    gain = sign * est
+    significant = adjusted <= alpha if p_adjusted is not None else (lo > 0 or hi < 0)
+    if significant and gain > 0:
+        zero = ZeroVerdict.SUPPORTS
+    elif significant and gain < 0:
+        zero = ZeroVerdict.CONTRADICTS
+    else:
+        zero = ZeroVerdict.TOO_SMALL if (high - low) / 2 > abs(claim.paper) else ZeroVerdict.UNDECIDED
+    paper_gain = sign * claim.paper
+    size = (SizeVerdict.SMALLER if hi < paper_gain else SizeVerdict.LARGER if lo > paper_gain
+            else SizeVerdict.CONSISTENT)
+    return Verdict(claim, est, low, high, p, adjusted, method, zero, size)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's (1979) step-down adjusted p-values, in the input order.
+
+    Sorted ascending, ``p_(j)`` becomes ``max_{i <= j} min(1, (m - i + 1) p_(i))``; rejecting every hypothesis with
+    an adjusted p-value ``<= alpha`` keeps the family-wise error rate at ``alpha`` under any dependence. A missing
+    (nan) p-value counts as 1: the family's size ``m`` stays the declared one.
+    """
+    m = len(p_values)
+    ps = [1.0 if not math.isfinite(float(p)) else float(p) for p in p_values]
+    if any(not 0 <= p <= 1 for p in ps):
+        raise ValueError(f"p-values must lie in [0, 1], got {list(p_values)}")
+    order = sorted(range(m), key=lambda i: ps[i])
+    out = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):  # over the few claims of a family
+        running = max(running, min(1.0, (m - rank) * ps[i]))
+        out[i] = running
+    return out
+
+
+def judge_family(claims: Sequence[Claim], differences: Mapping[str, CI | None],
+                 *, alpha: float = FAMILY_ALPHA) -> list[Verdict]:
+    """Judge every claim of a family with Holm's correction on the p-values of ``differences`` (claim key -> CI;
+    a missing key means not measured, p = 1 in the correction)."""
+    keys = [c.key for c in claims]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"claim keys must be unique, got {keys}")
+    unknown = sorted(set(differences) - set(keys))
+    if unknown:
+        raise ValueError(f"differences names claims outside the family: {unknown}")
+    found = [differences.get(k) for k in keys]
+    adjusted = holm([math.nan if d is None else d.p_value for d in found])
+    return [judge(c, d, p_adjusted=p, alpha=alpha) for c, d, p in zip(claims, found, adjusted, strict=True)]
+
+
+_T1F, _T1C, _T2, _T3 = ("10_table1_fashionai", "11_table1_coco", "20_table2_fashionai_attributes",
+                        "22_table3_deepfashion")
+# The paper's claims the front page tests, declared before any result: the primary family of Holm's correction.
+PRIMARY_CLAIMS: tuple[Claim, ...] = (
+    Claim("t1_fashionai_nkd", "New-key-detection lowers FashionAI NE", _T1F, "lower", -2.74,
+          "−2.74 (13.70 → 10.96)", "NE points"),
+    Claim("t1_fashionai_cpn", "CPN is better than Mask R-CNN on FashionAI", _T1F, "lower", -0.15,
+          "−0.15 (13.70 → 13.55)", "NE points"),
+    Claim("t1_fashionai_nkd_vs_cpn", "New-key-detection beats CPN on FashionAI", _T1F, "lower", -2.59,
+          "−2.59 (13.55 → 10.96)", "NE points"),
+    Claim("t1_coco_nkd", "New-key-detection raises COCO key-point AP", _T1C, "higher", 3.2,
+          "+3.2 (62.7 → 65.9)", "AP points", digits=1),
+    Claim("t1_coco_cpn", "CPN is better than Mask R-CNN on COCO", _T1C, "higher", 2.6,
+          "+2.6 (62.7 → 65.3)", "AP points", digits=1),
+    Claim("t1_coco_nkd_vs_cpn", "New-key-detection beats CPN on COCO", _T1C, "higher", 0.6,
+          "+0.6 (65.3 → 65.9)", "AP points", digits=1),
+    Claim("t2_joint", "Joint learning raises FashionAI attribute mAP", _T2, "higher", 0.34,
+          "+0.34 (92.52 → 92.86)", "mAP points"),
+    Claim("t2_maybe", "The \"maybe\" loss raises it further", _T2, "higher", 0.08,
+          "+0.08 (92.86 → 92.94)", "mAP points"),
+    Claim("t2_nkd", "Crops from New-key-detection raise it further", _T2, "higher", 0.04,
+          "+0.04 (92.94 → 92.98)", "mAP points"),
+    Claim("t3_all_top3", "Joint learning and New-key-detection raise DeepFashion top-3 recall, all attributes", _T3,
+          "higher", 4.78, "+4.78 (48.86 → 53.64)", "recall points"),
+    Claim("t3_category_top3", "... and top-3 category accuracy", _T3, "higher", 2.15,
+          "+2.15 (90.60 → 92.75)", "accuracy points"),
+)
+
+
+def primary_claim(key: str) -> Claim:
+    """The declared primary claim ``key``; an unknown key lists the valid ones."""
+    for claim in PRIMARY_CLAIMS:
+        if claim.key == key:
+            return claim
+    raise ValueError(f"no primary claim {key!r}; valid: {', '.join(c.key for c in PRIMARY_CLAIMS)}")
+
+
+def _glue_name(key: str) -> str:
+    return f"claim_{key}"
+
+
+def glue_claim(key: str, difference: CI) -> Verdict:
+    """Glue a primary claim's difference (a fraction) as JSON for the front page's Holm step (``claim_<key>``),
+    and for the measuring page's prose ``<key>_size`` (the size verdict) and ``<key>_detectable`` (the half-width,
+    in the claim's unit); returns the claim's uncorrected verdict."""
+    from myst_nb import glue
+
+    claim = primary_claim(key)
+    record = {"estimate": float(difference.estimate), "low": float(difference.low), "high": float(difference.high),
+              "p_value": float(difference.p_value),
+              "method": None if difference.method is None else difference.method.value}
+    glue(_glue_name(key), json.dumps(record), display=False)
+    verdict_ = judge(claim, difference)
+    glue(f"{key}_size", "not measured" if verdict_.size is None else verdict_.size.label, display=False)
+    glue(f"{key}_detectable", float(verdict_.half_width), display=False)
+    return verdict_
+
+
+def read_claims(results: Path, claims: Sequence[Claim] = PRIMARY_CLAIMS) -> dict[str, CI]:
+    """The differences that :func:`glue_claim` stored in the executed notebooks of ``results`` (claim key -> CI);
+    a claim whose notebook is absent or stored nothing is left out."""
+    import nbformat
+
+
+    out: dict[str, CI] = {}
+    for notebook in sorted({c.notebook for c in claims}):
+        path = Path(results) / f"{notebook}.ipynb"
+        if not path.is_file():
+            continue
+        wanted = {_glue_name(c.key): c.key for c in claims if c.notebook == notebook}
+        for cell in nbformat.read(path, as_version=4).cells:
+            for output in cell.get("outputs", []):
+                name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+                if name not in wanted:
+                    continue
+                text = next((v for k, v in output.get("data", {}).items() if k.endswith("text/plain")), None)
+                try:
+                    record = json.loads(ast.literal_eval(text))
+                except (ValueError, SyntaxError, TypeError) as err:
+                    raise ValueError(f"{path}: glued {name!r} is not a claim record ({err})") from None
+                method = None if record.get("method") is None else IntervalMethod(record["method"])
+                out[wanted[name]] = CI(record["estimate"], record["low"], record["high"], record["p_value"], method)
+    return out
+
+
+def _fmt(value: float, digits: int, signed: bool = True) -> str:
+    if not math.isfinite(value):
+        return "—"
+    text = f"{value:{'+' if signed else ''}.{digits}f}"
+    return text.replace("-", "−")
+
+
+def claims_table(verdicts: Sequence[Verdict], *, alpha: float = FAMILY_ALPHA, doc_prefix: str = "results/") -> str:
+    """The front page's table of the primary family (Markdown): each claim, the paper's difference, ours with its
+    95 % interval, the Holm-adjusted p-value, both verdicts and the smallest detectable effect (the half-width).
+    ``doc_prefix``: path from the page that shows the table to the result pages."""
+    lines = [
+        "| claim of the paper | the paper | ours [95 % interval] | p (Holm) | zero verdict | size verdict | "
+        "smallest detectable | interval | page |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for v in verdicts:
+        c = v.claim
+        ours = (f"{_fmt(v.estimate, c.digits)} [{_fmt(v.low, c.digits)}, {_fmt(v.high, c.digits)}]"
+                if math.isfinite(v.estimate) else "—")
+        p = "—" if not math.isfinite(v.p_adjusted) else f"{v.p_adjusted:.3f}"
+        size = "—" if v.size is None else v.size.label
+        lines.append(f"| {c.text} ({c.unit}) | {c.paper_text} | {ours} | {p} | **{v.zero.label}** | {size} | "
+                     f"{_fmt(v.half_width, c.digits, signed=False)} | {v.method or '—'} | "
+                     f"{{doc}}`{doc_prefix}{c.notebook}` |")
+    supported = sum(v.zero is ZeroVerdict.SUPPORTS for v in verdicts)
+    lines += ["", f"{supported} of the {len(verdicts)} claims are supported at a family-wise error rate of "
+              f"{100 * alpha:.0f} % (Holm's step-down on the p-values)."]
+    return "\n".join(lines) + "\n"

@@ -32,6 +32,7 @@ dpi = 100
 # %%
 import matplotlib.pyplot as plt
 import torch
+from IPython.display import Markdown, display
 from myst_nb import glue
 
 from fashion_lib import provenance
@@ -66,8 +67,8 @@ pick = int(pool[torch.argmax(torch.nan_to_num(gain[pool], nan=-1e9))])
 glue("fig1_images_with_missed_points", int(len(candidates)), display=False)
 glue("fig1_val_images", len(val.images), display=False)
 glue("fig1_missed_here", int(missed[pick]), display=False)
-print(f"{len(candidates)} of {len(val.images)} validation images have a missed point; showing image {pick} "
-      f"({val.categories[pick]}, {int(missed[pick])} missed)")
+display(Markdown(f"{len(candidates)} of {len(val.images)} validation images have a missed point; showing image {pick} "
+                 f"({val.categories[pick]}, {int(missed[pick])} missed)."))
 
 # %%
 image, truth, category = val.images[pick], val.keypoints[pick], val.categories[pick]

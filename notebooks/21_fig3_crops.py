@@ -41,6 +41,7 @@ import warnings
 
 import matplotlib.pyplot as plt
 import torch
+from IPython.display import Markdown, display
 from matplotlib.patches import Rectangle
 from myst_nb import glue
 
@@ -65,8 +66,9 @@ boxes = {(source, kind): crop_boxes(items.keypoints.points(source), kind, sizes,
          for source in (ax.PLAIN, ax.NKD) for kind in ("normal", "neck")}
 glue("fig3_images", len(items.images), display=False)
 glue("fig3_neck_fallbacks", int(sum(boxes[(s, "neck")].num_fallback for s in (ax.PLAIN, ax.NKD))), display=False)
-print(f"{len(items.images)} garments; Neck-crops without a neck scale (fallback to the top of the Normal-crop): "
-      + ", ".join(f"{s} {boxes[(s, 'neck')].num_fallback}" for s in (ax.PLAIN, ax.NKD)))
+display(Markdown(f"{len(items.images)} garments; Neck-crops without a neck scale (fallback to the top of the "
+                 "Normal-crop): "
+                 + ", ".join(f"{s} {boxes[(s, 'neck')].num_fallback}" for s in (ax.PLAIN, ax.NKD)) + "."))
 
 # %%
 colors = {"normal": "tab:blue", "neck": "tab:red"}

@@ -6,8 +6,8 @@ Used by the engine tests for what cannot happen in the test process: a run kille
     python tests/engine_worker.py RUN_DIR '{"config": {...}, "model": {...}, "data": {...}, "kill_after_items": 30}'
 
 ``config`` are TrainConfig fields, ``model`` ToyRegressor arguments, ``data`` ToyDataset arguments, ``threads``
-the torch thread count; with ``kill_after_items`` the process sends itself SIGKILL when the dataset is asked for
-that many items.
+the torch thread count, ``keep_resume_state`` the train() option; with ``kill_after_items`` the process sends
+itself SIGKILL when the dataset is asked for that many items.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's fashion_lib, not an installed one
 
 from test_engine import ToyDataset, ToyRegressor  # noqa: E402
 
@@ -51,7 +52,8 @@ def main(run_dir: str, spec_json: str) -> None:
     model = ToyRegressor(**spec.get("model", {}))
     data = spec.get("data", {})
     dataset = KilledDataset(spec["kill_after_items"], **data) if "kill_after_items" in spec else ToyDataset(**data)
-    train(model, dataset, TrainConfig(**spec["config"]), run_dir, progress=False)
+    train(model, dataset, TrainConfig(**spec["config"]), run_dir, progress=False,
+          keep_resume_state=spec.get("keep_resume_state", False))
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 

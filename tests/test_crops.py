@@ -9,12 +9,19 @@ import torch
 
 from fashion_lib.crops import (
     CropConfig,
+    CropMapping,
     crop_and_resize,
     crop_boxes,
+    crop_pixels,
+    fit_boxes,
+    line_from_crop,
     neck_crop,
     normal_crop,
+    pixel_boxes,
     points_from_crop,
     points_to_crop,
+    second_scale_boxes,
+    second_scale_crops,
 )
 from fashion_lib.keypoints import FASHIONAI
 from fashion_lib.synthetic import SyntheticGarments, WorldConfig
@@ -310,3 +317,103 @@ def test_crops_agree_on_cpu_and_gpu():
         a = crop_and_resize(images, cpu.boxes, 48)
         b = crop_and_resize([im.cuda() for im in images], cpu.boxes.cuda(), 48)
         torch.testing.assert_close(b.images.cpu(), a.images, atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ the second scale
+
+
+def outside_extent(boxes: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """(B, 2) length of each box outside the image along x and y (what padding must fill)."""
+    extent = torch.tensor([hw[1], hw[0]], dtype=boxes.dtype)
+    side = boxes[:, 2:] - boxes[:, :2]
+    overlap = (torch.minimum(boxes[:, 2:], extent) - boxes[:, :2].clamp(min=0)).clamp(min=0)
+    return side - overlap
+
+
+def test_fit_boxes_pads_only_where_the_image_cannot_cover_the_box():
+    g = torch.Generator().manual_seed(0)
+    hw = (60, 90)
+    lo = torch.rand(500, 2, generator=g) * 160 - 40  # corners from 40 px before the image to well beyond it
+    side = torch.rand(500, 2, generator=g) * 130 + 1  # sides from 1 px to more than either image side
+    boxes = torch.cat([lo, lo + side], 1)
+    fitted = fit_boxes(boxes, hw)
+    torch.testing.assert_close(fitted[:, 2:] - fitted[:, :2], side)  # sizes kept
+    least = (side - torch.tensor([hw[1], hw[0]], dtype=side.dtype)).clamp(min=0)  # what no shift can avoid
+    torch.testing.assert_close(outside_extent(fitted, hw), least, atol=1e-4, rtol=0)
+    assert (outside_extent(boxes, hw) > least + 1).any(), "the random boxes must include some that need a shift"
+    inside = (boxes[:, :2] >= 0).all(1) & (boxes[:, 2] <= hw[1]) & (boxes[:, 3] <= hw[0])
+    torch.testing.assert_close(fitted[inside], boxes[inside])  # a box already inside does not move
+
+
+def test_second_scale_square_near_the_border_is_shifted_inside_and_keeps_the_points():
+    kps = torch.zeros(1, 24, 3)
+    kps[0, :3] = torch.tensor([[2.0, 30.0, 0.9], [20.0, 40.0, 0.9], [10.0, 60.0, 0.9]])  # near the left border
+    present = kps[..., 2] > 0
+    out = second_scale_boxes(kps, present, (100, 120), margin=0.25)
+    # rectangle 2..20 x 30..60 grown by a quarter: -2.5..24.5 x 22.5..67.5, square of side 45 about (11, 45)
+    # (-11.5..33.5), shifted right by 11.5 px to start at the image's edge
+    torch.testing.assert_close(out.boxes, torch.tensor([[0.0, 22.5, 45.0, 67.5]]))
+    assert inside(kps[..., :2], out.boxes)[present].all()
+    rect = second_scale_boxes(kps, present, (100, 120), margin=0.0, square=False)
+    torch.testing.assert_close(rect.boxes, torch.tensor([[2.0, 30.0, 20.0, 60.0]]))  # the paper's rectangle
+
+
+def test_second_scale_boxes_fall_back_to_the_whole_image():
+    kps = torch.zeros(2, 24, 3)
+    kps[0, :2] = torch.tensor([[10.0, 20.0, 1.0], [30.0, 28.0, 1.0]])
+    present = kps[..., 2] > 0
+    out = second_scale_boxes(kps, present, torch.tensor([[60.0, 80.0], [60.0, 80.0]]), margin=0.5)
+    assert out.fallback.tolist() == [False, True]
+    # rectangle 10..30 x 20..28 grown by half its size: 0..40 x 16..32, square of side 40 about (20, 24)
+    torch.testing.assert_close(out.boxes[0], torch.tensor([0.0, 4.0, 40.0, 44.0]))
+    # the whole 80 x 60 image's square: 20 px taller than the image, the overhang split evenly
+    torch.testing.assert_close(out.boxes[1], torch.tensor([0.0, -10.0, 80.0, 70.0]))
+    with pytest.raises(ValueError, match="present must be a"):
+        second_scale_boxes(kps, present.float(), 64, margin=0.0)
+
+
+@pytest.mark.parametrize("mapping", list(CropMapping))
+def test_second_scale_crops_never_contain_zero_padding(mapping):
+    image = 0.5 + 0.5 * torch.rand(3, 40, 50, generator=torch.Generator().manual_seed(1))  # no pixel below 0.5
+    # a square larger than the image's height: it cannot fit, so part of it must be padded
+    boxes = fit_boxes(torch.tensor([[-10.0, -20.0, 45.0, 35.0], [30.0, 5.0, 48.0, 23.0]]), (40, 50))
+    crops, cut, size = second_scale_crops([image], boxes, torch.tensor([0, 0]), mapping, 32)
+    for crop in crops:
+        assert crop.min() >= 0.5 - 1e-6, "a crop was padded with zeros"
+    if mapping is CropMapping.UNRESIZED:
+        assert size is None and [tuple(c.shape) for c in crops] == [(3, 55, 55), (3, 18, 18)]
+        assert torch.equal(crops[1], image[:, 5:23, 30:48])  # inside the image: the pixels themselves
+        assert torch.equal(crops[0][:, 0], crops[0][:, 7]), "rows above the image repeat its first row"
+    else:
+        assert size == 32 and all(tuple(c.shape) == (3, 32, 32) for c in crops)
+        torch.testing.assert_close(cut, boxes)
+
+
+def test_unresized_crop_maps_a_detection_back_to_its_original_pixel():
+    image = torch.zeros(1, 50, 70)
+    image[0, 12, 3] = 1.0  # the "detection": a bright pixel near the top-left corner
+    # a box that leaves the image on the left and the top, whole pixels after shifting
+    boxes = pixel_boxes(fit_boxes(torch.tensor([[-8.3, -4.6, 30.2, 33.9]]), (50, 70)))
+    assert boxes[0, :2].tolist() == [0.0, 0.0]
+    boxes = torch.tensor([[-6.0, -5.0, 30.0, 40.0]])  # and one padded on purpose (as where a box cannot fit)
+    crop = crop_pixels([image], boxes)[0]
+    i, j = divmod(int(crop[0].argmax()), crop.shape[-1])
+    found = torch.tensor([[[j + 0.5, i + 0.5, 1.0]]])  # the crop pixel's centre, crop pixels
+    back = points_from_crop(found, boxes, None)  # keys2 + [xmin, ymin]
+    torch.testing.assert_close(back, torch.tensor([[[3.5, 12.5, 1.0]]]))
+    torch.testing.assert_close(points_to_crop(back, boxes, None), found)
+
+
+def test_line_from_crop_maps_an_axis_back_for_square_and_stretched_crops():
+    boxes = torch.tensor([[10.0, 20.0, 50.0, 40.0]])  # 40 x 20: stretched to 32 x 32
+    a, b = torch.tensor([[[12.0, 22.0], [30.0, 38.0]]]), None  # two image points on a line
+    for size in (32, None):
+        pc = points_to_crop(a, boxes, size)[0]  # (2, 2) crop pixels
+        d = pc[1] - pc[0]
+        n = torch.stack([d[1], -d[0]]) / d.norm()
+        n = n if n[0] >= 0 else -n
+        line = torch.cat([n, (n * pc[0]).sum()[None]])[None]  # (1, 3) in crop pixels
+        b = line_from_crop(line, boxes, size)
+        assert float(b[0, :2].norm()) == pytest.approx(1.0)
+        assert ((b[0, :2] * a[0]).sum(-1) - b[0, 2]).abs().max() < 1e-4, "both image points lie on the mapped line"
+    torch.testing.assert_close(line_from_crop(torch.zeros(1, 3), boxes, 32), torch.zeros(1, 3))

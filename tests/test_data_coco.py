@@ -38,7 +38,8 @@ SKELETON = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], 
 @needs_real
 def test_real_excerpt_values():
     ds = CocoKeypoints(REAL_JSON, REAL)
-    assert len(ds) == 4 and ds.quirks == {"num_keypoints_mismatch": 0, "out_of_bounds_points": 0}
+    assert len(ds) == 4
+    assert ds.quirks == {"num_keypoints_mismatch": 0, "out_of_bounds_points": 0, "duplicate_annotations": 0}
     assert [im["id"] for im in ds.images] == [785, 40083, 196141, 197388]
     image, target = ds[1]  # 000000040083.jpg, 500 x 333, three annotations
     assert image.shape == (3, 333, 500) and target["image_id"] == 40083
@@ -77,7 +78,7 @@ def written(tmp_path_factory):
 def test_round_trip_equals_the_renderer(written, split):
     ds = CocoKeypoints(written / "annotations" / f"person_keypoints_{split}2017.json", written / f"{split}2017")
     assert len(ds) == {"train": 9, "val": 3}[split]
-    assert ds.quirks == {"num_keypoints_mismatch": 0, "out_of_bounds_points": 0}
+    assert ds.quirks == {"num_keypoints_mismatch": 0, "out_of_bounds_points": 0, "duplicate_annotations": 0}
     for i in range(len(ds)):
         image, target = ds[i]
         true_image, truth = render_people(SMALL, item_generator(4, split, i))
@@ -158,7 +159,8 @@ def test_the_spec_example_reads(tmp_path):
     path = tmp_path / "person_keypoints_val2017.json"
     path.write_text(json.dumps(_DATA))
     images, per_image, quirks, _ = parse_coco_keypoints(path)
-    assert images[0]["id"] == 42 and quirks == {"num_keypoints_mismatch": 0, "out_of_bounds_points": 0}
+    assert images[0]["id"] == 42
+    assert quirks == {"num_keypoints_mismatch": 0, "out_of_bounds_points": 0, "duplicate_annotations": 0}
     assert per_image[42]["keypoints"][0, 6].tolist() == [360.0, 162.0, 1.0]
     assert per_image[42]["boxes"][0].tolist() == [300.0, 100.0, 380.0, 300.0]
 
@@ -169,7 +171,7 @@ def test_visibility_outside_the_format(a, j, v):
     data = copy.deepcopy(_DATA)
     data["annotations"][a]["keypoints"][3 * j + 2] = v
     where = rf"annotations\[{a}\]\.keypoints\[{3 * j + 2}\]"
-    _check(data, where + (": visibility" if isinstance(v, int | float) else ": .* is not a number"))
+    _check(data, where + (": visibility" if isinstance(v, int | float) else ": .* is not a finite number"))
 
 
 @FAST
@@ -201,6 +203,55 @@ def test_other_malformed_annotations():
     _check(data, r"annotations\[0\]\.category_id: 2, expected 1")
 
 
+@pytest.mark.parametrize("field, index, value, match", [
+    ("keypoints", 0, float("nan"), r"annotations\[1\]\.keypoints\[0\]: nan is not a finite number"),
+    ("keypoints", 19, float("inf"), r"annotations\[1\]\.keypoints\[19\]: inf is not a finite number"),
+    ("bbox", 2, float("nan"), r"annotations\[1\]\.bbox: \[300.0, 100.0, nan, 200.0\], expected .* finite numbers"),
+    ("area", None, float("nan"), r"annotations\[1\]\.area: expected a finite number, got nan"),
+    ("area", None, -5.0, r"annotations\[1\]\.area: -5.0, expected a finite number >= 0"),
+])  # fmt: skip
+def test_non_finite_coordinates_boxes_and_areas_are_refused_by_json_path(field, index, value, match):
+    data = copy.deepcopy(_DATA)  # Python's json reads the non-standard NaN and Infinity literals
+    if index is None:
+        data["annotations"][1][field] = value
+    else:
+        data["annotations"][1][field][index] = value
+    _check(data, match)
+
+
+def test_duplicate_annotation_ids_an_exact_repeat_is_read_once_a_conflict_is_an_error(tmp_path):
+    data = copy.deepcopy(_DATA)
+    data["annotations"].append(copy.deepcopy(data["annotations"][0]))  # id 7 again, identical
+    path = tmp_path / "person_keypoints_val2017.json"
+    path.write_text(json.dumps(data))
+    images, per_image, quirks, first = parse_coco_keypoints(path)
+    assert per_image[42]["ids"].tolist() == [7, 8] and quirks["duplicate_annotations"] == 1
+    assert first["duplicate_annotations"] == "annotations[2].id"
+    data["annotations"][2]["bbox"] = [301.0, 100.0, 80.0, 200.0]
+    _check(data, r"annotations\[2\]\.id: 7 is already the id of annotations\[0\], which differs from this one")
+
+
+def test_bad_categories_no_images_and_undecodable_bytes_are_named(tmp_path):
+    data = copy.deepcopy(_DATA)
+    data["categories"][0]["keypoints"] = 17
+    _check(data, r"categories\[0\]\.keypoints = 17, expected \('nose'")  # was a bare TypeError
+    _check({**copy.deepcopy(_DATA), "images": [], "annotations": []}, "images is empty; a ground-truth file needs")
+    path = tmp_path / "person_keypoints_val2017.json"
+    text = json.dumps(_DATA).encode()
+    at = text.index(b"000000000042")
+    path.write_bytes(text[:at] + b"\xc3\x28" + text[at + 2:])  # an invalid two-byte UTF-8 sequence
+    with pytest.raises(ValueError, match=rf"val2017.json: byte {at} \(line 1\): c3 is not valid UTF-8"):
+        parse_coco_keypoints(path)
+
+
+def test_an_image_that_does_not_decode_is_named_with_its_entry(tmp_path):
+    path = tmp_path / "person_keypoints_val2017.json"
+    path.write_text(json.dumps(_DATA))
+    (tmp_path / "000000000042.jpg").write_bytes(b"GIF89a truncated")
+    with pytest.raises(ValueError, match=r"images\[0\]\.file_name: image file .*042.jpg' is not an image PIL can"):
+        CocoKeypoints(path, tmp_path)
+
+
 def test_missing_image_names_the_entry():
     _check(_DATA, r"images\[0\]\.file_name: image file .*000000000042.jpg' not found", FileNotFoundError)
 
@@ -214,7 +265,7 @@ def test_out_of_bounds_and_num_keypoints_quirks_are_counted_with_their_path(tmp_
     Image.new("RGB", (640, 480)).save(tmp_path / "000000000042.jpg")
     with pytest.warns(UserWarning) as record:
         ds = CocoKeypoints(path, tmp_path)
-    assert ds.quirks == {"num_keypoints_mismatch": 1, "out_of_bounds_points": 1}
+    assert ds.quirks == {"num_keypoints_mismatch": 1, "out_of_bounds_points": 1, "duplicate_annotations": 0}
     messages = " | ".join(str(w.message) for w in record)
     assert r"1 labelled key points outside their image (first at annotations[1].keypoints[15])" in messages
     assert "(first at annotations[1].num_keypoints)" in messages

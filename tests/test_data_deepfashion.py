@@ -210,6 +210,42 @@ def test_entry_count_and_unlisted_images(tmp_path):
         read_deepfashion(root)
 
 
+def test_boxes_beyond_the_image_are_counted_and_boxes_outside_it_refused(tmp_path):
+    root = _copy_fixture(tmp_path, size=(220, 300))  # train rows: blouse box x_2 = 229 > 220, jeans box inside
+    with pytest.warns(UserWarning, match=r"list_bbox.txt: 1 boxes of split 'train' reach beyond their image \(first "
+                                         r"at line 4\)"):  # fmt: skip
+        ds = DeepFashionAttributes(root, "train")
+    assert ds.quirks["out_of_bounds_boxes"] == 1
+    _edit(root, "list_bbox.txt", 2, lambda f: [f[0], "240", "11", "260", "296"])  # the jeans box, right of 220
+    with pytest.raises(ValueError, match=r"list_bbox.txt line 5: box \(240, 11, 260, 296\) lies outside its 220 x "
+                                         "300 image"):  # fmt: skip
+        DeepFashionAttributes(root, "train")
+
+
+def test_empty_lists_undecodable_bytes_and_images_are_named(tmp_path):
+    root = _copy_fixture(tmp_path, size=None)
+    (root / "Anno" / "list_bbox.txt").write_text("0\nimage_name  x_1  y_1  x_2  y_2\n")
+    with pytest.raises(ValueError, match="list_bbox.txt line 1: says 0 entries; an annotation list needs at least one"):
+        read_deepfashion(root)
+    root = _copy_fixture(tmp_path / "b", size=None)
+    path = root / "Anno" / "list_attr_cloth.txt"
+    data = path.read_bytes()
+    at = data.index(b"abstract chevron")
+    path.write_bytes(data[:at] + b"\x96" + data[at + 1:])  # a Windows-1252 dash
+    with pytest.raises(ValueError, match=rf"list_attr_cloth.txt: byte {at} \(line 5\): 96 is not valid UTF-8"):
+        read_deepfashion(root)
+    root = _copy_fixture(tmp_path / "c", size=None)
+    path = root / "Anno" / "list_landmarks.txt"
+    path.write_bytes(path.read_bytes().replace(b"clothes_type", b"clothes\xfftype", 1))
+    with pytest.raises(ValueError, match=r"list_landmarks.txt: byte \d+ \(line 2\): ff is not valid UTF-8"):
+        read_deepfashion(root)
+    root = _copy_fixture(tmp_path / "d")
+    (root / "Img" / NAMES[2]).write_bytes(b"\x89PNG\r\n but cut short")
+    with pytest.raises(ValueError, match=r"list_eval_partition.txt line 5: image file .*img_00000012.jpg' is not an "
+                                         "image PIL can decode"):  # fmt: skip
+        DeepFashionAttributes(root, "train")
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # Round trip through the synthetic writer
 # ------------------------------------------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ def _real_root(tmp: Path, size=(512, 512)) -> Path:
 @needs_real
 def test_real_keypoint_rows_read_with_known_values():
     ann, quirks = parse_keypoint_csv(REAL_KP)
-    assert len(ann) == 50 and quirks == {"blank_lines": 0}
+    assert len(ann) == 50 and quirks == {"blank_lines": 0, "duplicate_rows": 0}
     assert [ann.categories.count(c) for c in CATEGORIES] == [10] * 5
     # line 2: blouse, neckline_left 212_179_0 (occluded), center_front 249_197_1 (visible), waistline -1_-1_-1
     assert ann.image_ids[0] == "Images/blouse/a7173f059a26f46e8001c648fd8a8746.jpg" and ann.lines[0] == 2
@@ -95,7 +95,7 @@ def test_real_rows_only_label_points_of_their_category():
 @needs_real
 def test_real_excerpt_as_dataset_with_stand_in_images(tmp_path):
     ds = FashionAIKeypoints(_real_root(tmp_path))
-    assert len(ds) == 50 and ds.quirks == {"blank_lines": 0, "out_of_bounds_points": 0}
+    assert len(ds) == 50 and ds.quirks == {"blank_lines": 0, "duplicate_rows": 0, "out_of_bounds_points": 0}
     assert ds.sizes.tolist() == [[512, 512]] * 50
     image, target = ds[0]
     assert image.shape == (3, 512, 512) and target["category"] == "blouse"
@@ -129,7 +129,7 @@ def test_out_of_bounds_points_are_a_counted_quirk_with_file_and_line(tmp_path):
 @needs_real
 def test_real_attribute_rows_read_with_known_values():
     ann, quirks = parse_attribute_csv(REAL_ATTR)
-    assert len(ann) == 48 and quirks == {"blank_lines": 0, "attribute_rows_without_one_y": 0}
+    assert len(ann) == 48 and quirks == {"blank_lines": 0, "attribute_rows_without_one_y": 0, "duplicate_rows": 0}
     assert sorted(set(ann.tasks)) == sorted(FASHIONAI_TASKS) and all(ann.tasks.count(t) == 6 for t in FASHIONAI_TASKS)
     # line 5: coat_length_labels,nnnnmynn
     assert ann.lines[4] == 5 and ann.tasks[4] == "coat_length_labels"
@@ -162,7 +162,7 @@ def test_keypoint_round_trip_equals_the_renderer(tmp_path):
     root = write_fashionai_keypoints(tmp_path / "kp", 10, seed=3, config=SMALL, val_fraction=0.3)
     for csv_name, split, count in (("Annotations/train.csv", "train", 7), ("Annotations/val.csv", "val", 3)):
         ds = FashionAIKeypoints(root, csv=csv_name)
-        assert len(ds) == count and ds.quirks == {"blank_lines": 0, "out_of_bounds_points": 0}
+        assert len(ds) == count and ds.quirks == {"blank_lines": 0, "duplicate_rows": 0, "out_of_bounds_points": 0}
         for i in range(count):
             image, target = ds[i]
             truth_image, truth = render_garment(SMALL, item_generator(3, split, i))
@@ -278,7 +278,8 @@ def test_missing_image_names_the_line(tmp_path):
 
 def test_blank_lines_are_counted_not_dropped_silently(tmp_path):
     path = tmp_path / "train.csv"
-    path.write_text(",".join(HEADER) + "\n" + ",".join(_BLOUSE) + "\n\n" + ",".join(_BLOUSE) + "\n")
+    other = [_BLOUSE[0].replace("0123", "4567"), *_BLOUSE[1:]]
+    path.write_text(",".join(HEADER) + "\n" + ",".join(_BLOUSE) + "\n\n" + ",".join(other) + "\n")
     ann, quirks = parse_keypoint_csv(path)
     assert len(ann) == 2 and quirks["blank_lines"] == 1 and ann.lines == (2, 4)
 
@@ -317,9 +318,10 @@ def test_attribute_row_with_wrong_columns_or_task(position, row):
 
 def test_attribute_quirks_and_bad_characters(tmp_path):
     path = tmp_path / "label.csv"
-    path.write_text(_ATTR_ROW.replace("nnynnn", "nnymyn") + "\n\n" + _ATTR_ROW.replace("nnynnn", "nnnnnn") + "\n")
+    other = _ATTR_ROW.replace("0123", "4567")
+    path.write_text(_ATTR_ROW.replace("nnynnn", "nnymyn") + "\n\n" + other.replace("nnynnn", "nnnnnn") + "\n")
     ann, quirks = parse_attribute_csv(path)
-    assert quirks == {"blank_lines": 1, "attribute_rows_without_one_y": 2} and ann.lines == (1, 3)
+    assert quirks == {"blank_lines": 1, "attribute_rows_without_one_y": 2, "duplicate_rows": 0} and ann.lines == (1, 3)
     bad = [_ATTR_ROW, _ATTR_ROW.replace("nnynnn", "nnyxnn")]
     _check_attribute_error(bad, 2, r"label string 'nnyxnn' contains \['x'\]")
 
@@ -333,3 +335,60 @@ def test_missing_attribute_image_names_the_line(tmp_path):
         warnings.simplefilter("error")
         assert len(FashionAIAttributes(tmp_path, images=False)) == 1
 
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Duplicates, undecodable bytes, empty files, undecodable images
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def test_an_exact_repeat_is_read_once_and_counted_a_conflicting_one_is_an_error(tmp_path):
+    other = [_BLOUSE[0].replace("0123", "4567"), *_BLOUSE[1:]]
+    ann, quirks = parse_keypoint_csv(_write_rows(tmp_path, [_BLOUSE, other, _BLOUSE]))
+    assert len(ann) == 2 and ann.lines == (2, 3) and quirks["duplicate_rows"] == 1
+    moved = list(_BLOUSE)
+    moved[2] = "11_20_1"
+    _check_keypoint_error([_BLOUSE, other, moved], 4, r"image '.*0123456789abcdef.jpg' is already labelled on line 2 "
+                                                      "with other key points")  # fmt: skip
+    path = tmp_path / "label.csv"
+    path.write_text(f"{_ATTR_ROW}\n{_ATTR_ROW}\n{_ATTR_ROW.replace('0123', '4567')}\n")
+    ann, quirks = parse_attribute_csv(path)
+    assert len(ann) == 2 and ann.lines == (1, 3) and quirks["duplicate_rows"] == 1
+    _check_attribute_error([_ATTR_ROW, _ATTR_ROW.replace("nnynnn", "nnnynn")], 2, r"image .*cdef.jpg. is "
+                           "already labelled on line 1 with other AttrKey or labels")
+
+
+def test_undecodable_bytes_are_named_with_the_file_and_byte_offset(tmp_path):
+    path = _write_rows(tmp_path, [_BLOUSE])
+    data = path.read_bytes()
+    at = len(",".join(HEADER)) + 1 + 10  # inside the image path of line 2
+    path.write_bytes(data[:at] + b"\xe9" + data[at + 1:])  # Latin-1 'é'
+    with pytest.raises(ValueError, match=rf"train.csv: byte {at} \(line 2\): e9 is not valid UTF-8"):
+        parse_keypoint_csv(path)
+    attributes = tmp_path / "label.csv"
+    attributes.write_bytes(b"Images/skirt_length_labels/\xff.jpg,skirt_length_labels,nnynnn\n")
+    with pytest.raises(ValueError, match=r"label.csv: byte 27 \(line 1\): ff is not valid UTF-8"):
+        parse_attribute_csv(attributes)
+
+
+def test_a_file_without_data_rows_is_an_error_not_an_empty_data_set(tmp_path):
+    with pytest.raises(ValueError, match="train.csv: no data rows after the header"):
+        parse_keypoint_csv(_write_rows(tmp_path, []))
+    path = tmp_path / "label.csv"
+    for content in ("", "\n\n"):
+        path.write_text(content)
+        with pytest.raises(ValueError, match="label.csv: no rows; an attribute file needs at least one"):
+            parse_attribute_csv(path)
+
+
+def test_an_image_that_does_not_decode_is_named_with_the_csv_line(tmp_path):
+    root = tmp_path / "split"
+    (root / "Annotations").mkdir(parents=True)
+    second = [_BLOUSE[0].replace("0123", "4567"), *_BLOUSE[1:]]
+    _write_rows(root / "Annotations", [_BLOUSE, second])
+    _stand_in_images(root, [_BLOUSE[0]])
+    (root / second[0]).write_bytes(b"<html>not a picture</html>")  # a saved error page named .jpg
+    with pytest.raises(ValueError, match=r"train.csv line 3: image file .*4567.*\.jpg' is not an image PIL can decode"):
+        FashionAIKeypoints(root)
+    with pytest.raises(ValueError, match=r"4567.*\.jpg: not an image PIL can decode"):
+        FashionAIKeypoints(root, images=False)[1]

@@ -10,6 +10,7 @@ import torch
 from fashion_lib.models.cpn import CPNConfig, build_cpn
 from fashion_lib.models.detector import (
     TopDownDetector,
+    all_instances,
     as_detect_fn,
     keypoint_rcnn_outputs,
     predict,
@@ -44,6 +45,17 @@ def test_top_instance_picks_the_highest_score_and_marks_empty_images():
     assert torch.equal(top.keypoints[3], preds[3]["keypoints"][0])  # a tie goes to the first
     assert bool(top.keypoints[1, :, :2].isnan().all()) and bool((top.keypoints[1, :, 2] == 0).all())
     assert bool(top.boxes[1].isnan().all())
+
+
+def test_all_instances_ranks_and_pads_every_image():
+    preds = [_pred([0.2, 0.9, 0.5]), _pred([]), _pred([0.7], offset=100.0), _pred([0.4, 0.4])]
+    every = all_instances(preds, 3)
+    assert every.shape == (4, 3, 3, 3)
+    torch.testing.assert_close(every[:, 0], top_instance(preds, 3).keypoints, equal_nan=True)
+    assert torch.equal(every[0], preds[0]["keypoints"][[1, 2, 0]])  # best first
+    assert torch.equal(every[3, :2], preds[3]["keypoints"])  # ties keep the detector's order
+    assert bool(every[1, :, :, :2].isnan().all()) and bool((every[2, 1:, :, 2] == 0).all())  # padding: missing
+    assert all_instances([_pred([]), _pred([])], 3).shape == (2, 1, 3, 3)
 
 
 def test_top_instance_without_any_detection():

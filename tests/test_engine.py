@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fashion_lib.engine import (
+    CHECKSUM_RECORD,
     CheckpointError,
     StepBatchSampler,
     TrainConfig,
@@ -356,6 +357,79 @@ def test_a_truncated_checkpoint_is_refused(tmp_path):
         load_checkpoint(path, _model())
 
 
+def _flip(path: Path, needle: bytes) -> bytes:
+    """Flip 8 bytes in the middle of the one occurrence of ``needle`` in ``path``; returns the original bytes."""
+    data = path.read_bytes()
+    at = data.find(needle)
+    assert at > 0 and data.find(needle, at + 1) == -1, "the tensor's bytes must occur once in the file"
+    at += len(needle) // 2
+    path.write_bytes(data[:at] + bytes(b ^ 0xFF for b in data[at:at + 8]) + data[at + 8:])
+    return data
+
+
+def test_a_checkpoint_with_flipped_bytes_in_weights_or_optimiser_state_is_refused(tmp_path):
+    run, config = tmp_path / "run", _config(steps=8, checkpoint_every=4)
+    with pytest.raises(KeyboardInterrupt):  # stopped inside step 6: the checkpoint of step 4 keeps the resume state
+        train(_model(), RecordingDataset(fail_at=5 * 8 + 2), config, run, progress=False)
+    path = run / "checkpoint.pt"
+    ckpt = torch.load(path, weights_only=True)
+    weight = ckpt["model"]["features.0.weight"].numpy().tobytes()
+    moment = ckpt["optimizer"]["state"][0]["exp_avg"].numpy().tobytes()
+    for needle in (weight, moment):
+        original = _flip(path, needle)
+        with pytest.raises(CheckpointError, match=r"run/checkpoint.pt: checksum mismatch, the content differs"):
+            train(_model(), ToyDataset(), config, run, progress=False)
+        with pytest.raises(CheckpointError, match="checkpoint.pt: checksum mismatch"):
+            load_checkpoint(path, _model())
+        path.write_bytes(original)
+    resumed = train(_model(), ToyDataset(), config, run, progress=False)  # the untouched file resumes
+    assert resumed.resumed_from == 4 and resumed.model.train_calls == 4
+
+
+def test_files_that_are_not_checksummed_checkpoints_are_refused_without_torch_advice(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    path.write_text("just text")
+    with pytest.raises(CheckpointError, match=r"checkpoint.pt: cannot read the checkpoint \(corrupt or truncated\?\): "
+                                              "not a complete checkpoint archive"):  # fmt: skip
+        load_checkpoint(path, _model())
+    torch.save({"model": _model().state_dict()}, path)  # a plain torch file: no checksum
+    with pytest.raises(CheckpointError, match="checkpoint.pt: the checkpoint has no checksum"):
+        load_checkpoint(path, _model())
+
+    from fashion_lib.engine import _append_checksum
+
+    with open(path, "w+b") as f:  # checksummed, but holding a class: torch's safe loader refuses it
+        torch.save({"model": ToyConfig()}, f)
+        _append_checksum(f)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path, _model())
+    message = str(caught.value)
+    assert "holds objects other than tensors" in message and "weights_only" not in message, message
+
+
+def test_a_finished_run_keeps_only_its_weights_unless_asked(tmp_path):
+    import zipfile
+
+    slim = train(_model(), ToyDataset(), _config(steps=4), tmp_path / "slim", progress=False)
+    full = train(_model(), ToyDataset(), _config(steps=4), tmp_path / "full", progress=False, keep_resume_state=True)
+    _assert_same_state(slim.model, full.model)
+    a = torch.load(tmp_path / "slim" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    assert not {"optimizer", "scheduler", "rng"} & set(a) and {"optimizer", "scheduler", "rng"} <= set(b)
+    assert a["step"] == 4 and a["losses"] == b["losses"] and a["fingerprint"] == b["fingerprint"]
+    # AdamW keeps two moments per weight: the resume state is about twice the weights
+    sizes = [(tmp_path / name / "checkpoint.pt").stat().st_size for name in ("slim", "full")]
+    assert sizes[0] < 0.6 * sizes[1], sizes
+    with zipfile.ZipFile(tmp_path / "slim" / "checkpoint.pt") as z:  # still checksummed
+        assert any(n.endswith("/" + CHECKSUM_RECORD) for n in z.namelist())
+    fresh = _model(seed=3)  # the notebooks' reuse: the same call is a cache hit on the weights-only file
+    again = train(fresh, ToyDataset(), _config(steps=4), tmp_path / "slim", progress=False)
+    assert again.resumed_from == 4 and fresh.train_calls == 0
+    _assert_same_state(slim.model, fresh)
+    with pytest.raises(CheckpointError, match="steps: checkpoint 4, now 6"):  # cannot be continued, and says so
+        train(_model(), ToyDataset(), _config(steps=6), tmp_path / "slim", progress=False)
+
+
 def test_a_checkpoint_of_other_settings_is_refused_but_runtime_fields_may_change(tmp_path):
     run = tmp_path / "run"
     train(_model(), ToyDataset(), _config(steps=4, checkpoint_every=2), run, progress=False)
@@ -428,7 +502,7 @@ def _free_port() -> int:
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path):
     spec = {"config": {"steps": 6, "batch_size": 8, "lr": 1e-2, "warmup_steps": 2, "checkpoint_every": 3,
                        "log_every": 1, "device": "cpu", "seed": 2},
-            "data": {"length": 24}}  # fmt: skip
+            "data": {"length": 24}, "keep_resume_state": True}  # fmt: skip
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
                f"--master_port={_free_port()}", str(WORKER), str(tmp_path / "ddp"), json.dumps(spec)]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
@@ -456,7 +530,7 @@ def test_cuda_bf16_channels_last_run_learns_and_resumes(tmp_path):
                      channels_last=True)  # fmt: skip
     model = _model()
     before = _loss(model, data, range(64))
-    result = train(model, data, config, tmp_path / "run", progress=False)
+    result = train(model, data, config, tmp_path / "run", progress=False, keep_resume_state=True)
     assert next(result.model.parameters()).is_cuda
     after = _loss(result.model.cpu(), data, range(64))
     assert after < 0.5 * before

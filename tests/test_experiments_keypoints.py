@@ -11,7 +11,7 @@ import torch
 
 from fashion_lib.experiments import keypoints as kx
 from fashion_lib.keypoints import FASHIONAI, OCCLUDED, VISIBLE
-from fashion_lib.refine import RefineConfig, refine_symmetric
+from fashion_lib.refine import MissingCalibration, RefineConfig, calibrate_missing_threshold, refine_symmetric
 
 
 @pytest.fixture
@@ -28,6 +28,7 @@ def tiny(schema: str = "fashionai", **kw) -> kx.KeypointSetup:
 @pytest.mark.parametrize("kwargs, message", [
     (dict(preset="tpu"), r"preset must be one of \('cpu', 'gpu'\), got 'tpu'"),
     (dict(train_steps=0), "train_steps must be an integer >= 1, got 0"),
+    (dict(image_size=32), "image_size must be >= 64, got 32: the detectors' ResNet trunks downsample 32 times"),
     (dict(lr=0.0), "lr must be > 0"),
     (dict(data_root="/no/such/folder"), "data_root '/no/such/folder' is not a folder"),
     (dict(schema="mpii"), "schema must be one of"),
@@ -154,6 +155,17 @@ def test_rows_of_table1_from_trained_detectors(runs):
     assert cache[0].stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="rows has unknown entries"):
         kx.table1_rows(setup, detectors, val, refine, rows=("Mask R-CNN",))
+    assert rows[kx.NKD].matched.shape == (3,) and rows[kx.AXIS_ONCE].refined is not None
+    # the missing-point rule calibrated on held-out training images, one threshold per detector
+    cal = kx.calibrate_missing(tiny(calibration_images=4), detectors, 0)
+    assert set(cal) == {kx.KRCNN, kx.CPN} and all(c.visible + c.hidden > 0 for c in cal.values())
+    thresholds = {row: c.threshold for row, c in cal.items()}
+    calibrated = kx.table1_rows(setup, detectors, val, refine, rows=(kx.AXIS_ONCE,), seed=3, thresholds=thresholds)
+    expected = refine_symmetric(rows[kx.KRCNN].keypoints, FASHIONAI, generator=torch.Generator().manual_seed(3),
+                                config=dataclasses.replace(refine, score_threshold=cal[kx.KRCNN].threshold))
+    torch.testing.assert_close(calibrated[kx.AXIS_ONCE].keypoints, expected.keypoints, equal_nan=True)
+    with pytest.raises(ValueError, match="thresholds has unknown detector rows"):
+        kx.table1_rows(setup, detectors, val, refine, thresholds={"Mask R-CNN": 0.1})
     # per-seed arrays feed the NE metric; every visible ground-truth point is counted
     (pred, gt, cats), = kx.ne_arrays([rows], val, kx.NKD)
     assert pred.shape == gt.shape and cats == val.categories
@@ -174,3 +186,117 @@ def test_coco_metric_scores_perfect_results_as_one(runs):
     shifted = kx.Instances(kps + torch.tensor([15.0, 15.0, 0.0]), perfect.scores, index)
     (worse, _), = kx.coco_arrays([{kx.KRCNN: shifted}], val, kx.KRCNN)
     assert kx.coco_metric(val)(worse, ids) < 0.5
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The missing-point rule: calibration images, point scores, the fills and their NE
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def test_calibration_images_come_from_the_training_world_with_their_own_seed(runs):
+    setup = tiny(calibration_images=3)
+    images, targets = kx.calibration_set(setup, seed=0)
+    assert len(images) == 3 and all("category" in t for t in targets)
+    trained = {im.numpy().tobytes() for im, _ in kx.training_set(setup, seed=0, steps=2)}
+    validation = {im.numpy().tobytes() for im in kx.validation_set(setup).images}
+    mine = {im.numpy().tobytes() for im in images}
+    assert not mine & trained and not mine & validation
+    assert {im.numpy().tobytes() for im in kx.calibration_set(setup, seed=1)[0]} != mine  # a seed of its own
+    with pytest.raises(ValueError, match="calibration_images must be an integer >= 0"):
+        tiny(calibration_images=-1)
+
+
+def prediction(keypoints: torch.Tensor, scores: list[float]) -> dict:
+    n = len(keypoints)
+    return {"boxes": torch.zeros(n, 4), "scores": torch.tensor(scores), "labels": torch.ones(n, dtype=torch.long),
+            "keypoints": keypoints.float()}
+
+
+def test_point_scores_read_the_garments_own_points_and_calibrate_a_threshold():
+    targets = []
+    for i, (category, occluded) in enumerate((("blouse", "cuff_left_in"), ("trousers", "bottom_left_in"))):
+        kps = torch.zeros(1, 24, 3)
+        own = FASHIONAI.category_mask(category)
+        kps[0, own] = torch.tensor([10.0 + i, 20.0, VISIBLE])
+        kps[0, FASHIONAI.index(occluded), 2] = OCCLUDED
+        targets.append({"keypoints": kps, "category": category})
+    preds = []
+    for t in targets:  # the detector: sure of visible points (0.9), unsure of occluded ones (0.2); others 0.05
+        det = t["keypoints"].clone()
+        det[..., 2] = torch.where(t["keypoints"][..., 2] == VISIBLE, 0.9, 0.2)
+        det[0, ~FASHIONAI.category_mask(t["category"]), 2] = 0.05
+        preds.append(prediction(det, [0.8]))
+    scores, visible = kx.point_scores(preds, targets, "fashionai")
+    n_own = sum(int(FASHIONAI.category_mask(t["category"]).sum()) for t in targets)
+    assert len(scores) == n_own and int((~visible).sum()) == 2, "only the garments' own points, two occluded"
+    assert torch.equal(scores[~visible], torch.tensor([0.2, 0.2]))
+    cal = calibrate_missing_threshold(scores, visible)
+    assert cal.threshold == pytest.approx(0.55) and cal.youden_j == pytest.approx(1.0)
+
+
+def test_point_scores_match_each_person_to_its_own_detection():
+    from fashion_lib.keypoints import COCO
+
+    people = torch.zeros(2, 17, 3)
+    people[..., 0] = torch.linspace(10, 40, 17)
+    people[..., 1] = torch.linspace(10, 60, 17)
+    people[1, :, 0] += 50.0
+    people[..., 2] = VISIBLE
+    people[0, COCO.index("left_wrist"), 2] = OCCLUDED
+    target = {"keypoints": people, "iscrowd": torch.zeros(2, dtype=torch.long)}
+    det = people.clone()
+    det[..., 2] = torch.tensor([[0.9], [0.6]])  # person 0's points score 0.9, person 1's 0.6 ...
+    det[0, COCO.index("left_wrist"), 2] = 0.1  # ... and person 0's occluded wrist 0.1
+    scores, visible = kx.point_scores([prediction(det.flip(0), [0.9, 0.95])], [target], "coco")  # person 1 first
+    assert len(scores) == 34 and int((~visible).sum()) == 1
+    assert float(scores[~visible][0]) == pytest.approx(0.1), "the wrist's score came from the wrong person"
+    assert sorted(set(scores[visible].tolist())) == pytest.approx([0.6, 0.9])
+
+
+def test_refiner_stats_report_the_fills_and_their_ne_before_and_after(runs):
+    val = kx.validation_set(tiny(val_images=3))
+    gt = val.keypoints
+    det = gt.clone()
+    det[..., 2] = torch.where(gt[..., 2] > 0, 0.9, 0.0)
+    # one labelled point of a complete pair per garment: the detector's guess is 30 px off, with a low score
+    planted = []
+    for b, category in enumerate(val.categories):
+        own = FASHIONAI.category_mask(category)
+        pair = next(p for p in FASHIONAI.pairs.tolist() if own[p].all() and (gt[b, p, 2] > 0).all())
+        planted.append((b, pair[0]))
+        det[b, pair[0], :2] += 30.0
+        det[b, pair[0], 2] = 0.1
+    inst = kx.Instances(det, torch.ones(3), torch.arange(3))
+    out = refine_symmetric(det, FASHIONAI, generator=torch.Generator().manual_seed(0), score_threshold=0.3, m=3,
+                           d=6.0, alpha=0.0)
+    stats = kx.refiner_stats(out, detected=inst, val=val)
+    assert stats.filled == int(out.filled.sum()) and stats.filled_points == pytest.approx(stats.filled / 3)
+    assert all(bool(out.filled[b, k]) for b, k in planted if out.has_axis[b])
+    assert stats.filled_scored >= sum(bool(out.has_axis[b]) for b, _ in planted) > 0
+    assert stats.ne_filled_before > 2 * stats.ne_filled_after, "the mirror image should beat a 30-px-off guess"
+    before, after = kx.filled_point_errors(inst, out, val)
+    assert before.shape == after.shape == (stats.filled,)
+    # without ground truth, only the counts
+    bare = kx.refiner_stats(out)
+    assert bare.filled == stats.filled and math.isnan(bare.ne_filled_before)
+
+
+def test_missing_point_table_and_its_summary_for_the_page(runs):
+    val = kx.validation_set(tiny(val_images=3))
+    det = val.keypoints.clone()
+    det[..., 2] = torch.where(det[..., 2] > 0, 0.9, 0.0)
+    base = kx.Instances(det, torch.ones(3), torch.arange(3))
+    out = refine_symmetric(det, FASHIONAI, generator=torch.Generator().manual_seed(0), score_threshold=0.5)
+    rows = {kx.KRCNN: base, kx.AXIS_ONCE: dataclasses.replace(base, keypoints=out.keypoints, refined=out),
+            kx.NKD: dataclasses.replace(base, matched=torch.tensor([True, False, True]))}
+    cal = {kx.KRCNN: MissingCalibration(0.25, 0.5, 0.75, 0.75, 10, 4)}
+    table = kx.missing_point_table([rows, rows], val, [0, 1], RefineConfig(), calibrations=[cal, cal])
+    assert [r["seed"] for r in table] == [0, 1] and table[0]["threshold"] == 0.25
+    assert table[0]["points filled"] == int(out.filled.sum()) and table[0]["second scale unmatched"] == 1
+    summary = kx.missing_point_summary(table)
+    assert summary["points_filled"] == 2 * int(out.filled.sum()) and summary["second_scale_unmatched"] == 2
+    assert summary["missing_threshold"] == pytest.approx(0.25)
+    literal = kx.missing_point_table([rows], val, [0], RefineConfig(score_threshold=0.1))
+    assert literal[0]["threshold"] == 0.1 and math.isnan(literal[0]["Youden's J"])
+    with pytest.raises(ValueError, match="calibrations has 1 entries for 2 seeds"):
+        kx.missing_point_table([rows, rows], val, [0, 1], RefineConfig(), calibrations=[cal])

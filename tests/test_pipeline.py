@@ -1,5 +1,8 @@
 """The notebook -> book pipeline: parameter checking, caching, and a real smoke build of the book."""
 
+import logging
+import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -83,6 +86,60 @@ def test_the_shipped_profiles_resolve_against_the_shipped_notebooks():
         assert "run_info" in nb.defaults, f"{nb.path} must declare run_info (provenance)"
 
 
+def test_a_section_for_an_unknown_notebook_is_refused_with_file_and_line(two_notebooks, tmp_path):
+    path = tmp_path / "cpu.yaml"
+    path.write_text("all:\n  seed: 1\n# a typo of 02_b:\n02_bb:\n  steps: 3\n")
+    profile = pipeline.load_profile(path)
+    with pytest.raises(ProfileError, match=rf"{path} line 4: section '02_bb' names no notebook .*\['01_a', '02_b'\]"):
+        resolve_parameters(two_notebooks, profile, profile_name=str(path))
+    # a notebook that exists but is outside --only: its section is skipped, not refused
+    path.write_text("all:\n  seed: 1\n02_b:\n  steps: 3\n")
+    params = resolve_parameters(two_notebooks[:1], pipeline.load_profile(path), known=["01_a", "02_b"])
+    assert params == {"01_a": {"seed": 1}}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("all:\n  seed: 1\n02_b:\n  steps: 3\nall:\n  seed: 2\n",
+     r"line 5: key 'all' is written twice \(first on line 1\)"),
+    ("02_b:\n  steps: 3\n  seed: 1\n  steps: 4\n", r"line 4: key 'steps' is written twice \(first on line 2\)"),
+])  # fmt: skip
+def test_a_key_written_twice_is_refused_with_file_and_line(tmp_path, text, message):
+    path = tmp_path / "cpu.yaml"
+    path.write_text(text)
+    with pytest.raises(ProfileError, match=rf"{path} {message}"):
+        pipeline.load_profile(path)
+
+
+def test_a_profile_that_is_not_utf8_names_the_byte(tmp_path):
+    path = tmp_path / "cpu.yaml"
+    path.write_bytes(b"all:\n  name: caf\xe9\n")
+    with pytest.raises(ProfileError, match=rf"{path}: byte 16 \(line 2\): e9 is not valid UTF-8"):
+        pipeline.load_profile(path)
+
+
+@pytest.fixture
+def detector_notebook(tmp_path):
+    return [_notebook(tmp_path, "10_t", "seeds = [0, 1]\nalphas = [0, 0.5]\n"
+                                        "detector = {'preset': 'cpu', 'image_size': 128, 'lr': 0.001}")]
+
+
+@pytest.mark.parametrize("profile, overrides, message", [
+    ({}, [("seeds", '["a"]')], r"-p seeds: parameter 'seeds' of notebook '10_t' element \[0\] = 'a' \(str\) must be "
+                               r"a int like the elements of its default \[0, 1\]"),
+    ({"all": {"seeds": [0, 1.5]}}, [], r"element \[1\] = 1.5 \(float\) must be a int"),
+    ({"all": {"detector": {"preset": "cpu", "imag_size": 64}}}, [],
+     r"parameter 'detector' of notebook '10_t' has no field 'imag_size'; valid: \['preset', 'image_size', 'lr'\]"),
+    ({}, [("detector", "{image_size: '64'}")], r"field 'image_size' must be a int like its default 128, got '64'"),
+    ({}, [("detector", "[1]")], r"'detector' of notebook '10_t' must be a mapping like its default"),
+])  # fmt: skip
+def test_list_elements_and_mapping_fields_are_checked_against_the_defaults(detector_notebook, profile, overrides,
+                                                                           message):  # fmt: skip
+    with pytest.raises(ProfileError, match=message):
+        resolve_parameters(detector_notebook, profile, overrides)
+    ok = resolve_parameters(detector_notebook, {"all": {"alphas": [0, 0.25, 1], "detector": {"image_size": 64}}})
+    assert ok == {"10_t": {"alphas": [0, 0.25, 1], "detector": {"image_size": 64}}}  # int or float, as the default
+
+
 def test_missing_profile_lists_the_available_ones():
     with pytest.raises(ProfileError, match=r"available profiles: \[.*'smoke'"):
         pipeline.load_profile(ROOT / "notebooks" / "profiles" / "nope.yaml")
@@ -107,6 +164,8 @@ def test_smoke_book_builds_strictly_then_rebuilds_from_cache(smoke_book, tmp_pat
     # glued from notebook 00 into another page: the schema sizes, not an empty string
     assert '<span class="pasted-text">24</span>' in intro
     assert '<span class="pasted-text">17</span>' in intro
+    # the front page judges the primary family from the differences every claim's page glued
+    assert "p (Holm)" in intro and "not measured in this build" not in intro
     page = (first.html / "book" / "results" / "00_keypoint_schemas.html").read_text()
     assert "Provenance of this page" in page and "smoke" in page
     assert "Traceback" not in page
@@ -272,3 +331,117 @@ def test_provenance_page_sums_each_part_against_its_budget(tmp_path):
     # budgets belong to the cpu profile only
     text = pipeline.write_provenance_page(tmp_path, notebooks, "gpu", [], 1.0, parts=parts).read_text()
     assert "| whole book | 3 | 55.0 min | none set |" in text and "this is its first" in text
+
+
+def _toc_book(tmp_path: Path, present: dict[str, str]) -> Path:
+    (tmp_path / "book" / "results").mkdir(parents=True)
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nparts:\n"
+        "  - caption: Tools\n    chapters:\n      - file: book/results/00_a\n      - file: book/results/01_b\n"
+        "  - caption: Results\n    chapters:\n      - file: book/results/10_c\n      - file: book/claims\n"
+        "      - file: book/results/provenance\n")
+    (tmp_path / "book" / "intro.md").write_text("# Intro\n{glue:text}`results/00_a.ipynb::n:d` and {doc}`claims`\n")
+    (tmp_path / "book" / "claims.md").write_text("# Claims\nSee {doc}`the table <results/10_c>`.\n")
+    (tmp_path / "book" / "results" / "provenance.md").write_text("# Provenance\n")
+    for name, text in present.items():
+        (tmp_path / "book" / "results" / f"{name}.ipynb").write_text(text)
+    return tmp_path
+
+
+def test_partial_toc_keeps_the_pages_whose_notebooks_ran_and_their_references():
+    assert pipeline.page_references("{doc}`results/10_c` {glue:text}`results/11_d.ipynb::k:.1f` {doc}`t <12_e>` "
+                                    "{doc}`claims` {glue}`key` 13_f") == {"10_c", "11_d", "12_e"}
+
+
+def test_partial_toc_leaves_out_missing_pages_and_the_pages_that_need_them(tmp_path):
+    workdir = _toc_book(tmp_path, {"10_c": '{"cells": ["{doc}`01_b`"]}', "01_b": "{}"})
+    toc, left_out = pipeline.partial_toc(workdir)
+    # 00_a never ran: its page is missing, and the front page glues from it; 10_c links to 01_b, which ran
+    assert left_out == ["book/intro", "book/results/00_a"]
+    assert toc["root"] == "book/results/01_b"
+    assert toc["parts"] == [{"caption": "Results", "chapters": [
+        {"file": "book/results/10_c"}, {"file": "book/claims"}, {"file": "book/results/provenance"}]}]
+    # every notebook ran: the book's own table of contents
+    (workdir / "book" / "results" / "00_a.ipynb").write_text("{}")
+    assert pipeline.partial_toc(workdir) == (None, [])
+
+
+def test_partial_toc_keeps_the_root_when_it_can_be_built(tmp_path):
+    toc, left_out = pipeline.partial_toc(_toc_book(tmp_path, {"00_a": "{}"}))
+    assert toc["root"] == "book/intro" and left_out == ["book/results/01_b", "book/results/10_c", "book/claims"]
+    assert [ch["file"] for part in toc["parts"] for ch in part["chapters"]] == ["book/results/00_a",
+                                                                              "book/results/provenance"]
+
+
+def _readme_make_book_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return [line.strip() for block in re.findall(r"```\n(.*?)```", text, re.S) for line in block.splitlines()
+            if line.strip().startswith("make book")]
+
+
+def _pipeline_argv(command: str) -> list[str]:
+    """``make book PROFILE=x PARAMS="..."`` -> the pipeline's arguments, split as the Makefile's shell splits them."""
+    assigned = dict(word.split("=", 1) for word in shlex.split(command, comments=True)[2:])
+    return ["--profile", assigned.get("PROFILE", "cpu"), *shlex.split(assigned.get("PARAMS", ""))]
+
+
+def test_the_readmes_make_book_commands_are_found_and_split_like_make_does():
+    commands = [_pipeline_argv(c) for c in _readme_make_book_commands()]
+    assert ["--profile", "gpu"] in commands
+    assert ["--profile", "cpu", "-p", "seeds", "[0, 1]"] in commands
+    assert ["--profile", "cpu", "-p", "13_ablation_alpha.alphas", "[0, 0.5, 1]", "--only", "13_ablation_alpha"] in \
+        commands
+
+
+@pytest.mark.slow
+def test_the_readmes_make_book_examples_work_on_a_fresh_clone(smoke_book, tmp_path, caplog):
+    """Each example runs in a fresh work folder: those for the whole book run notebook 00 only (their parameters are
+    still checked against every notebook); the ``--only`` example runs at the smoke profile's scale and builds the
+    pages that exist, as on a fresh clone where no other notebook ever ran."""
+    caplog.set_level(logging.INFO, logger="fashion_lib.pipeline")
+    commands = _readme_make_book_commands()
+    for i, command in enumerate(commands):
+        argv = _pipeline_argv(command)
+        folders = ["--workdir", str(tmp_path / f"{i}" / "book"), "--cache-dir", str(tmp_path / f"{i}" / "cache"),
+                   "--runs-dir", str(smoke_book.runs)]
+        if "--only" in argv:
+            argv[argv.index("--profile") + 1] = "smoke"  # trained in minutes, and already by the smoke book
+        else:
+            argv += ["--only", "00_keypoint_schemas", "--no-build"]
+        caplog.clear()
+        assert pipeline.main(argv + folders) == 0, f"{command}: {caplog.text[-3000:]}"
+    # the --only example: its page is built, with the pages that need no other notebook, and the log says where
+    # the executed notebook is and which pages were left out
+    only = next(i for i, c in enumerate(commands) if "--only" in c)
+    workdir = tmp_path / f"{only}" / "book"
+    executed = workdir / "book" / "results" / "13_ablation_alpha.ipynb"
+    assert f"executed notebook: {executed}" in caplog.text
+    assert re.search(r"building \d+ of \d+ pages: the others need notebooks that have not run", caplog.text)
+    page = (workdir / "_build" / "html" / "book" / "results" / "13_ablation_alpha.html").read_text()
+    assert "fashion-lib-banner" in page and "smoke build: the numbers are meaningless" in page
+    assert not (workdir / "_build" / "html" / "book" / "intro.html").exists()  # it glues from notebooks not run
+
+
+@pytest.mark.slow
+def test_every_page_of_the_smoke_book_carries_the_banner(smoke_book):
+    pages = sorted((smoke_book.summary.html / "book").rglob("*.html"))
+    assert len(pages) >= 15
+    head = pipeline.git_state(ROOT)["commit"][:10]
+    for page in pages:
+        text = page.read_text()
+        banner = text[text.index('<div class="fashion-lib-banner">'):]
+        banner = banner[:banner.index("</div>")]
+        assert "profile <code>smoke</code>" in banner and f"commit <code>{head}" in banner, page
+        assert "<strong>smoke build: the numbers are meaningless</strong>" in banner, page
+        assert "seeds 0 ·" in banner and re.search(r"validation images 4 to \d+, by experiment", banner), page
+
+
+def test_write_primary_claims_lists_the_whole_family_even_before_any_page_ran(tmp_path):
+    from fashion_lib.pipeline import write_primary_claims
+    from fashion_lib.report import PRIMARY_CLAIMS
+
+    target = write_primary_claims(tmp_path)
+    lines = target.read_text().splitlines()
+    assert target == tmp_path / "primary_claims.md"
+    assert len([line for line in lines if "**not measured in this build**" in line]) == len(PRIMARY_CLAIMS)
+    assert "0 of the 11 claims are supported at a family-wise error rate of 5 %" in target.read_text()

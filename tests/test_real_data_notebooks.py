@@ -57,14 +57,16 @@ def run_notebook(tmp_path: Path, name: str, root: Path) -> dict:
 
 
 def printed(nb) -> str:
-    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    """What the code cells showed: printed text and Markdown prose."""
+    return "".join(o.get("text", "") + o.get("data", {}).get("text/markdown", "")
+                   for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
 
 
 def test_table1_fashionai_runs_on_a_real_fashionai_folder(tmp_path):
     root = fashionai_folder(tmp_path)
     nb = run_notebook(tmp_path, "10_table1_fashionai", root)
     # the smoke profile's val_images, held out of the real rows (the download has no validation file)
-    assert f"validation set: 4 images ({root})" in printed(nb)
+    assert f"Validation set: 4 images ({root})." in printed(nb)
     assert nb.metadata["fashion_lib"]["parameters"]["data_root"] == str(root)
 
 
@@ -73,4 +75,4 @@ def test_table1_coco_runs_on_a_real_coco_folder(tmp_path):
     nb = run_notebook(tmp_path, "11_table1_coco", root)
     people = sum(1 for a in json.loads((SAMPLES / "coco" / "test_coco.json").read_text())["annotations"]
                  if not a["iscrowd"])
-    assert f"validation set: 4 images, {people} persons ({root})" in printed(nb)
+    assert f"Validation set: 4 images, {people} persons ({root})." in printed(nb)

@@ -1,4 +1,4 @@
-"""New-key-detection (fashion_lib.refine): RANSAC axis, the EMA refiner, the two-scale loop and the command line.
+"""New-key-detection (fashion_lib.refine): RANSAC axis, the EMA refiner and the two-scale loop.
 
 The oracle is a per-instance, plain-Python (NumPy float64) implementation of Alg. 1 and steps 4-8 of Alg. 2 as the
 study notes read them; the batched code must agree with it given the same sampled subsets.
@@ -9,7 +9,6 @@ through the tensor path (what a GPU runs); ``tests/test_refine_cpu.py`` checks t
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -17,17 +16,17 @@ import pytest
 import torch
 
 from fashion_lib import refine
+from fashion_lib.crops import CropMapping
 from fashion_lib.keypoints import COCO, FASHIONAI
 from fashion_lib.refine import (
     RefineConfig,
     _sample_subsets,
+    calibrate_missing_threshold,
     fit_symmetry_axis,
-    main,
+    match_instances,
     new_key_detection,
-    refine_results,
     refine_symmetric,
     reflect,
-    square_crop_boxes,
 )
 
 
@@ -415,6 +414,35 @@ def test_cpu_and_gpu_agree_with_a_cpu_generator():
     assert torch.allclose(cpu.keypoints, gpu.keypoints.cpu(), atol=1e-3)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_an_absurd_point_is_ignored_with_absurd_factor_and_drags_its_partner_without(dtype):
+    """Issue 18, case 8: one point at 1e30 dragged its partner to 4e29; with absurd_factor it is missing instead."""
+    kps, normal, _ = symmetric_instances(3, COCO, seed=8)
+    truth = kps.clone().to(dtype)
+    kps[:, COCO.index("right_knee"), :2] += 8.0 * normal  # a pair the refiner moves
+    left, right = COCO.index("left_elbow"), COCO.index("right_elbow")
+    kps[0, left, 0] = 1e30
+    kps = kps.to(dtype)
+    out = refine_symmetric(kps, COCO, generator=gen(), absurd_factor=100.0)
+    assert out.ignored.nonzero().tolist() == [[0, left]]
+    assert out.has_axis.all() and out.filled.nonzero().tolist() == [[0, left]]
+    assert torch.allclose(out.keypoints[0, left, :2], truth[0, left, :2], atol=1e-3)  # the partner's mirror image
+    assert torch.equal(out.keypoints[0, right], kps[0, right])  # not dragged: its pair no longer counts as complete
+    assert out.refined[:, COCO.pairs.tolist().index([COCO.index("left_knee"), COCO.index("right_knee")])].all()
+    paper = refine_symmetric(kps, COCO, generator=gen())  # no check, as the paper
+    assert not paper.ignored.any()
+    if dtype == torch.float64:  # the partner is dragged away
+        assert paper.keypoints[0, right, 0].abs() > 1e29
+    else:  # next to 5e29, float32 cannot tell the other midpoints apart: the instance loses its axis
+        assert paper.has_axis.tolist() == [False, True, True]
+    lone = kps[:1].clone()
+    keep = [COCO.index(name) for name in ("nose", "left_eye", "right_eye", "left_elbow", "right_elbow")]
+    lone[0, [i for i in range(17) if i not in keep]] = 0.0  # two complete pairs: no axis, so nothing to fill from
+    alone = refine_symmetric(lone, COCO, generator=gen(), absurd_factor=100.0)
+    assert alone.ignored[0, left] and not alone.has_axis[0]
+    assert torch.equal(alone.keypoints, lone)  # the refiner reports the absurd point; it does not erase it
+
+
 def test_degenerate_input_never_produces_nan():
     kps = torch.zeros(4, 24, 3)
     kps[1, :4] = torch.tensor([10.0, 10.0, 1.0])  # two pairs only: fewer than n
@@ -581,58 +609,106 @@ def test_margin_grows_the_crop_and_instances_can_share_an_image():
         new_key_detection(image, blob_detector, FASHIONAI, generator=gen(), keypoints=kps)
 
 
-def test_square_crop_boxes_fall_back_to_the_whole_image():
-    kps = torch.zeros(2, 24, 3)
-    kps[0, :2] = torch.tensor([[10.0, 20.0, 1.0], [30.0, 28.0, 1.0]])
-    present = kps[..., 2] > 0
-    boxes, whole = square_crop_boxes(kps, present, torch.tensor([[60.0, 80.0], [60.0, 80.0]]), margin=0.5)
-    assert whole.tolist() == [False, True]
-    # rectangle 10..30 x 20..28 grown by half its size: 0..40 x 16..32, square of side 40 about (20, 24)
-    assert torch.allclose(boxes[0], torch.tensor([0.0, 4.0, 40.0, 44.0]))
-    assert torch.allclose(boxes[1], torch.tensor([0.0, -10.0, 80.0, 70.0]))
+def coco_people(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two symmetric COCO persons about 60 px tall, 14 px apart, in a 96-px image: (2, 17, 3) each."""
+    kps, _, _ = symmetric_instances(2, COCO, seed=seed, centre=(300.0, 250.0), tilt_deg=5.0)
+    kps[..., :2] = (kps[..., :2] - torch.tensor([300.0, 250.0], dtype=torch.float64)) * 0.25 + 48.0
+    kps[1, :, 0] += 14.0
+    kps[0, :, 0] -= 4.0
+    return kps[:1], kps[1:]
+
+
+def test_match_instances_picks_the_candidate_of_the_same_instance():
+    me, other = coco_people(60)
+    nudged = me.clone()
+    nudged[..., :2] += 1.5
+    missing = torch.full_like(me, float("nan"))
+    missing[..., 2] = 0.0
+    candidates = torch.stack([other, nudged, missing], 1)  # (1, 3, 17, 3): the other person ranked first
+    for by in ("oks", "iou"):
+        out = match_instances(me, candidates, COCO.sigmas, by=by)
+        assert out.index.tolist() == [1], by
+        assert float(out.score[0]) > 0.7
+        # only the other person (or nothing) to choose from: a poor match, below the default min_match of 0.5
+        alone = match_instances(me, torch.stack([other, missing], 1), COCO.sigmas, by=by)
+        assert alone.index.tolist() == [0] and float(alone.score[0]) < 0.5, by
+    # OKS by hand: every point 1.5 * sqrt(2) px off, area of the key-point box, kappa = 2 sigma
+    box = me[0, :, :2].amax(0) - me[0, :, :2].amin(0)
+    expected = torch.exp(-4.5 / (2 * box.prod() * (2 * COCO.sigmas.double()) ** 2)).mean()
+    assert float(match_instances(me, candidates, COCO.sigmas).score[0]) == pytest.approx(float(expected), rel=1e-6)
+    with pytest.raises(ValueError, match="by must be one of"):
+        match_instances(me, candidates, COCO.sigmas, by="l2")
+
+
+def coordinate_image(size: int) -> torch.Tensor:
+    """(3, S, S): channel 0 holds each pixel's column, channel 1 its row (a crop tells where it was cut)."""
+    j = torch.arange(size, dtype=torch.float32).expand(size, size)
+    return torch.stack([j, j.t().contiguous(), torch.zeros(size, size)])
+
+
+def test_second_scale_keeps_the_crop_detection_of_its_own_person():
+    me, other = coco_people(61)
+    stranger = other.clone()
+    stranger[..., 0] += 200.0  # the third instance's crop holds nobody like it
+    people = torch.cat([me, other])  # (2, 17, 3) in image pixels
+
+    def detect(crops: list[torch.Tensor]) -> torch.Tensor:
+        """Both persons of the image, in the crop's pixels, the wrong one first (a detector ranks by its score)."""
+        out = []
+        for crop in crops:
+            corner = crop[:2, 0, 0].double()  # the crop's top-left pixel in the image (x, y)
+            found = people.clone()
+            found[..., :2] -= corner
+            out.append(found.flip(0))
+        return torch.stack(out)  # (B, 2, 17, 3)
+
+    first = torch.cat([me, other, torch.cat([stranger[..., :2], stranger[..., 2:]], -1)])
+    first[:2, :, :2] += 0.8  # the first scale is a little off; the crop's detection of the same person is exact
+    res = new_key_detection([coordinate_image(96)], detect, COCO, generator=gen(), keypoints=first,
+                            image_index=torch.tensor([0, 0, 0]), symmetric=False, margin=0.2,
+                            crop_mapping=CropMapping.UNRESIZED)
+    assert res.matched.tolist() == [True, True, False] and res.num_unmatched == 1
+    torch.testing.assert_close(res.second.keypoints[:2], people)  # each instance kept its own person
+    torch.testing.assert_close(res.keypoints[:2, :, :2], people[..., :2] + 0.4)  # the average of the two scales
+    torch.testing.assert_close(res.keypoints[2], first[2])  # unmatched: the first scale, untouched
+    assert res.second.keypoints[2, :, 2].eq(0).all()
+
+
+def test_calibrated_threshold_separates_a_hand_worked_example():
+    scores = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    visible = torch.tensor([False, True, False, True, True, True])
+    cal = calibrate_missing_threshold(scores, visible)
+    # cuts: after 0.1 J = 1/2 + 1 - 1 = 0.5; after 0.3 J = 1 + 3/4 - 1 = 0.75 (best); after 0.2 J = 0.25
+    assert cal.threshold == pytest.approx(0.35) and cal.youden_j == pytest.approx(0.75)
+    assert (cal.sensitivity, cal.specificity, cal.visible, cal.hidden) == (1.0, 0.75, 4, 2)
+    assert cal.balanced_accuracy == pytest.approx(0.875)
+    # scores that carry no information: nothing is flagged
+    flat = calibrate_missing_threshold(torch.full((4,), 0.5), torch.tensor([True, False, True, False]))
+    assert flat.threshold == -math.inf and flat.youden_j == 0.0
+    with pytest.raises(ValueError, match="needs visible and hidden points"):
+        calibrate_missing_threshold(scores, torch.ones(6, dtype=torch.bool))
+
+
+def test_calibrated_threshold_flags_planted_low_score_points_and_fills_them():
+    g = torch.Generator().manual_seed(70)
+    # held-out points: visible ones score 0.4-1, occluded or absent ones 0-0.3 (a detector's low peaks)
+    visible = torch.rand(400, generator=g) < 0.8
+    scores = torch.where(visible, 0.4 + 0.6 * torch.rand(400, generator=g), 0.3 * torch.rand(400, generator=g))
+    cal = calibrate_missing_threshold(scores, visible)
+    assert 0.3 <= cal.threshold < 0.4 and cal.youden_j == pytest.approx(1.0)
+    truth, _, _ = symmetric_instances(6, seed=71)
+    planted = truth.clone()
+    cuffs = [FASHIONAI.index("cuff_right_in"), FASHIONAI.index("cuff_right_out")]
+    planted[:, cuffs, :2] += 25.0  # the detector's guess for an occluded cuff: far off, with a low score
+    planted[:, cuffs, 2] = 0.15
+    out = refine_symmetric(planted, FASHIONAI, generator=gen(), score_threshold=cal.threshold)
+    assert out.filled[:, cuffs].all() and out.filled.sum() == 2 * len(truth)
+    torch.testing.assert_close(out.keypoints[:, cuffs, :2], truth[:, cuffs, :2])  # the partners' mirror images
+    # the literal threshold 0 never calls them missing, and leaves them where the detector put them
+    literal = refine_symmetric(planted, FASHIONAI, generator=gen(), score_threshold=0.0)
+    assert not literal.filled.any()
 
 
 # ------------------------------------------------------------------------------------------------------------------
 # Results files and the command line
 # ------------------------------------------------------------------------------------------------------------------
-
-
-def test_refine_results_and_the_command_line(tmp_path, caplog):
-    kps, normal, _ = symmetric_instances(3, COCO, seed=50)
-    kps[:, COCO.index("right_knee"), :2] += 8.0 * normal  # one corrupted pair
-    kps[0, COCO.index("left_ankle")] = 0.0  # written as 0, 0, 0: a missing point
-    entries = [{"image_id": i + 1, "category_id": 1, "keypoints": kps[i].reshape(-1).tolist(), "score": 0.9}
-               for i in range(3)]
-    refined, summary = refine_results(entries, "coco", generator=gen())
-    assert (summary.instances, summary.with_axis, summary.pairs_refined, summary.points_filled) == (3, 3, 3, 1)
-    assert summary.points_moved == 7
-    src = tmp_path / "dets.json"
-    src.write_text(json.dumps(entries))
-    dst = tmp_path / "refined.json"
-    with caplog.at_level("INFO"):
-        assert main([str(src), "-o", str(dst), "--schema", "coco"]) == 0
-    assert "3 instances, 3 with an axis, 3 pairs refined" in caplog.text
-    written = json.loads(dst.read_text())
-    assert [e["keypoints"] for e in written] == [e["keypoints"] for e in refined]
-    assert written[0]["keypoints"][3 * COCO.index("left_ankle") + 2] == pytest.approx(1.0)
-    # alpha 0 through the command line: only the fill moves a point
-    assert main([str(src), "-o", str(tmp_path / "a0.json"), "--schema", "coco", "--alpha", "0"]) == 0
-    a0 = json.loads((tmp_path / "a0.json").read_text())
-    moved = [i for i, (a, b) in enumerate(zip(a0[0]["keypoints"], entries[0]["keypoints"], strict=True)) if a != b]
-    assert moved == [3 * COCO.index("left_ankle"), 3 * COCO.index("left_ankle") + 1, 3 * COCO.index("left_ankle") + 2]
-
-
-def test_command_line_reports_bad_input_and_writes_nothing(tmp_path, caplog):
-    src = tmp_path / "bad.json"
-    src.write_text(json.dumps([{"image_id": 1, "category_id": 1, "keypoints": [0.0] * 51, "score": 1.0}]))
-    dst = tmp_path / "out.json"
-    assert main([str(src), "-o", str(dst), "--schema", "fashionai"]) == 2
-    assert "bad.json" in caplog.text and "72" in caplog.text  # 24 key points expected: 72 numbers
-    assert not dst.exists()
-    assert main([str(tmp_path / "nope.json"), "-o", str(dst), "--schema", "coco"]) == 2
-    assert main([str(src), "-o", str(dst), "--schema", "coco", "--alpha", "2"]) == 2
-    assert "alpha must be in [0, 1]" in caplog.text
-    fa = tmp_path / "fa.json"
-    fa.write_text(json.dumps([{"image_id": 1, "category_id": 9, "keypoints": [1.0] * 72, "score": 1.0}]))
-    assert main([str(fa), "-o", str(dst), "--schema", "fashionai", "--pairs", "category"]) == 2
-    assert "category_id 9 is not a fashionai category id" in caplog.text

@@ -50,9 +50,135 @@ def test_score_methods_and_the_comparison_table():
     scores = score_methods(arrays, mean, n_boot=50, generator=torch.Generator().manual_seed(0))
     assert scores["A"].per_seed == pytest.approx((0.10, 0.12))
     assert scores["A"].ci.estimate == pytest.approx(0.11)
-    assert 0.10 - 1e-9 <= scores["A"].ci.low <= scores["A"].ci.high <= 0.12 + 1e-9
-    assert scores["B"].ci == pytest.approx((0.05, 0.05, 0.05))
+    # two seeds, no image variation: the t interval on 1 degree of freedom, 0.11 +- 12.71 * 0.0141 / sqrt(2)
+    assert scores["A"].ci.half_width == pytest.approx(12.706 * 0.01, rel=1e-3)
+    assert scores["B"].ci[:3] == pytest.approx((0.05, 0.05, 0.05))
     table = comparison_table(scores, {"A": 13.70, "B": None}, scale=100, unit=" (%)")
     assert table.loc["A", "paper (%)"] == "13.70" and table.loc["B", "paper (%)"] == "—"
     assert table.loc["A", "ours (%), mean ± sd over 2 seeds"] == "11.00 ± 1.41"
-    assert table.loc["B", "ours, pooled [95 % interval]"] == "5.00 [5.00, 5.00]"
+    assert table.loc["B", "ours, mean [95 % interval]"] == "5.00 [5.00, 5.00]"
+
+
+def test_the_verdict_table_has_one_row_per_comparison():
+    from fashion_lib.report import verdict_table
+
+    table = verdict_table({"B − A": CI(-0.0274, -0.04, -0.01), "C − A": CI(0.001, -0.01, 0.02)}, better="lower",
+                          claim="it lowers NE", scale=100, unit=" (NE points)")
+    assert list(table.index) == ["B − A", "C − A"]
+    assert table.loc["B − A", "difference (NE points) [95 % interval]"] == "-2.74 [-4.00, -1.00]"
+    assert table.loc["B − A", 'verdict on "it lowers NE"'] == SUPPORTS
+    assert table.loc["C − A", 'verdict on "it lowers NE"'] == UNDECIDED
+    assert verdict_table({"B − A": CI(0.03, 0.01, 0.05)}, better="higher", claim="it helps").iloc[0, 1] == SUPPORTS
+
+
+# ------------------------------------------------------------------ claims, Holm ---------------------------------
+
+def _ne_claim(paper=-2.74):
+    from fashion_lib.report import Claim
+
+    return Claim("ne", "New-key-detection lowers NE", "10_table1_fashionai", "lower", paper, "−2.74", "NE points")
+
+
+@pytest.mark.parametrize("ci, zero, size", [
+    # NE points after scale 100; the paper's improvement is 2.74 (a fall of NE)
+    (CI(-0.03, -0.04, -0.02), "SUPPORTS", "CONSISTENT"),  # improvement [2, 4] holds 2.74
+    (CI(-0.01, -0.015, -0.005), "SUPPORTS", "SMALLER"),  # [0.5, 1.5]: real, but below the paper's
+    (CI(-0.05, -0.06, -0.04), "SUPPORTS", "LARGER"),  # [4, 6]: beyond it
+    (CI(0.01, 0.005, 0.015), "CONTRADICTS", "SMALLER"),  # NE rose: on the weak side of the paper's value
+    (CI(-0.01, -0.03, 0.01), "UNDECIDED", "CONSISTENT"),  # holds zero, half-width 2 < 2.74: could have seen it
+    (CI(0.0, -0.04, 0.04), "TOO_SMALL", "CONSISTENT"),  # half-width 4 > 2.74: too small a study to see it
+])
+def test_judge_answers_the_zero_and_the_size_question(ci, zero, size):
+    from fashion_lib.report import SizeVerdict, ZeroVerdict, judge
+
+    v = judge(_ne_claim(), ci)
+    assert v.zero is ZeroVerdict[zero] and v.size is SizeVerdict[size]
+    assert v.half_width == pytest.approx(100 * (ci.high - ci.low) / 2)
+    assert v.estimate == pytest.approx(100 * ci.estimate)
+
+
+def test_judge_higher_is_better_and_labels():
+    from fashion_lib.report import Claim, SizeVerdict, ZeroVerdict, judge
+
+    ap = Claim("ap", "AP rises", "11_table1_coco", "higher", 3.2, "+3.2", "AP points", digits=1)
+    assert judge(ap, CI(0.05, 0.04, 0.06)).size is SizeVerdict.LARGER
+    assert judge(ap, CI(0.01, 0.005, 0.015)).size is SizeVerdict.SMALLER
+    assert judge(ap, CI(-0.01, -0.015, -0.005)).zero is ZeroVerdict.CONTRADICTS
+    assert ZeroVerdict.TOO_SMALL.label == ("cannot decide: this profile is too small to see an effect of the "
+                                           "paper's size")
+    assert SizeVerdict.SMALLER.label == "smaller than the paper reports"
+    missing = judge(ap, None)
+    assert missing.zero is ZeroVerdict.NOT_MEASURED and missing.size is None and math.isnan(missing.estimate)
+
+
+def test_judge_with_a_holm_adjusted_p_value():
+    from fashion_lib.report import ZeroVerdict, judge
+
+    ci = CI(-0.03, -0.04, -0.02, 0.01)
+    assert judge(_ne_claim(), ci).zero is ZeroVerdict.SUPPORTS
+    # the interval excludes zero, but after Holm's correction p = 0.06 > 0.05
+    adjusted = judge(_ne_claim(), ci, p_adjusted=0.06)
+    assert adjusted.zero is ZeroVerdict.UNDECIDED and adjusted.p_adjusted == 0.06 and adjusted.p_value == 0.01
+    assert judge(_ne_claim(), ci, p_adjusted=0.04).zero is ZeroVerdict.SUPPORTS
+    assert judge(_ne_claim(paper=-0.5), CI(0.0, -0.01, 0.01, 0.9), p_adjusted=1.0).zero is ZeroVerdict.TOO_SMALL
+
+
+def test_holm_against_hand_computed_examples():
+    from fashion_lib.report import holm
+
+    # sorted 0.005, 0.01, 0.03, 0.04 -> x4 = 0.02, x3 = 0.03, x2 = 0.06, x1 = 0.04 -> running max 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([0.01, math.nan]) == pytest.approx([0.02, 1.0])  # a missing claim keeps m = 2
+    assert holm([0.02]) == [0.02]
+    with pytest.raises(ValueError, match=r"p-values must lie in \[0, 1\], got \[1.5\]"):
+        holm([1.5])
+
+
+def test_judge_family_applies_holm_across_the_declared_claims():
+    from fashion_lib.report import Claim, ZeroVerdict, judge_family
+
+    a = Claim("a", "A", "nb", "higher", 5.0, "+5", "points")
+    b = Claim("b", "B", "nb", "higher", 5.0, "+5", "points")
+    c = Claim("c", "C", "nb", "higher", 1.0, "+1", "points")
+    # p: a 0.01 (x3 = 0.03), b 0.04 (x2 = 0.08): a is supported, b is not, though its own interval excludes zero
+    out = judge_family([a, b, c], {"a": CI(0.02, 0.01, 0.03, 0.01), "b": CI(0.02, 0.001, 0.039, 0.04)})
+    assert [v.zero for v in out] == [ZeroVerdict.SUPPORTS, ZeroVerdict.UNDECIDED, ZeroVerdict.NOT_MEASURED]
+    assert [v.p_adjusted for v in out[:2]] == pytest.approx([0.03, 0.08])
+    with pytest.raises(ValueError, match=r"differences names claims outside the family: \['z'\]"):
+        judge_family([a], {"z": CI(0, 0, 0)})
+    with pytest.raises(ValueError, match="claim keys must be unique"):
+        judge_family([a, a], {})
+
+
+def test_primary_claims_round_trip_through_glue_and_the_front_page_table(tmp_path, monkeypatch):
+    import myst_nb.ext.glue as glue_module
+    import nbformat
+
+    from fashion_lib.metrics import IntervalMethod
+    from fashion_lib.report import PRIMARY_CLAIMS, claims_table, glue_claim, judge_family, primary_claim, read_claims
+
+    assert len(PRIMARY_CLAIMS) == 11 and primary_claim("t1_fashionai_nkd").paper == -2.74
+    with pytest.raises(ValueError, match="no primary claim 'nope'; valid: t1_fashionai_nkd, "):
+        primary_claim("nope")
+    outputs = []
+    monkeypatch.setattr(glue_module, "ipy_display",
+                        lambda data, raw, metadata: outputs.append(nbformat.v4.new_output(
+                            "display_data", data=data, metadata=metadata)))
+    ci = CI(-0.03, -0.04, -0.02, 0.001, IntervalMethod.SEED_T)
+    page_verdict = glue_claim("t1_fashionai_nkd", ci)
+    assert page_verdict.zero.label == "supports"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("", outputs=outputs)])
+    nbformat.write(nb, tmp_path / "10_table1_fashionai.ipynb")
+    found = read_claims(tmp_path)
+    assert found == {"t1_fashionai_nkd": ci}
+    verdicts = judge_family(PRIMARY_CLAIMS, found)
+    assert verdicts[0].p_adjusted == pytest.approx(0.011)  # 11 claims, the others not measured
+    table = claims_table(verdicts)
+    first = table.splitlines()[2]
+    assert first.startswith("| New-key-detection lowers FashionAI NE (NE points) | −2.74 (13.70 → 10.96) | "
+                            "−3.00 [−4.00, −2.00] | 0.011 | **supports** | consistent with the paper's size | "
+                            "1.00 | t interval from the seed and image variance components | "
+                            "{doc}`results/10_table1_fashionai` |")
+    assert "**not measured in this build**" in table.splitlines()[3]
+    assert "1 of the 11 claims are supported" in table

@@ -11,19 +11,28 @@ counted in ``.quirks`` and warned about, never dropped:
 - ``num_keypoints_mismatch``: ``num_keypoints`` differs from the number of points with v > 0 (the real sample
   agrees everywhere; the loader trusts the points);
 - ``out_of_bounds_points``: a labelled point outside ``[0, width] x [0, height]`` of its image entry (none in the
-  real sample; kept as given).
+  real sample; kept as given);
+- ``duplicate_annotations``: an annotation whose ``id`` repeats an earlier one with identical content is read once
+  (counted twice it would be two people for training and for pycocotools); the same ``id`` with different content
+  is an error naming both JSON paths.
+
+Errors, never quirks: bytes that are not UTF-8 (file, byte offset, line); JSON's ``NaN`` / ``Infinity`` in key
+points, boxes or areas, and a negative area; ``images: []`` (a file of no image is a wrong file, not an empty data
+set); an image file PIL cannot decode (named with its ``images[i].file_name``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from fashion_lib.data.fashionai import load_image
+from fashion_lib.data.fashionai import image_size, load_image
+from fashion_lib.io import read_text
 from fashion_lib.keypoints import COCO
 
 __all__ = ["CocoKeypoints", "parse_coco_keypoints"]
@@ -37,12 +46,17 @@ def _get(obj: dict, key: str, kind, where: str):
         raise ValueError(f"{where}: missing key {key!r}")
     value = obj[key]
     if kind is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     else:
         ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
     if not ok:
-        raise ValueError(f"{where}.{key}: expected {getattr(kind, '__name__', kind)}, got {value!r}"[:300])
+        expected = "a finite number" if kind is float else getattr(kind, "__name__", kind)
+        raise ValueError(f"{where}.{key}: expected {expected}, got {value!r}"[:300])
     return value
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def parse_coco_keypoints(path: str | Path) -> tuple[list[dict], dict[int, dict], dict[str, int], dict[str, str]]:
@@ -61,7 +75,7 @@ def parse_coco_keypoints(path: str | Path) -> tuple[list[dict], dict[int, dict],
     if not path.is_file():
         raise FileNotFoundError(f"{path}: annotation file not found")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path, name=name))
     except json.JSONDecodeError as err:
         raise ValueError(f"{name}: not valid JSON: {err}") from None
     for key in ("images", "annotations", "categories"):
@@ -71,8 +85,10 @@ def parse_coco_keypoints(path: str | Path) -> tuple[list[dict], dict[int, dict],
     if not person:
         raise ValueError(f"{name}: categories has no entry with id 1 (person)")
     kp_names = person[0].get("keypoints")
-    if kp_names is not None and tuple(kp_names) != COCO.names:
+    if kp_names is not None and (not isinstance(kp_names, list) or tuple(kp_names) != COCO.names):
         raise ValueError(f"{name}: categories[{cats.index(person[0])}].keypoints = {kp_names}, expected {COCO.names}")
+    if not data["images"]:
+        raise ValueError(f"{name}: images is empty; a ground-truth file needs at least one image")
     images, sizes = [], {}
     for i, im in enumerate(data["images"]):
         where = f"{name}: images[{i}]"
@@ -84,10 +100,22 @@ def parse_coco_keypoints(path: str | Path) -> tuple[list[dict], dict[int, dict],
         sizes[image_id] = (entry["width"], entry["height"])
         images.append(entry)
     rows: dict[int, list] = {i: [] for i in sizes}
-    mismatch = outside = 0
+    mismatch = outside = repeats = 0
     first: dict[str, str] = {}  # quirk -> JSON path of its first occurrence
+    by_id: dict[int, int] = {}  # annotation id -> index of its first occurrence
     for a, ann in enumerate(data["annotations"]):
         where = f"{name}: annotations[{a}]"
+        if isinstance(ann, dict) and "id" in ann:
+            ann_id = _get(ann, "id", int, where)
+            if ann_id in by_id:
+                earlier = by_id[ann_id]
+                if data["annotations"][earlier] != ann:
+                    raise ValueError(f"{where}.id: {ann_id} is already the id of annotations[{earlier}], which "
+                                     "differs from this one; annotation ids must be unique")  # fmt: skip
+                repeats += 1
+                first.setdefault("duplicate_annotations", f"annotations[{a}].id")
+                continue
+            by_id[ann_id] = a
         image_id = _get(ann, "image_id", int, where)
         if image_id not in sizes:
             raise ValueError(f"{where}.image_id: {image_id} is not the id of any entry of images")
@@ -98,8 +126,8 @@ def parse_coco_keypoints(path: str | Path) -> tuple[list[dict], dict[int, dict],
         if len(kps) != 3 * _K:
             raise ValueError(f"{where}.keypoints: {len(kps)} values, expected {3 * _K} (17 x, y, v triples)")
         for j, value in enumerate(kps):
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise ValueError(f"{where}.keypoints[{j}]: {value!r} is not a number")
+            if not _finite(value):
+                raise ValueError(f"{where}.keypoints[{j}]: {value!r} is not a finite number")
         kp = torch.tensor(kps, dtype=torch.float32).reshape(_K, 3)
         bad = ~torch.isin(kp[:, 2], torch.tensor([0.0, 1.0, 2.0]))
         if bad.any():
@@ -116,12 +144,15 @@ def parse_coco_keypoints(path: str | Path) -> tuple[list[dict], dict[int, dict],
             mismatch += 1
             first.setdefault("num_keypoints_mismatch", f"annotations[{a}].num_keypoints")
         bbox = _get(ann, "bbox", list, where)
-        if len(bbox) != 4 or not all(isinstance(v, int | float) for v in bbox) or bbox[2] < 0 or bbox[3] < 0:
-            raise ValueError(f"{where}.bbox: {bbox!r}, expected [x, y, width, height] with width, height >= 0")
+        if len(bbox) != 4 or not all(_finite(v) for v in bbox) or bbox[2] < 0 or bbox[3] < 0:
+            raise ValueError(f"{where}.bbox: {bbox!r}, expected [x, y, width, height] of finite numbers with width, "
+                             "height >= 0")  # fmt: skip
         iscrowd = _get(ann, "iscrowd", int, where)
         if iscrowd not in (0, 1):
             raise ValueError(f"{where}.iscrowd: {iscrowd}, expected 0 or 1")
         area = float(_get(ann, "area", float, where))
+        if area < 0:
+            raise ValueError(f"{where}.area: {area}, expected a finite number >= 0 (pixels)")
         w, h = sizes[image_id]
         labelled = kp[:, 2] > 0
         out = labelled & ((kp[:, 0] < 0) | (kp[:, 0] > w) | (kp[:, 1] < 0) | (kp[:, 1] > h))
@@ -140,7 +171,8 @@ def parse_coco_keypoints(path: str | Path) -> tuple[list[dict], dict[int, dict],
             "area": torch.tensor([r[3] for r in anns], dtype=torch.float32),
             "ids": torch.tensor([r[4] for r in anns], dtype=torch.long),
         }
-    return images, per_image, {"num_keypoints_mismatch": mismatch, "out_of_bounds_points": outside}, first
+    quirks = {"num_keypoints_mismatch": mismatch, "out_of_bounds_points": outside, "duplicate_annotations": repeats}
+    return images, per_image, quirks, first
 
 
 class CocoKeypoints(torch.utils.data.Dataset):
@@ -175,11 +207,10 @@ class CocoKeypoints(torch.utils.data.Dataset):
         self.images, self._targets, self.quirks, self.quirk_locations = parse_coco_keypoints(self.annotation_file)
         name = self.annotation_file.name
         for i, im in enumerate(self.images):
-            if not (self.image_dir / im["file_name"]).is_file():
-                raise FileNotFoundError(f"{name}: images[{i}].file_name: image file "
-                                        f"{str(self.image_dir / im['file_name'])!r} not found")  # fmt: skip
+            image_size(self.image_dir / im["file_name"], f"{name}: images[{i}].file_name")
         for key, what in (("num_keypoints_mismatch", "annotations whose num_keypoints differs from count(v > 0)"),
-                          ("out_of_bounds_points", "labelled key points outside their image")):  # fmt: skip
+                          ("out_of_bounds_points", "labelled key points outside their image"),
+                          ("duplicate_annotations", "exact repeats of an earlier annotation (read once)")):  # fmt: skip
             if self.quirks[key]:
                 warnings.warn(f"{name}: {self.quirks[key]} {what} (first at {self.quirk_locations[key]}); kept as "
                               "given", stacklevel=2)  # fmt: skip

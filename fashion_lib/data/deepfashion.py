@@ -25,7 +25,13 @@ match its category's type. Quirks are handled, counted in ``.quirks`` and warned
   rows are read with it (the value is checked to be an integer and not used) and this count is 1;
 - ``out_of_bounds_points`` (when images are read): a landmark labelled visible or occluded outside its image.
   No real excerpt exists; truncated points have their own code, so such a point is an annotation slip near the
-  border, kept as given and reported with the file, the first line and the count, as in the other loaders.
+  border, kept as given and reported with the file, the first line and the count, as in the other loaders;
+- ``out_of_bounds_boxes`` (when images are read): a box reaching beyond its image (a slip at the border, kept as
+  given and reported likewise). A box with no pixel inside its image is an error naming its ``list_bbox.txt`` line.
+
+Also errors: bytes that are not UTF-8 (file, byte offset, line), a list whose entry count is 0 (a wrong file, not
+an empty data set), the same image on two rows of a list, an image file PIL cannot decode (named with its
+``list_eval_partition.txt`` line).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from pathlib import Path
 import torch
 
 from fashion_lib.data.fashionai import image_sizes, load_image, outside_image
+from fashion_lib.io import decode_text, read_text
 from fashion_lib.keypoints import ABSENT, OCCLUDED, VISIBLE
 
 __all__ = ["DeepFashionAttributes", "DeepFashionTables", "read_deepfashion", "LANDMARK_NAMES", "ATTRIBUTE_TYPES",
@@ -61,14 +68,16 @@ def _table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """The column names of line 2 and ``(line number, whitespace-split fields)`` of the data rows."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: annotation file not found")
-    lines = path.read_text(encoding="utf-8").splitlines()
     name = path.name
+    lines = read_text(path, name=name).splitlines()
     if len(lines) < 2:
         raise ValueError(f"{name}: {len(lines)} lines, expected at least 2 (the entry count, the column names)")
     try:
         count = int(lines[0].strip())
     except ValueError:
         raise ValueError(f"{name} line 1: {lines[0]!r}, expected the number of entries (an integer)") from None
+    if count < 1:
+        raise ValueError(f"{name} line 1: says {count} entries; an annotation list needs at least one")
     if not lines[1].strip():
         raise ValueError(f"{name} line 2: empty, expected the column names")
     rows = [(i, line.split()) for i, line in enumerate(lines[2:], start=3) if line.strip()]
@@ -81,9 +90,10 @@ def _table_header(path: Path) -> list[str]:
     """The column names on line 2 of a list file (empty when the file is shorter)."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: annotation file not found")
-    with path.open(encoding="utf-8") as f:
-        f.readline()
-        return f.readline().split()
+    with path.open("rb") as f:
+        head = f.readline() + f.readline()
+    lines = decode_text(head, path.name).splitlines()
+    return lines[1].split() if len(lines) > 1 else []
 
 
 def _int(token: str, where: str, what: str, allowed=None) -> int:
@@ -272,6 +282,23 @@ def read_deepfashion(root: str | Path) -> tuple[DeepFashionTables, dict[str, int
     return result, quirks
 
 
+def _check_boxes(boxes: torch.Tensor, sizes: torch.Tensor, lines: list[int], split: str) -> int:
+    """Count (and warn about) ``(M, 4)`` x1, y1, x2, y2 boxes reaching beyond their ``(M, 2)`` image sizes (width,
+    height); raise naming the ``list_bbox.txt`` line of the first box with no pixel inside its image."""
+    wh = sizes.float()  # (M, 2)
+    disjoint = (boxes[:, :2] >= wh).any(1) | (boxes[:, 2:] <= 0).any(1)  # (M,)
+    if disjoint.any():
+        i = int(disjoint.nonzero()[0, 0])
+        raise ValueError(f"list_bbox.txt line {lines[i]}: box {tuple(int(v) for v in boxes[i].tolist())} lies "
+                         f"outside its {int(sizes[i, 0])} x {int(sizes[i, 1])} image")  # fmt: skip
+    beyond = (boxes[:, :2] < 0).any(1) | (boxes[:, 2:] > wh).any(1)  # (M,)
+    count = int(beyond.sum())
+    if count:
+        warnings.warn(f"list_bbox.txt: {count} boxes of split {split!r} reach beyond their image (first at line "
+                      f"{lines[int(beyond.nonzero()[0, 0])]}); kept as given", stacklevel=3)  # fmt: skip
+    return count
+
+
 class DeepFashionAttributes(torch.utils.data.Dataset):
     """One split of the DeepFashion Category and Attribute benchmark.
 
@@ -318,6 +345,8 @@ class DeepFashionAttributes(torch.utils.data.Dataset):
             t, idx = self.tables, self.indices.tolist()
             self.sizes = image_sizes(self.root / "Img", [t.image_names[i] for i in idx],
                                      [t.lines["list_eval_partition.txt"][i] for i in idx], "list_eval_partition.txt")
+            self.quirks["out_of_bounds_boxes"] = _check_boxes(t.boxes[self.indices], self.sizes,
+                                                              [t.lines["list_bbox.txt"][i] for i in idx], split)
             outside = outside_image(t.keypoints[self.indices], self.sizes)  # (M, 8)
             self.quirks["out_of_bounds_points"] = count = int(outside.sum())
             if count:

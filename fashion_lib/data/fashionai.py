@@ -12,6 +12,13 @@ Errors name the file, the line and the field. Known quirks are handled and count
   split) has none, but nothing in the format forbids it and annotators click near borders, so it is a counted
   quirk (kept as is, reported with file, first line and count), not an error. Only checked when images are read.
 - ``blank_lines``: empty lines (a trailing newline pair); skipped and counted.
+- ``duplicate_rows``: a row that repeats an earlier row of the same image exactly (same category and points; for
+  attributes, same AttrKey and label string) is read once and counted: a copy-paste slip that would otherwise
+  weigh that image twice. The same image with *different* labels is an error naming both lines, since one of
+  them is wrong and the loader cannot tell which.
+
+A file that is not UTF-8 is an error naming the byte offset and line; a file without data rows (empty, or a
+header only) is an error, never an empty data set. An image file PIL cannot decode is named with the CSV line.
 - ``attribute_rows_without_one_y`` (attributes): every real row has exactly one ``y``; a row with none or several is
   kept, counted and reported.
 """
@@ -23,12 +30,14 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from fashion_lib.attributes import FASHIONAI_TASKS, Y, parse_label_string
 from fashion_lib.data.transforms import keypoint_boxes
+from fashion_lib.io import read_text
 from fashion_lib.keypoints import ABSENT, FASHIONAI, OCCLUDED, VISIBLE
 
 __all__ = [
@@ -41,6 +50,7 @@ __all__ = [
     "parse_attribute_csv",
     "FashionAIAttributes",
     "load_image",
+    "image_size",
     "image_sizes",
     "outside_image",
 ]
@@ -59,9 +69,15 @@ Transform = Callable[[torch.Tensor, dict], tuple[torch.Tensor, dict]]
 
 
 def load_image(path: Path) -> torch.Tensor:
-    """Decode an image file to a ``(3, H, W)`` float32 tensor in [0, 1] (RGB)."""
-    with Image.open(path) as im:
-        rgb = im.convert("RGB")
+    """Decode an image file to a ``(3, H, W)`` float32 tensor in [0, 1] (RGB); a file PIL cannot decode raises a
+    ValueError naming it."""
+    try:
+        with Image.open(path) as im:
+            rgb = im.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:  # PIL raises all three for damaged files
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise ValueError(f"{path}: not an image PIL can decode ({err})") from None
     return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).reshape(rgb.height, rgb.width, 3).permute(
         2, 0, 1
     ).float().div_(255.0)
@@ -70,7 +86,21 @@ def load_image(path: Path) -> torch.Tensor:
 def _read_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: annotation file not found")
-    return path.read_text(encoding="utf-8-sig").splitlines()
+    return read_text(path, encoding="utf-8-sig", name=path.name).splitlines()
+
+
+def _check_repeat(seen: dict[str, tuple[int, Any]], key: str, value: Any, lineno: int, where: str, what: str
+                  ) -> bool:  # fmt: skip
+    """True when ``key`` repeats an earlier row with the same ``value`` (a duplicate to skip and count); raises
+    when it repeats one with another value; records a first occurrence. ``seen``: key -> (line, value)."""
+    if key not in seen:
+        seen[key] = (lineno, value)
+        return False
+    line, earlier = seen[key]
+    if earlier != value:
+        raise ValueError(f"{where}: image {key!r} is already labelled on line {line} with other {what}; one of the "
+                         "two rows is wrong")  # fmt: skip
+    return True
 
 
 @dataclass(frozen=True)
@@ -102,12 +132,13 @@ def parse_keypoint_csv(path: str | Path) -> tuple[KeypointAnnotations, dict[str,
     Returns
     -------
     annotations : KeypointAnnotations
-    quirks : dict name -> count (``blank_lines``).
+    quirks : dict name -> count (``blank_lines``, ``duplicate_rows``).
 
     Raises
     ------
     ValueError
-        Naming file, line and field: a wrong header, a wrong column count, an unknown category, a malformed
+        Naming file, line and field: bytes that are not UTF-8, no data row, the same image on two rows with other
+        points, a wrong header, a wrong column count, an unknown category, a malformed
         ``x_y_v`` cell, a visibility code outside {-1, 0, 1}, an absent point with coordinates, or a point given
         for a category that does not have it.
     """
@@ -123,7 +154,8 @@ def parse_keypoint_csv(path: str | Path) -> tuple[KeypointAnnotations, dict[str,
         col = next(i for i, (a, b) in enumerate(zip(header, HEADER, strict=True)) if a != b)
         raise ValueError(f"{name} line 1: header column {col + 1} is {header[col]!r}, expected {HEADER[col]!r}")
     ids, cats, kps, nums = [], [], [], []
-    blank = 0
+    blank = repeats = 0
+    seen: dict[str, tuple[int, Any]] = {}
     for lineno, line in enumerate(lines[1:], start=2):
         if not line.strip():
             blank += 1
@@ -157,14 +189,31 @@ def parse_keypoint_csv(path: str | Path) -> tuple[KeypointAnnotations, dict[str,
                 raise ValueError(f"{where}: {col!r} = {cell!r} is labelled, but {category} has no {col} "
                                  "(expected '-1_-1_-1')")  # fmt: skip
             row.append((float(x), float(y), float(_VIS[v])))
+        if _check_repeat(seen, image_id, (category, row), lineno, where, "key points"):
+            repeats += 1
+            continue
         ids.append(image_id)
         cats.append(category)
         kps.append(row)
         nums.append(lineno)
+    if not ids:
+        raise ValueError(f"{name}: no data rows after the header; an annotation file needs at least one")
     keypoints = torch.tensor(kps, dtype=torch.float32).reshape(len(kps), FASHIONAI.num_keypoints, 3)
     labels = torch.tensor([CATEGORIES.index(c) + 1 for c in cats], dtype=torch.long)
     ann = KeypointAnnotations(tuple(ids), tuple(cats), labels, keypoints, tuple(nums))
-    return ann, {"blank_lines": blank}
+    return ann, {"blank_lines": blank, "duplicate_rows": repeats}
+
+
+def image_size(path: Path, where: str) -> tuple[int, int]:
+    """Width and height of the image at ``path`` from its header; a missing or undecodable file raises an error
+    starting with ``where`` (the annotation file and line or JSON path that names the image)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{where}: image file {str(path)!r} not found")
+    try:
+        with Image.open(path) as im:  # reads the header only
+            return im.size
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ValueError(f"{where}: image file {str(path)!r} is not an image PIL can decode ({err})") from None
 
 
 def image_sizes(root: Path, image_ids: Sequence[str], lines: Sequence[int], csv_name: str) -> torch.Tensor:
@@ -173,10 +222,7 @@ def image_sizes(root: Path, image_ids: Sequence[str], lines: Sequence[int], csv_
     sizes = []
     for image_id, lineno in zip(image_ids, lines, strict=True):
         path = root / image_id
-        if not path.is_file():
-            raise FileNotFoundError(f"{csv_name} line {lineno}: image file {str(path)!r} not found")
-        with Image.open(path) as im:  # reads the header only
-            sizes.append(im.size)
+        sizes.append(image_size(path, f"{csv_name} line {lineno}"))
     return torch.tensor(sizes, dtype=torch.long).reshape(len(sizes), 2)
 
 
@@ -239,6 +285,9 @@ class FashionAIKeypoints(torch.utils.data.Dataset):
                               stacklevel=2)  # fmt: skip
         if self.quirks["blank_lines"]:
             warnings.warn(f"{self.csv.name}: skipped {self.quirks['blank_lines']} blank lines", stacklevel=2)
+        if self.quirks["duplicate_rows"]:
+            warnings.warn(f"{self.csv.name}: {self.quirks['duplicate_rows']} exact repeats of an earlier row (read "
+                          "once)", stacklevel=2)  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.annotations)
@@ -290,18 +339,20 @@ def parse_attribute_csv(path: str | Path) -> tuple[AttributeAnnotations, dict[st
     Returns
     -------
     annotations : AttributeAnnotations
-    quirks : dict (``blank_lines``, ``attribute_rows_without_one_y``)
+    quirks : dict (``blank_lines``, ``attribute_rows_without_one_y``, ``duplicate_rows``)
 
     Raises
     ------
     ValueError
-        Naming file and line: a wrong column count, an unknown AttrKey, a label string of the wrong length or
+        Naming file and line: bytes that are not UTF-8, no row, the same image on two rows with another AttrKey or
+        other labels, a wrong column count, an unknown AttrKey, a label string of the wrong length or
         with characters other than ``y``, ``m``, ``n``, an empty image path.
     """
     path = Path(path)
     name = path.name
     ids, tasks, labels, nums = [], [], [], []
-    blank = not_one_y = 0
+    blank = not_one_y = repeats = 0
+    seen: dict[str, tuple[int, Any]] = {}
     for lineno, line in enumerate(_read_lines(path), start=1):
         if not line.strip():
             blank += 1
@@ -314,13 +365,18 @@ def parse_attribute_csv(path: str | Path) -> tuple[AttributeAnnotations, dict[st
         if not image_id:
             raise ValueError(f"{where}: the image path is empty")
         codes = parse_label_string(label, task, where=where)
+        if _check_repeat(seen, image_id, (task, label), lineno, where, "AttrKey or labels"):
+            repeats += 1
+            continue
         not_one_y += int((codes == Y).sum()) != 1
         ids.append(image_id)
         tasks.append(task)
         labels.append(codes)
         nums.append(lineno)
+    if not ids:
+        raise ValueError(f"{name}: no rows; an attribute file needs at least one '<image path>,<AttrKey>,<labels>'")
     ann = AttributeAnnotations(tuple(ids), tuple(tasks), tuple(labels), tuple(nums))
-    return ann, {"blank_lines": blank, "attribute_rows_without_one_y": not_one_y}
+    return ann, {"blank_lines": blank, "attribute_rows_without_one_y": not_one_y, "duplicate_rows": repeats}
 
 
 class FashionAIAttributes(torch.utils.data.Dataset):
@@ -355,7 +411,8 @@ class FashionAIAttributes(torch.utils.data.Dataset):
                     raise FileNotFoundError(f"{self.csv.name} line {lineno}: image file "
                                             f"{str(self.root / image_id)!r} not found")  # fmt: skip
         for key, what in (("blank_lines", "blank lines skipped"),
-                          ("attribute_rows_without_one_y", "rows without exactly one 'y' (kept)")):  # fmt: skip
+                          ("attribute_rows_without_one_y", "rows without exactly one 'y' (kept)"),
+                          ("duplicate_rows", "exact repeats of an earlier row (read once)")):  # fmt: skip
             if self.quirks[key]:
                 warnings.warn(f"{self.csv.name}: {self.quirks[key]} {what}", stacklevel=2)
 

@@ -19,7 +19,7 @@ initialisation and data order. The study
    :func:`deepfashion_predictions`), so notebooks share trained networks;
 4. scores the validation images with the metrics of :mod:`fashion_lib.metrics`, through per-seed arrays whose
    instances are validation images (:func:`fashionai_arrays`, :func:`deepfashion_arrays`), ready for
-   :func:`fashion_lib.metrics.seed_bootstrap_ci`.
+   :func:`fashion_lib.metrics.crossed_bootstrap_ci`.
 
 The beta ablation trains on garments generated on the fly with their ground-truth key points
 (:func:`task_garments`, :func:`beta_predictions`): no detector, so the loss is the only thing that changes.

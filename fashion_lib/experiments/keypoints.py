@@ -32,7 +32,7 @@ from fashion_lib.coco_eval import keypoints_to_coco_results
 from fashion_lib.data.coco import CocoKeypoints
 from fashion_lib.data.fashionai import FashionAIKeypoints
 from fashion_lib.data.transforms import ScaleCropConfig, ScaleCropped
-from fashion_lib.engine import TrainConfig, run_dir_for, train
+from fashion_lib.engine import TrainConfig, TrainResult, run_dir_for, train
 from fashion_lib.experiments import (
     DATA_SOURCES,
     TRAINING_SOURCES,
@@ -46,9 +46,17 @@ from fashion_lib.experiments import (
 )
 from fashion_lib.keypoints import get_schema
 from fashion_lib.models.cpn import CPNConfig, build_cpn
-from fashion_lib.models.detector import TopDownDetector, as_detect_fn, predict, top_instance
+from fashion_lib.models.detector import TopDownDetector, all_instances, as_detect_fn, predict, top_instance
 from fashion_lib.models.keypoint_rcnn import KeypointRCNNConfig, build_keypoint_rcnn, detection_target
-from fashion_lib.refine import RefineConfig, RefineResult, new_key_detection, refine_symmetric
+from fashion_lib.refine import (
+    MissingCalibration,
+    RefineConfig,
+    RefineResult,
+    calibrate_missing_threshold,
+    match_instances,
+    new_key_detection,
+    refine_symmetric,
+)
 from fashion_lib.synthetic import (
     SyntheticGarments,
     SyntheticPeople,
@@ -69,6 +77,10 @@ __all__ = [
     "CPN",
     "CPN_NKD",
     "train_detectors",
+    "train_detector",
+    "detector_run",
+    "DetectorRun",
+    "DETECTOR_MODELS",
     "validation_set",
     "detect_validation",
     "table1_rows",
@@ -81,6 +93,12 @@ __all__ = [
     "data_key",
     "RefinerStats",
     "refiner_stats",
+    "filled_point_errors",
+    "calibration_set",
+    "calibrate_missing",
+    "point_scores",
+    "missing_point_table",
+    "missing_point_summary",
     "coco_point_errors",
     "rows_for_seeds",
     "score_axis_once",
@@ -103,6 +121,8 @@ CPN_NKD = "CPN + New-key-detection"
 ROWS = (KRCNN, AXIS_ONCE, TWICE, NKD, CPN, CPN_NKD)
 
 _PRESETS = ("cpu", "gpu")
+_MIN_IMAGE_SIZE = 64  # two pixels at the trunks' stride 32
+DETECTOR_MODELS = ("keypoint_rcnn", "cpn")  # the two detectors of Table 1, as named in their run folders
 
 
 @dataclass(frozen=True)
@@ -129,6 +149,11 @@ class KeypointSetup:
     val_root: str = ""  # real data: the validation split's folder, e.g. FashionAI's test_a ("" = data_root)
     val_seed: int = 10_000  # seed of the synthetic validation set (training seeds are small integers)
     val_world: WorldConfig | None = None  # a different world for the validation set only (None: ``world``)
+    # held-out training images that calibrate the missing-point rule (refine.calibrate_missing_threshold); 0: the
+    # refiner's own score_threshold is used as given (the default, so that threshold sweeps stay sweeps; the Table 1
+    # notebooks set it)
+    calibration_images: int = 0
+    calibration_seed: int = 20_000  # synthetic: calibration images are the training world's with seed this + seed
 
     def __post_init__(self) -> None:
         get_schema(self.schema)
@@ -138,6 +163,12 @@ class KeypointSetup:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.calibration_images, int) or self.calibration_images < 0:
+            raise ValueError(f"calibration_images must be an integer >= 0, got {self.calibration_images!r}")
+        if self.image_size < _MIN_IMAGE_SIZE:
+            raise ValueError(f"image_size must be >= {_MIN_IMAGE_SIZE}, got {self.image_size}: the detectors' ResNet "
+                             "trunks downsample 32 times, and below that their last stage is 1 x 1 pixel, where batch "
+                             "normalisation cannot train on one image per step")  # fmt: skip
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if not isinstance(self.scale_crop, bool):
@@ -270,19 +301,44 @@ class Detectors:
         return TopDownDetector(self.keypoint_rcnn, self.cpn)
 
 
+@dataclass(frozen=True)
+class DetectorRun:
+    """Everything that trains one detector of a setup and seed: its model, schedule and data, and its folder."""
+
+    model: str  # one of DETECTOR_MODELS
+    config: KeypointRCNNConfig | CPNConfig
+    train_config: TrainConfig
+    run_dir: Path  # under runs_dir(), named by a hash of the three configs and the data (engine.run_dir_for)
+
+    def build(self) -> torch.nn.Module:
+        """The untrained model, initialised from the run's seed."""
+        build = build_keypoint_rcnn if self.model == "keypoint_rcnn" else build_cpn
+        return seeded_build(build, self.config, self.train_config.seed)
+
+
+def detector_run(setup: KeypointSetup, model: str, seed: int) -> DetectorRun:
+    """The run of ``model`` (``"keypoint_rcnn"`` or ``"cpn"``) for ``setup`` and ``seed``: the one place that names
+    a detector's run folder, so the notebooks and ``python -m fashion_lib.train`` find the same one."""
+    if model not in DETECTOR_MODELS:
+        raise ValueError(f"model must be one of {DETECTOR_MODELS}, got {model!r}")
+    kcfg, ccfg = detector_configs(setup)
+    config = kcfg if model == "keypoint_rcnn" else ccfg
+    tc = train_config(setup, seed, setup.train_steps if model == "keypoint_rcnn" else setup.cpn_steps)
+    return DetectorRun(model, config, tc, run_dir_for(runs_dir(), f"{model}-{setup.schema}-s{seed}", config, tc,
+                                                      data_key(setup)))
+
+
+def train_detector(setup: KeypointSetup, model: str, seed: int, *, progress: bool = True) -> TrainResult:
+    """Train one detector of :func:`detector_run`, or load it from its finished run."""
+    run = detector_run(setup, model, seed)
+    return train(run.build(), training_set(setup, seed, run.train_config.steps), run.train_config, run.run_dir,
+                 progress=progress)
+
+
 def train_detectors(setup: KeypointSetup, seed: int, *, progress: bool = True) -> Detectors:
     """Train Keypoint R-CNN and CPN for ``seed``, or load them from finished runs with the same settings."""
-    kcfg, ccfg = detector_configs(setup)
-    key = data_key(setup)
-    krcnn = seeded_build(build_keypoint_rcnn, kcfg, seed)
-    tk = train_config(setup, seed, setup.train_steps)
-    kdir = run_dir_for(runs_dir(), f"keypoint_rcnn-{setup.schema}-s{seed}", kcfg, tk, key)
-    krcnn = train(krcnn, training_set(setup, seed, setup.train_steps), tk, kdir, progress=progress).model
-    cpn = seeded_build(build_cpn, ccfg, seed)
-    tc = train_config(setup, seed, setup.cpn_steps)
-    cdir = run_dir_for(runs_dir(), f"cpn-{setup.schema}-s{seed}", ccfg, tc, key)
-    cpn = train(cpn, training_set(setup, seed, setup.cpn_steps), tc, cdir, progress=progress).model
-    return Detectors(krcnn.eval(), cpn.eval(), kdir, cdir)
+    krcnn, cpn = (train_detector(setup, model, seed, progress=progress) for model in DETECTOR_MODELS)
+    return Detectors(krcnn.model.eval(), cpn.model.eval(), krcnn.run_dir, cpn.run_dir)
 
 
 @dataclass
@@ -382,6 +438,9 @@ class Instances:
     keypoints: torch.Tensor  # (T, K, 3) x, y pixels, confidence
     scores: torch.Tensor  # (T,) instance confidence
     image_index: torch.Tensor  # (T,) long, index into the validation images
+    # (T,) bool, two-scale rows only: the crop held a detection matching the instance (else its first scale stayed)
+    matched: torch.Tensor | None = None
+    refined: RefineResult | None = None  # one-scale refined rows: what the refiner did (filled points, axes)
 
 
 def _instances(predictions: list[dict], schema: str) -> Instances:
@@ -406,6 +465,7 @@ def table1_rows(
     rows: Sequence[str] = ROWS,
     seed: int = 0,
     batch_size: int = 16,
+    thresholds: dict[str, float] | None = None,
 ) -> dict[str, Instances]:
     """The key points of each row of Table 1 (and its controls) for one seed, cached beside the run.
 
@@ -416,6 +476,8 @@ def table1_rows(
     rows : which rows to compute (a subset of :data:`ROWS`).
     seed : int, seed of the RANSAC generator.
     batch_size : int, images per detector call.
+    thresholds : dict detector row (:data:`KRCNN`, :data:`CPN`) -> the missing-point threshold that replaces
+        ``refine.score_threshold`` for that detector's rows (:func:`calibrate_missing`); None: ``refine``'s own.
 
     Returns
     -------
@@ -424,38 +486,45 @@ def table1_rows(
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         raise ValueError(f"rows has unknown entries {unknown}; valid: {list(ROWS)}")
+    unknown = sorted(set(thresholds or {}) - {KRCNN, CPN})
+    if unknown:
+        raise ValueError(f"thresholds has unknown detector rows {unknown}; valid: {[KRCNN, CPN]}")
     spec = json.dumps({"rows": list(rows), "refine": dataclasses.asdict(refine), "seed": seed,
-                       "library": library_digest()}, sort_keys=True)
+                       "thresholds": thresholds, "library": library_digest()}, sort_keys=True)
     key = hashlib.sha256(spec.encode()).hexdigest()[:12]
     path = detectors.run_dir / f"rows-{val.key}-{detectors.cpn_run_dir.name}-{key}.pt"
-    return cached(path, lambda: _compute_rows(setup, detectors, val, refine, rows, seed, batch_size))
+    return cached(path, lambda: _compute_rows(setup, detectors, val, refine, rows, seed, batch_size,
+                                              thresholds or {}))
 
 
 def _compute_rows(setup: KeypointSetup, detectors: Detectors, val: ValidationSet, refine: RefineConfig,
-                  rows: Sequence[str], seed: int, batch_size: int) -> dict[str, Instances]:
+                  rows: Sequence[str], seed: int, batch_size: int, thresholds: dict[str, float]
+                  ) -> dict[str, Instances]:  # fmt: skip
     schema = get_schema(setup.schema)
     base = detected_instances(detectors, val, setup.schema)
-    categories = None
-    if refine.pairs == "category":
-        categories = [val.categories[i] for i in base[KRCNN].image_index.tolist()]
-    detect = {KRCNN: as_detect_fn(detectors.keypoint_rcnn, schema.num_keypoints, batch_size=batch_size),
-              CPN: as_detect_fn(detectors.top_down, schema.num_keypoints, batch_size=batch_size)}
+    # every detection of a crop: the second scale keeps the one matching the instance it was cropped for
+    detect = {KRCNN: as_detect_fn(detectors.keypoint_rcnn, schema.num_keypoints, batch_size=batch_size,
+                                  every_instance=True),
+              CPN: as_detect_fn(detectors.top_down, schema.num_keypoints, batch_size=batch_size,
+                                every_instance=True)}
     out: dict[str, Instances] = {}
     for row in rows:  # over the few rows of the table
         source = CPN if row in (CPN, CPN_NKD) else KRCNN
         inst = base[source]
+        cfg = dataclasses.replace(refine, score_threshold=thresholds[source]) if source in thresholds else refine
+        cats = [val.categories[i] for i in inst.image_index.tolist()] if refine.pairs == "category" else None
         g = torch.Generator().manual_seed(seed)
         if row in (KRCNN, CPN):
-            kps = inst.keypoints
+            out[row] = inst
         elif row == AXIS_ONCE:
-            kps = refine_symmetric(inst.keypoints, schema, generator=g, config=refine,
-                                   categories=categories).keypoints
+            res = refine_symmetric(inst.keypoints, schema, generator=g, config=cfg, categories=cats)
+            out[row] = Instances(res.keypoints, inst.scores, inst.image_index, refined=res)
         else:
-            cats = None if categories is None else [val.categories[i] for i in inst.image_index.tolist()]
-            kps = new_key_detection(val.images, detect[source], schema, generator=g, keypoints=inst.keypoints,
-                                    image_index=inst.image_index, config=refine, categories=cats,
-                                    symmetric=row != TWICE).keypoints
-        out[row] = Instances(kps, inst.scores, inst.image_index)
+            res = new_key_detection(val.images, detect[source], schema, generator=g, keypoints=inst.keypoints,
+                                    image_index=inst.image_index, config=cfg, categories=cats,
+                                    symmetric=row != TWICE)
+            out[row] = Instances(res.keypoints, inst.scores, inst.image_index, matched=res.matched,
+                                 refined=res.first)
     return out
 
 
@@ -466,7 +535,7 @@ def coco_results(instances: Instances, val: ValidationSet) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Scoring the rows: per-seed arrays for the bootstrap (fashion_lib.metrics.seed_bootstrap_ci) and the metrics on them
+# Scoring the rows: per-seed arrays for the bootstrap (fashion_lib.metrics.crossed_bootstrap_ci) and the metrics on them
 # ------------------------------------------------------------------------------------------------------------------
 
 
@@ -552,64 +621,265 @@ def detected_instances(detectors: Detectors, val: ValidationSet, schema: str) ->
 
 @dataclass(frozen=True)
 class RefinerStats:
-    """How the refiner acted on a set of instances (steps 2-8, one scale)."""
+    """How the refiner acted on a set of instances (steps 2-8, one scale), and what its fills were worth.
+
+    The per-instance rates here and the counts of :class:`fashion_lib.refine.RefineSummary` (the command line's
+    report) describe the same pass; ``filled`` is the count behind ``filled_points``.
+    """
 
     instances: int
     with_axis: float  # fraction of instances for which RANSAC found an axis
     refined_pairs: float  # pairs moved by the EMA, per instance
     filled_points: float  # missing points filled with the partner's mirror image, per instance
+    filled: int = 0  # missing points filled, in all
+    filled_scored: int = 0  # of them, the ones the ground truth labels (visible or occluded): what the NE below uses
+    ne_filled_before: float = float("nan")  # NE (fraction) of those points where the detector put them
+    ne_filled_after: float = float("nan")  # ... and after the fill (NaN when none was filled)
 
 
-def refiner_stats(result: RefineResult) -> RefinerStats:
-    """Count what one refiner pass (:func:`fashion_lib.refine.refine_symmetric`) did."""
+def refiner_stats(result: RefineResult, *, detected: Instances | None = None,
+                  val: ValidationSet | None = None, schema: str = "fashionai") -> RefinerStats:
+    """Count what one refiner pass (:func:`fashion_lib.refine.refine_symmetric`) did; with the instances it was
+    given (``detected``) and the validation set, also the NE of the filled points before and after
+    (:func:`filled_point_errors`)."""
     n = max(len(result.keypoints), 1)
+    filled = int(result.filled.sum())
+    extra = {}
+    if detected is not None and val is not None:
+        before, after = filled_point_errors(detected, result, val, schema=schema)
+        scored = ~after.isnan()
+        extra = {"filled_scored": int(scored.sum()), "ne_filled_before": _nanmean(before[scored]),
+                 "ne_filled_after": _nanmean(after[scored])}
     return RefinerStats(instances=len(result.keypoints), with_axis=float(result.has_axis.sum()) / n,
-                        refined_pairs=float(result.refined.sum()) / n, filled_points=float(result.filled.sum()) / n)
+                        refined_pairs=float(result.refined.sum()) / n, filled_points=filled / n, filled=filled,
+                        **extra)
+
+
+def _nanmean(values: torch.Tensor) -> float:
+    finite = values[~values.isnan()]
+    return float(finite.mean()) if len(finite) else float("nan")
+
+
+def filled_point_errors(detected: Instances, result: RefineResult, val: ValidationSet, *,
+                        schema: str = "fashionai") -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised error of every filled point, where the detector put it and where the fill put it.
+
+    FashionAI: NE's per-point error (the garment's normaliser); COCO: the error against the matched person
+    divided by its shoulder distance (:func:`coco_point_errors`). Points the ground truth does not label, or
+    whose detection had no coordinates, are NaN.
+
+    Returns
+    -------
+    before, after : (F,) float each, F = ``result.filled.sum()`` (in the order of ``result.filled.nonzero()``).
+    """
+    if schema == "fashionai":
+        from fashion_lib.metrics import keypoint_errors
+
+        cats = [val.categories[i] for i in detected.image_index.tolist()]
+        gt = val.keypoints[detected.image_index]
+        before = keypoint_errors(detected.keypoints, gt, cats, count_occluded=True)  # (B, K), NaN where not counted
+        after = keypoint_errors(result.keypoints, gt, cats, count_occluded=True)
+        return before[result.filled], after[result.filled]
+    refined = dataclasses.replace(detected, keypoints=result.keypoints)
+    gt, person_of = _coco_matches(refined, val)  # (N, 17, 3), (N,) detection of each person (-1: none)
+    has = person_of >= 0
+    # (T, 17) error of each detection's points against its person (NaN for detections matching nobody)
+    before = torch.full(result.filled.shape, float("nan"))
+    after = torch.full(result.filled.shape, float("nan"))
+    if bool(has.any()):
+        from fashion_lib.metrics import keypoint_errors
+
+        idx, people = person_of[has], gt[has]
+        names = ["person"] * len(people)
+        before[idx] = keypoint_errors(detected.keypoints[idx], people, names, schema="coco", count_occluded=True)
+        after[idx] = keypoint_errors(result.keypoints[idx], people, names, schema="coco", count_occluded=True)
+    return before[result.filled], after[result.filled]
+
+
+def _coco_matches(instances: Instances, val: ValidationSet, *, min_iou: float = 0.5
+                  ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """COCO: the N annotated persons' key points (N, 17, 3) and the index of the detection whose key-point box
+    overlaps each person's box most, IoU >= ``min_iou`` (-1: none), (N,) long."""
+    from torchvision.ops import box_iou
+
+    from fashion_lib.data.transforms import keypoint_boxes
+
+    gts, picks = [], []
+    for j, t in enumerate(val.targets):  # over images: matching is per image
+        people = (t["iscrowd"] == 0) & (t["keypoints"][..., 2] > 0).any(-1)
+        gt = t["keypoints"][people]
+        if not len(gt):
+            continue
+        mine = torch.nonzero(instances.image_index == j)[:, 0]
+        pick = torch.full((len(gt),), -1, dtype=torch.long)
+        if len(mine):
+            pred = instances.keypoints[mine]
+            finite = torch.nan_to_num(pred)
+            pred_boxes = keypoint_boxes(torch.cat([finite[..., :2], (pred[..., 2:] > 0).float()], -1), margin=0.0)
+            best_iou, best = box_iou(t["boxes"][people], pred_boxes).max(1)  # (G,)
+            pick = torch.where(best_iou >= min_iou, mine[best], pick)
+        gts.append(gt)
+        picks.append(pick)
+    if not gts:
+        return torch.zeros(0, 17, 3), torch.zeros(0, dtype=torch.long)
+    return torch.cat(gts), torch.cat(picks)
 
 
 def coco_point_errors(instances: Instances, val: ValidationSet, *, min_iou: float = 0.5) -> torch.Tensor:
     """COCO: (N, 17) error of every labelled point of the N annotated persons, divided by the person's shoulder
     distance, against the detection whose key-point box overlaps the person's box most (IoU >= ``min_iou``; a
     person without such a detection gets NaN). For per-point analysis only: COCO's metric is OKS AP."""
-    from torchvision.ops import box_iou
-
-    from fashion_lib.data.transforms import keypoint_boxes
     from fashion_lib.metrics import keypoint_errors
 
-    preds, gts = [], []
-    for j, t in enumerate(val.targets):  # over images: matching is per image
-        people = (t["iscrowd"] == 0) & (t["keypoints"][..., 2] > 0).any(-1)
-        gt = t["keypoints"][people]
-        if not len(gt):
-            continue
-        mine = instances.image_index == j
-        pred = instances.keypoints[mine]
-        matched = torch.full_like(gt, float("nan"))
-        if len(pred):
-            finite = torch.nan_to_num(pred)
-            pred_boxes = keypoint_boxes(torch.cat([finite[..., :2], (pred[..., 2:] > 0).float()], -1), margin=0.0)
-            iou = box_iou(t["boxes"][people], pred_boxes)  # (G, D)
-            best_iou, best = iou.max(1)
-            ok = best_iou >= min_iou
-            matched[ok] = pred[best[ok]]
-        preds.append(matched)
-        gts.append(gt)
-    if not preds:
+    gt, pick = _coco_matches(instances, val, min_iou=min_iou)
+    if not len(gt):
         return torch.zeros(0, 17)
-    pred, gt = torch.cat(preds), torch.cat(gts)
-    return keypoint_errors(pred, gt, ["person"] * len(gt), schema="coco", count_occluded=True)
+    matched = torch.full_like(gt, float("nan"))
+    matched[pick >= 0] = instances.keypoints[pick[pick >= 0]].to(gt.dtype)
+    return keypoint_errors(matched, gt, ["person"] * len(gt), schema="coco", count_occluded=True)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The missing-point rule, calibrated on held-out training images (never the validation set)
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def calibration_set(setup: KeypointSetup, seed: int) -> tuple[list[torch.Tensor], list[dict]]:
+    """``setup.calibration_images`` held-out training images and their targets: synthetic, fresh images of the
+    training world (seed ``calibration_seed + seed``, which no training run uses); real data, rows spread over the
+    training split (the detector has seen them: its scores there are optimistic, a caveat the page states)."""
+    n = setup.calibration_images
+    if setup.synthetic:
+        cls = SyntheticGarments if setup.schema == "fashionai" else SyntheticPeople
+        data = cls(setup.world, n, seed=setup.calibration_seed + seed, split="train")
+        rows = list(range(n))
+    elif setup.schema == "fashionai":
+        data, train_rows, _, _ = _fashionai_splits(setup)
+        rows = [train_rows[i] for i in spread_rows(len(train_rows), n)]
+    else:
+        annotations, images, _, _ = setup.files()
+        data = CocoKeypoints(annotations, images)
+        rows = spread_rows(len(data), n)
+    items = [data[i] for i in rows]
+    return [im for im, _ in items], [t for _, t in items]
+
+
+def point_scores(predictions: list[dict], targets: list[dict], schema: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The detector's confidence of every ground-truth point and whether the ground truth marks it visible.
+
+    FashionAI: the top detection of each image, the points of the garment's own category (a point another
+    category has is not "absent", it is not asked for). COCO: each annotated person's best-matching detection
+    (OKS >= 0.5, :func:`fashion_lib.refine.match_instances`), all 17 points; unmatched persons are left out.
+
+    Returns
+    -------
+    scores : (N,) float; visible : (N,) bool (False: occluded or absent).
+    """
+    from fashion_lib.keypoints import VISIBLE
+
+    sch = get_schema(schema)
+    if schema == "fashionai":
+        scores = top_instance(predictions, sch.num_keypoints).keypoints[..., 2]  # (B, K)
+        gt = torch.cat([t["keypoints"] for t in targets])  # (B, K, 3)
+        own = torch.stack([sch.category_mask(t["category"]) for t in targets])  # (B, K)
+        return scores[own], gt[..., 2][own] == VISIBLE
+    every = all_instances(predictions, sch.num_keypoints)  # (B, D, K, 3)
+    people = [t["keypoints"][(t["iscrowd"] == 0) & (t["keypoints"][..., 2] > 0).any(-1)] for t in targets]
+    counts = torch.tensor([len(p) for p in people], dtype=torch.long)
+    if not int(counts.sum()):
+        return torch.zeros(0), torch.zeros(0, dtype=torch.bool)
+    gt = torch.cat(people).float()  # (N, K, 3)
+    candidates = every[torch.repeat_interleave(torch.arange(len(targets)), counts)]  # (N, D, K, 3)
+    match = match_instances(gt, candidates, sch.sigmas)
+    ok = match.score >= 0.5
+    picked = candidates[torch.arange(len(gt)), match.index][ok]  # (N', K, 3)
+    return picked[..., 2].reshape(-1), (gt[ok][..., 2] == VISIBLE).reshape(-1)
+
+
+def calibrate_missing(setup: KeypointSetup, detectors: Detectors, seed: int, *, batch_size: int = 16
+                      ) -> dict[str, MissingCalibration]:  # fmt: skip
+    """Each detector's missing-point threshold (:func:`fashion_lib.refine.calibrate_missing_threshold`) on the
+    seed's calibration images (:func:`calibration_set`), cached beside the run. Keys: :data:`KRCNN`, :data:`CPN`.
+    Where the images give no visible or no hidden point to separate (a detector that matches no person), the
+    threshold is the literal 0 with NaN figures, and a warning says so."""
+    if setup.calibration_images < 1:
+        raise ValueError("calibrate_missing: setup.calibration_images is 0 (no calibration asked for)")
+    spec = json.dumps({"n": setup.calibration_images, "seed": setup.calibration_seed + seed,
+                       "library": library_digest()}, sort_keys=True)
+    key = hashlib.sha256(spec.encode()).hexdigest()[:12]
+    path = detectors.run_dir / f"calibration-{detectors.cpn_run_dir.name}-{key}.pt"
+
+    def compute() -> dict[str, MissingCalibration]:
+        images, targets = calibration_set(setup, seed)
+        out = {}
+        for row, model in ((KRCNN, detectors.keypoint_rcnn), (CPN, detectors.top_down)):  # the two detectors
+            scores, visible = point_scores(predict(model, images, batch_size=batch_size), targets, setup.schema)
+            n_vis, n_hid = int(visible.sum()), int((~visible).sum())
+            if n_vis and n_hid:
+                out[row] = calibrate_missing_threshold(scores, visible)
+            else:  # nothing to separate (e.g. no person matched): the literal rule, score 0, and J unknown
+                log.warning("%s, seed %d: %d visible and %d hidden calibration points; missing-point threshold 0",
+                            row, seed, n_vis, n_hid)
+                out[row] = MissingCalibration(threshold=0.0, youden_j=float("nan"), sensitivity=float("nan"),
+                                              specificity=float("nan"), visible=n_vis, hidden=n_hid)
+        return out
+
+    return cached(path, compute)
+
+
+def missing_point_table(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, seeds: Sequence[int],
+                        refine: RefineConfig, *, calibrations: Sequence[dict] = (), schema: str = "fashionai",
+                        ) -> list[dict[str, float]]:
+    """Per seed, Keypoint R-CNN's missing-point rule and what the axis applied once did with it: the threshold
+    (calibrated, or ``refine``'s own when ``calibrations`` is empty) with its Youden's J, the points filled, the
+    normalised error (%) of the filled points before and after the fill (:func:`refiner_stats`), and how many
+    instances the second scale left at their first scale for want of a matching crop detection."""
+    if calibrations and len(calibrations) != len(rows_per_seed):
+        raise ValueError(f"calibrations has {len(calibrations)} entries for {len(rows_per_seed)} seeds")
+    out = []
+    for i, (seed, rows) in enumerate(zip(seeds, rows_per_seed, strict=True)):  # over the few seeds
+        cal = calibrations[i][KRCNN] if calibrations else None
+        stats = refiner_stats(rows[AXIS_ONCE].refined, detected=rows[KRCNN], val=val, schema=schema)
+        matched = rows[NKD].matched if NKD in rows else None
+        out.append({"seed": seed, "threshold": cal.threshold if cal else refine.score_threshold,
+                    "Youden's J": cal.youden_j if cal else float("nan"), "points filled": stats.filled,
+                    "filled, labelled": stats.filled_scored, "error before fill (%)": 100 * stats.ne_filled_before,
+                    "error after fill (%)": 100 * stats.ne_filled_after,
+                    "second scale unmatched": int((~matched).sum()) if matched is not None else 0})
+    return out
+
+
+def missing_point_summary(table: Sequence[dict[str, float]]) -> dict[str, float | int]:
+    """The page's figures from :func:`missing_point_table`: the mean threshold over seeds, the points filled and
+    the instances left unmatched in all, and the mean error (%) of the filled points before and after the fill."""
+    def mean(column: str) -> float:
+        return _nanmean(torch.tensor([float(r[column]) for r in table], dtype=torch.float64))
+
+    return {"missing_threshold": mean("threshold"), "points_filled": sum(int(r["points filled"]) for r in table),
+            "filled_error_before": mean("error before fill (%)"), "filled_error_after": mean("error after fill (%)"),
+            "second_scale_unmatched": sum(int(r["second scale unmatched"]) for r in table)}
 
 
 def rows_for_seeds(setup: KeypointSetup, val: ValidationSet, refine: RefineConfig, seeds: Sequence[int], *,
-                   rows: Sequence[str] = ROWS) -> list[dict[str, Instances]]:
-    """:func:`table1_rows` for every seed (training or loading each seed's detectors), logging the time taken."""
+                   rows: Sequence[str] = ROWS, calibrations: list | None = None) -> list[dict[str, Instances]]:
+    """:func:`table1_rows` for every seed (training or loading each seed's detectors), logging the time taken.
+
+    With ``setup.calibration_images > 0`` each seed's detectors get their own missing-point threshold
+    (:func:`calibrate_missing`) in place of ``refine.score_threshold``; pass a list as ``calibrations`` to receive
+    them (one dict per seed, detector row -> :class:`~fashion_lib.refine.MissingCalibration`), for the page."""
     import time
 
     out = []
     for seed in seeds:  # over the few training seeds
         start = time.perf_counter()
         detectors = train_detectors(setup, seed, progress=False)
-        out.append(table1_rows(setup, detectors, val, refine, rows=rows, seed=seed))
+        thresholds = None
+        if setup.calibration_images:
+            cal = calibrate_missing(setup, detectors, seed)
+            thresholds = {row: c.threshold for row, c in cal.items()}
+            if calibrations is not None:
+                calibrations.append(cal)
+        out.append(table1_rows(setup, detectors, val, refine, rows=rows, seed=seed, thresholds=thresholds))
         log.info("seed %d: detectors trained or loaded, rows %s in %.0f s", seed, list(rows),
                  time.perf_counter() - start)
     return out
@@ -619,7 +889,8 @@ def score_axis_once(instances_per_seed: Sequence[Instances], val: ValidationSet,
                     seed: int = 0) -> dict[str, float]:
     """FashionAI: refine each seed's detections once (steps 2-8) with ``refine`` and score them: NE (%) of visible
     and occluded points (mean and sd over seeds) and what the refiner did (fraction with an axis, pairs moved
-    and points filled per garment, means over seeds). The cheap evaluation behind the RANSAC ablations."""
+    and points filled per garment, the NE of the filled points before and after the fill; means over seeds).
+    The cheap evaluation behind the RANSAC ablations."""
     from fashion_lib.report import mean_sd
 
     vis, occ, stats = [], [], []
@@ -630,9 +901,11 @@ def score_axis_once(instances_per_seed: Sequence[Instances], val: ValidationSet,
                                config=refine, categories=cats)
         vis.append(100 * visible(out.keypoints, val.keypoints, val.categories))
         occ.append(100 * occluded(out.keypoints, val.keypoints, val.categories))
-        stats.append(refiner_stats(out))
+        stats.append(refiner_stats(out, detected=inst, val=val))
     (v, v_sd), (o, o_sd) = mean_sd(vis), mean_sd(occ)
     n = len(stats)
     return {"NE visible (%)": v, "sd visible": v_sd, "NE occluded (%)": o, "sd occluded": o_sd,
             "with axis": sum(s.with_axis for s in stats) / n, "pairs moved": sum(s.refined_pairs for s in stats) / n,
-            "points filled": sum(s.filled_points for s in stats) / n}
+            "points filled": sum(s.filled_points for s in stats) / n,
+            "filled NE before (%)": 100 * _nanmean(torch.tensor([s.ne_filled_before for s in stats])),
+            "filled NE after (%)": 100 * _nanmean(torch.tensor([s.ne_filled_after for s in stats]))}

@@ -39,6 +39,7 @@ __all__ = [
     "predict",
     "TopInstance",
     "top_instance",
+    "all_instances",
     "as_detect_fn",
     "coco_results",
 ]
@@ -229,12 +230,47 @@ def top_instance(predictions: Sequence[dict], num_keypoints: int) -> TopInstance
     return TopInstance(keypoints, scores, boxes)
 
 
-def as_detect_fn(
-    model: nn.Module, num_keypoints: int, *, batch_size: int = 8, device: torch.device | str | None = None
-) -> Callable[[list[torch.Tensor]], torch.Tensor]:
-    """Wrap a detector as ``detect(images) -> (B, K, 3)``, the top instance's key points of each image.
+def all_instances(predictions: Sequence[dict], num_keypoints: int) -> torch.Tensor:
+    """Every detection of each image, best first, padded to the largest count.
 
-    This is the callable :func:`fashion_lib.refine.new_key_detection` takes for its second scale.
+    Parameters
+    ----------
+    predictions : sequence of B dicts in the shared format (module docstring).
+    num_keypoints : int
+        ``K``.
+
+    Returns
+    -------
+    (B, D, K, 3) float, ``D`` the most detections of one image (at least 1); padding rows have NaN coordinates and
+    confidence 0 (a missing instance), so ``[:, 0]`` equals :func:`top_instance`'s key points.
+    """
+    for i, p in enumerate(predictions):
+        if p["keypoints"].shape[1:] != (num_keypoints, 3):
+            raise ValueError(f"predictions[{i}]['keypoints'] has shape {tuple(p['keypoints'].shape)}, expected "
+                             f"(N, {num_keypoints}, 3)")
+    # over images: each sorts its own detections (stable, so ties keep the detector's order as top_instance does)
+    ranked = [p["keypoints"].float().cpu()[torch.sort(p["scores"].float().cpu(), descending=True, stable=True).indices]
+              for p in predictions]
+    depth = max([len(r) for r in ranked] + [1])
+    out = torch.full((len(ranked), depth, num_keypoints, 3), float("nan"))
+    out[..., 2] = 0.0
+    counts = torch.tensor([len(r) for r in ranked], dtype=torch.long)  # (B,)
+    if int(counts.sum()):
+        image = torch.repeat_interleave(torch.arange(len(ranked)), counts)  # (T,) image of each detection
+        rank = torch.arange(len(image)) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)  # (T,)
+        out[image, rank] = torch.cat(ranked)
+    return out
+
+
+def as_detect_fn(
+    model: nn.Module, num_keypoints: int, *, batch_size: int = 8, device: torch.device | str | None = None,
+    every_instance: bool = False,
+) -> Callable[[list[torch.Tensor]], torch.Tensor]:
+    """Wrap a detector as ``detect(images) -> (B, K, 3)``, the top instance's key points of each image, or, with
+    ``every_instance``, ``(B, D, K, 3)``, all of them best first (:func:`all_instances`).
+
+    This is the callable :func:`fashion_lib.refine.new_key_detection` takes for its second scale; with every
+    instance, the second scale keeps the crop's detection that matches the instance it was cropped for.
 
     Parameters
     ----------
@@ -243,18 +279,23 @@ def as_detect_fn(
         ``K``.
     batch_size, device
         As in :func:`predict`.
+    every_instance : bool
+        Return every detection of each image instead of the top one.
 
     Returns
     -------
     callable
-        list of (3, h, w) float -> (B, K, 3) float on CPU: x, y in that image's pixels and the confidence; NaN
-        coordinates and confidence 0 where nothing was detected.
+        list of (3, h, w) float -> (B, K, 3) (or (B, D, K, 3)) float on CPU: x, y in that image's pixels and the
+        confidence; NaN coordinates and confidence 0 where nothing was detected.
     """
     if isinstance(model, CPN):
         raise ValueError("a bare CPN needs boxes: wrap it in TopDownDetector(box_detector, cpn)")
 
     def detect(images: list[torch.Tensor]) -> torch.Tensor:
-        return top_instance(predict(model, images, batch_size=batch_size, device=device), num_keypoints).keypoints
+        predictions = predict(model, images, batch_size=batch_size, device=device)
+        if every_instance:
+            return all_instances(predictions, num_keypoints)
+        return top_instance(predictions, num_keypoints).keypoints
 
     return detect
 

@@ -1,0 +1,101 @@
+"""Provenance records: the pipeline's run_info, and a notebook run by hand with papermill."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from fashion_lib import provenance
+from fashion_lib.parameters import ParameterError
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAD = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+
+def _kernel(injected: str, **values) -> dict:
+    """A notebook namespace as the kernel holds it after papermill's cells ran: the executed sources in ``In``."""
+    return {"In": ["", "run_info = {}\nseeds = [0, 1, 2]\ndpi = 100", injected, "from fashion_lib import provenance"],
+            "run_info": {}, "seeds": [0, 1, 2], "dpi": 100, **values}
+
+
+def test_run_by_hand_parses_a_list_given_as_a_string_and_records_commit_and_parameters():
+    ns = _kernel('# Parameters\nseeds = "[0, 1]"\ndpi = 50\n', seeds="[0, 1]", dpi=50)
+    prov = provenance.start(ns["run_info"], ns["seeds"], namespace=ns)
+    assert ns["seeds"] == [0, 1] and prov.seeds == [0, 1]  # the notebook's variable is replaced too
+    rec = prov.record()
+    assert rec["profile"] == provenance.BY_HAND and rec["commit"] == HEAD and HEAD
+    assert rec["parameters"] == {"seeds": [0, 1], "dpi": 50}
+
+
+def test_a_string_that_is_no_list_is_refused_by_name():
+    ns = _kernel('# Parameters\nseeds = "0 1"\n', seeds="0 1")
+    with pytest.raises(ParameterError, match="parameter 'seeds' = '0 1': expected a list like its default"):
+        provenance.start(ns["run_info"], ns["seeds"], namespace=ns)
+
+
+def test_the_pipelines_run_info_is_kept_as_given():
+    info = {"commit": "abc", "dirty": False, "profile": "smoke", "parameters": {"dpi": 60}, "command": "make"}
+    ns = _kernel(f"# Parameters\ndpi = 60\nrun_info = {info!r}\n", dpi=60, run_info=info)
+    rec = provenance.start(info, [0], namespace=ns).record()
+    assert (rec["commit"], rec["profile"], rec["parameters"], rec["command"]) == ("abc", "smoke", {"dpi": 60}, "make")
+
+
+def test_outside_a_kernel_with_nothing_injected_the_defaults_are_recorded():
+    rec = provenance.start({}, [0], namespace={}).record()
+    assert rec["parameters"] == {} and rec["commit"] == HEAD and rec["seeds"] == [0]
+    with pytest.raises(ParameterError, match="parameter 'seeds' = '\\[0\\]': expected a list of integers"):
+        provenance.start({}, "[0]", namespace={})
+
+
+def test_git_state_outside_a_checkout_is_unknown(tmp_path):
+    assert provenance.git_state(tmp_path) == {"commit": "unknown", "dirty": False}
+
+
+def _papermill_by_hand(tmp_path: Path, notebook: str, *args: str) -> subprocess.CompletedProcess:
+    """The README's commands: jupytext to .ipynb, then papermill with -p/-y, from the repository root."""
+    bin_dir = Path(sys.executable).parent
+    ipynb = tmp_path / f"{Path(notebook).stem}.ipynb"
+    subprocess.run([str(bin_dir / "jupytext"), "--to", "ipynb", "-o", str(ipynb), notebook], cwd=ROOT, check=True,
+                   capture_output=True)
+    # the kernel imports this checkout's library, whatever an editable install elsewhere points to
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": "PASSIVE"}
+    return subprocess.run([str(bin_dir / "papermill"), str(ipynb), str(tmp_path / "out.ipynb"), "--cwd", "notebooks",
+                           "-k", "python3", *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+
+
+def _provenance_output(path: Path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    texts = [o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
+             for o in c.get("outputs", [])]
+    (text,) = [t for t in texts if "Provenance of this page" in t]
+    return text
+
+
+@pytest.mark.slow
+def test_papermill_by_hand_on_notebook_00_records_the_commit_and_the_injected_parameters(tmp_path):
+    proc = _papermill_by_hand(tmp_path, "notebooks/00_keypoint_schemas.py", "-p", "dpi", "50")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = _provenance_output(tmp_path / "out.ipynb")
+    assert f"`{HEAD}`" in text and "`dpi=50`" in text and provenance.BY_HAND in text
+
+
+@pytest.mark.slow
+def test_papermill_by_hand_parses_or_refuses_a_list_given_with_p(tmp_path):
+    notebook = tmp_path / "99_seeds.py"
+    header = "# ---\n# jupyter:\n#   kernelspec:\n#     display_name: Python 3\n#     language: python\n" \
+             "#     name: python3\n# ---\n\n"
+    notebook.write_text(header + '# %% tags=["parameters"]\nrun_info = {}\nseeds = [0, 1, 2]\n\n'
+                        "# %%\nfrom fashion_lib import provenance\nprov = provenance.start(run_info, seeds)\n\n"
+                        "# %%\nimport json\nprint(json.dumps(seeds))\n_ = prov.finish()\n")
+    proc = _papermill_by_hand(tmp_path, str(notebook), "-p", "seeds", "[4, 5]")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    nb = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert json.loads(nb.cells[-1].outputs[0]["text"]) == [4, 5]
+    assert "`seeds=[4, 5]`" in _provenance_output(tmp_path / "out.ipynb")
+    proc = _papermill_by_hand(tmp_path, str(notebook), "-p", "seeds", "four")
+    assert proc.returncode != 0
+    assert "parameter 'seeds' = 'four': expected a list like its default [0, 1, 2]" in proc.stderr
