@@ -535,3 +535,28 @@ def test_cuda_bf16_channels_last_run_learns_and_resumes(tmp_path):
     after = _loss(result.model.cpu(), data, range(64))
     assert after < 0.5 * before
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["rng"][0]["cuda"].numel() > 0
+
+
+def test_adamw_is_fused_and_updates_as_the_per_tensor_loop():
+    from fashion_lib.engine import _make_optimizer
+
+    torch.manual_seed(0)
+    models = [nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(64, 2)) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    config = TrainConfig(steps=5, lr=1e-2, weight_decay=0.1, warmup_steps=0)
+    start = models[0][0].weight.detach().clone()
+    fused = _make_optimizer(models[0], config)
+    assert all(group["fused"] for group in fused.param_groups)
+    assert [g["weight_decay"] for g in fused.param_groups] == [0.1, 0.0]  # no decay on biases and norms
+    loop = torch.optim.AdamW([{"params": [p for p in models[1].parameters() if p.ndim >= 2], "weight_decay": 0.1},
+                              {"params": [p for p in models[1].parameters() if p.ndim < 2], "weight_decay": 0.0}],
+                             lr=1e-2, foreach=False)  # fmt: skip
+    x = torch.randn(2, 3, 6, 6)
+    for _ in range(5):
+        for model, optimizer in zip(models, (fused, loop), strict=True):
+            optimizer.zero_grad()
+            (model(x) - 1.0).square().mean().backward()
+            optimizer.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert (models[0][0].weight - start).abs().min() > 1e-3  # every weight moved

@@ -65,14 +65,35 @@ def fashionai_folder(tmp_path):
 
 
 def test_real_fashionai_without_val_file_validates_on_rows_held_out_of_training(runs, fashionai_folder):
-    setup = tiny(data_root=str(fashionai_folder))
+    setup = tiny(data_root=str(fashionai_folder), scale_crop=False)  # images as stored, to compare bytes
     assert setup.holdout
     val = kx.validation_set(setup)
     trained = {image.numpy().tobytes() for image, _ in kx.training_set(setup, seed=0, steps=1)}
     assert len(val.images) == 3 and len(trained) == 12 - 3  # train.csv holds 12 rows, 3 are held out
     assert not trained & {image.numpy().tobytes() for image in val.images}, "a validation image is trained on"
     # the trained models know what they were trained on: another hold-out is another run folder
-    assert kx.data_key(setup) != kx.data_key(tiny(data_root=str(fashionai_folder), val_images=4))
+    assert kx.data_key(setup) != kx.data_key(tiny(data_root=str(fashionai_folder), val_images=4, scale_crop=False))
+    # with the augmentation, a real split is repeated so that every step draws new scales of its images
+    assert len(kx.training_set(dataclasses.replace(setup, scale_crop=True), seed=0, steps=10)) == 10 * 2
+
+
+def test_scale_crop_augmentation_is_on_by_default_and_off_gives_the_literal_images(runs):
+    from fashion_lib.data.transforms import extent_quantiles
+    from fashion_lib.synthetic import SyntheticGarments
+
+    on, off = tiny(train_steps=40), tiny(train_steps=40, scale_crop=False)
+    assert on.scale_crop and kx.data_key(on) != kx.data_key(off), "the two must train separate models"
+    world = SyntheticGarments(off.world, 80, seed=0, split="train")
+    plain, augmented = kx.training_set(off, seed=0, steps=40), kx.training_set(on, seed=0, steps=40)
+    for i in (0, 7):
+        image, target = plain[i]
+        assert torch.equal(image, world[i][0]) and torch.equal(target["keypoints"], world[i][1]["keypoints"])
+        assert set(target) == {"boxes", "labels", "keypoints"} == set(augmented[i][1])
+        assert not torch.equal(augmented[i][0], image) and torch.equal(augmented[i][1]["labels"], target["labels"])
+    q = extent_quantiles([augmented[i][1] for i in range(80)], [(64, 64)] * 80)
+    assert q[0.05] < 0.42 and q[0.95] > 0.88
+    with pytest.raises(ValueError, match="scale_crop must be true or false, got 'yes'"):
+        tiny(scale_crop="yes")
 
 
 def test_real_fashionai_val_file_in_another_folder_and_bad_files_are_named(runs, fashionai_folder, tmp_path):

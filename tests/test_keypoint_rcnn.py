@@ -94,12 +94,18 @@ def test_log_softmax_predictor_keeps_torchvisions_loss_and_locations():
     stock = KeypointRCNNPredictor(16, 5)
     stock.load_state_dict(ours.state_dict())  # same parameter names
     x = torch.randn(3, 16, 14, 14)
-    logp, logits = ours(x), stock(x)
+    logp, logits = ours.eval()(x), stock(x)
     assert torch.allclose(logp.exp().sum((2, 3)), torch.ones(3, 5), atol=1e-5)
     target = torch.randint(0, 28 * 28, (15,))
     assert torch.allclose(F.cross_entropy(logp.reshape(15, -1), target),
                           F.cross_entropy(logits.reshape(15, -1), target), atol=1e-5)  # fmt: skip
     assert torch.equal(logp.flatten(2).argmax(-1), logits.flatten(2).argmax(-1))
+    # training mode skips the normalisation the loss does anyway: the same logits as torchvision's, the same loss
+    ours.train()
+    raw = ours(x)
+    assert torch.allclose(raw, logits) and not torch.allclose(raw.exp().sum((2, 3)), torch.ones(3, 5))
+    assert torch.allclose(F.cross_entropy(raw.reshape(15, -1), target), F.cross_entropy(logp.reshape(15, -1), target),
+                          atol=1e-5)  # fmt: skip
 
 
 def test_trunk_weights_load_from_a_local_file(tmp_path):

@@ -31,6 +31,7 @@ import torch
 from fashion_lib.coco_eval import keypoints_to_coco_results
 from fashion_lib.data.coco import CocoKeypoints
 from fashion_lib.data.fashionai import FashionAIKeypoints
+from fashion_lib.data.transforms import ScaleCropConfig, ScaleCropped
 from fashion_lib.engine import TrainConfig, TrainResult, run_dir_for, train
 from fashion_lib.experiments import (
     DATA_SOURCES,
@@ -142,6 +143,9 @@ class KeypointSetup:
     cpn_steps: int = 240  # CPN optimizer steps per seed (from scratch it learns slower per step)
     batch_size: int = 8  # images per step
     lr: float = 1e-3  # peak learning rate (AdamW, warm-up then cosine)
+    # scale and crop augmentation of the detectors' training images (data.transforms.ScaleCropConfig: key-point
+    # box from a third of the frame to all of it, as real photographs); False: the literal setup, images as drawn
+    scale_crop: bool = True
     val_images: int = 200  # validation images (synthetic: written with val_seed; real: rows spread over the file)
     world: WorldConfig = field(default_factory=WorldConfig)  # the synthetic world (its image size: image_size)
     data_root: str = ""  # a real data set's folder in its own layout; "" = the synthetic world
@@ -174,6 +178,8 @@ class KeypointSetup:
                              "normalisation cannot train on one image per step")  # fmt: skip
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if not isinstance(self.scale_crop, bool):
+            raise ValueError(f"scale_crop must be true or false, got {self.scale_crop!r}")
         if self.data_root and not Path(self.data_root).is_dir():
             raise FileNotFoundError(f"data_root {self.data_root!r} is not a folder")
         if self.val_root and not self.data_root:
@@ -238,13 +244,15 @@ class DataKey:
     source: str
     world: dict
     library: str
+    scale_crop: dict | None = None  # the training augmentation's ScaleCropConfig, None when off
 
 
 def data_key(setup: KeypointSetup) -> DataKey:
     source = "synthetic" if setup.synthetic else str(Path(setup.data_root).resolve()) + f":{setup.train_file}" + (
         f":holdout-{setup.val_images}" if setup.holdout else "")
     return DataKey(source=source, world=dataclasses.asdict(setup.world) if setup.synthetic else {},
-                    library=library_digest(TRAINING_SOURCES))
+                   library=library_digest(TRAINING_SOURCES),
+                   scale_crop=dataclasses.asdict(ScaleCropConfig()) if setup.scale_crop else None)
 
 
 def detector_configs(setup: KeypointSetup) -> tuple[KeypointRCNNConfig, CPNConfig]:
@@ -267,7 +275,9 @@ def _for_detection(image: torch.Tensor, target: dict) -> tuple[torch.Tensor, dic
 
 
 def training_set(setup: KeypointSetup, seed: int, steps: int) -> torch.utils.data.Dataset:
-    """The training images: fresh synthetic items for every step (seeded by ``seed``), or the real train split."""
+    """The training images: fresh synthetic items for every step (seeded by ``seed``), or the real train split;
+    with ``setup.scale_crop`` each item rescaled and cropped by its own draw (:class:`ScaleCropped`, seeded by
+    ``seed``; a real split is repeated to ``steps * batch_size`` items so that every epoch draws new scales)."""
     if setup.synthetic:
         n = steps * setup.batch_size
         cls = SyntheticGarments if setup.schema == "fashionai" else SyntheticPeople
@@ -278,6 +288,8 @@ def training_set(setup: KeypointSetup, seed: int, steps: int) -> torch.utils.dat
     else:
         annotations, images, _, _ = setup.files()
         data = CocoKeypoints(annotations, images)
+    if setup.scale_crop:
+        data = ScaleCropped(data, ScaleCropConfig(), seed, length=max(len(data), steps * setup.batch_size))
     return MappedDataset(data, _for_detection)
 
 
