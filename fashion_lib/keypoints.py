@@ -12,6 +12,7 @@ One visibility convention holds across the library, COCO's: ``0`` absent (not la
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ __all__ = [
     "SCHEMAS",
     "get_schema",
     "missing_mask",
+    "keypoint_extent",
 ]
 
 ABSENT = 0
@@ -267,3 +269,32 @@ def missing_mask(keypoints: torch.Tensor, score_threshold: float = 0.0, *, dim: 
     x, y, score = keypoints.unbind(dim)
     # A NaN score compares False with everything: count it as missing rather than present.
     return ~(torch.isfinite(x) & torch.isfinite(y) & (score > score_threshold))
+
+
+def keypoint_extent(keypoints: torch.Tensor, height: torch.Tensor | float, width: torch.Tensor | float) -> torch.Tensor:
+    """How much of its frame each instance's key points span: the box closing its labelled points (v > 0), its
+    width over the image width and its height over the image height, the larger of the two. For a square image,
+    the box's longer side over the image side: the framing figure of ``shared/real-data-facts.md`` (real FashionAI
+    garments: 0.32 to 0.92 from the 5th to the 95th percentile).
+
+    Parameters
+    ----------
+    keypoints : (N, K, 3) float, x, y in pixels, v in {0, 1, 2}; points with v = 0 are ignored.
+    height, width : numbers or (N,) float, pixels: each instance's image size.
+
+    Returns
+    -------
+    (N,) float, >= 0 (1: the points reach across the whole frame); NaN for an instance without labelled points.
+    """
+    if keypoints.ndim != 3 or keypoints.shape[-1] != 3:
+        raise ValueError(f"keypoints must have shape (N, K, 3), got {tuple(keypoints.shape)}")
+    n = keypoints.shape[0]
+    h = torch.as_tensor(height, dtype=keypoints.dtype, device=keypoints.device).expand(n)
+    w = torch.as_tensor(width, dtype=keypoints.dtype, device=keypoints.device).expand(n)
+    if not bool((h > 0).all() and (w > 0).all()):
+        raise ValueError(f"height and width must be > 0, got {height} x {width}")
+    present = (keypoints[..., 2] > 0)[..., None]  # (N, K, 1)
+    xy = keypoints[..., :2]
+    span = torch.where(present, xy, torch.inf).amin(1).neg_().add_(torch.where(present, xy, -torch.inf).amax(1))
+    extent = torch.maximum(span[:, 0] / w, span[:, 1] / h)  # (N,)
+    return torch.where(present.any(1)[:, 0], extent, torch.full_like(extent, math.nan))

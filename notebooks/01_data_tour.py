@@ -57,7 +57,7 @@ from fashion_lib import provenance
 from fashion_lib.attributes import FASHIONAI_TASKS, PAPER_TASK_NAMES
 from fashion_lib.crops import crop_framing, second_scale_boxes
 from fashion_lib.data import CocoKeypoints, DeepFashionAttributes, FashionAIKeypoints
-from fashion_lib.keypoints import COCO, FASHIONAI
+from fashion_lib.keypoints import COCO, FASHIONAI, keypoint_extent
 from fashion_lib.plotting import LEFT_COLOR, RIGHT_COLOR, draw_axis, draw_keypoints
 from fashion_lib.synthetic import (
     CATEGORIES,
@@ -69,7 +69,6 @@ from fashion_lib.synthetic import (
     SyntheticPeople,
     WorldConfig,
     garment_facts,
-    keypoint_extent,
     label_rates,
     occluded_fraction,
     pair_axis_offsets,
@@ -368,7 +367,7 @@ facts.round(3)
 
 # %%
 present = world_kp[..., 2] > 0
-framing = {"training images": keypoint_extent(world_kp, float(image_size))}
+framing = {"training images": keypoint_extent(world_kp, image_size, image_size)}
 padding = {}
 for margin in crop_margins:
     boxes = second_scale_boxes(world_kp, present, image_size, margin=margin).boxes

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fashion_lib.keypoints import COCO, FASHIONAI, get_schema
+from fashion_lib.keypoints import COCO, FASHIONAI, get_schema, keypoint_extent
 
 # Typed from the FashionAI train.csv header (data-formats.md A.2), not from the module under test.
 FASHIONAI_HEADER = (
@@ -101,3 +101,24 @@ def test_missing_mask_reads_non_finite_coordinates_and_low_scores_as_missing():
                          [1.0, 2.0, 0.3]]])
     assert missing_mask(kps).tolist() == [[False, True, True, True, False]]
     assert missing_mask(kps, 0.5).tolist() == [[False, True, True, True, True]]
+
+
+def test_keypoint_extent_by_hand():
+    kp = torch.tensor([[[10.0, 20.0, 2.0], [30.0, 60.0, 1.0], [99.0, 0.0, 0.0]],
+                       [[5.0, 5.0, 2.0], [45.0, 10.0, 2.0], [0.0, 0.0, 0.0]],
+                       [[0.0, 0.0, 0.0]] * 3])  # fmt: skip
+    extent = keypoint_extent(kp, 80, 50)  # box 20 x 40 in 50 x 80: max(0.4, 0.5); box 40 x 5: max(0.8, 1/16)
+    assert extent[:2].tolist() == pytest.approx([0.5, 0.8]) and extent[2].isnan()
+    with pytest.raises(ValueError, match="height and width must be > 0, got 0 x 50"):
+        keypoint_extent(kp, 0, 50)
+
+
+def test_keypoint_extent_takes_one_image_size_per_instance():
+    kp = torch.zeros(2, 24, 3)
+    kp[0, :3] = torch.tensor([[10.0, 20.0, 2.0], [50.0, 30.0, 1.0], [30.0, 80.0, 2.0]])  # box 40 x 60
+    kp[0, 3] = torch.tensor([0.0, 0.0, 0.0])  # absent: not in the box
+    kp[1] = kp[0]
+    sides = torch.tensor([100.0, 200.0])
+    assert keypoint_extent(kp, sides, sides).tolist() == pytest.approx([0.6, 0.3])
+    with pytest.raises(ValueError, match="must have shape"):
+        keypoint_extent(kp[0], 100, 100)

@@ -25,7 +25,6 @@ from fashion_lib.synthetic import (
     WorldConfig,
     garment_facts,
     item_generator,
-    keypoint_extent,
     label_rates,
     mirror_errors,
     occluded_shares,
@@ -495,17 +494,12 @@ def _symmetric_blouse(angle_deg: float = 0.0) -> torch.Tensor:
     return kp
 
 
-def test_keypoint_extent_and_occluded_shares_by_hand():
+def test_occluded_shares_by_hand():
     kp = torch.zeros(2, 24, 3)
-    kp[0, :3] = torch.tensor([[10.0, 20.0, 2.0], [50.0, 30.0, 1.0], [30.0, 80.0, 2.0]])  # box 40 x 60
-    kp[0, 3] = torch.tensor([0.0, 0.0, 0.0])  # absent: not in the box
-    extent = keypoint_extent(kp, torch.tensor([100.0, 100.0]))
-    assert extent[0] == pytest.approx(0.6) and math.isnan(extent[1])
-    assert keypoint_extent(kp[:1], 200.0)[0] == pytest.approx(0.3)
+    kp[0, :3] = torch.tensor([[10.0, 20.0, 2.0], [50.0, 30.0, 1.0], [30.0, 80.0, 2.0]])
+    kp[0, 3] = torch.tensor([0.0, 0.0, 0.0])  # absent: not counted
     shares = occluded_shares(kp)
     assert shares[0] == pytest.approx(1 / 3) and math.isnan(shares[1])
-    with pytest.raises(ValueError, match="image_sides must be > 0"):
-        keypoint_extent(kp, 0.0)
 
 
 @pytest.mark.parametrize("angle", [0.0, 30.0])

@@ -34,11 +34,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from fashion_lib.keypoints import KeypointSchema
+from fashion_lib.keypoints import KeypointSchema, keypoint_extent
 
 __all__ = [
     "keypoint_boxes",
-    "keypoint_extent",
     "EXTENT_QUANTILES",
     "extent_quantiles",
     "resize",
@@ -104,30 +103,6 @@ def keypoint_boxes(keypoints: torch.Tensor, margin: float = 0.05, width: int | N
     if height is not None:
         boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
     return torch.where(labelled.any(1, keepdim=True), boxes, torch.zeros_like(boxes))
-
-
-def keypoint_extent(keypoints: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """How much of the frame each instance's key points span: the box closing its labelled points, its width over
-    the image width and its height over the image height, the larger of the two (for a square image: the box's
-    longer side over the image side, the figure of ``shared/real-data-facts.md``).
-
-    Parameters
-    ----------
-    keypoints : (N, K, 3) float
-        x, y in pixels, v in {0, 1, 2}; points with v = 0 are ignored.
-    height, width : int
-        Image size in pixels.
-
-    Returns
-    -------
-    extent : (N,) float, >= 0 (1: the points reach across the whole frame); NaN for an instance without labelled
-    points.
-    """
-    if height < 1 or width < 1:
-        raise ValueError(f"height and width must be >= 1, got {height} x {width}")
-    boxes = keypoint_boxes(keypoints, 0.0)  # (N, 4)
-    extent = torch.stack([(boxes[:, 2] - boxes[:, 0]) / width, (boxes[:, 3] - boxes[:, 1]) / height], 1).amax(1)
-    return torch.where((keypoints[..., 2] > 0).any(1), extent, torch.full_like(extent, math.nan))
 
 
 EXTENT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)

@@ -52,7 +52,6 @@ from fashion_lib.synthetic.garments import render_garment
 from fashion_lib.synthetic.knobs import (
     REAL_FASHIONAI_FACTS,
     garment_facts,
-    keypoint_extent,
     label_rates,
     mirror_errors,
     occluded_fraction,
@@ -92,7 +91,6 @@ __all__ = [
     "pair_axis_offsets",
     "occluded_fraction",
     "label_rates",
-    "keypoint_extent",
     "occluded_shares",
     "mirror_errors",
     "garment_facts",

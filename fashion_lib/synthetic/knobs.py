@@ -15,9 +15,9 @@ from typing import NamedTuple
 import torch
 
 from fashion_lib.attributes import M, Y
-from fashion_lib.keypoints import FASHIONAI, OCCLUDED, VISIBLE, KeypointSchema
+from fashion_lib.keypoints import FASHIONAI, OCCLUDED, VISIBLE, KeypointSchema, keypoint_extent
 
-__all__ = ["pair_axis_offsets", "occluded_fraction", "label_rates", "keypoint_extent", "occluded_shares",
+__all__ = ["pair_axis_offsets", "occluded_fraction", "label_rates", "occluded_shares",
            "mirror_errors", "MirrorErrors", "garment_facts", "REAL_FASHIONAI_FACTS", "FACT_QUANTILES"]
 
 
@@ -107,32 +107,6 @@ REAL_FASHIONAI_FACTS: dict[str, float] = {
 def _check_keypoints(keypoints: torch.Tensor, schema: KeypointSchema) -> None:
     if keypoints.ndim != 3 or keypoints.shape[1:] != (schema.num_keypoints, 3):
         raise ValueError(f"keypoints must have shape (N, {schema.num_keypoints}, 3), got {tuple(keypoints.shape)}")
-
-
-def keypoint_extent(keypoints: torch.Tensor, image_sides: torch.Tensor | float) -> torch.Tensor:
-    """The longer side of the box closing each instance's present points (v > 0), as a fraction of its image side.
-
-    Parameters
-    ----------
-    keypoints : (N, K, 3) float, x, y in pixels, v in {0, 1, 2}.
-    image_sides : (N,) float or a number, pixels: the side of each (square) image; for a non-square image, its
-        longer side.
-
-    Returns
-    -------
-    (N,) float; NaN for an instance without present points.
-    """
-    if keypoints.ndim != 3 or keypoints.shape[-1] != 3:
-        raise ValueError(f"keypoints must have shape (N, K, 3), got {tuple(keypoints.shape)}")
-    sides = torch.as_tensor(image_sides, dtype=keypoints.dtype).expand(keypoints.shape[0])
-    if not bool((sides > 0).all()):
-        raise ValueError("image_sides must be > 0")
-    present = (keypoints[..., 2] > 0)[..., None]  # (N, K, 1)
-    xy = keypoints[..., :2]
-    lo = torch.where(present, xy, torch.inf).amin(1)  # (N, 2)
-    hi = torch.where(present, xy, -torch.inf).amax(1)
-    extent = (hi - lo).amax(1) / sides  # (N,)
-    return torch.where(present.any(1)[:, 0], extent, torch.full_like(extent, float("nan")))
 
 
 def occluded_shares(keypoints: torch.Tensor) -> torch.Tensor:
@@ -238,7 +212,7 @@ def garment_facts(keypoints: torch.Tensor, categories: Sequence[str], image_side
     """
     _check_keypoints(keypoints, schema)
     facts: dict[str, float] = {}
-    extent = keypoint_extent(keypoints, image_sides)
+    extent = keypoint_extent(keypoints, image_sides, image_sides)
     extent = extent[~extent.isnan()].double()
     q = torch.quantile(extent, torch.tensor(FACT_QUANTILES, dtype=torch.float64)) if len(extent) else None
     for i, level in enumerate(FACT_QUANTILES):
