@@ -15,7 +15,7 @@ from fashion_lib.keypoints import ABSENT, COCO, FASHIONAI, KeypointSchema
 from fashion_lib.report import MethodScore
 
 __all__ = ["schema_template", "draw_keypoints", "draw_prediction", "draw_axis", "draw_schema", "draw_scores",
-           "LEFT_COLOR", "RIGHT_COLOR"]
+           "draw_learning_curves", "LEFT_COLOR", "RIGHT_COLOR"]
 
 LEFT_COLOR = "tab:blue"
 RIGHT_COLOR = "tab:orange"
@@ -197,3 +197,32 @@ def draw_scores(ax, scores: Mapping[str, MethodScore], *, xlabel: str, scale: fl
     ax.set_xlabel(xlabel)
     ax.invert_yaxis()
     return ax
+
+
+def draw_learning_curves(axes, curves, *, value: str = "val_accuracy", scale: float = 100.0,
+                         ylabel: str = "validation accuracy (%)"):  # fmt: skip
+    """Per-pass training loss (left) and a monitored validation figure (right), a line per method and network,
+    averaged over seeds.
+
+    Parameters
+    ----------
+    axes : two Matplotlib Axes.
+    curves : DataFrame of :func:`fashion_lib.experiments.attributes.learning_curves` (``method``, ``network``,
+        ``epoch``, ``train_loss``, ``value``).
+    value : the monitor column drawn on the right (a fraction, shown times ``scale``).
+    """
+    if value not in curves.columns:
+        raise ValueError(f"value must be a column of curves ({', '.join(map(str, curves.columns))}), got {value!r}")
+    mean = curves.groupby(["method", "network", "epoch"], sort=False)[["train_loss", value]].mean().reset_index()
+    for i, (method, rows) in enumerate(mean.groupby("method", sort=False)):  # a colour per method
+        color = _METHOD_COLORS[i % len(_METHOD_COLORS)]
+        for j, (_, net) in enumerate(rows.groupby("network", sort=False)):  # a line per network, one label
+            label = method if j == 0 else None
+            axes[0].plot(net["epoch"], net["train_loss"], color=color, alpha=0.7, label=label)
+            axes[1].plot(net["epoch"], scale * net[value], color=color, alpha=0.7, label=label)
+    axes[0].set_xlabel("pass over the training images")
+    axes[0].set_ylabel("training loss (mean of the pass)")
+    axes[1].set_xlabel("pass over the training images")
+    axes[1].set_ylabel(ylabel)
+    axes[1].legend(fontsize=7)
+    return axes

@@ -160,6 +160,9 @@ def test_training_a_method_twice_loads_the_finished_networks(runs, monkeypatch):
     sizes = torch.tensor([len(FASHIONAI_TASKS[t]) for t in first.tasks])
     torch.testing.assert_close(first.probs.sum(1), torch.ones(8))
     assert all(float(first.probs[i, c:].abs().sum()) == 0 for i, c in enumerate(sizes.tolist()))
+    curves = ax.learning_curves({"joint": [first]})  # one pass each: a monitored row per network
+    assert sorted(curves["network"]) == ["design", "length"] and curves["epoch"].tolist() == [1, 1]
+    assert curves["val_accuracy"].between(0, 1).all() and np.isfinite(curves["train_loss"]).all()
     second = ax.fashionai_predictions(setup, method, 0, data, crops)
     assert [r.resumed_from for r in results[2:]] == [r.step for r in results[2:]]  # finished runs, loaded
     assert all(math.isnan(r.images_per_s) for r in results[2:])
@@ -241,3 +244,21 @@ def test_deepfashion_adapters_equal_the_metrics_by_hand():
     pred = ax.DeepFashionPredictions(category_probs, category, scores, labels)
     chance = ax.deepfashion_chance(pred, groups, 1)
     assert chance == {"category": 0.5, "all": 0.25, "texture": 0.5, "shape": 0.5}
+
+
+def test_learning_curves_average_the_loss_of_each_pass_and_keep_the_monitor(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    # 2 passes of 2 steps: the monitor scored after steps 2 and 4
+    (run / "metrics.csv").write_text("step,total,lr,val_accuracy\n1,1.0,0.1,\n2,2.0,0.1,0.25\n3,3.0,0.1,\n"
+                                     "4,4.0,0.1,0.5\n")
+    pred = dataclasses.replace(_case(), runs=(("collar_design_labels", str(run)),))
+    curves = ax.learning_curves({"baseline": [pred, pred]})
+    assert curves["epoch"].tolist() == [1, 2, 1, 2] and curves["seed"].tolist() == [0, 0, 1, 1]
+    assert curves["train_loss"].tolist() == [1.5, 3.5, 1.5, 3.5]
+    assert curves["val_accuracy"].tolist() == [0.25, 0.5, 0.25, 0.5]
+    (run / "metrics.csv").write_text("step,total,lr\n1,1.0,0.1\n")
+    with pytest.raises(ValueError, match="no val_ column"):
+        ax.learning_curves({"baseline": [pred]})
+    with pytest.raises(FileNotFoundError, match="no metrics of the network 'x'"):
+        ax.learning_curves({"baseline": [dataclasses.replace(pred, runs=(("x", str(tmp_path / "none")),))]})
