@@ -89,6 +89,8 @@ def test_input_size_overrides_the_profiles_input_of_every_network():
 def test_bad_method_and_metric_arguments_are_named():
     with pytest.raises(ValueError, match="keypoints must be one of"):
         ax.FashionAIMethod(joint=True, beta=0.1, keypoints="truth")
+    with pytest.raises(ValueError, match="equal_steps applies to joint networks only"):
+        ax.FashionAIMethod(joint=False, beta=None, equal_steps=True)
     with pytest.raises(ValueError, match="crop must be 'full' or 'normal'"):
         ax.DeepFashionMethod(joint=True, crop="neck")
     with pytest.raises(ValueError, match="task must be None or one of"):
@@ -167,6 +169,10 @@ def test_training_a_method_twice_loads_the_finished_networks(runs, monkeypatch):
     assert [r.resumed_from for r in results[2:]] == [r.step for r in results[2:]]  # finished runs, loaded
     assert all(math.isnan(r.images_per_s) for r in results[2:])
     torch.testing.assert_close(second.probs, first.probs)
+    # 8 images of 4 tasks per joint network, batch 4: 2 steps a pass; at a per-task network's steps (2 images), 1
+    assert [r.step for r in results[:2]] == [2, 2]
+    ax.fashionai_predictions(setup, ax.table2_methods()[ax.JOINT_EQUAL_STEPS], 0, data, crops)
+    assert [r.step for r in results[4:]] == [1, 1]
     with pytest.raises(ValueError, match="needs setup.dataset 'fashionai'"):
         ax.fashionai_predictions(tiny(dataset="deepfashion"), method, 0, data, crops)
 
@@ -227,6 +233,11 @@ def test_fashionai_adapters_equal_the_metrics_called_per_task():
     chance = ax.chance_accuracy(pred)
     # classes occurring as y: collar {1}, pant {5, 1}, neckline {9}; majority shares 1, 1/2, 1
     assert chance == pytest.approx({"uniform": (1 + 0.5 + 1) / 3, "majority": (1 + 0.5 + 1) / 3})
+    # collar: p = 1/2 on 2 images; pant and neckline: p = 1 and 0, no spread from the images
+    assert ax.accuracy_half_width([pred, pred]) == pytest.approx(
+        {"collar_design_labels": 1.96 * math.sqrt(0.25 / 2), "pant_length_labels": 0.0, "neckline_design_labels": 0.0})
+    with pytest.raises(ValueError, match="predictions_per_seed is empty"):
+        ax.accuracy_half_width([])
 
 
 def test_deepfashion_adapters_equal_the_metrics_by_hand():

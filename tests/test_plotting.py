@@ -11,7 +11,13 @@ import torch  # noqa: E402
 
 from fashion_lib.keypoints import COCO, FASHIONAI  # noqa: E402
 from fashion_lib.metrics import CI  # noqa: E402
-from fashion_lib.plotting import draw_axis, draw_keypoints, draw_scores, schema_template  # noqa: E402
+from fashion_lib.plotting import (  # noqa: E402
+    draw_axis,
+    draw_keypoints,
+    draw_learning_curves,
+    draw_scores,
+    schema_template,
+)
 from fashion_lib.report import MethodScore  # noqa: E402
 
 
@@ -53,3 +59,22 @@ def test_draw_keypoints_skips_absent_points_and_checks_the_shape(ax):
     assert len(ax.collections) == int((kp[:, 2] > 0).sum()) == 4
     with pytest.raises(ValueError, match="shape"):
         draw_keypoints(ax, torch.zeros(COCO.num_keypoints, 3), FASHIONAI)
+
+
+def test_draw_learning_curves_a_line_per_network_averaged_over_seeds():
+    import pandas as pd
+
+    curves = pd.DataFrame({"method": ["a"] * 4 + ["b"] * 2, "seed": [0, 0, 1, 1, 0, 0],
+                           "network": ["n"] * 4 + ["x", "y"], "epoch": [1, 2, 1, 2, 1, 1],
+                           "train_loss": [2.0, 1.0, 4.0, 3.0, 1.0, 2.0],
+                           "val_accuracy": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]})
+    fig, axes = plt.subplots(1, 2)
+    draw_learning_curves(axes, curves)
+    lines = axes[1].get_lines()
+    assert len(lines) == 3 and len(axes[0].get_lines()) == 3  # a, b/x, b/y
+    np.testing.assert_allclose(axes[0].get_lines()[0].get_ydata(), [3.0, 2.0])  # seeds averaged
+    np.testing.assert_allclose(lines[0].get_ydata(), [20.0, 30.0])
+    assert [t.get_text() for t in axes[1].get_legend().get_texts()] == ["a", "b"]
+    with pytest.raises(ValueError, match="value must be a column of curves"):
+        draw_learning_curves(axes, curves, value="val_top3")
+    plt.close(fig)
