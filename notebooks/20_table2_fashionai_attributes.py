@@ -132,6 +132,8 @@ plt.close(fig)
 half = ax.accuracy_half_width(preds[ax.BASELINE])
 glue("t2_half_width_max", 100 * max(half.values()), display=False)  # points
 glue("t2_val_per_task", len(data.val) // len(half), display=False)
+disagree = crops["val"].task_categories(data.val.tasks)[1]
+glue("t2_category_disagree", 100 * float(disagree.float().mean()), display=False)  # % of validation images
 print("95 % half-width of the baseline's per-task accuracy from its validation images (points): "
       + ", ".join(f"{PAPER_TASK_NAMES[t]} {100 * h:.1f}" for t, h in half.items()))
 
@@ -144,7 +146,10 @@ print("95 % half-width of the baseline's per-task accuracy from its validation i
 #
 # With about {glue:text}`t2_val_per_task` validation images per task, the 95 % interval of a task's accuracy is at
 # most ±{glue:text}`t2_half_width_max:.1f` points wide from the images alone (normal approximation at the
-# baseline's accuracy; differences between seeds widen it). Joint learning at the baseline's optimiser steps
+# baseline's accuracy; differences between seeds widen it). The crops take the garment category a row's task
+# implies where it fixes one (collar: blouse; lapel, neck and coat length: outwear; pant length: trousers), the
+# detected one elsewhere; the detector's category was one the task does not apply to on
+# {glue:text}`t2_category_disagree:.1f` % of the validation images. Joint learning at the baseline's optimiser steps
 # changes mAP by {glue:text}`diff_map_joint_steps:+.2f` points against the baseline
 # ({glue:text}`diff_map_joint_steps_low:+.2f` to {glue:text}`diff_map_joint_steps_high:+.2f`,
 # {glue:text}`verdict_joint_steps`; exploratory, uncorrected), against {glue:text}`diff_map_joint:+.2f` at equal

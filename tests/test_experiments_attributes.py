@@ -129,7 +129,7 @@ def test_data_is_written_once_read_back_and_crop_points_are_cached(runs, monkeyp
     for kps in (crops["train"], crops["val"]):  # no crop closes a point the detected category does not have
         for i, category in enumerate(kps.categories):
             allowed = FASHIONAI.category_mask(category) if category else torch.zeros(24, dtype=torch.bool)
-            assert (kps.plain[i, ~allowed, 2] == 0).all() and (kps.nkd[i, ~allowed, 2] == 0).all()
+            assert (kps.points("plain")[i, ~allowed, 2] == 0).all() and (kps.points("nkd")[i, ~allowed, 2] == 0).all()
         assert kps.detected.tolist() == [bool(c) for c in kps.categories]
 
     def no_detecting(*args, **kwargs):
@@ -273,3 +273,27 @@ def test_learning_curves_average_the_loss_of_each_pass_and_keep_the_monitor(tmp_
         ax.learning_curves({"baseline": [pred]})
     with pytest.raises(FileNotFoundError, match="no metrics of the network 'x'"):
         ax.learning_curves({"baseline": [dataclasses.replace(pred, runs=(("x", str(tmp_path / "none")),))]})
+
+
+def test_crops_take_the_category_a_task_fixes_and_count_disagreements():
+    points = torch.rand(4, 24, 3) + 0.5  # every confidence > 0
+    crops = ax.CropKeypoints(points, points.clone(), torch.tensor([True, True, True, False]),
+                             ("blouse", "dress", "outwear", ""), "src")  # fmt: skip
+    tasks = ("lapel_design_labels", "neckline_design_labels", "sleeve_length_labels", "pant_length_labels")
+    categories, disagree = crops.task_categories(tasks)
+    # lapel fixes outwear (the detector said blouse: disagrees); neckline allows blouse or dress, sleeve three
+    # categories: the detected ones stay; nothing detected stays nothing
+    assert categories == ("outwear", "dress", "outwear", "")
+    assert disagree.tolist() == [True, False, False, False]
+    closed = crops.points("plain", categories)[..., 2] > 0
+    assert closed[0].tolist() == FASHIONAI.category_mask("outwear").tolist()
+    assert crops.points("nkd")[0, :, 2].gt(0).tolist() == FASHIONAI.category_mask("blouse").tolist()
+    assert not closed[3].any()  # nothing detected: the crop falls back to the image
+    everything = dataclasses.replace(crops, category_points=False)
+    torch.testing.assert_close(everything.points("plain", categories), points)
+    with pytest.raises(ValueError, match="one task per image"):
+        crops.task_categories(tasks[:2])
+    with pytest.raises(ValueError, match="are not FashionAI tasks"):
+        crops.task_categories(("hat_labels",) * 4)
+    with pytest.raises(ValueError, match="one category per image"):
+        crops.points("plain", ("blouse",))

@@ -13,7 +13,8 @@ initialisation and data order. The study
    seed, ``detector_seed``, for every attribute seed) on every training and validation image, and keeps two sets of
    crop key points (:func:`crop_keypoints`, cached beside the detector's run): ``"plain"``, its top instance, and
    ``"nkd"``, after New-key-detection with the paper's FashionAI settings. The detector predicts all 24 points of
-   every garment; by default a crop closes only the points of the category the detector predicted;
+   every garment; by default a crop closes only the points of the category the detector predicted, or of the
+   one category a FashionAI row's task applies to where the task fixes it (:meth:`CropKeypoints.task_categories`);
 3. trains each network of a method through :func:`fashion_lib.engine.train` on the images of its own tasks for
    ``epochs`` passes, in a run folder named by everything that shapes it (:func:`fashionai_predictions`,
    :func:`deepfashion_predictions`), so notebooks share trained networks;
@@ -320,20 +321,56 @@ def attribute_data(setup: AttributeSetup) -> AttributeData:
 class CropKeypoints:
     """The FashionAI key points every image of a split is cropped from, before and after New-key-detection."""
 
-    plain: torch.Tensor  # (B, 24, 3) the detector's top instance: x, y pixels, confidence (0: not used by a crop)
+    plain: torch.Tensor  # (B, 24, 3) the detector's top instance, all 24 channels: x, y pixels, confidence
     nkd: torch.Tensor  # (B, 24, 3) the same after New-key-detection (Alg. 2, both scales)
     detected: torch.Tensor  # (B,) bool: the detector found a garment (else every crop falls back to the image)
     categories: tuple[str, ...]  # (B,) the detected category ("" where nothing was detected)
     source: str  # identifies the detector run and the refiner settings (part of the networks' run folders)
+    # points() closes only the points of each image's category (the detector predicts all 24 for every garment)
+    category_points: bool = True
 
     def __len__(self) -> int:
         return len(self.plain)
 
-    def points(self, kind: str) -> torch.Tensor:
-        """``(B, 24, 3)`` key points of ``kind`` (``"plain"`` or ``"nkd"``)."""
+    def points(self, kind: str, categories: Sequence[str] | None = None) -> torch.Tensor:
+        """``(B, 24, 3)`` key points of ``kind`` (``"plain"`` or ``"nkd"``) that a crop closes: with
+        ``category_points``, the confidence of every point outside the image's category is 0 (``categories``:
+        one per image, default the detected ones; ``""`` keeps no point, so the crop falls back to the image)."""
         if kind not in _SOURCES:
             raise ValueError(f"kind must be one of {_SOURCES}, got {kind!r}")
-        return self.plain if kind == PLAIN else self.nkd
+        points = self.plain if kind == PLAIN else self.nkd
+        if not self.category_points:
+            return points
+        categories = self.categories if categories is None else tuple(categories)
+        if len(categories) != len(points):
+            raise ValueError(f"categories must name one category per image ({len(points)}), got {len(categories)}")
+        keep = _category_masks(categories)[..., None]  # (B, 24, 1)
+        return torch.cat([points[..., :2], torch.where(keep, points[..., 2:], 0.0)], -1)
+
+    def task_categories(self, tasks: Sequence[str]) -> tuple[tuple[str, ...], torch.Tensor]:
+        """The category each image is cropped as when its attribute task is known (a FashionAI row), and where
+        the detector disagreed with the task.
+
+        Parameters
+        ----------
+        tasks : (B,) the AttrKey of each image.
+
+        Returns
+        -------
+        categories : (B,) the one category the task applies to where the data set fixes it (collar: blouse; lapel,
+            neck, coat: outwear; pant: trousers) and a garment was detected; the detected category elsewhere.
+        disagree : (B,) bool, a garment was detected as a category the task does not apply to.
+        """
+        if len(tasks) != len(self):
+            raise ValueError(f"tasks must give one task per image ({len(self)}), got {len(tasks)}")
+        bad = sorted({t for t in tasks if t not in TASK_CATEGORIES})
+        if bad:
+            raise ValueError(f"tasks: {bad} are not FashionAI tasks")
+        fixed = [TASK_CATEGORIES[t][0] if len(TASK_CATEGORIES[t]) == 1 and c else c
+                 for t, c in zip(tasks, self.categories, strict=True)]  # fmt: skip
+        disagree = torch.tensor([bool(c) and c not in TASK_CATEGORIES[t]
+                                 for t, c in zip(tasks, self.categories, strict=True)], dtype=torch.bool)  # fmt: skip
+        return tuple(fixed), disagree
 
 
 def _top_labels(predictions: Sequence[dict]) -> list[int]:
@@ -367,8 +404,8 @@ def detect_crop_keypoints(detector: torch.nn.Module, images: Sequence[torch.Tens
     images : B (3, H, W) float images in [0, 1].
     refine : RefineConfig of New-key-detection.
     generator : torch.Generator of RANSAC.
-    category_points : set the confidence of the points the detected category does not have to 0, so that no crop
-        closes them (the detector predicts all 24 channels for every garment).
+    category_points : :meth:`CropKeypoints.points` sets the confidence of the points the category does not have
+        to 0, so that no crop closes them (the detector predicts all 24 channels for every garment).
     batch_size : images per detector call.
 
     Returns
@@ -383,12 +420,7 @@ def detect_crop_keypoints(detector: torch.nn.Module, images: Sequence[torch.Tens
     categories = tuple(CATEGORIES[lab - 1] if 1 <= lab <= len(CATEGORIES) else "" for lab in labels)
     nkd = new_key_detection(images, as_detect_fn(detector, k, batch_size=batch_size), FASHIONAI,
                             generator=generator, keypoints=top.keypoints, config=refine).keypoints  # fmt: skip
-    plain = top.keypoints
-    if category_points:
-        keep = _category_masks(categories)[..., None]  # (B, 24, 1)
-        plain = torch.cat([plain[..., :2], torch.where(keep, plain[..., 2:], 0.0)], -1)
-        nkd = torch.cat([nkd[..., :2], torch.where(keep, nkd[..., 2:], 0.0)], -1)
-    return CropKeypoints(plain, nkd, top.scores > 0, categories, "")
+    return CropKeypoints(top.keypoints, nkd, top.scores > 0, categories, "", category_points)
 
 
 def crop_keypoints(setup: AttributeSetup, data: AttributeData, *, batch_size: int = 16
@@ -413,7 +445,8 @@ def crop_keypoints(setup: AttributeSetup, data: AttributeData, *, batch_size: in
             log.info("crop key points of %d images in %.0f s", len(split), time.perf_counter() - start)
             return CropKeypoints(torch.cat([p.plain for p in parts]), torch.cat([p.nkd for p in parts]),
                                  torch.cat([p.detected for p in parts]),
-                                 tuple(c for p in parts for c in p.categories), source)  # fmt: skip
+                                 tuple(c for p in parts for c in p.categories), source,
+                                 setup.category_points)  # fmt: skip
 
         out[name] = cached(path, compute)
     return out
@@ -668,7 +701,9 @@ def fashionai_predictions(setup: AttributeSetup, method: FashionAIMethod, seed: 
         raise ValueError(f"fashionai_predictions needs setup.dataset 'fashionai', got {setup.dataset!r}")
     if method.keypoints not in _SOURCES:
         raise ValueError(f"method.keypoints must be one of {_SOURCES} here, got {method.keypoints!r}")
-    train_kps, val_kps = crops["train"].points(method.keypoints), crops["val"].points(method.keypoints)
+    # a FashionAI row's task fixes the garment's category for five of the eight tasks: crop as that category
+    train_kps = crops["train"].points(method.keypoints, crops["train"].task_categories(data.train.tasks)[0])
+    val_kps = crops["val"].points(method.keypoints, crops["val"].task_categories(data.val.tasks)[0])
     key = _DataKey(data.train.key, f"{method.keypoints}-{crops['train'].source}", library_digest(_NETWORK_SOURCES))
     networks = {}
     for name, config in fashionai_configs(setup, method).items():  # the 2 or 8 networks
