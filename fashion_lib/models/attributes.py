@@ -205,8 +205,9 @@ class FashionAIRecognizerConfig:
     # per-channel mean subtracted from the [0, 1] crops
     std: tuple[float, float, float] = IMAGENET_DEFAULT_STD
     # per-channel standard deviation the crops are divided by
-    flip: float = 0.5
-    # chance that a training crop is mirrored left-right (every attribute here is left-right symmetric), in [0, 1]
+    flip: float = 0.0
+    # chance that a training crop is mirrored left-right (every attribute here is left-right symmetric), in [0, 1];
+    # 0: 0.5 gained nothing at 512 images x 4 passes (benchmarks/attribute_learning.py)
 
     def __post_init__(self) -> None:
         if self.crop not in CROP_KINDS:
@@ -240,8 +241,9 @@ class DeepFashionRecognizerConfig:
     # per-channel mean subtracted from the [0, 1] crops
     std: tuple[float, float, float] = IMAGENET_DEFAULT_STD
     # per-channel standard deviation the crops are divided by
-    flip: float = 0.5
-    # chance that a training crop is mirrored left-right (every attribute here is left-right symmetric), in [0, 1]
+    flip: float = 0.0
+    # chance that a training crop is mirrored left-right (every attribute here is left-right symmetric), in [0, 1];
+    # 0: 0.5 gained nothing at 512 images x 4 passes (benchmarks/attribute_learning.py)
 
     def __post_init__(self) -> None:
         names = tuple(n for n, _ in self.net.tasks)
