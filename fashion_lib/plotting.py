@@ -20,7 +20,7 @@ __all__ = ["schema_template", "draw_keypoints", "draw_prediction", "draw_axis", 
 LEFT_COLOR = "tab:blue"
 RIGHT_COLOR = "tab:orange"
 CENTER_COLOR = "tab:green"
-_METHOD_COLORS = ("tab:blue", "tab:cyan", "tab:olive", "tab:green", "tab:orange", "tab:red")
+_METHOD_COLORS = ("tab:blue", "tab:cyan", "tab:olive", "tab:green", "tab:orange", "tab:red", "tab:purple")
 
 # Front-view reference shapes for schema diagrams, in a 100 x 120 frame. The wearer's left appears on the image's
 # right, as in both data sets. Only used for figures: the synthetic world has its own parametric garments.
@@ -218,8 +218,8 @@ def draw_learning_curves(axes, curves, *, value: str = "val_accuracy", scale: fl
         color = _METHOD_COLORS[i % len(_METHOD_COLORS)]
         for j, (_, net) in enumerate(rows.groupby("network", sort=False)):  # a line per network, one label
             label = method if j == 0 else None
-            axes[0].plot(net["epoch"], net["train_loss"], color=color, alpha=0.7, label=label)
-            axes[1].plot(net["epoch"], scale * net[value], color=color, alpha=0.7, label=label)
+            axes[0].plot(net["epoch"], net["train_loss"], color=color, alpha=0.7, marker="o", ms=3, label=label)
+            axes[1].plot(net["epoch"], scale * net[value], color=color, alpha=0.7, marker="o", ms=3, label=label)
     axes[0].set_xlabel("pass over the training images")
     axes[0].set_ylabel("training loss (mean of the pass)")
     axes[1].set_xlabel("pass over the training images")
