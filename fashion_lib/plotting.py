@@ -15,12 +15,12 @@ from fashion_lib.keypoints import ABSENT, COCO, FASHIONAI, KeypointSchema
 from fashion_lib.report import MethodScore
 
 __all__ = ["schema_template", "draw_keypoints", "draw_prediction", "draw_axis", "draw_schema", "draw_scores",
-           "draw_effect_map", "LEFT_COLOR", "RIGHT_COLOR"]
+           "draw_effect_map", "draw_learning_curves", "LEFT_COLOR", "RIGHT_COLOR"]
 
 LEFT_COLOR = "tab:blue"
 RIGHT_COLOR = "tab:orange"
 CENTER_COLOR = "tab:green"
-_METHOD_COLORS = ("tab:blue", "tab:cyan", "tab:olive", "tab:green", "tab:orange", "tab:red")
+_METHOD_COLORS = ("tab:blue", "tab:cyan", "tab:olive", "tab:green", "tab:orange", "tab:red", "tab:purple")
 
 # Front-view reference shapes for schema diagrams, in a 100 x 120 frame. The wearer's left appears on the image's
 # right, as in both data sets. Only used for figures: the synthetic world has its own parametric garments.
@@ -253,3 +253,32 @@ def draw_effect_map(ax, change: torch.Tensor, low: torch.Tensor, high: torch.Ten
     ax.set_xlabel(column_label)
     ax.set_ylabel(row_label)
     return image
+
+
+def draw_learning_curves(axes, curves, *, value: str = "val_accuracy", scale: float = 100.0,
+                         ylabel: str = "validation accuracy (%)"):  # fmt: skip
+    """Per-pass training loss (left) and a monitored validation figure (right), a line per method and network,
+    averaged over seeds.
+
+    Parameters
+    ----------
+    axes : two Matplotlib Axes.
+    curves : DataFrame of :func:`fashion_lib.experiments.attributes.learning_curves` (``method``, ``network``,
+        ``epoch``, ``train_loss``, ``value``).
+    value : the monitor column drawn on the right (a fraction, shown times ``scale``).
+    """
+    if value not in curves.columns:
+        raise ValueError(f"value must be a column of curves ({', '.join(map(str, curves.columns))}), got {value!r}")
+    mean = curves.groupby(["method", "network", "epoch"], sort=False)[["train_loss", value]].mean().reset_index()
+    for i, (method, rows) in enumerate(mean.groupby("method", sort=False)):  # a colour per method
+        color = _METHOD_COLORS[i % len(_METHOD_COLORS)]
+        for j, (_, net) in enumerate(rows.groupby("network", sort=False)):  # a line per network, one label
+            label = method if j == 0 else None
+            axes[0].plot(net["epoch"], net["train_loss"], color=color, alpha=0.7, marker="o", ms=3, label=label)
+            axes[1].plot(net["epoch"], scale * net[value], color=color, alpha=0.7, marker="o", ms=3, label=label)
+    axes[0].set_xlabel("pass over the training images")
+    axes[0].set_ylabel("training loss (mean of the pass)")
+    axes[1].set_xlabel("pass over the training images")
+    axes[1].set_ylabel(ylabel)
+    axes[1].legend(fontsize=7)
+    return axes

@@ -62,6 +62,7 @@ from fashion_lib.attributes import LENGTH_TASKS
 from fashion_lib.experiments import attributes as ax
 from fashion_lib.experiments.keypoints import KeypointSetup
 from fashion_lib.metrics import crossed_bootstrap_ci
+from fashion_lib.plotting import draw_learning_curves
 from fashion_lib.report import EXPLORATORY, format_ci, glue_ci, mean_sd, verdict
 
 prov = provenance.start(run_info, seeds)
@@ -106,6 +107,23 @@ wall = time.perf_counter() - t0
 glue("beta_wall_min", wall / 60, display=False)
 display(Markdown(f"{len(preds)} (width, beta) settings x {len(seeds)} seeds trained (or loaded) and scored in "
                  f"{wall:.0f} s."))
+
+# %%
+learning = ax.learning_curves({f"maybe_width {w}, beta {b}": p for (w, b), p in preds.items()})
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), dpi=dpi)
+draw_learning_curves(axes, learning)
+fig.tight_layout()
+glue("beta_curves", fig, display=False)
+plt.close(fig)
+
+# %% [markdown]
+# ```{glue:figure} beta_curves
+# :name: fig-beta-curves
+#
+# Learning curves of every (maybe_width, beta) setting: the mean training loss of each pass (left) and the
+# validation accuracy after it (right, the validation garments of the length tasks; shown only, nothing is chosen
+# from it), means over seeds.
+# ```
 
 # %% [markdown]
 # beta = 0 is trained as plain cross-entropy on the `y` class (`beta=None`), the ablation baseline; at beta = 0 the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -182,12 +183,14 @@ def test_train_mode_masks_tasks_without_labels_and_matches_the_loss():
         {},  # no label at all
     ]  # fmt: skip
     ims = images(4)
+    torch.manual_seed(1)  # the training crops' flips
     losses = model(ims, targets)
     assert set(losses) == {f"loss_{t}" for t in LENGTH_TASKS}
     # recompute every term from the network's logits (BN in train mode: same batch, same statistics)
-    x, boxes = model.crop_inputs(ims, targets)
+    _, boxes = model.crop_inputs(ims, targets)
     assert boxes.fallback.all()  # no key points: whole images
-    logits = model.net(x)
+    torch.manual_seed(1)
+    logits = model.net(model.train_inputs(ims, targets))
     sleeve = torch.stack([codes("sleeve_length_labels", 3, (4,)), codes("sleeve_length_labels", 7)])
     torch.testing.assert_close(losses["loss_sleeve_length_labels"],
                                maybe_weighted_ce(logits["sleeve_length_labels"][[0, 1]], sleeve, 0.1))  # fmt: skip
@@ -200,14 +203,33 @@ def test_train_mode_masks_tasks_without_labels_and_matches_the_loss():
     assert (model.net.heads["sleeve_length_labels"].weight.grad != 0).any()
 
 
+def test_training_crops_are_mirrored_with_the_flip_chance():
+    cfg = per_task_configs(TINY_PROFILE, tasks=("sleeve_length_labels",))["sleeve_length_labels"]
+    targets = [{"task": "sleeve_length_labels", "labels": codes("sleeve_length_labels", 2)}] * 3
+    ims = images(3)
+    for flip, expect in ((0.0, lambda x: x), (1.0, lambda x: x.flip(-1))):
+        model = build_recognizer(dataclasses.replace(cfg, flip=flip))
+        torch.testing.assert_close(model.train_inputs(ims, targets), expect(model.crop_inputs(ims, targets)[0]))
+    model = build_recognizer(dataclasses.replace(cfg, flip=0.5))  # some crops of 64 mirrored, some not
+    torch.manual_seed(0)
+    many = [targets[0]] * 64
+    x, plain = model.train_inputs(images(64), many), model.crop_inputs(images(64), many)[0]
+    mirrored = (x - plain).flatten(1).abs().amax(1) > 0
+    assert 10 < int(mirrored.sum()) < 54
+    with pytest.raises(ValueError, match=r"flip must be a chance in \[0, 1\], got 2"):
+        dataclasses.replace(cfg, flip=2)
+
+
 def test_plain_ce_config_uses_the_y_class_only():
     torch.manual_seed(0)
     cfg = per_task_configs(TINY_PROFILE, beta=None, tasks=("sleeve_length_labels",))["sleeve_length_labels"]
     model = build_recognizer(cfg).train()
     targets = [{"task": "sleeve_length_labels", "labels": codes("sleeve_length_labels", y, (y + 1,))} for y in (2, 5)]
     ims = images(2)
+    torch.manual_seed(1)
     loss = model(ims, targets)["loss_sleeve_length_labels"]
-    logits = model.net(model.crop_inputs(ims, targets)[0])["sleeve_length_labels"]
+    torch.manual_seed(1)
+    logits = model.net(model.train_inputs(ims, targets))["sleeve_length_labels"]
     torch.testing.assert_close(loss, F.cross_entropy(logits, torch.tensor([2, 5])))
 
 
@@ -275,8 +297,10 @@ def test_deepfashion_recognizer_losses_and_scores():
     targets = [{"labels": torch.tensor([c]), "attributes": a, "keypoints": kp}
                for c, a in zip(cats, attrs, strict=True)]  # fmt: skip
     ims = images(3)
+    torch.manual_seed(1)
     losses = model(ims, targets)
-    out = model.net(model.crop_inputs(ims, targets)[0])
+    torch.manual_seed(1)
+    out = model.net(model.train_inputs(ims, targets))
     torch.testing.assert_close(losses["loss_category"], F.cross_entropy(out["category"], torch.tensor([0, 3, 1])))
     torch.testing.assert_close(losses["loss_attributes"],
                                0.5 * F.binary_cross_entropy_with_logits(out["attributes"], attrs.float()))  # fmt: skip

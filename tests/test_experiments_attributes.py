@@ -89,6 +89,8 @@ def test_input_size_overrides_the_profiles_input_of_every_network():
 def test_bad_method_and_metric_arguments_are_named():
     with pytest.raises(ValueError, match="keypoints must be one of"):
         ax.FashionAIMethod(joint=True, beta=0.1, keypoints="truth")
+    with pytest.raises(ValueError, match="equal_steps applies to joint networks only"):
+        ax.FashionAIMethod(joint=False, beta=None, equal_steps=True)
     with pytest.raises(ValueError, match="crop must be 'full' or 'normal'"):
         ax.DeepFashionMethod(joint=True, crop="neck")
     with pytest.raises(ValueError, match="task must be None or one of"):
@@ -127,7 +129,7 @@ def test_data_is_written_once_read_back_and_crop_points_are_cached(runs, monkeyp
     for kps in (crops["train"], crops["val"]):  # no crop closes a point the detected category does not have
         for i, category in enumerate(kps.categories):
             allowed = FASHIONAI.category_mask(category) if category else torch.zeros(24, dtype=torch.bool)
-            assert (kps.plain[i, ~allowed, 2] == 0).all() and (kps.nkd[i, ~allowed, 2] == 0).all()
+            assert (kps.points("plain")[i, ~allowed, 2] == 0).all() and (kps.points("nkd")[i, ~allowed, 2] == 0).all()
         assert kps.detected.tolist() == [bool(c) for c in kps.categories]
 
     def no_detecting(*args, **kwargs):
@@ -160,10 +162,17 @@ def test_training_a_method_twice_loads_the_finished_networks(runs, monkeypatch):
     sizes = torch.tensor([len(FASHIONAI_TASKS[t]) for t in first.tasks])
     torch.testing.assert_close(first.probs.sum(1), torch.ones(8))
     assert all(float(first.probs[i, c:].abs().sum()) == 0 for i, c in enumerate(sizes.tolist()))
+    curves = ax.learning_curves({"joint": [first]})  # one pass each: a monitored row per network
+    assert sorted(curves["network"]) == ["design", "length"] and curves["epoch"].tolist() == [1, 1]
+    assert curves["val_accuracy"].between(0, 1).all() and np.isfinite(curves["train_loss"]).all()
     second = ax.fashionai_predictions(setup, method, 0, data, crops)
     assert [r.resumed_from for r in results[2:]] == [r.step for r in results[2:]]  # finished runs, loaded
     assert all(math.isnan(r.images_per_s) for r in results[2:])
     torch.testing.assert_close(second.probs, first.probs)
+    # 8 images of 4 tasks per joint network, batch 4: 2 steps a pass; at a per-task network's steps (2 images), 1
+    assert [r.step for r in results[:2]] == [2, 2]
+    ax.fashionai_predictions(setup, ax.table2_methods()[ax.JOINT_EQUAL_STEPS], 0, data, crops)
+    assert [r.step for r in results[4:]] == [1, 1]
     with pytest.raises(ValueError, match="needs setup.dataset 'fashionai'"):
         ax.fashionai_predictions(tiny(dataset="deepfashion"), method, 0, data, crops)
 
@@ -224,6 +233,11 @@ def test_fashionai_adapters_equal_the_metrics_called_per_task():
     chance = ax.chance_accuracy(pred)
     # classes occurring as y: collar {1}, pant {5, 1}, neckline {9}; majority shares 1, 1/2, 1
     assert chance == pytest.approx({"uniform": (1 + 0.5 + 1) / 3, "majority": (1 + 0.5 + 1) / 3})
+    # collar: p = 1/2 on 2 images; pant and neckline: p = 1 and 0, no spread from the images
+    assert ax.accuracy_half_width([pred, pred]) == pytest.approx(
+        {"collar_design_labels": 1.96 * math.sqrt(0.25 / 2), "pant_length_labels": 0.0, "neckline_design_labels": 0.0})
+    with pytest.raises(ValueError, match="predictions_per_seed is empty"):
+        ax.accuracy_half_width([])
 
 
 def test_deepfashion_adapters_equal_the_metrics_by_hand():
@@ -241,3 +255,45 @@ def test_deepfashion_adapters_equal_the_metrics_by_hand():
     pred = ax.DeepFashionPredictions(category_probs, category, scores, labels)
     chance = ax.deepfashion_chance(pred, groups, 1)
     assert chance == {"category": 0.5, "all": 0.25, "texture": 0.5, "shape": 0.5}
+
+
+def test_learning_curves_average_the_loss_of_each_pass_and_keep_the_monitor(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    # 2 passes of 2 steps: the monitor scored after steps 2 and 4
+    (run / "metrics.csv").write_text("step,total,lr,val_accuracy\n1,1.0,0.1,\n2,2.0,0.1,0.25\n3,3.0,0.1,\n"
+                                     "4,4.0,0.1,0.5\n")
+    pred = dataclasses.replace(_case(), runs=(("collar_design_labels", str(run)),))
+    curves = ax.learning_curves({"baseline": [pred, pred]})
+    assert curves["epoch"].tolist() == [1, 2, 1, 2] and curves["seed"].tolist() == [0, 0, 1, 1]
+    assert curves["train_loss"].tolist() == [1.5, 3.5, 1.5, 3.5]
+    assert curves["val_accuracy"].tolist() == [0.25, 0.5, 0.25, 0.5]
+    (run / "metrics.csv").write_text("step,total,lr\n1,1.0,0.1\n")
+    with pytest.raises(ValueError, match="no val_ column"):
+        ax.learning_curves({"baseline": [pred]})
+    with pytest.raises(FileNotFoundError, match="no metrics of the network 'x'"):
+        ax.learning_curves({"baseline": [dataclasses.replace(pred, runs=(("x", str(tmp_path / "none")),))]})
+
+
+def test_crops_take_the_category_a_task_fixes_and_count_disagreements():
+    points = torch.rand(4, 24, 3) + 0.5  # every confidence > 0
+    crops = ax.CropKeypoints(points, points.clone(), torch.tensor([True, True, True, False]),
+                             ("blouse", "dress", "outwear", ""), "src")  # fmt: skip
+    tasks = ("lapel_design_labels", "neckline_design_labels", "sleeve_length_labels", "pant_length_labels")
+    categories, disagree = crops.task_categories(tasks)
+    # lapel fixes outwear (the detector said blouse: disagrees); neckline allows blouse or dress, sleeve three
+    # categories: the detected ones stay; nothing detected stays nothing
+    assert categories == ("outwear", "dress", "outwear", "")
+    assert disagree.tolist() == [True, False, False, False]
+    closed = crops.points("plain", categories)[..., 2] > 0
+    assert closed[0].tolist() == FASHIONAI.category_mask("outwear").tolist()
+    assert crops.points("nkd")[0, :, 2].gt(0).tolist() == FASHIONAI.category_mask("blouse").tolist()
+    assert not closed[3].any()  # nothing detected: the crop falls back to the image
+    everything = dataclasses.replace(crops, category_points=False)
+    torch.testing.assert_close(everything.points("plain", categories), points)
+    with pytest.raises(ValueError, match="one task per image"):
+        crops.task_categories(tasks[:2])
+    with pytest.raises(ValueError, match="are not FashionAI tasks"):
+        crops.task_categories(("hat_labels",) * 4)
+    with pytest.raises(ValueError, match="one category per image"):
+        crops.points("plain", ("blouse",))

@@ -15,6 +15,7 @@ from fashion_lib.plotting import (  # noqa: E402
     draw_axis,
     draw_effect_map,
     draw_keypoints,
+    draw_learning_curves,
     draw_scores,
     schema_template,
 )
@@ -75,3 +76,22 @@ def test_draw_effect_map_marks_only_cells_whose_interval_excludes_zero(ax):
     assert image.get_clim() == pytest.approx((-2.0, 2.0)) and image.get_cmap().name == "RdBu_r"  # blue: the error falls
     with pytest.raises(ValueError, match=r"change, low and high must have shape \(2, 3\)"):
         draw_effect_map(ax, change, low, high, [0.1, 0.4], [0.0, 0.5, 1.0], row_label="o", column_label="a")
+
+
+def test_draw_learning_curves_a_line_per_network_averaged_over_seeds():
+    import pandas as pd
+
+    curves = pd.DataFrame({"method": ["a"] * 4 + ["b"] * 2, "seed": [0, 0, 1, 1, 0, 0],
+                           "network": ["n"] * 4 + ["x", "y"], "epoch": [1, 2, 1, 2, 1, 1],
+                           "train_loss": [2.0, 1.0, 4.0, 3.0, 1.0, 2.0],
+                           "val_accuracy": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]})
+    fig, axes = plt.subplots(1, 2)
+    draw_learning_curves(axes, curves)
+    lines = axes[1].get_lines()
+    assert len(lines) == 3 and len(axes[0].get_lines()) == 3  # a, b/x, b/y
+    np.testing.assert_allclose(axes[0].get_lines()[0].get_ydata(), [3.0, 2.0])  # seeds averaged
+    np.testing.assert_allclose(lines[0].get_ydata(), [20.0, 30.0])
+    assert [t.get_text() for t in axes[1].get_legend().get_texts()] == ["a", "b"]
+    with pytest.raises(ValueError, match="value must be a column of curves"):
+        draw_learning_curves(axes, curves, value="val_top3")
+    plt.close(fig)

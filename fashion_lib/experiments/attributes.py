@@ -13,7 +13,8 @@ initialisation and data order. The study
    seed, ``detector_seed``, for every attribute seed) on every training and validation image, and keeps two sets of
    crop key points (:func:`crop_keypoints`, cached beside the detector's run): ``"plain"``, its top instance, and
    ``"nkd"``, after New-key-detection with the paper's FashionAI settings. The detector predicts all 24 points of
-   every garment; by default a crop closes only the points of the category the detector predicted;
+   every garment; by default a crop closes only the points of the category the detector predicted, or of the
+   one category a FashionAI row's task applies to where the task fixes it (:meth:`CropKeypoints.task_categories`);
 3. trains each network of a method through :func:`fashion_lib.engine.train` on the images of its own tasks for
    ``epochs`` passes, in a run folder named by everything that shapes it (:func:`fashionai_predictions`,
    :func:`deepfashion_predictions`), so notebooks share trained networks;
@@ -46,7 +47,7 @@ from fashion_lib.attributes import DESIGN_TASKS, FASHIONAI_TASKS, LENGTH_TASKS, 
 from fashion_lib.data.deepfashion import ATTRIBUTE_TYPES, DeepFashionAttributes
 from fashion_lib.data.fashionai import CATEGORIES, FashionAIAttributes
 from fashion_lib.data.transforms import collate
-from fashion_lib.engine import TrainConfig, run_dir_for, train
+from fashion_lib.engine import METRICS_NAME, TrainConfig, run_dir_for, train
 from fashion_lib.experiments import (
     DATA_SOURCES,
     TRAINING_SOURCES,
@@ -102,6 +103,7 @@ __all__ = [
     "NKD_ALONE",
     "LADDER",
     "INGREDIENTS",
+    "JOINT_EQUAL_STEPS",
     "table2_methods",
     "PAPER_TABLE2",
     "fashionai_configs",
@@ -109,9 +111,11 @@ __all__ = [
     "fashionai_predictions",
     "fashionai_rows_for_seeds",
     "fashionai_arrays",
+    "learning_curves",
     "map_metric",
     "accuracy_metric",
     "chance_accuracy",
+    "accuracy_half_width",
     "table2_frame",
     "task_garments",
     "maybe_statistics",
@@ -121,6 +125,7 @@ __all__ = [
     "T3_FULL",
     "T3_JOINT_ALONE",
     "T3_NKD_ALONE",
+    "T3_PLAIN",
     "table3_methods",
     "PAPER_TABLE3",
     "PAPER_TABLE3_OTHERS",
@@ -316,20 +321,56 @@ def attribute_data(setup: AttributeSetup) -> AttributeData:
 class CropKeypoints:
     """The FashionAI key points every image of a split is cropped from, before and after New-key-detection."""
 
-    plain: torch.Tensor  # (B, 24, 3) the detector's top instance: x, y pixels, confidence (0: not used by a crop)
+    plain: torch.Tensor  # (B, 24, 3) the detector's top instance, all 24 channels: x, y pixels, confidence
     nkd: torch.Tensor  # (B, 24, 3) the same after New-key-detection (Alg. 2, both scales)
     detected: torch.Tensor  # (B,) bool: the detector found a garment (else every crop falls back to the image)
     categories: tuple[str, ...]  # (B,) the detected category ("" where nothing was detected)
     source: str  # identifies the detector run and the refiner settings (part of the networks' run folders)
+    # points() closes only the points of each image's category (the detector predicts all 24 for every garment)
+    category_points: bool = True
 
     def __len__(self) -> int:
         return len(self.plain)
 
-    def points(self, kind: str) -> torch.Tensor:
-        """``(B, 24, 3)`` key points of ``kind`` (``"plain"`` or ``"nkd"``)."""
+    def points(self, kind: str, categories: Sequence[str] | None = None) -> torch.Tensor:
+        """``(B, 24, 3)`` key points of ``kind`` (``"plain"`` or ``"nkd"``) that a crop closes: with
+        ``category_points``, the confidence of every point outside the image's category is 0 (``categories``:
+        one per image, default the detected ones; ``""`` keeps no point, so the crop falls back to the image)."""
         if kind not in _SOURCES:
             raise ValueError(f"kind must be one of {_SOURCES}, got {kind!r}")
-        return self.plain if kind == PLAIN else self.nkd
+        points = self.plain if kind == PLAIN else self.nkd
+        if not self.category_points:
+            return points
+        categories = self.categories if categories is None else tuple(categories)
+        if len(categories) != len(points):
+            raise ValueError(f"categories must name one category per image ({len(points)}), got {len(categories)}")
+        keep = _category_masks(categories)[..., None]  # (B, 24, 1)
+        return torch.cat([points[..., :2], torch.where(keep, points[..., 2:], 0.0)], -1)
+
+    def task_categories(self, tasks: Sequence[str]) -> tuple[tuple[str, ...], torch.Tensor]:
+        """The category each image is cropped as when its attribute task is known (a FashionAI row), and where
+        the detector disagreed with the task.
+
+        Parameters
+        ----------
+        tasks : (B,) the AttrKey of each image.
+
+        Returns
+        -------
+        categories : (B,) the one category the task applies to where the data set fixes it (collar: blouse; lapel,
+            neck, coat: outwear; pant: trousers) and a garment was detected; the detected category elsewhere.
+        disagree : (B,) bool, a garment was detected as a category the task does not apply to.
+        """
+        if len(tasks) != len(self):
+            raise ValueError(f"tasks must give one task per image ({len(self)}), got {len(tasks)}")
+        bad = sorted({t for t in tasks if t not in TASK_CATEGORIES})
+        if bad:
+            raise ValueError(f"tasks: {bad} are not FashionAI tasks")
+        fixed = [TASK_CATEGORIES[t][0] if len(TASK_CATEGORIES[t]) == 1 and c else c
+                 for t, c in zip(tasks, self.categories, strict=True)]  # fmt: skip
+        disagree = torch.tensor([bool(c) and c not in TASK_CATEGORIES[t]
+                                 for t, c in zip(tasks, self.categories, strict=True)], dtype=torch.bool)  # fmt: skip
+        return tuple(fixed), disagree
 
 
 def _top_labels(predictions: Sequence[dict]) -> list[int]:
@@ -363,8 +404,8 @@ def detect_crop_keypoints(detector: torch.nn.Module, images: Sequence[torch.Tens
     images : B (3, H, W) float images in [0, 1].
     refine : RefineConfig of New-key-detection.
     generator : torch.Generator of RANSAC.
-    category_points : set the confidence of the points the detected category does not have to 0, so that no crop
-        closes them (the detector predicts all 24 channels for every garment).
+    category_points : :meth:`CropKeypoints.points` sets the confidence of the points the category does not have
+        to 0, so that no crop closes them (the detector predicts all 24 channels for every garment).
     batch_size : images per detector call.
 
     Returns
@@ -379,12 +420,7 @@ def detect_crop_keypoints(detector: torch.nn.Module, images: Sequence[torch.Tens
     categories = tuple(CATEGORIES[lab - 1] if 1 <= lab <= len(CATEGORIES) else "" for lab in labels)
     nkd = new_key_detection(images, as_detect_fn(detector, k, batch_size=batch_size), FASHIONAI,
                             generator=generator, keypoints=top.keypoints, config=refine).keypoints  # fmt: skip
-    plain = top.keypoints
-    if category_points:
-        keep = _category_masks(categories)[..., None]  # (B, 24, 1)
-        plain = torch.cat([plain[..., :2], torch.where(keep, plain[..., 2:], 0.0)], -1)
-        nkd = torch.cat([nkd[..., :2], torch.where(keep, nkd[..., 2:], 0.0)], -1)
-    return CropKeypoints(plain, nkd, top.scores > 0, categories, "")
+    return CropKeypoints(top.keypoints, nkd, top.scores > 0, categories, "", category_points)
 
 
 def crop_keypoints(setup: AttributeSetup, data: AttributeData, *, batch_size: int = 16
@@ -409,7 +445,8 @@ def crop_keypoints(setup: AttributeSetup, data: AttributeData, *, batch_size: in
             log.info("crop key points of %d images in %.0f s", len(split), time.perf_counter() - start)
             return CropKeypoints(torch.cat([p.plain for p in parts]), torch.cat([p.nkd for p in parts]),
                                  torch.cat([p.detected for p in parts]),
-                                 tuple(c for p in parts for c in p.categories), source)  # fmt: skip
+                                 tuple(c for p in parts for c in p.categories), source,
+                                 setup.category_points)  # fmt: skip
 
         out[name] = cached(path, compute)
     return out
@@ -421,11 +458,13 @@ def crop_keypoints(setup: AttributeSetup, data: AttributeData, *, batch_size: in
 
 
 def train_config(setup: AttributeSetup, seed: int, num_images: int) -> TrainConfig:
-    """``epochs`` passes over ``num_images`` images with the setup's batch size and learning rate."""
+    """``epochs`` passes over ``num_images`` images with the setup's batch size and learning rate; the monitor
+    (:func:`learning_curves`) runs after every pass, and the loss is logged 8 times a pass."""
     steps = setup.steps(num_images)
+    per_epoch = math.ceil(num_images / setup.batch_size)
     return TrainConfig(steps=steps, batch_size=setup.batch_size, lr=setup.lr, seed=seed,
                        warmup_steps=max(1, steps // 10), checkpoint_every=max(50, steps // 2),
-                       log_every=max(1, steps // 20), grad_clip=10.0)  # fmt: skip
+                       log_every=max(1, per_epoch // 8), eval_every=per_epoch, grad_clip=10.0)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -454,13 +493,43 @@ class _Items(torch.utils.data.Dataset):
         return image, target
 
 
+def _monitor_fashionai(model: torch.nn.Module, items: torch.utils.data.Dataset) -> dict[str, float]:
+    """``val_accuracy``: top-1 accuracy of ``items`` (FashionAI rows, one task each) on their own task."""
+    out, targets = _batched_predict(model, items)
+    hits = [float(t["labels"][int(out[t["task"]][i].argmax())] == Y) for i, t in enumerate(targets)]
+    return {"val_accuracy": float(np.mean(hits)) if hits else math.nan}
+
+
+def _monitor_deepfashion(model: torch.nn.Module, items: torch.utils.data.Dataset) -> dict[str, float]:
+    """``val_category_top3`` (networks with a category loss) and ``val_attribute_top3`` (recall over all
+    attributes, networks with an attribute loss) of ``items``."""
+    out, targets = _batched_predict(model, items)
+    metrics = {}
+    if model.config.category_weight > 0:
+        category = torch.stack([t["labels"].reshape(-1)[0] for t in targets]).long() - 1
+        metrics["val_category_top3"] = topk_accuracy(out["category"], category, 3)
+    if model.config.attribute_weight > 0:
+        attributes = torch.stack([t["attributes"].reshape(-1) for t in targets]).long()
+        metrics["val_attribute_top3"] = topk_recall(out["attributes"], attributes, 3)["all"]
+    return metrics
+
+
 def _train_network(setup: AttributeSetup, name: str, config: Any, seed: int, items: torch.utils.data.Dataset,
-                   key: _DataKey) -> tuple[torch.nn.Module, Path]:  # fmt: skip
-    """Train (or load the finished run of) one network on ``items``; returns the model in eval mode and its run."""
-    tc = train_config(setup, seed, len(items))
+                   key: _DataKey, monitor: torch.utils.data.Dataset | None = None, step_images: int = 0
+                   ) -> tuple[torch.nn.Module, Path]:  # fmt: skip
+    """Train (or load the finished run of) one network on ``items``; returns the model in eval mode and its run.
+
+    ``monitor``: validation items scored after every pass (their figures become columns of the run's
+    ``metrics.csv``, read by :func:`learning_curves`); shown on the page, never used to choose anything.
+    ``step_images``: the schedule is ``epochs`` passes over this many images (0: over ``items``)."""
+    tc = train_config(setup, seed, step_images or len(items))
     run_dir = run_dir_for(runs_dir(), f"{name}-s{seed}", config, tc, key)
     model = seeded_build(build_recognizer, config, seed)
-    result = train(model, items, tc, run_dir, progress=False)
+    evaluate = None
+    if monitor is not None and len(monitor):
+        score = _monitor_fashionai if isinstance(config, FashionAIRecognizerConfig) else _monitor_deepfashion
+        evaluate = lambda m, step: score(m, monitor)  # noqa: E731
+    result = train(model, items, tc, run_dir, evaluate=evaluate, progress=False)
     if result.resumed_from != tc.steps:
         log.info("%s: %d steps in %.0f s (%.1f img/s)", run_dir.name, tc.steps, result.wall_time_s,
                  result.images_per_s)  # fmt: skip
@@ -479,6 +548,39 @@ def _batched_predict(model: torch.nn.Module, items: torch.utils.data.Dataset, ba
     return ({k: torch.cat([p[k] for p in parts]) for k in parts[0]} if parts else {}), targets
 
 
+def learning_curves(predictions: Mapping[str, Sequence[TaskPredictions | DeepFashionPredictions]]):
+    """Per-pass learning curves of every network behind ``predictions`` (method -> one per seed), read from the
+    runs' ``metrics.csv``: a long DataFrame with columns ``method``, ``seed`` (position in the list), ``network``,
+    ``epoch`` (1-based pass), ``train_loss`` (mean of the loss rows logged in that pass) and each monitor column
+    (``val_accuracy``; DeepFashion ``val_category_top3`` / ``val_attribute_top3``), scored after the pass."""
+    import pandas as pd
+
+    frames = []
+    for method, per_seed in predictions.items():  # over the few methods
+        for seed, pred in enumerate(per_seed):  # over the few seeds
+            for network, run in pred.runs:  # over the 1 to 8 networks
+                path = Path(run) / METRICS_NAME
+                if not path.is_file():
+                    raise FileNotFoundError(f"{path}: no metrics of the network {network!r} of {method!r}")
+                rows = pd.read_csv(path)
+                evaluated = rows.dropna(subset=[c for c in rows.columns if c.startswith("val_")], how="all")
+                if not {c for c in rows.columns if c.startswith("val_")}:
+                    raise ValueError(f"{path}: no val_ column (a run trained without a monitor)")
+                # pass e spans the steps after the (e-1)-th evaluation up to the e-th (eval_every = one pass)
+                bounds = [0, *evaluated["step"].tolist()]
+                epoch = np.searchsorted(np.asarray(bounds[1:]), rows["step"].to_numpy(), side="left") + 1
+                loss = rows.assign(epoch=epoch).dropna(subset=["total"]).groupby("epoch")["total"].mean()
+                curve = evaluated.drop(columns=[c for c in evaluated.columns if not c.startswith("val_")])
+                curve.insert(0, "epoch", np.arange(1, len(curve) + 1))
+                curve.insert(1, "train_loss", loss.reindex(curve["epoch"]).to_numpy())
+                frames.append(curve.assign(method=method, seed=seed, network=network))
+    if not frames:
+        raise ValueError("predictions hold no network runs")
+    out = pd.concat(frames, ignore_index=True)
+    return out[["method", "seed", "network", "epoch", "train_loss",
+                *[c for c in out.columns if c.startswith("val_")]]]  # fmt: skip
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # Table 2: FashionAI attributes
 # ------------------------------------------------------------------------------------------------------------------
@@ -491,10 +593,15 @@ class FashionAIMethod:
     joint: bool  # False: one network per task (the baseline); True: the length and the design network (IV.B)
     beta: float | None  # "maybe" loss weight; None: plain cross-entropy on the y class
     keypoints: str = PLAIN  # crops from "plain" detector key points or after New-key-detection ("nkd")
+    # joint only: train each network for the optimiser steps of one per-task network (``epochs`` passes over one
+    # task's share of its images) instead of ``epochs`` passes over all its images (the paper's protocol)
+    equal_steps: bool = False
 
     def __post_init__(self) -> None:
         if self.keypoints not in (*_SOURCES, GROUND_TRUTH):
             raise ValueError(f"keypoints must be one of {(*_SOURCES, GROUND_TRUTH)}, got {self.keypoints!r}")
+        if self.equal_steps and not self.joint:
+            raise ValueError("equal_steps applies to joint networks only (a per-task network sets the steps)")
 
 
 # The rows of Table 2 (the paper's ladder) and the ingredients alone, in display order.
@@ -504,12 +611,15 @@ MAYBE = "+ multi-label (maybe) loss"
 FULL = "+ New-key-detection"
 MAYBE_ALONE = "baseline + maybe loss only"
 NKD_ALONE = "baseline + New-key-detection only"
+JOINT_EQUAL_STEPS = "+ joint learning, at the baseline's optimiser steps"
 LADDER = (BASELINE, JOINT, MAYBE, FULL)
 INGREDIENTS = (MAYBE_ALONE, NKD_ALONE)
 
 
 def table2_methods(beta: float = 0.1) -> dict[str, FashionAIMethod]:
-    """Table 2's ladder and each ingredient alone; ``beta`` is the maybe loss's weight (the paper's 0.1)."""
+    """Table 2's ladder, each ingredient alone and joint learning at the baseline's optimiser steps (a joint
+    network otherwise takes as many steps as its tasks' per-task networks together); ``beta`` is the maybe loss's
+    weight (the paper's 0.1)."""
     return {
         BASELINE: FashionAIMethod(joint=False, beta=None, keypoints=PLAIN),
         JOINT: FashionAIMethod(joint=True, beta=None, keypoints=PLAIN),
@@ -517,6 +627,7 @@ def table2_methods(beta: float = 0.1) -> dict[str, FashionAIMethod]:
         FULL: FashionAIMethod(joint=True, beta=beta, keypoints=NKD),
         MAYBE_ALONE: FashionAIMethod(joint=False, beta=beta, keypoints=PLAIN),
         NKD_ALONE: FashionAIMethod(joint=False, beta=None, keypoints=NKD),
+        JOINT_EQUAL_STEPS: FashionAIMethod(joint=True, beta=None, keypoints=PLAIN, equal_steps=True),
     }
 
 
@@ -545,6 +656,7 @@ class TaskPredictions:
     tasks: tuple[str, ...]  # (B,) the AttrKey of each image
     probs: torch.Tensor  # (B, 10) float: softmax over the image's task's C_t classes, zeros beyond them
     labels: torch.Tensor  # (B, 10) long: label codes Y / M / N of the image's task, N beyond its classes
+    runs: tuple[tuple[str, str], ...] = ()  # (network, run folder) of each network that scored them
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -573,7 +685,8 @@ def _task_predictions(networks: Mapping[str, tuple[torch.nn.Module, Path]], val:
     if not bool(done.all()):
         missing = sorted({tasks[i] for i in torch.nonzero(~done)[:, 0].tolist()})
         raise ValueError(f"no network of the method recognises the tasks {missing}")
-    return TaskPredictions(tuple(tasks), probs, labels)
+    runs = tuple((name, str(run_dir)) for name, (_, run_dir) in networks.items())
+    return TaskPredictions(tuple(tasks), probs, labels, runs)
 
 
 def fashionai_predictions(setup: AttributeSetup, method: FashionAIMethod, seed: int, data: AttributeData,
@@ -588,13 +701,21 @@ def fashionai_predictions(setup: AttributeSetup, method: FashionAIMethod, seed: 
         raise ValueError(f"fashionai_predictions needs setup.dataset 'fashionai', got {setup.dataset!r}")
     if method.keypoints not in _SOURCES:
         raise ValueError(f"method.keypoints must be one of {_SOURCES} here, got {method.keypoints!r}")
-    train_kps, val_kps = crops["train"].points(method.keypoints), crops["val"].points(method.keypoints)
+    # a FashionAI row's task fixes the garment's category for five of the eight tasks: crop as that category
+    train_kps = crops["train"].points(method.keypoints, crops["train"].task_categories(data.train.tasks)[0])
+    val_kps = crops["val"].points(method.keypoints, crops["val"].task_categories(data.val.tasks)[0])
     key = _DataKey(data.train.key, f"{method.keypoints}-{crops['train'].source}", library_digest(_NETWORK_SOURCES))
     networks = {}
     for name, config in fashionai_configs(setup, method).items():  # the 2 or 8 networks
         rows = [i for i, t in enumerate(data.train.tasks) if t in dict(config.net.tasks)]
-        networks[name] = _train_network(setup, f"attr-fashionai-{name}-{method.keypoints}", config, seed,
-                                        _Items(data.train.dataset, rows, train_kps), key)  # fmt: skip
+        val_rows = [i for i, t in enumerate(data.val.tasks) if t in dict(config.net.tasks)]
+        # equal steps: one task's share of the images sets the schedule, as it does for a per-task network
+        step_images = math.ceil(len(rows) / len(config.net.tasks)) if method.equal_steps else 0
+        tag = "-equal-steps" if method.equal_steps else ""
+        networks[name] = _train_network(setup, f"attr-fashionai-{name}-{method.keypoints}{tag}", config, seed,
+                                        _Items(data.train.dataset, rows, train_kps), key,
+                                        monitor=_Items(data.val.dataset, val_rows, val_kps),
+                                        step_images=step_images)  # fmt: skip
     val = _Items(data.val.dataset, range(len(data.val)), val_kps)
     return _task_predictions(networks, val, data.val.tasks, f"{data.val.key}-{method.keypoints}-{crops['val'].source}")
 
@@ -661,6 +782,20 @@ def accuracy_metric(task: str | None = None) -> Callable[..., float]:
         return float(np.mean([attribute_accuracy(P[t], L[t]) for t in P]))
 
     return metric
+
+
+def accuracy_half_width(predictions_per_seed: Sequence[TaskPredictions], z: float = 1.96) -> dict[str, float]:
+    """Half-width (a fraction) of each task's accuracy interval from its validation images alone: the normal
+    approximation ``z * sqrt(p (1 - p) / n_t)`` at the accuracy ``p`` averaged over seeds, ``n_t`` the task's
+    validation images (the image part of the interval; differences between seeds widen it)."""
+    if not predictions_per_seed:
+        raise ValueError("predictions_per_seed is empty")
+    tasks = np.asarray(predictions_per_seed[0].tasks)
+    out = {}
+    for task in dict.fromkeys(tasks.tolist()):  # a loop over the <= 8 tasks
+        p = float(np.mean([accuracy_metric(task)(*a) for a in fashionai_arrays(predictions_per_seed)]))
+        out[task] = z * math.sqrt(p * (1 - p) / int((tasks == task).sum()))
+    return out
 
 
 def chance_accuracy(predictions: TaskPredictions) -> dict[str, float]:
@@ -760,7 +895,7 @@ def beta_predictions(setup: AttributeSetup, beta: float | None, maybe_width: flo
     config = joint_configs(setup.networks(), beta=beta)[network]
     key = _DataKey(_hash({"world": dataclasses.asdict(world), "n": setup.train_images, "seed": setup.data_seed}),
                    GROUND_TRUTH, library_digest(_NETWORK_SOURCES))  # fmt: skip
-    net = _train_network(setup, f"attr-beta-{network}", config, seed, train_set, key)
+    net = _train_network(setup, f"attr-beta-{network}", config, seed, train_set, key, monitor=val_set)
     val_tasks = [val_set.tasks[i % len(tasks)] for i in range(len(val_set))]
     val_key = _hash({"world": dataclasses.asdict(world), "n": setup.val_images, "seed": setup.data_seed})
     return _task_predictions({network: net}, val_set, val_tasks, f"val-{val_key}")
@@ -790,13 +925,16 @@ T3_BASELINE = "Baseline: separate networks, whole image"
 T3_FULL = "+ joint learning and New-key-detection"
 T3_JOINT_ALONE = "baseline + joint learning only"
 T3_NKD_ALONE = "baseline + New-key-detection crop only"
+T3_PLAIN = "+ joint learning, crops from the plain detector's key points"
 
 
 def table3_methods() -> dict[str, DeepFashionMethod]:
-    """Table 3's two rows of ours and each ingredient alone."""
+    """Table 3's two rows of ours, the full row on the plain detector's crops (New-key-detection's own share is
+    the full row minus it) and each ingredient alone."""
     return {
         T3_BASELINE: DeepFashionMethod(joint=False, crop="full"),
         T3_FULL: DeepFashionMethod(joint=True, crop="normal", keypoints=NKD),
+        T3_PLAIN: DeepFashionMethod(joint=True, crop="normal", keypoints=PLAIN),
         T3_JOINT_ALONE: DeepFashionMethod(joint=True, crop="full"),
         T3_NKD_ALONE: DeepFashionMethod(joint=False, crop="normal", keypoints=NKD),
     }
@@ -838,6 +976,7 @@ class DeepFashionPredictions:
     category: torch.Tensor  # (B,) long true category, 0-based
     attribute_scores: torch.Tensor  # (B, A) float sigmoid of each attribute
     attributes: torch.Tensor  # (B, A) long true attributes in {0, 1}
+    runs: tuple[tuple[str, str], ...] = ()  # (network, run folder) of each network that scored them
 
     def __len__(self) -> int:
         return len(self.category)
@@ -869,17 +1008,20 @@ def deepfashion_predictions(setup: AttributeSetup, method: DeepFashionMethod, se
     key = _DataKey(data.train.key, f"{source}-{crops['train'].source}" if train_kps is not None else source,
                    library_digest(_NETWORK_SOURCES))  # fmt: skip
     scores: dict[str, torch.Tensor] = {}
+    runs = []
     val = _Items(data.val.dataset, range(len(data.val)), val_kps)
     for name, config in configs.items():  # the one or two networks
         model, run_dir = _train_network(setup, f"attr-deepfashion-{name}-{method.crop}-{source}", config, seed,
-                                        _Items(data.train.dataset, range(len(data.train)), train_kps), key)
+                                        _Items(data.train.dataset, range(len(data.train)), train_kps), key,
+                                        monitor=val)  # fmt: skip
+        runs.append((name, str(run_dir)))
         out = cached(run_dir / f"predictions-{data.val.key}-{key.keypoints}-{library_digest()}.pt",
                      lambda m=model: _batched_predict(m, val)[0])  # fmt: skip
         heads = ("category", "attributes") if name == "joint" else (name,)
         scores.update({h: out[h] for h in heads})
     val_tables, rows = _loader(data.val).tables, _loader(data.val).indices[data.val.dataset.indices]
     return DeepFashionPredictions(scores["category"], val_tables.labels[rows] - 1, scores["attributes"],
-                                  val_tables.attributes[rows])  # fmt: skip
+                                  val_tables.attributes[rows], tuple(runs))  # fmt: skip
 
 
 def deepfashion_rows_for_seeds(setup: AttributeSetup, methods: Mapping[str, DeepFashionMethod],

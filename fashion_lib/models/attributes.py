@@ -180,9 +180,11 @@ class MultiTaskAttributeNet(nn.Module):
 # -------------------------------------------------------------------------------------- training wrappers
 
 
-def _check_mean_std(mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+def _check_input(mean: tuple[float, ...], std: tuple[float, ...], flip: float) -> None:
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
         raise ValueError(f"mean and std must be 3 numbers each, std > 0; got mean={mean}, std={std}")
+    if isinstance(flip, bool) or not isinstance(flip, int | float) or not 0.0 <= flip <= 1.0:
+        raise ValueError(f"flip must be a chance in [0, 1], got {flip!r}")
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,9 @@ class FashionAIRecognizerConfig:
     # per-channel mean subtracted from the [0, 1] crops
     std: tuple[float, float, float] = IMAGENET_DEFAULT_STD
     # per-channel standard deviation the crops are divided by
+    flip: float = 0.0
+    # chance that a training crop is mirrored left-right (every attribute here is left-right symmetric), in [0, 1];
+    # 0: 0.5 gained nothing at 512 images x 4 passes (benchmarks/attribute_learning.py)
 
     def __post_init__(self) -> None:
         if self.crop not in CROP_KINDS:
@@ -215,7 +220,7 @@ class FashionAIRecognizerConfig:
         if self.beta is not None and (isinstance(self.beta, bool) or not math.isfinite(self.beta) or self.beta < 0):
             raise ValueError(f"beta must be a finite number >= 0 or None, got {self.beta!r}")
         get_schema(self.schema)
-        _check_mean_std(self.mean, self.std)
+        _check_input(self.mean, self.std, self.flip)
 
 
 @dataclass(frozen=True)
@@ -236,6 +241,9 @@ class DeepFashionRecognizerConfig:
     # per-channel mean subtracted from the [0, 1] crops
     std: tuple[float, float, float] = IMAGENET_DEFAULT_STD
     # per-channel standard deviation the crops are divided by
+    flip: float = 0.0
+    # chance that a training crop is mirrored left-right (every attribute here is left-right symmetric), in [0, 1];
+    # 0: 0.5 gained nothing at 512 images x 4 passes (benchmarks/attribute_learning.py)
 
     def __post_init__(self) -> None:
         names = tuple(n for n, _ in self.net.tasks)
@@ -247,7 +255,7 @@ class DeepFashionRecognizerConfig:
             raise ValueError(f"attribute_weight must be >= 0, got {self.attribute_weight}")
         if not self.category_weight >= 0:
             raise ValueError(f"category_weight must be >= 0, got {self.category_weight}")
-        _check_mean_std(self.mean, self.std)
+        _check_input(self.mean, self.std, self.flip)
 
 
 class _CroppingRecognizer(nn.Module):
@@ -311,6 +319,14 @@ class _CroppingRecognizer(nn.Module):
         x = crop_and_resize(images, boxes.boxes, s).images  # (B, 3, S, S)
         return (x - self.mean) / self.std, boxes
 
+    def train_inputs(self, images: torch.Tensor | Sequence[torch.Tensor],
+                     targets: Sequence[Mapping[str, Any]]) -> torch.Tensor:  # fmt: skip
+        """:meth:`crop_inputs` with each crop mirrored left-right with chance ``config.flip`` (a free doubling of
+        the few training images; the global RNG, which the engine seeds, draws the flips)."""
+        x, _ = self.crop_inputs(images, targets)  # (B, 3, S, S)
+        mirror = torch.rand(x.shape[0], device=x.device) < self.config.flip  # (B,)
+        return torch.where(mirror[:, None, None, None], x.flip(-1), x)
+
 
 class FashionAIRecognizer(_CroppingRecognizer):
     """A FashionAI attribute network on its crop, trained with the "maybe" loss (or plain CE), engine-ready.
@@ -360,7 +376,7 @@ class FashionAIRecognizer(_CroppingRecognizer):
             raise ValueError("targets are required in train mode")
         device = self.mean.device
         labels = {task: self.task_labels(targets, task, device) for task in self.net.tasks}  # checked first
-        x, _ = self.crop_inputs(images, targets)
+        x = self.train_inputs(images, targets)
         logits = self.net(x)
         losses = {}
         for task, out in logits.items():  # a loop over the <= 8 heads
@@ -434,7 +450,7 @@ class DeepFashionRecognizer(_CroppingRecognizer):
         if targets is None:
             raise ValueError("targets are required in train mode")
         cats, attrs = self._targets(targets, self.mean.device)  # checked before the network runs
-        x, _ = self.crop_inputs(images, targets)
+        x = self.train_inputs(images, targets)
         out = self.net(x)
         return {
             "loss_category": self.config.category_weight * F.cross_entropy(out["category"], cats),
