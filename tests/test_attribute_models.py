@@ -234,7 +234,9 @@ def test_plain_ce_config_uses_the_y_class_only():
 
 
 def test_recognizer_crops_from_target_keypoints():
-    ds = SyntheticGarments(WorldConfig(image_size=64), 6, seed=0, categories=["blouse", "outwear", "dress"])
+    # garments framed with room around them: one that fills the frame clips both crops to the whole image
+    ds = SyntheticGarments(WorldConfig(image_size=64, scale=(0.5, 0.7)), 6, seed=0,
+                           categories=["blouse", "outwear", "dress"])
     items = [ds[i] for i in range(len(ds))]
     ims, targets = [im for im, _ in items], [t for _, t in items]
     normal = build_recognizer(joint_configs(TINY_PROFILE)["length"])
