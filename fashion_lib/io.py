@@ -129,18 +129,22 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory beside ``path``; on success it replaces ``path``, on error it is removed.
 
     An existing ``path`` is replaced only once the new directory is complete. The folder gets the umask's
-    permissions; orphans of earlier interrupted writes are removed first (module docstring).
+    permissions; orphans of earlier interrupted writes are removed first (module docstring). A replacement killed
+    between its two renames leaves ``path`` missing and its last complete version in ``.<name>.old``: that version
+    is put back first, and a ``.old`` beside a complete ``path`` is removed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_orphans(path)
+    old = path.with_name(f".{path.name}.old")
+    if old.is_dir() and not path.exists():
+        os.replace(old, path)
+    shutil.rmtree(old, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         tmp.chmod(0o777 & ~_umask())
         yield tmp
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
 
-__all__ = ["ParameterError", "INJECTED_COMMENT", "literal_assignments", "injected_parameters", "coerce_injected"]
+__all__ = ["ParameterError", "INJECTED_COMMENT", "parameters_cell", "literal_assignments", "injected_parameters",
+           "coerce_injected"]
 
 # The first line of the cell papermill inserts (papermill.translators.PythonTranslator.codify).
 INJECTED_COMMENT = "# Parameters"
@@ -25,6 +27,33 @@ INJECTED_COMMENT = "# Parameters"
 
 class ParameterError(ValueError):
     """A parameters cell that cannot be read, or an injected value that does not fit the parameter's default."""
+
+
+# A cell marker of a jupytext percent script: "# %%", optionally a title, "[markdown]" and metadata ("tags=[...]").
+_CELL_MARKER = re.compile(r"^# %%(?!%)(?P<rest>.*)$")
+_PARAMETERS_TAG = re.compile(r"""\btags\s*=\s*\[[^\]]*["']parameters["']""")
+
+
+def parameters_cell(text: str) -> str:
+    """The source of the cell tagged ``parameters`` in a jupytext percent script (``# %% tags=["parameters"]``).
+
+    Read as plain text, without jupytext (a book-only dependency), so that code outside the book (the training
+    command line's ``--profile``) reads the same defaults the notebooks have. Raises :class:`ParameterError` unless
+    exactly one cell carries the tag.
+    """
+    cells: list[list[str]] = []
+    current: list[str] | None = None
+    for line in text.splitlines():
+        marker = _CELL_MARKER.match(line)
+        if marker:
+            current = [] if _PARAMETERS_TAG.search(marker["rest"]) else None
+            if current is not None:
+                cells.append(current)
+        elif current is not None:
+            current.append(line)
+    if len(cells) != 1:
+        raise ParameterError(f"expected exactly one cell tagged 'parameters', found {len(cells)}")
+    return "\n".join(cells[0]).strip("\n")
 
 
 def literal_assignments(source: str) -> dict[str, Any]:

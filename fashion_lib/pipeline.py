@@ -47,7 +47,7 @@ import yaml
 
 from fashion_lib.banner import banner_html, collect_facts, read_executed
 from fashion_lib.io import atomic_write, read_text
-from fashion_lib.parameters import ParameterError, literal_assignments
+from fashion_lib.parameters import ParameterError, literal_assignments, parameters_cell
 from fashion_lib.progress import CellProgress, expected_wall_time
 from fashion_lib.provenance import git_state
 
@@ -132,12 +132,8 @@ def read_parameters(path: Path) -> dict[str, Any]:
     Every statement of that cell must be ``name = <literal>``; anything else is an error naming the line, because
     the runner could not check or override it.
     """
-    nb = _read_jupytext(path)
-    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if len(cells) != 1:
-        raise ProfileError(f"{path}: expected exactly one cell tagged 'parameters', found {len(cells)}")
     try:
-        return literal_assignments(cells[0].source)
+        return literal_assignments(parameters_cell(read_text(path)))
     except ParameterError as err:
         raise ProfileError(f"{path}: {err}") from None
 
@@ -270,6 +266,15 @@ def _type_problem(default: Any, value: Any) -> str | None:
     return f"must be a {type(default).__name__} like its default {default!r}, got {value!r} ({type(value).__name__})"
 
 
+def _layered(default: Any, below: Any, value: Any) -> Any:
+    """The value a layer gives a parameter: a mapping given in part (``-p detector '{train_steps: 800}'``) keeps
+    the fields it does not name from the layer below it (the ``all`` section under a notebook's section, both
+    under ``-p``, the notebook's default under all of them); any other value replaces the one below."""
+    if isinstance(default, dict) and isinstance(value, dict):
+        return {**(below if isinstance(below, dict) else default), **value}
+    return value
+
+
 def _check(where: str, notebook: Notebook, name: str, value: Any) -> None:
     if name in RUNNER_PARAMETERS:
         raise ProfileError(f"{where}: parameter {name!r} is set by the runner, not by a profile")
@@ -315,11 +320,11 @@ def resolve_parameters(
                                        "declares")  # fmt: skip
                 for nb in takers:
                     _check(f"{at(profile_name, section, name)} (all)", nb, name, value)
-                    params[nb.name][name] = value
+                    params[nb.name][name] = _layered(nb.defaults[name], params[nb.name].get(name), value)
         elif section in by_name:
             for name, value in values.items():
                 _check(f"{at(profile_name, section, name)} ({section})", by_name[section], name, value)
-                params[section][name] = value
+                params[section][name] = _layered(by_name[section].defaults[name], params[section].get(name), value)
         elif not _is_notebook_name(section):
             raise ProfileError(f"{at(profile_name, section)}: unknown section {section!r}; valid: 'all' or a "
                                "notebook name")  # fmt: skip
@@ -343,7 +348,7 @@ def resolve_parameters(
                 raise ProfileError(f"-p {raw_name}: no notebook declares a parameter {name!r}")
         for nb in takers:
             _check(f"-p {raw_name}", nb, name, value)
-            params[nb.name][name] = value
+            params[nb.name][name] = _layered(nb.defaults[name], params[nb.name].get(name), value)
     return params
 
 

@@ -96,3 +96,20 @@ def test_read_text_names_the_file_byte_offset_and_line(tmp_path):
         read_text(path)
     path.write_bytes("\ufeffa,b\n".encode())
     assert read_text(path, encoding="utf-8-sig") == "a,b\n"
+
+
+def test_atomic_dir_recovers_a_replacement_killed_between_its_two_renames(tmp_path):
+    target = tmp_path / "run"
+    with atomic_dir(target) as d:
+        (d / "weights").write_text("v1")
+    # killed after "run" became ".run.old" and before the new folder took its name
+    os.replace(target, tmp_path / ".run.old")
+    with pytest.raises(KeyboardInterrupt), atomic_dir(target) as d:  # the next writer is interrupted too
+        (d / "weights").write_text("half")
+        raise KeyboardInterrupt
+    assert (target / "weights").read_text() == "v1"  # the last complete version is back
+    assert not (tmp_path / ".run.old").exists()
+    (tmp_path / ".run.old").mkdir()  # a leftover beside a complete folder is removed by the next write
+    with atomic_dir(target) as d:
+        (d / "weights").write_text("v2")
+    assert (target / "weights").read_text() == "v2" and sorted(p.name for p in tmp_path.iterdir()) == ["run"]

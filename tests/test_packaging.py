@@ -98,6 +98,9 @@ class WithoutBook(importlib.machinery.PathFinder):
 sys.meta_path[:] = [WithoutBook if f is importlib.machinery.PathFinder else f for f in sys.meta_path]
 for module in {library!r}:
     importlib.import_module(module)
+# the training command line's --profile reads the notebooks' parameters: without the book extra too
+from fashion_lib.train import profile_settings
+assert profile_settings("smoke", "fashionai")["seeds"] == [0]
 loaded = sorted({{m.split(".")[0] for m in sys.modules}} & set(BLOCKED))
 assert not loaded, loaded
 print("imported", len({library!r}))

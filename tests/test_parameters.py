@@ -2,7 +2,13 @@
 
 import pytest
 
-from fashion_lib.parameters import ParameterError, coerce_injected, injected_parameters, literal_assignments
+from fashion_lib.parameters import (
+    ParameterError,
+    coerce_injected,
+    injected_parameters,
+    literal_assignments,
+    parameters_cell,
+)
 
 DEFAULTS = {"run_info": {}, "seeds": [0, 1, 2], "alpha": 0.4, "detector": {"steps": 10}, "name": "a",
             "data_root": None, "fast": False}
@@ -45,3 +51,21 @@ def test_strings_given_for_typed_parameters_are_parsed(injected, expected):
 def test_strings_that_do_not_fit_are_refused_by_name(injected, message):
     with pytest.raises(ParameterError, match=message):
         coerce_injected(DEFAULTS, injected)
+
+
+def test_parameters_cell_is_read_as_plain_text_like_jupytext_reads_it():
+    from pathlib import Path
+
+    jupytext = pytest.importorskip("jupytext")
+    notebooks = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.py"))
+    assert len(notebooks) >= 13
+    for path in notebooks:  # the shipped notebooks: the same cell as jupytext finds
+        cells = [c for c in jupytext.read(path, fmt="py:percent").cells
+                 if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert parameters_cell(path.read_text()) == cells[0].source, path
+    text = '# %% [markdown]\n# # Title\n\n# %% tags=["parameters"]\nseed = 0\nname = "a"\n\n# %%\nprint(seed)\n'
+    assert parameters_cell(text) == 'seed = 0\nname = "a"'
+    with pytest.raises(ParameterError, match="expected exactly one cell tagged 'parameters', found 0"):
+        parameters_cell("# %%\nseed = 0\n")
+    with pytest.raises(ParameterError, match="found 2"):
+        parameters_cell(text + '# %% tags=["parameters"]\nx = 1\n')

@@ -137,7 +137,8 @@ def test_list_elements_and_mapping_fields_are_checked_against_the_defaults(detec
     with pytest.raises(ProfileError, match=message):
         resolve_parameters(detector_notebook, profile, overrides)
     ok = resolve_parameters(detector_notebook, {"all": {"alphas": [0, 0.25, 1], "detector": {"image_size": 64}}})
-    assert ok == {"10_t": {"alphas": [0, 0.25, 1], "detector": {"image_size": 64}}}  # int or float, as the default
+    # int or float, as the default; the fields not given keep the default's values
+    assert ok == {"10_t": {"alphas": [0, 0.25, 1], "detector": {"preset": "cpu", "image_size": 64, "lr": 0.001}}}
 
 
 def test_missing_profile_lists_the_available_ones():
@@ -445,3 +446,18 @@ def test_write_primary_claims_lists_the_whole_family_even_before_any_page_ran(tm
     assert target == tmp_path / "primary_claims.md"
     assert len([line for line in lines if "**not measured in this build**" in line]) == len(PRIMARY_CLAIMS)
     assert "0 of the 11 claims are supported at a family-wise error rate of 5 %" in target.read_text()
+
+
+def test_a_mapping_given_in_part_keeps_the_other_fields_of_the_layer_below():
+    notebooks = pipeline.discover_notebooks(ROOT)
+    profile = {"all": {"detector": {"preset": "cpu", "image_size": 64, "train_steps": 3, "cpn_steps": 3,
+                                    "batch_size": 2, "lr": 0.001}},
+               "11_table1_coco": {"detector": {"cpn_steps": 5}}}
+    params = resolve_parameters(notebooks, profile, [("detector", "{train_steps: 10, scale_crop: false}")])
+    fashionai, coco = params["10_table1_fashionai"]["detector"], params["11_table1_coco"]["detector"]
+    # -p over 'all' over the notebook's default: only the named fields change
+    assert fashionai == {"preset": "cpu", "image_size": 64, "train_steps": 10, "cpn_steps": 3, "batch_size": 2,
+                         "lr": 0.001, "scale_crop": False}
+    assert coco == {**fashionai, "cpn_steps": 5}  # the notebook's own section sits between 'all' and -p
+    with pytest.raises(ProfileError, match="has no field 'steps'"):
+        resolve_parameters(notebooks, {}, [("detector", "{steps: 10}")])
