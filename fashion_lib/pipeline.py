@@ -502,15 +502,24 @@ def partial_toc(workdir: Path) -> tuple[dict[str, Any] | None, list[str]]:
     """A table of contents of the pages of ``workdir``'s ``_toc.yml`` that can be built, and the files left out.
 
     A page is left out when its source is missing (a notebook never executed in this folder) or when it refers to
-    such a page or glues its outputs. Returns ``(None, [])`` when nothing is missing; otherwise the reduced table,
-    rooted at the original root if it can be built, else at the first page that can.
+    a page left out or glues its outputs, repeated until nothing changes (the provenance page links to an executed
+    notebook that is itself left out for linking to one that never ran). Returns ``(None, [])`` when nothing is
+    missing; otherwise the reduced table, rooted at the original root if it can be built, else at the first page
+    that can.
     """
     toc = yaml.safe_load((workdir / "_toc.yml").read_text())
     files = [toc["root"], *(ch["file"] for part in toc.get("parts", []) for ch in part.get("chapters", []))]
     missing = {Path(f).name for f in files if not _page_source(workdir, f)}
     if not missing:
         return None, []
-    left_out = [f for f in files if Path(f).name in missing or page_references(_page_source(workdir, f)) & missing]
+    references = {f: page_references(_page_source(workdir, f)) if Path(f).name not in missing else set() for f in files}
+    out = set(missing)
+    while True:  # over the few pages, until no page refers to one left out
+        more = {Path(f).name for f in files if Path(f).name not in out and references[f] & out}
+        if not more:
+            break
+        out |= more
+    left_out = [f for f in files if Path(f).name in out]
     kept = [f for f in files if f not in left_out]
     if not kept:
         return {}, left_out

@@ -367,6 +367,15 @@ def test_partial_toc_leaves_out_missing_pages_and_the_pages_that_need_them(tmp_p
     assert pipeline.partial_toc(workdir) == (None, [])
 
 
+def test_partial_toc_leaves_out_a_page_that_links_to_one_left_out(tmp_path):
+    # 01_b ran but links to 10_c, which never ran; the provenance page links to 01_b: both are left out
+    workdir = _toc_book(tmp_path, {"00_a": "{}", "01_b": '{"cells": ["{doc}`10_c`"]}'})
+    (workdir / "book" / "results" / "provenance.md").write_text("# Provenance\n{doc}`01_b`\n")
+    toc, left_out = pipeline.partial_toc(workdir)
+    assert left_out == ["book/results/01_b", "book/results/10_c", "book/claims", "book/results/provenance"]
+    assert [ch["file"] for part in toc["parts"] for ch in part["chapters"]] == ["book/results/00_a"]
+
+
 def test_partial_toc_keeps_the_root_when_it_can_be_built(tmp_path):
     toc, left_out = pipeline.partial_toc(_toc_book(tmp_path, {"00_a": "{}"}))
     assert toc["root"] == "book/intro" and left_out == ["book/results/01_b", "book/results/10_c", "book/claims"]
