@@ -176,7 +176,10 @@ def test_a_short_run_lowers_ne_well_below_the_untrained_models(tmp_path):
     from fashion_lib.metrics import normalized_error
     from fashion_lib.models.detector import predict, top_instance
 
-    val = SyntheticGarments(WorldConfig(), 32, seed=1, split="val")
+    # garments framed large, as the world drew them before it matched real framing (down to 0.3 of the frame): the
+    # test asks whether a short run learns, not how well small garments are found after 60 steps
+    world = WorldConfig(scale=(0.55, 0.9))
+    val = SyntheticGarments(world, 32, seed=1, split="val")
     items = [val[i] for i in range(len(val))]
     images = [im for im, _ in items]
     gt = torch.cat([t["keypoints"] for _, t in items])  # (32, 24, 3)
@@ -194,10 +197,10 @@ def test_a_short_run_lowers_ne_well_below_the_untrained_models(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        result = train(model, SyntheticGarments(WorldConfig(), 10_000, seed=0), config, tmp_path / "run",
+        result = train(model, SyntheticGarments(world, 10_000, seed=0), config, tmp_path / "run",
                        progress=False)  # fmt: skip
     finally:
         torch.set_num_threads(threads)
     trained = ne(result.model)
     assert untrained > 0.8  # random heat maps put points anywhere in the box
-    assert trained < 0.4 * untrained and trained < 0.35
+    assert trained < 0.4 * untrained and trained < 0.35, (trained, untrained)
