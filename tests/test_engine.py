@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import random
 import signal
@@ -560,3 +561,36 @@ def test_adamw_is_fused_and_updates_as_the_per_tensor_loop():
     for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-5)
     assert (models[0][0].weight - start).abs().min() > 1e-3  # every weight moved
+
+
+class AutocastProbe(ToyRegressor):
+    """A toy regressor that records whether each training forward ran under CPU bf16 autocast."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.autocast_seen: list[bool] = []
+
+    def forward(self, images, targets=None):
+        if self.training:
+            self.autocast_seen.append(torch.is_autocast_enabled("cpu"))
+        return super().forward(images, targets)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_on_cpu_autocasts_where_bf16_is_native_and_logs_otherwise(tmp_path, monkeypatch, caplog, native):
+    import fashion_lib.engine as engine
+
+    monkeypatch.setattr(engine, "bf16_native", lambda device: native)
+    torch.manual_seed(0)
+    model = AutocastProbe()
+    with caplog.at_level(logging.INFO, logger="fashion_lib.engine"):
+        train(model, ToyDataset(length=16), _config(steps=3, amp=True), tmp_path / "run", progress=False)
+    assert model.autocast_seen == [native] * 3
+    assert ("no native bf16" in caplog.text) is not native
+
+
+def test_bf16_native_is_true_on_cuda_and_follows_onednn_on_cpu():
+    from fashion_lib.engine import bf16_native
+
+    assert bf16_native("cuda") is True
+    assert bf16_native("cpu") is bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
