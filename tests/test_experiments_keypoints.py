@@ -96,6 +96,14 @@ def test_scale_crop_augmentation_is_on_by_default_and_off_gives_the_literal_imag
         tiny(scale_crop="yes")
 
 
+def test_amp_reaches_the_training_config_and_names_its_own_run(runs):
+    on, off = tiny(), tiny(amp=False)
+    assert on.amp and kx.train_config(on, 0, 10).amp and not kx.train_config(off, 0, 10).amp
+    assert kx.detector_run(on, "keypoint_rcnn", 0).run_dir != kx.detector_run(off, "keypoint_rcnn", 0).run_dir
+    with pytest.raises(ValueError, match="amp must be true or false, got 1"):
+        tiny(amp=1)
+
+
 def test_real_fashionai_val_file_in_another_folder_and_bad_files_are_named(runs, fashionai_folder, tmp_path):
     from fashion_lib.synthetic import WorldConfig, write_fashionai_keypoints
 
