@@ -15,7 +15,7 @@ from fashion_lib.keypoints import ABSENT, COCO, FASHIONAI, KeypointSchema
 from fashion_lib.report import MethodScore
 
 __all__ = ["schema_template", "draw_keypoints", "draw_prediction", "draw_axis", "draw_schema", "draw_scores",
-           "draw_effect_map", "draw_learning_curves", "LEFT_COLOR", "RIGHT_COLOR"]
+           "draw_effect_map", "draw_learning_curves", "draw_stopping_curves", "LEFT_COLOR", "RIGHT_COLOR"]
 
 LEFT_COLOR = "tab:blue"
 RIGHT_COLOR = "tab:orange"
