@@ -28,6 +28,9 @@ What a run guarantees (paper-independent engineering, issue 7):
   silently.
 - **Metrics** go to ``run_dir/metrics.csv`` (one row per logged or evaluated step, rewritten atomically); rows
   beyond the checkpoint a run resumes from are dropped, so every step appears once.
+- **Stopping early.** An optional ``stop`` hook sees every evaluation so far after each one (those before a resume
+  too, read back from ``metrics.csv``) and may end the run there: its final checkpoint is written at that step,
+  marked ``stopped``, and a later call returns it as a finished run (the schedule still spans ``config.steps``).
 - **A non-finite loss** stops the run with :class:`FloatingPointError` naming the terms, their values and the step,
   before the bad step touches the weights or a checkpoint.
 - **Distributed.** Under ``torchrun --nproc_per_node=N`` (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` set) the same
@@ -580,6 +583,22 @@ def _write_metrics(path: Path, columns: list[str], rows: Mapping[int, Mapping[st
             writer.writerow(rows[step])
 
 
+def _history(rows: Mapping[int, Mapping[str, Any]], keys: Mapping[str, float]) -> list[dict[str, float]]:
+    """Every evaluation so far, in step order: ``"step"`` and the values of ``keys`` (rows read back from
+    ``metrics.csv`` on resume hold strings)."""
+    return [{"step": float(s), **{k: float(rows[s][k]) for k in keys}} for s in sorted(rows)
+            if all(rows[s].get(k) not in (None, "") for k in keys)]  # fmt: skip
+
+
+def _share(flag: bool, world: int) -> bool:
+    """Rank 0's ``flag`` on every rank."""
+    if world == 1:
+        return flag
+    box = [flag]
+    dist.broadcast_object_list(box, src=0)
+    return bool(box[0])
+
+
 def _add_columns(columns: list[str], keys: Sequence[str]) -> None:
     if not columns:
         columns.append("step")
@@ -596,7 +615,7 @@ class TrainResult:
     """What :func:`train` returns."""
 
     model: nn.Module  # the trained model, unwrapped (no DDP / compile wrapper), in eval mode
-    step: int  # steps completed (== config.steps)
+    step: int  # steps completed (config.steps, or fewer where the stop hook ended the run)
     run_dir: Path  # the run folder: checkpoint.pt and metrics.csv
     resumed_from: int | None  # step of the checkpoint this call started from, None for a fresh run
     wall_time_s: float  # wall time of this call, seconds (near 0 for a cache hit)
@@ -710,6 +729,7 @@ def train(
     *,
     collate_fn: Callable[[Sequence[Any]], tuple[list[torch.Tensor], list[dict]]] = collate,
     evaluate: Callable[[nn.Module, int], Mapping[str, float]] | None = None,
+    stop: Callable[[Sequence[Mapping[str, float]]], bool] | None = None,
     progress: bool = True,
     keep_resume_state: bool = False,
 ) -> TrainResult:
@@ -733,6 +753,11 @@ def train(
         Called on rank 0 every ``config.eval_every`` steps and after the last step, with the unwrapped model in
         eval mode under ``torch.no_grad()`` and the global RNG states saved and restored around it; its values
         become columns of ``metrics.csv``.
+    stop : callable ``(history) -> bool``, optional
+        Called on rank 0 after each evaluation with every evaluation of the run so far, in step order: dicts of
+        ``"step"`` and the values ``evaluate`` returned (those before a resume too). True ends the run at this
+        step; its checkpoint is marked ``stopped`` and a later call returns it, as a finished run. Needs
+        ``evaluate``.
     progress : bool
         Show a tqdm progress bar (rank 0 only).
     keep_resume_state : bool
@@ -758,6 +783,8 @@ def train(
     t_call = time.perf_counter()
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if stop is not None and evaluate is None:
+        raise ValueError("stop needs evaluate: it decides from the evaluations")
     device = _resolve_device(config.device)
     rank, world, local_rank = init_distributed(device)
     if device.type == "cuda":
@@ -777,11 +804,12 @@ def train(
     if ckpt is not None and ckpt.get("num_items") != len(dataset):
         raise CheckpointError(f"{ckpt_path}: written for a dataset of {ckpt.get('num_items')} items, now "
                               f"{len(dataset)}; the data order would differ. Use another run folder.")  # fmt: skip
-    if ckpt is not None and ckpt["step"] < config.steps and any(k not in ckpt for k in _RESUME_KEYS):
+    finished = ckpt is not None and (ckpt["step"] == config.steps or bool(ckpt.get("stopped", False)))
+    if ckpt is not None and not finished and any(k not in ckpt for k in _RESUME_KEYS):
         raise CheckpointError(f"{ckpt_path}: step {ckpt['step']} of {config.steps} but no resume state "
                               f"({', '.join(k for k in _RESUME_KEYS if k not in ckpt)} missing); cannot continue "
                               "the run. Use another run folder.")  # fmt: skip
-    if ckpt is not None and ckpt["step"] == config.steps:
+    if finished:
         model.load_state_dict(ckpt["model"])
         model.eval()
         log.info("%s: finished run found (step %d), returning it without training", run_dir, ckpt["step"])
@@ -866,6 +894,7 @@ def train(
                 rows.setdefault(step, {}).update(row)
                 window_time, window_steps, changed = 0.0, 0, True
                 log.info("step %d/%d  loss %.4f  lr %.3g  %.1f img/s", step, config.steps, losses["total"], lr, ips)
+            stopped = False
             if evaluate is not None and ((config.eval_every and step % config.eval_every == 0) or last):
                 if main:
                     values_eval = _evaluate(evaluate, model, step, {"step", *losses, *_FIXED_COLUMNS})
@@ -873,15 +902,21 @@ def train(
                     rows.setdefault(step, {"step": step}).update(values_eval)
                     changed = True
                     log.info("step %d evaluation: %s", step, values_eval)
+                    stopped = not last and stop is not None and bool(stop(_history(rows, values_eval)))
+                stopped = _share(stopped, world)
                 _barrier(world)
             if changed:
                 _write_metrics(metrics_path, columns, rows)
-            if step % config.checkpoint_every == 0 or last:
+            if step % config.checkpoint_every == 0 or last or stopped:
                 t_ckpt = time.perf_counter()
                 _save_checkpoint(ckpt_path, model, optimizer, scheduler, config, step, device, world, git,
                                  elapsed_before + time.perf_counter() - t_start, losses, len(dataset),
-                                 resume_state=keep_resume_state or not last)  # fmt: skip
+                                 resume_state=keep_resume_state or not (last or stopped),
+                                 stopped=stopped)  # fmt: skip
                 log.debug("checkpoint at step %d written in %.2f s", step, time.perf_counter() - t_ckpt)
+            if stopped:
+                log.info("%s: stopped by the stop hook at step %d of %d", run_dir, step, config.steps)
+                break
     model.eval()
     done = step - start
     return TrainResult(model, step, run_dir, start or None, time.perf_counter() - t_call,
@@ -890,8 +925,8 @@ def train(
 
 def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                      config: TrainConfig, step: int, device: torch.device, world: int, git: Mapping[str, Any],
-                     elapsed_s: float, losses: Mapping[str, float], num_items: int, *, resume_state: bool = True
-                     ) -> None:  # fmt: skip
+                     elapsed_s: float, losses: Mapping[str, float], num_items: int, *, resume_state: bool = True,
+                     stopped: bool = False) -> None:  # fmt: skip
     """Rank 0 writes ``path`` atomically with its checksum; every rank contributes its RNG states and waits for the
     write. Without ``resume_state`` the optimiser, scheduler and RNG states are left out (a finished run)."""
     state = _rng_state(device)
@@ -913,6 +948,7 @@ def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimi
             "elapsed_s": float(elapsed_s),
             "losses": dict(losses),
             "num_items": num_items,  # the data order is a function of (seed, step, dataset length)
+            "stopped": stopped,  # ended early by the stop hook: finished, though step < config.steps
             "torch_version": str(torch.__version__),
         }
         if resume_state:

@@ -15,12 +15,13 @@ from fashion_lib.keypoints import ABSENT, COCO, FASHIONAI, KeypointSchema
 from fashion_lib.report import MethodScore
 
 __all__ = ["schema_template", "draw_keypoints", "draw_prediction", "draw_axis", "draw_schema", "draw_scores",
-           "draw_effect_map", "draw_learning_curves", "LEFT_COLOR", "RIGHT_COLOR"]
+           "draw_effect_map", "draw_learning_curves", "draw_stopping_curves", "LEFT_COLOR", "RIGHT_COLOR"]
 
 LEFT_COLOR = "tab:blue"
 RIGHT_COLOR = "tab:orange"
 CENTER_COLOR = "tab:green"
-_METHOD_COLORS = ("tab:blue", "tab:cyan", "tab:olive", "tab:green", "tab:orange", "tab:red", "tab:purple")
+_METHOD_COLORS = ("tab:blue", "tab:cyan", "tab:olive", "tab:green", "tab:orange", "tab:red", "tab:purple",
+                  "tab:brown")
 
 # Front-view reference shapes for schema diagrams, in a 100 x 120 frame. The wearer's left appears on the image's
 # right, as in both data sets. Only used for figures: the synthetic world has its own parametric garments.
@@ -280,5 +281,41 @@ def draw_learning_curves(axes, curves, *, value: str = "val_accuracy", scale: fl
     axes[0].set_ylabel("training loss (mean of the pass)")
     axes[1].set_xlabel("pass over the training images")
     axes[1].set_ylabel(ylabel)
+    axes[1].legend(fontsize=7)
+    return axes
+
+
+def draw_stopping_curves(axes, curves, chosen, *, scale: float = 100.0):
+    """Early stopping, network by network: the held-out loss (left) and held-out accuracy (right) after each pass,
+    a colour per network and a line per seed, a star on the pass each seed kept.
+
+    Parameters
+    ----------
+    axes : two Matplotlib Axes.
+    curves : DataFrame of :func:`fashion_lib.experiments.attributes.learning_curves` rows of early-stopped
+        networks (``seed``, ``network``, ``epoch``, ``holdout_loss``, ``holdout_accuracy``).
+    chosen : DataFrame of :func:`fashion_lib.experiments.attributes.stopping_passes` (``seed``, ``network``,
+        ``chosen``) for the same networks.
+    scale : factor of the accuracy axis (100: percent).
+    """
+    missing = {"seed", "network", "epoch", "holdout_loss", "holdout_accuracy"} - set(curves.columns)
+    if missing:
+        raise ValueError(f"curves lack the columns {sorted(missing)} (learning_curves of early-stopped networks)")
+    kept = {(r.seed, r.network): int(r.chosen) for r in chosen.itertuples()}
+    rows = curves.dropna(subset=["holdout_loss"])
+    for i, (network, runs) in enumerate(rows.groupby("network", sort=False)):  # a colour per network
+        color = f"C{i % 10}"
+        for j, (seed, run) in enumerate(runs.groupby("seed", sort=False)):  # a line per seed, one label
+            run = run.sort_values("epoch")
+            label = str(network) if j == 0 else None
+            for ax, column, factor in ((axes[0], "holdout_loss", 1.0), (axes[1], "holdout_accuracy", scale)):
+                ax.plot(run["epoch"], factor * run[column], color=color, alpha=0.6, lw=1, label=label)
+                if (seed, network) in kept:
+                    at = run[run["epoch"] == kept[(seed, network)]]
+                    ax.plot(at["epoch"], factor * at[column], color=color, marker="*", ms=10, ls="none")
+    for ax in axes:
+        ax.set_xlabel("pass over the training images")
+    axes[0].set_ylabel("held-out loss")
+    axes[1].set_ylabel("held-out accuracy (%)")
     axes[1].legend(fontsize=7)
     return axes

@@ -337,6 +337,51 @@ def test_a_finished_run_is_returned_from_the_cache_without_training(tmp_path):
     _assert_same_state(first.model, fresh)
 
 
+def test_the_stop_hook_ends_the_run_and_the_stopped_run_is_a_finished_one(tmp_path):
+    histories = []
+
+    def stop(history):
+        histories.append([h["step"] for h in history])
+        return len(history) == 3  # after the third evaluation
+
+    evaluate = lambda model, step: {"score": step / 10}  # noqa: E731
+    config = _config(steps=12, eval_every=2, checkpoint_every=100)
+    result = train(_model(), ToyDataset(), config, tmp_path / "run", evaluate=evaluate, stop=stop, progress=False)
+    assert result.step == 6 and result.model.train_calls == 6
+    assert histories == [[2.0], [2.0, 4.0], [2.0, 4.0, 6.0]]
+    assert max(int(r["step"]) for r in _rows(result.metrics)) == 6
+    saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert saved["stopped"] is True and saved["step"] == 6 and "optimizer" not in saved
+    fresh = _model(seed=1)
+    again = train(fresh, ToyDataset(), config, tmp_path / "run", evaluate=evaluate, stop=stop, progress=False)
+    assert again.step == 6 and fresh.train_calls == 0 and len(histories) == 3  # a cache hit, no training
+    _assert_same_state(result.model, fresh)
+    # the same schedule without the hook runs to the end, through the same first 6 steps
+    full = train(_model(), ToyDataset(), config, tmp_path / "full", evaluate=evaluate, progress=False)
+    assert full.step == 12
+    with pytest.raises(ValueError, match="stop needs evaluate"):
+        train(_model(), ToyDataset(), config, tmp_path / "x", stop=stop, progress=False)
+
+
+def test_the_stop_hook_sees_the_evaluations_before_a_resume(tmp_path):
+    histories = []
+
+    def stop(history):
+        histories.append(history)
+        return len(history) == 4
+
+    evaluate = lambda model, step: {"score": step / 10}  # noqa: E731
+    config = _config(steps=12, batch_size=4, eval_every=2, checkpoint_every=4)
+    with pytest.raises(KeyboardInterrupt):  # inside step 6, after the checkpoint of step 4
+        train(_model(), RecordingDataset(fail_at=5 * 4 + 1, length=10), config, tmp_path / "run",
+              evaluate=evaluate, stop=stop, progress=False)  # fmt: skip
+    histories.clear()
+    result = train(_model(), RecordingDataset(length=10), config, tmp_path / "run", evaluate=evaluate, stop=stop,
+                   progress=False)  # fmt: skip
+    assert result.resumed_from == 4 and result.step == 8
+    assert histories[0] == [{"step": 2.0, "score": 0.2}, {"step": 4.0, "score": 0.4}, {"step": 6.0, "score": 0.6}]
+
+
 def test_load_checkpoint_restores_weights_for_inference(tmp_path):
     trained = train(_model(), ToyDataset(), _config(steps=3), tmp_path / "run", progress=False).model
     fresh = _model(seed=7)

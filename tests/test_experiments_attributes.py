@@ -297,3 +297,81 @@ def test_crops_take_the_category_a_task_fixes_and_count_disagreements():
         crops.task_categories(("hat_labels",) * 4)
     with pytest.raises(ValueError, match="one category per image"):
         crops.points("plain", ("blouse",))
+
+
+# ------------------------------------------------------------------------------------------------ early stopping
+
+
+def test_stop_now_waits_patience_passes_without_improvement_and_best_pass_is_the_first_minimum():
+    assert not ax.stop_now([], 2) and not ax.stop_now([1.0], 2)
+    assert not ax.stop_now([1.0, 0.9, 0.95], 2)  # one pass without improvement
+    assert ax.stop_now([1.0, 0.9, 0.95, 0.96], 2)  # two
+    assert ax.stop_now([1.0, 0.9, 0.95], 1)
+    assert not ax.stop_now([1.0, 0.9, 0.95, 0.8], 2)  # the last pass improved: the count starts again
+    assert ax.stop_now([1.0, 1.0, 1.0], 2)  # a tie is no improvement
+    assert ax.best_pass([1.0, 0.9, 0.95, 0.9]) == 2 and ax.best_pass([3.0]) == 1
+    # fed one pass at a time, the rule stops at pass 7 and keeps pass 5
+    losses = [3.0, 2.0, 1.5, 1.6, 1.4, 1.45, 1.5, 1.2, 1.1]
+    stopped = next(e for e in range(1, len(losses) + 1) if ax.stop_now(losses[:e], 2))
+    assert stopped == 7 and ax.best_pass(losses[:stopped]) == 5
+    with pytest.raises(ValueError, match="patience must be an integer >= 1, got 0"):
+        ax.stop_now([1.0], 0)
+    with pytest.raises(ValueError, match="losses must be finite, got nan after pass 2"):
+        ax.best_pass([1.0, math.nan])
+    with pytest.raises(ValueError, match="losses must be a non-empty sequence"):
+        ax.best_pass([])
+
+
+def test_holdout_split_is_seeded_disjoint_and_sized():
+    kept, held = ax.holdout_split(20, 0.15, torch.Generator().manual_seed(3))
+    assert len(held) == 3 and len(kept) == 17 and sorted(kept + held) == list(range(20))
+    assert (kept, held) == ax.holdout_split(20, 0.15, torch.Generator().manual_seed(3))
+    assert held != ax.holdout_split(20, 0.15, torch.Generator().manual_seed(4))[1]
+    assert len(ax.holdout_split(3, 0.01, torch.Generator())[1]) == 1  # at least one held out
+    assert len(ax.holdout_split(3, 0.99, torch.Generator())[0]) == 1  # and one kept
+    with pytest.raises(ValueError, match="n must be >= 2"):
+        ax.holdout_split(1, 0.5, torch.Generator())
+    with pytest.raises(ValueError, match="fraction must be in \\(0, 1\\), got 1.0"):
+        ax.holdout_split(10, 1.0, torch.Generator())
+    with pytest.raises(ValueError, match="early_stop applies to per-task networks only"):
+        ax.FashionAIMethod(joint=True, beta=None, early_stop=True)
+    with pytest.raises(ValueError, match="holdout_fraction must be a number in \\(0, 1\\), got 0"):
+        tiny(holdout_fraction=0)
+    with pytest.raises(ValueError, match="patience must be an integer >= 1, got 0"):
+        tiny(patience=0)
+
+
+def test_an_early_stopped_network_keeps_the_weights_of_its_best_held_out_pass(runs, monkeypatch):
+    from fashion_lib.models.attributes import per_task_configs
+    from fashion_lib.synthetic import WorldConfig
+
+    task = "skirt_length_labels"
+    setup = tiny(input_size=16, max_epochs=8, patience=1, lr=0.05, batch_size=8)
+    world = WorldConfig(image_size=64)
+    items = ax.task_garments(world, 24, 1, "train", (task,))
+    holdout = ax.task_garments(world, 8, 1, "holdout", (task,))
+    config = per_task_configs(setup.networks())[task]
+    key = ax._DataKey("test", ax.GROUND_TRUTH, "test")
+    results = []
+    real_train = ax.train
+    monkeypatch.setattr(ax, "train", lambda *a, **k: results.append(real_train(*a, **k)) or results[-1])
+    model, run_dir = ax._train_network(setup, "attr-stop", config, 0, items, key, monitor=holdout, holdout=holdout)
+    curve = ax.learning_curves({"m": [dataclasses.replace(_case(), runs=((task, str(run_dir)),))]})
+    losses = curve["holdout_loss"].tolist()
+    passes = len(losses)
+    # it stopped where the rule says (or at the cap), and kept a pass before the last one
+    assert results[0].step == passes * 3 and (passes == 8 or ax.stop_now(losses, 1))
+    assert not any(ax.stop_now(losses[:e], 1) for e in range(1, passes))
+    chosen = ax.best_pass(losses)
+    assert chosen < passes
+    # the returned weights score the best pass's held-out loss, not the last pass's
+    kept = ax._holdout_scores(model, holdout)["holdout_loss"]
+    assert kept == pytest.approx(min(losses), rel=1e-5) and kept != pytest.approx(losses[-1], rel=1e-5)
+    table = ax.stopping_passes(curve)
+    assert table[["passes", "chosen"]].values.tolist() == [[passes, chosen]]
+    assert table["holdout_loss"].iloc[0] == min(losses)
+    # a second call loads the stopped run and the same best weights
+    again, same_dir = ax._train_network(setup, "attr-stop", config, 0, items, key, monitor=holdout, holdout=holdout)
+    assert same_dir == run_dir and results[1].resumed_from == results[0].step
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[name], value)

@@ -17,6 +17,7 @@ from fashion_lib.plotting import (  # noqa: E402
     draw_keypoints,
     draw_learning_curves,
     draw_scores,
+    draw_stopping_curves,
     schema_template,
 )
 from fashion_lib.report import MethodScore  # noqa: E402
@@ -94,4 +95,25 @@ def test_draw_learning_curves_a_line_per_network_averaged_over_seeds():
     assert [t.get_text() for t in axes[1].get_legend().get_texts()] == ["a", "b"]
     with pytest.raises(ValueError, match="value must be a column of curves"):
         draw_learning_curves(axes, curves, value="val_top3")
+    plt.close(fig)
+
+
+def test_draw_stopping_curves_a_line_per_seed_and_a_star_on_each_kept_pass():
+    import pandas as pd
+
+    curves = pd.DataFrame({"seed": [0, 0, 0, 1, 1], "network": ["n"] * 5, "epoch": [1, 2, 3, 1, 2],
+                           "holdout_loss": [2.0, 1.0, 1.5, 3.0, 2.5],
+                           "holdout_accuracy": [0.1, 0.4, 0.3, 0.2, 0.25]})
+    chosen = pd.DataFrame({"seed": [0, 1], "network": ["n", "n"], "chosen": [2, 2]})
+    fig, axes = plt.subplots(1, 2)
+    draw_stopping_curves(axes, curves, chosen)
+    lines = axes[1].get_lines()
+    stars = [line for line in lines if line.get_marker() == "*"]
+    assert len(lines) == 4 and len(stars) == 2  # two seeds, each a curve and a star
+    np.testing.assert_allclose(stars[0].get_ydata(), [40.0])
+    np.testing.assert_allclose([s.get_xdata()[0] for s in stars], [2, 2])
+    np.testing.assert_allclose([line for line in axes[0].get_lines() if line.get_marker() == "*"][1].get_ydata(),
+                               [2.5])
+    with pytest.raises(ValueError, match="curves lack the columns \\['holdout_accuracy'\\]"):
+        draw_stopping_curves(axes, curves.drop(columns="holdout_accuracy"), chosen)
     plt.close(fig)
