@@ -51,7 +51,6 @@ import contextlib
 import csv
 import functools
 import hashlib
-import json
 import logging
 import math
 import os
@@ -71,6 +70,7 @@ from tqdm import tqdm
 
 from fashion_lib.data.transforms import collate
 from fashion_lib.io import atomic_write
+from fashion_lib.provenance import content_digest, git_state
 
 __all__ = [
     "TrainConfig",
@@ -234,8 +234,7 @@ def run_dir_for(root: str | os.PathLike, name: str, *configs: Any) -> Path:
         if not is_dataclass(config) or isinstance(config, type):
             raise TypeError(f"configs[{i}] must be a dataclass instance, got {type(config).__name__}")
         payload.append({"class": type(config).__name__, "fields": asdict(config)})
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return Path(root) / f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    return Path(root) / f"{name}-{content_digest(payload)}"
 
 
 # ------------------------------------------------------------------------------------------------ data order
@@ -548,8 +547,6 @@ def _seed_global_rngs(seed: int) -> None:
 
 
 def _git_commit() -> dict[str, Any]:
-    from fashion_lib.provenance import git_state
-
     return git_state(Path(__file__).resolve().parents[1])
 
 

@@ -18,7 +18,6 @@ layout (:func:`validation_set`), so the same code scores a real FashionAI or COC
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -48,6 +47,7 @@ from fashion_lib.keypoints import OCCLUDED, get_schema
 from fashion_lib.models.cpn import CPNConfig, build_cpn
 from fashion_lib.models.detector import TopDownDetector, all_instances, as_detect_fn, predict, top_instance
 from fashion_lib.models.keypoint_rcnn import KeypointRCNNConfig, build_keypoint_rcnn, detection_target
+from fashion_lib.provenance import content_digest
 from fashion_lib.refine import (
     MissingCalibration,
     RefineConfig,
@@ -378,10 +378,8 @@ def validation_set(setup: KeypointSetup) -> ValidationSet:
     spread over the validation file (or held out of the training file, see :class:`KeypointSetup`)."""
     if setup.synthetic:
         world = setup.val_world or setup.world
-        spec = json.dumps({"schema": setup.schema, "n": setup.val_images, "seed": setup.val_seed,
-                           "world": dataclasses.asdict(world), "library": library_digest(DATA_SOURCES)},
-                          sort_keys=True)
-        key = hashlib.sha256(spec.encode()).hexdigest()[:12]
+        key = content_digest({"schema": setup.schema, "n": setup.val_images, "seed": setup.val_seed,
+                              "world": dataclasses.asdict(world), "library": library_digest(DATA_SOURCES)})
         root = runs_dir() / "data" / f"{setup.schema}-val-{key}"
         writer = write_fashionai_keypoints if setup.schema == "fashionai" else write_coco_people
         if not root.is_dir():  # the writers build the folder aside and rename it into place when complete
@@ -404,7 +402,7 @@ def validation_set(setup: KeypointSetup) -> ValidationSet:
         # real files are grouped (FashionAI by category): rows spread over the file cover every category
         rows = [pool[i] for i in spread_rows(len(pool), setup.val_images)]
         source = Path(data.csv if setup.schema == "fashionai" else annotation_file).resolve()
-        key = hashlib.sha256(f"{source}:{rows}".encode()).hexdigest()[:12]
+        key = content_digest({"source": source, "rows": rows})
     items = [data[i] for i in rows]
     images, targets = [im for im, _ in items], [t for _, t in items]
     if annotation_file is not None and len(rows) < len(data):
@@ -496,9 +494,8 @@ def table1_rows(
     unknown = sorted(set(thresholds or {}) - {KRCNN, CPN})
     if unknown:
         raise ValueError(f"thresholds has unknown detector rows {unknown}; valid: {[KRCNN, CPN]}")
-    spec = json.dumps({"rows": list(rows), "refine": dataclasses.asdict(refine), "seed": seed,
-                       "thresholds": thresholds, "library": library_digest()}, sort_keys=True)
-    key = hashlib.sha256(spec.encode()).hexdigest()[:12]
+    key = content_digest({"rows": list(rows), "refine": dataclasses.asdict(refine), "seed": seed,
+                          "thresholds": thresholds, "library": library_digest()})
     path = detectors.run_dir / f"rows-{val.key}-{detectors.cpn_run_dir.name}-{key}.pt"
     return cached(path, lambda: _compute_rows(setup, detectors, val, refine, rows, seed, batch_size,
                                               thresholds or {}))
@@ -995,9 +992,8 @@ def calibrate_missing(setup: KeypointSetup, detectors: Detectors, seed: int, *, 
     threshold is the literal 0 with NaN figures, and a warning says so."""
     if setup.calibration_images < 1:
         raise ValueError("calibrate_missing: setup.calibration_images is 0 (no calibration asked for)")
-    spec = json.dumps({"n": setup.calibration_images, "seed": setup.calibration_seed + seed,
-                       "library": library_digest()}, sort_keys=True)
-    key = hashlib.sha256(spec.encode()).hexdigest()[:12]
+    key = content_digest({"n": setup.calibration_images, "seed": setup.calibration_seed + seed,
+                          "library": library_digest()})
     path = detectors.run_dir / f"calibration-{detectors.cpn_run_dir.name}-{key}.pt"
 
     def compute() -> dict[str, MissingCalibration]:
