@@ -67,6 +67,8 @@ __all__ = [
     "RefineConfig",
     "AxisFit",
     "RefineResult",
+    "RefineSummary",
+    "summarize_refinement",
     "NewKeyDetectionResult",
     "fit_symmetry_axis",
     "refine_symmetric",
@@ -852,6 +854,90 @@ def refine_symmetric(
         keep = (ignored & ~result.filled)[..., None]
         result.keypoints.copy_(torch.where(keep, keypoints, result.keypoints))
     return result
+
+
+@dataclass(frozen=True)
+class RefineSummary:
+    """What one refiner pass (:func:`refine_symmetric`) did to a batch: counts (ints), and the per-instance shares
+    derived from them as properties, so that a count and a share never go by the same name."""
+
+    instances: int
+    with_axis: int  # instances for which RANSAC found an axis
+    too_few_pairs: int  # instances with fewer than m voting midpoints (complete pairs): no axis whatever d is
+    pairs_refined: int  # pairs moved towards symmetry by the EMA
+    points_moved: int  # points whose coordinates the EMA changed (a refined pair moves up to two; alpha 0 none)
+    points_filled: int  # missing points filled with the partner's mirror image (not counted as moved)
+    points_ignored: int  # absurd points treated as missing (RefineConfig.absurd_factor); kept unless filled
+
+    def _per_instance(self, count: int) -> float:
+        return count / max(self.instances, 1)  # an empty batch: 0, not a division error
+
+    @property
+    def with_axis_fraction(self) -> float:
+        """Fraction of the instances with an axis (0 for no instance)."""
+        return self._per_instance(self.with_axis)
+
+    @property
+    def pairs_refined_per_instance(self) -> float:
+        """Pairs the EMA moved, per instance (0 for no instance)."""
+        return self._per_instance(self.pairs_refined)
+
+    @property
+    def points_filled_per_instance(self) -> float:
+        """Missing points filled, per instance (0 for no instance)."""
+        return self._per_instance(self.points_filled)
+
+    def __str__(self) -> str:
+        share = f" ({self.with_axis_fraction:.0%})" if self.instances else ""
+        return (f"{self.instances} instances, {self.with_axis} with an axis{share}; {self.pairs_refined} pairs "
+                f"refined, {self.points_moved} points moved; {self.points_filled} points filled; "
+                f"{self.points_ignored} absurd points ignored")
+
+
+def summarize_refinement(
+    keypoints: torch.Tensor,
+    result: RefineResult,
+    schema: str | KeypointSchema,
+    *,
+    config: RefineConfig | None = None,
+    categories: Sequence[str] | torch.Tensor | None = None,
+    **overrides,
+) -> RefineSummary:
+    """Count what :func:`refine_symmetric` did: ``result`` is its output for ``keypoints`` (B, K, 3), and
+    ``schema``, ``config``, ``categories`` and the keyword ``overrides`` are the ones it was called with (they give
+    each instance's ``m``, for ``too_few_pairs``)."""
+    schema = get_schema(schema)
+    cfg = _resolve(config, schema, overrides)
+    if keypoints.shape != result.keypoints.shape:
+        raise ValueError(f"keypoints has shape {tuple(keypoints.shape)} but the result's key points "
+                         f"{tuple(result.keypoints.shape)}: pass the input the result was refined from")
+    moved = (result.keypoints[..., :2] != keypoints[..., :2]).any(-1) & ~result.filled
+    return RefineSummary(instances=len(keypoints), with_axis=int(result.has_axis.sum()),
+                         too_few_pairs=int(_too_few_voters(keypoints, result.ignored, schema, cfg, categories).sum()),
+                         pairs_refined=int(result.refined.sum()), points_moved=int(moved.sum()),
+                         points_filled=int(result.filled.sum()), points_ignored=int(result.ignored.sum()))
+
+
+def _too_few_voters(
+    keypoints: torch.Tensor, ignored: torch.Tensor, schema: KeypointSchema, cfg: RefineConfig,
+    categories: Sequence[str] | torch.Tensor | None,
+) -> torch.Tensor:
+    """(B,) bool: instances with fewer voting midpoints than their ``m``, which no ``d`` gives an axis.
+
+    Uses the refiner's own per-instance ``m`` (scaled to the garment's pairs with ``pairs="category"``)."""
+    present = ~missing_mask(keypoints, cfg.score_threshold) & ~ignored  # (B, K)
+    applicable = None
+    if cfg.pairs == "category":
+        if categories is None:
+            raise ValueError("categories is required with pairs='category' (one category name per instance)")
+        applicable = _applicable_points(schema, categories, len(keypoints), keypoints.device)
+        present &= applicable
+    left, right = schema.pairs.to(keypoints.device).unbind(1)
+    voters = (present[:, left] & present[:, right]).sum(1)
+    if cfg.center_votes:
+        voters += present[:, schema.center.to(keypoints.device)].sum(1)
+    _, m, _ = _instance_parameters(keypoints, present, schema, cfg, applicable, torch.float64)
+    return voters < m
 
 
 # --------------------------------------------------------------------------------------------------------------

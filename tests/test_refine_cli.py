@@ -15,8 +15,8 @@ from test_refine import gen, symmetric_instances
 
 from fashion_lib import refine, refine_cli
 from fashion_lib.keypoints import COCO
-from fashion_lib.refine import refine_symmetric
-from fashion_lib.refine_cli import RefineSummary, axis_advice, main, read_results, refine_results, write_results
+from fashion_lib.refine import RefineSummary, refine_symmetric
+from fashion_lib.refine_cli import axis_advice, main, read_results, refine_results, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_COCO = ROOT.parent / "shared" / "real-samples" / "coco" / "test_coco.json"
