@@ -65,6 +65,7 @@ from fashion_lib.keypoints import KeypointSchema, get_schema, missing_mask
 
 __all__ = [
     "RefineConfig",
+    "resolve_config",
     "AxisFit",
     "RefineResult",
     "RefineSummary",
@@ -174,8 +175,10 @@ def _replace(config: RefineConfig, overrides: dict) -> RefineConfig:
     return dataclasses.replace(config, **overrides)
 
 
-def _resolve(config: RefineConfig | None, schema: KeypointSchema, overrides: dict) -> RefineConfig:
-    """``config`` (or the schema's defaults) with the keyword arguments that are not ``None`` applied."""
+def resolve_config(config: RefineConfig | None, schema: KeypointSchema, overrides: dict) -> RefineConfig:
+    """``config`` (or the schema's defaults) with the ``overrides`` that are not ``None`` applied; an unknown field
+    name raises a ValueError listing the valid ones. The refiner's functions and its command line take settings
+    this way."""
     base = config if config is not None else RefineConfig.for_schema(schema)
     return _replace(base, {key: value for key, value in overrides.items() if value is not None})
 
@@ -814,7 +817,7 @@ def refine_symmetric(
         ``has_axis`` (B,), ``ignored`` (B, K).
     """
     schema = get_schema(schema)
-    cfg = _resolve(config, schema, dict(alpha=alpha, k=k, n=n, m=m, d=d, d_unit=d_unit,
+    cfg = resolve_config(config, schema, dict(alpha=alpha, k=k, n=n, m=m, d=d, d_unit=d_unit,
                                         score_threshold=score_threshold, pairs=pairs, center_votes=center_votes,
                                         absurd_factor=absurd_factor))
     num_voters = schema.num_pairs + (len(schema.center) if cfg.center_votes else 0)
@@ -907,7 +910,7 @@ def summarize_refinement(
     ``schema``, ``config``, ``categories`` and the keyword ``overrides`` are the ones it was called with (they give
     each instance's ``m``, for ``too_few_pairs``)."""
     schema = get_schema(schema)
-    cfg = _resolve(config, schema, overrides)
+    cfg = resolve_config(config, schema, overrides)
     if keypoints.shape != result.keypoints.shape:
         raise ValueError(f"keypoints has shape {tuple(keypoints.shape)} but the result's key points "
                          f"{tuple(result.keypoints.shape)}: pass the input the result was refined from")
@@ -1132,7 +1135,7 @@ def new_key_detection(
         raise ValueError("images must hold at least one image")
     if any(im.ndim != 3 or not im.is_floating_point() for im in images):
         raise ValueError("every image must be a (C, H, W) float tensor")
-    cfg = _resolve(config, schema, {**overrides, "margin": margin})
+    cfg = resolve_config(config, schema, {**overrides, "margin": margin})
     cfg.validate()
     if keypoints is None:
         if image_index is not None:

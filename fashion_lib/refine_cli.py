@@ -264,7 +264,7 @@ def refine_results(
     from fashion_lib.keypoints import get_schema
 
     schema = get_schema(schema)
-    cfg = refine._resolve(config, schema, overrides)
+    cfg = refine.resolve_config(config, schema, overrides)
     keypoints, category_ids = _checked_arrays(results, "results", schema.num_keypoints)
     out, summary = _refine_arrays(keypoints, category_ids, schema, cfg, generator, "results")
     rows = out.keypoints.flatten(1).tolist()
@@ -357,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     schema = get_schema(args.schema)
     try:
-        cfg = refine._resolve(None, schema, {**overrides, "d": d})
+        cfg = refine.resolve_config(None, schema, {**overrides, "d": d})
         cfg.validate()  # before the file is read; refine_symmetric checks n and m against the voters
         logger.info("%s", _settings(schema, cfg, args.seed))
         entries, keypoints, category_ids = read_results(args.results, schema.num_keypoints)

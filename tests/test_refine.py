@@ -485,6 +485,27 @@ def test_an_absurd_point_is_ignored_with_absurd_factor_and_drags_its_partner_wit
     assert torch.equal(alone.keypoints, lone)  # the refiner reports the absurd point; it does not erase it
 
 
+def test_absurd_points_uses_the_instance_own_extent():
+    # centre (5, 5) (the coordinate-wise median, whatever the sixth point), radius 5 (the median distance from it)
+    kps = torch.tensor([[[5.0, 5, 1], [0, 5, 1], [10, 5, 1], [5, 0, 1], [5, 10, 1], [5, 5 + 5 * 101, 1]]],
+                       dtype=torch.float64)
+    present = torch.ones(1, 6, dtype=torch.bool)
+    assert refine.absurd_points(kps, present, 100.0).tolist() == [[False] * 5 + [True]]
+    assert not refine.absurd_points(kps, present, 102.0).any()
+    near = kps.clone()
+    near[0, 5, 1] = 5 + 5 * 99
+    assert not refine.absurd_points(near, present, 100.0).any()
+    tiny = kps.clone()
+    tiny[0, :5, :2] = 5.0  # five coincident points: the radius is floored at 1 pixel
+    tiny[0, 5, 1] = 5 + 99.0
+    assert not refine.absurd_points(tiny, present, 100.0).any()
+    missing = present.clone()
+    missing[0, 5] = False  # a missing point is never absurd
+    assert not refine.absurd_points(kps, missing, 100.0).any()
+    with pytest.raises(ValueError, match=r"absurd_factor must be > 1"):
+        refine.RefineConfig(absurd_factor=0.5).validate()
+
+
 def test_degenerate_input_never_produces_nan():
     kps = torch.zeros(4, 24, 3)
     kps[1, :4] = torch.tensor([10.0, 10.0, 1.0])  # two pairs only: fewer than n
@@ -520,6 +541,14 @@ def test_wrong_number_of_keypoints_for_the_schema_is_refused():
         refine_symmetric(torch.zeros(2, 24, 3), COCO, generator=gen())
     with pytest.raises(ValueError, match="unknown RefineConfig field"):
         RefineConfig.for_schema("coco", beta=1)
+
+
+def test_resolve_config_applies_the_given_overrides_to_the_config_or_the_schemas_defaults():
+    assert refine.resolve_config(None, COCO, {"m": 3, "d": None}) == RefineConfig.for_schema("coco", m=3)
+    base = RefineConfig(alpha=0.2)
+    assert refine.resolve_config(base, COCO, {"alpha": None, "k": 4}) == RefineConfig(alpha=0.2, k=4)
+    with pytest.raises(ValueError, match=r"unknown RefineConfig field\(s\) \['beta'\]"):
+        refine.resolve_config(None, COCO, {"beta": 1})
 
 
 def test_paper_defaults_per_schema():

@@ -141,27 +141,6 @@ def test_an_absurd_point_is_ignored_and_counted_not_dragging_its_partner(tmp_pat
     assert abs(dragged[right_hip, 0]) > 1e29
 
 
-def test_absurd_points_uses_the_instance_own_extent():
-    # centre (5, 5) (the coordinate-wise median, whatever the sixth point), radius 5 (the median distance from it)
-    kps = torch.tensor([[[5.0, 5, 1], [0, 5, 1], [10, 5, 1], [5, 0, 1], [5, 10, 1], [5, 5 + 5 * 101, 1]]],
-                       dtype=torch.float64)
-    present = torch.ones(1, 6, dtype=torch.bool)
-    assert refine.absurd_points(kps, present, 100.0).tolist() == [[False] * 5 + [True]]
-    assert not refine.absurd_points(kps, present, 102.0).any()
-    near = kps.clone()
-    near[0, 5, 1] = 5 + 5 * 99
-    assert not refine.absurd_points(near, present, 100.0).any()
-    tiny = kps.clone()
-    tiny[0, :5, :2] = 5.0  # five coincident points: the radius is floored at 1 pixel
-    tiny[0, 5, 1] = 5 + 99.0
-    assert not refine.absurd_points(tiny, present, 100.0).any()
-    missing = present.clone()
-    missing[0, 5] = False  # a missing point is never absurd
-    assert not refine.absurd_points(kps, missing, 100.0).any()
-    with pytest.raises(ValueError, match=r"absurd_factor must be > 1"):
-        refine.RefineConfig(absurd_factor=0.5).validate()
-
-
 def test_bad_input_is_named_and_nothing_is_written(tmp_path, caplog):
     dst = tmp_path / "out.json"
     src = write_json(tmp_path / "bad.json", [{"image_id": 1, "category_id": 1, "keypoints": [0.0] * 51, "score": 1}])
