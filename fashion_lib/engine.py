@@ -54,7 +54,6 @@ import contextlib
 import csv
 import functools
 import hashlib
-import json
 import logging
 import math
 import os
@@ -64,7 +63,7 @@ import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,13 +72,14 @@ from torch import nn
 from tqdm import tqdm
 
 from fashion_lib.data.transforms import collate
+from fashion_lib.distributed import barrier, get_rank, init_distributed
 from fashion_lib.io import atomic_write
+from fashion_lib.provenance import content_digest, git_state
 
 __all__ = [
     "TrainConfig",
     "TrainResult",
     "CheckpointError",
-    "DistInfo",
     "CHECKPOINT_NAME",
     "METRICS_NAME",
     "CHECKPOINT_FORMAT",
@@ -94,10 +94,6 @@ __all__ = [
     "batch_indices",
     "StepBatchSampler",
     "model_fingerprint",
-    "init_distributed",
-    "is_main_process",
-    "get_rank",
-    "get_world_size",
 ]
 
 log = logging.getLogger(__name__)
@@ -237,8 +233,7 @@ def run_dir_for(root: str | os.PathLike, name: str, *configs: Any) -> Path:
         if not is_dataclass(config) or isinstance(config, type):
             raise TypeError(f"configs[{i}] must be a dataclass instance, got {type(config).__name__}")
         payload.append({"class": type(config).__name__, "fields": asdict(config)})
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return Path(root) / f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    return Path(root) / f"{name}-{content_digest(payload)}"
 
 
 # ------------------------------------------------------------------------------------------------ data order
@@ -313,61 +308,6 @@ class StepBatchSampler(torch.utils.data.Sampler):
         for step in range(self.start_step + 1, self.steps + 1):
             yield batch_indices(self.num_items, self.batch_size, self.seed, step, rank=self.rank,
                                 world_size=self.world_size)  # fmt: skip
-
-
-# ------------------------------------------------------------------------------------------------ distributed
-
-
-class DistInfo(NamedTuple):
-    """Where this process stands in a (possibly one-process) job."""
-
-    rank: int
-    world_size: int
-    local_rank: int
-
-
-def get_rank() -> int:
-    """This process's rank, 0 without an initialised process group."""
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def get_world_size() -> int:
-    """The number of processes, 1 without an initialised process group."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def is_main_process() -> bool:
-    """True on rank 0 and in a single-process run: the process that logs, evaluates and writes."""
-    return get_rank() == 0
-
-
-def init_distributed(device: str | torch.device | None = None) -> DistInfo:
-    """Join the job ``torchrun`` started, if any; a no-op when already initialised or when run as one process.
-
-    Reads ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``. ``device`` picks the backend: NCCL for CUDA (the process is
-    bound to ``cuda:LOCAL_RANK``), gloo for CPU; by default CUDA when available.
-    """
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if dist.is_available() and dist.is_initialized():
-        return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank)
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return DistInfo(0, 1, 0)
-    if not dist.is_available():
-        raise RuntimeError("RANK and WORLD_SIZE are set but this torch build has no torch.distributed")
-    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    dev = torch.device(device) if device is not None else None
-    use_cuda = dev.type == "cuda" if dev is not None else torch.cuda.is_available()
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-    backend = "nccl" if use_cuda else "gloo"
-    dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world_size)
-    log.info("joined process group: rank %d of %d (local rank %d, %s)", rank, world_size, local_rank, backend)
-    return DistInfo(rank, world_size, local_rank)
-
-
-def _barrier(world_size: int) -> None:
-    if world_size > 1:
-        dist.barrier()
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints
@@ -551,8 +491,6 @@ def _seed_global_rngs(seed: int) -> None:
 
 
 def _git_commit() -> dict[str, Any]:
-    from fashion_lib.provenance import git_state
-
     return git_state(Path(__file__).resolve().parents[1])
 
 
@@ -797,7 +735,7 @@ def train(
     ckpt_path, metrics_path = run_dir / CHECKPOINT_NAME, run_dir / METRICS_NAME
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
-    _barrier(world)
+    barrier(world)
 
     model.to(device)
     ckpt = _read_checkpoint(ckpt_path, model, config) if ckpt_path.exists() else None
@@ -904,7 +842,7 @@ def train(
                     log.info("step %d evaluation: %s", step, values_eval)
                     stopped = not last and stop is not None and bool(stop(_history(rows, values_eval)))
                 stopped = _share(stopped, world)
-                _barrier(world)
+                barrier(world)
             if changed:
                 _write_metrics(metrics_path, columns, rows)
             if step % config.checkpoint_every == 0 or last or stopped:
@@ -957,4 +895,4 @@ def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimi
         with atomic_write(path, "w+b") as f:
             torch.save(checkpoint, f)
             _append_checksum(f)
-    _barrier(world)
+    barrier(world)

@@ -28,7 +28,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
@@ -49,12 +48,11 @@ from fashion_lib.banner import banner_html, collect_facts, read_executed
 from fashion_lib.io import atomic_write, read_text
 from fashion_lib.parameters import ParameterError, literal_assignments, parameters_cell
 from fashion_lib.progress import CellProgress, expected_wall_time
-from fashion_lib.provenance import git_state
+from fashion_lib.provenance import RUNS_ENV, content_digest, find_repo_root, git_state, library_digest
 
 __all__ = [
     "ProfileError",
     "Notebook",
-    "find_repo_root",
     "discover_notebooks",
     "read_parameters",
     "load_profile",
@@ -81,9 +79,6 @@ log = logging.getLogger(__name__)
 RUNNER_PARAMETERS = ("run_info",)
 # Files copied into a separate work directory when the book is built somewhere else (tests do that).
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "notebooks")
-# Environment variable through which the runner tells notebooks where trained models and cached predictions live
-# (read by fashion_lib.experiments.runs_dir); a finished training run found there is reused, not retrained.
-RUNS_ENV = "FASHION_LIB_RUNS"
 # Time budgets in minutes of the main job (the ``cpu`` profile on a 2-core machine), per part of the book's table of
 # contents and for the whole book; the provenance page sets the measured times beside them.
 CPU_BUDGET_MIN = {"Key points: Table 1": 40.0, "Attributes: Tables 2 and 3": 40.0, "whole book": 90.0}
@@ -109,15 +104,6 @@ class Notebook:
     def name(self) -> str:
         """The notebook's stem, e.g. ``"00_keypoint_schemas"``; also its key in profiles."""
         return self.path.stem
-
-
-def find_repo_root(start: Path | None = None) -> Path:
-    """The folder holding ``pyproject.toml`` and ``notebooks/``, searched upwards from ``start`` (default: here)."""
-    here = Path(start or Path(__file__).resolve().parent).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
-            return folder
-    raise FileNotFoundError(f"no project root (pyproject.toml beside notebooks/) above {here}")
 
 
 def _read_jupytext(path: Path):
@@ -368,21 +354,10 @@ def notebook_parameters(profile: str, overrides: Sequence[tuple[str, str]] = (),
     return {nb.name: {**nb.defaults, **params[nb.name]} for nb in notebooks}
 
 
-def _library_digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for path in sorted((root / "fashion_lib").rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()
-
-
-def cache_key(notebook: Notebook, params: Mapping[str, Any], library_digest: str) -> str:
-    """Content hash of a notebook's source, its parameters and the library sources: equal key, equal result."""
-    h = hashlib.sha256()
-    h.update(notebook.path.read_bytes())
-    h.update(json.dumps(params, sort_keys=True, default=str).encode())
-    h.update(library_digest.encode())
-    return h.hexdigest()[:20]
+def cache_key(notebook: Notebook, params: Mapping[str, Any], library: str) -> str:
+    """Content hash of a notebook's source, its parameters and the library sources (``library``, a
+    :func:`~fashion_lib.provenance.library_digest`): equal key, equal result."""
+    return content_digest({"notebook": read_text(notebook.path), "parameters": params, "library": library}, 20)
 
 
 def _command(profile: str, notebook: str, params: Mapping[str, Any]) -> str:
@@ -816,7 +791,7 @@ def run(
     notebooks = discover_notebooks(root, only)
     _prepare_workdir(root, workdir)
     results = workdir / "book" / "results"
-    digest = _library_digest(root)
+    digest = library_digest(package=root / "fashion_lib")
     git = git_state(root)
     executed, cached = [], []
     for i, nb in enumerate(notebooks, 1):

@@ -8,11 +8,19 @@ Run by hand with papermill (``run_info`` left empty), :func:`start` records what
 parameters papermill injected (read from the kernel's executed cells) and the git commit of the library's checkout;
 and it parses list, mapping and number parameters that papermill's ``-p`` passed as strings, or refuses them by name
 (:mod:`fashion_lib.parameters`).
+
+The code a result came from is named two ways: the git commit (:func:`git_state`) and a digest of the library's
+sources (:func:`library_digest`), which every cache key includes so that a change of code recomputes; a cache key
+itself is a :func:`content_digest` of everything that shapes the cached value. Where the checkout is
+(:func:`find_repo_root`) and where runs are kept (:data:`RUNS_ENV`) live here too, so that lower layers need not
+import the pipeline.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import json
 import logging
 import platform
 import subprocess
@@ -24,12 +32,17 @@ from typing import Any
 
 from fashion_lib.parameters import ParameterError, coerce_injected, injected_parameters
 
-__all__ = ["Provenance", "start", "device_description", "library_versions", "git_state", "BY_HAND"]
+__all__ = ["Provenance", "start", "device_description", "library_versions", "git_state", "BY_HAND", "RUNS_ENV",
+           "find_repo_root", "library_digest", "content_digest"]
 
 log = logging.getLogger(__name__)
 # The profile recorded for a notebook that papermill ran without the pipeline.
 BY_HAND = "none (run by hand)"
 
+# Environment variable through which the pipeline tells notebooks where trained models and cached predictions live
+# (read by fashion_lib.experiments.runs_dir); a finished training run found there is reused, not retrained.
+RUNS_ENV = "FASHION_LIB_RUNS"
+_PACKAGE = Path(__file__).resolve().parent
 _LIBRARIES = ("torch", "torchvision", "timm", "numpy", "pycocotools", "matplotlib", "papermill", "jupyter_book")
 
 
@@ -64,6 +77,46 @@ def git_state(root: Path) -> dict[str, Any]:
     commit = _git(root, "rev-parse", "HEAD") or "unknown"
     dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
     return {"commit": commit, "dirty": dirty}
+
+
+def find_repo_root(start: Path | None = None) -> Path:
+    """The folder holding ``pyproject.toml`` and ``notebooks/``, searched upwards from ``start`` (default: here)."""
+    here = Path(start or _PACKAGE).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
+            return folder
+    raise FileNotFoundError(f"no project root (pyproject.toml beside notebooks/) above {here}")
+
+
+def library_digest(sources: Sequence[str] | None = None, *, package: Path | None = None) -> str:
+    """16 hex digits of SHA-256 over ``fashion_lib`` source files (relative path and bytes of each, sorted): part of
+    every cache key, so a code change invalidates.
+
+    ``sources``: files or folders relative to the package (e.g. ``"data"``, ``"refine.py"``); default every file.
+    ``package``: the package folder to read (default: the one imported; the pipeline passes the checkout it builds).
+    """
+    root = Path(package or _PACKAGE).resolve()
+    if sources is None:
+        paths = list(root.rglob("*.py"))
+    else:
+        missing = [s for s in sources if not (root / s).exists()]
+        if missing:
+            raise ValueError(f"library_digest: no such source(s) in {root.name}: {missing}")
+        paths = [p for s in sources for p in ((root / s).rglob("*.py") if (root / s).is_dir() else [root / s])]
+    h = hashlib.sha256()
+    for path in sorted(set(paths)):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def content_digest(payload: Any, length: int = 12) -> str:
+    """The first ``length`` hex digits of SHA-256 of ``payload`` as JSON (sorted keys; ``str`` of what JSON cannot
+    write): the one way cache keys and run folder names are made from the settings that shape a result."""
+    if not 1 <= length <= 64:
+        raise ValueError(f"content_digest: length must be in [1, 64] hex digits, got {length}")
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 def library_versions() -> dict[str, str]:

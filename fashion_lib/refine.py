@@ -65,8 +65,11 @@ from fashion_lib.keypoints import KeypointSchema, get_schema, missing_mask
 
 __all__ = [
     "RefineConfig",
+    "resolve_config",
     "AxisFit",
     "RefineResult",
+    "RefineSummary",
+    "summarize_refinement",
     "NewKeyDetectionResult",
     "fit_symmetry_axis",
     "refine_symmetric",
@@ -172,8 +175,10 @@ def _replace(config: RefineConfig, overrides: dict) -> RefineConfig:
     return dataclasses.replace(config, **overrides)
 
 
-def _resolve(config: RefineConfig | None, schema: KeypointSchema, overrides: dict) -> RefineConfig:
-    """``config`` (or the schema's defaults) with the keyword arguments that are not ``None`` applied."""
+def resolve_config(config: RefineConfig | None, schema: KeypointSchema, overrides: dict) -> RefineConfig:
+    """``config`` (or the schema's defaults) with the ``overrides`` that are not ``None`` applied; an unknown field
+    name raises a ValueError listing the valid ones. The refiner's functions and its command line take settings
+    this way."""
     base = config if config is not None else RefineConfig.for_schema(schema)
     return _replace(base, {key: value for key, value in overrides.items() if value is not None})
 
@@ -812,7 +817,7 @@ def refine_symmetric(
         ``has_axis`` (B,), ``ignored`` (B, K).
     """
     schema = get_schema(schema)
-    cfg = _resolve(config, schema, dict(alpha=alpha, k=k, n=n, m=m, d=d, d_unit=d_unit,
+    cfg = resolve_config(config, schema, dict(alpha=alpha, k=k, n=n, m=m, d=d, d_unit=d_unit,
                                         score_threshold=score_threshold, pairs=pairs, center_votes=center_votes,
                                         absurd_factor=absurd_factor))
     num_voters = schema.num_pairs + (len(schema.center) if cfg.center_votes else 0)
@@ -852,6 +857,90 @@ def refine_symmetric(
         keep = (ignored & ~result.filled)[..., None]
         result.keypoints.copy_(torch.where(keep, keypoints, result.keypoints))
     return result
+
+
+@dataclass(frozen=True)
+class RefineSummary:
+    """What one refiner pass (:func:`refine_symmetric`) did to a batch: counts (ints), and the per-instance shares
+    derived from them as properties, so that a count and a share never go by the same name."""
+
+    instances: int
+    with_axis: int  # instances for which RANSAC found an axis
+    too_few_pairs: int  # instances with fewer than m voting midpoints (complete pairs): no axis whatever d is
+    pairs_refined: int  # pairs moved towards symmetry by the EMA
+    points_moved: int  # points whose coordinates the EMA changed (a refined pair moves up to two; alpha 0 none)
+    points_filled: int  # missing points filled with the partner's mirror image (not counted as moved)
+    points_ignored: int  # absurd points treated as missing (RefineConfig.absurd_factor); kept unless filled
+
+    def _per_instance(self, count: int) -> float:
+        return count / max(self.instances, 1)  # an empty batch: 0, not a division error
+
+    @property
+    def with_axis_fraction(self) -> float:
+        """Fraction of the instances with an axis (0 for no instance)."""
+        return self._per_instance(self.with_axis)
+
+    @property
+    def pairs_refined_per_instance(self) -> float:
+        """Pairs the EMA moved, per instance (0 for no instance)."""
+        return self._per_instance(self.pairs_refined)
+
+    @property
+    def points_filled_per_instance(self) -> float:
+        """Missing points filled, per instance (0 for no instance)."""
+        return self._per_instance(self.points_filled)
+
+    def __str__(self) -> str:
+        share = f" ({self.with_axis_fraction:.0%})" if self.instances else ""
+        return (f"{self.instances} instances, {self.with_axis} with an axis{share}; {self.pairs_refined} pairs "
+                f"refined, {self.points_moved} points moved; {self.points_filled} points filled; "
+                f"{self.points_ignored} absurd points ignored")
+
+
+def summarize_refinement(
+    keypoints: torch.Tensor,
+    result: RefineResult,
+    schema: str | KeypointSchema,
+    *,
+    config: RefineConfig | None = None,
+    categories: Sequence[str] | torch.Tensor | None = None,
+    **overrides,
+) -> RefineSummary:
+    """Count what :func:`refine_symmetric` did: ``result`` is its output for ``keypoints`` (B, K, 3), and
+    ``schema``, ``config``, ``categories`` and the keyword ``overrides`` are the ones it was called with (they give
+    each instance's ``m``, for ``too_few_pairs``)."""
+    schema = get_schema(schema)
+    cfg = resolve_config(config, schema, overrides)
+    if keypoints.shape != result.keypoints.shape:
+        raise ValueError(f"keypoints has shape {tuple(keypoints.shape)} but the result's key points "
+                         f"{tuple(result.keypoints.shape)}: pass the input the result was refined from")
+    moved = (result.keypoints[..., :2] != keypoints[..., :2]).any(-1) & ~result.filled
+    return RefineSummary(instances=len(keypoints), with_axis=int(result.has_axis.sum()),
+                         too_few_pairs=int(_too_few_voters(keypoints, result.ignored, schema, cfg, categories).sum()),
+                         pairs_refined=int(result.refined.sum()), points_moved=int(moved.sum()),
+                         points_filled=int(result.filled.sum()), points_ignored=int(result.ignored.sum()))
+
+
+def _too_few_voters(
+    keypoints: torch.Tensor, ignored: torch.Tensor, schema: KeypointSchema, cfg: RefineConfig,
+    categories: Sequence[str] | torch.Tensor | None,
+) -> torch.Tensor:
+    """(B,) bool: instances with fewer voting midpoints than their ``m``, which no ``d`` gives an axis.
+
+    Uses the refiner's own per-instance ``m`` (scaled to the garment's pairs with ``pairs="category"``)."""
+    present = ~missing_mask(keypoints, cfg.score_threshold) & ~ignored  # (B, K)
+    applicable = None
+    if cfg.pairs == "category":
+        if categories is None:
+            raise ValueError("categories is required with pairs='category' (one category name per instance)")
+        applicable = _applicable_points(schema, categories, len(keypoints), keypoints.device)
+        present &= applicable
+    left, right = schema.pairs.to(keypoints.device).unbind(1)
+    voters = (present[:, left] & present[:, right]).sum(1)
+    if cfg.center_votes:
+        voters += present[:, schema.center.to(keypoints.device)].sum(1)
+    _, m, _ = _instance_parameters(keypoints, present, schema, cfg, applicable, torch.float64)
+    return voters < m
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -1046,7 +1135,7 @@ def new_key_detection(
         raise ValueError("images must hold at least one image")
     if any(im.ndim != 3 or not im.is_floating_point() for im in images):
         raise ValueError("every image must be a (C, H, W) float tensor")
-    cfg = _resolve(config, schema, {**overrides, "margin": margin})
+    cfg = resolve_config(config, schema, {**overrides, "margin": margin})
     cfg.validate()
     if keypoints is None:
         if image_index is not None:

@@ -35,7 +35,6 @@ import math
 import os
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,9 +47,9 @@ if TYPE_CHECKING:
     import torch
 
     from fashion_lib.keypoints import KeypointSchema
-    from fashion_lib.refine import RefineConfig, RefineResult
+    from fashion_lib.refine import RefineConfig, RefineResult, RefineSummary
 
-__all__ = ["RefineSummary", "refine_results", "read_results", "write_results", "axis_advice", "main"]
+__all__ = ["refine_results", "read_results", "write_results", "axis_advice", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,25 +68,6 @@ CLI_ABSURD_FACTOR = 100.0
 FEW_AXES = 0.5
 
 _WRITE_CHUNK = 8192  # entries serialised at once: bounds the Python objects alive while writing
-
-
-@dataclass(frozen=True)
-class RefineSummary:
-    """What one refiner pass over a results file did, for the command line's report."""
-
-    instances: int
-    with_axis: int  # instances for which RANSAC found an axis
-    too_few_pairs: int  # instances with fewer than m voting midpoints (complete pairs): no axis whatever d is
-    pairs_refined: int  # pairs moved towards symmetry by the EMA
-    points_moved: int  # points whose coordinates the EMA changed (a refined pair moves up to two; alpha 0 none)
-    points_filled: int  # missing points filled with the partner's mirror image (not counted as moved)
-    points_ignored: int  # absurd points treated as missing (RefineConfig.absurd_factor); kept unless filled
-
-    def __str__(self) -> str:
-        share = f" ({self.with_axis / self.instances:.0%})" if self.instances else ""
-        return (f"{self.instances} instances, {self.with_axis} with an axis{share}; {self.pairs_refined} pairs "
-                f"refined, {self.points_moved} points moved; {self.points_filled} points filled; "
-                f"{self.points_ignored} absurd points ignored")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -250,37 +230,7 @@ def _refine_arrays(
         categories = torch.from_numpy(category_ids - 1)
     kps = torch.from_numpy(keypoints)
     out = refine.refine_symmetric(kps, schema, generator=generator, config=cfg, categories=categories)
-    moved = (out.keypoints[..., :2] != kps[..., :2]).any(-1) & ~out.filled
-    summary = RefineSummary(instances=len(kps), with_axis=int(out.has_axis.sum()),
-                            too_few_pairs=int(_too_few_voters(kps, out.ignored, schema, cfg, categories).sum()),
-                            pairs_refined=int(out.refined.sum()), points_moved=int(moved.sum()),
-                            points_filled=int(out.filled.sum()), points_ignored=int(out.ignored.sum()))
-    return out, summary
-
-
-def _too_few_voters(
-    kps: torch.Tensor, ignored: torch.Tensor, schema: KeypointSchema, cfg: RefineConfig,
-    categories: torch.Tensor | None,
-) -> torch.Tensor:
-    """(B,) bool: instances with fewer voting midpoints than their ``m``, which no ``d`` gives an axis.
-
-    Uses the refiner's own per-instance ``m`` (scaled to the garment's pairs with ``pairs="category"``)."""
-    import torch
-
-    from fashion_lib import refine
-    from fashion_lib.keypoints import missing_mask
-
-    present = ~missing_mask(kps, cfg.score_threshold) & ~ignored  # (B, K)
-    applicable = None
-    if categories is not None:
-        applicable = refine._applicable_points(schema, categories, len(kps), kps.device)
-        present &= applicable
-    left, right = schema.pairs.unbind(1)
-    voters = (present[:, left] & present[:, right]).sum(1)
-    if cfg.center_votes:
-        voters += present[:, schema.center].sum(1)
-    _, m, _ = refine._instance_parameters(kps, present, schema, cfg, applicable, torch.float64)
-    return voters < m
+    return out, refine.summarize_refinement(kps, out, schema, config=cfg, categories=categories)
 
 
 def refine_results(
@@ -314,7 +264,7 @@ def refine_results(
     from fashion_lib.keypoints import get_schema
 
     schema = get_schema(schema)
-    cfg = refine._resolve(config, schema, overrides)
+    cfg = refine.resolve_config(config, schema, overrides)
     keypoints, category_ids = _checked_arrays(results, "results", schema.num_keypoints)
     out, summary = _refine_arrays(keypoints, category_ids, schema, cfg, generator, "results")
     rows = out.keypoints.flatten(1).tolist()
@@ -407,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     schema = get_schema(args.schema)
     try:
-        cfg = refine._resolve(None, schema, {**overrides, "d": d})
+        cfg = refine.resolve_config(None, schema, {**overrides, "d": d})
         cfg.validate()  # before the file is read; refine_symmetric checks n and m against the voters
         logger.info("%s", _settings(schema, cfg, args.seed))
         entries, keypoints, category_ids = read_results(args.results, schema.num_keypoints)

@@ -156,7 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from fashion_lib.engine import init_distributed, is_main_process, train
+    from fashion_lib.distributed import init_distributed, is_main_process
+    from fashion_lib.engine import train
     from fashion_lib.experiments import keypoints as kx
 
     settings = _settings(args)

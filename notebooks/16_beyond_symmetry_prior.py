@@ -46,7 +46,7 @@ from fashion_lib import provenance
 from fashion_lib.experiments import keypoints as kx
 from fashion_lib.keypoints import COCO, FASHIONAI
 from fashion_lib.plotting import draw_effect_map
-from fashion_lib.refine import RefineConfig, refine_symmetric
+from fashion_lib.refine import RefineConfig, refine_symmetric, summarize_refinement
 
 prov = provenance.start(run_info, seeds)
 setup = kx.KeypointSetup(schema="fashionai", val_images=val_images, **detector)
@@ -129,12 +129,14 @@ for seed in seeds:
     rows = kx.table1_rows(coco_setup, det, coco_val, coco_refine, rows=(kx.KRCNN, kx.NKD), seed=seed)
     coco_delta.append(kx.coco_point_errors(rows[kx.NKD], coco_val) - kx.coco_point_errors(rows[kx.KRCNN], coco_val))
     g = torch.Generator().manual_seed(seed)
-    coco_stats.append(kx.refiner_stats(refine_symmetric(rows[kx.KRCNN].keypoints, COCO, generator=g,
-                                                        config=coco_refine)))
+    before = rows[kx.KRCNN].keypoints
+    coco_stats.append(summarize_refinement(before, refine_symmetric(before, COCO, generator=g, config=coco_refine),
+                                           COCO, config=coco_refine))
 for det, seed in zip(detectors, seeds, strict=True):
     inst = kx.detected_instances(det, val, "fashionai")[kx.KRCNN]
-    fa_stats.append(kx.refiner_stats(refine_symmetric(inst.keypoints, FASHIONAI,
-                                                      generator=torch.Generator().manual_seed(seed), config=refine)))
+    fa_stats.append(summarize_refinement(inst.keypoints, refine_symmetric(
+        inst.keypoints, FASHIONAI, generator=torch.Generator().manual_seed(seed), config=refine), FASHIONAI,
+        config=refine))
 coco_delta = torch.cat(coco_delta).nanmean(0)  # (17,)
 
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), dpi=dpi, gridspec_kw={"width_ratios": [24, 17]})
@@ -171,9 +173,10 @@ glue("coco_rest_delta", float(100 * coco_delta[rest].nanmean()), display=False)
 
 # %%
 def summarise(stats):
-    return {"instances": stats[0].instances, "with an axis (%)": 100 * np.mean([s.with_axis for s in stats]),
-            "pairs moved per instance": np.mean([s.refined_pairs for s in stats]),
-            "points filled per instance": np.mean([s.filled_points for s in stats])}
+    return {"instances": stats[0].instances,
+            "with an axis (%)": 100 * np.mean([s.with_axis_fraction for s in stats]),
+            "pairs moved per instance": np.mean([s.pairs_refined_per_instance for s in stats]),
+            "points filled per instance": np.mean([s.points_filled_per_instance for s in stats])}
 
 
 acts = pd.DataFrame({"FashionAI garments": summarise(fa_stats), "COCO persons": summarise(coco_stats)}).T

@@ -1,18 +1,9 @@
-"""Shared experiment helpers (fashion_lib.experiments): cache keys, the cache, seeded builds, row selection."""
+"""Shared experiment helpers (fashion_lib.experiments): the cache, seeded builds, row selection."""
 
 import pytest
 import torch
 
-from fashion_lib.experiments import TRAINING_SOURCES, cached, holdout_rows, library_digest, seeded_build, spread_rows
-
-
-def test_library_digest_covers_the_named_sources_only():
-    full, training = library_digest(), library_digest(TRAINING_SOURCES)
-    assert full != training and len(training) == 16
-    assert library_digest(TRAINING_SOURCES) == training  # stable
-    assert library_digest(("refine.py",)) != library_digest(("keypoints.py",))
-    with pytest.raises(ValueError, match=r"no such source\(s\) in fashion_lib: \['nope.py'\]"):
-        library_digest(("keypoints.py", "nope.py"))
+from fashion_lib.experiments import cached, holdout_rows, seeded_build, spread_rows
 
 
 def test_cached_computes_once_and_recovers_from_a_cut_file(tmp_path):

@@ -11,7 +11,13 @@ import torch
 
 from fashion_lib.experiments import keypoints as kx
 from fashion_lib.keypoints import FASHIONAI, OCCLUDED, VISIBLE
-from fashion_lib.refine import MissingCalibration, RefineConfig, calibrate_missing_threshold, refine_symmetric
+from fashion_lib.refine import (
+    MissingCalibration,
+    RefineConfig,
+    calibrate_missing_threshold,
+    refine_symmetric,
+    summarize_refinement,
+)
 
 
 @pytest.fixture
@@ -261,7 +267,7 @@ def test_point_scores_match_each_person_to_its_own_detection():
     assert sorted(set(scores[visible].tolist())) == pytest.approx([0.6, 0.9])
 
 
-def test_refiner_stats_report_the_fills_and_their_ne_before_and_after(runs):
+def test_fill_errors_report_the_ne_of_the_fills_before_and_after(runs):
     val = kx.validation_set(tiny(val_images=3))
     gt = val.keypoints
     det = gt.clone()
@@ -277,16 +283,34 @@ def test_refiner_stats_report_the_fills_and_their_ne_before_and_after(runs):
     inst = kx.Instances(det, torch.ones(3), torch.arange(3))
     out = refine_symmetric(det, FASHIONAI, generator=torch.Generator().manual_seed(0), score_threshold=0.3, m=3,
                            d=6.0, alpha=0.0)
-    stats = kx.refiner_stats(out, detected=inst, val=val)
-    assert stats.filled == int(out.filled.sum()) and stats.filled_points == pytest.approx(stats.filled / 3)
+    fills = kx.fill_errors(inst, out, val)
     assert all(bool(out.filled[b, k]) for b, k in planted if out.has_axis[b])
-    assert stats.filled_scored >= sum(bool(out.has_axis[b]) for b, _ in planted) > 0
-    assert stats.ne_filled_before > 2 * stats.ne_filled_after, "the mirror image should beat a 30-px-off guess"
+    assert int(out.filled.sum()) >= fills.scored >= sum(bool(out.has_axis[b]) for b, _ in planted) > 0
+    assert fills.ne_before > 2 * fills.ne_after, "the mirror image should beat a 30-px-off guess"
     before, after = kx.filled_point_errors(inst, out, val)
-    assert before.shape == after.shape == (stats.filled,)
-    # without ground truth, only the counts
-    bare = kx.refiner_stats(out)
-    assert bare.filled == stats.filled and math.isnan(bare.ne_filled_before)
+    assert before.shape == after.shape == (int(out.filled.sum()),)
+    assert fills.ne_after == pytest.approx(float(after[~after.isnan()].mean()))
+    # nothing filled: no error to report
+    none = kx.fill_errors(inst, dataclasses.replace(out, filled=torch.zeros_like(out.filled)), val)
+    assert none.scored == 0 and math.isnan(none.ne_before) and math.isnan(none.ne_after)
+
+
+def test_score_axis_once_reports_the_refiners_shares_over_seeds(runs):
+    val = kx.validation_set(tiny(val_images=3))
+    det = val.keypoints.clone()
+    det[..., 2] = torch.where(det[..., 2] > 0, 0.9, 0.0)
+    shifted = det.clone()
+    shifted[:, FASHIONAI.pairs[::3, 0], 0] += 20.0  # a few left points 20 px right: pairs to move
+    seeds = [kx.Instances(d, torch.ones(3), torch.arange(3)) for d in (det, shifted)]
+    cfg = RefineConfig.for_schema("fashionai", m=3, d=6.0, score_threshold=0.3)
+    row = kx.score_axis_once(seeds, val, cfg, seed=0)
+    summaries = [summarize_refinement(i.keypoints, refine_symmetric(i.keypoints, FASHIONAI, config=cfg,
+                                                                    generator=torch.Generator().manual_seed(0)),
+                                      FASHIONAI, config=cfg) for i in seeds]
+    assert row["with axis"] == pytest.approx(sum(s.with_axis / 3 for s in summaries) / 2)
+    assert row["pairs moved"] == pytest.approx(sum(s.pairs_refined for s in summaries) / 6)
+    assert row["points filled"] == pytest.approx(sum(s.points_filled for s in summaries) / 6)
+    assert 0 < row["with axis"] <= 1 and row["pairs moved"] > 0
 
 
 def test_missing_point_table_and_its_summary_for_the_page(runs):

@@ -112,6 +112,48 @@ print("imported", len({library!r}))
     assert proc.stdout.strip() == f"imported {len(library)}"
 
 
+# The top layer: the book's pipeline, and the training command line that reads its profiles. Nothing else may
+# import it, so that the library below works (and is read) without the pipeline.
+TOP_LAYER = {"fashion_lib.pipeline", "fashion_lib.train"}
+
+
+def _imported_modules(path: Path, module: str) -> set[str]:
+    """Every module ``path`` (the module ``module``) imports, at the top or inside a function, made absolute."""
+    import ast
+
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            stem = ".".join([*base, node.module] if node.module else base)
+            found.add(stem)
+            found.update(f"{stem}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_no_module_below_the_top_layer_imports_the_pipeline():
+    package = ROOT / "fashion_lib"
+    offenders = {}
+    for path in sorted(package.rglob("*.py")):
+        module = ".".join(("fashion_lib", *path.relative_to(package).with_suffix("").parts)).removesuffix(".__init__")
+        if module not in TOP_LAYER:
+            bad = sorted(m for m in _imported_modules(path, module) if m.startswith("fashion_lib.pipeline"))
+            if bad:
+                offenders[module] = bad
+    assert not offenders, f"modules below the top layer import it: {offenders}"
+
+
+def test_the_import_scan_sees_relative_and_function_level_imports(tmp_path):
+    path = tmp_path / "mod.py"
+    path.write_text("def f():\n    from ..pipeline import run\n    from . import pipeline\nimport fashion_lib.io\n")
+    found = _imported_modules(path, "fashion_lib.experiments.mod")
+    assert {"fashion_lib.pipeline", "fashion_lib.pipeline.run", "fashion_lib.experiments.pipeline",
+            "fashion_lib.io"} <= found
+
+
 @pytest.fixture
 def git_env(monkeypatch):
     for var in ("AUTHOR", "COMMITTER"):

@@ -10,6 +10,7 @@ import pytest
 
 from fashion_lib import pipeline
 from fashion_lib.pipeline import Notebook, ProfileError, read_parameters, resolve_parameters
+from fashion_lib.provenance import git_state
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -436,7 +437,7 @@ def test_the_readmes_make_book_examples_work_on_a_fresh_clone(smoke_book, tmp_pa
 def test_every_page_of_the_smoke_book_carries_the_banner(smoke_book):
     pages = sorted((smoke_book.summary.html / "book").rglob("*.html"))
     assert len(pages) >= 15
-    head = pipeline.git_state(ROOT)["commit"][:10]
+    head = git_state(ROOT)["commit"][:10]
     for page in pages:
         text = page.read_text()
         banner = text[text.index('<div class="fashion-lib-banner">'):]

@@ -55,6 +55,50 @@ def test_git_state_outside_a_checkout_is_unknown(tmp_path):
     assert provenance.git_state(tmp_path) == {"commit": "unknown", "dirty": False}
 
 
+def test_library_digest_covers_the_named_sources_only():
+    full, some = provenance.library_digest(), provenance.library_digest(("data", "refine.py"))
+    assert full != some and len(some) == 16 and all(c in "0123456789abcdef" for c in some)
+    assert provenance.library_digest(("data", "refine.py")) == some  # stable
+    assert provenance.library_digest(("refine.py",)) != provenance.library_digest(("keypoints.py",))
+    with pytest.raises(ValueError, match=r"no such source\(s\) in fashion_lib: \['nope.py'\]"):
+        provenance.library_digest(("keypoints.py", "nope.py"))
+
+
+def test_library_digest_of_another_checkout_changes_with_its_sources(tmp_path):
+    package = tmp_path / "fashion_lib"
+    (package / "sub").mkdir(parents=True)
+    (package / "a.py").write_text("x = 1\n")
+    (package / "sub" / "b.py").write_text("y = 2\n")
+    (package / "notes.txt").write_text("not a source")
+    before = provenance.library_digest(package=package)
+    assert before != provenance.library_digest()
+    (package / "notes.txt").write_text("still not a source")
+    assert provenance.library_digest(package=package) == before
+    (package / "sub" / "b.py").write_text("y = 3\n")
+    assert provenance.library_digest(package=package) != before
+    assert provenance.library_digest(("a.py",), package=package) == provenance.library_digest(("a.py",),
+                                                                                               package=package)
+
+
+def test_content_digest_is_the_sha256_of_the_sorted_json():
+    import hashlib
+
+    key = provenance.content_digest({"b": [1, 2], "a": Path("/x")})
+    assert key == hashlib.sha256(b'{"a": "/x", "b": [1, 2]}').hexdigest()[:12]
+    assert key == provenance.content_digest({"a": Path("/x"), "b": [1, 2]})  # key order does not matter
+    assert key != provenance.content_digest({"a": Path("/x"), "b": [2, 1]})
+    assert len(provenance.content_digest("x", 20)) == 20
+    with pytest.raises(ValueError, match=r"length must be in \[1, 64\] hex digits, got 0"):
+        provenance.content_digest("x", 0)
+
+
+def test_find_repo_root_searches_upwards_and_names_where_it_looked(tmp_path):
+    assert provenance.find_repo_root() == ROOT
+    assert provenance.find_repo_root(ROOT / "fashion_lib" / "models") == ROOT
+    with pytest.raises(FileNotFoundError, match=f"no project root .* above {tmp_path}"):
+        provenance.find_repo_root(tmp_path)
+
+
 def _papermill_by_hand(tmp_path: Path, notebook: str, *args: str) -> subprocess.CompletedProcess:
     """The README's commands: jupytext to .ipynb, then papermill with -p/-y, from the repository root."""
     bin_dir = Path(sys.executable).parent

@@ -20,6 +20,7 @@ from fashion_lib.crops import CropMapping
 from fashion_lib.keypoints import COCO, FASHIONAI
 from fashion_lib.refine import (
     RefineConfig,
+    RefineSummary,
     _sample_subsets,
     calibrate_missing_threshold,
     fit_symmetry_axis,
@@ -27,6 +28,7 @@ from fashion_lib.refine import (
     new_key_detection,
     refine_symmetric,
     reflect,
+    summarize_refinement,
 )
 
 
@@ -336,6 +338,46 @@ def test_missing_point_is_filled_with_its_partners_mirror_image_and_score():
     assert torch.allclose(out.keypoints[:, cuff, 2], torch.full((10,), 0.9, dtype=torch.float64))
 
 
+def test_the_summary_counts_what_the_refiner_did_and_its_shares_agree_with_the_counts():
+    kps = noisy_instances(100, seed=7)
+    out = refine_symmetric(kps, FASHIONAI, generator=gen(), d=0.5)
+    s = summarize_refinement(kps, out, FASHIONAI, d=0.5)
+    assert (s.instances, s.with_axis, s.pairs_refined) == (100, int(out.has_axis.sum()), int(out.refined.sum()))
+    assert (s.points_filled, s.points_ignored) == (int(out.filled.sum()), 0)
+    assert 0 < s.with_axis < 100 and s.pairs_refined > 0 and s.points_filled > 0
+    assert s.with_axis_fraction == s.with_axis / 100
+    assert s.pairs_refined_per_instance == s.pairs_refined / 100
+    assert s.points_filled_per_instance == s.points_filled / 100
+    moved = ((out.keypoints != kps)[..., :2].any(-1) & ~out.filled).sum()
+    assert s.points_moved == int(moved) > 0
+    # alpha 0 moves no point: the fills are all that changed
+    still = refine_symmetric(kps, FASHIONAI, generator=gen(), d=0.5, alpha=0.0)
+    assert summarize_refinement(kps, still, FASHIONAI, d=0.5, alpha=0.0).points_moved == 0
+    assert "100 instances, " + f"{s.with_axis} with an axis ({s.with_axis_fraction:.0%})" in str(s)
+
+
+def test_the_summary_counts_instances_with_too_few_pairs_to_vote_and_an_empty_batch():
+    kps, _, _ = symmetric_instances(4, seed=8)
+    kps[0, FASHIONAI.pairs[3:, 0], 2] = 0.0  # the first keeps 3 complete pairs, below m = 8
+    out = refine_symmetric(kps, FASHIONAI, generator=gen())
+    s = summarize_refinement(kps, out, FASHIONAI)
+    assert (s.too_few_pairs, s.with_axis, s.with_axis_fraction) == (1, 3, 0.75)
+    assert summarize_refinement(kps, out, FASHIONAI, m=3).too_few_pairs == 0
+    empty = kps[:0]
+    none = summarize_refinement(empty, refine_symmetric(empty, FASHIONAI, generator=gen()), FASHIONAI)
+    assert none == RefineSummary(0, 0, 0, 0, 0, 0, 0) and none.with_axis_fraction == 0.0
+
+
+def test_the_summary_refuses_a_result_of_other_input_and_a_missing_category():
+    kps = noisy_instances(4, seed=9)
+    out = refine_symmetric(kps, FASHIONAI, generator=gen())
+    with pytest.raises(ValueError, match=r"keypoints has shape \(3, 24, 3\) but the result's key points "
+                                         r"\(4, 24, 3\)"):
+        summarize_refinement(kps[:3], out, FASHIONAI)
+    with pytest.raises(ValueError, match="categories is required with pairs='category'"):
+        summarize_refinement(kps, out, FASHIONAI, pairs="category")
+
+
 def test_low_scores_count_as_missing_with_a_threshold():
     kps, _, _ = symmetric_instances(4, seed=6)
     wrist = COCO.index("left_wrist")
@@ -443,6 +485,27 @@ def test_an_absurd_point_is_ignored_with_absurd_factor_and_drags_its_partner_wit
     assert torch.equal(alone.keypoints, lone)  # the refiner reports the absurd point; it does not erase it
 
 
+def test_absurd_points_uses_the_instance_own_extent():
+    # centre (5, 5) (the coordinate-wise median, whatever the sixth point), radius 5 (the median distance from it)
+    kps = torch.tensor([[[5.0, 5, 1], [0, 5, 1], [10, 5, 1], [5, 0, 1], [5, 10, 1], [5, 5 + 5 * 101, 1]]],
+                       dtype=torch.float64)
+    present = torch.ones(1, 6, dtype=torch.bool)
+    assert refine.absurd_points(kps, present, 100.0).tolist() == [[False] * 5 + [True]]
+    assert not refine.absurd_points(kps, present, 102.0).any()
+    near = kps.clone()
+    near[0, 5, 1] = 5 + 5 * 99
+    assert not refine.absurd_points(near, present, 100.0).any()
+    tiny = kps.clone()
+    tiny[0, :5, :2] = 5.0  # five coincident points: the radius is floored at 1 pixel
+    tiny[0, 5, 1] = 5 + 99.0
+    assert not refine.absurd_points(tiny, present, 100.0).any()
+    missing = present.clone()
+    missing[0, 5] = False  # a missing point is never absurd
+    assert not refine.absurd_points(kps, missing, 100.0).any()
+    with pytest.raises(ValueError, match=r"absurd_factor must be > 1"):
+        refine.RefineConfig(absurd_factor=0.5).validate()
+
+
 def test_degenerate_input_never_produces_nan():
     kps = torch.zeros(4, 24, 3)
     kps[1, :4] = torch.tensor([10.0, 10.0, 1.0])  # two pairs only: fewer than n
@@ -478,6 +541,14 @@ def test_wrong_number_of_keypoints_for_the_schema_is_refused():
         refine_symmetric(torch.zeros(2, 24, 3), COCO, generator=gen())
     with pytest.raises(ValueError, match="unknown RefineConfig field"):
         RefineConfig.for_schema("coco", beta=1)
+
+
+def test_resolve_config_applies_the_given_overrides_to_the_config_or_the_schemas_defaults():
+    assert refine.resolve_config(None, COCO, {"m": 3, "d": None}) == RefineConfig.for_schema("coco", m=3)
+    base = RefineConfig(alpha=0.2)
+    assert refine.resolve_config(base, COCO, {"alpha": None, "k": 4}) == RefineConfig(alpha=0.2, k=4)
+    with pytest.raises(ValueError, match=r"unknown RefineConfig field\(s\) \['beta'\]"):
+        refine.resolve_config(None, COCO, {"beta": 1})
 
 
 def test_paper_defaults_per_schema():

@@ -15,8 +15,8 @@ from test_refine import gen, symmetric_instances
 
 from fashion_lib import refine, refine_cli
 from fashion_lib.keypoints import COCO
-from fashion_lib.refine import refine_symmetric
-from fashion_lib.refine_cli import RefineSummary, axis_advice, main, read_results, refine_results, write_results
+from fashion_lib.refine import RefineSummary, refine_symmetric
+from fashion_lib.refine_cli import axis_advice, main, read_results, refine_results, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_COCO = ROOT.parent / "shared" / "real-samples" / "coco" / "test_coco.json"
@@ -139,27 +139,6 @@ def test_an_absurd_point_is_ignored_and_counted_not_dragging_its_partner(tmp_pat
     assert main([str(src), "-o", str(dst), "--schema", "coco", "--absurd-factor", "inf"]) == 0
     dragged = np.array(json.loads(dst.read_text())[0]["keypoints"]).reshape(17, 3)
     assert abs(dragged[right_hip, 0]) > 1e29
-
-
-def test_absurd_points_uses_the_instance_own_extent():
-    # centre (5, 5) (the coordinate-wise median, whatever the sixth point), radius 5 (the median distance from it)
-    kps = torch.tensor([[[5.0, 5, 1], [0, 5, 1], [10, 5, 1], [5, 0, 1], [5, 10, 1], [5, 5 + 5 * 101, 1]]],
-                       dtype=torch.float64)
-    present = torch.ones(1, 6, dtype=torch.bool)
-    assert refine.absurd_points(kps, present, 100.0).tolist() == [[False] * 5 + [True]]
-    assert not refine.absurd_points(kps, present, 102.0).any()
-    near = kps.clone()
-    near[0, 5, 1] = 5 + 5 * 99
-    assert not refine.absurd_points(near, present, 100.0).any()
-    tiny = kps.clone()
-    tiny[0, :5, :2] = 5.0  # five coincident points: the radius is floored at 1 pixel
-    tiny[0, 5, 1] = 5 + 99.0
-    assert not refine.absurd_points(tiny, present, 100.0).any()
-    missing = present.clone()
-    missing[0, 5] = False  # a missing point is never absurd
-    assert not refine.absurd_points(kps, missing, 100.0).any()
-    with pytest.raises(ValueError, match=r"absurd_factor must be > 1"):
-        refine.RefineConfig(absurd_factor=0.5).validate()
 
 
 def test_bad_input_is_named_and_nothing_is_written(tmp_path, caplog):

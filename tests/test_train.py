@@ -131,7 +131,7 @@ def test_torchrun_on_cpu_trains_the_runs_the_notebooks_then_load(tmp_path, monke
 
     from fashion_lib.engine import load_checkpoint
     from fashion_lib.experiments import keypoints as kx
-    from fashion_lib.pipeline import RUNS_ENV
+    from fashion_lib.provenance import RUNS_ENV
 
     if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
         pytest.skip("this torch build has no gloo backend")

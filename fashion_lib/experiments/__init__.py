@@ -10,17 +10,18 @@ detector another notebook trained loads it instead of training it again, and a c
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
 from fashion_lib.io import atomic_write
+from fashion_lib.provenance import RUNS_ENV, find_repo_root, library_digest
 
+# library_digest is provenance's, named here because the experiment modules take it with the source lists below
 __all__ = ["runs_dir", "library_digest", "TRAINING_SOURCES", "DATA_SOURCES", "cached", "seeded_build",
            "MappedDataset", "spread_rows", "holdout_rows"]
 
@@ -32,8 +33,6 @@ T = TypeVar("T")
 def runs_dir() -> Path:
     """Where trained models, written data sets and cached predictions go: ``$FASHION_LIB_RUNS`` (the pipeline sets
     it) or ``_build/runs`` of the repository."""
-    from fashion_lib.pipeline import RUNS_ENV, find_repo_root
-
     env = os.environ.get(RUNS_ENV)
     if env:
         return Path(env)
@@ -46,26 +45,6 @@ TRAINING_SOURCES = ("engine.py", "io.py", "keypoints.py", "attributes.py", "crop
                     "synthetic", "models/keypoint_rcnn.py", "models/cpn.py", "models/attributes.py")
 # The sources a written synthetic data set depends on.
 DATA_SOURCES = ("io.py", "keypoints.py", "attributes.py", "synthetic")
-
-
-def library_digest(sources: Sequence[str] | None = None) -> str:
-    """A short hash of ``fashion_lib`` source files: part of every cache key, so a code change invalidates.
-
-    ``sources``: files or folders relative to the package (e.g. :data:`TRAINING_SOURCES`); default every file.
-    """
-    root = Path(__file__).resolve().parents[1]
-    if sources is None:
-        paths = root.rglob("*.py")
-    else:
-        paths = [p for s in sources for p in ((root / s).rglob("*.py") if (root / s).is_dir() else [root / s])]
-        missing = [s for s in sources if not (root / s).exists()]
-        if missing:
-            raise ValueError(f"library_digest: no such source(s) in fashion_lib: {missing}")
-    h = hashlib.sha256()
-    for path in sorted(set(paths)):
-        h.update(path.relative_to(root).as_posix().encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def spread_rows(total: int, n: int) -> list[int]:

@@ -32,8 +32,6 @@ The beta ablation trains on garments generated on the fly with their ground-trut
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import math
 import time
@@ -77,6 +75,7 @@ from fashion_lib.models.attributes import (
     per_task_configs,
 )
 from fashion_lib.models.detector import as_detect_fn, predict, top_instance
+from fashion_lib.provenance import content_digest
 from fashion_lib.refine import RefineConfig, new_key_detection
 from fashion_lib.synthetic import (
     TASK_CATEGORIES,
@@ -278,10 +277,6 @@ class AttributeData:
     val: AttributeSplit
 
 
-def _hash(spec: Any) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
 def attribute_data(setup: AttributeSetup) -> AttributeData:
     """The setup's two splits. Synthetic data is written once in the real layout under :func:`runs_dir` (seed
     ``data_seed``) and read back through the loader, like a real folder; real data takes ``train_images`` and
@@ -290,7 +285,7 @@ def attribute_data(setup: AttributeSetup) -> AttributeData:
         spec = {"dataset": setup.dataset, "train": setup.train_images, "val": setup.val_images,
                 "seed": setup.data_seed, "world": dataclasses.asdict(setup.world), "split": setup.eval_split,
                 "library": library_digest(DATA_SOURCES)}  # fmt: skip
-        key = _hash(spec)
+        key = content_digest(spec)
         root = runs_dir() / "data" / f"{setup.dataset}-attributes-{key}"
         n = setup.train_images + setup.val_images
         if not root.is_dir():  # the writers build the folder aside and rename it into place when complete
@@ -325,7 +320,7 @@ def attribute_data(setup: AttributeSetup) -> AttributeData:
             raise ValueError(f"{root}: split {name!r} is empty")
         rows = [pool[i] for i in spread_rows(len(pool), n)]
         tasks = tuple(loader.annotations.tasks[i] for i in rows) if setup.dataset == "fashionai" else ()
-        key = _hash({"source": source, "split": name, "rows": rows, "n": len(loader)})
+        key = content_digest({"source": source, "split": name, "rows": rows, "n": len(loader)})
         splits.append(AttributeSplit(torch.utils.data.Subset(loader, rows), f"{name.split('/')[-1]}-{key}", tasks))
     return AttributeData(*splits)
 
@@ -446,7 +441,7 @@ def crop_keypoints(setup: AttributeSetup, data: AttributeData, *, batch_size: in
     """Crop key points of every image of both splits (``{"train": ..., "val": ...}``), cached beside the detector's
     run: the expensive step (the detector runs twice on every image), done once per detector and data."""
     detectors = train_detectors(setup.detector, setup.detector_seed, progress=False)
-    refine_key = _hash({"refine": dataclasses.asdict(setup.refine), "category_points": setup.category_points})
+    refine_key = content_digest({"refine": dataclasses.asdict(setup.refine), "category_points": setup.category_points})
     out = {}
     for name, split in (("train", data.train), ("val", data.val)):
         path = detectors.run_dir / f"attribute-crops-{split.key}-{refine_key}-{library_digest()}.pt"
@@ -1048,11 +1043,11 @@ def beta_predictions(setup: AttributeSetup, beta: float | None, maybe_width: flo
     train_set = task_garments(world, setup.train_images, setup.data_seed, "train", tasks)
     val_set = task_garments(world, setup.val_images, setup.data_seed, "val", tasks)
     config = joint_configs(setup.networks(), beta=beta)[network]
-    key = _DataKey(_hash({"world": dataclasses.asdict(world), "n": setup.train_images, "seed": setup.data_seed}),
-                   GROUND_TRUTH, library_digest(_NETWORK_SOURCES))  # fmt: skip
+    train_key = content_digest({"world": dataclasses.asdict(world), "n": setup.train_images, "seed": setup.data_seed})
+    key = _DataKey(train_key, GROUND_TRUTH, library_digest(_NETWORK_SOURCES))  # fmt: skip
     net = _train_network(setup, f"attr-beta-{network}", config, seed, train_set, key, monitor=val_set)
     val_tasks = [val_set.tasks[i % len(tasks)] for i in range(len(val_set))]
-    val_key = _hash({"world": dataclasses.asdict(world), "n": setup.val_images, "seed": setup.data_seed})
+    val_key = content_digest({"world": dataclasses.asdict(world), "n": setup.val_images, "seed": setup.data_seed})
     return _task_predictions({network: net}, val_set, val_tasks, f"val-{val_key}")
 
 

@@ -18,7 +18,6 @@ layout (:func:`validation_set`), so the same code scores a real FashionAI or COC
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -48,6 +47,7 @@ from fashion_lib.keypoints import OCCLUDED, get_schema
 from fashion_lib.models.cpn import CPNConfig, build_cpn
 from fashion_lib.models.detector import TopDownDetector, all_instances, as_detect_fn, predict, top_instance
 from fashion_lib.models.keypoint_rcnn import KeypointRCNNConfig, build_keypoint_rcnn, detection_target
+from fashion_lib.provenance import content_digest
 from fashion_lib.refine import (
     MissingCalibration,
     RefineConfig,
@@ -56,6 +56,7 @@ from fashion_lib.refine import (
     match_instances,
     new_key_detection,
     refine_symmetric,
+    summarize_refinement,
 )
 from fashion_lib.synthetic import (
     SyntheticGarments,
@@ -91,8 +92,8 @@ __all__ = [
     "train_config",
     "training_set",
     "data_key",
-    "RefinerStats",
-    "refiner_stats",
+    "FillErrors",
+    "fill_errors",
     "filled_point_errors",
     "calibration_set",
     "calibrate_missing",
@@ -382,10 +383,8 @@ def validation_set(setup: KeypointSetup) -> ValidationSet:
     spread over the validation file (or held out of the training file, see :class:`KeypointSetup`)."""
     if setup.synthetic:
         world = setup.val_world or setup.world
-        spec = json.dumps({"schema": setup.schema, "n": setup.val_images, "seed": setup.val_seed,
-                           "world": dataclasses.asdict(world), "library": library_digest(DATA_SOURCES)},
-                          sort_keys=True)
-        key = hashlib.sha256(spec.encode()).hexdigest()[:12]
+        key = content_digest({"schema": setup.schema, "n": setup.val_images, "seed": setup.val_seed,
+                              "world": dataclasses.asdict(world), "library": library_digest(DATA_SOURCES)})
         root = runs_dir() / "data" / f"{setup.schema}-val-{key}"
         writer = write_fashionai_keypoints if setup.schema == "fashionai" else write_coco_people
         if not root.is_dir():  # the writers build the folder aside and rename it into place when complete
@@ -408,7 +407,7 @@ def validation_set(setup: KeypointSetup) -> ValidationSet:
         # real files are grouped (FashionAI by category): rows spread over the file cover every category
         rows = [pool[i] for i in spread_rows(len(pool), setup.val_images)]
         source = Path(data.csv if setup.schema == "fashionai" else annotation_file).resolve()
-        key = hashlib.sha256(f"{source}:{rows}".encode()).hexdigest()[:12]
+        key = content_digest({"source": source, "rows": rows})
     items = [data[i] for i in rows]
     images, targets = [im for im, _ in items], [t for _, t in items]
     if annotation_file is not None and len(rows) < len(data):
@@ -500,9 +499,8 @@ def table1_rows(
     unknown = sorted(set(thresholds or {}) - {KRCNN, CPN})
     if unknown:
         raise ValueError(f"thresholds has unknown detector rows {unknown}; valid: {[KRCNN, CPN]}")
-    spec = json.dumps({"rows": list(rows), "refine": dataclasses.asdict(refine), "seed": seed,
-                       "thresholds": thresholds, "library": library_digest()}, sort_keys=True)
-    key = hashlib.sha256(spec.encode()).hexdigest()[:12]
+    key = content_digest({"rows": list(rows), "refine": dataclasses.asdict(refine), "seed": seed,
+                          "thresholds": thresholds, "library": library_digest()})
     path = detectors.run_dir / f"rows-{val.key}-{detectors.cpn_run_dir.name}-{key}.pt"
     return cached(path, lambda: _compute_rows(setup, detectors, val, refine, rows, seed, batch_size,
                                               thresholds or {}))
@@ -631,39 +629,22 @@ def detected_instances(detectors: Detectors, val: ValidationSet, schema: str) ->
 
 
 @dataclass(frozen=True)
-class RefinerStats:
-    """How the refiner acted on a set of instances (steps 2-8, one scale), and what its fills were worth.
+class FillErrors:
+    """What the points one refiner pass filled were worth (:func:`fill_errors`); how many it filled, and the rest
+    of what it did, is its :class:`fashion_lib.refine.RefineSummary`."""
 
-    The per-instance rates here and the counts of :class:`fashion_lib.refine.RefineSummary` (the command line's
-    report) describe the same pass; ``filled`` is the count behind ``filled_points``.
-    """
-
-    instances: int
-    with_axis: float  # fraction of instances for which RANSAC found an axis
-    refined_pairs: float  # pairs moved by the EMA, per instance
-    filled_points: float  # missing points filled with the partner's mirror image, per instance
-    filled: int = 0  # missing points filled, in all
-    filled_scored: int = 0  # of them, the ones the ground truth labels (visible or occluded): what the NE below uses
-    ne_filled_before: float = float("nan")  # NE (fraction) of those points where the detector put them
-    ne_filled_after: float = float("nan")  # ... and after the fill (NaN when none was filled)
+    scored: int  # filled points the ground truth labels (visible or occluded): the ones the NE below is over
+    ne_before: float  # NE (fraction) of those points where the detector put them
+    ne_after: float  # ... and after the fill (NaN when none was filled)
 
 
-def refiner_stats(result: RefineResult, *, detected: Instances | None = None,
-                  val: ValidationSet | None = None, schema: str = "fashionai") -> RefinerStats:
-    """Count what one refiner pass (:func:`fashion_lib.refine.refine_symmetric`) did; with the instances it was
-    given (``detected``) and the validation set, also the NE of the filled points before and after
-    (:func:`filled_point_errors`)."""
-    n = max(len(result.keypoints), 1)
-    filled = int(result.filled.sum())
-    extra = {}
-    if detected is not None and val is not None:
-        before, after = filled_point_errors(detected, result, val, schema=schema)
-        scored = ~after.isnan()
-        extra = {"filled_scored": int(scored.sum()), "ne_filled_before": _nanmean(before[scored]),
-                 "ne_filled_after": _nanmean(after[scored])}
-    return RefinerStats(instances=len(result.keypoints), with_axis=float(result.has_axis.sum()) / n,
-                        refined_pairs=float(result.refined.sum()) / n, filled_points=filled / n, filled=filled,
-                        **extra)
+def fill_errors(detected: Instances, result: RefineResult, val: ValidationSet, *,
+                schema: str = "fashionai") -> FillErrors:
+    """The mean NE of the points one refiner pass (``result``, for the instances ``detected``) filled, before and
+    after the fill, over the filled points the validation set labels (:func:`filled_point_errors`)."""
+    before, after = filled_point_errors(detected, result, val, schema=schema)
+    scored = ~after.isnan()
+    return FillErrors(scored=int(scored.sum()), ne_before=_nanmean(before[scored]), ne_after=_nanmean(after[scored]))
 
 
 def _nanmean(values: torch.Tensor) -> float:
@@ -999,9 +980,8 @@ def calibrate_missing(setup: KeypointSetup, detectors: Detectors, seed: int, *, 
     threshold is the literal 0 with NaN figures, and a warning says so."""
     if setup.calibration_images < 1:
         raise ValueError("calibrate_missing: setup.calibration_images is 0 (no calibration asked for)")
-    spec = json.dumps({"n": setup.calibration_images, "seed": setup.calibration_seed + seed,
-                       "library": library_digest()}, sort_keys=True)
-    key = hashlib.sha256(spec.encode()).hexdigest()[:12]
+    key = content_digest({"n": setup.calibration_images, "seed": setup.calibration_seed + seed,
+                          "library": library_digest()})
     path = detectors.run_dir / f"calibration-{detectors.cpn_run_dir.name}-{key}.pt"
 
     def compute() -> dict[str, MissingCalibration]:
@@ -1027,19 +1007,20 @@ def missing_point_table(rows_per_seed: Sequence[dict[str, Instances]], val: Vali
                         ) -> list[dict[str, float]]:
     """Per seed, Keypoint R-CNN's missing-point rule and what the axis applied once did with it: the threshold
     (calibrated, or ``refine``'s own when ``calibrations`` is empty) with its Youden's J, the points filled, the
-    normalised error (%) of the filled points before and after the fill (:func:`refiner_stats`), and how many
+    normalised error (%) of the filled points before and after the fill (:func:`fill_errors`), and how many
     instances the second scale left at their first scale for want of a matching crop detection."""
     if calibrations and len(calibrations) != len(rows_per_seed):
         raise ValueError(f"calibrations has {len(calibrations)} entries for {len(rows_per_seed)} seeds")
     out = []
     for i, (seed, rows) in enumerate(zip(seeds, rows_per_seed, strict=True)):  # over the few seeds
         cal = calibrations[i][KRCNN] if calibrations else None
-        stats = refiner_stats(rows[AXIS_ONCE].refined, detected=rows[KRCNN], val=val, schema=schema)
+        once = rows[AXIS_ONCE].refined
+        fills = fill_errors(rows[KRCNN], once, val, schema=schema)
         matched = rows[NKD].matched if NKD in rows else None
         out.append({"seed": seed, "threshold": cal.threshold if cal else refine.score_threshold,
-                    "Youden's J": cal.youden_j if cal else float("nan"), "points filled": stats.filled,
-                    "filled, labelled": stats.filled_scored, "error before fill (%)": 100 * stats.ne_filled_before,
-                    "error after fill (%)": 100 * stats.ne_filled_after,
+                    "Youden's J": cal.youden_j if cal else float("nan"), "points filled": int(once.filled.sum()),
+                    "filled, labelled": fills.scored, "error before fill (%)": 100 * fills.ne_before,
+                    "error after fill (%)": 100 * fills.ne_after,
                     "second scale unmatched": int((~matched).sum()) if matched is not None else 0})
     return out
 
@@ -1088,7 +1069,7 @@ def score_axis_once(instances_per_seed: Sequence[Instances], val: ValidationSet,
     The cheap evaluation behind the RANSAC ablations."""
     from fashion_lib.report import mean_sd
 
-    vis, occ, stats = [], [], []
+    vis, occ, summaries, fills = [], [], [], []
     visible, occluded = ne_metric(), ne_metric(points="occluded")
     cats = val.categories if refine.pairs == "category" else None
     for inst in instances_per_seed:  # over the few seeds
@@ -1096,11 +1077,13 @@ def score_axis_once(instances_per_seed: Sequence[Instances], val: ValidationSet,
                                config=refine, categories=cats)
         vis.append(100 * visible(out.keypoints, val.keypoints, val.categories))
         occ.append(100 * occluded(out.keypoints, val.keypoints, val.categories))
-        stats.append(refiner_stats(out, detected=inst, val=val))
+        summaries.append(summarize_refinement(inst.keypoints, out, "fashionai", config=refine, categories=cats))
+        fills.append(fill_errors(inst, out, val))
     (v, v_sd), (o, o_sd) = mean_sd(vis), mean_sd(occ)
-    n = len(stats)
+    n = len(summaries)
     return {"NE visible (%)": v, "sd visible": v_sd, "NE occluded (%)": o, "sd occluded": o_sd,
-            "with axis": sum(s.with_axis for s in stats) / n, "pairs moved": sum(s.refined_pairs for s in stats) / n,
-            "points filled": sum(s.filled_points for s in stats) / n,
-            "filled NE before (%)": 100 * _nanmean(torch.tensor([s.ne_filled_before for s in stats])),
-            "filled NE after (%)": 100 * _nanmean(torch.tensor([s.ne_filled_after for s in stats]))}
+            "with axis": sum(s.with_axis_fraction for s in summaries) / n,
+            "pairs moved": sum(s.pairs_refined_per_instance for s in summaries) / n,
+            "points filled": sum(s.points_filled_per_instance for s in summaries) / n,
+            "filled NE before (%)": 100 * _nanmean(torch.tensor([f.ne_before for f in fills])),
+            "filled NE after (%)": 100 * _nanmean(torch.tensor([f.ne_after for f in fills]))}

@@ -1,0 +1,30 @@
+"""Distributed helpers (fashion_lib.distributed): a plain one-process run needs no process group.
+
+The multi-process path (torchrun, gloo) is exercised through the engine in tests/test_engine.py."""
+
+import pytest
+
+from fashion_lib import distributed
+
+
+def test_one_process_run_is_rank_zero_of_one_and_the_main_process(monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    assert distributed.init_distributed("cpu") == distributed.DistInfo(rank=0, world_size=1, local_rank=0)
+    assert (distributed.get_rank(), distributed.get_world_size(), distributed.is_main_process()) == (0, 1, True)
+    distributed.barrier(1)  # nothing to wait for: returns at once
+
+
+def test_a_rank_without_a_world_size_is_not_a_job(monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert distributed.init_distributed("cpu") == (0, 1, 0)
+
+
+def test_a_torch_build_without_distributed_is_named(monkeypatch):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(distributed.dist, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="RANK and WORLD_SIZE are set but this torch build has no torch.distributed"):
+        distributed.init_distributed("cpu")
