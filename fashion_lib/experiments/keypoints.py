@@ -60,6 +60,7 @@ from fashion_lib.refine import (
     new_key_detection,
     refine_symmetric,
 )
+from fashion_lib.report import NOT_TESTED
 from fashion_lib.synthetic import (
     SyntheticGarments,
     SyntheticPeople,
@@ -81,6 +82,7 @@ __all__ = [
     "CPN_NKD",
     "CPN_ROWS",
     "CPN_NOT_TESTED_REASON",
+    "CPN_NOT_TESTED_PARAGRAPH",
     "tested_rows",
     "train_detectors",
     "train_detector",
@@ -139,6 +141,10 @@ CPN_NOT_TESTED_REASON = (
     "profile's training to come within a few points of Keypoint R-CNN (at 240 steps it scored FashionAI NE 35.7 %, "
     "the level of a mean garment layout, against about 14 % for Keypoint R-CNN), so its time goes to Keypoint "
     "R-CNN; the `gpu` profile trains it.")
+# The Table 1 pages' paragraph on CPN where it is not trained.
+CPN_NOT_TESTED_PARAGRAPH = (
+    f"CPN's rows and its two claims (CPN against Keypoint R-CNN, New-key-detection against CPN) are **{NOT_TESTED}**: "
+    f"{CPN_NOT_TESTED_REASON} They have no verdict here, and the front page lists them as not tested.")
 
 _PRESETS = ("cpu", "gpu")
 _MIN_IMAGE_SIZE = 64  # two pixels at the trunks' stride 32
