@@ -215,14 +215,13 @@ if untested:
     cpn_text = kx.CPN_NOT_TESTED_PARAGRAPH
     cpn_nkd_sentence = f"CPN is {NOT_TESTED} (this profile trains no CPN)."
 else:
+    cpn_nkd = f"{said('cpn_nkd')} points ({verdicts['cpn_nkd']} that it helps)"
     cpn_text = (f"Against CPN, which the paper says its method beats (+0.6 AP there): {said('nkd_vs_cpn')} AP, a "
                 f"result that **{verdicts['nkd_vs_cpn']}** the claim. CPN against Keypoint R-CNN: {said('cpn')} AP "
-                f"({verdicts['cpn']} that CPN is better). The refiner on CPN: {said('cpn_nkd')} "
-                f"({verdicts['cpn_nkd']}).")
-    cpn_nkd_sentence = (f"the refiner on CPN changes AP by {said('cpn_nkd')} points ({verdicts['cpn_nkd']} that "
-                        f"it helps).")
-glue("cpn_paragraph", Markdown(cpn_text), display=False)
+                f"({verdicts['cpn']} that CPN is better). The refiner on CPN: {cpn_nkd}.")
+    cpn_nkd_sentence = f"the refiner on CPN changes AP by {cpn_nkd}."
 glue("cpn_nkd_sentence", cpn_nkd_sentence, display=False)
+glue("cpn_paragraph", Markdown(cpn_text), display=False)
 for row, key in ((kx.KRCNN, "krcnn"), (kx.NKD, "nkd"), (kx.CPN, "cpn"), (kx.CPN_NKD, "cpn_nkd")):
     if row in untested:
         continue
