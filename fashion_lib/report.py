@@ -14,7 +14,9 @@ mean, and asks two questions:
 The paper's claims that the front page lists form the *primary family* (:data:`PRIMARY_CLAIMS`, declared here,
 before any result): their zero verdicts are corrected for multiplicity with Holm's step-down on the bootstrap
 p-values (family-wise error 5 %, :func:`judge_family`). Every other comparison in the book is *exploratory*:
-uncorrected, and labelled so on its page.
+uncorrected, and labelled so on its page. A claim a profile does not test (a baseline it does not train, say
+why in a :class:`NotTested`) shows as "not tested at this scale" and counts as p = 1 in the correction, like one
+not measured: the family keeps its declared size.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from fashion_lib.metrics import CI, IntervalMethod, crossed_bootstrap_ci
 __all__ = ["SUPPORTS", "CONTRADICTS", "UNDECIDED", "verdict", "format_ci", "format_mean_sd", "mean_sd", "glue_ci",
            "MethodScore", "score_methods", "comparison_table", "verdict_table", "ZeroVerdict", "SizeVerdict", "Claim",
            "Verdict", "judge", "holm", "judge_family", "PRIMARY_CLAIMS", "primary_claim", "glue_claim", "read_claims",
-           "claims_table", "EXPLORATORY"]
+           "claims_table", "EXPLORATORY", "NOT_TESTED", "NotTested", "glue_not_tested"]
 
 
 class _Labelled(Enum):
@@ -53,6 +55,7 @@ class ZeroVerdict(_Labelled):
     UNDECIDED = "cannot decide"
     TOO_SMALL = "cannot decide: this profile is too small to see an effect of the paper's size"
     NOT_MEASURED = "not measured in this build"
+    NOT_TESTED = "not tested at this scale"  # the profile chose not to measure it (NotTested says why)
 
 
 class SizeVerdict(_Labelled):
@@ -66,6 +69,7 @@ class SizeVerdict(_Labelled):
 SUPPORTS = ZeroVerdict.SUPPORTS.label
 CONTRADICTS = ZeroVerdict.CONTRADICTS.label
 UNDECIDED = ZeroVerdict.UNDECIDED.label
+NOT_TESTED = ZeroVerdict.NOT_TESTED.label
 # the words every page puts beside a comparison outside the primary family
 EXPLORATORY = "exploratory: uncorrected for multiple comparisons"
 # family-wise error rate of the primary family
@@ -182,23 +186,32 @@ def comparison_table(
     scale: float = 1.0,
     digits: int = 2,
     unit: str = "",
+    not_tested: Sequence[str] = (),
 ):
     """The paper's figure beside ours, one row per method (a pandas DataFrame for the notebook to show).
 
     ``paper`` maps a method to the paper's number (``None``: the paper has no such row); ours are shown as the mean
-    ± sd over seeds and that mean with its 95 % interval over seeds and images, times ``scale``.
+    ± sd over seeds and that mean with its 95 % interval over seeds and images, times ``scale``. ``not_tested``:
+    methods this profile does not run (absent from ``scores``), listed after the others with :data:`NOT_TESTED`
+    in place of ours.
     """
     import pandas as pd
 
+    measured = sorted(set(not_tested) & set(scores))
+    if measured:
+        raise ValueError(f"not_tested names methods that have scores: {measured}")
+    seeds = {len(score.per_seed) for score in scores.values()}
+    spread = f"ours{unit}, mean ± sd over {seeds.pop() if len(seeds) == 1 else 'the'} seeds"
     rows = []
-    for name, score in scores.items():
+    for name in [*scores, *not_tested]:
         fig = paper.get(name)
+        score = scores.get(name)
         rows.append({
             "method": name,
             f"paper{unit}": "—" if fig is None else f"{fig:.{digits}f}",
-            f"ours{unit}, mean ± sd over {len(score.per_seed)} seeds": format_mean_sd(score.per_seed, scale=scale,
-                                                                                    digits=digits),
-            "ours, mean [95 % interval]": format_ci(score.ci, scale=scale, digits=digits),
+            spread: NOT_TESTED if score is None else format_mean_sd(score.per_seed, scale=scale, digits=digits),
+            "ours, mean [95 % interval]": NOT_TESTED if score is None else format_ci(score.ci, scale=scale,
+                                                                                     digits=digits),
         })
     return pd.DataFrame(rows).set_index("method")
 
@@ -259,6 +272,7 @@ class Verdict:
     method: str  # the words naming how the interval was built
     zero: ZeroVerdict
     size: SizeVerdict | None  # None where nothing was measured
+    reason: str = ""  # NOT_TESTED: why the profile does not test the claim
 
     @property
     def half_width(self) -> float:
@@ -266,7 +280,18 @@ class Verdict:
         return (self.high - self.low) / 2
 
 
-def judge(claim: Claim, difference: CI | None, *, p_adjusted: float | None = None,
+@dataclass(frozen=True)
+class NotTested:
+    """A claim the profile does not test (e.g. a baseline it does not train), and why: a sentence for the page."""
+
+    reason: str
+
+    def __post_init__(self) -> None:
+        if not self.reason.strip():
+            raise ValueError("NotTested needs a reason: the sentence the book prints beside the claim")
+
+
+def judge(claim: Claim, difference: CI | NotTested | None, *, p_adjusted: float | None = None,
           alpha: float = FAMILY_ALPHA) -> Verdict:
     """Both verdicts on ``claim`` from the interval of our difference B - A (a fraction; times ``claim.scale``).
 
@@ -276,11 +301,15 @@ def judge(claim: Claim, difference: CI | None, *, p_adjusted: float | None = Non
     interval's half-width exceeds ``|claim.paper|``, :attr:`ZeroVerdict.TOO_SMALL`.
     Size: the interval against the paper's value: wholly on the weak side (less improvement) **smaller**, wholly
     beyond it **larger**, else **consistent**.
-    ``difference=None`` (the page was not run): :attr:`ZeroVerdict.NOT_MEASURED`.
+    ``difference=None`` (the page was not run): :attr:`ZeroVerdict.NOT_MEASURED`; a :class:`NotTested` (the
+    profile does not test it): :attr:`ZeroVerdict.NOT_TESTED`, with its reason.
     """
     sign = _check_better(claim.better)
     if difference is None:
         return Verdict(claim, math.nan, math.nan, math.nan, math.nan, math.nan, "", ZeroVerdict.NOT_MEASURED, None)
+    if isinstance(difference, NotTested):
+        return Verdict(claim, math.nan, math.nan, math.nan, math.nan, math.nan, "", ZeroVerdict.NOT_TESTED, None,
+                       difference.reason)
     est, low, high = (claim.scale * float(v) for v in difference[:3])
     p = float(difference.p_value)
     method = difference.method.label if difference.method is not None else ""
@@ -322,10 +351,11 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return out
 
 
-def judge_family(claims: Sequence[Claim], differences: Mapping[str, CI | None],
+def judge_family(claims: Sequence[Claim], differences: Mapping[str, CI | NotTested | None],
                  *, alpha: float = FAMILY_ALPHA) -> list[Verdict]:
     """Judge every claim of a family with Holm's correction on the p-values of ``differences`` (claim key -> CI;
-    a missing key means not measured, p = 1 in the correction)."""
+    a missing key means not measured, a :class:`NotTested` not tested at this scale: both p = 1 in the correction,
+    so the family keeps its declared size and the others' correction stays conservative)."""
     keys = [c.key for c in claims]
     if len(set(keys)) != len(keys):
         raise ValueError(f"claim keys must be unique, got {keys}")
@@ -333,7 +363,7 @@ def judge_family(claims: Sequence[Claim], differences: Mapping[str, CI | None],
     if unknown:
         raise ValueError(f"differences names claims outside the family: {unknown}")
     found = [differences.get(k) for k in keys]
-    adjusted = holm([math.nan if d is None else d.p_value for d in found])
+    adjusted = holm([d.p_value if isinstance(d, CI) else math.nan for d in found])
     return [judge(c, d, p_adjusted=p, alpha=alpha) for c, d, p in zip(claims, found, adjusted, strict=True)]
 
 
@@ -395,13 +425,28 @@ def glue_claim(key: str, difference: CI) -> Verdict:
     return verdict_
 
 
-def read_claims(results: Path, claims: Sequence[Claim] = PRIMARY_CLAIMS) -> dict[str, CI]:
-    """The differences that :func:`glue_claim` stored in the executed notebooks of ``results`` (claim key -> CI);
-    a claim whose notebook is absent or stored nothing is left out."""
+def glue_not_tested(key: str, reason: str) -> Verdict:
+    """Glue that this profile does not test the primary claim ``key``, and ``reason`` why (``claim_<key>``, read by
+    :func:`read_claims`), with ``<key>_size`` :data:`NOT_TESTED` and ``<key>_detectable`` NaN for the page's prose;
+    returns the claim's verdict (:attr:`ZeroVerdict.NOT_TESTED`)."""
+    from myst_nb import glue
+
+    claim = primary_claim(key)
+    not_tested = NotTested(reason)
+    glue(_glue_name(key), json.dumps({"not_tested": not_tested.reason}), display=False)
+    glue(f"{key}_size", NOT_TESTED, display=False)
+    glue(f"{key}_detectable", math.nan, display=False)
+    return judge(claim, not_tested)
+
+
+def read_claims(results: Path, claims: Sequence[Claim] = PRIMARY_CLAIMS) -> dict[str, CI | NotTested]:
+    """The differences that :func:`glue_claim` stored in the executed notebooks of ``results`` (claim key -> CI),
+    or the :class:`NotTested` that :func:`glue_not_tested` stored; a claim whose notebook is absent or stored
+    nothing is left out."""
     import nbformat
 
 
-    out: dict[str, CI] = {}
+    out: dict[str, CI | NotTested] = {}
     for notebook in sorted({c.notebook for c in claims}):
         path = Path(results) / f"{notebook}.ipynb"
         if not path.is_file():
@@ -417,6 +462,9 @@ def read_claims(results: Path, claims: Sequence[Claim] = PRIMARY_CLAIMS) -> dict
                     record = json.loads(ast.literal_eval(text))
                 except (ValueError, SyntaxError, TypeError) as err:
                     raise ValueError(f"{path}: glued {name!r} is not a claim record ({err})") from None
+                if "not_tested" in record:
+                    out[wanted[name]] = NotTested(record["not_tested"])
+                    continue
                 method = None if record.get("method") is None else IntervalMethod(record["method"])
                 out[wanted[name]] = CI(record["estimate"], record["low"], record["high"], record["p_value"], method)
     return out
@@ -450,4 +498,10 @@ def claims_table(verdicts: Sequence[Verdict], *, alpha: float = FAMILY_ALPHA, do
     supported = sum(v.zero is ZeroVerdict.SUPPORTS for v in verdicts)
     lines += ["", f"{supported} of the {len(verdicts)} claims are supported at a family-wise error rate of "
               f"{100 * alpha:.0f} % (Holm's step-down on the p-values)."]
+    untested = [v for v in verdicts if v.zero is ZeroVerdict.NOT_TESTED]
+    if untested:
+        reasons = " ".join(dict.fromkeys(v.reason for v in untested))  # one sentence per distinct reason
+        lines += ["", f"{len(untested)} of the claims are **{NOT_TESTED}**: {reasons} They have no verdict; in "
+                  f"Holm's correction each counts as p = 1, so the family keeps its {len(verdicts)} declared claims "
+                  f"and the correction of the others stays conservative."]
     return "\n".join(lines) + "\n"

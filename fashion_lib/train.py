@@ -18,8 +18,9 @@ replaces the profile's value, and the notebooks will not find that run (a ``--se
 excepted). Without ``--profile`` the settings are the options' defaults below, and the run folder is the one a
 notebook would use for the same settings. ``--print-run-dir`` prints the run folders and trains nothing. A run that
 is interrupted resumes from its last checkpoint when the same command is given again; a finished run is loaded, not
-trained again, and keeps its weights only (``--keep-resume-state`` keeps the optimiser state too). Errors are
-reported as one ``error: ...`` line with exit status 2.
+trained again, and keeps its weights only (``--keep-resume-state`` keeps the optimiser state too). A profile whose
+``cpn_steps`` is 0 (``cpu``) trains no CPN, and its notebooks look for none: ``cpn`` is then skipped with a warning.
+Errors are reported as one ``error: ...`` line with exit status 2.
 
 ``--predict ANNOTATIONS IMAGES --results OUT.json`` then detects on a validation set in its real layout (COCO: the
 annotation JSON and the image folder; FashionAI: the annotation CSV and the split folder, image ids being the
@@ -163,7 +164,11 @@ def _run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     seeds = settings.pop("seeds")
     setup = kx.KeypointSetup(schema=args.schema, **settings)
-    runs = [kx.detector_run(setup, model, seed) for seed in seeds for model in dict.fromkeys(args.models)]
+    models = [m for m in dict.fromkeys(args.models) if m != "cpn" or setup.trains_cpn]
+    if len(models) < len(set(args.models)):
+        log.warning("cpn_steps is 0: these settings train no CPN (the notebooks show its rows as not tested); "
+                    "skipping cpn")
+    runs = [kx.detector_run(setup, model, seed) for seed in seeds for model in models]
     if (args.run_dir is not None or args.predict is not None) and len(runs) != 1:
         raise ValueError(f"--run-dir and --predict need one model and one seed, got {len(runs)} runs")
     if args.print_run_dir:

@@ -34,6 +34,7 @@ def tiny(schema: str = "fashionai", **kw) -> kx.KeypointSetup:
 @pytest.mark.parametrize("kwargs, message", [
     (dict(preset="tpu"), r"preset must be one of \('cpu', 'gpu'\), got 'tpu'"),
     (dict(train_steps=0), "train_steps must be an integer >= 1, got 0"),
+    (dict(cpn_steps=-1), r"cpn_steps must be an integer >= 0 \(0: no CPN\), got -1"),
     (dict(image_size=32), "image_size must be >= 64, got 32: the detectors' ResNet trunks downsample 32 times"),
     (dict(lr=0.0), "lr must be > 0"),
     (dict(data_root="/no/such/folder"), "data_root '/no/such/folder' is not a folder"),
@@ -184,6 +185,40 @@ def test_rows_of_table1_from_trained_detectors(runs):
     (pred, gt, cats), = kx.ne_arrays([rows], val, kx.NKD)
     assert pred.shape == gt.shape and cats == val.categories
     assert math.isfinite(kx.ne_metric()(pred, gt, cats))
+
+
+@pytest.mark.slow
+def test_a_setup_with_cpn_steps_0_trains_no_cpn_and_its_rows_are_not_tested(runs):
+    from fashion_lib.report import NOT_TESTED, comparison_table, score_methods
+
+    setup = tiny(cpn_steps=0, train_steps=1, calibration_images=2)
+    assert not setup.trains_cpn and tiny().trains_cpn
+    with pytest.raises(ValueError, match="cpn_steps is 0: this setup trains no CPN"):
+        kx.detector_run(setup, "cpn", 0)
+    val = kx.validation_set(setup)
+    calibrations = []
+    rows_per_seed = kx.rows_for_seeds(setup, val, RefineConfig.for_schema("fashionai", d=4.0, m=6), [0],
+                                      calibrations=calibrations)
+    trained = sorted(p.name.split("-")[0] for p in runs.iterdir() if p.name != "data")
+    assert trained == ["keypoint_rcnn"], f"a CPN run folder was made: {trained}"
+    assert list(rows_per_seed[0]) == [kx.KRCNN, kx.AXIS_ONCE, kx.TWICE, kx.NKD] == list(kx.tested_rows(setup))
+    assert set(calibrations[0]) == {kx.KRCNN}
+    detectors = kx.train_detectors(setup, 0, progress=False)  # loaded: still no CPN
+    assert detectors.cpn is None and detectors.cpn_run_dir is None and detectors.cpn_key == "no-cpn"
+    assert set(kx.detected_instances(detectors, val, "fashionai")) == {kx.KRCNN}
+    with pytest.raises(ValueError, match="no CPN was trained"):
+        _ = detectors.top_down
+    with pytest.raises(ValueError, match="cpn and cpn_run_dir are given together"):
+        kx.Detectors(detectors.keypoint_rcnn, None, detectors.run_dir, detectors.run_dir)
+    # the page's Table 1: the tested rows scored, CPN's shown as not tested at this scale
+    arrays = {row: kx.ne_arrays(rows_per_seed, val, row) for row in kx.tested_rows(setup)}
+    scores = score_methods(arrays, kx.ne_metric(), n_boot=5, generator=torch.Generator().manual_seed(0))
+    missing = [row for row in kx.ROWS if row not in kx.tested_rows(setup)]
+    assert missing == list(kx.CPN_ROWS)
+    table = comparison_table(scores, {kx.KRCNN: 13.70, kx.CPN: 13.55}, scale=100, not_tested=missing)
+    assert list(table.index) == list(kx.ROWS)
+    assert (table.loc[list(kx.CPN_ROWS), "ours, mean [95 % interval]"] == NOT_TESTED).all()
+    assert "CPN" in kx.CPN_NOT_TESTED_REASON and "gpu" in kx.CPN_NOT_TESTED_REASON
 
 
 def test_coco_metric_scores_perfect_results_as_one(runs):

@@ -182,3 +182,74 @@ def test_primary_claims_round_trip_through_glue_and_the_front_page_table(tmp_pat
                             "{doc}`results/10_table1_fashionai` |")
     assert "**not measured in this build**" in table.splitlines()[3]
     assert "1 of the 11 claims are supported" in table
+
+
+def test_comparison_table_shows_methods_not_tested_at_this_scale():
+    from fashion_lib.report import NOT_TESTED, MethodScore, comparison_table
+
+    scores = {"A": MethodScore((0.10, 0.12), CI(0.11, 0.10, 0.12))}
+    table = comparison_table(scores, {"A": 13.70, "C": 13.55}, scale=100, unit=" (%)", not_tested=["C"])
+    assert list(table.index) == ["A", "C"]
+    assert table.loc["C", "paper (%)"] == "13.55"
+    assert table.loc["C", "ours (%), mean ± sd over 2 seeds"] == NOT_TESTED == "not tested at this scale"
+    assert table.loc["C", "ours, mean [95 % interval]"] == NOT_TESTED
+    assert table.loc["A", "ours, mean [95 % interval]"] == "11.00 [10.00, 12.00]"
+    with pytest.raises(ValueError, match=r"not_tested names methods that have scores: \['A'\]"):
+        comparison_table(scores, {}, not_tested=["A"])
+
+
+def test_a_claim_not_tested_has_no_verdict_and_counts_as_p_one_in_holm():
+    from fashion_lib.report import Claim, NotTested, ZeroVerdict, judge, judge_family
+
+    a = Claim("a", "A", "nb", "higher", 5.0, "+5", "points")
+    b = Claim("b", "B", "nb", "higher", 5.0, "+5", "points")
+    # a strongly "supported" difference would be judged if the marker were ignored: it must not be
+    out = judge_family([a, b], {"a": CI(0.02, 0.01, 0.03, 0.01), "b": NotTested("no CPN at this scale.")})
+    assert out[1].zero is ZeroVerdict.NOT_TESTED and out[1].size is None and out[1].reason == "no CPN at this scale."
+    assert math.isnan(out[1].estimate) and math.isnan(out[1].p_adjusted)
+    assert out[0].p_adjusted == pytest.approx(0.02)  # m stays 2: the untested claim counts as p = 1
+    assert judge(a, NotTested("why")).zero.label == "not tested at this scale"
+    with pytest.raises(ValueError, match="NotTested needs a reason"):
+        NotTested("  ")
+
+
+def test_a_claim_not_tested_round_trips_to_the_front_page_as_not_tested(tmp_path, monkeypatch):
+    import myst_nb.ext.glue as glue_module
+    import nbformat
+
+    from fashion_lib.metrics import IntervalMethod
+    from fashion_lib.report import (
+        PRIMARY_CLAIMS,
+        NotTested,
+        ZeroVerdict,
+        claims_table,
+        glue_claim,
+        glue_not_tested,
+        judge_family,
+        read_claims,
+    )
+
+    outputs = []
+    monkeypatch.setattr(glue_module, "ipy_display",
+                        lambda data, raw, metadata: outputs.append(nbformat.v4.new_output(
+                            "display_data", data=data, metadata=metadata)))
+    ci = CI(-0.03, -0.04, -0.02, 0.001, IntervalMethod.SEED_T)
+    glue_claim("t1_fashionai_nkd", ci)
+    reason = "This profile trains no CPN."
+    page = glue_not_tested("t1_fashionai_cpn", reason)
+    assert page.zero is ZeroVerdict.NOT_TESTED
+    glue_not_tested("t1_fashionai_nkd_vs_cpn", reason)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("", outputs=outputs)])
+    nbformat.write(nb, tmp_path / "10_table1_fashionai.ipynb")
+    found = read_claims(tmp_path)
+    assert found == {"t1_fashionai_nkd": ci, "t1_fashionai_cpn": NotTested(reason),
+                     "t1_fashionai_nkd_vs_cpn": NotTested(reason)}
+    verdicts = judge_family(PRIMARY_CLAIMS, found)
+    assert verdicts[0].p_adjusted == pytest.approx(0.011)  # still 11 claims in Holm's family
+    lines = claims_table(verdicts).splitlines()
+    cpn = next(line for line in lines if line.startswith("| CPN is better than Mask R-CNN on FashionAI"))
+    assert "**not tested at this scale**" in cpn and "supports" not in cpn and "cannot decide" not in cpn
+    assert "**not measured in this build**" in next(line for line in lines if "on COCO" in line)
+    note = lines[-1]
+    assert note.startswith("2 of the claims are **not tested at this scale**: This profile trains no CPN. ")
+    assert note.count(reason) == 1 and "p = 1" in note and "11 declared claims" in note

@@ -118,6 +118,22 @@ def test_without_a_profile_the_options_and_their_defaults_name_the_folder(capsys
     assert capsys.readouterr().out.split() == [str(kx.detector_run(setup, "cpn", 3).run_dir)]
 
 
+def test_a_profile_with_cpn_steps_0_trains_no_cpn(capsys, caplog):
+    """The cpu profile trains no CPN (its notebooks look for none): ``cpn`` is skipped with a warning."""
+    from fashion_lib.experiments import keypoints as kx
+
+    setup, seeds = _notebook_setup("cpu")
+    assert setup.cpn_steps == 0
+    with caplog.at_level("WARNING"):
+        assert main(["keypoint_rcnn", "cpn", "--profile", "cpu", "--print-run-dir"]) == 0
+    assert capsys.readouterr().out.split() == [str(kx.detector_run(setup, "keypoint_rcnn", s).run_dir)
+                                               for s in seeds]
+    assert "cpn_steps is 0" in caplog.text and "skipping cpn" in caplog.text
+    # the same through a -p override of a profile that trains one
+    assert main(["cpn", "--profile", "smoke", "-p", "detector", "{cpn_steps: 0}", "--print-run-dir"]) == 0
+    assert capsys.readouterr().out.split() == []
+
+
 @pytest.mark.slow
 def test_torchrun_on_cpu_trains_the_runs_the_notebooks_then_load(tmp_path, monkeypatch):
     """``torchrun`` (2 processes, gloo) with ``--profile smoke`` into a runs folder; the notebooks' function then

@@ -11,6 +11,9 @@ seed fixes the initialisation and the data order. For each seed the study
    axis applied once (the paper's Fig. 1c), the detector run twice without the symmetry constraint, the detector
    with New-key-detection, CPN and CPN with New-key-detection.
 
+A setup with ``cpn_steps = 0`` trains no CPN: its rows (:data:`CPN_ROWS`) are then absent from every result, and
+the pages show them as "not tested at this scale" with :data:`CPN_NOT_TESTED_REASON`.
+
 The validation set is always read through the real loaders: the synthetic one is first written in the real
 layout (:func:`validation_set`), so the same code scores a real FashionAI or COCO folder.
 """
@@ -58,6 +61,7 @@ from fashion_lib.refine import (
     refine_symmetric,
     summarize_refinement,
 )
+from fashion_lib.report import NOT_TESTED
 from fashion_lib.synthetic import (
     SyntheticGarments,
     SyntheticPeople,
@@ -77,6 +81,10 @@ __all__ = [
     "NKD",
     "CPN",
     "CPN_NKD",
+    "CPN_ROWS",
+    "CPN_NOT_TESTED_REASON",
+    "CPN_NOT_TESTED_PARAGRAPH",
+    "tested_rows",
     "train_detectors",
     "train_detector",
     "detector_run",
@@ -127,6 +135,17 @@ NKD = "Keypoint R-CNN + New-key-detection"
 CPN = "CPN"
 CPN_NKD = "CPN + New-key-detection"
 ROWS = (KRCNN, AXIS_ONCE, TWICE, NKD, CPN, CPN_NKD)
+CPN_ROWS = (CPN, CPN_NKD)  # the rows that need a trained CPN: absent when a setup trains none (cpn_steps 0)
+# Why a profile may train no CPN: the sentence every page prints beside the CPN rows it does not test.
+CPN_NOT_TESTED_REASON = (
+    "This profile trains no CPN (`cpn_steps: 0`): trained from scratch, CPN needs about ten times the cpu "
+    "profile's training to come within a few points of Keypoint R-CNN (at 240 steps it scored FashionAI NE 35.7 %, "
+    "the level of a mean garment layout, against about 14 % for Keypoint R-CNN), so its time goes to Keypoint "
+    "R-CNN; the `gpu` profile trains it.")
+# The Table 1 pages' paragraph on CPN where it is not trained.
+CPN_NOT_TESTED_PARAGRAPH = (
+    f"CPN's rows and its two claims (CPN against Keypoint R-CNN, New-key-detection against CPN) are **{NOT_TESTED}**: "
+    f"{CPN_NOT_TESTED_REASON} They have no verdict here, and the front page lists them as not tested.")
 
 _PRESETS = ("cpu", "gpu")
 _MIN_IMAGE_SIZE = 64  # two pixels at the trunks' stride 32
@@ -141,7 +160,9 @@ class KeypointSetup:
     preset: str = "cpu"  # detector configurations: "cpu" (slim heads, small images) or "gpu" (paper scale)
     image_size: int = 128  # side of the synthetic images, and the detectors' input size with the cpu preset
     train_steps: int = 150  # Keypoint R-CNN optimizer steps per seed
-    cpn_steps: int = 240  # CPN optimizer steps per seed (from scratch it learns slower per step)
+    # CPN optimizer steps per seed (from scratch it learns slower per step); 0: no CPN is trained, and its rows
+    # (CPN_ROWS) and claims are "not tested at this scale" (CPN_NOT_TESTED_REASON)
+    cpn_steps: int = 240
     batch_size: int = 8  # images per step
     lr: float = 1e-3  # peak learning rate (AdamW, warm-up then cosine)
     # scale and crop augmentation of the detectors' training images (data.transforms.ScaleCropConfig: key-point
@@ -170,12 +191,14 @@ class KeypointSetup:
         get_schema(self.schema)
         if self.preset not in _PRESETS:
             raise ValueError(f"preset must be one of {_PRESETS}, got {self.preset!r}")
-        for name in ("image_size", "train_steps", "cpn_steps", "batch_size", "val_images"):
+        for name in ("image_size", "train_steps", "batch_size", "val_images"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not isinstance(self.calibration_images, int) or self.calibration_images < 0:
-            raise ValueError(f"calibration_images must be an integer >= 0, got {self.calibration_images!r}")
+        for name, meaning in (("cpn_steps", "0: no CPN"), ("calibration_images", "0: no calibration")):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0 ({meaning}), got {value!r}")
         if self.image_size < _MIN_IMAGE_SIZE:
             raise ValueError(f"image_size must be >= {_MIN_IMAGE_SIZE}, got {self.image_size}: the detectors' ResNet "
                              "trunks downsample 32 times, and below that their last stage is 1 x 1 pixel, where batch "
@@ -205,6 +228,11 @@ class KeypointSetup:
     def synthetic(self) -> bool:
         """True when the data comes from the synthetic world."""
         return not self.data_root
+
+    @property
+    def trains_cpn(self) -> bool:
+        """False when ``cpn_steps`` is 0: no CPN is trained and the CPN rows are not computed."""
+        return self.cpn_steps > 0
 
     @property
     def holdout(self) -> bool:
@@ -300,17 +328,37 @@ def training_set(setup: KeypointSetup, seed: int, steps: int) -> torch.utils.dat
 
 @dataclass(frozen=True)
 class Detectors:
-    """The two trained detectors of one seed and where their runs live."""
+    """The trained detectors of one seed and where their runs live (no CPN when the setup trains none)."""
 
     keypoint_rcnn: torch.nn.Module
-    cpn: torch.nn.Module
+    cpn: torch.nn.Module | None  # None: the setup trains no CPN (cpn_steps 0)
     run_dir: Path  # the Keypoint R-CNN run (cached predictions are stored beside its checkpoint)
-    cpn_run_dir: Path
+    cpn_run_dir: Path | None  # None with ``cpn``
+
+    def __post_init__(self) -> None:
+        if (self.cpn is None) != (self.cpn_run_dir is None):
+            raise ValueError("Detectors: cpn and cpn_run_dir are given together, or both None (no CPN)")
+
+    @property
+    def has_cpn(self) -> bool:
+        return self.cpn is not None
+
+    @property
+    def cpn_key(self) -> str:
+        """The CPN run's name in cache file names (its predictions depend on it); ``"no-cpn"`` without one."""
+        return self.cpn_run_dir.name if self.cpn_run_dir is not None else "no-cpn"
 
     @property
     def top_down(self) -> TopDownDetector:
         """CPN on the boxes of Keypoint R-CNN (the paper's fair CPN: detector boxes, not ground truth)."""
+        if self.cpn is None:
+            raise ValueError("no CPN was trained (the setup's cpn_steps is 0): there is no top-down detector")
         return TopDownDetector(self.keypoint_rcnn, self.cpn)
+
+
+def tested_rows(setup: KeypointSetup, rows: Sequence[str] = ROWS) -> tuple[str, ...]:
+    """The rows of ``rows`` that ``setup`` computes: all of them, less :data:`CPN_ROWS` when it trains no CPN."""
+    return tuple(r for r in rows if setup.trains_cpn or r not in CPN_ROWS)
 
 
 @dataclass(frozen=True)
@@ -333,6 +381,8 @@ def detector_run(setup: KeypointSetup, model: str, seed: int) -> DetectorRun:
     a detector's run folder, so the notebooks and ``python -m fashion_lib.train`` find the same one."""
     if model not in DETECTOR_MODELS:
         raise ValueError(f"model must be one of {DETECTOR_MODELS}, got {model!r}")
+    if model == "cpn" and not setup.trains_cpn:
+        raise ValueError("cpn_steps is 0: this setup trains no CPN, so it has no CPN run")
     kcfg, ccfg = detector_configs(setup)
     config = kcfg if model == "keypoint_rcnn" else ccfg
     tc = train_config(setup, seed, setup.train_steps if model == "keypoint_rcnn" else setup.cpn_steps)
@@ -348,8 +398,12 @@ def train_detector(setup: KeypointSetup, model: str, seed: int, *, progress: boo
 
 
 def train_detectors(setup: KeypointSetup, seed: int, *, progress: bool = True) -> Detectors:
-    """Train Keypoint R-CNN and CPN for ``seed``, or load them from finished runs with the same settings."""
-    krcnn, cpn = (train_detector(setup, model, seed, progress=progress) for model in DETECTOR_MODELS)
+    """Train Keypoint R-CNN and CPN for ``seed``, or load them from finished runs with the same settings; no CPN
+    (``Detectors.cpn`` None, no CPN run folder) when ``setup.cpn_steps`` is 0."""
+    krcnn = train_detector(setup, "keypoint_rcnn", seed, progress=progress)
+    if not setup.trains_cpn:
+        return Detectors(krcnn.model.eval(), None, krcnn.run_dir, None)
+    cpn = train_detector(setup, "cpn", seed, progress=progress)
     return Detectors(krcnn.model.eval(), cpn.model.eval(), krcnn.run_dir, cpn.run_dir)
 
 
@@ -432,13 +486,17 @@ def _coco_subset(annotation_file: Path, image_ids: Sequence[int], key: str) -> P
 
 def detect_validation(detectors: Detectors, val: ValidationSet, *, batch_size: int = 16) -> dict[str, list[dict]]:
     """Both detectors' predictions on the validation images (the shared format of
-    :mod:`fashion_lib.models.detector`), cached beside the Keypoint R-CNN run."""
+    :mod:`fashion_lib.models.detector`), cached beside the Keypoint R-CNN run. Keys: :data:`KRCNN`, and
+    :data:`CPN` where a CPN was trained."""
     # inference code may change without retraining: the cache is keyed on every library source
-    path = detectors.run_dir / f"predictions-{val.key}-{detectors.cpn_run_dir.name}-{library_digest()}.pt"
-    return cached(path, lambda: {
-        KRCNN: predict(detectors.keypoint_rcnn, val.images, batch_size=batch_size),
-        CPN: predict(detectors.top_down, val.images, batch_size=batch_size),
-    })
+    path = detectors.run_dir / f"predictions-{val.key}-{detectors.cpn_key}-{library_digest()}.pt"
+    return cached(path, lambda: {row: predict(model, val.images, batch_size=batch_size)
+                                 for row, model in _detector_models(detectors)})
+
+
+def _detector_models(detectors: Detectors) -> list[tuple[str, torch.nn.Module]]:
+    """(row, model) of each trained detector: Keypoint R-CNN, and CPN on its boxes where a CPN was trained."""
+    return [(KRCNN, detectors.keypoint_rcnn)] + ([(CPN, detectors.top_down)] if detectors.has_cpn else [])
 
 
 @dataclass(frozen=True)
@@ -483,7 +541,8 @@ def table1_rows(
     ----------
     setup, detectors, val : from :func:`train_detectors` and :func:`validation_set`.
     refine : RefineConfig, the refiner's settings (both scales).
-    rows : which rows to compute (a subset of :data:`ROWS`).
+    rows : which rows to compute (a subset of :data:`ROWS`); without a CPN (``detectors.cpn`` None) the rows of
+        :data:`CPN_ROWS` are left out, so they are absent from the result.
     seed : int, seed of the RANSAC generator.
     batch_size : int, images per detector call.
     thresholds : dict detector row (:data:`KRCNN`, :data:`CPN`) -> the missing-point threshold that replaces
@@ -499,9 +558,10 @@ def table1_rows(
     unknown = sorted(set(thresholds or {}) - {KRCNN, CPN})
     if unknown:
         raise ValueError(f"thresholds has unknown detector rows {unknown}; valid: {[KRCNN, CPN]}")
+    rows = [r for r in rows if detectors.has_cpn or r not in CPN_ROWS]
     key = content_digest({"rows": list(rows), "refine": dataclasses.asdict(refine), "seed": seed,
                           "thresholds": thresholds, "library": library_digest()})
-    path = detectors.run_dir / f"rows-{val.key}-{detectors.cpn_run_dir.name}-{key}.pt"
+    path = detectors.run_dir / f"rows-{val.key}-{detectors.cpn_key}-{key}.pt"
     return cached(path, lambda: _compute_rows(setup, detectors, val, refine, rows, seed, batch_size,
                                               thresholds or {}))
 
@@ -512,13 +572,11 @@ def _compute_rows(setup: KeypointSetup, detectors: Detectors, val: ValidationSet
     schema = get_schema(setup.schema)
     base = detected_instances(detectors, val, setup.schema)
     # every detection of a crop: the second scale keeps the one matching the instance it was cropped for
-    detect = {KRCNN: as_detect_fn(detectors.keypoint_rcnn, schema.num_keypoints, batch_size=batch_size,
-                                  every_instance=True),
-              CPN: as_detect_fn(detectors.top_down, schema.num_keypoints, batch_size=batch_size,
-                                every_instance=True)}
+    detect = {row: as_detect_fn(model, schema.num_keypoints, batch_size=batch_size, every_instance=True)
+              for row, model in _detector_models(detectors)}
     out: dict[str, Instances] = {}
     for row in rows:  # over the few rows of the table
-        source = CPN if row in (CPN, CPN_NKD) else KRCNN
+        source = CPN if row in CPN_ROWS else KRCNN
         inst = base[source]
         cfg = dataclasses.replace(refine, score_threshold=thresholds[source]) if source in thresholds else refine
         cats = [val.categories[i] for i in inst.image_index.tolist()] if refine.pairs == "category" else None
@@ -623,9 +681,9 @@ def per_image_errors(instances: Instances, val: ValidationSet, *, count_occluded
 
 
 def detected_instances(detectors: Detectors, val: ValidationSet, schema: str) -> dict[str, Instances]:
-    """The two detectors' own instances (rows :data:`KRCNN` and :data:`CPN`), from the cached predictions."""
-    preds = detect_validation(detectors, val)
-    return {KRCNN: _instances(preds[KRCNN], schema), CPN: _instances(preds[CPN], schema)}
+    """The detectors' own instances (rows :data:`KRCNN`, and :data:`CPN` where a CPN was trained), from the cached
+    predictions."""
+    return {row: _instances(preds, schema) for row, preds in detect_validation(detectors, val).items()}
 
 
 @dataclass(frozen=True)
@@ -975,19 +1033,20 @@ def point_scores(predictions: list[dict], targets: list[dict], schema: str) -> t
 def calibrate_missing(setup: KeypointSetup, detectors: Detectors, seed: int, *, batch_size: int = 16
                       ) -> dict[str, MissingCalibration]:  # fmt: skip
     """Each detector's missing-point threshold (:func:`fashion_lib.refine.calibrate_missing_threshold`) on the
-    seed's calibration images (:func:`calibration_set`), cached beside the run. Keys: :data:`KRCNN`, :data:`CPN`.
+    seed's calibration images (:func:`calibration_set`), cached beside the run. Keys: :data:`KRCNN`, and
+    :data:`CPN` where a CPN was trained.
     Where the images give no visible or no hidden point to separate (a detector that matches no person), the
     threshold is the literal 0 with NaN figures, and a warning says so."""
     if setup.calibration_images < 1:
         raise ValueError("calibrate_missing: setup.calibration_images is 0 (no calibration asked for)")
     key = content_digest({"n": setup.calibration_images, "seed": setup.calibration_seed + seed,
                           "library": library_digest()})
-    path = detectors.run_dir / f"calibration-{detectors.cpn_run_dir.name}-{key}.pt"
+    path = detectors.run_dir / f"calibration-{detectors.cpn_key}-{key}.pt"
 
     def compute() -> dict[str, MissingCalibration]:
         images, targets = calibration_set(setup, seed)
         out = {}
-        for row, model in ((KRCNN, detectors.keypoint_rcnn), (CPN, detectors.top_down)):  # the two detectors
+        for row, model in _detector_models(detectors):  # the one or two detectors
             scores, visible = point_scores(predict(model, images, batch_size=batch_size), targets, setup.schema)
             n_vis, n_hid = int(visible.sum()), int((~visible).sum())
             if n_vis and n_hid:
@@ -1056,7 +1115,7 @@ def rows_for_seeds(setup: KeypointSetup, val: ValidationSet, refine: RefineConfi
             if calibrations is not None:
                 calibrations.append(cal)
         out.append(table1_rows(setup, detectors, val, refine, rows=rows, seed=seed, thresholds=thresholds))
-        log.info("seed %d: detectors trained or loaded, rows %s in %.0f s", seed, list(rows),
+        log.info("seed %d: detectors trained or loaded, rows %s in %.0f s", seed, list(tested_rows(setup, rows)),
                  time.perf_counter() - start)
     return out
 
