@@ -42,6 +42,7 @@ def tiny(**overrides) -> ax.AttributeSetup:
     ({"profile": "tpu"}, ValueError, "profile must be one of"),
     ({"eval_split": "train"}, ValueError, "eval_split must be 'val' or 'test'"),
     ({"detector_seed": -1}, ValueError, "detector_seed must be an integer >= 0"),
+    ({"amp": "yes"}, ValueError, "amp must be true or false, got 'yes'"),
     ({"input_size": 8}, ValueError, "input_size must be 0 \\(the profile's\\) or an integer >= 16, got 8"),
     ({"detector": KeypointSetup(schema="coco")}, ValueError, "detector.schema must be 'fashionai'"),
     ({"data_root": "/no/such/folder"}, FileNotFoundError, "data_root '/no/such/folder' is not a folder"),
@@ -49,6 +50,10 @@ def tiny(**overrides) -> ax.AttributeSetup:
 def test_bad_setup_values_are_named(overrides, error, match):
     with pytest.raises(error, match=match):
         ax.AttributeSetup(**overrides)
+
+
+def test_amp_reaches_the_networks_training_config():
+    assert ax.train_config(tiny(), 0, 16).amp and not ax.train_config(tiny(amp=False), 0, 16).amp
 
 
 def test_real_fashionai_labels_without_val_file_hold_validation_rows_out_of_training(tmp_path):

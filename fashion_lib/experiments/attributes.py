@@ -200,6 +200,9 @@ class AttributeSetup:
     holdout_fraction: float = 0.15
     batch_size: int = 16  # images per optimizer step
     lr: float = 3e-3  # peak learning rate (AdamW, linear warm-up over 10 % of the steps, then cosine)
+    # bf16 autocast of the networks' training forward where the hardware has native bf16 (engine.bf16_native; 1.7x
+    # faster test_resnet steps at 64 px on the 2-core AMD EPYC); elsewhere float32
+    amp: bool = True
     world: WorldConfig = field(default_factory=WorldConfig)  # synthetic world; its image size becomes the detector's
     data_root: str = ""  # a real folder: FashionAI (Annotations/, Images/) or DeepFashion (Anno/, Eval/, Img/)
     train_file: str = ""  # FashionAI: label file of the training split ("" = Annotations/label.csv)
@@ -209,6 +212,8 @@ class AttributeSetup:
     category_points: bool = True  # a crop closes only the points of the detected category (the detector gives 24)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.amp, bool):
+            raise ValueError(f"amp must be true or false, got {self.amp!r}")
         if self.dataset not in _DATASETS:
             raise ValueError(f"dataset must be one of {_DATASETS}, got {self.dataset!r}")
         if self.detector.schema != "fashionai":
@@ -475,7 +480,7 @@ def train_config(setup: AttributeSetup, seed: int, num_images: int, epochs: int 
     the monitor (:func:`learning_curves`) runs after every pass, and the loss is logged 8 times a pass."""
     steps = setup.steps(num_images, epochs)
     per_epoch = math.ceil(num_images / setup.batch_size)
-    return TrainConfig(steps=steps, batch_size=setup.batch_size, lr=setup.lr, seed=seed,
+    return TrainConfig(steps=steps, batch_size=setup.batch_size, lr=setup.lr, seed=seed, amp=setup.amp,
                        warmup_steps=max(1, steps // 10), checkpoint_every=max(50, steps // 2),
                        log_every=max(1, per_epoch // 8), eval_every=per_epoch, grad_clip=10.0)  # fmt: skip
 
