@@ -232,7 +232,6 @@ def test_results_round_trip_as_json_dump_writes_them(tmp_path):
 def test_command_line_choices_match_the_library():
     assert refine_cli._D_UNITS == refine._D_UNITS
     assert refine_cli._PAIR_MODES == refine._PAIR_MODES
-    assert set(refine_cli._SCHEMAS) == set(refine._SCHEMA_DEFAULTS)
 
 
 def test_help_and_import_stay_light():
