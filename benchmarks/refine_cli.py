@@ -8,7 +8,8 @@ The floor is a plain ``json.load`` of that file followed by ``json.dump`` of wha
 no command that reads and rewrites the file can do less. The command runs as a subprocess too; for each the wall
 time and the process's peak resident memory (``getrusage`` of the child) are printed, and the ratios (targets:
 wall time <= 3x the floor, peak memory <= 5x the file's size). The first run of the command in a fresh clone also
-compiles the CPU kernel (numba caches it), so the command runs once before it is timed.
+compiles the CPU kernel (numba caches it), so the command runs once before it is timed. The command imports no
+torch (:mod:`fashion_lib.refine_numpy`); the imports' own peak is printed beside the floor, with and without torch.
 
 Start-up: ``python -m fashion_lib.refine --help`` and ``python -c "import fashion_lib.refine"``, each timed as a
 fresh process (the median of ``--repeats``), beside ``python -c pass``.
@@ -132,9 +133,10 @@ def main() -> None:
         command = [py, "-m", "fashion_lib.refine", str(src), "-o", str(dst), "--schema", "coco", *args.args.split()]
         floor_runs = [run_child(floor) for _ in range(args.repeats)]
         f_wall, f_mem = statistics.median(w for w, _ in floor_runs), max(m for _, m in floor_runs)
-        imports = run_child([py, "-c", "import torch, numba, fashion_lib.refine_cpu"])[1]
+        light = run_child([py, "-c", "import fashion_lib.refine_cli, fashion_lib.refine_cpu"])[1]
+        heavy = run_child([py, "-c", "import torch, numba, fashion_lib.refine_cpu"])[1]
         print(f"json.load + json.dump:       {f_wall:6.2f} s wall, peak {f_mem:6.0f} MB (median of {args.repeats}); "
-              f"importing torch and numba alone: peak {imports:.0f} MB")
+              f"importing the command's modules and numba alone: peak {light:.0f} MB (with torch: {heavy:.0f} MB)")
         print(f"command: {' '.join(command[1:])}")
         time_command("this checkout:", command, args.repeats, ROOT, size_mb, (f_wall, f_mem))
         if args.baseline:

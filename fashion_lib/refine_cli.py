@@ -69,7 +69,7 @@ CLI_ABSURD_FACTOR = 100.0
 # Below this fraction of instances with an axis the command warns: most detections then pass through unchanged.
 FEW_AXES = 0.5
 
-_WRITE_CHUNK = 8192  # entries serialised at once: bounds the Python objects alive while writing
+_WRITE_CHUNK = 2048  # entries serialised at once: bounds the Python objects alive while writing
 
 
 @dataclass(frozen=True)
@@ -395,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = refine_numpy.refine_arrays(keypoints, layout, cfg, refine_numpy.TorchUniforms(args.seed),
                                          _category_index(category_ids, layout, cfg, args.results))
         summary = _summary(keypoints, out)
+        del keypoints, category_ids  # the input's buffer, before the output's text exists (peak memory)
         write_results(args.output, entries, out.keypoints)
     except (OSError, ValueError) as err:
         logger.error("error: %s", err)

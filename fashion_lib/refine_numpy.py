@@ -196,31 +196,29 @@ def refine_arrays(
     if not refine_cpu.ready(os.cpu_count() or 1):
         raise RuntimeError("the refiner's CPU kernel cannot run in a process forked from one that ran it; start the "
                            "process with 'spawn' or use fashion_lib.refine.refine_symmetric")
-    present = _present(keypoints, cfg.score_threshold)
-    ignored = (absurd_points(keypoints, present, cfg.absurd_factor) if math.isfinite(cfg.absurd_factor)
-               else np.zeros((B, K), dtype=bool))
-    source = keypoints
-    if ignored.any():  # an ignored point becomes NaN, the refiner's "missing": it neither votes nor moves its partner
-        source = keypoints.copy()
-        source[..., :2][ignored] = np.nan
-        present &= ~ignored
     out = RefinedArrays(keypoints=np.empty_like(keypoints), has_axis=np.empty(B, bool),
-                        refined=np.empty((B, layout.num_pairs), bool), filled=np.empty((B, K), bool), ignored=ignored,
-                        too_few_pairs=np.empty(B, bool))
+                        refined=np.empty((B, layout.num_pairs), bool), filled=np.empty((B, K), bool),
+                        ignored=np.zeros((B, K), bool), too_few_pairs=np.empty(B, bool))
     axis, inliers = np.empty((B, 3)), np.empty((B, layout.num_pairs), bool)
     all_points = np.ones((min(B, _CHUNK), K), dtype=bool)
     tiny_eps = 256 * float(np.finfo(np.float64).eps)  # refine._tiny_eps
-    for s in range(0, B, _CHUNK):
+    for s in range(0, B, _CHUNK):  # chunk by chunk, as the reference: the same stream, and bounded temporaries
         part = slice(s, s + _CHUNK)
-        chunk, app = source[part], None if applicable is None else applicable[part]
-        n, m, d = _instance_parameters(chunk, present[part], layout, cfg, app)
+        chunk, app = keypoints[part], None if applicable is None else applicable[part]
+        present = _present(chunk, cfg.score_threshold)
+        if math.isfinite(cfg.absurd_factor):
+            ignored = out.ignored[part] = absurd_points(chunk, present, cfg.absurd_factor)
+            if ignored.any():  # an ignored point becomes NaN, the refiner's "missing": no vote, no partner moved
+                chunk = chunk.copy()
+                chunk[..., :2][ignored] = np.nan
+                present &= ~ignored
+        n, m, d = _instance_parameters(chunk, present, layout, cfg, app)
         refine_cpu.refine_instances(
             chunk, float(cfg.score_threshold), all_points[:len(chunk)] if app is None else app, layout.left,
             layout.right, layout.center, cfg.center_votes, uniforms.draw(cfg.k, len(chunk)), n, m, d,
             float(cfg.alpha), tiny_eps, out.keypoints[part], axis[part], inliers[part], out.refined[part],
             out.filled[part], out.has_axis[part])
-        out.too_few_pairs[part] = too_few_voters(present[part], layout, cfg, m, app)
-    if ignored.any():  # an ignored point that was not filled keeps its input value: the refiner reports, not erases
-        keep = ignored & ~out.filled
-        out.keypoints[keep] = keypoints[keep]
+        out.too_few_pairs[part] = too_few_voters(present, layout, cfg, m, app)
+    keep = out.ignored & ~out.filled  # an ignored point not filled keeps its input value: reported, not erased
+    out.keypoints[keep] = keypoints[keep]
     return out
