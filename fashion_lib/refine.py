@@ -32,7 +32,9 @@ neither votes nor drags its partner, and is reported in ``RefineResult.ignored``
 
 Command line: ``python -m fashion_lib.refine RESULTS.json -o REFINED.json --schema coco`` refines the key-point
 results (COCO results format) of any detector; ``--help`` lists the options. It lives in
-:mod:`fashion_lib.refine_cli`, with the results-file reading and writing.
+:mod:`fashion_lib.refine_cli`, with the results-file reading and writing, and refines through
+:mod:`fashion_lib.refine_numpy`: this module's CPU kernel path on NumPy arrays, without torch, tested to give the
+same results as :func:`refine_symmetric`.
 """
 
 from __future__ import annotations
