@@ -7,8 +7,12 @@ moved, scaled and rotated at random, with 2 px noise and a tenth of the points d
 The floor is a plain ``json.load`` of that file followed by ``json.dump`` of what it read, run as its own process:
 no command that reads and rewrites the file can do less. The command runs as a subprocess too; for each the wall
 time and the process's peak resident memory (``getrusage`` of the child) are printed, and the ratios (targets:
-wall time <= 3x the floor, peak memory <= 5x the file's size). The first run of the command in a fresh clone also
-compiles the CPU kernel (numba caches it), so the command runs once before it is timed.
+wall time <= 3x the floor, peak memory <= 5x the file's size). The file is made by a child process too: Linux
+counts a parent's resident memory at the fork in its child's peak, so this process stays small (figures before
+that change counted the generated results, about 375 MB, in every child). The first run of the command in a fresh
+clone also compiles the CPU kernel (numba caches it), so the command runs once before it is timed. The command
+imports no torch (:mod:`fashion_lib.refine_numpy`); the imports' own peak is printed beside the floor, with and
+without torch.
 
 Start-up: ``python -m fashion_lib.refine --help`` and ``python -c "import fashion_lib.refine"``, each timed as a
 fresh process (the median of ``--repeats``), beside ``python -c pass``.
@@ -114,7 +118,12 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="write the files here (default: a temporary folder, removed)")
     parser.add_argument("--args", default="", help="extra options for the command, e.g. '--d-unit relative'")
     parser.add_argument("--baseline", type=Path, help="another checkout whose command is timed too")
+    parser.add_argument("--make-file", type=Path, help=argparse.SUPPRESS)  # write the input file only (a child)
     args = parser.parse_args()
+    if args.make_file:
+        with open(args.make_file, "w") as f:
+            json.dump(make_results(args.instances), f)
+        return
     py = sys.executable
     print(f"python {platform.python_version()}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')}")
@@ -122,8 +131,9 @@ def main() -> None:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         src, dst = folder / "results.json", folder / "refined.json"
-        with open(src, "w") as f:
-            json.dump(make_results(args.instances), f)
+        # made by a child process: a child's peak memory (getrusage) counts the parent's at the fork, so the parent
+        # must never hold the results itself
+        subprocess.run([py, __file__, "--instances", str(args.instances), "--make-file", str(src)], check=True)
         size_mb = src.stat().st_size / 2**20
         print(f"input: {args.instances:,} COCO person detections, {size_mb:.0f} MB ({src})")
 
@@ -132,9 +142,10 @@ def main() -> None:
         command = [py, "-m", "fashion_lib.refine", str(src), "-o", str(dst), "--schema", "coco", *args.args.split()]
         floor_runs = [run_child(floor) for _ in range(args.repeats)]
         f_wall, f_mem = statistics.median(w for w, _ in floor_runs), max(m for _, m in floor_runs)
-        imports = run_child([py, "-c", "import torch, numba, fashion_lib.refine_cpu"])[1]
+        light = run_child([py, "-c", "import fashion_lib.refine_cli, fashion_lib.refine_cpu"])[1]
+        heavy = run_child([py, "-c", "import torch, numba, fashion_lib.refine_cpu"])[1]
         print(f"json.load + json.dump:       {f_wall:6.2f} s wall, peak {f_mem:6.0f} MB (median of {args.repeats}); "
-              f"importing torch and numba alone: peak {imports:.0f} MB")
+              f"importing the command's modules and numba alone: peak {light:.0f} MB (with torch: {heavy:.0f} MB)")
         print(f"command: {' '.join(command[1:])}")
         time_command("this checkout:", command, args.repeats, ROOT, size_mb, (f_wall, f_mem))
         if args.baseline:

@@ -29,7 +29,7 @@ import torch
 from pycocotools.coco import COCO as _COCOApi
 from pycocotools.cocoeval import COCOeval, Params
 
-from fashion_lib.io import atomic_write, read_text
+from fashion_lib.io import atomic_write, load_json  # load_json: re-exported, here since before the move
 from fashion_lib.keypoints import COCO, FASHIONAI
 
 __all__ = [
@@ -225,20 +225,6 @@ def read_coco_results(path: str | os.PathLike, *, num_keypoints: int | None = No
     """
     path = Path(path)
     return validate_coco_results(load_json(path), where=str(path), num_keypoints=num_keypoints)
-
-
-def load_json(path: str | os.PathLike, **kwargs) -> Any:
-    """The content of a UTF-8 JSON file; ``ValueError`` naming the file and the line or byte where it is not.
-
-    ``kwargs`` go to :func:`json.load` (``object_hook``, ...)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f, **kwargs)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
-    except UnicodeDecodeError:
-        read_text(path)  # raises the ValueError that names the byte and its line
-        raise
 
 
 @dataclass(frozen=True)

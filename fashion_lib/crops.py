@@ -46,7 +46,6 @@ R-CNN accepts any input size and answers in the input's pixels).
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,6 +56,7 @@ import torch.nn.functional as F
 
 from fashion_lib.data.transforms import _size_hw, keypoint_boxes
 from fashion_lib.keypoints import KeypointSchema, get_schema, missing_mask
+from fashion_lib.refine_config import CropMapping  # its home: RefineConfig's field
 
 __all__ = [
     "CropConfig",
@@ -89,18 +89,6 @@ PADDINGS = ("zeros", "edge")
 """How :func:`crop_and_resize` fills the parts of a box outside its image: ``roi_align``'s zeros, or the nearest
 border pixel (edge replication, what the second scale uses)."""
 
-
-class CropMapping(str, enum.Enum):
-    """How the second scale's crop reaches the detector, and so how its key points map back to the image."""
-
-    RESIZED = "resized"
-    """Resized to a fixed square side (:func:`crop_and_resize`); back with the offset and the resize factor."""
-    UNRESIZED = "unresized"
-    """At its own size, whole pixels (:func:`crop_pixels`); back with the paper's ``keys2 + [xmin, ymin]``."""
-
-    @property
-    def label(self) -> str:
-        return {"resized": "crop resized to a fixed side", "unresized": "crop at its own size (paper)"}[self.value]
 
 CROP_KINDS = ("full", "normal", "neck")
 """Inputs a recognition network can see: the whole image, the Normal-crop, the Neck-crop."""

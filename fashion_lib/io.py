@@ -19,6 +19,7 @@ Written files and folders get the ordinary permissions of the process's umask (`
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -27,8 +28,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_write", "atomic_dir", "remove_orphans", "read_text", "decode_text", "ORPHAN_AGE_S"]
+__all__ = ["atomic_write", "atomic_dir", "remove_orphans", "read_text", "decode_text", "load_json", "ORPHAN_AGE_S"]
 
 ORPHAN_AGE_S = 3600.0
 """Seconds without modification after which another host's temporary file counts as orphaned."""
@@ -176,3 +178,17 @@ def decode_text(data: bytes, name: str, *, encoding: str = "utf-8") -> str:
         raise ValueError(f"{name}: byte {err.start} (line {line}): {bad} is not valid "
                          f"{encoding.removesuffix('-sig').upper()} ({err.reason}); save the file as UTF-8"
                          ) from None  # fmt: skip
+
+
+def load_json(path: str | os.PathLike, **kwargs) -> Any:
+    """The content of a UTF-8 JSON file; ``ValueError`` naming the file and the line or byte where it is not.
+
+    ``kwargs`` go to :func:`json.load` (``object_hook``, ...)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f, **kwargs)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+    except UnicodeDecodeError:
+        read_text(path)  # raises the ValueError that names the byte and its line
+        raise

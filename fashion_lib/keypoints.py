@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from fashion_lib import keypoint_tables as tables
+from fashion_lib.keypoint_tables import SchemaTable
+
 __all__ = [
     "ABSENT",
     "OCCLUDED",
@@ -98,147 +101,29 @@ class KeypointSchema:
         return mask[self.pairs].all(dim=1)
 
 
-def _build(
-    name: str,
-    names: list[str],
-    pair_names: list[str],
-    pairs: list[tuple[str, str]],
-    center: list[str],
-    sigmas: list[float],
-    sigmas_source: str,
-    categories: dict[str, list[str]],
-    normalizer: dict[str, tuple[str, str]],
-    edges: list[tuple[str, str]],
-) -> KeypointSchema:
-    idx = {n: i for i, n in enumerate(names)}
-    pair_idx = torch.tensor([[idx[a], idx[b]] for a, b in pairs], dtype=torch.long)
-    flip = torch.arange(len(names))
+def _build(table: SchemaTable) -> KeypointSchema:
+    """The schema of ``table`` as tensors."""
+    pair_idx = torch.tensor([table.index(pair) for pair in table.pairs], dtype=torch.long)
+    flip = torch.arange(len(table.names))
     flip[pair_idx[:, 0]] = pair_idx[:, 1]
     flip[pair_idx[:, 1]] = pair_idx[:, 0]
     return KeypointSchema(
-        name=name,
-        names=tuple(names),
+        name=table.name,
+        names=tuple(table.names),
         pairs=pair_idx,
-        pair_names=tuple(pair_names),
-        center=torch.tensor([idx[c] for c in center], dtype=torch.long),
+        pair_names=tuple(table.pair_names),
+        center=torch.tensor(table.index(table.center), dtype=torch.long),
         flip=flip,
-        sigmas=torch.tensor(sigmas, dtype=torch.float32),
-        sigmas_source=sigmas_source,
-        categories={c: torch.tensor([idx[p] for p in pts], dtype=torch.long) for c, pts in categories.items()},
-        normalizer={c: (idx[a], idx[b]) for c, (a, b) in normalizer.items()},
-        edges=tuple((idx[a], idx[b]) for a, b in edges),
+        sigmas=torch.tensor(table.sigmas, dtype=torch.float32),
+        sigmas_source=table.sigmas_source,
+        categories={c: torch.tensor(table.index(pts), dtype=torch.long) for c, pts in table.categories.items()},
+        normalizer={c: tuple(table.index(pair)) for c, pair in table.normalizer.items()},
+        edges=tuple(tuple(table.index(edge)) for edge in table.edges),
     )
 
 
-# Column order of FashionAI's train.csv after image_id, image_category (data-formats.md, A.2).
-_FASHIONAI_NAMES = [
-    "neckline_left", "neckline_right", "center_front", "shoulder_left", "shoulder_right", "armpit_left",
-    "armpit_right", "waistline_left", "waistline_right", "cuff_left_in", "cuff_left_out", "cuff_right_in",
-    "cuff_right_out", "top_hem_left", "top_hem_right", "waistband_left", "waistband_right", "hemline_left",
-    "hemline_right", "crotch", "bottom_left_in", "bottom_left_out", "bottom_right_in", "bottom_right_out",
-]  # fmt: skip
-
-_FASHIONAI_PAIRS = {
-    "neckline": ("neckline_left", "neckline_right"),
-    "shoulder": ("shoulder_left", "shoulder_right"),
-    "armpit": ("armpit_left", "armpit_right"),
-    "waistline": ("waistline_left", "waistline_right"),
-    "cuff_in": ("cuff_left_in", "cuff_right_in"),
-    "cuff_out": ("cuff_left_out", "cuff_right_out"),
-    "top_hem": ("top_hem_left", "top_hem_right"),
-    "waistband": ("waistband_left", "waistband_right"),
-    "hemline": ("hemline_left", "hemline_right"),
-    "bottom_in": ("bottom_left_in", "bottom_right_in"),
-    "bottom_out": ("bottom_left_out", "bottom_right_out"),
-}
-
-_CUFFS = ["cuff_left_in", "cuff_left_out", "cuff_right_in", "cuff_right_out"]
-_UPPER = ["neckline_left", "neckline_right", "shoulder_left", "shoulder_right", "armpit_left", "armpit_right"]
-# Which points apply to each category (data-formats.md, A.2; the official Y/N table).
-_FASHIONAI_CATEGORIES = {
-    "blouse": _UPPER[:2] + ["center_front"] + _UPPER[2:] + _CUFFS + ["top_hem_left", "top_hem_right"],
-    "outwear": _UPPER + ["waistline_left", "waistline_right"] + _CUFFS + ["top_hem_left", "top_hem_right"],
-    "dress": _UPPER[:2] + ["center_front"] + _UPPER[2:] + ["waistline_left", "waistline_right"] + _CUFFS
-    + ["hemline_left", "hemline_right"],
-    "skirt": ["waistband_left", "waistband_right", "hemline_left", "hemline_right"],
-    "trousers": ["waistband_left", "waistband_right", "crotch", "bottom_left_in", "bottom_left_out",
-                 "bottom_right_in", "bottom_right_out"],
-}  # fmt: skip
-
-# No OKS constants were ever published for FashionAI. Our choice: each point borrows the COCO sigma of the body
-# part it sits on (neckline ~ ears 0.035, centre front/shoulders 0.079, armpits and waist/waistband/hems/crotch
-# ~ hips 0.107, cuffs ~ wrists 0.062, trouser bottoms ~ ankles 0.089). It only matters for OKS AP on FashionAI,
-# which the paper does not report; NE is the paper's metric there.
-_FASHIONAI_SIGMA_BY_PART = {
-    "neckline": 0.035, "center_front": 0.079, "shoulder": 0.079, "armpit": 0.107, "waistline": 0.107,
-    "cuff": 0.062, "top_hem": 0.107, "waistband": 0.107, "hemline": 0.107, "crotch": 0.107, "bottom": 0.089,
-}  # fmt: skip
-
-
-def _fashionai_sigma(point: str) -> float:
-    for part, sigma in _FASHIONAI_SIGMA_BY_PART.items():
-        if point.startswith(part):
-            return sigma
-    raise AssertionError(point)  # unreachable: every FashionAI name starts with a listed part
-
-
-_FASHIONAI_EDGES = [
-    ("neckline_left", "neckline_right"), ("neckline_left", "shoulder_left"), ("neckline_right", "shoulder_right"),
-    ("shoulder_left", "cuff_left_out"), ("shoulder_right", "cuff_right_out"), ("cuff_left_out", "cuff_left_in"),
-    ("cuff_right_out", "cuff_right_in"), ("cuff_left_in", "armpit_left"), ("cuff_right_in", "armpit_right"),
-    ("armpit_left", "waistline_left"), ("armpit_right", "waistline_right"), ("waistline_left", "hemline_left"),
-    ("waistline_right", "hemline_right"), ("armpit_left", "top_hem_left"), ("armpit_right", "top_hem_right"),
-    ("top_hem_left", "top_hem_right"), ("hemline_left", "hemline_right"), ("waistband_left", "waistband_right"),
-    ("waistband_left", "hemline_left"), ("waistband_right", "hemline_right"), ("waistband_left", "bottom_left_out"),
-    ("waistband_right", "bottom_right_out"), ("bottom_left_out", "bottom_left_in"),
-    ("bottom_right_out", "bottom_right_in"), ("bottom_left_in", "crotch"), ("bottom_right_in", "crotch"),
-]  # fmt: skip
-
-FASHIONAI = _build(
-    name="fashionai",
-    names=_FASHIONAI_NAMES,
-    pair_names=list(_FASHIONAI_PAIRS),
-    pairs=list(_FASHIONAI_PAIRS.values()),
-    center=["center_front", "crotch"],
-    sigmas=[_fashionai_sigma(n) for n in _FASHIONAI_NAMES],
-    sigmas_source="ours: each point takes the COCO sigma of the body part it lies on (no official FashionAI OKS)",
-    categories=_FASHIONAI_CATEGORIES,
-    normalizer={
-        "blouse": ("armpit_left", "armpit_right"),
-        "outwear": ("armpit_left", "armpit_right"),
-        "dress": ("armpit_left", "armpit_right"),
-        "skirt": ("waistband_left", "waistband_right"),
-        "trousers": ("waistband_left", "waistband_right"),
-    },
-    edges=_FASHIONAI_EDGES,
-)
-
-_COCO_NAMES = [
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
-    "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
-    "right_ankle",
-]  # fmt: skip
-_COCO_PARTS = ["eye", "ear", "shoulder", "elbow", "wrist", "hip", "knee", "ankle"]
-# 1-based skeleton of the COCO category entry (data-formats.md, D.1).
-_COCO_SKELETON = [
-    [16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8], [7, 9], [8, 10], [9, 11],
-    [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7],
-]  # fmt: skip
-
-COCO = _build(
-    name="coco",
-    names=_COCO_NAMES,
-    pair_names=_COCO_PARTS,
-    pairs=[(f"left_{p}", f"right_{p}") for p in _COCO_PARTS],
-    center=["nose"],
-    # cocoapi cocoeval.py, Params.setKpParams
-    sigmas=[s / 10 for s in (.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89)],
-    sigmas_source="COCO: cocoapi cocoeval.py Params.setKpParams",
-    categories={"person": _COCO_NAMES},
-    # NE is not COCO's metric; the shoulder distance plays the armpit distance's role where a study wants it.
-    normalizer={"person": ("left_shoulder", "right_shoulder")},
-    edges=[(_COCO_NAMES[a - 1], _COCO_NAMES[b - 1]) for a, b in _COCO_SKELETON],
-)
+FASHIONAI = _build(tables.FASHIONAI)
+COCO = _build(tables.COCO)
 
 SCHEMAS: dict[str, KeypointSchema] = {"fashionai": FASHIONAI, "coco": COCO}
 
@@ -247,10 +132,7 @@ def get_schema(name: str | KeypointSchema) -> KeypointSchema:
     """The schema called ``name`` (``"fashionai"`` or ``"coco"``); a schema passes through unchanged."""
     if isinstance(name, KeypointSchema):
         return name
-    try:
-        return SCHEMAS[name]
-    except KeyError:
-        raise ValueError(f"schema must be one of {sorted(SCHEMAS)}, got {name!r}") from None
+    return SCHEMAS[tables.get_table(name).name]  # get_table names the valid schemas
 
 
 def missing_mask(keypoints: torch.Tensor, score_threshold: float = 0.0, *, dim: int = -1) -> torch.Tensor:

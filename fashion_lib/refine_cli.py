@@ -22,8 +22,11 @@ What the command adds to the library, and why:
 Speed and memory: the file is read with one ``json.load`` whose object hook moves each entry's key points into one
 float64 buffer as soon as the entry is parsed (the float objects of 100,000 persons never exist at once); the other
 fields are checked with whole-list operations that run in C; the refined rows are written back in chunks, so no
-second copy of the results exists as Python objects. torch and the refiner are imported only once the arguments are
-parsed, so ``--help`` answers at once. ``benchmarks/refine_cli.py`` measures it.
+second copy of the results exists as Python objects. The command never imports torch (about 650 MB of memory on its
+own): it refines with :mod:`fashion_lib.refine_numpy`, the library's CPU kernel on NumPy arrays with torch's random
+stream, which reaches the same results as :func:`refine_results` (the reference, on tensors; tests hold them equal).
+numba is imported only once the file is read, so ``--help`` answers at once. ``benchmarks/refine_cli.py`` measures
+it.
 """
 
 from __future__ import annotations
@@ -41,23 +44,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fashion_lib.io import atomic_write
+from fashion_lib import refine_numpy
+from fashion_lib.io import atomic_write, load_json
+from fashion_lib.keypoint_tables import TABLES, get_table
+from fashion_lib.refine_config import _D_UNITS, _PAIR_MODES, RefineConfig, RefineSummary, resolve_config
+from fashion_lib.refine_numpy import Layout, RefinedArrays
 
 if TYPE_CHECKING:
     import torch
 
     from fashion_lib.keypoints import KeypointSchema
-    from fashion_lib.refine import RefineConfig, RefineResult, RefineSummary
 
 __all__ = ["refine_results", "read_results", "write_results", "axis_advice", "main"]
 
 logger = logging.getLogger(__name__)
 
-# The choices of RefineConfig.d_unit and .pairs, and the schemas, repeated here so that --help needs no torch (a test
-# holds them equal to the library's).
-_D_UNITS = ("px", "relative")
-_PAIR_MODES = ("all", "category")
-_SCHEMAS = ("coco", "fashionai")
 
 # The command line's own defaults: see the module docstring and the README (benchmarks/refine_d_unit.py measured them).
 CLI_D_UNIT = "px"  # the paper's reading; relative d gained AP on real COCO persons only by filling dropped points
@@ -67,7 +68,7 @@ CLI_ABSURD_FACTOR = 100.0
 # Below this fraction of instances with an axis the command warns: most detections then pass through unchanged.
 FEW_AXES = 0.5
 
-_WRITE_CHUNK = 8192  # entries serialised at once: bounds the Python objects alive while writing
+_WRITE_CHUNK = 2048  # entries serialised at once: bounds the Python objects alive while writing
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -168,8 +169,6 @@ def read_results(path: str | os.PathLike, num_keypoints: int) -> tuple[list[dict
     ValueError
         Naming the file and the line (not JSON, not UTF-8) or the entry and the field (malformed, non-finite).
     """
-    from fashion_lib.coco_eval import load_json  # here: coco_eval imports torch and pycocotools
-
     collector = _KeypointCollector(3 * num_keypoints)
     data = load_json(path, object_hook=collector)
     arrays = None
@@ -211,26 +210,44 @@ def write_results(path: str | os.PathLike, entries: Sequence[dict], keypoints: n
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _refine_arrays(
-    keypoints: np.ndarray, category_ids: np.ndarray, schema: KeypointSchema, cfg: RefineConfig,
-    generator: torch.Generator, where: str,
-) -> tuple[RefineResult, RefineSummary]:
-    """:func:`fashion_lib.refine.refine_symmetric` on ``(B, K, 3)`` float64 key points, and what it did."""
+def _category_index(category_ids: np.ndarray, layout: Layout, cfg: RefineConfig, where: str) -> np.ndarray | None:
+    """(B,) int64 indices into the schema's categories from COCO's 1-based ``category_id``s, with
+    ``pairs="category"``; else None. ``ValueError`` naming ``where`` and the entry for an unknown id."""
+    if cfg.pairs != "category":
+        return None
+    names = list(get_table(layout.name).categories)
+    bad = np.flatnonzero((category_ids < 1) | (category_ids > len(names)))
+    if len(bad):
+        raise ValueError(f"{where}[{bad[0]}]: category_id {category_ids[bad[0]]} is not a {layout.name} category id "
+                         f"(1..{len(names)}: {names})")
+    return category_ids - 1
+
+
+def _summary(keypoints: np.ndarray, out: RefinedArrays) -> RefineSummary:
+    """What the refiner did to ``keypoints`` (B, K, 3): moved points are those the EMA changed, not the filled."""
+    moved = (out.keypoints[..., :2] != keypoints[..., :2]).any(-1) & ~out.filled
+    return RefineSummary(instances=len(keypoints), with_axis=int(out.has_axis.sum()),
+                         too_few_pairs=int(out.too_few_pairs.sum()), pairs_refined=int(out.refined.sum()),
+                         points_moved=int(moved.sum()), points_filled=int(out.filled.sum()),
+                         points_ignored=int(out.ignored.sum()))
+
+
+def _reference_arrays(keypoints: np.ndarray, layout: Layout, cfg: RefineConfig, generator: torch.Generator,
+                      categories: np.ndarray | None) -> RefinedArrays:
+    """:func:`fashion_lib.refine.refine_symmetric` (the reference, on tensors) as :class:`RefinedArrays`."""
     import torch
 
     from fashion_lib import refine
 
-    categories = None
-    if cfg.pairs == "category":
-        names = list(schema.categories)
-        bad = np.flatnonzero((category_ids < 1) | (category_ids > len(names)))
-        if len(bad):
-            raise ValueError(f"{where}[{bad[0]}]: category_id {category_ids[bad[0]]} is not a {schema.name} category "
-                             f"id (1..{len(names)}: {names})")
-        categories = torch.from_numpy(category_ids - 1)
     kps = torch.from_numpy(keypoints)
-    out = refine.refine_symmetric(kps, schema, generator=generator, config=cfg, categories=categories)
-    return out, refine.summarize_refinement(kps, out, schema, config=cfg, categories=categories)
+    out = refine.refine_symmetric(kps, layout.name, generator=generator, config=cfg,
+                                  categories=None if categories is None else torch.from_numpy(categories))
+    present = refine_numpy._present(keypoints, cfg.score_threshold) & ~out.ignored.numpy()
+    applicable = None if categories is None else layout.categories[categories]
+    _, m, _ = refine_numpy._instance_parameters(keypoints, present, layout, cfg, applicable)
+    return RefinedArrays(keypoints=out.keypoints.numpy(), has_axis=out.has_axis.numpy(), refined=out.refined.numpy(),
+                         filled=out.filled.numpy(), ignored=out.ignored.numpy(),
+                         too_few_pairs=refine_numpy.too_few_voters(present, layout, cfg, m, applicable))
 
 
 def refine_results(
@@ -241,7 +258,8 @@ def refine_results(
     config: RefineConfig | None = None,
     **overrides,
 ) -> tuple[list[dict], RefineSummary]:
-    """Refine detections in the COCO results format with :func:`fashion_lib.refine.refine_symmetric`.
+    """Refine detections in the COCO results format with :func:`fashion_lib.refine.refine_symmetric`, the reference
+    (the command line runs :mod:`fashion_lib.refine_numpy` instead, which reaches the same results without torch).
 
     The third value of each key-point triple is read as the point's score / visibility (a point written as
     ``0, 0, 0`` is missing). For the FashionAI schema, ``category_id`` is the garment category: 1 blouse,
@@ -260,15 +278,12 @@ def refine_results(
     refined : list of dict, new entries with refined ``keypoints`` (filled points get their partner's score).
     summary : RefineSummary
     """
-    from fashion_lib import refine
-    from fashion_lib.keypoints import get_schema
-
-    schema = get_schema(schema)
-    cfg = refine.resolve_config(config, schema, overrides)
-    keypoints, category_ids = _checked_arrays(results, "results", schema.num_keypoints)
-    out, summary = _refine_arrays(keypoints, category_ids, schema, cfg, generator, "results")
-    rows = out.keypoints.flatten(1).tolist()
-    return [{**entry, "keypoints": row} for entry, row in zip(results, rows, strict=True)], summary
+    layout = Layout.of(get_table(schema if isinstance(schema, str) else schema.name))
+    cfg = resolve_config(config, layout.name, overrides)
+    keypoints, category_ids = _checked_arrays(results, "results", layout.num_keypoints)
+    out = _reference_arrays(keypoints, layout, cfg, generator, _category_index(category_ids, layout, cfg, "results"))
+    rows = out.keypoints.reshape(len(keypoints), 3 * layout.num_keypoints).tolist()
+    return [{**entry, "keypoints": row} for entry, row in zip(results, rows, strict=True)], _summary(keypoints, out)
 
 
 def axis_advice(summary: RefineSummary, cfg: RefineConfig) -> str | None:
@@ -298,10 +313,10 @@ def axis_advice(summary: RefineSummary, cfg: RefineConfig) -> str | None:
     return " ".join(parts)
 
 
-def _settings(schema: KeypointSchema, cfg: RefineConfig, seed: int) -> str:
+def _settings(schema: str, cfg: RefineConfig, seed: int) -> str:
     unit = "px" if cfg.d_unit == "px" else "x the instance's size (--d-unit relative)"
     absurd = "off" if math.isinf(cfg.absurd_factor) else f"{cfg.absurd_factor:g} radii"
-    return (f"settings: schema {schema.name}, alpha {cfg.alpha:g}, k {cfg.k}, n {cfg.n}, m {cfg.m}, d {cfg.d:g} "
+    return (f"settings: schema {schema}, alpha {cfg.alpha:g}, k {cfg.k}, n {cfg.n}, m {cfg.m}, d {cfg.d:g} "
             f"{unit}, score threshold {cfg.score_threshold:g}, pairs {cfg.pairs}, center votes "
             f"{'on' if cfg.center_votes else 'off'}, absurd points beyond {absurd}, seed {seed}")
 
@@ -319,7 +334,7 @@ def _parser() -> argparse.ArgumentParser:
                     "the command prints the settings it used and warns when few instances get an axis.")
     p.add_argument("results", help="detections: a JSON list of {image_id, category_id, keypoints, score}")
     p.add_argument("-o", "--output", required=True, help="where to write the refined detections (same format)")
-    p.add_argument("--schema", required=True, choices=_SCHEMAS, help="key-point schema")
+    p.add_argument("--schema", required=True, choices=sorted(TABLES), help="key-point schema")
     p.add_argument("--alpha", type=float, help="EMA weight of the mirrored partner, in [0, 1] (paper: 0.4)")
     p.add_argument("--k", type=int, help="RANSAC candidates (paper: 10)")
     p.add_argument("--n", type=int, help="midpoints per RANSAC sample (paper: 5 FashionAI, 4 COCO)")
@@ -350,20 +365,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     d = CLI_RELATIVE_D if args.d is None and args.d_unit == "relative" else args.d
     overrides = {key: getattr(args, key) for key in ("alpha", "k", "n", "m", "d_unit", "score_threshold", "pairs",
                                                      "center_votes", "absurd_factor")}
-    import torch  # here, not at the top: --help and argument errors answer without it
-
-    from fashion_lib import refine
-    from fashion_lib.keypoints import get_schema
-
-    schema = get_schema(args.schema)
+    layout = Layout.of(get_table(args.schema))
     try:
-        cfg = refine.resolve_config(None, schema, {**overrides, "d": d})
-        cfg.validate()  # before the file is read; refine_symmetric checks n and m against the voters
-        logger.info("%s", _settings(schema, cfg, args.seed))
-        entries, keypoints, category_ids = read_results(args.results, schema.num_keypoints)
-        out, summary = _refine_arrays(keypoints, category_ids, schema, cfg, torch.Generator().manual_seed(args.seed),
-                                      args.results)
-        write_results(args.output, entries, out.keypoints.numpy())
+        cfg = resolve_config(None, layout.name, {**overrides, "d": d})
+        cfg.validate()  # before the file is read; refine_arrays checks n and m against the voters
+        logger.info("%s", _settings(layout.name, cfg, args.seed))
+        entries, keypoints, category_ids = read_results(args.results, layout.num_keypoints)
+        # the same seed gives the same samples as torch.Generator().manual_seed(seed) in the library
+        out = refine_numpy.refine_arrays(keypoints, layout, cfg, refine_numpy.TorchUniforms(args.seed),
+                                         _category_index(category_ids, layout, cfg, args.results))
+        summary = _summary(keypoints, out)
+        del keypoints, category_ids  # the input's buffer, before the output's text exists (peak memory)
+        write_results(args.output, entries, out.keypoints)
     except (OSError, ValueError) as err:
         logger.error("error: %s", err)
         return 2

@@ -26,8 +26,9 @@ float32 input the tensor path rounds in float32, so there the two agree to round
 only for a residual within rounding of ``d`` or errors tied within rounding. ``tests/test_refine_cpu.py`` checks
 both.
 
-Everything here is private to :mod:`fashion_lib.refine`, which validates the arguments and prepares the
-per-instance parameters (``n``, ``m``, ``d``, the uniforms); the functions below trust them.
+Everything here is private to :mod:`fashion_lib.refine` and to :mod:`fashion_lib.refine_numpy` (the same calls on
+NumPy arrays, for the command line without torch), which validate the arguments and prepare the per-instance
+parameters (``n``, ``m``, ``d``, the uniforms); the functions below trust them.
 """
 
 from __future__ import annotations

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import readme
+import yaml
 
 from fashion_lib import provenance
-from fashion_lib.parameters import ParameterError
+from fashion_lib.parameters import ParameterError, coerce_injected, literal_assignments, parameters_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAD = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
@@ -99,16 +101,50 @@ def test_find_repo_root_searches_upwards_and_names_where_it_looked(tmp_path):
         provenance.find_repo_root(tmp_path)
 
 
+PAPERMILL_SECTION = "Running one notebook by hand with papermill"
+
+
+def _readme_papermill() -> tuple[list[str], list[str]]:
+    """The README's jupytext and papermill commands, split."""
+    (jupytext,) = readme.commands(PAPERMILL_SECTION, "jupytext")
+    (papermill,) = readme.commands(PAPERMILL_SECTION, "papermill")
+    return jupytext, papermill
+
+
 def _papermill_by_hand(tmp_path: Path, notebook: str, *args: str) -> subprocess.CompletedProcess:
-    """The README's commands: jupytext to .ipynb, then papermill with -p/-y, from the repository root."""
+    """The README's commands (jupytext to .ipynb, then papermill with its options, from the repository root) on
+    ``notebook``, their files in ``tmp_path``, with the parameters ``args`` in place of the README's."""
+    jupytext, papermill = _readme_papermill()
+    assert papermill[1] == jupytext[jupytext.index("-o") + 1]  # papermill runs what jupytext wrote
     bin_dir = Path(sys.executable).parent
     ipynb = tmp_path / f"{Path(notebook).stem}.ipynb"
-    subprocess.run([str(bin_dir / "jupytext"), "--to", "ipynb", "-o", str(ipynb), notebook], cwd=ROOT, check=True,
-                   capture_output=True)
+    convert = [str(bin_dir / "jupytext"), *jupytext[1:-1], notebook]
+    convert[convert.index("-o") + 1] = str(ipynb)
+    subprocess.run(convert, cwd=ROOT, check=True, capture_output=True)
+    options = papermill[3:]
+    options = options[:min(options.index(flag) for flag in ("-p", "-y") if flag in options)]  # --cwd notebooks
     # the kernel imports this checkout's library, whatever an editable install elsewhere points to
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": "PASSIVE"}
-    return subprocess.run([str(bin_dir / "papermill"), str(ipynb), str(tmp_path / "out.ipynb"), "--cwd", "notebooks",
+    return subprocess.run([str(bin_dir / "papermill"), str(ipynb), str(tmp_path / "out.ipynb"), *options,
                            "-k", "python3", *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_the_readmes_papermill_example_names_a_notebook_and_parameters_it_declares():
+    """What the README's example injects is what its notebook declares, of the declared types."""
+    jupytext, papermill = _readme_papermill()
+    notebook = ROOT / jupytext[-1]
+    assert notebook.is_file() and (ROOT / papermill[papermill.index("--cwd") + 1]).is_dir()
+    injected = {}
+    words = iter(papermill[3:])
+    for word in words:
+        if word == "-p":  # papermill passes a string unless it reads as a number or a boolean
+            name = next(words)
+            injected[name] = next(words)
+        elif word == "-y":
+            injected.update(yaml.safe_load(next(words)))
+    assert set(injected) == {"seeds", "alphas"}
+    defaults = literal_assignments(parameters_cell(notebook.read_text()))
+    assert coerce_injected(defaults, injected) == {"seeds": [0], "alphas": [0, 0.5, 1]}
 
 
 def _provenance_output(path: Path) -> str:

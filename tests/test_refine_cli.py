@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import readme
 import torch
 from test_refine import gen, symmetric_instances
 
@@ -211,7 +213,6 @@ def test_results_round_trip_as_json_dump_writes_them(tmp_path):
 def test_command_line_choices_match_the_library():
     assert refine_cli._D_UNITS == refine._D_UNITS
     assert refine_cli._PAIR_MODES == refine._PAIR_MODES
-    assert set(refine_cli._SCHEMAS) == set(refine._SCHEMA_DEFAULTS)
 
 
 def test_help_and_import_stay_light():
@@ -225,3 +226,18 @@ def test_help_and_import_stay_light():
     code = "import sys, fashion_lib.refine\nprint(sorted({'torchvision', 'numba'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_the_readmes_refine_example_runs_as_written(tmp_path):
+    """The README's command, word for word (``python`` being this interpreter), on a file of the name it gives."""
+    (command,) = readme.commands("Applying the refiner to your own detector", "python -m fashion_lib.refine")
+    entries, _ = corrupted_coco()
+    write_json(tmp_path / command[3], entries)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": "PASSIVE"}
+    done = subprocess.run([sys.executable, *command[1:]], cwd=tmp_path, capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "3 instances, 3 with an axis (100%)" in done.stderr
+    written = tmp_path / command[command.index("-o") + 1]
+    expected, _ = refine_results(entries, command[command.index("--schema") + 1], generator=gen(), absurd_factor=100.0)
+    assert json.loads(written.read_text()) == expected

@@ -186,8 +186,6 @@ def test_the_gpu_pages_torchrun_commands_train_the_runs_the_gpu_notebooks_load(c
     import shlex
     from pathlib import Path
 
-    from fashion_lib.experiments import keypoints as kx
-
     page = (Path(__file__).resolve().parents[1] / "book" / "gpu.md").read_text()
     commands = [shlex.split(line) for line in page.splitlines() if line.startswith("torchrun ")]
     assert len(commands) == 2
@@ -196,8 +194,24 @@ def test_the_gpu_pages_torchrun_commands_train_the_runs_the_gpu_notebooks_load(c
         args = words[words.index("fashion_lib.train") + 1:]
         assert main([*args, "--print-run-dir"]) == 0
         printed += capsys.readouterr().out.split()
-    expected = []
-    for schema in TABLE1_SCHEMAS:
-        setup, seeds = _notebook_setup("gpu", schema)
-        expected += [str(kx.detector_run(setup, m, s).run_dir) for s in seeds for m in kx.DETECTOR_MODELS]
+    expected = [run for schema in TABLE1_SCHEMAS for run in _gpu_notebook_runs(schema)]
     assert sorted(printed) == sorted(expected) and len(expected) == 12
+
+
+def _gpu_notebook_runs(schema: str) -> list[str]:
+    """The detector run folders the gpu profile's Table 1 notebook of ``schema`` loads (every model and seed)."""
+    from fashion_lib.experiments import keypoints as kx
+
+    setup, seeds = _notebook_setup("gpu", schema)
+    return [str(kx.detector_run(setup, m, s).run_dir) for s in seeds for m in kx.DETECTOR_MODELS]
+
+
+def test_the_readmes_train_example_trains_the_runs_the_gpu_notebooks_load(capsys):
+    """The README's ``python -m fashion_lib.train ...`` (its prose names it), with ``--print-run-dir``: the runs it
+    would train are those the gpu profile's notebooks of its schema load."""
+    import readme
+
+    (command,) = readme.inline_commands("Profiles and parameters", "python -m fashion_lib.train")
+    assert main([*command[3:], "--print-run-dir"]) == 0
+    schema = command[command.index("--schema") + 1]
+    assert sorted(capsys.readouterr().out.split()) == sorted(_gpu_notebook_runs(schema))
