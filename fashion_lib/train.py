@@ -103,6 +103,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
              "seeds": args.seeds, "data_root": args.data_root, "train_file": args.train_file}  # fmt: skip
     if args.steps is not None:
         given.update(train_steps=args.steps, cpn_steps=args.steps)
+        if args.schema == "coco":  # the profile may give people their own Keypoint R-CNN schedule
+            given["coco_train_steps"] = args.steps
     given = {k: v for k, v in given.items() if v is not None}
     if args.profile is None:
         if args.overrides:

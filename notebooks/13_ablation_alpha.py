@@ -24,8 +24,8 @@
 # %% tags=["parameters"]
 run_info = {}
 seeds = [0, 1, 2]
-detector = {"preset": "cpu", "image_size": 128, "train_steps": 150, "cpn_steps": 240, "batch_size": 8, "lr": 0.001,
-            "scale_crop": True, "amp": True}
+detector = {"preset": "cpu", "image_size": 128, "train_steps": 900, "coco_train_steps": 300, "cpn_steps": 0,
+            "batch_size": 8, "lr": 0.001, "scale_crop": True, "amp": True}
 val_images = 200
 alphas = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 nkd_alphas = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]

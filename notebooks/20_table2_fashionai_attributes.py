@@ -52,8 +52,8 @@
 # %% tags=["parameters"]
 run_info = {}
 seeds = [0, 1, 2]
-detector = {"preset": "cpu", "image_size": 128, "train_steps": 150, "cpn_steps": 240, "batch_size": 8, "lr": 0.001,
-            "scale_crop": True, "amp": True}
+detector = {"preset": "cpu", "image_size": 128, "train_steps": 900, "coco_train_steps": 300, "cpn_steps": 0,
+            "batch_size": 8, "lr": 0.001, "scale_crop": True, "amp": True}
 keypoint_data_root = ""
 keypoint_train_file = ""
 profile = "cpu"

@@ -103,6 +103,16 @@ def test_scale_crop_augmentation_is_on_by_default_and_off_gives_the_literal_imag
         tiny(scale_crop="yes")
 
 
+def test_coco_train_steps_give_people_their_own_schedule(runs):
+    both = tiny(train_steps=40, coco_train_steps=10)
+    people = dataclasses.replace(both, schema="coco")
+    assert kx.detector_run(both, "keypoint_rcnn", 0).train_config.steps == 40
+    assert kx.detector_run(people, "keypoint_rcnn", 0).train_config.steps == 10
+    assert kx.detector_run(dataclasses.replace(people, coco_train_steps=0), "keypoint_rcnn", 0).train_config.steps == 40
+    with pytest.raises(ValueError, match="coco_train_steps must be an integer >= 0 \\(0: train_steps\\), got -1"):
+        tiny(coco_train_steps=-1)
+
+
 def test_amp_reaches_the_training_config_and_names_its_own_run(runs):
     on, off = tiny(), tiny(amp=False)
     assert on.amp and kx.train_config(on, 0, 10).amp and not kx.train_config(off, 0, 10).amp

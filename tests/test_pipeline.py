@@ -466,8 +466,8 @@ def test_a_mapping_given_in_part_keeps_the_other_fields_of_the_layer_below():
     params = resolve_parameters(notebooks, profile, [("detector", "{train_steps: 10, scale_crop: false}")])
     fashionai, coco = params["10_table1_fashionai"]["detector"], params["11_table1_coco"]["detector"]
     # -p over 'all' over the notebook's default: only the named fields change
-    assert fashionai == {"preset": "cpu", "image_size": 64, "train_steps": 10, "cpn_steps": 3, "batch_size": 2,
-                         "lr": 0.001, "scale_crop": False}
+    assert fashionai == {"preset": "cpu", "image_size": 64, "train_steps": 10, "coco_train_steps": 300, "cpn_steps": 3,
+                         "batch_size": 2, "lr": 0.001, "scale_crop": False, "amp": True}
     assert coco == {**fashionai, "cpn_steps": 5}  # the notebook's own section sits between 'all' and -p
     with pytest.raises(ProfileError, match="has no field 'steps'"):
         resolve_parameters(notebooks, {}, [("detector", "{steps: 10}")])
