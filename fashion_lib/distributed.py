@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "init_distributed", "is_main_process", "get_rank", "get_world_size", "barrier"]
+__all__ = ["DistInfo", "init_distributed", "is_main_process", "get_rank", "get_world_size", "barrier", "broadcast_flag"]
 
 log = logging.getLogger(__name__)
 
@@ -69,3 +69,12 @@ def barrier(world_size: int) -> None:
     """Wait for every process of a job of ``world_size`` processes (nothing to wait for with one)."""
     if world_size > 1:
         dist.barrier()
+
+
+def broadcast_flag(flag: bool, world_size: int) -> bool:
+    """Rank 0's ``flag`` on every rank of a job of ``world_size`` processes (the flag itself with one)."""
+    if world_size == 1:
+        return flag
+    box = [flag]
+    dist.broadcast_object_list(box, src=0)
+    return bool(box[0])

@@ -72,7 +72,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fashion_lib.data.transforms import collate
-from fashion_lib.distributed import barrier, get_rank, init_distributed
+from fashion_lib.distributed import barrier, broadcast_flag, get_rank, init_distributed
 from fashion_lib.io import atomic_write
 from fashion_lib.provenance import content_digest, git_state
 
@@ -528,15 +528,6 @@ def _history(rows: Mapping[int, Mapping[str, Any]], keys: Mapping[str, float]) -
             if all(rows[s].get(k) not in (None, "") for k in keys)]  # fmt: skip
 
 
-def _share(flag: bool, world: int) -> bool:
-    """Rank 0's ``flag`` on every rank."""
-    if world == 1:
-        return flag
-    box = [flag]
-    dist.broadcast_object_list(box, src=0)
-    return bool(box[0])
-
-
 def _add_columns(columns: list[str], keys: Sequence[str]) -> None:
     if not columns:
         columns.append("step")
@@ -841,7 +832,7 @@ def train(
                     changed = True
                     log.info("step %d evaluation: %s", step, values_eval)
                     stopped = not last and stop is not None and bool(stop(_history(rows, values_eval)))
-                stopped = _share(stopped, world)
+                stopped = broadcast_flag(stopped, world)
                 barrier(world)
             if changed:
                 _write_metrics(metrics_path, columns, rows)

@@ -28,3 +28,15 @@ def test_a_torch_build_without_distributed_is_named(monkeypatch):
     monkeypatch.setattr(distributed.dist, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="RANK and WORLD_SIZE are set but this torch build has no torch.distributed"):
         distributed.init_distributed("cpu")
+
+
+def test_broadcast_flag_gives_every_rank_rank_zeros_value(monkeypatch):
+    assert distributed.broadcast_flag(True, 1) is True and distributed.broadcast_flag(False, 1) is False
+    sent = []
+
+    def from_rank_zero(box, src):  # what rank 1 sees when rank 0 decided to stop
+        sent.append(src)
+        box[0] = True
+
+    monkeypatch.setattr(distributed.dist, "broadcast_object_list", from_rank_zero)
+    assert distributed.broadcast_flag(False, 2) is True and sent == [0]
