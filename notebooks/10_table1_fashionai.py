@@ -96,6 +96,22 @@ display(Markdown(f"{len(seeds)} seeds trained (or loaded) and refined in {time.p
                  f"Refiner: {refine}."))
 
 # %% [markdown]
+# ## Is the detector trained well enough to test a refiner?
+#
+# A refiner's effect means something only on a detector that has learnt its task. Two checks: its normalised error
+# on visible points (the study's bar on this profile: at most 8 %, beside the paper's 13.70 % on real garments, in
+# the table further down) and how often its top detection names the right garment category (the bar: at least
+# 90 %; a detector that confuses dresses with blouses places a blouse's points on a dress). Per seed, in %:
+
+# %%
+import pandas as pd
+
+category_right = 100 * pd.DataFrame({f"seed {seed}": kx.category_accuracy(rows[kx.KRCNN], val)
+                                     for seed, rows in zip(seeds, rows_per_seed, strict=True)}).T
+glue("category_right", float(category_right["all"].mean()), display=False)
+display(category_right.rename(columns={"all": "all garments"}).round(0))
+
+# %% [markdown]
 # ## The symmetry prior alone: the first verdict
 #
 # The paper's idea is the symmetry axis (its Fig. 1c: the axis applied once, at one scale); the second scale adds a
@@ -238,8 +254,6 @@ verdict_table(differences, better="lower", claim="it lowers NE", scale=100, unit
 # public scorer uses:
 
 # %%
-import pandas as pd
-
 variants = {"visible, pooled (the challenge)": ne, "visible, per image": kx.ne_metric(reduce="image"),
             "occluded points only": kx.ne_metric(points="occluded")}
 table = {}

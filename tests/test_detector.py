@@ -47,6 +47,13 @@ def test_top_instance_picks_the_highest_score_and_marks_empty_images():
     assert bool(top.boxes[1].isnan().all())
 
 
+def test_top_instance_keeps_the_label_of_the_detection_it_picks():
+    preds = [_pred([0.2, 0.9, 0.5]), _pred([]), _pred([0.4, 0.4])]
+    preds[0]["labels"] = torch.tensor([1, 4, 2])
+    preds[2]["labels"] = torch.tensor([3, 5])
+    assert top_instance(preds, 3).labels.tolist() == [4, 0, 3]  # the best box's class; none: 0; a tie: the first
+
+
 def test_all_instances_ranks_and_pads_every_image():
     preds = [_pred([0.2, 0.9, 0.5]), _pred([]), _pred([0.7], offset=100.0), _pred([0.4, 0.4])]
     every = all_instances(preds, 3)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from fashion_lib.data.fashionai import CATEGORIES
 from fashion_lib.experiments import keypoints as kx
 from fashion_lib.keypoints import FASHIONAI, OCCLUDED, VISIBLE
 from fashion_lib.refine import (
@@ -101,6 +102,16 @@ def test_scale_crop_augmentation_is_on_by_default_and_off_gives_the_literal_imag
     assert q[0.05] < 0.42 and q[0.95] > 0.88
     with pytest.raises(ValueError, match="scale_crop must be true or false, got 'yes'"):
         tiny(scale_crop="yes")
+
+
+def test_category_accuracy_counts_the_top_detections_category_per_garment():
+    val = kx.ValidationSet(images=[torch.zeros(3, 8, 8)] * 4, targets=[{"category": c} for c in
+                           ("dress", "dress", "skirt", "blouse")], key="toy")  # fmt: skip
+    labels = torch.tensor([CATEGORIES.index(c) + 1 for c in ("dress", "skirt", "skirt")] + [0])  # last: no detection
+    inst = kx.Instances(torch.zeros(4, 24, 3), torch.ones(4), torch.arange(4), labels=labels)
+    assert kx.category_accuracy(inst, val) == {"all": 0.5, "dress": 0.5, "skirt": 1.0, "blouse": 0.0}
+    with pytest.raises(ValueError, match="carry no labels"):
+        kx.category_accuracy(kx.Instances(torch.zeros(4, 24, 3), torch.ones(4), torch.arange(4)), val)
 
 
 def test_coco_train_steps_give_people_their_own_schedule(runs):

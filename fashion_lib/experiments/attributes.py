@@ -391,18 +391,6 @@ class CropKeypoints:
         return tuple(fixed), disagree
 
 
-def _top_labels(predictions: Sequence[dict]) -> list[int]:
-    """The label of each image's highest-scoring detection (0 where there is none); ties as ``top_instance``."""
-    out = []
-    for p in predictions:  # a loop over images, collecting one integer each
-        if len(p["scores"]) == 0:
-            out.append(0)
-            continue
-        best = torch.sort(p["scores"].float(), descending=True, stable=True).indices[0]
-        out.append(int(p["labels"][best]))
-    return out
-
-
 def _category_masks(categories: Sequence[str]) -> torch.Tensor:
     """``(B, 24)`` bool: the points of each detected category (all False where nothing was detected)."""
     table = torch.stack([FASHIONAI.category_mask(c) for c in CATEGORIES])  # (5, 24)
@@ -434,7 +422,7 @@ def detect_crop_keypoints(detector: torch.nn.Module, images: Sequence[torch.Tens
     k = FASHIONAI.num_keypoints
     preds = predict(detector, images, batch_size=batch_size)
     top = top_instance(preds, k)
-    labels = _top_labels(preds)
+    labels = top.labels.tolist()
     categories = tuple(CATEGORIES[lab - 1] if 1 <= lab <= len(CATEGORIES) else "" for lab in labels)
     nkd = new_key_detection(images, as_detect_fn(detector, k, batch_size=batch_size), FASHIONAI,
                             generator=generator, keypoints=top.keypoints, config=refine).keypoints  # fmt: skip

@@ -32,7 +32,7 @@ import torch
 
 from fashion_lib.coco_eval import keypoints_to_coco_results
 from fashion_lib.data.coco import CocoKeypoints
-from fashion_lib.data.fashionai import FashionAIKeypoints
+from fashion_lib.data.fashionai import CATEGORIES, FashionAIKeypoints
 from fashion_lib.data.transforms import ScaleCropConfig, ScaleCropped
 from fashion_lib.engine import TrainConfig, TrainResult, run_dir_for, train
 from fashion_lib.experiments import (
@@ -520,19 +520,37 @@ class Instances:
     # (T,) bool, two-scale rows only: the crop held a detection matching the instance (else its first scale stayed)
     matched: torch.Tensor | None = None
     refined: RefineResult | None = None  # one-scale refined rows: what the refiner did (filled points, axes)
+    labels: torch.Tensor | None = None  # (T,) long, the detector's rows: class index (FashionAI category + 1; 0 none)
 
 
 def _instances(predictions: list[dict], schema: str) -> Instances:
     K = get_schema(schema).num_keypoints
     if schema == "fashionai":  # one garment per image: the best detection (NaN key points where there is none)
         top = top_instance(predictions, K)
-        return Instances(top.keypoints, top.scores, torch.arange(len(predictions)))
+        return Instances(top.keypoints, top.scores, torch.arange(len(predictions)), labels=top.labels)
     counts = torch.tensor([len(p["scores"]) for p in predictions], dtype=torch.long)
     if int(counts.sum()) == 0:
         return Instances(torch.zeros(0, K, 3), torch.zeros(0), torch.zeros(0, dtype=torch.long))
     return Instances(torch.cat([p["keypoints"] for p in predictions]).float(),
                      torch.cat([p["scores"] for p in predictions]).float(),
                      torch.repeat_interleave(torch.arange(len(predictions)), counts))
+
+
+def category_accuracy(instances: Instances, val: ValidationSet) -> dict[str, float]:
+    """FashionAI: the share of validation garments whose top detection has the right category, overall (key
+    ``"all"``) and per category (a detector that has not learnt the task names the wrong garment; an image without
+    a detection counts as wrong). ``instances``: a detector's own row (:func:`detected_instances` or
+    :func:`table1_rows`), which carries the labels."""
+    if instances.labels is None:
+        raise ValueError("these instances carry no labels: pass a detector's own row (KRCNN or CPN), not a refined one")
+    truth = val.categories
+    names = [CATEGORIES[i - 1] if 1 <= i <= len(CATEGORIES) else "" for i in instances.labels.tolist()]
+    right = {c: [0, 0] for c in dict.fromkeys(truth)}
+    for i, name in zip(instances.image_index.tolist(), names, strict=True):
+        right[truth[i]][0] += name == truth[i]
+        right[truth[i]][1] += 1
+    out = {"all": sum(r for r, _ in right.values()) / max(sum(n for _, n in right.values()), 1)}
+    return out | {c: r / n for c, (r, n) in right.items()}
 
 
 def table1_rows(

@@ -188,6 +188,7 @@ class TopInstance(NamedTuple):
     keypoints: torch.Tensor  # (B, K, 3) float: x, y pixels, confidence; NaN, NaN, 0 where an image has none
     scores: torch.Tensor  # (B,) float: its score; 0 where an image has none
     boxes: torch.Tensor  # (B, 4) float: its box; NaN where an image has none
+    labels: torch.Tensor  # (B,) long: its class (FashionAI: category index + 1); 0 where an image has none
 
 
 def top_instance(predictions: Sequence[dict], num_keypoints: int) -> TopInstance:
@@ -202,8 +203,8 @@ def top_instance(predictions: Sequence[dict], num_keypoints: int) -> TopInstance
     Returns
     -------
     TopInstance
-        ``keypoints`` (B, K, 3), ``scores`` (B,), ``boxes`` (B, 4); an image without detections gets NaN
-        coordinates and box, and score and confidences 0.
+        ``keypoints`` (B, K, 3), ``scores`` (B,), ``boxes`` (B, 4), ``labels`` (B,); an image without detections
+        gets NaN coordinates and box, and score, confidences and label 0.
     """
     b = len(predictions)
     counts = torch.tensor([len(p["scores"]) for p in predictions], dtype=torch.long)  # (B,)
@@ -214,9 +215,9 @@ def top_instance(predictions: Sequence[dict], num_keypoints: int) -> TopInstance
     nan = float("nan")
     keypoints = torch.full((b, num_keypoints, 3), nan)
     keypoints[..., 2] = 0.0
-    scores, boxes = torch.zeros(b), torch.full((b, 4), nan)
+    scores, boxes, labels = torch.zeros(b), torch.full((b, 4), nan), torch.zeros(b, dtype=torch.long)
     if int(counts.sum()) == 0:
-        return TopInstance(keypoints, scores, boxes)
+        return TopInstance(keypoints, scores, boxes, labels)
     all_scores = torch.cat([p["scores"].float().cpu() for p in predictions])  # (T,)
     image = torch.repeat_interleave(torch.arange(b), counts)  # (T,)
     order = torch.sort(all_scores, descending=True, stable=True).indices
@@ -227,7 +228,8 @@ def top_instance(predictions: Sequence[dict], num_keypoints: int) -> TopInstance
     keypoints[has] = torch.cat([p["keypoints"].float().cpu() for p in predictions])[pick]
     scores[has] = all_scores[pick]
     boxes[has] = torch.cat([p["boxes"].float().cpu() for p in predictions])[pick]
-    return TopInstance(keypoints, scores, boxes)
+    labels[has] = torch.cat([p["labels"].long().cpu() for p in predictions])[pick]
+    return TopInstance(keypoints, scores, boxes, labels)
 
 
 def all_instances(predictions: Sequence[dict], num_keypoints: int) -> torch.Tensor:
