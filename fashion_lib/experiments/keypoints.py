@@ -138,10 +138,10 @@ ROWS = (KRCNN, AXIS_ONCE, TWICE, NKD, CPN, CPN_NKD)
 CPN_ROWS = (CPN, CPN_NKD)  # the rows that need a trained CPN: absent when a setup trains none (cpn_steps 0)
 # Why a profile may train no CPN: the sentence every page prints beside the CPN rows it does not test.
 CPN_NOT_TESTED_REASON = (
-    "This profile trains no CPN (`cpn_steps: 0`): trained from scratch, CPN needs about ten times the cpu "
-    "profile's training to come within a few points of Keypoint R-CNN (at 240 steps it scored FashionAI NE 35.7 %, "
-    "the level of a mean garment layout, against about 14 % for Keypoint R-CNN), so its time goes to Keypoint "
-    "R-CNN; the `gpu` profile trains it.")
+    "This profile trains no CPN (`cpn_steps: 0`): trained from scratch, CPN learns far more slowly per step than "
+    "Keypoint R-CNN (in an earlier cpu build, after 240 steps, it scored FashionAI NE 35.7 %, the level of a "
+    "category's mean layout placed in the detected box), and a CPN good enough to compare would not fit the cpu "
+    "budget beside Keypoint R-CNN; its time goes to Keypoint R-CNN. The `gpu` profile trains it.")
 # The Table 1 pages' paragraph on CPN where it is not trained.
 CPN_NOT_TESTED_PARAGRAPH = (
     f"CPN's rows and its two claims (CPN against Keypoint R-CNN, New-key-detection against CPN) are **{NOT_TESTED}**: "
