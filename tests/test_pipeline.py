@@ -471,3 +471,14 @@ def test_a_mapping_given_in_part_keeps_the_other_fields_of_the_layer_below():
     assert coco == {**fashionai, "cpn_steps": 5}  # the notebook's own section sits between 'all' and -p
     with pytest.raises(ProfileError, match="has no field 'steps'"):
         resolve_parameters(notebooks, {}, [("detector", "{steps: 10}")])
+
+
+@pytest.mark.parametrize(("profile", "fashionai", "coco"), [("smoke", 3, 3), ("cpu", 900, 300), ("gpu", 20000, 20000)])
+def test_each_profile_trains_people_for_the_steps_it_names(profile, fashionai, coco):
+    # the notebooks' own default (300 people steps, the cpu profile's) must not leak into a profile that sets only
+    # train_steps: the smoke book would train people 100 times longer than garments
+    from fashion_lib.experiments.keypoints import KeypointSetup
+
+    detector = pipeline.notebook_parameters(profile)["11_table1_coco"]["detector"]
+    steps = [KeypointSetup(schema=schema, **detector).keypoint_rcnn_steps for schema in ("fashionai", "coco")]
+    assert steps == [fashionai, coco]
