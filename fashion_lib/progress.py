@@ -54,8 +54,10 @@ class CellProgress:
     """
 
     def __init__(self, prefix: str, cells: Sequence[Any], expected_s: float | None, *, injected: bool = False,
-                 stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic, log_every_s: float = 60.0):
+                 stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic, log_every_s: float = 60.0,
+                 live: bool | None = None):
         self.prefix = prefix
+        self._live = live  # None: rewrite one line in place when the stream is a terminal
         # papermill runs one more code cell than ``cells`` holds when it injects parameters
         self.total = sum(c.get("cell_type") == "code" for c in cells) + int(injected)
         self.expected_s = expected_s
@@ -72,7 +74,10 @@ class CellProgress:
 
     @property
     def live(self) -> bool:
-        """Whether the stream is a terminal, where one line is rewritten in place."""
+        """Whether one line is rewritten in place: the stream is a terminal, unless ``live`` said otherwise (two
+        notebooks running side by side cannot share one line)."""
+        if self._live is not None:
+            return self._live
         return bool(getattr(self.stream, "isatty", lambda: False)())
 
     def line(self) -> str:

@@ -33,7 +33,7 @@ from typing import Any
 from fashion_lib.parameters import ParameterError, coerce_injected, injected_parameters
 
 __all__ = ["Provenance", "start", "device_description", "library_versions", "git_state", "BY_HAND", "RUNS_ENV",
-           "find_repo_root", "library_digest", "content_digest"]
+           "find_repo_root", "library_digest", "content_digest", "set_threads"]
 
 log = logging.getLogger(__name__)
 # The profile recorded for a notebook that papermill ran without the pipeline.
@@ -236,4 +236,17 @@ def start(run_info: Mapping[str, Any] | None = None, seeds: Sequence[int] | str 
     if not info:
         info = {**git_state(Path(__file__).resolve().parents[1]), "profile": BY_HAND,
                 "parameters": {k: v for k, v in injected.items() if k != "run_info"}}
+    if info.get("threads"):
+        set_threads(int(info["threads"]))
     return Provenance(run_info=info, seeds=list(seeds))
+
+
+def set_threads(threads: int) -> None:
+    """Run this process's PyTorch (and so the refiner's numba kernel, which follows ``torch.get_num_threads()``)
+    on ``threads`` CPU threads. The pipeline sets it per kernel when notebooks run side by side (its lanes), so that
+    two kernels do not both claim every core."""
+    if threads < 1:
+        raise ValueError(f"run_info['threads'] must be at least 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)

@@ -1,9 +1,12 @@
 """Shared experiment helpers (fashion_lib.experiments): the cache, seeded builds, row selection."""
 
+import threading
+import time
+
 import pytest
 import torch
 
-from fashion_lib.experiments import cached, holdout_rows, seeded_build, spread_rows
+from fashion_lib.experiments import cached, exclusive, holdout_rows, seeded_build, spread_rows
 
 
 def test_cached_computes_once_and_recovers_from_a_cut_file(tmp_path):
@@ -20,6 +23,45 @@ def test_cached_computes_once_and_recovers_from_a_cut_file(tmp_path):
     path.write_bytes(path.read_bytes()[:10])  # a crash left half a file
     assert torch.equal(cached(path, compute)["x"], torch.arange(3))
     assert len(calls) == 2
+
+
+def test_exclusive_makes_a_second_holder_wait_for_the_first(tmp_path):
+    events = []
+    inside = threading.Event()
+
+    def first():
+        with exclusive(tmp_path / "run"):
+            inside.set()
+            time.sleep(0.3)
+            events.append("first done")
+
+    t = threading.Thread(target=first)
+    t.start()
+    inside.wait(5)
+    with exclusive(tmp_path / "run"):  # blocks until the first holder leaves
+        events.append("second in")
+    t.join()
+    assert events == ["first done", "second in"]
+    assert (tmp_path / "run.lock").is_file()
+    with exclusive(tmp_path / "other"):  # another name is another lock: not blocked by nothing
+        pass
+
+
+def test_cached_computes_once_when_two_ask_at_the_same_time(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        time.sleep(0.3)  # long enough for the other thread to ask while this one computes
+        return torch.arange(4)
+
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(cached(tmp_path / "v.pt", compute))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(got) == 2 and all(torch.equal(g, torch.arange(4)) for g in got)
 
 
 def test_seeded_build_is_reproducible_and_leaves_the_global_rng_alone():

@@ -6,6 +6,7 @@ import shlex
 import shutil
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from fashion_lib import pipeline
@@ -180,6 +181,13 @@ def test_smoke_book_builds_strictly_then_rebuilds_from_cache(smoke_book, tmp_pat
     # the finished build is recorded; the next build's provenance page shows its times
     history = pipeline.read_build_history(workdir)
     assert len(history) == 1 and history[0]["executed"] == len(names) and history[0]["book_s"] > 0
+    # the notebooks ran in lanes side by side, each kernel on its share of the cores, and say so
+    metas = [nbformat.read(workdir / "book" / "results" / f"{n}.ipynb", as_version=4).metadata["fashion_lib"]
+             for n in names]
+    lanes = pipeline.plan_lanes(pipeline.discover_notebooks(ROOT), pipeline.default_jobs())
+    assert {m["lane"] for m in metas} == set(range(1, len(lanes) + 1))
+    assert all(m["threads"] >= 1 and m["finished_at"] > m["started_at"] for m in metas)
+    assert len({m["build"] for m in metas}) == 1
     # math renders offline: MathJax comes from the book's own _static folder, never from a CDN
     ambiguities = (first.html / "book" / "ambiguities.html").read_text()
     assert ambiguities.count("_static/mathjax/tex-svg.js") == 1 and "cdn.jsdelivr" not in ambiguities
@@ -268,6 +276,25 @@ def test_failing_notebook_is_named_and_not_cached(tmp_path, monkeypatch):
         "failed" in p.name for p in (tmp_path / "cache").rglob("*.ipynb"))
 
 
+@pytest.mark.slow
+def test_a_failing_lane_stops_the_other_at_its_next_notebook(tmp_path, monkeypatch):
+    root = tmp_path / "repo"
+    (root / "notebooks" / "profiles").mkdir(parents=True)
+    shutil.copy(ROOT / "pyproject.toml", root)
+    shutil.copytree(ROOT / "fashion_lib", root / "fashion_lib", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "notebooks" / "profiles" / "smoke.yaml").write_text("{}\n")
+    (root / "notebooks" / "01_fails.py").write_text('# %% tags=["parameters"]\nrun_info = {}\n\n# %%\n1 / 0\n')
+    cell = ("import time, torch\nfrom fashion_lib import provenance\nprovenance.start(run_info)\ntime.sleep(8)\n"
+            "assert torch.get_num_threads() == run_info['threads']\n")
+    (root / "notebooks" / "02_slow.py").write_text(f'# %% tags=["parameters"]\nrun_info = {{}}\n\n# %%\n{cell}')
+    (root / "notebooks" / "03_after.py").write_text('# %% tags=["parameters"]\nrun_info = {}\n\n# %%\n1\n')
+    monkeypatch.setattr(pipeline, "LANES", (("01_fails",), ("02_slow", "03_after")))
+    with pytest.raises(RuntimeError, match=r"01_fails.py failed in cell"):
+        pipeline.run("smoke", root=root, cache_dir=tmp_path / "cache", build=False, jobs=2)
+    done = {p.parent.name for p in (tmp_path / "cache").rglob("*.ipynb") if "failed" not in p.name}
+    assert done == {"02_slow"}  # the other lane finished the notebook it was running, then stopped
+
+
 def test_main_reports_a_bad_parameter_and_exits_2(caplog):
     assert pipeline.main(["--profile", "smoke", "-p", "no_such_parameter", "1", "--no-build"]) == 2
     assert "no notebook declares a parameter 'no_such_parameter'" in caplog.text
@@ -326,13 +353,72 @@ def test_provenance_page_sums_each_part_against_its_budget(tmp_path):
     history = [{"finished": "2026-01-01 00:00", "profile": "cpu", "commit": "abc", "executed": 0, "notebooks": 3,
                 "execute_s": 10.0, "book_s": 20.0, "total_s": 30.0}]
     text = pipeline.write_provenance_page(tmp_path, notebooks, "cpu", [], 1.0, parts=parts, history=history).read_text()
-    assert "| Key points: Table 1 | 2 | 50.0 min | 40 min: **over** |" in text
-    assert "| Attributes: Tables 2 and 3 | 1 | 5.0 min | 40 min: within |" in text
-    assert "| whole book | 3 | 55.0 min | 90 min: within |" in text and "Reading and reusing" not in text
+    # no start and end recorded: the sums are judged
+    assert "| Key points: Table 1 | 2 | 50.0 min | not one build | 40 min: **over** |" in text
+    assert "| Attributes: Tables 2 and 3 | 1 | 5.0 min | not one build | 40 min: within |" in text
+    assert "| whole book | 3 | 55.0 min | not one build | 90 min: within |" in text
+    assert "Reading and reusing" not in text
     assert "| 0 of 3 | 10 s | 20 s | 0.5 min |" in text
     # budgets belong to the cpu profile only
     text = pipeline.write_provenance_page(tmp_path, notebooks, "gpu", [], 1.0, parts=parts).read_text()
-    assert "| whole book | 3 | 55.0 min | none set |" in text and "this is its first" in text
+    assert "| whole book | 3 | 55.0 min | not one build | none set |" in text and "this is its first" in text
+
+
+def test_provenance_page_judges_lanes_side_by_side_by_the_clock(tmp_path):
+    import nbformat
+
+    # lane 1: 10_a then 11_b (0-30, 30-50 min); lane 2: 20_c alongside (0-45 min): 95 min summed, 50 by the clock
+    spans = {"10_a": (0, 30, 1), "11_b": (30, 50, 1), "20_c": (0, 45, 2)}
+    notebooks = [Notebook(tmp_path / f"{name}.py", {}) for name in spans]
+    for nb in notebooks:
+        start, end, lane = spans[nb.name]
+        meta = {"wall_time_s": (end - start) * 60.0, "started_at": 1000.0 + start * 60,
+                "finished_at": 1000.0 + end * 60, "build": "b1", "lane": lane, "threads": 1}
+        nbformat.write(nbformat.v4.new_notebook(metadata={"fashion_lib": meta}), tmp_path / f"{nb.name}.ipynb")
+    parts = {"Key points: Table 1": ["10_a", "11_b"], "Attributes: Tables 2 and 3": ["20_c"]}
+    text = pipeline.write_provenance_page(tmp_path, notebooks, "cpu", [], 1.0, parts=parts).read_text()
+    assert "| whole book | 3 | 95.0 min | 50.0 min | 90 min: within |" in text
+    assert "| Attributes: Tables 2 and 3 | 1 | 45.0 min | 45.0 min | 40 min: **over** |" in text
+    assert "lane 2, 1 thread(s)" in text
+    # a notebook taken from another build's cache: no clock span across builds, the sum is judged
+    meta = nbformat.read(tmp_path / "20_c.ipynb", as_version=4)
+    meta.metadata["fashion_lib"]["build"] = "b0"
+    nbformat.write(meta, tmp_path / "20_c.ipynb")
+    text = pipeline.write_provenance_page(tmp_path, notebooks, "cpu", [], 1.0, parts=parts).read_text()
+    assert "| whole book | 3 | 95.0 min | not one build | 90 min: **over** |" in text
+
+
+def test_every_shipped_notebook_is_in_exactly_one_lane():
+    names = [nb.name for nb in pipeline.discover_notebooks(ROOT)]
+    laned = [name for lane in pipeline.LANES for name in lane]
+    assert sorted(laned) == sorted(names)
+
+
+def test_lanes_keep_their_order_take_unnamed_notebooks_and_join_when_jobs_are_fewer(tmp_path):
+    def nbs(*names):
+        return [Notebook(tmp_path / f"{n}.py", {}) for n in names]
+
+    names = [nb.name for nb in pipeline.discover_notebooks(ROOT)] + ["99_extra"]
+    notebooks = nbs(*names)
+    lanes = pipeline.plan_lanes(notebooks, 2)
+    assert [[nb.name for nb in lane] for lane in lanes] == [[*pipeline.LANES[0], "99_extra"], list(pipeline.LANES[1])]
+    assert [nb.name for nb in pipeline.plan_lanes(notebooks, 1)[0]] == names  # one lane: the given order
+    assert len(pipeline.plan_lanes(notebooks, 8)) == len(pipeline.LANES)  # never more lanes than LANES has
+    # --only one notebook: one lane, the others are empty and dropped
+    assert [[nb.name for nb in lane] for lane in pipeline.plan_lanes(nbs("20_table2_fashionai_attributes"), 2)] == [
+        ["20_table2_fashionai_attributes"]]
+    with pytest.raises(ValueError, match="--jobs must be at least 1"):
+        pipeline.plan_lanes(notebooks, 0)
+
+
+@pytest.mark.parametrize(("running", "cores", "threads"), [(2, 2, 1), (1, 2, 2), (2, 16, 8), (3, 2, 1), (0, 4, 4)])
+def test_each_kernel_gets_its_share_of_the_cores(running, cores, threads):
+    assert pipeline.kernel_threads(running, cores) == threads
+
+
+@pytest.mark.parametrize(("cores", "jobs"), [(1, 1), (2, 2), (16, 2)])
+def test_default_jobs_is_one_lane_per_core_at_most_the_lanes_there_are(cores, jobs):
+    assert pipeline.default_jobs(cores) == jobs
 
 
 def _toc_book(tmp_path: Path, present: dict[str, str]) -> Path:

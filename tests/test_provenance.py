@@ -179,3 +179,16 @@ def test_papermill_by_hand_parses_or_refuses_a_list_given_with_p(tmp_path):
     proc = _papermill_by_hand(tmp_path, str(notebook), "-p", "seeds", "four")
     assert proc.returncode != 0
     assert "parameter 'seeds' = 'four': expected a list like its default [0, 1, 2]" in proc.stderr
+
+
+def test_start_runs_the_kernel_on_the_threads_the_pipeline_gave_it():
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        provenance.start({"profile": "cpu", "threads": 1}, [0], namespace={})
+        assert torch.get_num_threads() == 1
+        with pytest.raises(ValueError, match="threads"):
+            provenance.start({"profile": "cpu", "threads": -1}, [0], namespace={})
+    finally:
+        torch.set_num_threads(before)

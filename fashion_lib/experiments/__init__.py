@@ -5,14 +5,18 @@
 
 Trained models and cached predictions live in one folder shared by every notebook (:func:`runs_dir`), named by a
 hash of everything that shapes them (settings, data, the library's own sources), so a notebook that needs a
-detector another notebook trained loads it instead of training it again, and a change of code retrains.
+detector another notebook trained loads it instead of training it again, and a change of code retrains. Notebooks
+may run side by side (the pipeline's lanes): whatever two of them could both compute (a run, a cached value, a
+written data set) is computed under :func:`exclusive`, so the second waits for the first and then reads its result.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,7 +26,7 @@ from fashion_lib.io import atomic_write
 from fashion_lib.provenance import RUNS_ENV, find_repo_root, library_digest
 
 # library_digest is provenance's, named here because the experiment modules take it with the source lists below
-__all__ = ["runs_dir", "library_digest", "TRAINING_SOURCES", "DATA_SOURCES", "cached", "seeded_build",
+__all__ = ["runs_dir", "library_digest", "TRAINING_SOURCES", "DATA_SOURCES", "cached", "exclusive", "seeded_build",
            "MappedDataset", "spread_rows", "holdout_rows"]
 
 log = logging.getLogger(__name__)
@@ -72,18 +76,50 @@ def holdout_rows(total: int, n_val: int, *, where: str = "the training file") ->
     return [i for i in range(total) if i not in taken], val
 
 
-def cached(path: str | os.PathLike, compute: Callable[[], T]) -> T:
-    """``torch.load(path)`` if it exists, else ``compute()`` saved atomically to ``path`` (tensors, dicts, lists)."""
-    path = Path(path)
-    if path.is_file():
+@contextlib.contextmanager
+def exclusive(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock named after ``path`` (the file ``<path>.lock`` beside it) while the block runs.
+
+    Two processes that would both compute ``path`` (two notebooks running side by side that need the same
+    detector) take turns: the second blocks until the first is done, then finds the result and reads it. The lock
+    is an advisory ``flock``, released by the kernel when its holder dies, so a crashed run never leaves it held.
+    Where ``fcntl`` does not exist (Windows) the block runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on the study's platforms
+        yield
+        return
+    lock = Path(f"{path}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
         try:
-            return torch.load(path, weights_only=False)
-        except (OSError, RuntimeError, EOFError) as err:  # a file cut short by a crash: compute it again
-            log.warning("cache file %s is unreadable (%s); computing it again", path, err)
-    value = compute()
-    with atomic_write(path, "wb") as f:
-        torch.save(value, f)
-    return value
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for %s: another process is computing it", path)
+            started = time.monotonic()
+            fcntl.flock(f, fcntl.LOCK_EX)
+            log.info("%s: waited %.0f s for the other process", path, time.monotonic() - started)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def cached(path: str | os.PathLike, compute: Callable[[], T]) -> T:
+    """``torch.load(path)`` if it exists, else ``compute()`` saved atomically to ``path`` (tensors, dicts, lists);
+    computed once when two processes ask at the same time (:func:`exclusive`)."""
+    path = Path(path)
+    with exclusive(path):
+        if path.is_file():
+            try:
+                return torch.load(path, weights_only=False)
+            except (OSError, RuntimeError, EOFError) as err:  # a file cut short by a crash: compute it again
+                log.warning("cache file %s is unreadable (%s); computing it again", path, err)
+        value = compute()
+        with atomic_write(path, "wb") as f:
+            torch.save(value, f)
+        return value
 
 
 def seeded_build(build: Callable[[Any], T], config: Any, seed: int) -> T:

@@ -53,6 +53,7 @@ from fashion_lib.experiments import (
     DATA_SOURCES,
     TRAINING_SOURCES,
     cached,
+    exclusive,
     holdout_rows,
     library_digest,
     runs_dir,
@@ -293,10 +294,10 @@ def attribute_data(setup: AttributeSetup) -> AttributeData:
         key = content_digest(spec)
         root = runs_dir() / "data" / f"{setup.dataset}-attributes-{key}"
         n = setup.train_images + setup.val_images
-        if not root.is_dir():  # the writers build the folder aside and rename it into place when complete
-            if setup.dataset == "fashionai":
+        with exclusive(root):  # the writers build the folder aside and rename it into place when complete
+            if not root.is_dir() and setup.dataset == "fashionai":
                 write_fashionai_attributes(root, n, setup.data_seed, setup.world, val_fraction=setup.val_images / n)
-            else:
+            elif not root.is_dir():
                 fractions = {"val_fraction": 0.0, "test_fraction": 0.0}
                 fractions[f"{setup.eval_split}_fraction"] = setup.val_images / n
                 write_deepfashion(root, n, setup.data_seed, setup.world, **fractions)

@@ -40,6 +40,7 @@ from fashion_lib.experiments import (
     TRAINING_SOURCES,
     MappedDataset,
     cached,
+    exclusive,
     holdout_rows,
     library_digest,
     runs_dir,
@@ -404,8 +405,9 @@ def detector_run(setup: KeypointSetup, model: str, seed: int) -> DetectorRun:
 def train_detector(setup: KeypointSetup, model: str, seed: int, *, progress: bool = True) -> TrainResult:
     """Train one detector of :func:`detector_run`, or load it from its finished run."""
     run = detector_run(setup, model, seed)
-    return train(run.build(), training_set(setup, seed, run.train_config.steps), run.train_config, run.run_dir,
-                 progress=progress)
+    with exclusive(run.run_dir):  # another notebook running beside this one may be training the same run
+        return train(run.build(), training_set(setup, seed, run.train_config.steps), run.train_config, run.run_dir,
+                     progress=progress)
 
 
 def train_detectors(setup: KeypointSetup, seed: int, *, progress: bool = True) -> Detectors:
@@ -452,8 +454,9 @@ def validation_set(setup: KeypointSetup) -> ValidationSet:
                               "world": dataclasses.asdict(world), "library": library_digest(DATA_SOURCES)})
         root = runs_dir() / "data" / f"{setup.schema}-val-{key}"
         writer = write_fashionai_keypoints if setup.schema == "fashionai" else write_coco_people
-        if not root.is_dir():  # the writers build the folder aside and rename it into place when complete
-            writer(root, 2 * setup.val_images, setup.val_seed, world, val_fraction=0.5)
+        with exclusive(root):  # the writers build the folder aside and rename it into place when complete
+            if not root.is_dir():
+                writer(root, 2 * setup.val_images, setup.val_seed, world, val_fraction=0.5)
         if setup.schema == "fashionai":
             data = FashionAIKeypoints(root, "Annotations/val.csv")
             annotation_file = None
