@@ -88,9 +88,10 @@ log = logging.getLogger(__name__)
 RUNNER_PARAMETERS = ("run_info",)
 # Files copied into a separate work directory when the book is built somewhere else (tests do that).
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "notebooks")
-# Time budgets in minutes of the main job (the ``cpu`` profile on a 2-core machine), per part of the book's table of
-# contents and for the whole book; the provenance page sets the measured times beside them.
-CPU_BUDGET_MIN = {"Key points: Table 1": 40.0, "Attributes: Tables 2 and 3": 40.0, "whole book": 90.0}
+# Time budget in minutes of the main job (the ``cpu`` profile on a 2-core machine from a clean clone): the whole book.
+# Its two halves (key points, attributes) share it as the work needs; they run side by side (LANES), so each part's
+# clock may take most of it. The provenance page sets the measured times beside it.
+CPU_BUDGET_MIN = {"whole book": 90.0}
 # The notebooks run in these lanes, side by side, one kernel per lane at a time, each kernel on its share of the
 # cores (kernel_threads). Measured on the 2-core machine: two one-thread Keypoint R-CNN trainings at once ran at 10.0
 # and 9.8 images/s each, one two-thread training alone at 11.2 (benchmarks/train.py --models loop --schemas fashionai
