@@ -262,14 +262,22 @@ def test_a_failed_build_names_each_file_what_made_it_and_what_to_do(tmp_path):
     assert "only builds the HTML again" in message
 
 
-@pytest.mark.slow
-def test_failing_notebook_is_named_and_not_cached(tmp_path, monkeypatch):
+def _repo_of(tmp_path: Path, cells: dict[str, str]) -> Path:
+    """A checkout holding the library, an empty smoke profile and one notebook per ``cells`` entry (name -> the
+    code of its one cell after the parameters cell)."""
     root = tmp_path / "repo"
     (root / "notebooks" / "profiles").mkdir(parents=True)
     shutil.copy(ROOT / "pyproject.toml", root)
     shutil.copytree(ROOT / "fashion_lib", root / "fashion_lib", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "notebooks" / "profiles" / "smoke.yaml").write_text("{}\n")
-    (root / "notebooks" / "01_fails.py").write_text('# %% tags=["parameters"]\nrun_info = {}\n\n# %%\n1 / 0\n')
+    for name, cell in cells.items():
+        (root / "notebooks" / f"{name}.py").write_text(f'# %% tags=["parameters"]\nrun_info = {{}}\n\n# %%\n{cell}\n')
+    return root
+
+
+@pytest.mark.slow
+def test_failing_notebook_is_named_and_not_cached(tmp_path, monkeypatch):
+    root = _repo_of(tmp_path, {"01_fails": "1 / 0"})
     with pytest.raises(RuntimeError, match=r"01_fails.py failed in cell .*ZeroDivisionError"):
         pipeline.run("smoke", root=root, cache_dir=tmp_path / "cache", build=False)
     assert not list((tmp_path / "cache").rglob("*.ipynb")) or all(
@@ -278,16 +286,9 @@ def test_failing_notebook_is_named_and_not_cached(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_a_failing_lane_stops_the_other_at_its_next_notebook(tmp_path, monkeypatch):
-    root = tmp_path / "repo"
-    (root / "notebooks" / "profiles").mkdir(parents=True)
-    shutil.copy(ROOT / "pyproject.toml", root)
-    shutil.copytree(ROOT / "fashion_lib", root / "fashion_lib", ignore=shutil.ignore_patterns("__pycache__"))
-    (root / "notebooks" / "profiles" / "smoke.yaml").write_text("{}\n")
-    (root / "notebooks" / "01_fails.py").write_text('# %% tags=["parameters"]\nrun_info = {}\n\n# %%\n1 / 0\n')
-    cell = ("import time, torch\nfrom fashion_lib import provenance\nprovenance.start(run_info)\ntime.sleep(8)\n"
-            "assert torch.get_num_threads() == run_info['threads']\n")
-    (root / "notebooks" / "02_slow.py").write_text(f'# %% tags=["parameters"]\nrun_info = {{}}\n\n# %%\n{cell}')
-    (root / "notebooks" / "03_after.py").write_text('# %% tags=["parameters"]\nrun_info = {}\n\n# %%\n1\n')
+    slow = ("import time, torch\nfrom fashion_lib import provenance\nprovenance.start(run_info)\ntime.sleep(8)\n"
+            "assert torch.get_num_threads() == run_info['threads']")
+    root = _repo_of(tmp_path, {"01_fails": "1 / 0", "02_slow": slow, "03_after": "1"})
     monkeypatch.setattr(pipeline, "LANES", (("01_fails",), ("02_slow", "03_after")))
     with pytest.raises(RuntimeError, match=r"01_fails.py failed in cell"):
         pipeline.run("smoke", root=root, cache_dir=tmp_path / "cache", build=False, jobs=2)
