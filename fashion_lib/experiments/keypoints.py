@@ -1185,7 +1185,7 @@ def fill_sentence(summary: dict[str, float | int]) -> str:
     else:
         effect = "The fill leaves unchanged"
     return (f"{effect} the error of the filled points from {before:.1f} % (where the detector put them) to "
-            f"{after:.1f} % (their partners' mirror images), over {filled} points filled.")
+            f"{after:.1f} % (their partners' mirror images; means over seeds, {filled} points filled in all).")
 
 
 def rows_for_seeds(setup: KeypointSetup, val: ValidationSet, refine: RefineConfig, seeds: Sequence[int], *,
