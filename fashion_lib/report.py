@@ -37,7 +37,8 @@ from fashion_lib.metrics import CI, IntervalMethod, crossed_bootstrap_ci
 __all__ = ["SUPPORTS", "CONTRADICTS", "UNDECIDED", "verdict", "format_ci", "format_mean_sd", "mean_sd", "glue_ci",
            "MethodScore", "score_methods", "comparison_table", "verdict_table", "ZeroVerdict", "SizeVerdict", "Claim",
            "Verdict", "judge", "holm", "judge_family", "PRIMARY_CLAIMS", "primary_claim", "glue_claim", "read_claims",
-           "claims_table", "EXPLORATORY", "NOT_TESTED", "NotTested", "glue_not_tested"]
+           "claims_table", "EXPLORATORY", "NOT_TESTED", "NotTested", "glue_not_tested", "TOO_WEAK", "NOT_MOVED",
+           "LEVEL_FLOOR", "too_weak", "format_count"]
 
 
 class _Labelled(Enum):
@@ -56,6 +57,8 @@ class ZeroVerdict(_Labelled):
     TOO_SMALL = "cannot decide: this profile is too small to see an effect of the paper's size"
     NOT_MEASURED = "not measured in this build"
     NOT_TESTED = "not tested at this scale"  # the profile chose not to measure it (NotTested says why)
+    TOO_WEAK = "too weak to carry a verdict"  # the baseline's own level is below LEVEL_FLOOR
+    NOT_MOVED = "not moved"  # the method left every point compared where it was: no change to judge
 
 
 class SizeVerdict(_Labelled):
@@ -70,6 +73,11 @@ SUPPORTS = ZeroVerdict.SUPPORTS.label
 CONTRADICTS = ZeroVerdict.CONTRADICTS.label
 UNDECIDED = ZeroVerdict.UNDECIDED.label
 NOT_TESTED = ZeroVerdict.NOT_TESTED.label
+TOO_WEAK = ZeroVerdict.TOO_WEAK.label
+NOT_MOVED = ZeroVerdict.NOT_MOVED.label
+# A higher-is-better score (AP, a fraction) whose baseline lies below this floor carries no verdict: at 7 % AP
+# the detector finds almost none of the persons of that size, so a change of it says nothing about the refiner.
+LEVEL_FLOOR = 0.10
 # the words every page puts beside a comparison outside the primary family
 EXPLORATORY = "exploratory: uncorrected for multiple comparisons"
 # family-wise error rate of the primary family
@@ -83,7 +91,13 @@ def _check_better(better: str) -> float:
     return 1.0 if better == "higher" else -1.0
 
 
-def verdict(difference: CI, *, better: Literal["lower", "higher"]) -> str:
+def too_weak(level: float, *, floor: float = LEVEL_FLOOR) -> bool:
+    """Whether a baseline's own score ``level`` (a fraction, higher is better) is too low to judge a change of it:
+    below ``floor`` (:data:`LEVEL_FLOOR`), or not finite (pycocotools' -1 or NaN for an empty size range)."""
+    return not (math.isfinite(level) and level >= floor)
+
+
+def verdict(difference: CI, *, better: Literal["lower", "higher"], level: float | None = None) -> str:
     """The verdict on "B improves on A" from the interval of ``B - A``.
 
     Parameters
@@ -91,14 +105,19 @@ def verdict(difference: CI, *, better: Literal["lower", "higher"]) -> str:
     difference : CI
         Estimate and interval of the metric of B minus that of A.
     better : ``"lower"`` (errors such as NE) or ``"higher"`` (AP, accuracy, recall).
+    level : float, optional
+        A's own score (higher is better, a fraction); when :func:`too_weak`, the verdict is :data:`TOO_WEAK`.
 
     Returns
     -------
     str
-        :data:`SUPPORTS`, :data:`CONTRADICTS` or :data:`UNDECIDED` (also for an interval that is not finite): the
-        uncorrected verdict of an exploratory comparison (a primary claim's goes through :func:`judge_family`).
+        :data:`SUPPORTS`, :data:`CONTRADICTS` or :data:`UNDECIDED` (also for an interval that is not finite), or
+        :data:`TOO_WEAK`: the uncorrected verdict of an exploratory comparison (a primary claim's goes through
+        :func:`judge_family`).
     """
     sign = _check_better(better)
+    if level is not None and too_weak(level):
+        return TOO_WEAK
     low, high = difference.low, difference.high
     if not (math.isfinite(low) and math.isfinite(high)):
         return UNDECIDED
@@ -127,6 +146,13 @@ def format_ci(ci: CI, *, scale: float = 1.0, digits: int = 2, signed: bool = Fal
     sign = "+" if signed else ""
     return (f"{ci.estimate * scale:{sign}.{digits}f} [{ci.low * scale:{sign}.{digits}f}, "
             f"{ci.high * scale:{sign}.{digits}f}]")
+
+
+def format_count(n: int, total: int) -> str:
+    """``n`` of ``total`` as the page prints it: ``"12/40 (30 %)"`` (``"0/0"`` when there is nothing to count)."""
+    if not 0 <= n <= total:
+        raise ValueError(f"format_count needs 0 <= n <= total, got n={n}, total={total}")
+    return f"{n}/{total}" + (f" ({100 * n / total:.0f} %)" if total else "")
 
 
 def format_mean_sd(values: Sequence[float], *, scale: float = 1.0, digits: int = 2) -> str:
@@ -224,18 +250,23 @@ def verdict_table(
     scale: float = 1.0,
     digits: int = 2,
     unit: str = "",
+    levels: Mapping[str, float] | None = None,
 ):
     """The verdict on each comparison, one row each (a pandas DataFrame for the notebook to show as its table).
 
     ``differences`` maps a comparison's label (``"New-key-detection − Keypoint R-CNN"``) to the interval of the
     first's metric minus the second's; ``claim`` is what "supports" means (``"it lowers NE"``), ``better`` as in
-    :func:`verdict`. Columns: the difference times ``scale`` with its 95 % interval, and the verdict.
+    :func:`verdict`; ``levels`` maps a label to the second's own score (:func:`verdict`'s ``level``: below
+    :data:`LEVEL_FLOOR`, "too weak to carry a verdict"). Columns: the difference times ``scale`` with its 95 %
+    interval, and the verdict.
     """
     import pandas as pd
 
+    levels = levels or {}
     rows = [{"comparison": label,
              f"difference{unit} [95 % interval]": format_ci(ci, scale=scale, digits=digits, signed=True),
-             f"verdict on \"{claim}\"": verdict(ci, better=better)} for label, ci in differences.items()]
+             f"verdict on \"{claim}\"": verdict(ci, better=better, level=levels.get(label))}
+            for label, ci in differences.items()]
     return pd.DataFrame(rows).set_index("comparison")
 
 

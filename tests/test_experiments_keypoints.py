@@ -426,10 +426,47 @@ def test_limb_error_changes_pair_the_persons_and_split_visible_from_occluded():
     assert wrist["n"] == 6 and wrist["change"] == pytest.approx(-1 / 3) and wrist["baseline"] == pytest.approx(1 / 3)
     occluded = table[("wrist", "occluded")]
     assert occluded["n"] == 2 and occluded["change"] == pytest.approx(-1.0) and occluded["verdict"] == "supports"
-    assert table[("knee", "visible")]["change"] == 0.0
+    assert wrist["moved"] == 4 and occluded["moved"] == 2  # per seed: the two right wrists; person 0's left one
+    knee = table[("knee", "visible")]  # the row left every knee where the baseline put it
+    assert knee["n"] == 8 and knee["moved"] == 0 and knee["change"] == 0.0 and knee["verdict"] == "not moved"
+    assert math.isnan(knee["low"]) and math.isnan(knee["high"]), "an unmoved limb has no interval"
     assert math.isnan(table[("knee", "occluded")]["change"]) and table[("knee", "occluded")]["n"] == 0
+    assert table[("knee", "occluded")]["verdict"] == "cannot decide"  # nothing scored is not "not moved"
+    shown = kx.limb_change_table(rows)
+    assert shown.loc[("visible", "knee"), "change (points) [95 % interval]"] == "—"
+    assert shown.loc[("visible", "knee"), "verdict"] == "not moved" and shown.loc[("visible", "knee"), "moved"] == 0
+    assert shown.loc[("occluded", "wrist"), "change (points) [95 % interval]"].startswith("-100.00 [")
+    assert shown.loc[("visible", "wrist"), "scored"] == 6
     with pytest.raises(ValueError, match="limb must be one of"):
         kx.limb_change_metric("tail")
+
+
+def test_second_scale_counts_give_each_share_its_denominator():
+    val, people = _two_people()
+    kp = people.clone()
+    kp[..., 2] = 1.0
+    stray = kp[:1].clone()
+    stray[..., 0] += 200.0  # a third detection far from both persons: matches nobody
+    first = kx.Instances(torch.cat([kp, stray]), torch.ones(3), torch.zeros(3, dtype=torch.long))
+    two_scale = dataclasses.replace(first, matched=torch.tensor([True, False, True]))
+    counts = kx.second_scale_counts([{kx.KRCNN: first, kx.NKD: two_scale}], val)
+    assert counts == [{"detections": 3, "matched to a person": 2, "matched in the crop": 2, "both": 1}]
+    with pytest.raises(ValueError, match="has no second-scale matching"):
+        kx.second_scale_counts([{kx.KRCNN: first, kx.NKD: first}], val)
+    with pytest.raises(ValueError, match="has 2 instances, baseline 'Keypoint R-CNN' 3"):
+        short = dataclasses.replace(first, matched=torch.tensor([True, True]))
+        kx.second_scale_counts([{kx.KRCNN: first, kx.NKD: short}], val)
+
+
+@pytest.mark.parametrize("before, after, words", [
+    (19.6, 25.4, "**The fill hurts here**: it raises the error of the filled points from 19.6 % "),
+    (25.4, 19.6, "**The fill helps here**: it lowers the error of the filled points from 25.4 % "),
+    (20.0, 20.0, "The fill leaves unchanged the error"),
+    (math.nan, math.nan, "No labelled point was filled (7 filled in all)"),
+])
+def test_fill_sentence_follows_the_measured_direction(before, after, words):
+    sentence = kx.fill_sentence({"filled_error_before": before, "filled_error_after": after, "points_filled": 7})
+    assert sentence.startswith(words)
 
 
 def test_second_scale_framing_of_the_crops_new_key_detection_cuts():

@@ -253,3 +253,25 @@ def test_a_claim_not_tested_round_trips_to_the_front_page_as_not_tested(tmp_path
     note = lines[-1]
     assert note.startswith("2 of the claims are **not tested at this scale**: This profile trains no CPN. ")
     assert note.count(reason) == 1 and "p = 1" in note and "11 declared claims" in note
+
+
+def test_a_baseline_below_the_level_floor_is_too_weak_to_carry_a_verdict():
+    from fashion_lib.report import LEVEL_FLOOR, TOO_WEAK, too_weak, verdict_table
+
+    gain = CI(0.05, 0.02, 0.08)  # a clear rise: "supports" on a baseline worth judging
+    assert verdict(gain, better="higher", level=0.37) == SUPPORTS
+    assert verdict(gain, better="higher", level=0.069) == TOO_WEAK == "too weak to carry a verdict"
+    assert verdict(gain, better="higher", level=LEVEL_FLOOR) == SUPPORTS, "the floor itself is enough"
+    assert verdict(gain, better="higher", level=math.nan) == TOO_WEAK  # pycocotools' empty size range
+    assert too_weak(-1.0) and not too_weak(0.5) and too_weak(0.2, floor=0.3)
+    table = verdict_table({"B − A": gain, "D − C": gain}, better="higher", claim="it helps", levels={"D − C": 0.05})
+    assert list(table['verdict on "it helps"']) == [SUPPORTS, TOO_WEAK]
+
+
+def test_format_count_prints_n_of_n_with_the_share():
+    from fashion_lib.report import format_count
+
+    assert format_count(12, 40) == "12/40 (30 %)"
+    assert format_count(0, 0) == "0/0"
+    with pytest.raises(ValueError, match="format_count needs 0 <= n <= total, got n=5, total=4"):
+        format_count(5, 4)

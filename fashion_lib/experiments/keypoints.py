@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -850,6 +851,30 @@ def second_scale_framing(instances: Instances, val: ValidationSet, refine: Refin
     return crop_framing(kp, present, boxes, sizes)
 
 
+def second_scale_counts(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, *, row: str = NKD,
+                        baseline: str = KRCNN) -> list[dict[str, int]]:
+    """COCO, per seed: the denominators of the second scale's matching. ``detections``: the first-scale
+    detections ``row`` refined (those of ``baseline``, in the same order); ``matched to a person``: those that are
+    some annotated person's best match (:func:`coco_point_errors`' rule, box IoU >= 0.5); ``matched in the
+    crop``: those whose crop held a detection matching them (``row``'s ``matched``), the rest keep their first
+    scale; ``both``: matched to a person and in the crop."""
+    out = []
+    for rows in rows_per_seed:  # over the few seeds
+        first, second = rows[baseline], rows[row]
+        if second.matched is None:
+            raise ValueError(f"row {row!r} has no second-scale matching (matched is None): not a two-scale row")
+        total = len(first.image_index)
+        if len(second.matched) != total:
+            raise ValueError(f"row {row!r} has {len(second.matched)} instances, baseline {baseline!r} {total}")
+        person = torch.zeros(total, dtype=torch.bool)
+        _, pick = _coco_matches(first, val)
+        person[pick[pick >= 0]] = True
+        out.append({"detections": total, "matched to a person": int(person.sum()),
+                    "matched in the crop": int(second.matched.sum()),
+                    "both": int((person & second.matched).sum())})
+    return out
+
+
 def coco_error_arrays(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, row: str, baseline: str
                       ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:  # fmt: skip
     """COCO, per seed: ``(errors of row (N, 17), errors of baseline (N, 17), visibility (N, 17))`` over the N
@@ -893,27 +918,50 @@ def limb_error_changes(rows_per_seed: Sequence[dict[str, Instances]], val: Valid
 
     Returns
     -------
-    list of dict, one per limb and kind: ``limb``, ``points``, ``n`` (points scored, all seeds), ``baseline``,
-    ``change``, ``low``, ``high``, ``verdict``.
+    list of dict, one per limb and kind: ``limb``, ``points``, ``n`` (points scored, all seeds), ``moved``
+    (those of them whose error ``row`` changed), ``baseline``, ``change``, ``low``, ``high``, ``verdict``. A limb
+    with points scored but none moved has change 0, no interval (NaN) and the verdict
+    :data:`fashion_lib.report.NOT_MOVED`: resampling zeros would print "0.00 [0.00, 0.00], cannot decide".
     """
     from fashion_lib.keypoints import COCO, OCCLUDED, VISIBLE
     from fashion_lib.metrics import CI, crossed_bootstrap_ci
-    from fashion_lib.report import verdict
+    from fashion_lib.report import NOT_MOVED, verdict
 
     arrays = coco_error_arrays(rows_per_seed, val, row, baseline)
     out = []
     for points, flag in (("visible", VISIBLE), ("occluded", OCCLUDED)):
         for limb, columns in zip(COCO.pair_names, COCO.pairs, strict=True):  # over the 8 pairs
-            n = sum(int(((v[:, columns] == flag) & ~a[:, columns].isnan() & ~b[:, columns].isnan()).sum())
-                    for a, b, v in arrays)
+            scored = [(v[:, columns] == flag) & ~a[:, columns].isnan() & ~b[:, columns].isnan() for a, b, v in arrays]
+            n = sum(int(keep.sum()) for keep in scored)
+            moved = sum(int((keep & (a[:, columns] != b[:, columns])).sum())
+                        for keep, (a, b, _) in zip(scored, arrays, strict=True))
             level = limb_change_metric(limb, points=points, change=False)
             base = _nanmean(torch.tensor([level(*a) for a in arrays], dtype=torch.float64))
             nothing = CI(float("nan"), float("nan"), float("nan"))  # no such point: nothing to resample
-            ci = nothing if n == 0 else crossed_bootstrap_ci(limb_change_metric(limb, points=points), arrays,
-                                                          n_boot=n_boot, generator=generator)
-            out.append({"limb": limb, "points": points, "n": n, "baseline": base, "change": ci.estimate,
-                        "low": ci.low, "high": ci.high, "verdict": verdict(ci, better="lower")})
+            ci = nothing if moved == 0 else crossed_bootstrap_ci(limb_change_metric(limb, points=points), arrays,
+                                                              n_boot=n_boot, generator=generator)
+            still = n > 0 and moved == 0
+            out.append({"limb": limb, "points": points, "n": n, "moved": moved, "baseline": base,
+                        "change": 0.0 if still else ci.estimate, "low": ci.low, "high": ci.high,
+                        "verdict": NOT_MOVED if still else verdict(ci, better="lower")})
     return out
+
+
+def limb_change_table(limbs: Sequence[dict[str, Any]]):
+    """The page's limb table from :func:`limb_error_changes`: per kind of point and limb, the points scored and
+    moved, the detector's error (%) and the change (points of %) with its 95 % interval, "—" for a limb not
+    moved (its verdict says so), and the verdict (a pandas DataFrame indexed by points and limb)."""
+    import pandas as pd
+
+    from fashion_lib.metrics import CI
+    from fashion_lib.report import NOT_MOVED, format_ci
+
+    return pd.DataFrame([{
+        "points": r["points"], "limb": r["limb"], "scored": r["n"], "moved": r["moved"],
+        "detector's error (%)": round(100 * r["baseline"], 2),
+        "change (points) [95 % interval]": "—" if r["verdict"] == NOT_MOVED else
+        format_ci(CI(r["change"], r["low"], r["high"]), scale=100, digits=2, signed=True),
+        "verdict": r["verdict"]} for r in limbs]).set_index(["points", "limb"])
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -1125,6 +1173,22 @@ def missing_point_summary(table: Sequence[dict[str, float]]) -> dict[str, float 
     return {"missing_threshold": mean("threshold"), "points_filled": sum(int(r["points filled"]) for r in table),
             "filled_error_before": mean("error before fill (%)"), "filled_error_after": mean("error after fill (%)"),
             "second_scale_unmatched": sum(int(r["second scale unmatched"]) for r in table)}
+
+
+def fill_sentence(summary: dict[str, float | int]) -> str:
+    """The page's sentence on what the fill did, following the measured direction of
+    :func:`missing_point_summary`'s errors (%) of the filled points before and after."""
+    before, after, filled = summary["filled_error_before"], summary["filled_error_after"], summary["points_filled"]
+    if not (math.isfinite(before) and math.isfinite(after)):
+        return f"No labelled point was filled ({filled} filled in all): the fill is not measured on this page."
+    if after > before:
+        effect = "**The fill hurts here**: it raises"
+    elif after < before:
+        effect = "**The fill helps here**: it lowers"
+    else:
+        effect = "The fill leaves unchanged"
+    return (f"{effect} the error of the filled points from {before:.1f} % (where the detector put them) to "
+            f"{after:.1f} % (their partners' mirror images; means over seeds, {filled} points filled in all).")
 
 
 def rows_for_seeds(setup: KeypointSetup, val: ValidationSet, refine: RefineConfig, seeds: Sequence[int], *,
