@@ -476,3 +476,21 @@ def test_prior_map_scores_the_axis_once_per_world_with_an_interval(runs):
                      generator=torch.Generator())
     with pytest.raises(ValueError, match=r"detectors \(1\) and seeds \(2\) must pair up"):
         kx.prior_map(setup, detectors, [0, 1], refine, [0.1], [0.0], images=3, n_boot=5, generator=torch.Generator())
+
+
+def test_point_changes_splits_by_visibility_with_medians_and_quartiles():
+    before = torch.zeros(4, 24)
+    after = torch.zeros(4, 24)
+    after[:, 0] = torch.tensor([0.1, 0.2, 0.3, -0.4])  # point 0: three visible garments and one occluded
+    vis = torch.full((4, 24), VISIBLE)
+    vis[3, 0] = OCCLUDED
+    after[:, 1] = float("nan")  # point 1 never labelled
+    out = kx.point_changes(before, after, vis, "fashionai")
+    assert out.points == ("visible", "occluded")
+    assert out.median[0, 0].item() == pytest.approx(0.2) and out.median[1, 0].item() == pytest.approx(-0.4)
+    assert out.low[0, 0].item() == pytest.approx(0.15) and out.high[0, 0].item() == pytest.approx(0.25)
+    assert out.count[:, 0].tolist() == [3, 1] and out.count[:, 1].tolist() == [0, 0]
+    assert out.median[:, 1].isnan().all() and out.median[1, 2].isnan()  # nothing to take a median of
+    assert [FASHIONAI.names[i] for i in out.on_axis] == ["center_front", "crotch"]
+    with pytest.raises(ValueError, match=r"same shape \(N, 24\)"):
+        kx.point_changes(before, after, vis[:, :17], "fashionai")

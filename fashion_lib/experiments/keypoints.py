@@ -46,7 +46,7 @@ from fashion_lib.experiments import (
     seeded_build,
     spread_rows,
 )
-from fashion_lib.keypoints import OCCLUDED, get_schema
+from fashion_lib.keypoints import OCCLUDED, VISIBLE, KeypointSchema, get_schema
 from fashion_lib.models.cpn import CPNConfig, build_cpn
 from fashion_lib.models.detector import TopDownDetector, all_instances, as_detect_fn, predict, top_instance
 from fashion_lib.models.keypoint_rcnn import KeypointRCNNConfig, build_keypoint_rcnn, detection_target
@@ -109,6 +109,9 @@ __all__ = [
     "missing_point_table",
     "missing_point_summary",
     "coco_point_errors",
+    "PointChanges",
+    "point_changes",
+    "row_point_changes",
     "coco_error_arrays",
     "PriorMap",
     "map_world",
@@ -1122,6 +1125,61 @@ def missing_point_summary(table: Sequence[dict[str, float]]) -> dict[str, float 
     return {"missing_threshold": mean("threshold"), "points_filled": sum(int(r["points filled"]) for r in table),
             "filled_error_before": mean("error before fill (%)"), "filled_error_after": mean("error after fill (%)"),
             "second_scale_unmatched": sum(int(r["second scale unmatched"]) for r in table)}
+
+
+@dataclass(frozen=True)
+class PointChanges:
+    """Per key point, one row's normalised error minus a baseline's (negative: the row is better), split by the
+    ground truth's visibility: medians and quartiles over seeds and instances (means hide a few large moves)."""
+
+    points: tuple[str, ...]  # ("visible", "occluded")
+    median: torch.Tensor  # (2, K) float64; NaN: no such point
+    low: torch.Tensor  # (2, K) float64: lower quartile
+    high: torch.Tensor  # (2, K) float64: upper quartile
+    count: torch.Tensor  # (2, K) long: the instances behind each median
+    on_axis: tuple[int, ...]  # the schema's non-symmetric points, which the mirror cannot move
+
+
+def point_changes(before: torch.Tensor, after: torch.Tensor, visibility: torch.Tensor,
+                  schema: KeypointSchema | str) -> PointChanges:
+    """:class:`PointChanges` from per-instance errors ``before`` and ``after`` (N, K) float (NaN: not labelled)
+    and the ground truth's ``visibility`` (N, K) (the library's convention: 1 occluded, 2 visible)."""
+    schema = get_schema(schema)
+    k = schema.num_keypoints
+    if before.shape != after.shape or tuple(visibility.shape) != tuple(before.shape) or before.ndim != 2 or \
+            before.shape[1] != k:
+        raise ValueError(f"before, after and visibility must have the same shape (N, {k}) for schema "
+                         f"{schema.name!r}, got {tuple(before.shape)}, {tuple(after.shape)}, "
+                         f"{tuple(visibility.shape)}")
+    delta = (after - before).double()
+    stats = {"median": [], "low": [], "high": [], "count": []}
+    for flag in (VISIBLE, OCCLUDED):
+        d = torch.where(visibility == flag, delta, torch.nan)
+        q = torch.nanquantile(d, torch.tensor([0.5, 0.25, 0.75], dtype=torch.float64), dim=0) if len(d) else \
+            torch.full((3, k), torch.nan, dtype=torch.float64)
+        stats["median"].append(q[0])
+        stats["low"].append(q[1])
+        stats["high"].append(q[2])
+        stats["count"].append((~d.isnan()).sum(0))
+    return PointChanges(("visible", "occluded"), *(torch.stack(v) for v in stats.values()),
+                        on_axis=tuple(schema.center.tolist()))
+
+
+def row_point_changes(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, schema: str, row: str,
+                      baseline: str = KRCNN) -> PointChanges:
+    """:func:`point_changes` of ``row`` against ``baseline`` over every seed's rows: FashionAI per garment
+    (:func:`per_image_errors`, occluded points counted), COCO per annotated person (:func:`coco_point_errors`)."""
+    befores, afters, vis = [], [], []
+    for rows in rows_per_seed:  # over the few seeds
+        if schema == "coco":
+            befores.append(coco_point_errors(rows[baseline], val))
+            afters.append(coco_point_errors(rows[row], val))
+            vis.append(_coco_matches(rows[baseline], val)[0][..., 2])
+        else:
+            befores.append(per_image_errors(rows[baseline], val))
+            afters.append(per_image_errors(rows[row], val))
+            vis.append(val.keypoints[..., 2])
+    return point_changes(torch.cat(befores), torch.cat(afters), torch.cat(vis), schema)
 
 
 def rows_for_seeds(setup: KeypointSetup, val: ValidationSet, refine: RefineConfig, seeds: Sequence[int], *,
