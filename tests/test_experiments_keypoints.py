@@ -494,3 +494,17 @@ def test_point_changes_splits_by_visibility_with_medians_and_quartiles():
     assert [FASHIONAI.names[i] for i in out.on_axis] == ["center_front", "crotch"]
     with pytest.raises(ValueError, match=r"same shape \(N, 24\)"):
         kx.point_changes(before, after, vis[:, :17], "fashionai")
+
+
+def test_training_extents_follow_the_scale_and_crop_augmentation(runs):
+    from fashion_lib.keypoints import keypoint_extent
+
+    on, off = tiny(train_steps=40), tiny(train_steps=40, scale_crop=False)
+    plain, augmented = kx.training_extents(off, 0, 12), kx.training_extents(on, 0, 12)
+    assert plain.shape == augmented.shape == (12,)  # one garment per image
+    data = kx.training_set(on, seed=0, steps=40)
+    image, target = data[5]
+    assert augmented[5].item() == pytest.approx(keypoint_extent(target["keypoints"], 64, 64).item())
+    assert image.shape[-2:] == (64, 64) and not torch.allclose(plain, augmented, equal_nan=True)
+    with pytest.raises(ValueError, match="items must be >= 1, got 0"):
+        kx.training_extents(on, 0, 0)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,7 @@ from fashion_lib.experiments import (
     seeded_build,
     spread_rows,
 )
-from fashion_lib.keypoints import OCCLUDED, VISIBLE, KeypointSchema, get_schema
+from fashion_lib.keypoints import OCCLUDED, VISIBLE, KeypointSchema, get_schema, keypoint_extent
 from fashion_lib.models.cpn import CPNConfig, build_cpn
 from fashion_lib.models.detector import TopDownDetector, all_instances, as_detect_fn, predict, top_instance
 from fashion_lib.models.keypoint_rcnn import KeypointRCNNConfig, build_keypoint_rcnn, detection_target
@@ -99,6 +100,7 @@ __all__ = [
     "detector_configs",
     "train_config",
     "training_set",
+    "training_extents",
     "data_key",
     "FillErrors",
     "fill_errors",
@@ -338,6 +340,20 @@ def training_set(setup: KeypointSetup, seed: int, steps: int) -> torch.utils.dat
     if setup.scale_crop:
         data = ScaleCropped(data, ScaleCropConfig(), seed, length=max(len(data), steps * setup.batch_size))
     return MappedDataset(data, _for_detection)
+
+
+def training_extents(setup: KeypointSetup, seed: int, items: int) -> torch.Tensor:
+    """(N,) float: :func:`~fashion_lib.keypoints.keypoint_extent` of each of the N instances in the first ``items``
+    images of :func:`training_set` (seed ``seed``), as the detector sees them in training: after the scale-and-crop
+    augmentation when ``setup.scale_crop``; NaN for an instance whose points all left the crop."""
+    if items < 1:
+        raise ValueError(f"items must be >= 1, got {items}")
+    data = training_set(setup, seed, steps=math.ceil(items / setup.batch_size))
+    out = []
+    for i in range(items):  # over the images the figure needs
+        image, target = data[i]
+        out.append(keypoint_extent(target["keypoints"], image.shape[-2], image.shape[-1]))
+    return torch.cat(out)
 
 
 @dataclass(frozen=True)
