@@ -323,18 +323,18 @@ def draw_stopping_curves(axes, curves, chosen, *, scale: float = 100.0):
 
 def draw_point_changes(ax, changes, schema: KeypointSchema, *, scale: float = 100.0,
                        colors: Sequence[str] = ("tab:blue", "tab:orange")):
-    """Grouped bars of a :class:`~fashion_lib.experiments.keypoints.PointChanges`: per point the median change
-    (times ``scale``) on visible and on occluded points side by side, the quartiles as error bars. The points on
+    """Grouped bars of a :class:`~fashion_lib.experiments.keypoints.PointChanges`: per point the mean change
+    (times ``scale``) on visible and on occluded points side by side, the 95 % interval as error bars. The points on
     the symmetry axis (``changes.on_axis``) are labelled "(on axis)" and hatched: the mirror cannot move them."""
     k = schema.num_keypoints
-    if tuple(changes.median.shape) != (len(changes.points), k) or len(colors) < len(changes.points):
+    if tuple(changes.mean.shape) != (len(changes.points), k) or len(colors) < len(changes.points):
         raise ValueError(f"changes must have shape ({len(changes.points)}, {k}) for schema {schema.name!r} and "
-                         f"colors one per kind of point, got {tuple(changes.median.shape)} and {len(colors)} colors")
+                         f"colors one per kind of point, got {tuple(changes.mean.shape)} and {len(colors)} colors")
     width = 0.8 / len(changes.points)
     for p, (kind, color) in enumerate(zip(changes.points, colors[:len(changes.points)], strict=True)):
-        mid = scale * torch.nan_to_num(changes.median[p])
-        err = torch.stack([mid - scale * torch.nan_to_num(changes.low[p]),
-                           scale * torch.nan_to_num(changes.high[p]) - mid]).clamp(min=0)
+        mid = scale * torch.nan_to_num(changes.mean[p])
+        err = scale * torch.nan_to_num(torch.stack([changes.mean[p] - changes.low[p],
+                                                    changes.high[p] - changes.mean[p]]))
         x = [i - 0.4 + width * (p + 0.5) for i in range(k)]
         bars = ax.bar(x, mid.tolist(), width, yerr=err.numpy(), color=color, label=f"{kind} points",
                       error_kw={"lw": 0.7, "capsize": 1.5})

@@ -113,9 +113,10 @@ glue("heat_garments", prior.garments * len(seeds), display=False)
 #
 # What the axis alone does to each point: the change of each point's normalised error after the axis applied once
 # (steps 2-8, no second detection) minus the detector alone (negative is better), on the points the ground truth
-# marks visible and on those it marks occluded: the median over seeds and validation instances, the bar its
-# quartiles. COCO errors are divided by the person's shoulder distance (an analysis choice: COCO's own metric is
-# OKS AP), each person matched to the detection whose key-point box overlaps it most.
+# marks visible and on those it marks occluded: the mean over seeds and validation instances, the bar its 95 %
+# normal interval (the instances pooled over seeds). COCO errors are divided by the person's shoulder distance
+# (an analysis choice: COCO's own metric is OKS AP), each person matched to the detection whose key-point box
+# overlaps it most.
 
 # %%
 val = kx.validation_set(setup)
@@ -146,36 +147,36 @@ fig, axes = plt.subplots(1, 2, figsize=(13, 4.4), dpi=dpi, gridspec_kw={"width_r
 for ax, changes, schema in ((axes[0], fa_changes, FASHIONAI), (axes[1], coco_changes, COCO)):
     draw_point_changes(ax, changes, schema)
     ax.set_ylabel("change of normalised error (points of %)")
-    ax.set_title(f"{schema.name}: the axis once minus the detector, median per point")
+    ax.set_title(f"{schema.name}: the axis once minus the detector, mean per point")
 axes[0].legend(fontsize=7)
 fig.tight_layout()
 glue("per_point_figure", fig, display=False)
 plt.close(fig)
 limbs = [COCO.index(f"{side}_{part}") for side in ("left", "right") for part in ("elbow", "wrist", "knee", "ankle")]
 rest = [i for i in range(17) if i not in limbs]
-glue("coco_limb_delta", float(100 * coco_changes.median[0, limbs].nanmean()), display=False)
-glue("coco_rest_delta", float(100 * coco_changes.median[0, rest].nanmean()), display=False)
+glue("coco_limb_delta", float(100 * coco_changes.mean[0, limbs].nanmean()), display=False)
+glue("coco_rest_delta", float(100 * coco_changes.mean[0, rest].nanmean()), display=False)
 for name, changes, schema in (("fashionai", fa_changes, FASHIONAI), ("coco", coco_changes, COCO)):
     glue(f"on_axis_{name}", " and ".join(schema.names[i] for i in changes.on_axis), display=False)
     # the mirror cannot move a point on the axis: any change there is another step's doing (the fill, a threshold)
     glue(f"on_axis_change_{name}",
-         float(100 * changes.median[:, list(changes.on_axis)].abs().nan_to_num(0.0).max()), display=False)
+         float(100 * changes.mean[:, list(changes.on_axis)].abs().nan_to_num(0.0).max()), display=False)
 
 # %% [markdown]
 # ```{glue:figure} per_point_figure
 # :name: fig-per-point
 #
 # Per-point change of error by the axis applied once, FashionAI (left) and COCO (right), on visible and occluded
-# ground-truth points: median over seeds and instances, the bar the quartiles; hatched, "(on axis)": the points on
+# ground-truth points: mean over seeds and instances, the bar its 95 % interval; hatched, "(on axis)": the points on
 # the symmetry axis.
 # ```
 #
 # The points on the axis ({glue:text}`on_axis_fashionai` for garments, {glue:text}`on_axis_coco` for people) have
-# no partner, so the mirror cannot move them: their largest median change here,
+# no partner, so the mirror cannot move them: their largest mean change here,
 # {glue:text}`on_axis_change_fashionai:.2f` (FashionAI) and {glue:text}`on_axis_change_coco:.2f` (COCO) points of
 # normalised error, is not the axis's doing (anything but 0 would come from another step). On COCO people's
 # visible points, the limbs (elbows, wrists, knees, ankles) change by {glue:text}`coco_limb_delta:+.2f` points of
-# normalised error (mean of the per-point medians), the other points by {glue:text}`coco_rest_delta:+.2f`.
+# normalised error (mean of the per-point means), the other points by {glue:text}`coco_rest_delta:+.2f`.
 
 # %% [markdown]
 # ## How often the refiner acts

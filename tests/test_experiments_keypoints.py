@@ -478,7 +478,7 @@ def test_prior_map_scores_the_axis_once_per_world_with_an_interval(runs):
         kx.prior_map(setup, detectors, [0, 1], refine, [0.1], [0.0], images=3, n_boot=5, generator=torch.Generator())
 
 
-def test_point_changes_splits_by_visibility_with_medians_and_quartiles():
+def test_point_changes_splits_by_visibility_with_means_and_intervals():
     before = torch.zeros(4, 24)
     after = torch.zeros(4, 24)
     after[:, 0] = torch.tensor([0.1, 0.2, 0.3, -0.4])  # point 0: three visible garments and one occluded
@@ -487,10 +487,13 @@ def test_point_changes_splits_by_visibility_with_medians_and_quartiles():
     after[:, 1] = float("nan")  # point 1 never labelled
     out = kx.point_changes(before, after, vis, "fashionai")
     assert out.points == ("visible", "occluded")
-    assert out.median[0, 0].item() == pytest.approx(0.2) and out.median[1, 0].item() == pytest.approx(-0.4)
-    assert out.low[0, 0].item() == pytest.approx(0.15) and out.high[0, 0].item() == pytest.approx(0.25)
+    assert out.mean[0, 0].item() == pytest.approx(0.2) and out.mean[1, 0].item() == pytest.approx(-0.4)
+    half = 1.96 * 0.1 / math.sqrt(3)  # sd 0.1 over 3 garments
+    assert out.low[0, 0].item() == pytest.approx(0.2 - half) and out.high[0, 0].item() == pytest.approx(0.2 + half)
+    assert out.low[1, 0].isnan() and out.high[1, 0].isnan()  # one garment: no interval
     assert out.count[:, 0].tolist() == [3, 1] and out.count[:, 1].tolist() == [0, 0]
-    assert out.median[:, 1].isnan().all() and out.median[1, 2].isnan()  # nothing to take a median of
+    assert out.mean[:, 1].isnan().all() and out.mean[1, 2].isnan()  # nothing to average
+    assert out.mean[0, 2].item() == 0.0 and out.low[0, 2].item() == 0.0  # unmoved: exactly 0
     assert [FASHIONAI.names[i] for i in out.on_axis] == ["center_front", "crotch"]
     with pytest.raises(ValueError, match=r"same shape \(N, 24\)"):
         kx.point_changes(before, after, vis[:, :17], "fashionai")
