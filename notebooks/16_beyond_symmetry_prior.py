@@ -174,9 +174,10 @@ for name, changes, schema in (("fashionai", fa_changes, FASHIONAI), ("coco", coc
 # The points on the axis ({glue:text}`on_axis_fashionai` for garments, {glue:text}`on_axis_coco` for people) have
 # no partner, so the mirror cannot move them: their largest mean change here,
 # {glue:text}`on_axis_change_fashionai:.2f` (FashionAI) and {glue:text}`on_axis_change_coco:.2f` (COCO) points of
-# normalised error, is not the axis's doing (anything but 0 would come from another step). On COCO people's
-# visible points, the limbs (elbows, wrists, knees, ankles) change by {glue:text}`coco_limb_delta:+.2f` points of
-# normalised error (mean of the per-point means), the other points by {glue:text}`coco_rest_delta:+.2f`.
+# normalised error, is not the axis's doing: anything but 0 comes from another step (for people possibly the
+# matching of each person to the detection whose key-point box, moved with the points, overlaps it most). On COCO
+# people's visible points, the limbs (elbows, wrists, knees, ankles) change by {glue:text}`coco_limb_delta:+.2f`
+# points of normalised error (mean of the per-point means), the other points by {glue:text}`coco_rest_delta:+.2f`.
 
 # %% [markdown]
 # ## How often the refiner acts
