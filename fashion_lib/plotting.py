@@ -319,3 +319,27 @@ def draw_stopping_curves(axes, curves, chosen, *, scale: float = 100.0):
     axes[1].set_ylabel("held-out accuracy (%)")
     axes[1].legend(fontsize=7)
     return axes
+
+
+def draw_point_changes(ax, changes, schema: KeypointSchema, *, scale: float = 100.0,
+                       colors: Sequence[str] = ("tab:blue", "tab:orange")):
+    """Grouped bars of a :class:`~fashion_lib.experiments.keypoints.PointChanges`: per point the mean change
+    (times ``scale``) on visible and on occluded points side by side, the 95 % interval as error bars. The points on
+    the symmetry axis (``changes.on_axis``) are labelled "(on axis)" and hatched: the mirror cannot move them."""
+    k = schema.num_keypoints
+    if tuple(changes.mean.shape) != (len(changes.points), k) or len(colors) < len(changes.points):
+        raise ValueError(f"changes must have shape ({len(changes.points)}, {k}) for schema {schema.name!r} and "
+                         f"colors one per kind of point, got {tuple(changes.mean.shape)} and {len(colors)} colors")
+    width = 0.8 / len(changes.points)
+    for p, (kind, color) in enumerate(zip(changes.points, colors[:len(changes.points)], strict=True)):
+        mid = scale * torch.nan_to_num(changes.mean[p])
+        err = scale * torch.nan_to_num(torch.stack([changes.mean[p] - changes.low[p],
+                                                    changes.high[p] - changes.mean[p]]))
+        x = [i - 0.4 + width * (p + 0.5) for i in range(k)]
+        bars = ax.bar(x, mid.tolist(), width, yerr=err.numpy(), color=color, label=f"{kind} points",
+                      error_kw={"lw": 0.7, "capsize": 1.5})
+        for i in changes.on_axis:
+            bars[i].set_hatch("//")
+    labels = [name + (" (on axis)" if i in changes.on_axis else "") for i, name in enumerate(schema.names)]
+    ax.set_xticks(range(k), labels, rotation=90, fontsize=7)
+    ax.axhline(0, color="k", lw=0.8)

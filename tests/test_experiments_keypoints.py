@@ -513,3 +513,38 @@ def test_prior_map_scores_the_axis_once_per_world_with_an_interval(runs):
                      generator=torch.Generator())
     with pytest.raises(ValueError, match=r"detectors \(1\) and seeds \(2\) must pair up"):
         kx.prior_map(setup, detectors, [0, 1], refine, [0.1], [0.0], images=3, n_boot=5, generator=torch.Generator())
+
+
+def test_point_changes_splits_by_visibility_with_means_and_intervals():
+    before = torch.zeros(4, 24)
+    after = torch.zeros(4, 24)
+    after[:, 0] = torch.tensor([0.1, 0.2, 0.3, -0.4])  # point 0: three visible garments and one occluded
+    vis = torch.full((4, 24), VISIBLE)
+    vis[3, 0] = OCCLUDED
+    after[:, 1] = float("nan")  # point 1 never labelled
+    out = kx.point_changes(before, after, vis, "fashionai")
+    assert out.points == ("visible", "occluded")
+    assert out.mean[0, 0].item() == pytest.approx(0.2) and out.mean[1, 0].item() == pytest.approx(-0.4)
+    half = 1.96 * 0.1 / math.sqrt(3)  # sd 0.1 over 3 garments
+    assert out.low[0, 0].item() == pytest.approx(0.2 - half) and out.high[0, 0].item() == pytest.approx(0.2 + half)
+    assert out.low[1, 0].isnan() and out.high[1, 0].isnan()  # one garment: no interval
+    assert out.count[:, 0].tolist() == [3, 1] and out.count[:, 1].tolist() == [0, 0]
+    assert out.mean[:, 1].isnan().all() and out.mean[1, 2].isnan()  # nothing to average
+    assert out.mean[0, 2].item() == 0.0 and out.low[0, 2].item() == 0.0  # unmoved: exactly 0
+    assert [FASHIONAI.names[i] for i in out.on_axis] == ["center_front", "crotch"]
+    with pytest.raises(ValueError, match=r"same shape \(N, 24\)"):
+        kx.point_changes(before, after, vis[:, :17], "fashionai")
+
+
+def test_training_extents_follow_the_scale_and_crop_augmentation(runs):
+    from fashion_lib.keypoints import keypoint_extent
+
+    on, off = tiny(train_steps=40), tiny(train_steps=40, scale_crop=False)
+    plain, augmented = kx.training_extents(off, 0, 12), kx.training_extents(on, 0, 12)
+    assert plain.shape == augmented.shape == (12,)  # one garment per image
+    data = kx.training_set(on, seed=0, steps=40)
+    image, target = data[5]
+    assert augmented[5].item() == pytest.approx(keypoint_extent(target["keypoints"], 64, 64).item())
+    assert image.shape[-2:] == (64, 64) and not torch.allclose(plain, augmented, equal_nan=True)
+    with pytest.raises(ValueError, match="items must be >= 1, got 0"):
+        kx.training_extents(on, 0, 0)

@@ -117,3 +117,20 @@ def test_draw_stopping_curves_a_line_per_seed_and_a_star_on_each_kept_pass():
     with pytest.raises(ValueError, match="curves lack the columns \\['holdout_accuracy'\\]"):
         draw_stopping_curves(axes, curves.drop(columns="holdout_accuracy"), chosen)
     plt.close(fig)
+
+
+def test_draw_point_changes_groups_visible_and_occluded_and_hatches_the_axis(ax):
+    from fashion_lib.experiments.keypoints import point_changes
+    from fashion_lib.plotting import draw_point_changes
+
+    before = torch.zeros(2, 17)
+    after = torch.full((2, 17), 0.02)
+    vis = torch.tensor([[2] * 17, [1] * 17])
+    draw_point_changes(ax, point_changes(before, after, vis, "coco"), COCO)
+    assert len(ax.patches) == 34  # 17 visible and 17 occluded bars
+    assert [p.get_height() for p in ax.patches[:2]] == pytest.approx([2.0, 2.0])
+    hatched = [i for i, p in enumerate(ax.patches) if p.get_hatch()]
+    assert hatched == [0, 17]  # COCO's nose, in both groups
+    assert ax.get_xticklabels()[0].get_text() == "nose (on axis)" and ax.get_xticklabels()[1].get_text() == "left_eye"
+    with pytest.raises(ValueError, match="changes must have shape"):
+        draw_point_changes(ax, point_changes(before, after, vis, "coco"), FASHIONAI)

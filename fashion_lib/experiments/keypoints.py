@@ -48,7 +48,7 @@ from fashion_lib.experiments import (
     seeded_build,
     spread_rows,
 )
-from fashion_lib.keypoints import OCCLUDED, get_schema
+from fashion_lib.keypoints import OCCLUDED, VISIBLE, KeypointSchema, get_schema, keypoint_extent
 from fashion_lib.models.cpn import CPNConfig, build_cpn
 from fashion_lib.models.detector import TopDownDetector, all_instances, as_detect_fn, predict, top_instance
 from fashion_lib.models.keypoint_rcnn import KeypointRCNNConfig, build_keypoint_rcnn, detection_target
@@ -101,6 +101,7 @@ __all__ = [
     "detector_configs",
     "train_config",
     "training_set",
+    "training_extents",
     "data_key",
     "FillErrors",
     "fill_errors",
@@ -111,6 +112,9 @@ __all__ = [
     "missing_point_table",
     "missing_point_summary",
     "coco_point_errors",
+    "PointChanges",
+    "point_changes",
+    "row_point_changes",
     "coco_error_arrays",
     "PriorMap",
     "map_world",
@@ -337,6 +341,20 @@ def training_set(setup: KeypointSetup, seed: int, steps: int) -> torch.utils.dat
     if setup.scale_crop:
         data = ScaleCropped(data, ScaleCropConfig(), seed, length=max(len(data), steps * setup.batch_size))
     return MappedDataset(data, _for_detection)
+
+
+def training_extents(setup: KeypointSetup, seed: int, items: int) -> torch.Tensor:
+    """(N,) float: :func:`~fashion_lib.keypoints.keypoint_extent` of each of the N instances in the first ``items``
+    images of :func:`training_set` (seed ``seed``), as the detector sees them in training: after the scale-and-crop
+    augmentation when ``setup.scale_crop``; NaN for an instance whose points all left the crop."""
+    if items < 1:
+        raise ValueError(f"items must be >= 1, got {items}")
+    data = training_set(setup, seed, steps=math.ceil(items / setup.batch_size))
+    out = []
+    for i in range(items):  # over the images the figure needs
+        image, target = data[i]
+        out.append(keypoint_extent(target["keypoints"], image.shape[-2], image.shape[-1]))
+    return torch.cat(out)
 
 
 @dataclass(frozen=True)
@@ -1189,6 +1207,64 @@ def fill_sentence(summary: dict[str, float | int]) -> str:
         effect = "The fill leaves unchanged"
     return (f"{effect} the error of the filled points from {before:.1f} % (where the detector put them) to "
             f"{after:.1f} % (their partners' mirror images; means over seeds, {filled} points filled in all).")
+
+
+@dataclass(frozen=True)
+class PointChanges:
+    """Per key point, one row's normalised error minus a baseline's (negative: the row is better), split by the
+    ground truth's visibility: the mean over seeds and instances and its 95 % normal interval (mean +- 1.96
+    standard errors; medians say nothing here, since the axis leaves most points of most instances where they were)."""
+
+    points: tuple[str, ...]  # ("visible", "occluded")
+    mean: torch.Tensor  # (2, K) float64; NaN: no such point
+    low: torch.Tensor  # (2, K) float64: the interval's ends (NaN with fewer than 2 instances)
+    high: torch.Tensor  # (2, K) float64
+    count: torch.Tensor  # (2, K) long: the instances behind each mean
+    on_axis: tuple[int, ...]  # the schema's non-symmetric points, which the mirror cannot move
+
+
+def point_changes(before: torch.Tensor, after: torch.Tensor, visibility: torch.Tensor,
+                  schema: KeypointSchema | str) -> PointChanges:
+    """:class:`PointChanges` from per-instance errors ``before`` and ``after`` (N, K) float (NaN: not labelled)
+    and the ground truth's ``visibility`` (N, K) (the library's convention: 1 occluded, 2 visible)."""
+    schema = get_schema(schema)
+    k = schema.num_keypoints
+    if before.shape != after.shape or tuple(visibility.shape) != tuple(before.shape) or before.ndim != 2 or \
+            before.shape[1] != k:
+        raise ValueError(f"before, after and visibility must have the same shape (N, {k}) for schema "
+                         f"{schema.name!r}, got {tuple(before.shape)}, {tuple(after.shape)}, "
+                         f"{tuple(visibility.shape)}")
+    delta = (after - before).double()
+    means, halves, counts = [], [], []
+    for flag in (VISIBLE, OCCLUDED):
+        kept = (visibility == flag) & ~delta.isnan()
+        n = kept.sum(0)
+        d = torch.where(kept, delta, 0.0)
+        mean = d.sum(0) / n  # NaN where n == 0
+        var = torch.where(kept, (delta - mean) ** 2, 0.0).sum(0) / (n - 1)  # NaN or inf where n < 2
+        means.append(mean)
+        halves.append(torch.where(n > 1, 1.96 * (var / n).sqrt(), torch.nan))
+        counts.append(n)
+    mean, half = torch.stack(means), torch.stack(halves)
+    return PointChanges(("visible", "occluded"), mean, mean - half, mean + half, torch.stack(counts),
+                        on_axis=tuple(schema.center.tolist()))
+
+
+def row_point_changes(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, schema: str, row: str,
+                      baseline: str = KRCNN) -> PointChanges:
+    """:func:`point_changes` of ``row`` against ``baseline`` over every seed's rows: FashionAI per garment
+    (:func:`per_image_errors`, occluded points counted), COCO per annotated person (:func:`coco_point_errors`)."""
+    befores, afters, vis = [], [], []
+    for rows in rows_per_seed:  # over the few seeds
+        if schema == "coco":
+            befores.append(coco_point_errors(rows[baseline], val))
+            afters.append(coco_point_errors(rows[row], val))
+            vis.append(_coco_matches(rows[baseline], val)[0][..., 2])
+        else:
+            befores.append(per_image_errors(rows[baseline], val))
+            afters.append(per_image_errors(rows[row], val))
+            vis.append(val.keypoints[..., 2])
+    return point_changes(torch.cat(befores), torch.cat(afters), torch.cat(vis), schema)
 
 
 def rows_for_seeds(setup: KeypointSetup, val: ValidationSet, refine: RefineConfig, seeds: Sequence[int], *,
