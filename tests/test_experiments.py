@@ -42,7 +42,7 @@ def test_exclusive_makes_a_second_holder_wait_for_the_first(tmp_path):
         events.append("second in")
     t.join()
     assert events == ["first done", "second in"]
-    assert (tmp_path / "run.lock").is_file()
+    assert (tmp_path / ".run.lock").is_file()
     with exclusive(tmp_path / "other"):  # another name is another lock: not blocked by nothing
         pass
 

@@ -78,7 +78,7 @@ def holdout_rows(total: int, n_val: int, *, where: str = "the training file") ->
 
 @contextlib.contextmanager
 def exclusive(path: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive lock named after ``path`` (the file ``<path>.lock`` beside it) while the block runs.
+    """Hold an exclusive lock named after ``path`` (the hidden file ``.<name>.lock`` beside it) while the block runs.
 
     Two processes that would both compute ``path`` (two notebooks running side by side that need the same
     detector) take turns: the second blocks until the first is done, then finds the result and reads it. The lock
@@ -90,7 +90,8 @@ def exclusive(path: str | os.PathLike) -> Iterator[None]:
     except ImportError:  # pragma: no cover - not on the study's platforms
         yield
         return
-    lock = Path(f"{path}.lock")
+    path = Path(path)
+    lock = path.with_name(f".{path.name}.lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a") as f:
         try:
