@@ -50,7 +50,7 @@ val = kx.validation_set(setup)
 seed = seeds[0]
 detectors = kx.train_detectors(setup, seed, progress=False)
 refine = kx.calibrated_refine(setup, detectors, seed, RefineConfig.for_schema("fashionai"))
-glue("fig1_missing_rule", kx.missing_rule_sentence(setup, [refine.score_threshold]), display=False)
+glue("fig1_missing_rule", Markdown(kx.missing_rule_sentence(setup, [refine.score_threshold])), display=False)
 rows = kx.table1_rows(setup, detectors, val, refine, seed=seed)
 
 # %% [markdown]
@@ -121,7 +121,7 @@ glue("fig1_error_nkd", 100 * ne_of(res.keypoints[0]), display=False)
 # mean error goes
 # from {glue:text}`fig1_error_detector:.1f` % (detector) to {glue:text}`fig1_error_axis_once:.1f` % (axis once)
 # and {glue:text}`fig1_error_nkd:.1f` % (New-key-detection). This is the most favourable case by construction;
-# the gallery below shows the other end too. {glue:text}`fig1_missing_rule`
+# the gallery below shows the other end too. {glue:md}`fig1_missing_rule`
 
 # %% [markdown]
 # ## Best and worst cases

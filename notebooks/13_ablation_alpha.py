@@ -35,6 +35,7 @@ dpi = 100
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
+from IPython.display import Markdown
 from myst_nb import glue
 
 from fashion_lib import provenance
@@ -68,10 +69,10 @@ detector = {name: mean_sd([100 * metric(*a) for a in kx.ne_arrays(base_rows, val
 paper = RefineConfig.for_schema("fashionai")
 thresholds = [kx.calibrated_refine(setup, kx.train_detectors(setup, s, progress=False), s, paper).score_threshold
               for s in seeds]
-glue("alpha_missing_rule", kx.missing_rule_sentence(setup, thresholds), display=False)
+glue("alpha_missing_rule", Markdown(kx.missing_rule_sentence(setup, thresholds)), display=False)
 
 # %% [markdown]
-# Every alpha uses the same missing-point rule as the Table 1 page: {glue:text}`alpha_missing_rule`
+# Every alpha uses the same missing-point rule as the Table 1 page: {glue:md}`alpha_missing_rule`
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), dpi=dpi, sharex=True)

@@ -37,6 +37,7 @@ dpi = 100
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
+from IPython.display import Markdown
 from myst_nb import glue
 
 from fashion_lib import provenance
@@ -52,7 +53,7 @@ detector_ne = 100 * sum(kx.ne_metric()(d.keypoints, val.keypoints, val.categorie
 paper = RefineConfig.for_schema("fashionai")
 # the Table 1 page's missing-point rule, per seed, under every setting swept below
 thresholds = [kx.calibrated_refine(setup, d, s, paper).score_threshold for d, s in zip(trained, seeds, strict=True)]
-glue("ransac_missing_rule", kx.missing_rule_sentence(setup, thresholds), display=False)
+glue("ransac_missing_rule", Markdown(kx.missing_rule_sentence(setup, thresholds)), display=False)
 
 
 def sweep(name, values, **fixed):
@@ -112,7 +113,7 @@ glue("ransac_filled_paper", float(d_table.loc[paper.d, "points filled"]), displa
 #
 # With the paper's `d = 1` pixel, an axis is found for {glue:text}`ransac_axis_rate_paper:.0f` % of the
 # garments; the lowest visible-point NE comes at `d` = {glue:text}`ransac_best_d_px:g` pixels (the detector
-# alone: {glue:text}`ransac_detector_ne:.2f` %). {glue:text}`ransac_missing_rule` At the paper's settings the axis
+# alone: {glue:text}`ransac_detector_ne:.2f` %). {glue:md}`ransac_missing_rule` At the paper's settings the axis
 # fills {glue:text}`ransac_filled_paper:.2f` points per garment.
 
 # %% [markdown]

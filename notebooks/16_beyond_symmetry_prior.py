@@ -41,6 +41,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import Markdown
 from myst_nb import glue
 
 from fashion_lib import provenance
@@ -55,7 +56,7 @@ refine = RefineConfig.for_schema("fashionai")
 detectors = [kx.train_detectors(setup, s, progress=False) for s in seeds]
 refines = [kx.calibrated_refine(setup, d, s, refine) for d, s in zip(detectors, seeds, strict=True)]  # per seed
 thresholds = [r.score_threshold for r in refines]
-glue("prior_missing_rule", kx.missing_rule_sentence(setup, thresholds), display=False)
+glue("prior_missing_rule", Markdown(kx.missing_rule_sentence(setup, thresholds)), display=False)
 
 # %% [markdown]
 # ## Where does the prior help? The axis alone over occlusion and asymmetry
@@ -70,7 +71,7 @@ glue("prior_missing_rule", kx.missing_rule_sentence(setup, thresholds), display=
 # **exploratory and uncorrected**: with 18 intervals, about one would exclude 0 by chance alone. The dashed green
 # cell is the default world, set to be as symmetric as real garments (see {doc}`01_data_tour`); it is a fresh set of
 # garments, so it need not equal the Table 1 page's comparison. The missing-point rule is the Table 1 page's, here
-# and below: {glue:text}`prior_missing_rule`
+# and below: {glue:md}`prior_missing_rule`
 
 # %%
 prior = kx.prior_map(setup, detectors, seeds, refine, occlusion_values, asymmetry_values, images=heat_images,
@@ -193,14 +194,14 @@ def summarise(stats):
 acts = pd.DataFrame({"FashionAI garments": summarise(fa_stats), "COCO persons": summarise(coco_stats)}).T
 glue("axis_rate_fashionai", float(acts.loc["FashionAI garments", "with an axis (%)"]), display=False)
 glue("axis_rate_coco", float(acts.loc["COCO persons", "with an axis (%)"]), display=False)
-glue("acts_coco_missing_rule", kx.missing_rule_sentence(coco_setup, coco_thresholds), display=False)
+glue("acts_coco_missing_rule", Markdown(kx.missing_rule_sentence(coco_setup, coco_thresholds)), display=False)
 acts.round(2)
 
 # %% [markdown]
 # An axis is found for {glue:text}`axis_rate_fashionai:.0f` % of the garments and
 # {glue:text}`axis_rate_coco:.0f` % of the detected persons; where none is found, the instance keeps the
-# detector's key points. Garments: {glue:text}`prior_missing_rule` People (the COCO detector's own calibration):
-# {glue:text}`acts_coco_missing_rule`
+# detector's key points. Garments: {glue:md}`prior_missing_rule` People (the COCO detector's own calibration):
+# {glue:md}`acts_coco_missing_rule`
 
 # %%
 _ = prov.finish()
