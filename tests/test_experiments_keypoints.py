@@ -371,9 +371,10 @@ def test_score_axis_once_reports_the_refiners_shares_over_seeds(runs):
     assert row["pairs moved"] == pytest.approx(sum(s.pairs_refined for s in summaries) / 6)
     assert row["points filled"] == pytest.approx(sum(s.points_filled for s in summaries) / 6)
     assert 0 < row["with axis"] <= 1 and row["pairs moved"] > 0
-    # per-seed thresholds replace the config's own: the same as a config carrying them
-    per_seed = kx.score_axis_once(seeds, val, dataclasses.replace(cfg, score_threshold=0.0), thresholds=[0.3, 0.3])
-    assert per_seed == pytest.approx(row, nan_ok=True)
+    # per-seed thresholds replace the config's own: the same as a config carrying them (0.95: every point missing)
+    per_seed = kx.score_axis_once(seeds, val, cfg, thresholds=[0.95, 0.95])
+    expected = kx.score_axis_once(seeds, val, dataclasses.replace(cfg, score_threshold=0.95))
+    assert per_seed == pytest.approx(expected, nan_ok=True) and per_seed["with axis"] == 0 < row["with axis"]
     with pytest.raises(ValueError, match="thresholds has 1 entries for 2 seeds"):
         kx.score_axis_once(seeds, val, cfg, thresholds=[0.3])
 
