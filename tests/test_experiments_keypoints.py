@@ -202,6 +202,10 @@ def test_rows_of_table1_from_trained_detectors(runs):
     torch.testing.assert_close(calibrated[kx.AXIS_ONCE].keypoints, expected.keypoints, equal_nan=True)
     with pytest.raises(ValueError, match="thresholds has unknown detector rows"):
         kx.table1_rows(setup, detectors, val, refine, thresholds={"Mask R-CNN": 0.1})
+    # one rule for every page: the seed's calibrated Keypoint R-CNN threshold, or the config as given without
+    assert kx.calibrated_refine(tiny(calibration_images=4), detectors, 0, refine) == dataclasses.replace(
+        refine, score_threshold=cal[kx.KRCNN].threshold)
+    assert kx.calibrated_refine(setup, detectors, 0, refine) is refine
     # per-seed arrays feed the NE metric; every visible ground-truth point is counted
     (pred, gt, cats), = kx.ne_arrays([rows], val, kx.NKD)
     assert pred.shape == gt.shape and cats == val.categories
@@ -367,6 +371,20 @@ def test_score_axis_once_reports_the_refiners_shares_over_seeds(runs):
     assert row["pairs moved"] == pytest.approx(sum(s.pairs_refined for s in summaries) / 6)
     assert row["points filled"] == pytest.approx(sum(s.points_filled for s in summaries) / 6)
     assert 0 < row["with axis"] <= 1 and row["pairs moved"] > 0
+    # per-seed thresholds replace the config's own: the same as a config carrying them (0.95: every point missing)
+    per_seed = kx.score_axis_once(seeds, val, cfg, thresholds=[0.95, 0.95])
+    expected = kx.score_axis_once(seeds, val, dataclasses.replace(cfg, score_threshold=0.95))
+    assert per_seed == pytest.approx(expected, nan_ok=True) and per_seed["with axis"] == 0 < row["with axis"]
+    with pytest.raises(ValueError, match="thresholds has 1 entries for 2 seeds"):
+        kx.score_axis_once(seeds, val, cfg, thresholds=[0.3])
+
+
+def test_missing_rule_sentence_names_the_rule_and_each_seeds_threshold():
+    assert kx.missing_rule_sentence(tiny(calibration_images=100), [0.1234, 0.2]) == (
+        "A point counts as missing when its score is below the threshold calibrated (Youden's J) on 100 held-out "
+        "training images per seed: 0.123, 0.200.")
+    assert kx.missing_rule_sentence(tiny(), [0.0]) == (
+        "A point counts as missing when its score is below the fixed threshold 0.000 (no calibration).")
 
 
 def test_missing_point_table_and_its_summary_for_the_page(runs):

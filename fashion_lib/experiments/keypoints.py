@@ -108,6 +108,8 @@ __all__ = [
     "filled_point_errors",
     "calibration_set",
     "calibrate_missing",
+    "calibrated_refine",
+    "missing_rule_sentence",
     "point_scores",
     "missing_point_table",
     "missing_point_summary",
@@ -1017,7 +1019,7 @@ def map_world(world: WorldConfig, occlusion: float, asymmetry: float) -> WorldCo
 
 def prior_map(setup: KeypointSetup, detectors: Sequence[Detectors], seeds: Sequence[int], refine: RefineConfig,
               occlusion_values: Sequence[float], asymmetry_values: Sequence[float], *, images: int, n_boot: int,
-              generator: torch.Generator, batch_size: int = 16) -> PriorMap:
+              generator: torch.Generator, batch_size: int = 16, thresholds: Sequence[float] = ()) -> PriorMap:
     """FashionAI: where the symmetry prior helps. For every occlusion rate x asymmetry, a validation set of
     ``images`` garments of that world (:func:`map_world`, written like any synthetic validation set), each seed's
     Keypoint R-CNN (trained on the default world, never retrained) detects, the axis is applied once
@@ -1031,6 +1033,7 @@ def prior_map(setup: KeypointSetup, detectors: Sequence[Detectors], seeds: Seque
     refine : RefineConfig, the axis' settings.
     occlusion_values, asymmetry_values : the grid's rows and columns.
     images : int >= 1, garments per cell; n_boot, generator : the bootstrap's.
+    thresholds : per seed, the missing-point threshold replacing ``refine.score_threshold`` (empty: as is).
 
     Returns
     -------
@@ -1044,6 +1047,7 @@ def prior_map(setup: KeypointSetup, detectors: Sequence[Detectors], seeds: Seque
         raise ValueError(f"detectors ({len(detectors)}) and seeds ({len(seeds)}) must pair up, one or more")
     if not isinstance(images, int) or images < 1:
         raise ValueError(f"images must be an integer >= 1, got {images!r}")
+    configs = _per_seed(refine, thresholds, len(seeds))
     points = ("visible", "occluded")
     shape = (len(points), len(occlusion_values), len(asymmetry_values))
     change, low, high = (torch.full(shape, float("nan"), dtype=torch.float64) for _ in range(3))
@@ -1054,10 +1058,10 @@ def prior_map(setup: KeypointSetup, detectors: Sequence[Detectors], seeds: Seque
             val = validation_set(cell)
             gt, cats = val.keypoints, val.categories
             axis, alone = [], []
-            for det, seed in zip(detectors, seeds, strict=True):  # over the few seeds
+            for det, seed, cfg in zip(detectors, seeds, configs, strict=True):  # over the few seeds
                 inst = _instances(predict(det.keypoint_rcnn, val.images, batch_size=batch_size), "fashionai")
                 out = refine_symmetric(inst.keypoints, "fashionai", generator=torch.Generator().manual_seed(seed),
-                                       config=refine, categories=cats if refine.pairs == "category" else None)
+                                       config=cfg, categories=cats if refine.pairs == "category" else None)
                 axis.append((out.keypoints, gt, cats))
                 alone.append((inst.keypoints, gt, cats))
             for p, kind in enumerate(points):
@@ -1157,6 +1161,24 @@ def calibrate_missing(setup: KeypointSetup, detectors: Detectors, seed: int, *, 
         return out
 
     return cached(path, compute)
+
+
+def calibrated_refine(setup: KeypointSetup, detectors: Detectors, seed: int, refine: RefineConfig) -> RefineConfig:
+    """``refine`` with the missing-point rule every key-point page uses: with ``setup.calibration_images > 0`` its
+    ``score_threshold`` replaced by the seed's calibrated Keypoint R-CNN threshold (:func:`calibrate_missing`, which
+    also gates voting and the second scale's averaging); with 0, ``refine`` unchanged."""
+    if not setup.calibration_images:
+        return refine
+    return dataclasses.replace(refine, score_threshold=calibrate_missing(setup, detectors, seed)[KRCNN].threshold)
+
+
+def missing_rule_sentence(setup: KeypointSetup, thresholds: Sequence[float]) -> str:
+    """The page's one sentence on its missing-point rule, given the threshold each seed used (in seed order)."""
+    values = ", ".join(f"{t:.3f}" for t in thresholds)
+    if setup.calibration_images:
+        return (f"A point counts as missing when its score is below the threshold calibrated (Youden's J) on "
+                f"{setup.calibration_images} held-out training images per seed: {values}.")
+    return f"A point counts as missing when its score is below the fixed threshold {values} (no calibration)."
 
 
 def missing_point_table(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, seeds: Sequence[int],
@@ -1292,23 +1314,34 @@ def rows_for_seeds(setup: KeypointSetup, val: ValidationSet, refine: RefineConfi
     return out
 
 
+def _per_seed(refine: RefineConfig, thresholds: Sequence[float], n: int) -> list[RefineConfig]:
+    """``refine`` per seed, its ``score_threshold`` replaced by each seed's entry of ``thresholds`` (empty: as is)."""
+    if not thresholds:
+        return [refine] * n
+    if len(thresholds) != n:
+        raise ValueError(f"thresholds has {len(thresholds)} entries for {n} seeds")
+    return [dataclasses.replace(refine, score_threshold=float(t)) for t in thresholds]
+
+
 def score_axis_once(instances_per_seed: Sequence[Instances], val: ValidationSet, refine: RefineConfig, *,
-                    seed: int = 0) -> dict[str, float]:
+                    seed: int = 0, thresholds: Sequence[float] = ()) -> dict[str, float]:
     """FashionAI: refine each seed's detections once (steps 2-8) with ``refine`` and score them: NE (%) of visible
     and occluded points (mean and sd over seeds) and what the refiner did (fraction with an axis, pairs moved
     and points filled per garment, the NE of the filled points before and after the fill; means over seeds).
-    The cheap evaluation behind the RANSAC ablations."""
+    The cheap evaluation behind the RANSAC ablations. ``thresholds``: per seed, the missing-point threshold that
+    replaces ``refine.score_threshold`` (:func:`calibrated_refine`); empty: ``refine``'s own for every seed."""
     from fashion_lib.report import mean_sd
 
     vis, occ, summaries, fills = [], [], [], []
     visible, occluded = ne_metric(), ne_metric(points="occluded")
     cats = val.categories if refine.pairs == "category" else None
-    for inst in instances_per_seed:  # over the few seeds
+    configs = _per_seed(refine, thresholds, len(instances_per_seed))
+    for inst, cfg in zip(instances_per_seed, configs, strict=True):  # over the few seeds
         out = refine_symmetric(inst.keypoints, "fashionai", generator=torch.Generator().manual_seed(seed),
-                               config=refine, categories=cats)
+                               config=cfg, categories=cats)
         vis.append(100 * visible(out.keypoints, val.keypoints, val.categories))
         occ.append(100 * occluded(out.keypoints, val.keypoints, val.categories))
-        summaries.append(summarize_refinement(inst.keypoints, out, "fashionai", config=refine, categories=cats))
+        summaries.append(summarize_refinement(inst.keypoints, out, "fashionai", config=cfg, categories=cats))
         fills.append(fill_errors(inst, out, val))
     (v, v_sd), (o, o_sd) = mean_sd(vis), mean_sd(occ)
     n = len(summaries)
