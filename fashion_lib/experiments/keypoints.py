@@ -1185,7 +1185,8 @@ def missing_point_table(rows_per_seed: Sequence[dict[str, Instances]], val: Vali
                         refine: RefineConfig, *, calibrations: Sequence[dict] = (), schema: str = "fashionai",
                         ) -> list[dict[str, float]]:
     """Per seed, Keypoint R-CNN's missing-point rule and what the axis applied once did with it: the threshold
-    (calibrated, or ``refine``'s own when ``calibrations`` is empty) with its Youden's J, the points filled, the
+    (calibrated, or ``refine``'s own when ``calibrations`` is empty) with its Youden's J, the share of instances
+    whose axis was found (the points at or below the threshold do not vote), the points filled, the
     normalised error (%) of the filled points before and after the fill (:func:`fill_errors`), and how many
     instances the second scale left at their first scale for want of a matching crop detection."""
     if calibrations and len(calibrations) != len(rows_per_seed):
@@ -1197,7 +1198,10 @@ def missing_point_table(rows_per_seed: Sequence[dict[str, Instances]], val: Vali
         fills = fill_errors(rows[KRCNN], once, val, schema=schema)
         matched = rows[NKD].matched if NKD in rows else None
         out.append({"seed": seed, "threshold": cal.threshold if cal else refine.score_threshold,
-                    "Youden's J": cal.youden_j if cal else float("nan"), "points filled": int(once.filled.sum()),
+                    "Youden's J": cal.youden_j if cal else float("nan"),
+                    # the threshold also decides which points vote for the axis: fewer points, fewer axes found
+                    "axis found (%)": 100 * float(once.has_axis.double().mean()) if len(once.has_axis) else math.nan,
+                    "points filled": int(once.filled.sum()),
                     "filled, labelled": fills.scored, "error before fill (%)": 100 * fills.ne_before,
                     "error after fill (%)": 100 * fills.ne_after,
                     "second scale unmatched": int((~matched).sum()) if matched is not None else 0})
@@ -1205,12 +1209,14 @@ def missing_point_table(rows_per_seed: Sequence[dict[str, Instances]], val: Vali
 
 
 def missing_point_summary(table: Sequence[dict[str, float]]) -> dict[str, float | int]:
-    """The page's figures from :func:`missing_point_table`: the mean threshold over seeds, the points filled and
+    """The page's figures from :func:`missing_point_table`: the mean threshold and axis-found share (%) over seeds,
+    the points filled and
     the instances left unmatched in all, and the mean error (%) of the filled points before and after the fill."""
     def mean(column: str) -> float:
         return _nanmean(torch.tensor([float(r[column]) for r in table], dtype=torch.float64))
 
-    return {"missing_threshold": mean("threshold"), "points_filled": sum(int(r["points filled"]) for r in table),
+    return {"missing_threshold": mean("threshold"), "axis_found": mean("axis found (%)"),
+            "points_filled": sum(int(r["points filled"]) for r in table),
             "filled_error_before": mean("error before fill (%)"), "filled_error_after": mean("error after fill (%)"),
             "second_scale_unmatched": sum(int(r["second scale unmatched"]) for r in table)}
 
