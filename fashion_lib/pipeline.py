@@ -39,6 +39,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -165,12 +166,11 @@ def plan_lanes(notebooks: Sequence[Notebook], jobs: int) -> list[list[Notebook]]
     return joined
 
 
-def kernel_threads(running_lanes: int, cores: int | None = None) -> int:
-    """The CPU threads a kernel gets when it starts while ``running_lanes`` lanes (its own included) are running:
-    an equal share of the cores, at least one. A lane that outlives the others gets every core for its next
-    notebooks."""
+def kernel_threads(lanes: int, cores: int | None = None) -> int:
+    """The CPU threads each kernel gets when ``lanes`` lanes run side by side: an equal share of the cores, at
+    least one."""
     cores = cpu_cores() if cores is None else cores
-    return max(1, cores // max(1, running_lanes))
+    return max(1, cores // max(1, lanes))
 
 
 def _read_jupytext(path: Path):
@@ -427,22 +427,21 @@ def cache_key(notebook: Notebook, params: Mapping[str, Any], library: str) -> st
     return content_digest({"notebook": read_text(notebook.path), "parameters": params, "library": library}, 20)
 
 
-def _command(profile: str, notebook: str, params: Mapping[str, Any]) -> str:
+def _command(profile: str, notebook: str, params: Mapping[str, Any], jobs: int = 1) -> str:
     args = " ".join(f"-p {notebook}.{k} {json.dumps(v)!r}" for k, v in params.items())
-    return f"python -m fashion_lib.pipeline --profile {profile} --only {notebook} {args}".rstrip()
+    # --jobs: the kernel's share of the cores, on which its CPU results depend (see run)
+    lanes = f" --jobs {jobs}" if jobs != 1 else ""
+    return f"python -m fashion_lib.pipeline --profile {profile} --only {notebook}{lanes} {args}".rstrip()
 
 
-def _kernel_config(lane: int = 1):
+def _kernel_config(socket_dir: str):
     """nbclient's configuration: the kernel talks to the runner over local IPC sockets, not TCP on localhost, which
     ipykernel warns about on every start (and which another local user could connect to). The sockets are files
-    named ``<ip>-<n>``, ``n`` the first free number: kernels that start at the same moment in two lanes would pick
-    the same files, so each lane (and each runner process) has its own ``ip`` prefix."""
-    import tempfile
-
+    named ``<ip>-<n>``, ``n`` the first free number, so kernels that start at the same moment (two lanes) would
+    pick the same files in a shared folder: each kernel gets its own private folder (``socket_dir``)."""
     from traitlets.config import Config
 
-    ip = os.path.join(tempfile.gettempdir(), f"fashion-lib-kernel-{os.getpid()}-lane{lane}")
-    return Config({"KernelManager": {"transport": "ipc", "ip": ip}})
+    return Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(socket_dir, "kernel")}})
 
 
 def execute_notebook(
@@ -455,7 +454,6 @@ def execute_notebook(
     label: str | None = None,
     expected_s: float | None = None,
     live: bool | None = None,
-    lane: int = 1,
 ) -> float:
     """Convert ``notebook`` to ``.ipynb``, execute it with papermill and ``params``, write it atomically to
     ``output``. Returns the wall time in seconds. A failing cell raises ``RuntimeError`` naming the notebook; the
@@ -476,6 +474,7 @@ def execute_notebook(
     if "run_info" in notebook.defaults:
         all_params["run_info"] = dict(run_info)
     start, started_at = time.perf_counter(), time.time()
+    sockets = tempfile.TemporaryDirectory(prefix="fashion-lib-kernel-")  # mode 0700: this user's only
     try:
         with CellProgress(label or notebook.name, nb.cells, expected_s, injected=bool(all_params),
                           live=live) as progress:
@@ -488,7 +487,7 @@ def execute_notebook(
                 progress_bar=False,
                 execution_timeout=timeout,
                 on_cell_start=progress.on_cell_start,
-                config=_kernel_config(lane),
+                config=_kernel_config(sockets.name),
             )
     except papermill.PapermillExecutionError as err:
         failed = output.with_name(f"{notebook.name}.failed.ipynb")
@@ -500,12 +499,14 @@ def execute_notebook(
         ) from None
     finally:
         tmp_in.unlink(missing_ok=True)
+        sockets.cleanup()
     wall = time.perf_counter() - start
     executed = nbformat.read(tmp_out, as_version=4)
     from fashion_lib.provenance import device_description, library_versions
 
     executed.metadata["fashion_lib"] = {**run_info, "wall_time_s": round(wall, 3), "started_at": round(started_at, 1),
-                                        "finished_at": round(started_at + wall, 1), "device": device_description(),
+                                        "finished_at": round(started_at + wall, 1),
+                                        "device": device_description(run_info.get("threads")),
                                         "versions": library_versions()}
     executed.metadata.pop("jupytext", None)
     fold_code(executed)
@@ -893,13 +894,17 @@ def run(
     results = workdir / "book" / "results"
     digest = library_digest(package=root / "fashion_lib")
     git = git_state(root)
-    lanes = plan_lanes(notebooks, default_jobs() if jobs is None else jobs)
+    jobs = default_jobs() if jobs is None else jobs
+    lanes = plan_lanes(notebooks, jobs)
+    # every kernel of this build gets the same share of the cores, from the lanes asked for (not the lanes left
+    # running): PyTorch's CPU results depend on the thread count, so `--only X --jobs N` reproduces a page exactly
+    threads = kernel_threads(min(jobs, len(LANES)))
     order = {nb.name: i for i, nb in enumerate(notebooks, 1)}
     build_id = f"{time.time():.0f}-{os.getpid()}"
     executed, cached = [], []
-    running = [len(lanes)]
     guard = threading.Lock()
     failed = threading.Event()  # a lane that fails stops the others at their next notebook
+    errors: list[BaseException] = []  # in the order they happened
     if len(lanes) > 1:
         log.info("running %d lanes side by side: %s", len(lanes),
                  "; ".join(", ".join(nb.name for nb in lane) for lane in lanes))
@@ -914,8 +919,6 @@ def run(
             with guard:
                 cached.append(nb.name)
         else:
-            with guard:
-                threads = kernel_threads(running[0])
             log.info("[%d/%d] %s: executing with %s", i, len(notebooks), nb.name, params[nb.name] or "defaults")
             run_info = {
                 **git,
@@ -923,7 +926,7 @@ def run(
                 "notebook": nb.name,
                 "parameters": params[nb.name],
                 "cache_key": key,
-                "command": _command(profile, nb.name, params[nb.name]),
+                "command": _command(profile, nb.name, params[nb.name], jobs),
                 "build": build_id,
                 "lane": lane,
                 "threads": threads,
@@ -931,7 +934,7 @@ def run(
             wall = execute_notebook(nb, params[nb.name], cached_path, run_info=run_info, timeout=timeout,
                                     label=f"[{i}/{len(notebooks)}] {nb.name}",
                                     expected_s=expected_wall_time(cache_dir, nb.name, profile),
-                                    live=None if len(lanes) == 1 else False, lane=lane)
+                                    live=None if len(lanes) == 1 else False)
             log.info("[%d/%d] %s: done in %.1f s", i, len(notebooks), nb.name, wall)
             with guard:
                 executed.append(nb.name)
@@ -943,27 +946,36 @@ def run(
                 f.write(content)
 
     def run_lane(k: int) -> None:
-        try:
-            for nb in lanes[k]:
-                if failed.is_set():
-                    log.warning("lane %d: stopping before %s, another lane failed", k + 1, nb.name)
-                    return
+        for nb in lanes[k]:
+            if failed.is_set():
+                log.warning("lane %d: stopping before %s, another lane failed or was interrupted", k + 1, nb.name)
+                return
+            try:
                 run_one(nb, k + 1)
-        except BaseException:
-            failed.set()
-            raise
-        finally:
-            with guard:
-                running[0] -= 1
+            except BaseException as err:
+                failed.set()
+                with guard:
+                    errors.append(err)
+                if len(lanes) > 1:  # said now, not when the other lanes have finished their notebooks
+                    log.error("lane %d: %s failed: %s", k + 1, nb.name, err)
+                return
 
     if len(lanes) == 1:
         run_lane(0)
     else:
-        with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="lane") as pool:
-            futures = [pool.submit(run_lane, k) for k in range(len(lanes))]
-        errors = [f.exception() for f in futures if f.exception() is not None]
-        if errors:
-            raise errors[0]
+        pool = ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="lane")
+        try:
+            for k in range(len(lanes)):
+                pool.submit(run_lane, k)
+            pool.shutdown(wait=True)
+        except BaseException:  # Ctrl-C: no lane starts another notebook (the kernels got the signal too)
+            failed.set()
+            log.error("interrupted: each lane stops after its running notebook")
+            raise
+    if errors:
+        for err in errors[1:]:
+            log.error("also failed: %s", err)
+        raise errors[0]
     executed.sort(key=order.__getitem__)
     cached.sort(key=order.__getitem__)
     execute_s = time.perf_counter() - started

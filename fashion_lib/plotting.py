@@ -325,7 +325,8 @@ def draw_point_changes(ax, changes, schema: KeypointSchema, *, scale: float = 10
                        colors: Sequence[str] = ("tab:blue", "tab:orange")):
     """Grouped bars of a :class:`~fashion_lib.experiments.keypoints.PointChanges`: per point the mean change
     (times ``scale``) on visible and on occluded points side by side, the 95 % interval as error bars. The points on
-    the symmetry axis (``changes.on_axis``) are labelled "(on axis)" and hatched: the mirror cannot move them."""
+    the symmetry axis (``changes.on_axis``) are labelled "(on axis)" and hatched: the mirror cannot move them. A
+    point with no instance of a kind is marked "n/a" instead of drawn as a bar of 0."""
     k = schema.num_keypoints
     if tuple(changes.mean.shape) != (len(changes.points), k) or len(colors) < len(changes.points):
         raise ValueError(f"changes must have shape ({len(changes.points)}, {k}) for schema {schema.name!r} and "
@@ -340,6 +341,8 @@ def draw_point_changes(ax, changes, schema: KeypointSchema, *, scale: float = 10
                       error_kw={"lw": 0.7, "capsize": 1.5})
         for i in changes.on_axis:
             bars[i].set_hatch("//")
+        for i in torch.nonzero(changes.mean[p].isnan())[:, 0].tolist():  # no such point: a mark, not a 0 bar
+            ax.text(x[i], 0, "n/a", ha="center", va="bottom", fontsize=5, rotation=90, color=color)
     labels = [name + (" (on axis)" if i in changes.on_axis else "") for i, name in enumerate(schema.names)]
     ax.set_xticks(range(k), labels, rotation=90, fontsize=7)
     ax.axhline(0, color="k", lw=0.8)

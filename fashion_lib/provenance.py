@@ -46,8 +46,9 @@ _PACKAGE = Path(__file__).resolve().parent
 _LIBRARIES = ("torch", "torchvision", "timm", "numpy", "pycocotools", "matplotlib", "papermill", "jupyter_book")
 
 
-def device_description() -> str:
-    """A human-readable name of the compute device: the CUDA device name or the CPU model and core count."""
+def device_description(threads: int | None = None) -> str:
+    """A human-readable name of the compute device: the CUDA device name or the CPU model, core count and the torch
+    threads (``threads``: those a notebook's kernel ran on, when another process describes it)."""
     import os
 
     import torch
@@ -61,7 +62,8 @@ def device_description() -> str:
         cpu = names[0] if names else cpu
     except OSError:
         pass
-    return f"cpu: {cpu} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+    threads = torch.get_num_threads() if threads is None else threads
+    return f"cpu: {cpu} ({os.cpu_count()} cores, {threads} torch threads)"
 
 
 def _git(root: Path, *args: str) -> str:

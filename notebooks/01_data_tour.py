@@ -402,6 +402,7 @@ glue("train_extent_95", float(extent_table.loc["training images", "95 %"]), disp
 for q in ("5 %", "50 %", "95 %"):
     glue(f"augmented_extent_{q[:-2]}", float(extent_table.loc["training images, scaled and cropped", q]),
          display=False)
+    glue(f"real_extent_{q[:-2]}", float(real_facts[f"extent {q}"]), display=False)
 extent_table.round(3)
 
 # %% [markdown]
@@ -425,7 +426,8 @@ extent_table.round(3)
 # `fashion_lib.experiments.keypoints`, with `scale_crop`) rescales and crops every image by its own draw
 # (`fashion_lib.data.transforms.ScaleCropped`). Through it the key points span
 # {glue:text}`augmented_extent_5:.2f` to {glue:text}`augmented_extent_95:.2f` of the frame (5th to 95th
-# percentile, median {glue:text}`augmented_extent_50:.2f`), beside the real photographs' 0.32 to 0.92.
+# percentile, median {glue:text}`augmented_extent_50:.2f`), beside the real photographs'
+# {glue:text}`real_extent_5:.2f` to {glue:text}`real_extent_95:.2f`.
 
 # %% [markdown]
 # ## The same loaders for synthetic and real data

@@ -119,10 +119,11 @@ glue("heat_garments", prior.garments * len(seeds), display=False)
 #
 # What the axis alone does to each point: the change of each point's normalised error after the axis applied once
 # (steps 2-8, no second detection) minus the detector alone (negative is better), on the points the ground truth
-# marks visible and on those it marks occluded: the mean over seeds and validation instances, the bar its 95 %
-# normal interval (the instances pooled over seeds). COCO errors are divided by the person's shoulder distance
-# (an analysis choice: COCO's own metric is OKS AP), each person matched to the detection whose key-point box
-# overlaps it most.
+# marks visible and on those it marks occluded: each validation instance's change averaged over the seeds
+# (which all score the same instances), then the mean over instances, the bar its 95 % t interval over instances.
+# The seeds' own variance is not in that band, so it is exploratory, not a verdict. COCO errors are divided by the
+# person's shoulder distance (an analysis choice: COCO's own metric is OKS AP), each person matched to the detection
+# whose key-point box overlaps it most.
 
 # %%
 val = kx.validation_set(setup)
@@ -175,8 +176,8 @@ for name, changes, schema in (("fashionai", fa_changes, FASHIONAI), ("coco", coc
 # :name: fig-per-point
 #
 # Per-point change of error by the axis applied once, FashionAI (left) and COCO (right), on visible and occluded
-# ground-truth points: mean over seeds and instances, the bar its 95 % interval; hatched, "(on axis)": the points on
-# the symmetry axis.
+# ground-truth points: mean over instances (each averaged over seeds), the bar its 95 % t interval over instances
+# (exploratory); hatched, "(on axis)": the points on the symmetry axis; "n/a": no such point.
 # ```
 #
 # The points on the axis ({glue:text}`on_axis_fashionai` for garments, {glue:text}`on_axis_coco` for people) have

@@ -381,10 +381,10 @@ def test_score_axis_once_reports_the_refiners_shares_over_seeds(runs):
 
 def test_missing_rule_sentence_names_the_rule_and_each_seeds_threshold():
     assert kx.missing_rule_sentence(tiny(calibration_images=100), [0.1234, 0.2]) == (
-        "A point counts as missing when its score is below the threshold calibrated (Youden's J) on 100 held-out "
-        "training images per seed: 0.123, 0.200.")
+        "A point counts as missing when its score is at or below the threshold calibrated (Youden's J) on 100 fresh "
+        "images of the training world per seed (never the validation set): 0.123, 0.200.")
     assert kx.missing_rule_sentence(tiny(), [0.0]) == (
-        "A point counts as missing when its score is below the fixed threshold 0.000 (no calibration).")
+        "A point counts as missing when its score is at or below the fixed threshold 0.000 (no calibration).")
 
 
 def test_missing_point_table_and_its_summary_for_the_page(runs):
@@ -423,6 +423,22 @@ def _two_people() -> tuple[kx.ValidationSet, torch.Tensor]:
     target = {"keypoints": people, "iscrowd": torch.zeros(2, dtype=torch.long), "boxes": torch.cat([lo, hi], 1),
               "image_id": 1}
     return kx.ValidationSet([torch.zeros(3, 8, 8)], [target], "two-people"), people
+
+
+def test_row_point_changes_counts_each_person_once_however_many_seeds():
+    from fashion_lib.keypoints import COCO
+
+    val, people = _two_people()
+    perfect = people.clone()
+    perfect[..., 2] = 1.0
+    worse = perfect.clone()
+    worse[:, COCO.index("right_wrist"), 0] += 5.0  # half a shoulder distance on both right wrists
+    inst = {name: kx.Instances(k, torch.ones(2), torch.zeros(2, dtype=torch.long))
+            for name, k in ((kx.AXIS_ONCE, perfect), (kx.KRCNN, worse))}
+    out = kx.row_point_changes([inst, inst, inst], val, "coco", kx.AXIS_ONCE)
+    wrist = COCO.index("right_wrist")
+    assert out.count[0, wrist].item() == 2  # two persons, not six (persons x seeds)
+    assert out.mean[0, wrist].item() == pytest.approx(-0.5)
 
 
 def test_limb_error_changes_pair_the_persons_and_split_visible_from_occluded():
@@ -477,14 +493,17 @@ def test_second_scale_counts_give_each_share_its_denominator():
 
 
 @pytest.mark.parametrize("before, after, words", [
-    (19.6, 25.4, "**The fill hurts here**: it raises the error of the filled points from 19.6 % "),
-    (25.4, 19.6, "**The fill helps here**: it lowers the error of the filled points from 25.4 % "),
-    (20.0, 20.0, "The fill leaves unchanged the error"),
+    (19.6, 25.4, "The fill raised the error of the filled points from 19.6 % "),
+    (25.4, 19.6, "The fill lowered the error of the filled points from 25.4 % "),
+    (20.0, 20.0, "The fill left the error"),
+    (20.04, 20.01, "The fill left the error of the filled points from 20.0 % (where the detector put them) to 20.0 %"),
     (math.nan, math.nan, "No labelled point was filled (7 filled in all)"),
 ])
 def test_fill_sentence_follows_the_measured_direction(before, after, words):
-    sentence = kx.fill_sentence({"filled_error_before": before, "filled_error_after": after, "points_filled": 7})
+    sentence = kx.fill_sentence({"filled_error_before": before, "filled_error_after": after, "points_filled": 7,
+                                 "filled_labelled": 5})
     assert sentence.startswith(words)
+    assert math.isnan(before) or sentence.endswith("on the 5 of the 7 filled points that the ground truth labels.")
 
 
 def test_second_scale_framing_of_the_crops_new_key_detection_cuts():
@@ -543,7 +562,7 @@ def test_point_changes_splits_by_visibility_with_means_and_intervals():
     out = kx.point_changes(before, after, vis, "fashionai")
     assert out.points == ("visible", "occluded")
     assert out.mean[0, 0].item() == pytest.approx(0.2) and out.mean[1, 0].item() == pytest.approx(-0.4)
-    half = 1.96 * 0.1 / math.sqrt(3)  # sd 0.1 over 3 garments
+    half = 4.302653 * 0.1 / math.sqrt(3)  # sd 0.1 over 3 garments, t quantile with 2 degrees of freedom
     assert out.low[0, 0].item() == pytest.approx(0.2 - half) and out.high[0, 0].item() == pytest.approx(0.2 + half)
     assert out.low[1, 0].isnan() and out.high[1, 0].isnan()  # one garment: no interval
     assert out.count[:, 0].tolist() == [3, 1] and out.count[:, 1].tolist() == [0, 0]

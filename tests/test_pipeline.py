@@ -177,7 +177,10 @@ def test_smoke_book_builds_strictly_then_rebuilds_from_cache(smoke_book, tmp_pat
     assert f"executed {len(names)} of {len(names)} notebooks" in provenance
     assert all(name in provenance for name in names)
     source = (workdir / "book" / "results" / "provenance.md").read_text()
-    assert "`python -m fashion_lib.pipeline --profile smoke --only 00_keypoint_schemas -p " in source
+    # with the share of the cores its kernel had, on which CPU results depend
+    jobs = pipeline.default_jobs()
+    lanes = f" --jobs {jobs}" if jobs != 1 else ""
+    assert f"`python -m fashion_lib.pipeline --profile smoke --only 00_keypoint_schemas{lanes} -p " in source
     # the finished build is recorded; the next build's provenance page shows its times
     history = pipeline.read_build_history(workdir)
     assert len(history) == 1 and history[0]["executed"] == len(names) and history[0]["book_s"] > 0
@@ -186,7 +189,9 @@ def test_smoke_book_builds_strictly_then_rebuilds_from_cache(smoke_book, tmp_pat
              for n in names]
     lanes = pipeline.plan_lanes(pipeline.discover_notebooks(ROOT), pipeline.default_jobs())
     assert {m["lane"] for m in metas} == set(range(1, len(lanes) + 1))
-    assert all(m["threads"] >= 1 and m["finished_at"] > m["started_at"] for m in metas)
+    threads = pipeline.kernel_threads(min(pipeline.default_jobs(), len(pipeline.LANES)))
+    assert all(m["threads"] == threads and m["finished_at"] > m["started_at"] for m in metas)
+    assert all(f"{threads} torch threads" in m["device"] for m in metas if m["device"].startswith("cpu"))
     assert len({m["build"] for m in metas}) == 1
     # math renders offline: MathJax comes from the book's own _static folder, never from a CDN
     ambiguities = (first.html / "book" / "ambiguities.html").read_text()
@@ -286,9 +291,14 @@ def test_failing_notebook_is_named_and_not_cached(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_a_failing_lane_stops_the_other_at_its_next_notebook(tmp_path, monkeypatch):
-    slow = ("import time, torch\nfrom fashion_lib import provenance\nprovenance.start(run_info)\ntime.sleep(8)\n"
+    marker = tmp_path / "failed"
+    # the slow notebook runs until the failing one has failed (and a little longer), however slow the machine
+    slow = ("import time, torch\nfrom pathlib import Path\nfrom fashion_lib import provenance\n"
+            "provenance.start(run_info)\n"
+            f"while not Path({str(marker)!r}).exists():\n    time.sleep(0.2)\ntime.sleep(3)\n"
             "assert torch.get_num_threads() == run_info['threads']")
-    root = _repo_of(tmp_path, {"01_fails": "1 / 0", "02_slow": slow, "03_after": "1"})
+    fails = f"from pathlib import Path\nPath({str(marker)!r}).touch()\n1 / 0"
+    root = _repo_of(tmp_path, {"01_fails": fails, "02_slow": slow, "03_after": "1"})
     monkeypatch.setattr(pipeline, "LANES", (("01_fails",), ("02_slow", "03_after")))
     with pytest.raises(RuntimeError, match=r"01_fails.py failed in cell"):
         pipeline.run("smoke", root=root, cache_dir=tmp_path / "cache", build=False, jobs=2)

@@ -134,3 +134,8 @@ def test_draw_point_changes_groups_visible_and_occluded_and_hatches_the_axis(ax)
     assert ax.get_xticklabels()[0].get_text() == "nose (on axis)" and ax.get_xticklabels()[1].get_text() == "left_eye"
     with pytest.raises(ValueError, match="changes must have shape"):
         draw_point_changes(ax, point_changes(before, after, vis, "coco"), FASHIONAI)
+    # a point with no occluded instance is marked n/a, not drawn as a change of 0
+    ax.clear()
+    vis[1, 5] = 2
+    draw_point_changes(ax, point_changes(before, after, vis, "coco"), COCO)
+    assert [t.get_text() for t in ax.texts] == ["n/a"]

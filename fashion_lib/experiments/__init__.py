@@ -6,8 +6,9 @@
 Trained models and cached predictions live in one folder shared by every notebook (:func:`runs_dir`), named by a
 hash of everything that shapes them (settings, data, the library's own sources), so a notebook that needs a
 detector another notebook trained loads it instead of training it again, and a change of code retrains. Notebooks
-may run side by side (the pipeline's lanes): whatever two of them could both compute (a run, a cached value, a
-written data set) is computed under :func:`exclusive`, so the second waits for the first and then reads its result.
+may run side by side (the pipeline's lanes): a detector's or an attribute network's training run, a :func:`cached`
+value and a written synthetic data set are computed under :func:`exclusive`, so the second notebook that asks waits
+for the first and then reads its result.
 """
 
 from __future__ import annotations

@@ -294,13 +294,16 @@ def attribute_data(setup: AttributeSetup) -> AttributeData:
         key = content_digest(spec)
         root = runs_dir() / "data" / f"{setup.dataset}-attributes-{key}"
         n = setup.train_images + setup.val_images
-        with exclusive(root):  # the writers build the folder aside and rename it into place when complete
-            if not root.is_dir() and setup.dataset == "fashionai":
-                write_fashionai_attributes(root, n, setup.data_seed, setup.world, val_fraction=setup.val_images / n)
-            elif not root.is_dir():
-                fractions = {"val_fraction": 0.0, "test_fraction": 0.0}
-                fractions[f"{setup.eval_split}_fraction"] = setup.val_images / n
-                write_deepfashion(root, n, setup.data_seed, setup.world, **fractions)
+        # the writers build the folder aside and rename it into place when complete
+        with exclusive(root):
+            if not root.is_dir():
+                if setup.dataset == "fashionai":
+                    write_fashionai_attributes(root, n, setup.data_seed, setup.world,
+                                               val_fraction=setup.val_images / n)
+                else:
+                    fractions = {"val_fraction": 0.0, "test_fraction": 0.0}
+                    fractions[f"{setup.eval_split}_fraction"] = setup.val_images / n
+                    write_deepfashion(root, n, setup.data_seed, setup.world, **fractions)
         source = f"synthetic-{key}"
     else:
         root = Path(setup.data_root)
@@ -600,7 +603,8 @@ def _train_network(setup: AttributeSetup, name: str, config: Any, seed: int, ite
     if holdout is not None:
         evaluate = _keeping_best(run_dir / _BEST_NAME, holdout, evaluate, tc.eval_every)
         stop = lambda history: stop_now([h["holdout_loss"] for h in history], setup.patience)  # noqa: E731
-    result = train(model, items, tc, run_dir, evaluate=evaluate, stop=stop, progress=False)
+    with exclusive(run_dir):  # another notebook running beside this one may be training the same network
+        result = train(model, items, tc, run_dir, evaluate=evaluate, stop=stop, progress=False)
     if result.resumed_from != result.step:
         log.info("%s: %d steps in %.0f s (%.1f img/s)", run_dir.name, result.step, result.wall_time_s,
                  result.images_per_s)  # fmt: skip

@@ -1176,9 +1176,11 @@ def missing_rule_sentence(setup: KeypointSetup, thresholds: Sequence[float]) -> 
     """The page's one sentence on its missing-point rule, given the threshold each seed used (in seed order)."""
     values = ", ".join(f"{t:.3f}" for t in thresholds)
     if setup.calibration_images:
-        return (f"A point counts as missing when its score is below the threshold calibrated (Youden's J) on "
-                f"{setup.calibration_images} held-out training images per seed: {values}.")
-    return f"A point counts as missing when its score is below the fixed threshold {values} (no calibration)."
+        # synthetic: fresh images of the training world; real data: rows of the training split the detector saw
+        source = "fresh images of the training world" if setup.synthetic else "rows of the training split"
+        return (f"A point counts as missing when its score is at or below the threshold calibrated (Youden's J) on "
+                f"{setup.calibration_images} {source} per seed (never the validation set): {values}.")
+    return f"A point counts as missing when its score is at or below the fixed threshold {values} (no calibration)."
 
 
 def missing_point_table(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, seeds: Sequence[int],
@@ -1217,31 +1219,33 @@ def missing_point_summary(table: Sequence[dict[str, float]]) -> dict[str, float 
 
     return {"missing_threshold": mean("threshold"), "axis_found": mean("axis found (%)"),
             "points_filled": sum(int(r["points filled"]) for r in table),
+            "filled_labelled": sum(int(r["filled, labelled"]) for r in table),
             "filled_error_before": mean("error before fill (%)"), "filled_error_after": mean("error after fill (%)"),
             "second_scale_unmatched": sum(int(r["second scale unmatched"]) for r in table)}
 
 
 def fill_sentence(summary: dict[str, float | int]) -> str:
-    """The page's sentence on what the fill did, following the measured direction of
-    :func:`missing_point_summary`'s errors (%) of the filled points before and after."""
-    before, after, filled = summary["filled_error_before"], summary["filled_error_after"], summary["points_filled"]
+    """The page's sentence on what the fill did: :func:`missing_point_summary`'s errors (%) of the filled points the
+    ground truth labels, before and after, in the direction they measure at the printed precision (one decimal;
+    means over seeds, no interval: a description, not a verdict)."""
+    before, after = summary["filled_error_before"], summary["filled_error_after"]
+    filled, labelled = summary["points_filled"], summary["filled_labelled"]
     if not (math.isfinite(before) and math.isfinite(after)):
         return f"No labelled point was filled ({filled} filled in all): the fill is not measured on this page."
-    if after > before:
-        effect = "**The fill hurts here**: it raises"
-    elif after < before:
-        effect = "**The fill helps here**: it lowers"
-    else:
-        effect = "The fill leaves unchanged"
-    return (f"{effect} the error of the filled points from {before:.1f} % (where the detector put them) to "
-            f"{after:.1f} % (their partners' mirror images; means over seeds, {filled} points filled in all).")
+    b, a = round(before, 1), round(after, 1)
+    effect = ("The fill raised" if a > b else "The fill lowered" if a < b else "The fill left")
+    return (f"{effect} the error of the filled points from {b:.1f} % (where the detector put them) to {a:.1f} % "
+            f"(their partners' mirror images; means over seeds, no interval) on the {labelled} of the {filled} "
+            "filled points that the ground truth labels.")
 
 
 @dataclass(frozen=True)
 class PointChanges:
     """Per key point, one row's normalised error minus a baseline's (negative: the row is better), split by the
-    ground truth's visibility: the mean over seeds and instances and its 95 % normal interval (mean +- 1.96
-    standard errors; medians say nothing here, since the axis leaves most points of most instances where they were)."""
+    ground truth's visibility: the mean over instances (each first averaged over the seeds, which all score the same
+    validation instances) and its 95 % t interval over instances (mean +- t(n - 1) standard errors; the seeds'
+    own variance is not in it, so it is an exploratory band, not a verdict; medians say nothing here, since the
+    axis leaves most points of most instances where they were)."""
 
     points: tuple[str, ...]  # ("visible", "occluded")
     mean: torch.Tensor  # (2, K) float64; NaN: no such point
@@ -1255,6 +1259,8 @@ def point_changes(before: torch.Tensor, after: torch.Tensor, visibility: torch.T
                   schema: KeypointSchema | str) -> PointChanges:
     """:class:`PointChanges` from per-instance errors ``before`` and ``after`` (N, K) float (NaN: not labelled)
     and the ground truth's ``visibility`` (N, K) (the library's convention: 1 occluded, 2 visible)."""
+    from scipy import stats
+
     schema = get_schema(schema)
     k = schema.num_keypoints
     if before.shape != after.shape or tuple(visibility.shape) != tuple(before.shape) or before.ndim != 2 or \
@@ -1271,7 +1277,8 @@ def point_changes(before: torch.Tensor, after: torch.Tensor, visibility: torch.T
         mean = d.sum(0) / n  # NaN where n == 0
         var = torch.where(kept, (delta - mean) ** 2, 0.0).sum(0) / (n - 1)  # NaN or inf where n < 2
         means.append(mean)
-        halves.append(torch.where(n > 1, 1.96 * (var / n).sqrt(), torch.nan))
+        t = torch.tensor(stats.t.ppf(0.975, (n - 1).clamp(min=1).numpy()), dtype=torch.float64)
+        halves.append(torch.where(n > 1, t * (var / n).sqrt(), torch.nan))
         counts.append(n)
     mean, half = torch.stack(means), torch.stack(halves)
     return PointChanges(("visible", "occluded"), mean, mean - half, mean + half, torch.stack(counts),
@@ -1280,19 +1287,24 @@ def point_changes(before: torch.Tensor, after: torch.Tensor, visibility: torch.T
 
 def row_point_changes(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, schema: str, row: str,
                       baseline: str = KRCNN) -> PointChanges:
-    """:func:`point_changes` of ``row`` against ``baseline`` over every seed's rows: FashionAI per garment
-    (:func:`per_image_errors`, occluded points counted), COCO per annotated person (:func:`coco_point_errors`)."""
-    befores, afters, vis = [], [], []
+    """:func:`point_changes` of ``row`` against ``baseline``, each validation instance's errors first averaged over
+    the seeds (every seed scores the same instances, so pooling them would count each instance once per seed):
+    FashionAI per garment (:func:`per_image_errors`, occluded points counted), COCO per annotated person
+    (:func:`coco_point_errors`)."""
+    befores, afters = [], []
     for rows in rows_per_seed:  # over the few seeds
         if schema == "coco":
             befores.append(coco_point_errors(rows[baseline], val))
             afters.append(coco_point_errors(rows[row], val))
-            vis.append(_coco_matches(rows[baseline], val)[0][..., 2])
         else:
             befores.append(per_image_errors(rows[baseline], val))
             afters.append(per_image_errors(rows[row], val))
-            vis.append(val.keypoints[..., 2])
-    return point_changes(torch.cat(befores), torch.cat(afters), torch.cat(vis), schema)
+    # the ground truth's visibility is the same for every seed (for COCO, per annotated person)
+    if schema == "coco":
+        vis = torch.cat([t["keypoints"][_annotated_people(t)][..., 2] for t in val.targets])
+    else:
+        vis = val.keypoints[..., 2]
+    return point_changes(torch.stack(befores).nanmean(0), torch.stack(afters).nanmean(0), vis, schema)
 
 
 def rows_for_seeds(setup: KeypointSetup, val: ValidationSet, refine: RefineConfig, seeds: Sequence[int], *,
