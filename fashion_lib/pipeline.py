@@ -137,9 +137,17 @@ def cpu_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def default_jobs(cores: int | None = None) -> int:
-    """As many lanes as :data:`LANES` has where there are at least as many cores, else one per core: on 2 cores,
-    two one-thread kernels get more done than one two-thread kernel (see :data:`LANES`)."""
+def default_jobs(cores: int | None = None, *, gpu: bool | None = None) -> int:
+    """On CPUs, as many lanes as :data:`LANES` has where there are at least as many cores, else one per core: on 2
+    cores, two one-thread kernels get more done than one two-thread kernel (see :data:`LANES`). With a CUDA device
+    (``gpu`` None: asked of PyTorch), one lane: two notebooks' training runs on one GPU would share its memory
+    (``book/gpu.md`` estimates up to 60 GB for one attribute notebook), and each already keeps it busy."""
+    if gpu is None:
+        import torch
+
+        gpu = torch.cuda.is_available()
+    if gpu:
+        return 1
     cores = cpu_cores() if cores is None else cores
     return max(1, min(len(LANES), cores))
 
@@ -1034,7 +1042,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-build", action="store_true", help="execute notebooks but do not build the book")
     p.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
     p.add_argument("--jobs", type=int, default=None, help="notebooks run side by side in this many lanes (default: "
-                   "one per core, at most 2; 1 runs them one after another)")
+                   "one per core, at most 2; 1 with a CUDA GPU; 1 runs them one after another)")
     return p
 
 

@@ -427,9 +427,9 @@ def test_each_kernel_gets_its_share_of_the_cores(running, cores, threads):
     assert pipeline.kernel_threads(running, cores) == threads
 
 
-@pytest.mark.parametrize(("cores", "jobs"), [(1, 1), (2, 2), (16, 2)])
-def test_default_jobs_is_one_lane_per_core_at_most_the_lanes_there_are(cores, jobs):
-    assert pipeline.default_jobs(cores) == jobs
+@pytest.mark.parametrize(("cores", "gpu", "jobs"), [(1, False, 1), (2, False, 2), (16, False, 2), (16, True, 1)])
+def test_default_jobs_is_one_lane_per_core_at_most_the_lanes_there_are_and_one_on_a_gpu(cores, gpu, jobs):
+    assert pipeline.default_jobs(cores, gpu=gpu) == jobs
 
 
 def _toc_book(tmp_path: Path, present: dict[str, str]) -> Path:
