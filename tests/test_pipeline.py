@@ -296,7 +296,8 @@ def test_a_failing_lane_stops_the_other_at_its_next_notebook(tmp_path, monkeypat
     slow = ("import time, torch\nfrom pathlib import Path\nfrom fashion_lib import provenance\n"
             "provenance.start(run_info)\n"
             f"while not Path({str(marker)!r}).exists():\n    time.sleep(0.2)\ntime.sleep(3)\n"
-            "assert torch.get_num_threads() == run_info['threads']")
+            "assert torch.get_num_threads() == run_info['threads']\n"
+            "import os\nassert os.environ['OMP_NUM_THREADS'] == str(run_info['threads'])")
     fails = f"from pathlib import Path\nPath({str(marker)!r}).touch()\n1 / 0"
     root = _repo_of(tmp_path, {"01_fails": fails, "02_slow": slow, "03_after": "1"})
     monkeypatch.setattr(pipeline, "LANES", (("01_fails",), ("02_slow", "03_after")))
@@ -420,6 +421,16 @@ def test_lanes_keep_their_order_take_unnamed_notebooks_and_join_when_jobs_are_fe
         ["20_table2_fashionai_attributes"]]
     with pytest.raises(ValueError, match="--jobs must be at least 1"):
         pipeline.plan_lanes(notebooks, 0)
+
+
+def test_kernel_thread_env_sets_every_pool_and_restores_the_runners(monkeypatch):
+    import os
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    with pipeline.kernel_thread_env(1):
+        assert all(os.environ[name] == "1" for name in pipeline.THREAD_ENV)
+    assert os.environ["OMP_NUM_THREADS"] == "7" and "NUMBA_NUM_THREADS" not in os.environ
 
 
 @pytest.mark.parametrize(("running", "cores", "threads"), [(2, 2, 1), (1, 2, 2), (2, 16, 8), (3, 2, 1), (0, 4, 4)])
