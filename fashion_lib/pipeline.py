@@ -196,7 +196,8 @@ def kernel_thread_env(threads: int) -> Iterator[None]:
     refiner's numba kernel has run (numba and PyTorch share GNU OpenMP here), PyTorch's parallel regions ran two
     OpenMP threads again, and with the other lane busy they shared one core. Measured with two lanes, each kernel
     running the refiner on 2,000 instances and then 60 Keypoint R-CNN training steps (cpu preset, 128 px, bf16):
-    3.7 images/s per kernel with only ``torch.set_num_threads(1)``, 9.4 with these variables set to 1; the first
+    3.7 images/s per kernel with only ``torch.set_num_threads(1)``, 9.4-9.8 with these variables set to 1
+    (``benchmarks/lanes.py``: 2.6x for the two lanes together); the first
     cpu book with lanes trained its second seed at 3.5 images/s after the first seed's refinement."""
     before = {name: os.environ.get(name) for name in THREAD_ENV}
     os.environ.update({name: str(threads) for name in THREAD_ENV})
