@@ -118,7 +118,8 @@ class RefineResult:
     axis: torch.Tensor  # (B, 3) float, (normal_x, normal_y, offset) of {p : normal . p = offset}; 0 without axis
     inliers: torch.Tensor  # (B, P) bool, pairs whose midpoint is in A_best
     refined: torch.Tensor  # (B, P) bool, pairs moved by the EMA (complete, voting, midpoint not in A_best)
-    filled: torch.Tensor  # (B, K) bool, missing points filled with their partner's mirror image
+    filled: torch.Tensor  # (B, K) bool, points replaced by their partner's mirror image (missing, or at or below
+    # RefineConfig.fill_threshold with the partner above it)
     has_axis: torch.Tensor  # (B,) bool, an axis was found (otherwise nothing changed)
     ignored: torch.Tensor  # (B, K) bool, absurd points treated as missing (absurd_points); kept unless filled
 
@@ -612,7 +613,7 @@ def _refine_chunk(
         present = ~missing_mask(keypoints, cfg.score_threshold) if cfg.d_unit == "relative" else None
         n, m, d = _instance_parameters(keypoints, present, schema, cfg, applicable, dtype)
         _kernel().refine_instances(
-            _np(keypoints), _rounded(cfg.score_threshold, dtype),
+            _np(keypoints), _rounded(cfg.score_threshold, dtype), _rounded(cfg.fill_below, dtype),
             _np(torch.ones(B, K, dtype=torch.bool) if applicable is None else applicable), _np(schema.pairs[:, 0]),
             _np(schema.pairs[:, 1]), _np(schema.center), cfg.center_votes, _np(_uniforms(cfg.k, B, generator, device)),
             _np64(n), _np64(m), _np64(d), float(cfg.alpha), _tiny_eps(dtype), out.keypoints.numpy(), out.axis.numpy(),
@@ -651,15 +652,22 @@ def _refine_chunk(
 
     mxr, myr = _mirror(xr, yr, nx, ny, offset)  # left's target q (P, B)
     mxl, myl = _mirror(xl, yl, nx, ny, offset)
-    refined = complete & has & ~inliers  # (P, B)
+    # the fill's rule (fill_threshold) may flag points that voted: such a point is filled from a partner above the
+    # rule, not moved by the EMA; with fill_threshold None, "unsure" is "missing" and this is the paper's rule
+    if cfg.fill_threshold is None:
+        unsure, sure = ~present, present_voting
+    else:
+        unsure = missing_mask(kt, cfg.fill_threshold, dim=1)  # (K, B)
+        sure = ~unsure if applicable is None else ~unsure & applicable
+    can_fill = has if pair_applicable is None else pair_applicable & has
+    fill_left = can_fill & unsure[left_idx] & sure[right_idx]  # (P, B)
+    fill_right = can_fill & unsure[right_idx] & sure[left_idx]
+    refined = complete & has & ~inliers & ~fill_left & ~fill_right  # (P, B)
     a = cfg.alpha
     new_xl = torch.where(refined, (1 - a) * xl + a * mxr, xl)
     new_yl = torch.where(refined, (1 - a) * yl + a * myr, yl)
     new_xr = torch.where(refined, (1 - a) * xr + a * mxl, xr)
     new_yr = torch.where(refined, (1 - a) * yr + a * myl, yr)
-    can_fill = has if pair_applicable is None else pair_applicable & has
-    fill_left = can_fill & ~present[left_idx] & has_right  # (P, B)
-    fill_right = can_fill & ~present[right_idx] & has_left
     new_left = (torch.where(fill_left, mxr, new_xl), torch.where(fill_left, myr, new_yl),
                 torch.where(fill_left, sr, sl))  # a filled point takes its partner's score: the evidence it rests on
     new_right = (torch.where(fill_right, mxl, new_xr), torch.where(fill_right, myl, new_yr),
@@ -692,6 +700,7 @@ def refine_symmetric(
     d: float | None = None,
     d_unit: str | None = None,
     score_threshold: float | None = None,
+    fill_threshold: float | None = None,
     pairs: str | None = None,
     center_votes: bool | None = None,
     absurd_factor: float | None = None,
@@ -707,9 +716,12 @@ def refine_symmetric(
     (its midpoint lands on the axis), ``alpha = 1`` swaps each point for its partner's mirror image, and the
     paper's ``alpha = 0.4`` removes 80 % of the asymmetry. A pair with one point missing (see
     :func:`missing_mask`) gets that point filled with its partner's mirror image, and the partner's score, for any
-    ``alpha``. Non-symmetric points are never moved. Instances without an axis are returned unchanged. A point
-    far outside the rest of its instance (:func:`absurd_points` with ``absurd_factor``) is treated as missing: it
-    does not vote and moves no partner, is filled like any missing point, and otherwise keeps its input value.
+    ``alpha``. With ``fill_threshold`` set (above ``score_threshold``) the fill has its own rule: a point scoring at
+    or below it whose partner scores above it is filled the same way, even though it voted (every point above
+    ``score_threshold`` votes), and its pair is not moved by the EMA. Non-symmetric points are never moved. Instances
+    without an axis are returned unchanged. A point far outside the rest of its instance (:func:`absurd_points` with
+    ``absurd_factor``) is treated as missing: it does not vote and moves no partner, is filled like any missing point,
+    and otherwise keeps its input value.
 
     Parameters
     ----------
@@ -721,7 +733,8 @@ def refine_symmetric(
         ``pairs="category"``, where only each garment's own pairs vote, are refined and are filled, and ``n``, ``m``
         are scaled to its pair count (see :class:`RefineConfig`). Ignored with ``pairs="all"``, where all pairs
         vote (the paper's literal reading, the detector predicting every point for every garment).
-    alpha, k, n, m, d, d_unit, score_threshold, pairs, center_votes, absurd_factor : override the config's fields.
+    alpha, k, n, m, d, d_unit, score_threshold, fill_threshold, pairs, center_votes, absurd_factor : override the
+        config's fields (None: keep the config's; the paper's fill rule is ``fill_threshold=None`` in the config).
     chunk_size : int, instances processed at once; bounds memory (the tensor path needs about 2 kB per instance at
         k = 10, P = 11; the CPU kernel little beyond the output).
         The random stream is consumed chunk by chunk, so results may depend on it.
@@ -734,8 +747,8 @@ def refine_symmetric(
     """
     schema = get_schema(schema)
     cfg = resolve_config(config, schema, dict(alpha=alpha, k=k, n=n, m=m, d=d, d_unit=d_unit,
-                                        score_threshold=score_threshold, pairs=pairs, center_votes=center_votes,
-                                        absurd_factor=absurd_factor))
+                                        score_threshold=score_threshold, fill_threshold=fill_threshold,
+                                        pairs=pairs, center_votes=center_votes, absurd_factor=absurd_factor))
     num_voters = schema.num_pairs + (len(schema.center) if cfg.center_votes else 0)
     cfg.validate(num_voters=num_voters)
     if not isinstance(keypoints, torch.Tensor) or not keypoints.is_floating_point():

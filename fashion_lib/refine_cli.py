@@ -317,7 +317,8 @@ def _settings(schema: str, cfg: RefineConfig, seed: int) -> str:
     unit = "px" if cfg.d_unit == "px" else "x the instance's size (--d-unit relative)"
     absurd = "off" if math.isinf(cfg.absurd_factor) else f"{cfg.absurd_factor:g} radii"
     return (f"settings: schema {schema}, alpha {cfg.alpha:g}, k {cfg.k}, n {cfg.n}, m {cfg.m}, d {cfg.d:g} "
-            f"{unit}, score threshold {cfg.score_threshold:g}, pairs {cfg.pairs}, center votes "
+            f"{unit}, score threshold {cfg.score_threshold:g}, fill threshold {cfg.fill_below:g}, pairs {cfg.pairs}, "
+            "center votes "
             f"{'on' if cfg.center_votes else 'off'}, absurd points beyond {absurd}, seed {seed}")
 
 
@@ -345,7 +346,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="unit of d: px (the paper's reading, default), or relative: a fraction of the instance's "
                         "size (the largest distance between two of its points)")
     p.add_argument("--score-threshold", type=float,
-                   help="a point whose third value is <= this is missing and may be filled (default 0)")
+                   help="a point whose third value is <= this is missing: it does not vote and may be filled "
+                        "(default 0)")
+    p.add_argument("--fill-threshold", type=float,
+                   help="a point whose third value is <= this is filled from its partner's mirror image when the "
+                        "partner's is above it, though it votes; for example your detector's threshold that best "
+                        "separates visible from hidden points on held-out images (default: --score-threshold)")
     p.add_argument("--pairs", choices=_PAIR_MODES,
                    help="which pairs vote: all (paper's literal reading) or the garment category's own")
     p.add_argument("--center-votes", action="store_true", default=None,
@@ -363,8 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     d = CLI_RELATIVE_D if args.d is None and args.d_unit == "relative" else args.d
-    overrides = {key: getattr(args, key) for key in ("alpha", "k", "n", "m", "d_unit", "score_threshold", "pairs",
-                                                     "center_votes", "absurd_factor")}
+    overrides = {key: getattr(args, key) for key in ("alpha", "k", "n", "m", "d_unit", "score_threshold",
+                                                     "fill_threshold", "pairs", "center_votes", "absurd_factor")}
     layout = Layout.of(get_table(args.schema))
     try:
         cfg = resolve_config(None, layout.name, {**overrides, "d": d})

@@ -57,6 +57,11 @@ class RefineConfig:
     d: float = 1.0  # inlier distance, >= 0, in the unit of d_unit (the paper gives no unit)
     d_unit: str = "px"  # "px": input pixels; "relative": fraction of the instance size (see instance_size)
     score_threshold: float = 0.0  # a point whose score / visibility is <= this (or NaN coordinates) is missing
+    # the fill's own rule: a point scoring <= this is replaced by its partner's mirror image when the partner scores
+    # above it; None: score_threshold (the paper: only missing points are filled). A separate knob, because a rule
+    # that flags unreliable points would otherwise also silence them as voters, and with too few voters no axis is
+    # found (a calibrated threshold that also gated the vote left 13 % of the cpu book's garments with an axis)
+    fill_threshold: float | None = None
     pairs: str = "all"  # "all": every pair votes (paper's literal reading); "category": the garment's pairs only
     center_votes: bool = False  # let non-symmetric points (centre_front, crotch, nose) vote; off in the paper
     margin: float = 0.0  # second scale: crop margin per side, as a fraction of the box size (0 = paper's literal)
@@ -67,6 +72,12 @@ class RefineConfig:
     min_match: float = 0.5  # second scale: a crop detection matching less than this leaves the first scale alone
     absurd_factor: float = math.inf  # > 1: a point this many radii from its instance is missing (absurd_points);
     # inf (no check, as the paper) costs nothing, a finite one a median per instance; the command line uses 100
+
+    @property
+    def fill_below(self) -> float:
+        """The score at or below which a point is filled from its partner: ``fill_threshold``, else
+        ``score_threshold``."""
+        return self.score_threshold if self.fill_threshold is None else self.fill_threshold
 
     @classmethod
     def for_schema(cls, schema: str | KeypointSchema, **overrides) -> RefineConfig:
@@ -97,6 +108,9 @@ class RefineConfig:
             raise ValueError(f"pairs must be one of {_PAIR_MODES}, got {self.pairs!r}")
         if math.isnan(self.score_threshold):
             raise ValueError(f"score_threshold must be a number, got {self.score_threshold!r}")
+        if self.fill_threshold is not None and not self.fill_threshold >= self.score_threshold:
+            raise ValueError(f"fill_threshold must be a number >= score_threshold ({self.score_threshold!r}), got "
+                             f"{self.fill_threshold!r} (a point missing for the vote is always fillable)")
         if not (self.margin >= 0.0 and math.isfinite(self.margin)):
             raise ValueError(f"margin must be finite and >= 0, got {self.margin!r}")
         if self.crop_mapping not in tuple(CropMapping):  # a plain string equal to a value passes too

@@ -244,21 +244,22 @@ def fit_axes(mid, valid, u, n, m, d, tiny_eps, normal, offset, inliers, has_axis
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def refine_instances(kps, score_threshold, applicable, left_idx, right_idx, centre_idx, center_votes, u, n, m, d,
-                     alpha, tiny_eps, out_kps, axis, inliers, refined, filled, has_axis):
+def refine_instances(kps, score_threshold, fill_threshold, applicable, left_idx, right_idx, centre_idx, center_votes,
+                     u, n, m, d, alpha, tiny_eps, out_kps, axis, inliers, refined, filled, has_axis):
     """:func:`refine.refine_symmetric` on CPU arrays, instance by instance.
 
-    ``kps`` (B, K, 3) float; ``score_threshold`` float; ``applicable`` (B, K) bool, the points each instance's
-    category has (all True with ``pairs="all"``); ``left_idx``, ``right_idx`` (P,) and ``centre_idx`` (C,) int64;
-    ``u`` (k, B) float64; ``n``, ``m``, ``d`` (B,) float64 (already scaled per instance); ``alpha``, ``tiny_eps``
-    floats. Writes ``out_kps`` (B, K, 3), ``axis`` (B, 3), ``inliers`` (B, P), ``refined`` (B, P), ``filled``
-    (B, K), ``has_axis`` (B,), as the tensor path of :func:`refine.refine_symmetric` does."""
+    ``kps`` (B, K, 3) float; ``score_threshold`` float (the vote's), ``fill_threshold`` float (the fill's, >= it);
+    ``applicable`` (B, K) bool, the points each instance's category has (all True with ``pairs="all"``); ``left_idx``,
+    ``right_idx`` (P,) and ``centre_idx`` (C,) int64; ``u`` (k, B) float64; ``n``, ``m``, ``d`` (B,) float64 (already
+    scaled per instance); ``alpha``, ``tiny_eps`` floats. Writes ``out_kps`` (B, K, 3), ``axis`` (B, 3), ``inliers`` (B,
+    P), ``refined`` (B, P), ``filled`` (B, K), ``has_axis`` (B,), as the tensor path of :func:`refine.refine_symmetric`
+    does."""
     B, K, _ = kps.shape
     P = left_idx.shape[0]
     V = P + (centre_idx.shape[0] if center_votes else 0)
     voting, best_a = np.empty((B, V), np.bool_), np.empty((B, V), np.bool_)
     for block in prange((B + _BLOCK - 1) // _BLOCK):
-        vx, vy, present = np.empty(V), np.empty(V), np.empty(K, np.bool_)
+        vx, vy, present, sure = np.empty(V), np.empty(V), np.empty(K, np.bool_), np.empty(K, np.bool_)
         feats, left, cand, count_s, index, member = _scratch(V, u.shape[0])
         for b in range(block * _BLOCK, min(B, (block + 1) * _BLOCK)):
             for p in range(K):
@@ -267,6 +268,7 @@ def refine_instances(kps, score_threshold, applicable, left_idx, right_idx, cent
                 filled[b, p] = False
                 # keypoints.missing_mask, negated (a NaN score compares False: missing)
                 present[p] = math.isfinite(x) & math.isfinite(y) & (score > score_threshold)
+                sure[p] = math.isfinite(x) & math.isfinite(y) & (score > fill_threshold)
             for i in range(V):
                 if i < P:  # a pair votes with its midpoint when both points are present (and the garment's)
                     l_, r_ = left_idx[i], right_idx[i]
@@ -296,15 +298,17 @@ def refine_instances(kps, score_threshold, applicable, left_idx, right_idx, cent
                 twice_r = 2.0 * (nx * xr + ny * yr - offset)
                 mxl, myl = xl - twice_l * nx, yl - twice_l * ny
                 mxr, myr = xr - twice_r * nx, yr - twice_r * ny
-                if has_l & has_r & (not best_a[b, i]):  # EMA_alpha(p, q) from the original values
+                # the fill's rule first: an unsure point (<= fill_threshold) with a sure partner takes the
+                # partner's mirror image and score, even if it voted; else a complete pair gets EMA_alpha(p, q)
+                if pair_ok & sure[r_] & applicable[b, r_] & (not sure[l_]):
+                    out_kps[b, l_, 0], out_kps[b, l_, 1], out_kps[b, l_, 2] = mxr, myr, kps[b, r_, 2]
+                    filled[b, l_] = True
+                elif pair_ok & sure[l_] & applicable[b, l_] & (not sure[r_]):
+                    out_kps[b, r_, 0], out_kps[b, r_, 1], out_kps[b, r_, 2] = mxl, myl, kps[b, l_, 2]
+                    filled[b, r_] = True
+                elif has_l & has_r & (not best_a[b, i]):  # from the original values
                     refined[b, i] = True
                     out_kps[b, l_, 0] = (1.0 - alpha) * xl + alpha * mxr
                     out_kps[b, l_, 1] = (1.0 - alpha) * yl + alpha * myr
                     out_kps[b, r_, 0] = (1.0 - alpha) * xr + alpha * mxl
                     out_kps[b, r_, 1] = (1.0 - alpha) * yr + alpha * myl
-                elif pair_ok & has_r & (not present[l_]):  # fill with the partner's mirror image and score
-                    out_kps[b, l_, 0], out_kps[b, l_, 1], out_kps[b, l_, 2] = mxr, myr, kps[b, r_, 2]
-                    filled[b, l_] = True
-                elif pair_ok & has_l & (not present[r_]):
-                    out_kps[b, r_, 0], out_kps[b, r_, 1], out_kps[b, r_, 2] = mxl, myl, kps[b, l_, 2]
-                    filled[b, r_] = True

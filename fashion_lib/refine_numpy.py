@@ -83,7 +83,7 @@ class RefinedArrays(NamedTuple):
     keypoints: np.ndarray  # (B, K, 3) float64, refined
     has_axis: np.ndarray  # (B,) bool
     refined: np.ndarray  # (B, P) bool, pairs moved by the EMA
-    filled: np.ndarray  # (B, K) bool, missing points filled with their partner's mirror image
+    filled: np.ndarray  # (B, K) bool, points replaced by their partner's mirror image (RefineResult.filled)
     ignored: np.ndarray  # (B, K) bool, absurd points treated as missing
     too_few_pairs: np.ndarray  # (B,) bool, fewer voting midpoints than the instance's m (see too_few_voters)
 
@@ -214,7 +214,8 @@ def refine_arrays(
                 present &= ~ignored
         n, m, d = _instance_parameters(chunk, present, layout, cfg, app)
         refine_cpu.refine_instances(
-            chunk, float(cfg.score_threshold), all_points[:len(chunk)] if app is None else app, layout.left,
+            chunk, float(cfg.score_threshold), float(cfg.fill_below), all_points[:len(chunk)] if app is None else app,
+            layout.left,
             layout.right, layout.center, cfg.center_votes, uniforms.draw(cfg.k, len(chunk)), n, m, d,
             float(cfg.alpha), tiny_eps, out.keypoints[part], axis[part], inliers[part], out.refined[part],
             out.filled[part], out.has_axis[part])

@@ -38,7 +38,7 @@ __all__ = ["SUPPORTS", "CONTRADICTS", "UNDECIDED", "verdict", "format_ci", "form
            "MethodScore", "score_methods", "comparison_table", "verdict_table", "ZeroVerdict", "SizeVerdict", "Claim",
            "Verdict", "judge", "holm", "judge_family", "PRIMARY_CLAIMS", "primary_claim", "glue_claim", "read_claims",
            "claims_table", "EXPLORATORY", "NOT_TESTED", "NotTested", "glue_not_tested", "TOO_WEAK", "NOT_MOVED",
-           "LEVEL_FLOOR", "too_weak", "format_count"]
+           "LEVEL_FLOOR", "too_weak", "format_count", "axis_share_sentence"]
 
 
 class _Labelled(Enum):
@@ -127,6 +127,23 @@ def verdict(difference: CI, *, better: Literal["lower", "higher"], level: float 
     if hi < 0:
         return CONTRADICTS
     return UNDECIDED
+
+
+def axis_share_sentence(axis_share: CI, second: CI, *, better: Literal["lower", "higher"], unit: str,
+                        scale: float = 1.0, digits: int = 2) -> str:
+    """The page's sentence on what drives the two-scale method: ``axis_share`` is New-key-detection minus the
+    detector run twice without the axis (the symmetry prior's own share of the composite), ``second`` the latter
+    minus the detector alone (the second detection's share); both in the metric's units before ``scale``."""
+    share = verdict(axis_share, better=better)
+    words = {SUPPORTS: "adds to", CONTRADICTS: "takes from", UNDECIDED: "cannot be told apart from"}[share]
+    text = (f"Against the detector run twice without the axis, New-key-detection changes {unit} by "
+            f"{format_ci(axis_share, scale=scale, digits=digits, signed=True)}: the axis {words} what the second "
+            f"detection does alone ({format_ci(second, scale=scale, digits=digits, signed=True)} against the "
+            f"detector); {EXPLORATORY}.")
+    if share == UNDECIDED and verdict(second, better=better) != UNDECIDED:
+        text += (" What New-key-detection changes here, the second detection changes without the axis: it, not the "
+                 "symmetry prior, drives the composite.")
+    return text
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float, float]:

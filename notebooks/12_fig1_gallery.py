@@ -50,7 +50,7 @@ val = kx.validation_set(setup)
 seed = seeds[0]
 detectors = kx.train_detectors(setup, seed, progress=False)
 refine = kx.calibrated_refine(setup, detectors, seed, RefineConfig.for_schema("fashionai"))
-glue("fig1_missing_rule", Markdown(kx.missing_rule_sentence(setup, [refine.score_threshold])), display=False)
+glue("fig1_missing_rule", Markdown(kx.missing_rule_sentence(setup, [refine.fill_below])), display=False)
 rows = kx.table1_rows(setup, detectors, val, refine, seed=seed)
 
 # %% [markdown]

@@ -67,7 +67,7 @@ detector = {name: mean_sd([100 * metric(*a) for a in kx.ne_arrays(base_rows, val
             for name, metric in metrics.items()}
 # rows_for_seeds applies the same calibrated rule (kx.calibrate_missing) to every alpha; the page names its thresholds
 paper = RefineConfig.for_schema("fashionai")
-thresholds = [kx.calibrated_refine(setup, kx.train_detectors(setup, s, progress=False), s, paper).score_threshold
+thresholds = [kx.calibrated_refine(setup, kx.train_detectors(setup, s, progress=False), s, paper).fill_below
               for s in seeds]
 glue("alpha_missing_rule", Markdown(kx.missing_rule_sentence(setup, thresholds)), display=False)
 

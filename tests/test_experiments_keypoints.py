@@ -15,6 +15,7 @@ from fashion_lib.keypoints import FASHIONAI, OCCLUDED, VISIBLE
 from fashion_lib.refine import (
     MissingCalibration,
     RefineConfig,
+    RefineSummary,
     calibrate_missing_threshold,
     refine_symmetric,
     summarize_refinement,
@@ -198,13 +199,13 @@ def test_rows_of_table1_from_trained_detectors(runs):
     thresholds = {row: c.threshold for row, c in cal.items()}
     calibrated = kx.table1_rows(setup, detectors, val, refine, rows=(kx.AXIS_ONCE,), seed=3, thresholds=thresholds)
     expected = refine_symmetric(rows[kx.KRCNN].keypoints, FASHIONAI, generator=torch.Generator().manual_seed(3),
-                                config=dataclasses.replace(refine, score_threshold=cal[kx.KRCNN].threshold))
+                                config=dataclasses.replace(refine, fill_threshold=max(cal[kx.KRCNN].threshold, 0.0)))
     torch.testing.assert_close(calibrated[kx.AXIS_ONCE].keypoints, expected.keypoints, equal_nan=True)
     with pytest.raises(ValueError, match="thresholds has unknown detector rows"):
         kx.table1_rows(setup, detectors, val, refine, thresholds={"Mask R-CNN": 0.1})
     # one rule for every page: the seed's calibrated Keypoint R-CNN threshold, or the config as given without
     assert kx.calibrated_refine(tiny(calibration_images=4), detectors, 0, refine) == dataclasses.replace(
-        refine, score_threshold=cal[kx.KRCNN].threshold)
+        refine, fill_threshold=max(cal[kx.KRCNN].threshold, 0.0))
     assert kx.calibrated_refine(setup, detectors, 0, refine) is refine
     # per-seed arrays feed the NE metric; every visible ground-truth point is counted
     (pred, gt, cats), = kx.ne_arrays([rows], val, kx.NKD)
@@ -371,20 +372,33 @@ def test_score_axis_once_reports_the_refiners_shares_over_seeds(runs):
     assert row["pairs moved"] == pytest.approx(sum(s.pairs_refined for s in summaries) / 6)
     assert row["points filled"] == pytest.approx(sum(s.points_filled for s in summaries) / 6)
     assert 0 < row["with axis"] <= 1 and row["pairs moved"] > 0
-    # per-seed thresholds replace the config's own: the same as a config carrying them (0.95: every point missing)
+    # per-seed fill thresholds: the same as a config carrying them (0.95: every point unsure, so no partner to fill
+    # from; they all still vote)
     per_seed = kx.score_axis_once(seeds, val, cfg, thresholds=[0.95, 0.95])
-    expected = kx.score_axis_once(seeds, val, dataclasses.replace(cfg, score_threshold=0.95))
-    assert per_seed == pytest.approx(expected, nan_ok=True) and per_seed["with axis"] == 0 < row["with axis"]
+    expected = kx.score_axis_once(seeds, val, dataclasses.replace(cfg, fill_threshold=0.95))
+    assert per_seed == pytest.approx(expected, nan_ok=True)
+    assert per_seed["with axis"] == row["with axis"] and per_seed["points filled"] == 0
     with pytest.raises(ValueError, match="thresholds has 1 entries for 2 seeds"):
         kx.score_axis_once(seeds, val, cfg, thresholds=[0.3])
 
 
 def test_missing_rule_sentence_names_the_rule_and_each_seeds_threshold():
     assert kx.missing_rule_sentence(tiny(calibration_images=100), [0.1234, 0.2]) == (
-        "A point counts as missing when its score is at or below the threshold calibrated (Youden's J) on 100 fresh "
-        "images of the training world per seed (never the validation set): 0.123, 0.200.")
-    assert kx.missing_rule_sentence(tiny(), [0.0]) == (
-        "A point counts as missing when its score is at or below the fixed threshold 0.000 (no calibration).")
+        "Every point scoring above 0 votes for the axis (the paper's rule); a point is replaced by its partner's "
+        "mirror image when its score is at or below the threshold calibrated (Youden's J) on 100 fresh images of the "
+        "training world per seed (never the validation set), 0.123, 0.200, and its partner's is above it.")
+    assert kx.missing_rule_sentence(tiny(), [0.0], 0.1) == (
+        "Every point scoring above 0.1 votes for the axis; a point is replaced by its partner's "
+        "mirror image when its score is at or below the fixed threshold 0.000 (no calibration) and its partner's is "
+        "above it.")
+
+
+def test_with_fill_threshold_sets_the_fill_rule_and_keeps_the_vote():
+    paper = RefineConfig.for_schema("fashionai")
+    assert kx.with_fill_threshold(paper, 0.14) == dataclasses.replace(paper, fill_threshold=0.14)
+    assert kx.with_fill_threshold(paper, 0.14).score_threshold == 0.0
+    # a calibration that flags nothing leaves the paper's rule (a fill threshold below the vote's would be refused)
+    assert kx.with_fill_threshold(paper, -math.inf).fill_below == 0.0
 
 
 def test_missing_point_table_and_its_summary_for_the_page(runs):
@@ -585,3 +599,14 @@ def test_training_extents_follow_the_scale_and_crop_augmentation(runs):
     assert image.shape[-2:] == (64, 64) and not torch.allclose(plain, augmented, equal_nan=True)
     with pytest.raises(ValueError, match="items must be >= 1, got 0"):
         kx.training_extents(on, 0, 0)
+
+
+def test_refiner_activity_sums_seeds_with_their_denominators():
+    a = RefineSummary(instances=100, with_axis=40, too_few_pairs=3, pairs_refined=120, points_moved=200,
+                      points_filled=10, points_ignored=0)
+    b = dataclasses.replace(a, instances=50, with_axis=10, pairs_refined=30, points_filled=5)
+    row = kx.refiner_activity([a, b])
+    assert row == {"seeds": 2, "instances, all seeds (N)": 150, "with an axis (n/N)": "50/150 (33 %)",
+                   "pairs moved by the EMA": "150 (1.00 per instance)", "points filled": "15 (0.10 per instance)"}
+    with pytest.raises(ValueError, match="one summary per seed, got none"):
+        kx.refiner_activity([])

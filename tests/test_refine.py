@@ -780,6 +780,32 @@ def test_calibrated_threshold_flags_planted_low_score_points_and_fills_them():
     assert not literal.filled.any()
 
 
+def test_fill_threshold_fills_unsure_points_that_still_vote_and_leaves_the_paper_rule_alone():
+    truth, _, _ = symmetric_instances(6, seed=72)
+    planted = truth.clone()
+    unsure = FASHIONAI.pairs[:7, 1]  # the right point of 7 of the 11 pairs scores low ...
+    planted[:, unsure, 2] = 0.15
+    cuffs = [FASHIONAI.index("cuff_right_in"), FASHIONAI.index("cuff_right_out")]
+    planted[:, cuffs, :2] += 25.0  # ... and two of them are far off
+    # one threshold for both jobs: 4 complete pairs are left to vote, fewer than m = 8, so no axis and no fill
+    gated = refine_symmetric(planted, FASHIONAI, generator=gen(), score_threshold=0.3)
+    assert not gated.has_axis.any() and not gated.filled.any()
+    # the fill's own rule: every pair votes (the cuffs' midpoints are outliers), the unsure points are filled
+    out = refine_symmetric(planted, FASHIONAI, generator=gen(), fill_threshold=0.3)
+    assert out.has_axis.all()
+    expected = torch.zeros_like(out.filled)
+    expected[:, torch.cat([unsure, torch.tensor(cuffs)])] = True
+    assert torch.equal(out.filled, expected)
+    torch.testing.assert_close(out.keypoints[:, cuffs, :2], truth[:, cuffs, :2])  # the partners' mirror images
+    assert not out.refined[:, :7].any()  # the cuffs are among the 7 pairs: filled, not moved by the EMA
+    # None is the paper's rule, bit for bit
+    same = refine_symmetric(planted, FASHIONAI, generator=gen(), fill_threshold=0.0)
+    paper = refine_symmetric(planted, FASHIONAI, generator=gen())
+    assert torch.equal(same.keypoints, paper.keypoints) and torch.equal(same.filled, paper.filled)
+    with pytest.raises(ValueError, match=r"fill_threshold must be a number >= score_threshold \(0.3\)"):
+        refine_symmetric(planted, FASHIONAI, generator=gen(), score_threshold=0.3, fill_threshold=0.1)
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # Results files and the command line
 # ------------------------------------------------------------------------------------------------------------------

@@ -60,8 +60,8 @@ def test_command_line_prints_its_settings_and_summary(tmp_path, caplog):
     src, dst = write_json(tmp_path / "dets.json", entries), tmp_path / "refined.json"
     with caplog.at_level("INFO"):
         assert main([str(src), "-o", str(dst), "--schema", "coco"]) == 0
-    assert ("settings: schema coco, alpha 0.4, k 10, n 4, m 6, d 1 px, score threshold 0, pairs all, center votes "
-            "off, absurd points beyond 100 radii, seed 0") in caplog.text
+    assert ("settings: schema coco, alpha 0.4, k 10, n 4, m 6, d 1 px, score threshold 0, fill threshold 0, pairs "
+            "all, center votes off, absurd points beyond 100 radii, seed 0") in caplog.text
     assert "3 with an axis (100%); 3 pairs refined, 6 points moved; 1 points filled" in caplog.text
     assert "warning" not in caplog.text
     expected, _ = refine_results(entries, "coco", generator=gen(), absurd_factor=100.0)
@@ -241,3 +241,22 @@ def test_the_readmes_refine_example_runs_as_written(tmp_path):
     written = tmp_path / command[command.index("-o") + 1]
     expected, _ = refine_results(entries, command[command.index("--schema") + 1], generator=gen(), absurd_factor=100.0)
     assert json.loads(written.read_text()) == expected
+
+
+def test_command_line_fill_threshold_fills_a_low_point_from_its_partner(tmp_path):
+    entries, kps = corrupted_coco()
+    elbow = COCO.index("right_elbow")
+    partner = entries[1]["keypoints"][3 * COCO.index("left_elbow") + 2]
+    entries[1]["keypoints"][3 * elbow + 2] = 0.3  # a low score: below --fill-threshold 0.5, above 0 ...
+    entries[1]["keypoints"][3 * elbow] += 10.0  # ... and 10 px off
+    src = write_json(tmp_path / "dets.json", entries)
+    assert main([str(src), "-o", str(tmp_path / "paper.json"), "--schema", "coco"]) == 0
+    assert main([str(src), "-o", str(tmp_path / "fill.json"), "--schema", "coco", "--fill-threshold", "0.5"]) == 0
+    paper, fill = (json.loads((tmp_path / name).read_text()) for name in ("paper.json", "fill.json"))
+    assert partner > 0.5 and fill[1]["keypoints"][3 * elbow + 2] == partner  # the partner's score: filled
+    assert paper[1]["keypoints"][3 * elbow + 2] == 0.3
+    # the partner's mirror image is where the point was before it moved off; the paper's rule only moves it by the EMA
+    assert fill[1]["keypoints"][3 * elbow:3 * elbow + 2] == pytest.approx(kps[1, elbow, :2].tolist(), abs=1e-6)
+    assert abs(paper[1]["keypoints"][3 * elbow] - kps[1, elbow, 0].item()) > 1.0
+    assert main([str(src), "-o", str(tmp_path / "bad.json"), "--schema", "coco", "--score-threshold", "0.5",
+                 "--fill-threshold", "0.2"]) == 2

@@ -66,6 +66,8 @@ CASES = {
     "paper defaults": (FASHIONAI, {}),
     "alpha 0.7, n 3, m 6, d 2": (FASHIONAI, dict(alpha=0.7, n=3, m=6, d=2.0)),
     "score threshold": (FASHIONAI, dict(score_threshold=0.15)),
+    "fill threshold": (FASHIONAI, dict(fill_threshold=0.4)),
+    "fill threshold, category pairs": (FASHIONAI, dict(score_threshold=0.1, fill_threshold=0.5, pairs="category")),
     "relative d": (FASHIONAI, dict(d=0.01, d_unit="relative")),
     "centre votes": (FASHIONAI, dict(center_votes=True, m=6)),
     "category pairs": (FASHIONAI, dict(pairs="category")),

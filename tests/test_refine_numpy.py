@@ -47,6 +47,7 @@ CASES = [
     ("coco", {"m": 4, "d": 3.0, "center_votes": True, "absurd_factor": 100.0, "alpha": 0.25}),
     ("fashionai", {"pairs": "category", "d": 4.0, "m": 6, "absurd_factor": 100.0}),
     ("fashionai", {"pairs": "category", "d_unit": "relative", "d": 0.01, "score_threshold": 0.5}),
+    ("fashionai", {"fill_threshold": 0.5, "absurd_factor": 100.0}),
 ]
 
 

@@ -275,3 +275,21 @@ def test_format_count_prints_n_of_n_with_the_share():
     assert format_count(0, 0) == "0/0"
     with pytest.raises(ValueError, match="format_count needs 0 <= n <= total, got n=5, total=4"):
         format_count(5, 4)
+
+
+def test_axis_share_sentence_says_which_part_drives_the_composite():
+    from fashion_lib.report import axis_share_sentence
+
+    second = CI(0.05, 0.02, 0.08)  # the second detection raised AP
+    none = axis_share_sentence(CI(0.001, -0.01, 0.012), second, better="higher", unit="AP", scale=100, digits=1)
+    assert none.startswith("Against the detector run twice without the axis, New-key-detection changes AP by "
+                           "+0.1 [-1.0, +1.2]: the axis cannot be told apart from what the second detection does "
+                           "alone (+5.0 [+2.0, +8.0] against the detector)")
+    assert none.endswith("it, not the symmetry prior, drives the composite.")
+    helps = axis_share_sentence(CI(-0.5, -0.9, -0.1), CI(0.2, -0.1, 0.5), better="lower", unit="NE",
+                                digits=2)
+    assert "the axis adds to what" in helps and "drives" not in helps
+    hurts = axis_share_sentence(CI(0.5, 0.1, 0.9), second, better="lower", unit="NE")
+    assert "the axis takes from" in hurts
+    # neither part tells from zero: nothing is said to drive it
+    assert "drives" not in axis_share_sentence(CI(0.0, -1, 1), CI(0.0, -1, 1), better="lower", unit="NE")

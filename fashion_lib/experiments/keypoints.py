@@ -57,13 +57,14 @@ from fashion_lib.refine import (
     MissingCalibration,
     RefineConfig,
     RefineResult,
+    RefineSummary,
     calibrate_missing_threshold,
     match_instances,
     new_key_detection,
     refine_symmetric,
     summarize_refinement,
 )
-from fashion_lib.report import NOT_TESTED
+from fashion_lib.report import NOT_TESTED, format_count
 from fashion_lib.synthetic import (
     SyntheticGarments,
     SyntheticPeople,
@@ -109,6 +110,8 @@ __all__ = [
     "calibration_set",
     "calibrate_missing",
     "calibrated_refine",
+    "refiner_activity",
+    "with_fill_threshold",
     "missing_rule_sentence",
     "point_scores",
     "missing_point_table",
@@ -192,9 +195,9 @@ class KeypointSetup:
     val_root: str = ""  # real data: the validation split's folder, e.g. FashionAI's test_a ("" = data_root)
     val_seed: int = 10_000  # seed of the synthetic validation set (training seeds are small integers)
     val_world: WorldConfig | None = None  # a different world for the validation set only (None: ``world``)
-    # held-out training images that calibrate the missing-point rule (refine.calibrate_missing_threshold); 0: the
-    # refiner's own score_threshold is used as given (the default, so that threshold sweeps stay sweeps; the Table 1
-    # notebooks set it)
+    # held-out training images that calibrate the fill rule (refine.calibrate_missing_threshold, set as the
+    # refiner's fill_threshold; the vote keeps score_threshold); 0: the refiner's own thresholds are used as given
+    # (the default, so that threshold sweeps stay sweeps; the key-point notebooks set it)
     calibration_images: int = 0
     calibration_seed: int = 20_000  # synthetic: calibration images are the training world's with seed this + seed
 
@@ -598,8 +601,9 @@ def table1_rows(
         :data:`CPN_ROWS` are left out, so they are absent from the result.
     seed : int, seed of the RANSAC generator.
     batch_size : int, images per detector call.
-    thresholds : dict detector row (:data:`KRCNN`, :data:`CPN`) -> the missing-point threshold that replaces
-        ``refine.score_threshold`` for that detector's rows (:func:`calibrate_missing`); None: ``refine``'s own.
+    thresholds : dict detector row (:data:`KRCNN`, :data:`CPN`) -> the fill threshold (``refine.fill_threshold``)
+        for that detector's rows (:func:`calibrate_missing`); None: ``refine``'s own. Every point above
+        ``refine.score_threshold`` still votes for the axis.
 
     Returns
     -------
@@ -631,7 +635,7 @@ def _compute_rows(setup: KeypointSetup, detectors: Detectors, val: ValidationSet
     for row in rows:  # over the few rows of the table
         source = CPN if row in CPN_ROWS else KRCNN
         inst = base[source]
-        cfg = dataclasses.replace(refine, score_threshold=thresholds[source]) if source in thresholds else refine
+        cfg = with_fill_threshold(refine, thresholds[source]) if source in thresholds else refine
         cats = [val.categories[i] for i in inst.image_index.tolist()] if refine.pairs == "category" else None
         g = torch.Generator().manual_seed(seed)
         if row in (KRCNN, CPN):
@@ -1033,7 +1037,7 @@ def prior_map(setup: KeypointSetup, detectors: Sequence[Detectors], seeds: Seque
     refine : RefineConfig, the axis' settings.
     occlusion_values, asymmetry_values : the grid's rows and columns.
     images : int >= 1, garments per cell; n_boot, generator : the bootstrap's.
-    thresholds : per seed, the missing-point threshold replacing ``refine.score_threshold`` (empty: as is).
+    thresholds : per seed, the fill threshold replacing ``refine.fill_threshold`` (empty: as is).
 
     Returns
     -------
@@ -1164,31 +1168,43 @@ def calibrate_missing(setup: KeypointSetup, detectors: Detectors, seed: int, *, 
 
 
 def calibrated_refine(setup: KeypointSetup, detectors: Detectors, seed: int, refine: RefineConfig) -> RefineConfig:
-    """``refine`` with the missing-point rule every key-point page uses: with ``setup.calibration_images > 0`` its
-    ``score_threshold`` replaced by the seed's calibrated Keypoint R-CNN threshold (:func:`calibrate_missing`, which
-    also gates voting and the second scale's averaging); with 0, ``refine`` unchanged."""
+    """``refine`` with the fill rule every key-point page uses: with ``setup.calibration_images > 0`` its
+    ``fill_threshold`` set to the seed's calibrated Keypoint R-CNN threshold (:func:`calibrate_missing`); with 0,
+    ``refine`` unchanged. The vote keeps ``refine.score_threshold`` (the paper's 0): a rule that flags unreliable
+    points would otherwise silence them as voters too, and leave most garments without an axis."""
     if not setup.calibration_images:
         return refine
-    return dataclasses.replace(refine, score_threshold=calibrate_missing(setup, detectors, seed)[KRCNN].threshold)
+    return with_fill_threshold(refine, calibrate_missing(setup, detectors, seed)[KRCNN].threshold)
 
 
-def missing_rule_sentence(setup: KeypointSetup, thresholds: Sequence[float]) -> str:
-    """The page's one sentence on its missing-point rule, given the threshold each seed used (in seed order)."""
+def with_fill_threshold(refine: RefineConfig, threshold: float) -> RefineConfig:
+    """``refine`` with its fill rule set to a calibrated ``threshold``, the one place every page's rule is made: a
+    calibration that flags nothing (``-inf``, scores that carry no information) leaves the paper's rule, where
+    only the points missing for the vote (``<= score_threshold``) are filled."""
+    return dataclasses.replace(refine, fill_threshold=max(float(threshold), refine.score_threshold))
+
+
+def missing_rule_sentence(setup: KeypointSetup, thresholds: Sequence[float], vote_threshold: float = 0.0) -> str:
+    """The page's one sentence on its two point rules: the fill threshold each seed used (in seed order), and the
+    vote's ``vote_threshold`` (``RefineConfig.score_threshold``, the paper's 0)."""
     values = ", ".join(f"{t:.3f}" for t in thresholds)
+    paper = " (the paper's rule)" if vote_threshold == 0 else ""
+    vote = (f"Every point scoring above {vote_threshold:g} votes for the axis{paper}; a point is replaced by its "
+            "partner's mirror image when its score is at or below ")
     if setup.calibration_images:
         # synthetic: fresh images of the training world; real data: rows of the training split the detector saw
         source = "fresh images of the training world" if setup.synthetic else "rows of the training split"
-        return (f"A point counts as missing when its score is at or below the threshold calibrated (Youden's J) on "
-                f"{setup.calibration_images} {source} per seed (never the validation set): {values}.")
-    return f"A point counts as missing when its score is at or below the fixed threshold {values} (no calibration)."
+        return (f"{vote}the threshold calibrated (Youden's J) on {setup.calibration_images} {source} per seed "
+                f"(never the validation set), {values}, and its partner's is above it.")
+    return f"{vote}the fixed threshold {values} (no calibration) and its partner's is above it."
 
 
 def missing_point_table(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, seeds: Sequence[int],
                         refine: RefineConfig, *, calibrations: Sequence[dict] = (), schema: str = "fashionai",
                         ) -> list[dict[str, float]]:
-    """Per seed, Keypoint R-CNN's missing-point rule and what the axis applied once did with it: the threshold
-    (calibrated, or ``refine``'s own when ``calibrations`` is empty) with its Youden's J, the share of instances
-    whose axis was found (the points at or below the threshold do not vote), the points filled, the
+    """Per seed, Keypoint R-CNN's fill rule and what the axis applied once did with it: the fill threshold
+    (calibrated, or ``refine.fill_below`` when ``calibrations`` is empty) with its Youden's J, the share of instances
+    whose axis was found (every point above ``refine.score_threshold`` votes), the points filled, the
     normalised error (%) of the filled points before and after the fill (:func:`fill_errors`), and how many
     instances the second scale left at their first scale for want of a matching crop detection."""
     if calibrations and len(calibrations) != len(rows_per_seed):
@@ -1199,9 +1215,8 @@ def missing_point_table(rows_per_seed: Sequence[dict[str, Instances]], val: Vali
         once = rows[AXIS_ONCE].refined
         fills = fill_errors(rows[KRCNN], once, val, schema=schema)
         matched = rows[NKD].matched if NKD in rows else None
-        out.append({"seed": seed, "threshold": cal.threshold if cal else refine.score_threshold,
+        out.append({"seed": seed, "threshold": cal.threshold if cal else refine.fill_below,
                     "Youden's J": cal.youden_j if cal else float("nan"),
-                    # the threshold also decides which points vote for the axis: fewer points, fewer axes found
                     "axis found (%)": 100 * float(once.has_axis.double().mean()) if len(once.has_axis) else math.nan,
                     "points filled": int(once.filled.sum()),
                     "filled, labelled": fills.scored, "error before fill (%)": 100 * fills.ne_before,
@@ -1222,6 +1237,23 @@ def missing_point_summary(table: Sequence[dict[str, float]]) -> dict[str, float 
             "filled_labelled": sum(int(r["filled, labelled"]) for r in table),
             "filled_error_before": mean("error before fill (%)"), "filled_error_after": mean("error after fill (%)"),
             "second_scale_unmatched": sum(int(r["second scale unmatched"]) for r in table)}
+
+
+def refiner_activity(summaries: Sequence[RefineSummary]) -> dict[str, int | str]:
+    """One table row on how often the refiner acted, from one :class:`~fashion_lib.refine.RefineSummary` per seed
+    (each seed refines its own detections of the same validation images): counts summed over the seeds, each with
+    its denominator, so that garments and persons (whose detections differ in number per seed) read alike."""
+    if not summaries:
+        raise ValueError("refiner_activity needs one summary per seed, got none")
+    n = sum(s.instances for s in summaries)
+
+    def per_instance(count: int) -> str:
+        return f"{count} ({count / n:.2f} per instance)" if n else f"{count}"
+
+    return {"seeds": len(summaries), "instances, all seeds (N)": n,
+            "with an axis (n/N)": format_count(sum(s.with_axis for s in summaries), n),
+            "pairs moved by the EMA": per_instance(sum(s.pairs_refined for s in summaries)),
+            "points filled": per_instance(sum(s.points_filled for s in summaries))}
 
 
 def fill_sentence(summary: dict[str, float | int]) -> str:
@@ -1311,8 +1343,8 @@ def rows_for_seeds(setup: KeypointSetup, val: ValidationSet, refine: RefineConfi
                    rows: Sequence[str] = ROWS, calibrations: list | None = None) -> list[dict[str, Instances]]:
     """:func:`table1_rows` for every seed (training or loading each seed's detectors), logging the time taken.
 
-    With ``setup.calibration_images > 0`` each seed's detectors get their own missing-point threshold
-    (:func:`calibrate_missing`) in place of ``refine.score_threshold``; pass a list as ``calibrations`` to receive
+    With ``setup.calibration_images > 0`` each seed's detectors get their own fill threshold
+    (:func:`calibrate_missing`) as ``refine.fill_threshold``; pass a list as ``calibrations`` to receive
     them (one dict per seed, detector row -> :class:`~fashion_lib.refine.MissingCalibration`), for the page."""
     import time
 
@@ -1333,12 +1365,12 @@ def rows_for_seeds(setup: KeypointSetup, val: ValidationSet, refine: RefineConfi
 
 
 def _per_seed(refine: RefineConfig, thresholds: Sequence[float], n: int) -> list[RefineConfig]:
-    """``refine`` per seed, its ``score_threshold`` replaced by each seed's entry of ``thresholds`` (empty: as is)."""
+    """``refine`` per seed, its ``fill_threshold`` set to each seed's entry of ``thresholds`` (empty: as is)."""
     if not thresholds:
         return [refine] * n
     if len(thresholds) != n:
         raise ValueError(f"thresholds has {len(thresholds)} entries for {n} seeds")
-    return [dataclasses.replace(refine, score_threshold=float(t)) for t in thresholds]
+    return [with_fill_threshold(refine, t) for t in thresholds]
 
 
 def score_axis_once(instances_per_seed: Sequence[Instances], val: ValidationSet, refine: RefineConfig, *,
@@ -1346,8 +1378,8 @@ def score_axis_once(instances_per_seed: Sequence[Instances], val: ValidationSet,
     """FashionAI: refine each seed's detections once (steps 2-8) with ``refine`` and score them: NE (%) of visible
     and occluded points (mean and sd over seeds) and what the refiner did (fraction with an axis, pairs moved
     and points filled per garment, the NE of the filled points before and after the fill; means over seeds).
-    The cheap evaluation behind the RANSAC ablations. ``thresholds``: per seed, the missing-point threshold that
-    replaces ``refine.score_threshold`` (:func:`calibrated_refine`); empty: ``refine``'s own for every seed."""
+    The cheap evaluation behind the RANSAC ablations. ``thresholds``: per seed, the fill threshold
+    (``refine.fill_threshold``, :func:`calibrated_refine`); empty: ``refine``'s own for every seed."""
     from fashion_lib.report import mean_sd
 
     vis, occ, summaries, fills = [], [], [], []
