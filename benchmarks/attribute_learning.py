@@ -40,11 +40,11 @@ loss, which early stopping would watch. Measured on the busy 2-core machine (loa
 | sleeve, t.r. | 1024 x 6 | 3e-3 | 64 | no | 20.0, 20.7, 19.5, 23.7, 24.3, 25.2 |
 
 (t.r.: test_resnet. Chance among the classes that occur: collar 25 %, neckline 11.1 % (9 classes), skirt 20 %, sleeve
-12.5 %; every class is about equally frequent.) Early stopping (issue 22): in the first 2-4 passes (peak learning rate
-right after the warm-up) the validation loss of neckline and sleeve stays near log(classes) while the accuracy barely
-moves, and then falls; neckline at 512 x 12 read 2.33, 2.32, 2.26, 2.09, 1.93, ..., sleeve 2.14, 2.14, 2.14, 2.27,
-2.08, 2.03, 2.20, ... (its accuracy peaks later than its loss). Stopping after 2 passes without a lower loss on 77
-held-out garments can end before learning starts. The attributes are visible at 64 px (the
+12.5 %; every class is about equally frequent.) Early stopping (issue 22): in the first 2-4 passes (at the peak
+learning rate: the warm-up ends 1.2 passes in) the validation loss of neckline and sleeve stays near log(classes) while
+the accuracy barely moves, and then falls; neckline at 512 x 12 read 2.33, 2.32, 2.26, 2.09, 1.93, ..., sleeve 2.14,
+2.14, 2.14, 2.27, 2.08, 2.03, 2.20, ... (its accuracy peaks later than its loss). Stopping after 2 passes without a
+lower loss on 77 held-out garments can end before learning starts. The attributes are visible at 64 px (the
 crops saved as PNGs show collars, necks and sleeve lengths), BN is not the problem (eval and batch statistics
 agree), and neither is the learning rate; the networks overfit their 128 images (81 % training accuracy, chance
 on validation). The number of training images per network is the cause: fresh images help more than passes, and a
