@@ -141,8 +141,10 @@ def axis_share_sentence(axis_share: CI, second: CI, *, better: Literal["lower", 
             f"detection does alone ({format_ci(second, scale=scale, digits=digits, signed=True)} against the "
             f"detector); {EXPLORATORY}.")
     if share == UNDECIDED and verdict(second, better=better) != UNDECIDED:
-        text += (" What New-key-detection changes here, the second detection changes without the axis: it, not the "
-                 "symmetry prior, drives the composite.")
+        # the interval's end on the improving side bounds what the axis can have added
+        most = (axis_share.high if better == "higher" else -axis_share.low) * scale
+        text += (f" The second detection changes {unit} without the axis; the interval leaves the axis at most "
+                 f"{max(most, 0.0):.{digits}f} {unit} of New-key-detection's change.")
     return text
 
 

@@ -59,7 +59,7 @@ glue("ransac_missing_rule", Markdown(kx.missing_rule_sentence(setup, thresholds)
 def sweep(name, values, **fixed):
     """Score the axis applied once for each value of one parameter, the others at the paper's values."""
     rows = [{name: v, **kx.score_axis_once(detections, val, RefineConfig.for_schema("fashionai", **fixed, **{name: v}),
-                                           thresholds=thresholds)}
+                                           thresholds=thresholds, seeds=seeds)}
             for v in values]
     return pd.DataFrame(rows).set_index(name)
 
@@ -99,6 +99,7 @@ plt.close(fig)
 d_table = sweeps["d (pixels)"]
 glue("ransac_axis_rate_paper", float(100 * d_table.loc[paper.d, "with axis"]), display=False)
 glue("ransac_best_d_px", float(d_table["NE visible (%)"].idxmin()), display=False)
+glue("ransac_best_d_ne", float(d_table["NE visible (%)"].min()), display=False)
 glue("ransac_detector_ne", float(detector_ne), display=False)
 glue("ransac_filled_paper", float(d_table.loc[paper.d, "points filled"]), display=False)
 
@@ -112,8 +113,10 @@ glue("ransac_filled_paper", float(d_table.loc[paper.d, "points filled"]), displa
 # ```
 #
 # With the paper's `d = 1` pixel, an axis is found for {glue:text}`ransac_axis_rate_paper:.0f` % of the
-# garments; the lowest visible-point NE comes at `d` = {glue:text}`ransac_best_d_px:g` pixels (the detector
-# alone: {glue:text}`ransac_detector_ne:.2f` %). {glue:md}`ransac_missing_rule` At the paper's settings the axis
+# garments; of the values tried, the lowest visible-point NE, {glue:text}`ransac_best_d_ne:.2f` %, comes at `d` =
+# {glue:text}`ransac_best_d_px:g` pixels (the detector alone: {glue:text}`ransac_detector_ne:.2f` %). That `d` is
+# picked on these same validation garments without an interval: an exploratory description (uncorrected), not a
+# verdict, and optimistic for fresh garments. {glue:md}`ransac_missing_rule` At the paper's settings the axis
 # fills {glue:text}`ransac_filled_paper:.2f` points per garment.
 
 # %% [markdown]
@@ -131,17 +134,25 @@ variants = {
     "category's pairs + centre votes": {"pairs": "category", "center_votes": True},
 }
 variant_table = pd.DataFrame({name: kx.score_axis_once(detections, val, RefineConfig.for_schema("fashionai", **kw),
-                                                      thresholds=thresholds)
+                                                      thresholds=thresholds, seeds=seeds)
                               for name, kw in variants.items()}).T
 glue("ransac_category_ne", float(variant_table.loc["category's pairs", "NE visible (%)"]), display=False)
 glue("ransac_all_ne", float(variant_table.loc["all pairs (literal, default)", "NE visible (%)"]), display=False)
 glue("ransac_category_axis", float(100 * variant_table.loc["category's pairs", "with axis"]), display=False)
+above = int((variant_table["NE visible (%)"] > detector_ne).sum())
+glue("ransac_variants_sentence", Markdown(
+    f"On visible points {above} of the {len(variant_table)} variants end above the detector alone "
+    f"({detector_ne:.2f} %): "
+    + {len(variant_table): "the axis applied once leaves visible points worse than the detector put them, whichever "
+                           "points vote", 0: "the axis applied once improves visible points whichever points vote"}.get(
+        above, "the choice of voters decides whether the axis helps visible points")
+    + " (means over seeds, no interval)."), display=False)
 variant_table.round(3)
 
 # %% [markdown]
 # With the category's own pairs the refined NE is {glue:text}`ransac_category_ne:.2f` % against
 # {glue:text}`ransac_all_ne:.2f` % for the literal reading, and an axis is found for
-# {glue:text}`ransac_category_axis:.0f` % of the garments.
+# {glue:text}`ransac_category_axis:.0f` % of the garments. {glue:md}`ransac_variants_sentence`
 
 # %%
 _ = prov.finish()

@@ -184,12 +184,22 @@ def test_rows_of_table1_from_trained_detectors(runs):
     expected = refine_symmetric(rows[kx.KRCNN].keypoints, FASHIONAI, generator=torch.Generator().manual_seed(3),
                                 config=refine).keypoints
     torch.testing.assert_close(rows[kx.AXIS_ONCE].keypoints, expected, equal_nan=True)
+    # the crop alone: without the axis, "twice" is the mean of the two scales where both found a point, and an
+    # instance without a matching crop detection keeps its first scale
+    det, alone, twice = (rows[r].keypoints[..., :2] for r in (kx.KRCNN, kx.SECOND, kx.TWICE))
+    matched = rows[kx.TWICE].matched
+    both = matched[:, None] & (rows[kx.SECOND].keypoints[..., 2] > 0) & (rows[kx.KRCNN].keypoints[..., 2] > 0)
+    torch.testing.assert_close(twice[both], (det[both] + alone[both]) / 2)
+    assert torch.equal(alone[~matched], det[~matched]) and torch.equal(rows[kx.SECOND].matched, matched)
+    assert both.any() and not torch.equal(alone[matched], det[matched])
     # cached: a second call reads the file instead of running the detector again
     cache = list(detectors.run_dir.glob("rows-*.pt"))
     assert len(cache) == 1
     stamp = cache[0].stat().st_mtime_ns
     kx.table1_rows(setup, detectors, val, refine, seed=3)
     assert cache[0].stat().st_mtime_ns == stamp
+    only = kx.table1_rows(setup, detectors, val, refine, rows=(kx.SECOND,), seed=3)  # without asking for "twice"
+    assert list(only) == [kx.SECOND] and torch.equal(only[kx.SECOND].keypoints, rows[kx.SECOND].keypoints)
     with pytest.raises(ValueError, match="rows has unknown entries"):
         kx.table1_rows(setup, detectors, val, refine, rows=("Mask R-CNN",))
     assert rows[kx.NKD].matched.shape == (3,) and rows[kx.AXIS_ONCE].refined is not None
@@ -384,9 +394,10 @@ def test_score_axis_once_reports_the_refiners_shares_over_seeds(runs):
 
 def test_missing_rule_sentence_names_the_rule_and_each_seeds_threshold():
     assert kx.missing_rule_sentence(tiny(calibration_images=100), [0.1234, 0.2]) == (
-        "Every point scoring above 0 votes for the axis (the paper's rule); a point is replaced by its partner's "
-        "mirror image when its score is at or below the threshold calibrated (Youden's J) on 100 fresh images of the "
-        "training world per seed (never the validation set), 0.123, 0.200, and its partner's is above it.")
+        "Every point scoring above 0 votes for the axis (every detected point, as the paper's Alg. 2 lets them); a "
+        "point is replaced by its partner's mirror image when its score is at or below the threshold calibrated "
+        "(Youden's J) on 100 fresh images of the training world per seed (never the validation set), 0.123, 0.200, "
+        "and its partner's is above it.")
     assert kx.missing_rule_sentence(tiny(), [0.0], 0.1) == (
         "Every point scoring above 0.1 votes for the axis; a point is replaced by its partner's "
         "mirror image when its score is at or below the fixed threshold 0.000 (no calibration) and its partner's is "
@@ -610,3 +621,18 @@ def test_refiner_activity_sums_seeds_with_their_denominators():
                    "pairs moved by the EMA": "150 (1.00 per instance)", "points filled": "15 (0.10 per instance)"}
     with pytest.raises(ValueError, match="one summary per seed, got none"):
         kx.refiner_activity([])
+
+
+def test_second_scale_sentence_judges_the_crop_against_the_bar():
+    from fashion_lib.metrics import CI
+
+    inside = kx.second_scale_sentence(CI(0.005, -0.01, 0.015), unit="NE points", scale=100, bar=2.0)
+    assert inside.startswith("The detector on its crop alone (mapped back to the image; an instance whose crop held "
+                             "no matching detection keeps its first scale) against the detector on the whole image: "
+                             "+0.50 [-1.00, +1.50] NE points.")
+    assert inside.endswith("The whole interval lies within the study's ±2-point bar: the crop is read as well.")
+    assert "the interval not wholly" in kx.second_scale_sentence(CI(0.01, -0.01, 0.03), unit="NE", scale=100, bar=2)
+    assert "Outside the study's ±2-point bar" in kx.second_scale_sentence(CI(0.05, 0.03, 0.07), unit="NE",
+                                                                         scale=100, bar=2)
+    assert kx.second_scale_sentence(CI(0.01, -0.01, 0.03), unit="AP points", scale=100, digits=1).endswith(
+        "+1.0 [-1.0, +3.0] AP points.")

@@ -285,11 +285,14 @@ def test_axis_share_sentence_says_which_part_drives_the_composite():
     assert none.startswith("Against the detector run twice without the axis, New-key-detection changes AP by "
                            "+0.1 [-1.0, +1.2]: the axis cannot be told apart from what the second detection does "
                            "alone (+5.0 [+2.0, +8.0] against the detector)")
-    assert none.endswith("it, not the symmetry prior, drives the composite.")
+    assert none.endswith("The second detection changes AP without the axis; the interval leaves the axis at most "
+                         "1.2 AP of New-key-detection's change.")
     helps = axis_share_sentence(CI(-0.5, -0.9, -0.1), CI(0.2, -0.1, 0.5), better="lower", unit="NE",
                                 digits=2)
-    assert "the axis adds to what" in helps and "drives" not in helps
+    assert "the axis adds to what" in helps and "at most" not in helps
     hurts = axis_share_sentence(CI(0.5, 0.1, 0.9), second, better="lower", unit="NE")
     assert "the axis takes from" in hurts
-    # neither part tells from zero: nothing is said to drive it
-    assert "drives" not in axis_share_sentence(CI(0.0, -1, 1), CI(0.0, -1, 1), better="lower", unit="NE")
+    # neither part tells from zero: no bound is drawn
+    assert "at most" not in axis_share_sentence(CI(0.0, -1, 1), CI(0.0, -1, 1), better="lower", unit="NE")
+    lower = axis_share_sentence(CI(0.1, -0.3, 0.5), CI(-1.0, -1.5, -0.5), better="lower", unit="NE", digits=1)
+    assert lower.endswith("leaves the axis at most 0.3 NE of New-key-detection's change.")

@@ -49,6 +49,7 @@ from fashion_lib.experiments import (
     spread_rows,
 )
 from fashion_lib.keypoints import OCCLUDED, VISIBLE, KeypointSchema, get_schema, keypoint_extent
+from fashion_lib.metrics import CI
 from fashion_lib.models.cpn import CPNConfig, build_cpn
 from fashion_lib.models.detector import TopDownDetector, all_instances, as_detect_fn, predict, top_instance
 from fashion_lib.models.keypoint_rcnn import KeypointRCNNConfig, build_keypoint_rcnn, detection_target
@@ -79,6 +80,7 @@ __all__ = [
     "ValidationSet",
     "ROWS",
     "KRCNN",
+    "SECOND",
     "AXIS_ONCE",
     "TWICE",
     "NKD",
@@ -111,6 +113,7 @@ __all__ = [
     "calibrate_missing",
     "calibrated_refine",
     "refiner_activity",
+    "second_scale_sentence",
     "with_fill_threshold",
     "missing_rule_sentence",
     "point_scores",
@@ -142,10 +145,13 @@ log = logging.getLogger(__name__)
 KRCNN = "Keypoint R-CNN"
 AXIS_ONCE = "Keypoint R-CNN + axis once"
 TWICE = "Keypoint R-CNN twice, no symmetry"
+# the crop's detection alone, mapped back (an instance with no matching crop detection keeps its first scale): the
+# check that the second scale reads its crop as well as the detector reads the whole image
+SECOND = "Keypoint R-CNN on its crop alone"
 NKD = "Keypoint R-CNN + New-key-detection"
 CPN = "CPN"
 CPN_NKD = "CPN + New-key-detection"
-ROWS = (KRCNN, AXIS_ONCE, TWICE, NKD, CPN, CPN_NKD)
+ROWS = (KRCNN, AXIS_ONCE, SECOND, TWICE, NKD, CPN, CPN_NKD)
 CPN_ROWS = (CPN, CPN_NKD)  # the rows that need a trained CPN: absent when a setup trains none (cpn_steps 0)
 # Why a profile may train no CPN: the sentence every page prints beside the CPN rows it does not test.
 CPN_NOT_TESTED_REASON = (
@@ -632,7 +638,9 @@ def _compute_rows(setup: KeypointSetup, detectors: Detectors, val: ValidationSet
     detect = {row: as_detect_fn(model, schema.num_keypoints, batch_size=batch_size, every_instance=True)
               for row, model in _detector_models(detectors)}
     out: dict[str, Instances] = {}
-    for row in rows:  # over the few rows of the table
+    # the crop alone is a by-product of the "twice, no symmetry" run
+    todo = [r for r in rows if r != SECOND] + ([TWICE] if SECOND in rows and TWICE not in rows else [])
+    for row in todo:  # over the few rows of the table
         source = CPN if row in CPN_ROWS else KRCNN
         inst = base[source]
         cfg = with_fill_threshold(refine, thresholds[source]) if source in thresholds else refine
@@ -649,7 +657,10 @@ def _compute_rows(setup: KeypointSetup, detectors: Detectors, val: ValidationSet
                                     symmetric=row != TWICE)
             out[row] = Instances(res.keypoints, inst.scores, inst.image_index, matched=res.matched,
                                  refined=res.first)
-    return out
+            if row == TWICE and SECOND in rows:
+                alone = torch.where(res.matched[:, None, None], res.second.keypoints, res.detected)
+                out[SECOND] = Instances(alone, inst.scores, inst.image_index, matched=res.matched)
+    return {row: out[row] for row in rows}
 
 
 def coco_results(instances: Instances, val: ValidationSet) -> list[dict]:
@@ -1188,7 +1199,7 @@ def missing_rule_sentence(setup: KeypointSetup, thresholds: Sequence[float], vot
     """The page's one sentence on its two point rules: the fill threshold each seed used (in seed order), and the
     vote's ``vote_threshold`` (``RefineConfig.score_threshold``, the paper's 0)."""
     values = ", ".join(f"{t:.3f}" for t in thresholds)
-    paper = " (the paper's rule)" if vote_threshold == 0 else ""
+    paper = " (every detected point, as the paper's Alg. 2 lets them)" if vote_threshold == 0 else ""
     vote = (f"Every point scoring above {vote_threshold:g} votes for the axis{paper}; a point is replaced by its "
             "partner's mirror image when its score is at or below ")
     if setup.calibration_images:
@@ -1218,6 +1229,7 @@ def missing_point_table(rows_per_seed: Sequence[dict[str, Instances]], val: Vali
         out.append({"seed": seed, "threshold": cal.threshold if cal else refine.fill_below,
                     "Youden's J": cal.youden_j if cal else float("nan"),
                     "axis found (%)": 100 * float(once.has_axis.double().mean()) if len(once.has_axis) else math.nan,
+                    "pairs moved by the EMA": int(once.refined.sum()),
                     "points filled": int(once.filled.sum()),
                     "filled, labelled": fills.scored, "error before fill (%)": 100 * fills.ne_before,
                     "error after fill (%)": 100 * fills.ne_after,
@@ -1233,10 +1245,33 @@ def missing_point_summary(table: Sequence[dict[str, float]]) -> dict[str, float 
         return _nanmean(torch.tensor([float(r[column]) for r in table], dtype=torch.float64))
 
     return {"missing_threshold": mean("threshold"), "axis_found": mean("axis found (%)"),
+            "pairs_moved": sum(int(r["pairs moved by the EMA"]) for r in table),
             "points_filled": sum(int(r["points filled"]) for r in table),
             "filled_labelled": sum(int(r["filled, labelled"]) for r in table),
             "filled_error_before": mean("error before fill (%)"), "filled_error_after": mean("error after fill (%)"),
             "second_scale_unmatched": sum(int(r["second scale unmatched"]) for r in table)}
+
+
+def second_scale_sentence(difference: CI, *, unit: str, scale: float = 1.0, digits: int = 2,
+                          bar: float | None = None) -> str:
+    """The page's sentence on the second scale's own reading: ``difference`` is :data:`SECOND` minus the detector on
+    the whole image (:data:`KRCNN`), in the metric's units before ``scale``; ``bar`` (after ``scale``): the study's
+    bound on how far the two may lie apart for the crop to count as inside the detector's training distribution."""
+    from fashion_lib.report import format_ci
+
+    text = (f"The detector on its crop alone (mapped back to the image; an instance whose crop held no matching "
+            f"detection keeps its first scale) against the detector on the whole image: "
+            f"{format_ci(difference, scale=scale, digits=digits, signed=True)} {unit}.")
+    if bar is None:
+        return text
+    low, high, estimate = difference.low * scale, difference.high * scale, difference.estimate * scale
+    if -bar <= low and high <= bar:
+        return text + f" The whole interval lies within the study's ±{bar:g}-point bar: the crop is read as well."
+    if abs(estimate) <= bar:
+        return text + (f" The estimate lies within the study's ±{bar:g}-point bar, the interval not wholly: the "
+                       "data cannot rule out a crop the detector reads worse.")
+    return text + (f" Outside the study's ±{bar:g}-point bar: the detector reads its crop differently from the whole "
+                   "image, so the two-scale rows also measure that difference.")
 
 
 def refiner_activity(summaries: Sequence[RefineSummary]) -> dict[str, int | str]:
@@ -1374,20 +1409,26 @@ def _per_seed(refine: RefineConfig, thresholds: Sequence[float], n: int) -> list
 
 
 def score_axis_once(instances_per_seed: Sequence[Instances], val: ValidationSet, refine: RefineConfig, *,
-                    seed: int = 0, thresholds: Sequence[float] = ()) -> dict[str, float]:
+                    seed: int = 0, thresholds: Sequence[float] = (), seeds: Sequence[int] = ()
+                    ) -> dict[str, float]:  # fmt: skip
     """FashionAI: refine each seed's detections once (steps 2-8) with ``refine`` and score them: NE (%) of visible
     and occluded points (mean and sd over seeds) and what the refiner did (fraction with an axis, pairs moved
     and points filled per garment, the NE of the filled points before and after the fill; means over seeds).
     The cheap evaluation behind the RANSAC ablations. ``thresholds``: per seed, the fill threshold
-    (``refine.fill_threshold``, :func:`calibrated_refine`); empty: ``refine``'s own for every seed."""
+    (``refine.fill_threshold``, :func:`calibrated_refine`); empty: ``refine``'s own for every seed. ``seeds``: per
+    seed, the RANSAC generator's seed (the training seeds, as :func:`table1_rows` uses them); empty: ``seed`` for
+    every one."""
     from fashion_lib.report import mean_sd
 
     vis, occ, summaries, fills = [], [], [], []
     visible, occluded = ne_metric(), ne_metric(points="occluded")
     cats = val.categories if refine.pairs == "category" else None
     configs = _per_seed(refine, thresholds, len(instances_per_seed))
-    for inst, cfg in zip(instances_per_seed, configs, strict=True):  # over the few seeds
-        out = refine_symmetric(inst.keypoints, "fashionai", generator=torch.Generator().manual_seed(seed),
+    if seeds and len(seeds) != len(instances_per_seed):
+        raise ValueError(f"seeds has {len(seeds)} entries for {len(instances_per_seed)} seeds' detections")
+    ransac = list(seeds) or [seed] * len(instances_per_seed)
+    for inst, cfg, s in zip(instances_per_seed, configs, ransac, strict=True):  # over the few seeds
+        out = refine_symmetric(inst.keypoints, "fashionai", generator=torch.Generator().manual_seed(s),
                                config=cfg, categories=cats)
         vis.append(100 * visible(out.keypoints, val.keypoints, val.categories))
         occ.append(100 * occluded(out.keypoints, val.keypoints, val.categories))
