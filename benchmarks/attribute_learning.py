@@ -132,7 +132,7 @@ def main(task: str, n: int, epochs: int, lr: float, size: int, backbone: str = "
                             f"{100 * float((lh.argmax(1) == yho).float().mean()):.1f}")
             m.train()  # batch statistics (this also moves BN's running statistics: a diagnostic only)
             acc_b = float((torch.cat([m.net(xva[i:i + 64])[task] for i in range(0, 400, 64)]).argmax(1) == yva)
-                          .float().mean())  # fmt: skip
+                          .float().mean())
             acc_tr = float((m.net(xtr[:400])[task].argmax(1) == ytr[:400]).float().mean())
         print(f"pass {ep + 1}: train loss {total / n:.3f}, val loss {val_loss:.3f}, val acc {100 * acc:.1f} "
               f"(batch-statistics BN {100 * acc_b:.1f}, train acc {100 * acc_tr:.1f}){held_out}, "

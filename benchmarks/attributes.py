@@ -120,7 +120,7 @@ def throughput_table(args: argparse.Namespace, device: torch.device) -> None:
         for name in names:
             times[name].append(timed(steps[name][0], args.repeats, device))
     print(f"\n1. training step of the joint length network, batch {args.batch}, {size} px crops of "
-          f"{args.image_size} px images (median of {args.rounds} x {args.repeats})")  # fmt: skip
+          f"{args.image_size} px images (median of {args.rounds} x {args.repeats})")
     print(f"{'backbone':24s} {'params':>8s} {'img/s':>8s} {'vs ' + baseline:>16s}")
     base = statistics.median(times[baseline])
     for name in names:
@@ -146,7 +146,7 @@ def gpu_profile_table(args: argparse.Namespace, device: torch.device) -> None:
         images = [torch.rand(3, size, size, generator=g).to(device) for _ in range(b)]
         if "category" in dict(config.net.tasks):
             targets = [{"labels": torch.tensor([1 + i]), "attributes": torch.zeros(1000, dtype=torch.long)}
-                       for i in range(b)]  # fmt: skip
+                       for i in range(b)]
         else:
             targets = [{"task": "sleeve_length_labels", "labels": torch.tensor([0, 0, 2, 0, 0, 0, 0, 0, 0])}] * b
         t = timed(train_step(model, images, targets), args.repeats if cuda else 1, device, warmup=cuda)
@@ -159,9 +159,9 @@ def crop_table(args: argparse.Namespace, device: torch.device) -> None:
     size = PROFILES["cpu"].fashionai_size
     configs = joint_configs("cpu")
     print(f"\n3. crop step beside the network step ({PROFILES['cpu'].fashionai_backbone}, batch {args.batch}, "
-          f"{size} px)")  # fmt: skip
+          f"{size} px)")
     print(f"{'crop':8s} {'crop ms':>9s} {'network ms':>11s} {'crop share':>11s} {'loop ms':>9s} "
-          f"{'batched speed-up':>17s}")  # fmt: skip
+          f"{'batched speed-up':>17s}")
     kp = torch.cat([t["keypoints"] for t in targets])
     for kind, name in (("normal", "length"), ("neck", "design")):
         torch.manual_seed(0)
@@ -179,7 +179,7 @@ def crop_table(args: argparse.Namespace, device: torch.device) -> None:
 
         t_loop, t_batched = timed(loop, args.repeats, device), timed(batched, args.repeats, device)
         print(f"{kind:8s} {t_crop * 1e3:9.2f} {t_net * 1e3:11.1f} {t_crop / (t_crop + t_net):10.1%} "
-              f"{t_loop * 1e3:9.2f} {t_loop / t_batched:16.1f}x")  # fmt: skip
+              f"{t_loop * 1e3:9.2f} {t_loop / t_batched:16.1f}x")
 
 
 def main() -> None:
@@ -197,7 +197,7 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(f"device: {device_description()}")
     print(f"python {platform.python_version()}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
-          f"timm {timm.__version__}")  # fmt: skip
+          f"timm {timm.__version__}")
     for table in sorted(set(args.tables)):
         (throughput_table, gpu_profile_table, crop_table)[table - 1](args, device)
 

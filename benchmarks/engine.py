@@ -44,7 +44,7 @@ class ToyNet(nn.Module):
         super().__init__()
         self.body = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
                                   nn.Conv2d(16, 16, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                                  nn.Flatten(), nn.Linear(16, 2))  # fmt: skip
+                                  nn.Flatten(), nn.Linear(16, 2))
 
     def forward(self, images, targets):
         pred = self.body(torch.stack(images))  # (B, 2)
@@ -69,13 +69,13 @@ def small_rcnn() -> nn.Module:
     from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
 
     backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, norm_layer=nn.BatchNorm2d,
-                                   trainable_layers=5)  # fmt: skip
+                                   trainable_layers=5)
     return KeypointRCNN(backbone, num_classes=None, min_size=96, max_size=96, rpn_batch_size_per_image=64,
                         box_batch_size_per_image=32, rpn_pre_nms_top_n_train=200, rpn_post_nms_top_n_train=100,
                         rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_test=50,
                         box_head=TwoMLPHead(256 * 7 * 7, 128), box_predictor=FastRCNNPredictor(128, 6),
                         keypoint_head=KeypointRCNNHeads(256, (64, 64)),
-                        keypoint_predictor=KeypointRCNNPredictor(64, 24))  # fmt: skip
+                        keypoint_predictor=KeypointRCNNPredictor(64, 24))
 
 
 def rcnn_data(n: int) -> list:
@@ -93,11 +93,11 @@ def plain_loop(model: nn.Module, data: list, config: TrainConfig) -> tuple[float
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
                                    {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
-                                  lr=config.lr)  # the engine's groups: no decay on biases and norms  # fmt: skip
+                                  lr=config.lr)  # the engine's groups: no decay on biases and norms
     factor = [lr_at(config, s) / config.lr for s in range(1, config.steps + 1)]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: factor[min(i, config.steps - 1)])
     loader = torch.utils.data.DataLoader(data, batch_sampler=StepBatchSampler(len(data), config.batch_size,
-                                         config.seed, steps=config.steps), collate_fn=collate)  # fmt: skip
+                                         config.seed, steps=config.steps), collate_fn=collate)
     model.train()
     torch.manual_seed(config.seed)  # as the engine does, so both draw the same proposals and do the same work
     for images, targets in loader:
@@ -144,7 +144,7 @@ def compare(name: str, build: Callable[[], nn.Module], data: list, config: Train
           f"  engine, whole call    {images / engine:8.1f} img/s   speed vs plain {plain / engine:5.3f}\n"
           f"  engine, steps only    {images / steps_only:8.1f} img/s   speed vs plain {plain / steps_only:5.3f}\n"
           f"  (walls: plain {[round(t, 2) for t, _ in runs['plain']]} s, engine "
-          f"{[round(t, 2) for t, _ in runs['engine']]} s)")  # fmt: skip
+          f"{[round(t, 2) for t, _ in runs['engine']]} s)")
 
 
 def main() -> None:
@@ -158,11 +158,11 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     print(f"device: {device_description()}; torch {torch.__version__}, torchvision {torchvision.__version__}, "
-          f"python {platform.python_version()}, {args.threads} threads")  # fmt: skip
+          f"python {platform.python_version()}, {args.threads} threads")
     for name in args.models:
         batch = 32 if name == "toy" else 4
         config = TrainConfig(steps=args.steps, batch_size=batch, lr=1e-3, warmup_steps=2, device="cpu",
-                             checkpoint_every=args.steps, log_every=args.log_every)  # fmt: skip
+                             checkpoint_every=args.steps, log_every=args.log_every)
         if name == "toy":
             compare("toy", ToyNet, toy_data(256), config, args.repeats)
         else:

@@ -79,7 +79,7 @@ def training_images_per_second(size: int, batch: int, steps: int, threads: int) 
         if b:  # step 0 is the warm-up
             times.append(time.perf_counter() - t0)
     what = (f"KeypointRCNNConfig.cpu('fashionai') training step, batch {batch}, {size} px, {threads} threads, "
-            f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters")  # fmt: skip
+            f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters")
     return batch / statistics.median(times), what
 
 

@@ -97,15 +97,15 @@ def keypoint_rcnn_job(job: dict, batches: list, device: torch.device, autocast) 
         from torchvision.models.detection.keypoint_rcnn import KeypointRCNNPredictor
 
         model.roi_heads.keypoint_predictor = KeypointRCNNPredictor(config.keypoint_head_channels,
-                                                                   config.num_keypoints)  # fmt: skip
+                                                                   config.num_keypoints)
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     if job["variant"] == "ours":
         data = [([im.to(device) for im in ims], [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()}
-                                                 for t in tgs]) for ims, tgs in batches]  # fmt: skip
+                                                 for t in tgs]) for ims, tgs in batches]
     else:
         data = [([im.to(device) for im in ims], [{k: v.to(device) for k, v in detection_target(t).items()}
-                                                 for t in tgs]) for ims, tgs in batches]  # fmt: skip
+                                                 for t in tgs]) for ims, tgs in batches]
     if job["variant"] == "ours" and job["schema"] == "coco":
         data = [(ims, [detection_target(t) for t in tgs]) for ims, tgs in data]  # crowd regions out, as loaders must
 
@@ -140,7 +140,7 @@ def cpn_job(job: dict, batches: list, device: torch.device, autocast) -> tuple[f
     model = build_cpn(config).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     data = [([im.to(device) for im in ims], [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()}
-                                             for t in tgs]) for ims, tgs in batches]  # fmt: skip
+                                             for t in tgs]) for ims, tgs in batches]
     plain = job["variant"] == "plain"
     if plain:  # pre-cut crops and pre-computed targets: only the network and an MSE remain
         pre = []
@@ -207,10 +207,10 @@ def loop_setup(job: dict, steps: int):
     fields = {f.name for f in dataclasses.fields(kx.KeypointSetup)}
     extra = {"scale_crop": job["scale_crop"]} if "scale_crop" in fields else {}  # a baseline may predate it
     setup = kx.KeypointSetup(schema=job["schema"], image_size=job["image_size"], batch_size=job["batch_size"],
-                             train_steps=steps, **extra)  # fmt: skip
+                             train_steps=steps, **extra)
     config = kx.detector_configs(setup)[0]
     config = dataclasses.replace(config, **{k: tuple(v) if isinstance(v, list) else v
-                                            for k, v in job.get("overrides", {}).items()})  # fmt: skip
+                                            for k, v in job.get("overrides", {}).items()})
     model = seeded_build(build_keypoint_rcnn, config, 0)
     return setup, model, kx.training_set(setup, 0, steps), kx.train_config(setup, 0, steps)
 
@@ -231,7 +231,7 @@ def loop_job(job: dict, device: torch.device) -> float:
         model.to(device).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=setup.lr)
         loader = torch.utils.data.DataLoader(data, batch_size=setup.batch_size, shuffle=True, collate_fn=collate,
-                                             generator=torch.Generator().manual_seed(0))  # fmt: skip
+                                             generator=torch.Generator().manual_seed(0))
         for _, (images, targets) in zip(range(steps), loader, strict=False):
             images = [im.to(device) for im in images]
             targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
@@ -270,7 +270,7 @@ def profile_job(job: dict, device: torch.device) -> list[tuple[str, float]]:
              "feature pyramid": model.backbone.fpn, "RPN (with its loss)": model.rpn,
              "box RoIAlign": rh.box_roi_pool, "box head": rh.box_head, "box predictor": rh.box_predictor,
              "key-point RoIAlign": rh.keypoint_roi_pool, "key-point head": rh.keypoint_head,
-             "key-point predictor": rh.keypoint_predictor, "RoI heads, total": rh}  # fmt: skip
+             "key-point predictor": rh.keypoint_predictor, "RoI heads, total": rh}
     for name, module in parts.items():
         module.forward = timed(name, module.forward)
     for name in ("fastrcnn_loss", "keypointrcnn_loss"):  # module globals, looked up at call time
@@ -314,7 +314,7 @@ def worker(job: dict) -> dict:
     if job["model"] == "loop":
         t_step = loop_job(job, device)
         return {"train_img_s": job["batch_size"] / t_step, "infer_img_s": math.nan,
-                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
+                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if job["model"] == "profile":
         return {"rows": profile_job(job, device)}
     ds = dataset(job["schema"], job["image_size"], job["batch_size"] * 2)
@@ -333,7 +333,7 @@ def worker(job: dict) -> dict:
     run = {"keypoint_rcnn": keypoint_rcnn_job, "cpn": cpn_job, "top_down": top_down_job}[job["model"]]
     t_train, t_infer = run(job, batches, device, autocast)
     out = {"train_img_s": b / t_train, "infer_img_s": b / t_infer,
-           "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
+           "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if device.type == "cuda":
         out["cuda_max_alloc_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
     return out
@@ -346,11 +346,11 @@ def run_job(job: dict, wait_policy: str, root: str | None = None) -> dict:
     """Run ``job`` in a fresh process importing ``fashion_lib`` from ``root`` (default: this checkout)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(root or Path(__file__).resolve().parents[1]),
-                                         *filter(None, [os.environ.get("PYTHONPATH")])])  # fmt: skip
+                                         *filter(None, [os.environ.get("PYTHONPATH")])])
     if wait_policy != "default":
         env["OMP_WAIT_POLICY"] = wait_policy.upper()
     proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True, text=True,
-                          check=False, env=env)  # fmt: skip
+                          check=False, env=env)
     if proc.returncode:
         raise RuntimeError(f"worker {job} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -378,7 +378,7 @@ def profile(args: argparse.Namespace) -> None:
     for schema in args.schemas:
         job = dict(model="profile", schema=schema, variant="plain", device="cpu", amp=False, preset="cpu",
                    batch_size=args.batch_size, image_size=128, steps=args.steps, warmup=args.warmup,
-                   threads=args.threads, scale_crop=not args.no_scale_crop)  # fmt: skip
+                   threads=args.threads, scale_crop=not args.no_scale_crop)
         rows = run_job(job, args.omp_wait_policy)["rows"]
         step = dict(rows)["step, total"]
         print(f"\n{schema}: {step:.0f} ms per step = {args.batch_size / step * 1e3:.1f} images/s")
@@ -435,13 +435,13 @@ def main() -> None:
                 if model == "loop" and preset != "cpu":
                     continue
                 variants = {"top_down": ["ours"], "loop": ["engine", "plain"] + ["before"] * bool(args.baseline_root)
-                            }.get(model, ["ours", "plain"])  # fmt: skip
+                            }.get(model, ["ours", "plain"])
                 results: dict[str, list[dict]] = {v: [] for v in variants}
                 for _ in range(args.repeats):
                     for variant in variants:  # alternate, so load hits both alike
                         job = dict(model=model, preset=preset, schema=schema, variant=variant, device=device, amp=amp,
                                    batch_size=batch, image_size=size, steps=args.steps, warmup=args.warmup,
-                                   threads=args.threads, scale_crop=not args.no_scale_crop)  # fmt: skip
+                                   threads=args.threads, scale_crop=not args.no_scale_crop)
                         if preset == "gpu":  # time Keypoint R-CNN at exactly the image size (no multi-scale draw)
                             job["overrides"] = {"min_size": [size], "max_size": max(1333, size)}
                         root = args.baseline_root if variant == "before" else None
@@ -455,14 +455,14 @@ def main() -> None:
                     print(f"{'loop (before)':14} {preset:6} {schema:9} {'-':4} {size:4d} {batch:5d} | "
                           f"{fmt(before['train_img_s'])} / {fmt(plain['train_img_s'])} "
                           f"{fmt(before['train_img_s'] / plain['train_img_s'], 5)} | after / before "
-                          f"{ours['train_img_s'] / before['train_img_s']:.2f}", flush=True)  # fmt: skip
+                          f"{ours['train_img_s'] / before['train_img_s']:.2f}", flush=True)
                 print(f"{model:14} {preset:6} {schema:9} {'bf16' if amp else '-':4} {size:4d} {batch:5d} | "
                       f"{fmt(ours['train_img_s'])} / {fmt(plain.get('train_img_s', nan))} "
                       f"{fmt(ours['train_img_s'] / plain.get('train_img_s', nan), 5)} | "
                       f"{fmt(ours['infer_img_s'])} / {fmt(plain.get('infer_img_s', nan))} "
                       f"{fmt(ours['infer_img_s'] / plain.get('infer_img_s', nan), 5)} | "
                       f"{ours['peak_rss_mib']:5.0f} / {plain.get('peak_rss_mib', nan):5.0f} "
-                      f"{ours.get('cuda_max_alloc_mib', nan):8.0f}", flush=True)  # fmt: skip
+                      f"{ours.get('cuda_max_alloc_mib', nan):8.0f}", flush=True)
     if "loop" in args.models:
         print("loop: engine (train(), the notebooks' settings) / plain loop, whole steps with on-the-fly data"
               f"{'' if args.no_scale_crop else ' and scale/crop augmentation'}; 'before': the engine of "
@@ -472,7 +472,7 @@ def main() -> None:
         for schema in args.schemas:
             rate = data_rate(schema, size, 33 if size <= 256 else 9)
             train_rates = ", ".join(f"{m} {rates[(preset, amp, schema, m)]:.1f}" for m in args.models
-                                    if not math.isnan(rates.get((preset, amp, schema, m), math.nan)))  # fmt: skip
+                                    if not math.isnan(rates.get((preset, amp, schema, m), math.nan)))
             print(f"  {schema:9} {size:4d} px{' bf16' if amp else ''}: data {rate:7.1f} items/s; train img/s: "
                   f"{train_rates}")
     print(f"\nload average at the end {os.getloadavg()}")

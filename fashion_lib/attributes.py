@@ -44,7 +44,7 @@ FASHIONAI_TASKS: dict[str, tuple[str, ...]] = {
     "pant_length_labels": ("Invisible", "Short Pant", "Mid Length", "3/4 Length", "Cropped Pant", "Full Length"),
     "sleeve_length_labels": ("Invisible", "Sleeveless", "Cup Sleeves", "Short Sleeves", "Elbow Sleeves",
                              "3/4 Sleeves", "Wrist Length", "Long Sleeves", "Extra Long Sleeves"),
-}  # fmt: skip
+}
 """AttrKey -> class names in label-string order."""
 
 # Joint learning (study notes): one network for the length tasks on Normal-crop, one for the design tasks on
@@ -55,7 +55,7 @@ PAPER_TASK_NAMES = {
     "collar_design_labels": "Collar", "neck_design_labels": "Neck", "neckline_design_labels": "Neckline",
     "lapel_design_labels": "Lapel", "skirt_length_labels": "Skirt", "pant_length_labels": "Pant",
     "sleeve_length_labels": "Sleeve", "coat_length_labels": "Coat",
-}  # fmt: skip
+}
 """AttrKey -> the column heading of the paper's Table 2."""
 
 

@@ -263,7 +263,7 @@ def load_ground_truth(gt: str | os.PathLike | Mapping[str, Any] | _COCOApi) -> _
         dataset = load_json(gt)
         if not isinstance(dataset, dict):
             raise ValueError(f"{gt}: ground truth must be a JSON object with images, annotations and categories, got "
-                             f"a {type(dataset).__name__}")  # fmt: skip
+                             f"a {type(dataset).__name__}")
         where = str(gt)
     elif isinstance(gt, Mapping):
         # COCOeval writes an 'ignore' flag into every GT annotation: copy the annotations, not the whole set
@@ -305,12 +305,12 @@ def _check_gt_keypoints(coco_gt: _COCOApi, k: int, where: str) -> None:
         if not isinstance(kps, list | tuple) or len(kps) != 3 * k:
             got = f"{len(kps)} values" if isinstance(kps, list | tuple) else repr(kps)[:40]
             raise ValueError(f"{where}: annotations[{i}] (id {ann.get('id')!r}).keypoints: {got}, expected 3 * K = "
-                             f"{3 * k} (K = {k} from the categories, the results or sigmas)")  # fmt: skip
+                             f"{3 * k} (K = {k} from the categories, the results or sigmas)")
         bad = [j for j, v in enumerate(kps) if not (_is_real(v) and math.isfinite(v))]
         if bad:
             j = bad[0]
             raise ValueError(f"{where}: annotations[{i}] (id {ann.get('id')!r}).keypoints[{j}]: {kps[j]!r} is not a "
-                             "finite number")  # fmt: skip
+                             "finite number")
 
 
 COCO_IMAGE_SIDE = 640

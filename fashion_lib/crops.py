@@ -189,7 +189,7 @@ def image_sizes(
         hw = hw[None] if hw.ndim == 1 else hw
     if hw.ndim != 2 or hw.shape[1] != 2 or hw.shape[0] not in (1, batch):
         raise ValueError(f"image_size must be an int, (height, width) or a ({batch}, 2) tensor, got "
-                         f"{tuple(hw.shape)}")  # fmt: skip
+                         f"{tuple(hw.shape)}")
     if not bool((hw >= 1).all()):
         raise ValueError(f"image_size must be >= 1 pixel, got {hw.min().item()}")
     return hw.expand(batch, 2)
@@ -273,7 +273,7 @@ def normal_crop(
 def _neck_indices(schema: KeypointSchema) -> list[int]:
     if schema.name not in NECK_POINTS:
         raise ValueError(f"neck_crop: schema {schema.name!r} has no neck region; valid schemas: "
-                         f"{', '.join(NECK_POINTS)}")  # fmt: skip
+                         f"{', '.join(NECK_POINTS)}")
     return [schema.index(n) for n in NECK_POINTS[schema.name]]
 
 
@@ -328,10 +328,10 @@ def neck_crop(
     schema = get_schema(schema)
     if keypoints.shape[1] != schema.num_keypoints:
         raise ValueError(f"keypoints have {keypoints.shape[1]} points, schema {schema.name!r} has "
-                         f"{schema.num_keypoints}")  # fmt: skip
+                         f"{schema.num_keypoints}")
     # CropConfig's checks validate the knobs (the object itself is not needed)
     CropConfig(neck_margin=margin, neck_depth=depth, neckline_to_shoulder=neckline_to_shoulder,
-               neck_fallback=fallback_fraction, min_size=min_size)  # fmt: skip
+               neck_fallback=fallback_fraction, min_size=min_size)
     if normal is None:
         normal = normal_crop(keypoints, margin=normal_margin, image_size=image_size, min_size=min_size)
     B = keypoints.shape[0]
@@ -409,7 +409,7 @@ def crop_boxes(
         if kind == "neck":
             out = neck_crop(keypoints, schema, margin=config.neck_margin, normal=out, depth=config.neck_depth,
                             neckline_to_shoulder=config.neckline_to_shoulder, fallback_fraction=config.neck_fallback,
-                            min_size=config.min_size)  # fmt: skip
+                            min_size=config.min_size)
     return CropBoxes(square_boxes(out.boxes), out.fallback) if config.square else out
 
 
@@ -510,7 +510,7 @@ def second_scale_boxes(
     _check_positive("min_size", min_size)
     if present.shape != keypoints.shape[:2] or present.dtype != torch.bool:
         raise ValueError(f"present must be a {tuple(keypoints.shape[:2])} bool tensor, got "
-                         f"{tuple(present.shape)} {present.dtype}")  # fmt: skip
+                         f"{tuple(present.shape)} {present.dtype}")
     B = keypoints.shape[0]
     hw = image_sizes(image_size, B, keypoints.device, keypoints.dtype)
     valid = present & torch.isfinite(keypoints[..., :2]).all(-1)
@@ -635,7 +635,7 @@ def crop_and_resize(
         raise ValueError(f"image_index must have shape ({B},), got {tuple(image_index.shape)}")
     if B and (int(image_index.min()) < 0 or int(image_index.max()) >= n_images):
         raise ValueError(f"image_index must be in [0, {n_images}), got values in "
-                         f"[{int(image_index.min())}, {int(image_index.max())}]")  # fmt: skip
+                         f"[{int(image_index.min())}, {int(image_index.max())}]")
     bad = ~torch.isfinite(boxes).all(1) | (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
     if B and bool(bad.any()):
         i = int(torch.nonzero(bad)[0])
@@ -653,7 +653,7 @@ def crop_and_resize(
             batch, bx = F.pad(batch, (pad, pad, pad, pad), mode="replicate"), bx + pad
         rois = torch.cat([idx[:, None].to(dtype), bx], 1)  # (b, 5): image index, x1, y1, x2, y2
         return roi_align(batch, rois, output_size=(h, w), spatial_scale=1.0, sampling_ratio=sampling_ratio,
-                         aligned=True)  # fmt: skip
+                         aligned=True)
 
     if image_list is None:
         return Crops(crop(images, image_index, boxes), boxes)
@@ -678,7 +678,7 @@ def crop_and_resize(
 def _check_points(points: torch.Tensor, boxes: torch.Tensor) -> None:
     if points.ndim != 3 or points.shape[-1] not in (2, 3) or boxes.shape != (points.shape[0], 4):
         raise ValueError(f"points must be (B, K, 2) or (B, K, 3) and boxes (B, 4), got {tuple(points.shape)} and "
-                         f"{tuple(boxes.shape)}")  # fmt: skip
+                         f"{tuple(boxes.shape)}")
 
 
 def _crop_scale(boxes: torch.Tensor, size: int | Sequence[int] | None) -> torch.Tensor:
@@ -779,7 +779,7 @@ def crop_pixels(
         raise ValueError(f"boxes must have shape (B, 4), got {tuple(boxes.shape)}")
     if not bool((boxes == boxes.round()).all()) or bool((boxes[:, 2:] <= boxes[:, :2]).any()):
         raise ValueError("crop_pixels: boxes must be whole pixels with x2 > x1 and y2 > y1 (see pixel_boxes), got "
-                         f"{boxes.tolist()[:3]}...")  # fmt: skip
+                         f"{boxes.tolist()[:3]}...")
     B = boxes.shape[0]
     index = torch.arange(B) if image_index is None else torch.as_tensor(image_index).long().cpu()
     if index.shape != (B,) or (B and (int(index.min()) < 0 or int(index.max()) >= len(images))):

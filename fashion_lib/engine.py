@@ -110,7 +110,7 @@ digest of every other record (:func:`checkpoint_digest`)."""
 OPTIMIZERS = ("adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
 RUNTIME_FIELDS = frozenset({"checkpoint_every", "log_every", "eval_every", "device", "channels_last", "compile",
-                            "num_workers"})  # fmt: skip
+                            "num_workers"})
 """TrainConfig fields that do not change what is learned; a run may resume with other values of these."""
 
 _FIXED_COLUMNS = ("total", "lr", "images_per_s", "elapsed_s")
@@ -126,7 +126,7 @@ def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> None:
 
 
 def _check_float(name: str, value: Any, lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False
-                 ) -> float:  # fmt: skip
+                 ) -> float:
     ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
     if not ok:
@@ -167,7 +167,7 @@ class TrainConfig:
         _check_int("batch_size", self.batch_size, 1)
         object.__setattr__(self, "lr", _check_float("lr", self.lr, 0.0, math.inf, lo_open=True, hi_open=True))
         object.__setattr__(self, "weight_decay", _check_float("weight_decay", self.weight_decay, 0.0, math.inf,
-                                                              hi_open=True))  # fmt: skip
+                                                              hi_open=True))
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"TrainConfig.optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
         object.__setattr__(self, "momentum", _check_float("momentum", self.momentum, 0.0, 1.0, hi_open=True))
@@ -175,7 +175,7 @@ class TrainConfig:
         object.__setattr__(self, "min_lr_ratio", _check_float("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0))
         if self.grad_clip is not None:
             object.__setattr__(self, "grad_clip", _check_float("grad_clip", self.grad_clip, 0.0, math.inf,
-                                                               lo_open=True, hi_open=True))  # fmt: skip
+                                                               lo_open=True, hi_open=True))
         _check_int("checkpoint_every", self.checkpoint_every, 1)
         _check_int("log_every", self.log_every, 1)
         _check_int("eval_every", self.eval_every, 0)
@@ -247,7 +247,7 @@ def _epoch_permutation(num_items: int, seed: int, epoch: int) -> np.ndarray:
 
 
 def batch_indices(num_items: int, batch_size: int, seed: int, step: int, *, rank: int = 0,
-                  world_size: int = 1) -> list[int]:  # fmt: skip
+                  world_size: int = 1) -> list[int]:
     """Dataset indices that rank ``rank`` of ``world_size`` processes trains on at step ``step``.
 
     Parameters
@@ -294,7 +294,7 @@ class StepBatchSampler(torch.utils.data.Sampler):
     """A DataLoader ``batch_sampler`` yielding :func:`batch_indices` for steps ``start_step + 1 .. steps``."""
 
     def __init__(self, num_items: int, batch_size: int, seed: int, *, steps: int, start_step: int = 0,
-                 rank: int = 0, world_size: int = 1) -> None:  # fmt: skip
+                 rank: int = 0, world_size: int = 1) -> None:
         if not 0 <= start_step <= steps:
             raise ValueError(f"start_step must be in [0, steps={steps}], got {start_step}")
         batch_indices(num_items, batch_size, seed, 1, rank=rank, world_size=world_size)  # validates the arguments
@@ -307,7 +307,7 @@ class StepBatchSampler(torch.utils.data.Sampler):
     def __iter__(self) -> Iterator[list[int]]:
         for step in range(self.start_step + 1, self.steps + 1):
             yield batch_indices(self.num_items, self.batch_size, self.seed, step, rank=self.rank,
-                                world_size=self.world_size)  # fmt: skip
+                                world_size=self.world_size)
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints
@@ -395,9 +395,9 @@ def verify_checkpoint(path: str | os.PathLike) -> None:
             raise
         if "CRC" in str(err):  # a record's own CRC-32 caught the damage first
             raise CheckpointError(f"{path}: checksum mismatch, the content differs from what was written (a corrupt "
-                                  f"file: {err}); refusing to load it") from None  # fmt: skip
+                                  f"file: {err}); refusing to load it") from None
         raise CheckpointError(f"{path}: cannot read the checkpoint (corrupt or truncated?): not a complete "
-                              f"checkpoint archive ({err})") from None  # fmt: skip
+                              f"checkpoint archive ({err})") from None
     if actual != expected:
         raise CheckpointError(f"{path}: checksum mismatch, the content differs from what was written (a corrupt "
                               f"file: SHA-256 {actual[:12]}..., recorded {expected[:12]}...); refusing to load it")
@@ -413,7 +413,7 @@ def _torch_load(path: Path) -> Any:
         if "weights_only" in str(err):
             text = "it holds objects other than tensors and plain containers"
         raise CheckpointError(f"{path}: cannot read the checkpoint (corrupt or truncated?): {type(err).__name__}: "
-                              f"{text}"[:600]) from None  # fmt: skip
+                              f"{text}"[:600]) from None
 
 
 def _read_checkpoint(path: Path, model: nn.Module, config: TrainConfig | None) -> dict[str, Any]:
@@ -424,13 +424,13 @@ def _read_checkpoint(path: Path, model: nn.Module, config: TrainConfig | None) -
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in _REQUIRED_KEYS):
         have = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path}: not a fashion_lib.engine checkpoint (expected keys {list(_REQUIRED_KEYS)}, "
-                              f"got {have})")  # fmt: skip
+                              f"got {have})")
     if ckpt["format"] != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: checkpoint format {ckpt['format']!r}, this engine reads {CHECKPOINT_FORMAT}")
     differences = _fingerprint_differences(ckpt["fingerprint"], model_fingerprint(model))
     if differences:
         raise CheckpointError(f"{path}: model fingerprint differs, the checkpoint is for another model: "
-                              + "; ".join(differences))  # fmt: skip
+                              + "; ".join(differences))
     if config is not None:
         differences = _config_differences(ckpt["config"], config)
         if differences:
@@ -464,7 +464,7 @@ def _rng_state(device: torch.device) -> dict[str, Any]:
     state = {
         "torch": torch.get_rng_state(),
         "numpy": {"key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
-                  "gauss": float(gauss)},  # fmt: skip
+                  "gauss": float(gauss)},
         "python": random.getstate(),
     }
     if device.type == "cuda":
@@ -525,7 +525,7 @@ def _history(rows: Mapping[int, Mapping[str, Any]], keys: Mapping[str, float]) -
     """Every evaluation so far, in step order: ``"step"`` and the values of ``keys`` (rows read back from
     ``metrics.csv`` on resume hold strings)."""
     return [{"step": float(s), **{k: float(rows[s][k]) for k in keys}} for s in sorted(rows)
-            if all(rows[s].get(k) not in (None, "") for k in keys)]  # fmt: skip
+            if all(rows[s].get(k) not in (None, "") for k in keys)]
 
 
 def _add_columns(columns: list[str], keys: Sequence[str]) -> None:
@@ -567,7 +567,7 @@ def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
         raise ValueError("the model has no trainable parameter")
     decay, no_decay = [p for p in params if p.ndim >= 2], [p for p in params if p.ndim < 2]
     groups = [g for g in ({"params": decay, "weight_decay": config.weight_decay},
-                          {"params": no_decay, "weight_decay": 0.0}) if g["params"]]  # fmt: skip
+                          {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
     if config.optimizer == "adamw":
         # one fused kernel over all tensors: for the cpu preset's 14.4 M parameters on the 2-core CPU, 47 ms a step
         # against 325 ms for the default per-tensor loop (measured on a loaded machine); the same update up to rounding
@@ -577,26 +577,26 @@ def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
 
 
 def _to_device(images: Sequence[torch.Tensor], targets: Sequence[Mapping[str, Any]], device: torch.device
-               ) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:  # fmt: skip
+               ) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
     if device.type == "cpu":
         return list(images), [dict(t) for t in targets]
     images = [im.to(device, non_blocking=True) for im in images]
     targets = [{k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in t.items()}
-               for t in targets]  # fmt: skip
+               for t in targets]
     return images, targets
 
 
 def _check_losses(losses: Any, step: int) -> None:
     if not isinstance(losses, Mapping) or not losses:
         raise TypeError(f"step {step}: in train mode the model must return a non-empty dict of scalar loss "
-                        f"tensors (torchvision detection convention), got {type(losses).__name__}")  # fmt: skip
+                        f"tensors (torchvision detection convention), got {type(losses).__name__}")
     bad = [k for k, v in losses.items() if not (torch.is_tensor(v) and v.numel() == 1)]
     if bad:
         raise TypeError(f"step {step}: loss terms {bad} are not scalar tensors")
 
 
 def _evaluate(evaluate: Callable[[nn.Module, int], Mapping[str, float]], model: nn.Module, step: int,
-              reserved: set[str]) -> dict[str, float]:  # fmt: skip
+              reserved: set[str]) -> dict[str, float]:
     """Run the evaluation hook in eval mode without gradients, leaving the global RNG states untouched."""
     py_state, np_state = random.getstate(), np.random.get_state()  # noqa: NPY002
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
@@ -618,7 +618,7 @@ def _evaluate(evaluate: Callable[[nn.Module, int], Mapping[str, float]], model: 
 
 def _optimisation_step(net: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                        images: list[torch.Tensor], targets: list[dict[str, Any]], *, config: TrainConfig, step: int,
-                       world: int, use_amp: bool, run_dir: Path) -> tuple[dict[str, float], float]:  # fmt: skip
+                       world: int, use_amp: bool, run_dir: Path) -> tuple[dict[str, float], float]:
     """Forward, check, backward, update. Returns the loss terms and ``"total"`` (averaged over processes) and the
     learning rate the update used. Raises FloatingPointError before anything changes if a term is not finite."""
     device_type = next(model.parameters()).device.type
@@ -634,7 +634,7 @@ def _optimisation_step(net: nn.Module, model: nn.Module, optimizer: torch.optim.
     if not torch.isfinite(values).all():
         bad = ", ".join(f"{k}={v:g}" for k, v in zip(names, values.tolist(), strict=True) if not math.isfinite(v))
         raise FloatingPointError(f"non-finite loss at step {step}: {bad}; stopping (the last checkpoint in "
-                                 f"{run_dir} is from before this step)")  # fmt: skip
+                                 f"{run_dir} is from before this step)")
     total = sum(loss_dict.values())
     optimizer.zero_grad(set_to_none=True)
     total.backward()
@@ -720,7 +720,7 @@ def train(
         device = torch.device("cuda", local_rank if world > 1 else torch.cuda.current_device())
     if config.batch_size % world:
         raise ValueError(f"TrainConfig.batch_size (global) = {config.batch_size} is not divisible by the world "
-                         f"size {world}")  # fmt: skip
+                         f"size {world}")
     main = rank == 0
     run_dir = Path(run_dir)
     ckpt_path, metrics_path = run_dir / CHECKPOINT_NAME, run_dir / METRICS_NAME
@@ -732,18 +732,18 @@ def train(
     ckpt = _read_checkpoint(ckpt_path, model, config) if ckpt_path.exists() else None
     if ckpt is not None and ckpt.get("num_items") != len(dataset):
         raise CheckpointError(f"{ckpt_path}: written for a dataset of {ckpt.get('num_items')} items, now "
-                              f"{len(dataset)}; the data order would differ. Use another run folder.")  # fmt: skip
+                              f"{len(dataset)}; the data order would differ. Use another run folder.")
     finished = ckpt is not None and (ckpt["step"] == config.steps or bool(ckpt.get("stopped", False)))
     if ckpt is not None and not finished and any(k not in ckpt for k in _RESUME_KEYS):
         raise CheckpointError(f"{ckpt_path}: step {ckpt['step']} of {config.steps} but no resume state "
                               f"({', '.join(k for k in _RESUME_KEYS if k not in ckpt)} missing); cannot continue "
-                              "the run. Use another run folder.")  # fmt: skip
+                              "the run. Use another run folder.")
     if finished:
         model.load_state_dict(ckpt["model"])
         model.eval()
         log.info("%s: finished run found (step %d), returning it without training", run_dir, ckpt["step"])
         return TrainResult(model, ckpt["step"], run_dir, ckpt["step"], time.perf_counter() - t_call, math.nan,
-                           metrics_path, dict(ckpt.get("losses", {})))  # fmt: skip
+                           metrics_path, dict(ckpt.get("losses", {})))
 
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -772,11 +772,11 @@ def train(
             log.info("TrainConfig.compile ignored: torch.compile is used on CUDA only (device %s)", device)
 
     sampler = StepBatchSampler(len(dataset), config.batch_size, config.seed, steps=config.steps, start_step=start,
-                               rank=rank, world_size=world)  # fmt: skip
+                               rank=rank, world_size=world)
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, collate_fn=collate_fn, num_workers=config.num_workers,
         pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(config.seed),
-    )  # fmt: skip
+    )
     git = _git_commit() if main else {}
     if ckpt is None:
         _seed_global_rngs(config.seed + rank)
@@ -784,14 +784,14 @@ def train(
         _set_rng_state(ckpt["rng"][rank], device)
     else:
         log.warning("%s was written by %d processes, now %d: the models' random draws will not replay exactly",
-                    ckpt_path, len(ckpt["rng"]), world)  # fmt: skip
+                    ckpt_path, len(ckpt["rng"]), world)
         _seed_global_rngs(int(np.random.SeedSequence([config.seed, rank, start]).generate_state(1)[0]) % 2**31)
     del ckpt
 
     model.train()
     show = progress and main
     bar = tqdm(total=config.steps, initial=start, disable=not show, desc=run_dir.name, unit="step",
-               dynamic_ncols=True)  # fmt: skip
+               dynamic_ncols=True)
     t_start = time.perf_counter()
     step, losses = start, {}
     train_time, window_time, window_steps = 0.0, 0.0, 0
@@ -806,7 +806,7 @@ def train(
             step += 1
             images, targets = _to_device(images, targets, device)
             losses, lr = _optimisation_step(net, model, optimizer, scheduler, images, targets, config=config,
-                                            step=step, world=world, use_amp=use_amp, run_dir=run_dir)  # fmt: skip
+                                            step=step, world=world, use_amp=use_amp, run_dir=run_dir)
             dt = time.perf_counter() - t_step
             train_time, window_time, window_steps = train_time + dt, window_time + dt, window_steps + 1
             last = step == config.steps
@@ -841,7 +841,7 @@ def train(
                 _save_checkpoint(ckpt_path, model, optimizer, scheduler, config, step, device, world, git,
                                  elapsed_before + time.perf_counter() - t_start, losses, len(dataset),
                                  resume_state=keep_resume_state or not (last or stopped),
-                                 stopped=stopped)  # fmt: skip
+                                 stopped=stopped)
                 log.debug("checkpoint at step %d written in %.2f s", step, time.perf_counter() - t_ckpt)
             if stopped:
                 log.info("%s: stopped by the stop hook at step %d of %d", run_dir, step, config.steps)
@@ -849,13 +849,13 @@ def train(
     model.eval()
     done = step - start
     return TrainResult(model, step, run_dir, start or None, time.perf_counter() - t_call,
-                       done * config.batch_size / max(train_time, 1e-9), metrics_path, losses)  # fmt: skip
+                       done * config.batch_size / max(train_time, 1e-9), metrics_path, losses)
 
 
 def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                      config: TrainConfig, step: int, device: torch.device, world: int, git: Mapping[str, Any],
                      elapsed_s: float, losses: Mapping[str, float], num_items: int, *, resume_state: bool = True,
-                     stopped: bool = False) -> None:  # fmt: skip
+                     stopped: bool = False) -> None:
     """Rank 0 writes ``path`` atomically with its checksum; every rank contributes its RNG states and waits for the
     write. Without ``resume_state`` the optimiser, scheduler and RNG states are left out (a finished run)."""
     state = _rng_state(device)

@@ -177,7 +177,7 @@ def decode_text(data: bytes, name: str, *, encoding: str = "utf-8") -> str:
         bad = data[err.start:err.end].hex(" ")
         raise ValueError(f"{name}: byte {err.start} (line {line}): {bad} is not valid "
                          f"{encoding.removesuffix('-sig').upper()} ({err.reason}); save the file as UTF-8"
-                         ) from None  # fmt: skip
+                         ) from None
 
 
 def load_json(path: str | os.PathLike, **kwargs) -> Any:

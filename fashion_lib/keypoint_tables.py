@@ -39,7 +39,7 @@ _FASHIONAI_NAMES = [
     "armpit_right", "waistline_left", "waistline_right", "cuff_left_in", "cuff_left_out", "cuff_right_in",
     "cuff_right_out", "top_hem_left", "top_hem_right", "waistband_left", "waistband_right", "hemline_left",
     "hemline_right", "crotch", "bottom_left_in", "bottom_left_out", "bottom_right_in", "bottom_right_out",
-]  # fmt: skip
+]
 
 _FASHIONAI_PAIRS = {
     "neckline": ("neckline_left", "neckline_right"),
@@ -66,7 +66,7 @@ _FASHIONAI_CATEGORIES = {
     "skirt": ["waistband_left", "waistband_right", "hemline_left", "hemline_right"],
     "trousers": ["waistband_left", "waistband_right", "crotch", "bottom_left_in", "bottom_left_out",
                  "bottom_right_in", "bottom_right_out"],
-}  # fmt: skip
+}
 
 # No OKS constants were ever published for FashionAI. Our choice: each point borrows the COCO sigma of the body
 # part it sits on (neckline ~ ears 0.035, centre front/shoulders 0.079, armpits and waist/waistband/hems/crotch
@@ -75,7 +75,7 @@ _FASHIONAI_CATEGORIES = {
 _FASHIONAI_SIGMA_BY_PART = {
     "neckline": 0.035, "center_front": 0.079, "shoulder": 0.079, "armpit": 0.107, "waistline": 0.107,
     "cuff": 0.062, "top_hem": 0.107, "waistband": 0.107, "hemline": 0.107, "crotch": 0.107, "bottom": 0.089,
-}  # fmt: skip
+}
 
 
 def _fashionai_sigma(point: str) -> float:
@@ -95,7 +95,7 @@ _FASHIONAI_EDGES = [
     ("waistband_left", "hemline_left"), ("waistband_right", "hemline_right"), ("waistband_left", "bottom_left_out"),
     ("waistband_right", "bottom_right_out"), ("bottom_left_out", "bottom_left_in"),
     ("bottom_right_out", "bottom_right_in"), ("bottom_left_in", "crotch"), ("bottom_right_in", "crotch"),
-]  # fmt: skip
+]
 
 FASHIONAI = SchemaTable(
     name="fashionai",
@@ -120,13 +120,13 @@ _COCO_NAMES = [
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
     "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
     "right_ankle",
-]  # fmt: skip
+]
 _COCO_PARTS = ["eye", "ear", "shoulder", "elbow", "wrist", "hip", "knee", "ankle"]
 # 1-based skeleton of the COCO category entry (data-formats.md, D.1).
 _COCO_SKELETON = [
     [16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8], [7, 9], [8, 10], [9, 11],
     [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7],
-]  # fmt: skip
+]
 
 COCO = SchemaTable(
     name="coco",

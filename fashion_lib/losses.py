@@ -41,7 +41,7 @@ def _check(logits: torch.Tensor, labels: torch.Tensor) -> None:
     if labels.numel() and bool(bad.any()):
         i, j = (int(v) for v in torch.nonzero(bad)[0])
         raise ValueError(f"labels[{i}, {j}] = {int(labels[i, j])}: expected a code N={N}, M={M} or Y={Y} "
-                         "(fashion_lib.attributes.parse_label_string)")  # fmt: skip
+                         "(fashion_lib.attributes.parse_label_string)")
 
 
 def maybe_weights(labels: torch.Tensor, beta: float | None) -> torch.Tensor:
@@ -75,7 +75,7 @@ def maybe_weights(labels: torch.Tensor, beta: float | None) -> torch.Tensor:
     if t_max and 1.0 - t_max * beta <= 0:
         raise ValueError(f"beta = {beta} makes the 'y' weight 1 - t * beta = {1.0 - t_max * beta:g} <= 0 for a sample "
                          f"with t = {t_max} 'm' labels (the largest t in this batch); beta must be < 1 / {t_max} = "
-                         f"{1.0 / t_max:g}")  # fmt: skip
+                         f"{1.0 / t_max:g}")
     return is_m.float() * beta + is_y.float() * (1.0 - t.float() * beta)
 
 

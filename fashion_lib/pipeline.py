@@ -268,7 +268,7 @@ class _ProfileLoader(yaml.SafeLoader):
             line = key_node.start_mark.line + 1
             if key in seen:
                 raise ProfileError(f"{self.source} line {line}: key {key!r} is written twice (first on line "
-                                   f"{seen[key]}); YAML would keep only the last silently")  # fmt: skip
+                                   f"{seen[key]}); YAML would keep only the last silently")
             seen[key] = line
         return super().construct_mapping(node, deep)
 
@@ -317,7 +317,7 @@ def load_profile(path: Path) -> Profile:
     for section, values in data.items():
         if not isinstance(values, dict) and values is not None:
             raise ProfileError(f"{path} line {lines.get((str(section),), '?')}: section {section!r} must be a "
-                               "mapping of parameter: value")  # fmt: skip
+                               "mapping of parameter: value")
     return Profile({str(k): dict(v or {}) for k, v in data.items()}, lines)
 
 
@@ -338,7 +338,7 @@ def _type_problem(default: Any, value: Any) -> str | None:
             if default and all(_type_problem(d, element) for d in default):
                 kinds = sorted({type(d).__name__ for d in default})
                 return (f"element [{i}] = {element!r} ({type(element).__name__}) must be a {' or '.join(kinds)} like "
-                        f"the elements of its default {default!r}")  # fmt: skip
+                        f"the elements of its default {default!r}")
         return None
     elif isinstance(default, dict):
         if not isinstance(value, dict):
@@ -408,7 +408,7 @@ def resolve_parameters(
                 takers = [nb for nb in notebooks if name in nb.defaults]
                 if not takers:
                     raise ProfileError(f"{at(profile_name, section, name)}: 'all' sets {name!r}, which no notebook "
-                                       "declares")  # fmt: skip
+                                       "declares")
                 for nb in takers:
                     _check(f"{at(profile_name, section, name)} (all)", nb, name, value)
                     params[nb.name][name] = _layered(nb.defaults[name], params[nb.name].get(name), value)
@@ -418,10 +418,10 @@ def resolve_parameters(
                 params[section][name] = _layered(by_name[section].defaults[name], params[section].get(name), value)
         elif not _is_notebook_name(section):
             raise ProfileError(f"{at(profile_name, section)}: unknown section {section!r}; valid: 'all' or a "
-                               "notebook name")  # fmt: skip
+                               "notebook name")
         elif section not in exists:
             raise ProfileError(f"{at(profile_name, section)}: section {section!r} names no notebook (a typo would "
-                               f"run the notebook with its own defaults); notebooks: {sorted(exists)}")  # fmt: skip
+                               f"run the notebook with its own defaults); notebooks: {sorted(exists)}")
         # else: a section for a notebook outside --only, skipped
     for raw_name, raw_value in overrides:
         try:
@@ -449,7 +449,7 @@ def profile_path(root: Path, profile: str) -> Path:
 
 
 def notebook_parameters(profile: str, overrides: Sequence[tuple[str, str]] = (), *, root: Path | None = None
-                        ) -> dict[str, dict[str, Any]]:  # fmt: skip
+                        ) -> dict[str, dict[str, Any]]:
     """Every parameter each notebook runs with under ``profile``: its defaults, then what :func:`resolve_parameters`
     sets. Lets code outside the book (``python -m fashion_lib.train --profile``) use the values a notebook gets."""
     root = find_repo_root(root)

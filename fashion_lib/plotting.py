@@ -57,7 +57,7 @@ _TEMPLATES: dict[str, dict[str, tuple[float, float]]] = {
         "left_wrist": (70, 62), "right_wrist": (30, 62), "left_hip": (58, 62), "right_hip": (42, 62),
         "left_knee": (59, 86), "right_knee": (41, 86), "left_ankle": (59, 110), "right_ankle": (41, 110),
     },
-}  # fmt: skip
+}
 
 
 def schema_template(schema: KeypointSchema, category: str) -> torch.Tensor:
@@ -257,7 +257,7 @@ def draw_effect_map(ax, change: torch.Tensor, low: torch.Tensor, high: torch.Ten
 
 
 def draw_learning_curves(axes, curves, *, value: str = "val_accuracy", scale: float = 100.0,
-                         ylabel: str = "validation accuracy (%)"):  # fmt: skip
+                         ylabel: str = "validation accuracy (%)"):
     """Per-pass training loss (left) and a monitored validation figure (right), a line per method and network,
     averaged over seeds.
 

@@ -48,7 +48,7 @@ TABLE1_NOTEBOOKS = {"fashionai": "10_table1_fashionai", "coco": "11_table1_coco"
 _SETUP_PARAMETERS = ("val_images", "data_root", "train_file", "val_file", "val_root")
 # Settings without --profile; an option left out takes its value from here or from the profile.
 _DEFAULTS = {"preset": "cpu", "image_size": 128, "steps": 400, "batch_size": 8, "lr": 1e-3, "seeds": [0],
-             "data_root": "", "train_file": ""}  # fmt: skip
+             "data_root": "", "train_file": ""}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,7 +100,7 @@ def profile_settings(profile: str, schema: str, overrides: Sequence[tuple[str, s
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     """KeypointSetup fields and ``seeds``: the profile's (or the defaults), then the options given."""
     given = {"preset": args.preset, "image_size": args.image_size, "batch_size": args.batch_size, "lr": args.lr,
-             "seeds": args.seeds, "data_root": args.data_root, "train_file": args.train_file}  # fmt: skip
+             "seeds": args.seeds, "data_root": args.data_root, "train_file": args.train_file}
     if args.steps is not None:
         given.update(train_steps=args.steps, cpn_steps=args.steps)
         if args.schema == "coco":  # the profile may give people their own Keypoint R-CNN schedule

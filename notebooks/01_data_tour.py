@@ -98,7 +98,7 @@ def show(ax, image):
 
 # %%
 fig, axes = plt.subplots(len(CATEGORIES), per_category, figsize=(2.2 * per_category, 2.4 * len(CATEGORIES)),
-                         dpi=dpi, squeeze=False)  # fmt: skip
+                         dpi=dpi, squeeze=False)
 for row, category in enumerate(CATEGORIES):
     data = SyntheticGarments(config, per_category, seed=seeds[0], split="tour", categories=[category])
     for col in range(per_category):
@@ -148,7 +148,7 @@ for i in range(people_images):
         else:
             draw_keypoints(ax, kp, COCO, size=5)
     ax.set_title(f"{int((target['iscrowd'] == 0).sum())} persons" + (", crowd" if target["iscrowd"].any() else ""),
-                 fontsize=7)  # fmt: skip
+                 fontsize=7)
 for i in range(deepfashion_images):
     image, target = items[i]
     ax = axes[1, i]
@@ -158,7 +158,7 @@ for i in range(deepfashion_images):
         if kp[slot, 2] > 0:
             color = LEFT_COLOR if name.startswith("left") else RIGHT_COLOR
             ax.scatter(kp[slot, 0], kp[slot, 1], s=14, edgecolors=color, linewidths=1.2,
-                       facecolors=color if kp[slot, 2] == 2 else "none")  # fmt: skip
+                       facecolors=color if kp[slot, 2] == 2 else "none")
     positives = [attribute_names[j] for j in target["attributes"].nonzero().flatten().tolist()]
     ax.set_title(f"{target['category']}: " + ", ".join(positives[:4]), fontsize=6)
 fig.tight_layout()
@@ -199,13 +199,13 @@ df = SyntheticDeepFashion(config, stats_items, seed=seeds[0], split="stats")
 positives = torch.stack([target["attributes"] for _, target in df]).float()
 types = torch.tensor([t for _, t in DEEPFASHION_ATTRIBUTES])
 per_type = {name: float(positives[:, types == t].sum(1).mean())
-            for t, name in enumerate(("texture", "fabric", "shape", "part", "style"), start=1)}  # fmt: skip
+            for t, name in enumerate(("texture", "fabric", "shape", "part", "style"), start=1)}
 
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.2), dpi=dpi)
 x = np.arange(len(summary))
 ax1.bar(x, summary["m rate"], color="tab:purple")
 ax1.errorbar(x, summary["m rate"], yerr=[summary["m rate"] - spread["min"], spread["max"] - summary["m rate"]],
-             fmt="none", color="k", lw=1)  # fmt: skip
+             fmt="none", color="k", lw=1)
 ax1.set_xticks(x, summary.index, fontsize=8)
 ax1.set_ylabel("items with an m label")
 ax1.set_title("FashionAI tasks: share of items with an 'm'", fontsize=9)
@@ -248,28 +248,28 @@ knob_rows = []
 for seed in seeds:
     for rate in occlusion_values:
         data = SyntheticGarments(WorldConfig(image_size=image_size, occlusion_rate=rate), knob_items, seed=seed,
-                                 split="knobs")  # fmt: skip
+                                 split="knobs")
         kp = torch.cat([t["keypoints"] for _, t in data])
         knob_rows.append({"knob": "occlusion_rate", "value": rate, "seed": seed,
-                          "measure": float(occluded_fraction(kp))})  # fmt: skip
+                          "measure": float(occluded_fraction(kp))})
     for asym in asymmetry_values:
         data = SyntheticGarments(WorldConfig(image_size=image_size, asymmetry=asym, perspective=0.0,
                                              occluded_label_noise=0.0), knob_items, seed=seed, split="knobs")
         targets = [t for _, t in data]
         offsets = pair_axis_offsets(torch.cat([t["keypoints"] for t in targets]),
-                                    torch.cat([t["axis"] for t in targets]), FASHIONAI)  # fmt: skip
+                                    torch.cat([t["axis"] for t in targets]), FASHIONAI)
         knob_rows.append({"knob": "asymmetry", "value": asym, "seed": seed,
-                          "measure": float(offsets.abs().nan_to_num(0.0).amax(1).mean())})  # fmt: skip
+                          "measure": float(offsets.abs().nan_to_num(0.0).amax(1).mean())})
 knobs = pd.DataFrame(knob_rows)
 
 fig, axes = plt.subplots(2, 3, figsize=(10, 6.4), dpi=dpi)
 panels = (("occlusion_rate", "occluded share of labelled points", occlusion_values),
-          ("asymmetry", "largest |pair midpoint - axis| (px)", asymmetry_values))  # fmt: skip
+          ("asymmetry", "largest |pair midpoint - axis| (px)", asymmetry_values))
 for row, (knob, ylabel, values) in enumerate(panels):
     stats = knobs[knobs.knob == knob].groupby("value")["measure"].agg(["mean", "min", "max"])
     ax = axes[row, 0]
     ax.errorbar(stats.index, stats["mean"], yerr=[stats["mean"] - stats["min"], stats["max"] - stats["mean"]],
-                marker="o", capsize=3)  # fmt: skip
+                marker="o", capsize=3)
     ax.set_xlabel(knob)
     ax.set_ylabel(ylabel, fontsize=8)
     for col, value in ((1, values[0]), (2, values[-1])):
@@ -463,7 +463,7 @@ for name, ds in loaders.items():
     table.append({"data set": name, "source": "real" if real[name] else "synthetic", "images": len(ds),
                   "points per instance": int(target["keypoints"].shape[1]),
                   "first image": f"{image.shape[2]} x {image.shape[1]}",
-                  "quirks": ", ".join(f"{k} {v}" for k, v in ds.quirks.items() if v) or "none"})  # fmt: skip
+                  "quirks": ", ".join(f"{k} {v}" for k, v in ds.quirks.items() if v) or "none"})
 shutil.rmtree(workdir)  # the synthetic copies were only written to be read back
 glue("loader_warnings", len(caught), display=False)
 pd.DataFrame(table)

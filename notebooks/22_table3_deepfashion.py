@@ -68,7 +68,7 @@ from myst_nb import glue
 # timm's model hub client imports tqdm.auto, which warns in a kernel without ipywidgets
 warnings.filterwarnings("ignore", message="IProgress not found")
 from fashion_lib import provenance
-from fashion_lib.experiments import attributes as ax
+from fashion_lib.experiments import attributes as attrx
 from fashion_lib.experiments.keypoints import KeypointSetup
 from fashion_lib.metrics import crossed_bootstrap_ci
 from fashion_lib.plotting import draw_learning_curves
@@ -77,12 +77,12 @@ from fashion_lib.report import EXPLORATORY, format_ci, glue_ci, glue_claim, verd
 prov = provenance.start(run_info, seeds)
 detector_setup = KeypointSetup(schema="fashionai", **detector, data_root=keypoint_data_root,
                                train_file=keypoint_train_file)
-setup = ax.AttributeSetup(dataset="deepfashion", detector=detector_setup, detector_seed=seeds[0], profile=profile,
+setup = attrx.AttributeSetup(dataset="deepfashion", detector=detector_setup, detector_seed=seeds[0], profile=profile,
                           input_size=input_size, train_images=train_images, val_images=val_images, epochs=attr_epochs,
                           batch_size=attr_batch_size, lr=attr_lr, data_root=data_root, eval_split=eval_split)
-methods = ax.table3_methods()
+methods = attrx.table3_methods()
 if not ingredients:
-    methods = {name: m for name, m in methods.items() if name in (ax.T3_BASELINE, ax.T3_FULL, ax.T3_PLAIN)}
+    methods = {name: m for name, m in methods.items() if name in (attrx.T3_BASELINE, attrx.T3_FULL, attrx.T3_PLAIN)}
 display(Markdown(f"DeepFashion data: {'synthetic' if setup.synthetic else data_root}; networks: {setup.networks()}; "
                  f"rows: {list(methods)}."))
 
@@ -96,9 +96,9 @@ display(Markdown(f"DeepFashion data: {'synthetic' if setup.synthetic else data_r
 
 # %%
 t0 = time.perf_counter()
-preds, data, crops = ax.deepfashion_rows_for_seeds(setup, methods, seeds)
+preds, data, crops = attrx.deepfashion_rows_for_seeds(setup, methods, seeds)
 wall = time.perf_counter() - t0
-groups = ax.attribute_groups(data)
+groups = attrx.attribute_groups(data)
 glue("t3_train_images", len(data.train), display=False)
 glue("t3_val_images", len(data.val), display=False)
 glue("t3_detected", 100 * float(crops["val"].detected.float().mean()), display=False)
@@ -115,7 +115,7 @@ display(Markdown(f"{len(data.train)} training and {len(data.val)} scored images;
 # networks with a category head (right; the attribute-only network of the baseline has none), means over seeds.
 
 # %%
-curves = ax.learning_curves(preds)
+curves = attrx.learning_curves(preds)
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), dpi=dpi)
 draw_learning_curves(axes, curves, value="val_category_top3", ylabel="top-3 category accuracy (%)")
 fig.tight_layout()
@@ -137,11 +137,11 @@ plt.close(fig)
 # run here and are not comparable with our synthetic numbers.
 
 # %%
-table3 = ax.table3_frame(preds, groups)
-chance = {k: ax.deepfashion_chance(preds[ax.T3_BASELINE][0], groups, k) for k in (3, 5)}
+table3 = attrx.table3_frame(preds, groups)
+chance = {k: attrx.deepfashion_chance(preds[attrx.T3_BASELINE][0], groups, k) for k in (3, 5)}
 glue("t3_chance_category_top3", 100 * chance[3]["category"], display=False)
 glue("t3_chance_all_top3", 100 * chance[3]["all"], display=False)
-for name, key in ((ax.T3_BASELINE, "baseline"), (ax.T3_FULL, "full")):
+for name, key in ((attrx.T3_BASELINE, "baseline"), (attrx.T3_FULL, "full")):
     glue(f"t3_all_top3_{key}", float(table3.loc[f"{name} (ours)", ("All", "top3")]), display=False)
     glue(f"t3_category_top3_{key}", float(table3.loc[f"{name} (ours)", ("Category", "top3")]), display=False)
 table3
@@ -164,25 +164,25 @@ table3
 
 # %%
 gen = torch.Generator().manual_seed(0)
-arrays = {name: ax.deepfashion_arrays(per_seed) for name, per_seed in preds.items()}
+arrays = {name: attrx.deepfashion_arrays(per_seed) for name, per_seed in preds.items()}
 
 
 def column_metric(group, k):
     """The metric of one Table 3 column (a fraction)."""
-    return ax.category_metric(k) if group == "category" else ax.recall_metric(k, group, groups)
+    return attrx.category_metric(k) if group == "category" else attrx.recall_metric(k, group, groups)
 
 
 def difference(a, b, group, k):
     return crossed_bootstrap_ci(column_metric(group, k), arrays[a], arrays[b], n_boot=n_boot, generator=gen)
 
 
-paper_full, paper_base = ax.PAPER_TABLE3[ax.T3_FULL], ax.PAPER_TABLE3[ax.T3_BASELINE]
+paper_full, paper_base = attrx.PAPER_TABLE3[attrx.T3_FULL], attrx.PAPER_TABLE3[attrx.T3_BASELINE]
 rows = []
-for i, group in enumerate(ax.TABLE3_GROUPS):
+for i, group in enumerate(attrx.TABLE3_GROUPS):
     if group not in ("category", "all") and group not in groups:
         continue
     for j, k in enumerate((3, 5)):
-        ci = difference(ax.T3_FULL, ax.T3_BASELINE, group, k)
+        ci = difference(attrx.T3_FULL, attrx.T3_BASELINE, group, k)
         col = 2 * i + j
         rows.append({"column": f"{group} top-{k}", "paper, points": f"{paper_full[col] - paper_base[col]:+.2f}",
                      "ours, points [95 %]": format_ci(ci, scale=100, signed=True),
@@ -195,8 +195,9 @@ glue("exploratory", EXPLORATORY, display=False)
 glue("verdict_t3", next(r["verdict"] for r in rows if r["column"] == "all top-3"), display=False)
 glue("t3_supported_columns", sum(r["verdict"] == "supports" for r in rows), display=False)
 glue("t3_columns", len(rows), display=False)
-for name, base, key in ((ax.T3_JOINT_ALONE, ax.T3_BASELINE, "joint_alone"),
-                        (ax.T3_NKD_ALONE, ax.T3_BASELINE, "nkd_alone"), (ax.T3_FULL, ax.T3_PLAIN, "nkd_share")):
+for name, base, key in ((attrx.T3_JOINT_ALONE, attrx.T3_BASELINE, "joint_alone"),
+                        (attrx.T3_NKD_ALONE, attrx.T3_BASELINE, "nkd_alone"),
+                        (attrx.T3_FULL, attrx.T3_PLAIN, "nkd_share")):
     if name in arrays and base in arrays:
         for group in ("all", "category"):
             ci = difference(name, base, group, 3)
@@ -229,16 +230,16 @@ pd.DataFrame(rows).set_index("column")
 cols = [c for c in table3.columns if c[1] == "top3"]
 ours = table3.loc[[f"{n} (ours)" for n in methods]]
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), dpi=dpi, sharey=True)
-paper_rows = table3.loc[[f"{n} (paper)" for n in (ax.T3_BASELINE, ax.T3_FULL)]]
-for ax_, frame, title in ((axes[0], paper_rows, "the paper (real DeepFashion)"),
+paper_rows = table3.loc[[f"{n} (paper)" for n in (attrx.T3_BASELINE, attrx.T3_FULL)]]
+for ax, frame, title in ((axes[0], paper_rows, "the paper (real DeepFashion)"),
                           (axes[1], ours, f"ours (synthetic, mean of {len(seeds)} seeds)")):
     width = 0.8 / len(frame)
     for r, (name, row) in enumerate(frame.iterrows()):
-        ax_.bar([i + r * width for i in range(len(cols))], [row[c] for c in cols], width,
+        ax.bar([i + r * width for i in range(len(cols))], [row[c] for c in cols], width,
                 label=name.replace(" (ours)", "").replace(" (paper)", ""))
-    ax_.set_xticks([i + 0.4 - width / 2 for i in range(len(cols))], [c[0] for c in cols])
-    ax_.set_title(title)
-    ax_.set_ylabel("top-3 (%)")
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(cols))], [c[0] for c in cols])
+    ax.set_title(title)
+    ax.set_ylabel("top-3 (%)")
 axes[1].legend(fontsize=7)
 fig.tight_layout()
 glue("table3_figure", fig, display=False)

@@ -99,7 +99,7 @@ def test_network_loads_local_backbone_weights(tmp_path):
         ({"input_size": 8}, "input_size must be an int >= 16"),
         ({"drop_rate": 1.0}, r"drop_rate must be in \[0, 1\)"),
     ],
-)  # fmt: skip
+)
 def test_net_config_rejects_bad_values(kwargs, match):
     args = {"backbone": TINY, "tasks": (("a", 2),), "input_size": 32, **kwargs}
     with pytest.raises(ValueError, match=match):
@@ -181,7 +181,7 @@ def test_train_mode_masks_tasks_without_labels_and_matches_the_loss():
         {"task": "sleeve_length_labels", "labels": codes("sleeve_length_labels", 7)},  # a real FashionAI row
         {"task": "skirt_length_labels", "labels": codes("skirt_length_labels", 1, (2,))},
         {},  # no label at all
-    ]  # fmt: skip
+    ]
     ims = images(4)
     torch.manual_seed(1)  # the training crops' flips
     losses = model(ims, targets)
@@ -193,9 +193,9 @@ def test_train_mode_masks_tasks_without_labels_and_matches_the_loss():
     logits = model.net(model.train_inputs(ims, targets))
     sleeve = torch.stack([codes("sleeve_length_labels", 3, (4,)), codes("sleeve_length_labels", 7)])
     torch.testing.assert_close(losses["loss_sleeve_length_labels"],
-                               maybe_weighted_ce(logits["sleeve_length_labels"][[0, 1]], sleeve, 0.1))  # fmt: skip
+                               maybe_weighted_ce(logits["sleeve_length_labels"][[0, 1]], sleeve, 0.1))
     torch.testing.assert_close(losses["loss_skirt_length_labels"], maybe_weighted_ce(
-        logits["skirt_length_labels"][[2]], codes("skirt_length_labels", 1, (2,))[None], 0.1))  # fmt: skip
+        logits["skirt_length_labels"][[2]], codes("skirt_length_labels", 1, (2,))[None], 0.1))
     assert losses["loss_pant_length_labels"].item() == 0.0  # no sample carries it
     sum(losses.values()).backward()
     head = model.net.heads["pant_length_labels"]
@@ -290,14 +290,14 @@ def test_train_mode_rejects_bad_targets():
 def test_deepfashion_recognizer_losses_and_scores():
     torch.manual_seed(0)
     model = build_recognizer(deepfashion_config(TINY_PROFILE, num_categories=4, num_attributes=6,
-                                                attribute_weight=0.5))  # fmt: skip
+                                                attribute_weight=0.5))
     assert isinstance(model, DeepFashionRecognizer)
     model.train()
     attrs = torch.tensor([[1, 0, 0, 1, 0, 0], [0, 0, 1, 0, 0, 0], [0, 1, 0, 0, 0, 1]])
     kp = torch.tensor([[[5.0, 5.0, 2.0], [30.0, 35.0, 2.0]]])
     cats = (1, 4, 2)
     targets = [{"labels": torch.tensor([c]), "attributes": a, "keypoints": kp}
-               for c, a in zip(cats, attrs, strict=True)]  # fmt: skip
+               for c, a in zip(cats, attrs, strict=True)]
     ims = images(3)
     torch.manual_seed(1)
     losses = model(ims, targets)
@@ -305,7 +305,7 @@ def test_deepfashion_recognizer_losses_and_scores():
     out = model.net(model.train_inputs(ims, targets))
     torch.testing.assert_close(losses["loss_category"], F.cross_entropy(out["category"], torch.tensor([0, 3, 1])))
     torch.testing.assert_close(losses["loss_attributes"],
-                               0.5 * F.binary_cross_entropy_with_logits(out["attributes"], attrs.float()))  # fmt: skip
+                               0.5 * F.binary_cross_entropy_with_logits(out["attributes"], attrs.float()))
     model.eval()
     scores = model.predict(ims, targets)
     assert scores["category"].shape == (3, 4) and scores["attributes"].shape == (3, 6)
@@ -324,7 +324,7 @@ def test_deepfashion_head_weights_train_one_head_alone():
     """category_weight 0 (attribute_weight 0) leaves the category (attribute) head without gradient."""
     kp = torch.tensor([[[5.0, 5.0, 2.0], [30.0, 35.0, 2.0]]])
     targets = [{"labels": torch.tensor([c]), "attributes": torch.tensor([1, 0, 0, 1, 0, 0]), "keypoints": kp}
-               for c in (1, 3)]  # fmt: skip
+               for c in (1, 3)]
     for weights, silent in (({"category_weight": 0.0}, "category"), ({"attribute_weight": 0.0}, "attributes")):
         torch.manual_seed(0)
         model = build_recognizer(deepfashion_config(TINY_PROFILE, num_categories=4, num_attributes=6, **weights))

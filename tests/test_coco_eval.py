@@ -16,12 +16,12 @@ def _gt() -> dict:
     anns = [{"id": i + 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "num_keypoints": 17, "keypoints": list(kps),
              "area": 150.0 * 150.0, "bbox": [90.0, 40.0, 150.0, 150.0]} for i in range(2)]
     return {"images": [{"id": 1, "width": 300, "height": 300}], "annotations": anns,
-            "categories": [{"id": 1, "name": "person"}]}  # fmt: skip
+            "categories": [{"id": 1, "name": "person"}]}
 
 
 def _results(gt: dict) -> list[dict]:
     return [{"image_id": 1, "category_id": 1, "keypoints": list(a["keypoints"]), "score": 0.9}
-            for a in gt["annotations"]]  # fmt: skip
+            for a in gt["annotations"]]
 
 
 def test_ground_truth_key_points_of_the_wrong_length_are_named_before_pycocotools():

@@ -69,7 +69,7 @@ def test_normal_crop_hand_box_ignores_absent_and_nan_points():
 def test_normal_crop_works_with_scores_and_clips_per_image():
     # third channel as detector scores: 0 means "not found"
     kp = torch.tensor([[[2.0, 3.0, 0.9], [50.0, 40.0, 0.2], [70.0, 70.0, 0.0]],
-                       [[2.0, 3.0, 0.9], [50.0, 40.0, 0.2], [70.0, 70.0, 0.0]]])  # fmt: skip
+                       [[2.0, 3.0, 0.9], [50.0, 40.0, 0.2], [70.0, 70.0, 0.0]]])
     out = normal_crop(kp, margin=0.5, image_size=torch.tensor([[100.0, 100.0], [35.0, 45.0]]))
     # closure [2, 3, 50, 40] grown by 24 / 18.5 px per side, then clipped to (H, W) = (100, 100) and (35, 45)
     torch.testing.assert_close(out.boxes, torch.tensor([[0.0, 0.0, 74.0, 58.5], [0.0, 0.0, 45.0, 35.0]]))
@@ -116,7 +116,7 @@ def test_normal_crop_single_point_gets_min_size():
     "kwargs, match",
     [({"margin": -0.1}, "margin must be >= 0"), ({"margin": 0.1, "min_size": 0.0}, "min_size must be > 0"),
      ({"margin": 0.1, "image_size": (0, 10)}, "image_size must be >= 1")],
-)  # fmt: skip
+)
 def test_normal_crop_rejects_bad_parameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         normal_crop(torch.zeros(1, 3, 3), **kwargs)
@@ -146,7 +146,7 @@ def test_neck_crop_hand_box_from_shoulders():
 def test_neck_crop_scale_from_neckline_when_a_shoulder_is_missing():
     kp = garment({**NECK, "shoulder_left": (40.0, 30.0), **HEMS})
     out = neck_crop(kp, "fashionai", margin=0.25, image_size=128, normal_margin=0.1, depth=0.6,
-                    neckline_to_shoulder=3.0)  # fmt: skip
+                    neckline_to_shoulder=3.0)
     # s = 3 * 16 = 48, cx = 60: x [min(40, 36), max(68, 84)] +- 12 = [24, 96]; y [28 - 12, max(40, 56.8) + 12]
     torch.testing.assert_close(out.boxes, torch.tensor([[24.0, 18.8, 96.0, 68.8]]))
     assert not out.fallback.any()
@@ -178,7 +178,7 @@ def test_neck_crop_lies_inside_normal_crop_and_flags_exactly_the_unscaled():
         return bool(row[IDX[a], 2] > 0 and row[IDX[b], 2] > 0)
 
     expected = [not (has(r, "shoulder_left", "shoulder_right") or has(r, "neckline_left", "neckline_right"))
-                for r in kp]  # fmt: skip
+                for r in kp]
     assert neck.fallback.tolist() == expected
     assert 0 < sum(expected) < len(expected)  # both branches were exercised
     # the visible neck points of scaled instances are inside their Neck-crop
@@ -277,7 +277,7 @@ def test_list_of_images_of_different_sizes_equals_per_image_crops():
     g = torch.Generator().manual_seed(2)
     images = [torch.rand(3, h, w, generator=g) for h, w in ((40, 50), (64, 48), (40, 50))]
     boxes = torch.tensor([[3.0, 4.0, 40.0, 30.0], [0.0, 10.0, 48.0, 64.0], [10.5, 0.0, 20.0, 39.0],
-                          [1.0, 1.0, 9.0, 9.0]])  # fmt: skip
+                          [1.0, 1.0, 9.0, 9.0]])
     index = torch.tensor([0, 1, 2, 1])
     out = crop_and_resize(images, boxes, (12, 10), image_index=index)
     for b in range(4):  # oracle: one image at a time
@@ -297,7 +297,7 @@ def test_list_of_images_of_different_sizes_equals_per_image_crops():
          r"image_index must be in \[0, 1\)"),
         (torch.zeros(3, 8, 8), torch.tensor([[0.0, 0.0, 4.0, 4.0]]), {}, r"images must be \(N, C, H, W\)"),
     ],
-)  # fmt: skip
+)
 def test_crop_and_resize_rejects_bad_input(images, boxes, kwargs, match):
     with pytest.raises(ValueError, match=match):
         crop_and_resize(images, boxes, 4, **kwargs)

@@ -27,7 +27,7 @@ FAST = settings(max_examples=20, deadline=None, suppress_health_check=[HealthChe
 SMALL = WorldConfig(image_size=96, crowd_rate=0.5, people=(1, 3))
 # the 1-based skeleton as printed in data-formats.md D.1
 SKELETON = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8], [7, 9], [8, 10],
-            [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7]]  # fmt: skip
+            [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7]]
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -141,10 +141,10 @@ def test_crowd_rle_matches_the_rendered_mask():
 
 _PERSON = {"id": 7, "image_id": 42, "category_id": 1, "iscrowd": 0, "area": 9120.5, "bbox": [300.0, 100.0, 80.0, 200.0],
            "segmentation": [[300, 100, 380, 100, 380, 300, 300, 300]], "num_keypoints": 3,
-           "keypoints": [340, 120, 2] + [0, 0, 0] * 4 + [320, 160, 2, 360, 162, 1] + [0, 0, 0] * 10}  # fmt: skip
+           "keypoints": [340, 120, 2] + [0, 0, 0] * 4 + [320, 160, 2, 360, 162, 1] + [0, 0, 0] * 10}
 _DATA = {"images": [{"id": 42, "file_name": "000000000042.jpg", "width": 640, "height": 480}],
          "annotations": [_PERSON, {**copy.deepcopy(_PERSON), "id": 8}],
-         "categories": [{"id": 1, "name": "person", "supercategory": "person"}]}  # fmt: skip
+         "categories": [{"id": 1, "name": "person", "supercategory": "person"}]}
 
 
 def _check(data: dict, match: str, error=ValueError) -> None:
@@ -209,7 +209,7 @@ def test_other_malformed_annotations():
     ("bbox", 2, float("nan"), r"annotations\[1\]\.bbox: \[300.0, 100.0, nan, 200.0\], expected .* finite numbers"),
     ("area", None, float("nan"), r"annotations\[1\]\.area: expected a finite number, got nan"),
     ("area", None, -5.0, r"annotations\[1\]\.area: -5.0, expected a finite number >= 0"),
-])  # fmt: skip
+])
 def test_non_finite_coordinates_boxes_and_areas_are_refused_by_json_path(field, index, value, match):
     data = copy.deepcopy(_DATA)  # Python's json reads the non-standard NaN and Infinity literals
     if index is None:

@@ -24,7 +24,7 @@ from fashion_lib.synthetic import (
 
 FIXTURE = Path(__file__).parent / "fixtures" / "deepfashion"
 NAMES = ("img/Lace_Trim_Cami_Romper/img_00000007.jpg", "img/Sheer_Pleated-Front_Blouse/img_00000001.jpg",
-         "img/Distressed_Boyfriend_Jeans/img_00000012.jpg", "img/Floral_Print_Maxi_Dress/img_00000002.jpg")  # fmt: skip
+         "img/Distressed_Boyfriend_Jeans/img_00000012.jpg", "img/Floral_Print_Maxi_Dress/img_00000002.jpg")
 FAST = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SMALL = WorldConfig(image_size=64, clutter=0.5, truncation_rate=0.3)
 
@@ -51,12 +51,12 @@ def test_fixture_tables():
     assert len(t.category_names) == 50 and t.category_names[47] == "Romper" and t.category_names[4] == "Button-Down"
     assert t.category_types.tolist() == [1] * 20 + [2] * 16 + [3] * 14
     assert t.attribute_names == ("a-line", "abstract", "abstract chevron print", "denim", "sleeveless", "v-neck",
-                                 "boho")  # fmt: skip
+                                 "boho")
     assert t.attribute_types.tolist() == [3, 1, 1, 2, 4, 4, 5]
     assert t.image_names == NAMES and t.splits == ("val", "train", "train", "test")
     assert t.labels.tolist() == [48, 3, 26, 41] and t.clothes_types.tolist() == [3, 1, 2, 3]
     assert t.attributes.tolist() == [[0, 0, 0, 0, 1, 0, 1], [0, 1, 1, 0, 0, 1, 0], [0, 0, 0, 1, 0, 0, 0],
-                                     [1, 0, 0, 0, 1, 1, 1]]  # fmt: skip
+                                     [1, 0, 0, 0, 1, 1, 1]]
     assert t.boxes[0].tolist() == [61, 44, 238, 291] and t.boxes[2].tolist() == [90, 11, 201, 296]
     assert t.lines["list_landmarks.txt"] == (3, 4, 5, 6)
 
@@ -66,10 +66,10 @@ def test_fixture_landmarks_in_slots_with_library_visibility():
     romper, blouse, jeans, dress = t.keypoints
     # the spec's example row: "3  0 121 058  0 176 060  1 098 120  0 201 118  0 110 160  0 190 162  2 104 299 ..."
     assert romper.tolist() == [[121, 58, 2], [176, 60, 2], [98, 120, 1], [201, 118, 2], [110, 160, 2], [190, 162, 2],
-                               [0, 0, 0], [205, 280, 2]]  # fmt: skip
+                               [0, 0, 0], [205, 280, 2]]
     # upper body: collar, sleeve, hem in slots 0-3 and 6-7; no waistline
     assert blouse.tolist() == [[128, 62, 2], [171, 63, 2], [75, 150, 2], [226, 148, 1], [0, 0, 0], [0, 0, 0],
-                               [95, 207, 2], [203, 205, 2]]  # fmt: skip
+                               [95, 207, 2], [203, 205, 2]]
     # lower body: waistline and hem in slots 4-7; the truncated left hem is absent
     assert jeans.tolist() == [[0, 0, 0]] * 4 + [[97, 15, 2], [195, 16, 2], [0, 0, 0], [186, 294, 2]]
     assert dress[4].tolist() == [105, 140, 1] and dress[7].tolist() == [0, 0, 0]
@@ -144,10 +144,10 @@ def _check_error(file: str, row: int, edit, match: str) -> None:
 
 @FAST
 @given(st.integers(0, 3), st.integers(1, 3), st.sampled_from(["list_category_img.txt", "list_bbox.txt",
-                                                              "list_eval_partition.txt"]))  # fmt: skip
+                                                              "list_eval_partition.txt"]))
 def test_wrong_field_count(row, extra, file):
     expected = {"list_category_img.txt": f"{2 + extra} fields, expected 2", "list_bbox.txt": f"{5 + extra} fields, "
-                "expected 5", "list_eval_partition.txt": r"'\w+( 7)+', expected one of"}  # fmt: skip
+                "expected 5", "list_eval_partition.txt": r"'\w+( 7)+', expected one of"}
     _check_error(file, row, lambda f: f + ["7"] * extra, expected[file])
 
 
@@ -213,12 +213,12 @@ def test_entry_count_and_unlisted_images(tmp_path):
 def test_boxes_beyond_the_image_are_counted_and_boxes_outside_it_refused(tmp_path):
     root = _copy_fixture(tmp_path, size=(220, 300))  # train rows: blouse box x_2 = 229 > 220, jeans box inside
     with pytest.warns(UserWarning, match=r"list_bbox.txt: 1 boxes of split 'train' reach beyond their image \(first "
-                                         r"at line 4\)"):  # fmt: skip
+                                         r"at line 4\)"):
         ds = DeepFashionAttributes(root, "train")
     assert ds.quirks["out_of_bounds_boxes"] == 1
     _edit(root, "list_bbox.txt", 2, lambda f: [f[0], "240", "11", "260", "296"])  # the jeans box, right of 220
     with pytest.raises(ValueError, match=r"list_bbox.txt line 5: box \(240, 11, 260, 296\) lies outside its 220 x "
-                                         "300 image"):  # fmt: skip
+                                         "300 image"):
         DeepFashionAttributes(root, "train")
 
 
@@ -242,7 +242,7 @@ def test_empty_lists_undecodable_bytes_and_images_are_named(tmp_path):
     root = _copy_fixture(tmp_path / "d")
     (root / "Img" / NAMES[2]).write_bytes(b"\x89PNG\r\n but cut short")
     with pytest.raises(ValueError, match=r"list_eval_partition.txt line 5: image file .*img_00000012.jpg' is not an "
-                                         "image PIL can decode"):  # fmt: skip
+                                         "image PIL can decode"):
         DeepFashionAttributes(root, "train")
 
 

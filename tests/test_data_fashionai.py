@@ -234,7 +234,7 @@ def test_unknown_category(position, category):
 
 @FAST
 @given(st.integers(0, 4), st.sampled_from([0, 3, 5, 13]),
-       st.sampled_from(["12", "12_3", "a_b_c", "1.5_2_1", "1_2_3_4", "", "1__1", " 1_2_1"]))  # fmt: skip
+       st.sampled_from(["12", "12_3", "a_b_c", "1.5_2_1", "1_2_3_4", "", "1__1", " 1_2_1"]))
 def test_malformed_cell(position, column, cell):
     rows = [list(_BLOUSE) for _ in range(5)]
     rows[position][2 + column] = cell
@@ -349,7 +349,7 @@ def test_an_exact_repeat_is_read_once_and_counted_a_conflicting_one_is_an_error(
     moved = list(_BLOUSE)
     moved[2] = "11_20_1"
     _check_keypoint_error([_BLOUSE, other, moved], 4, r"image '.*0123456789abcdef.jpg' is already labelled on line 2 "
-                                                      "with other key points")  # fmt: skip
+                                                      "with other key points")
     path = tmp_path / "label.csv"
     path.write_text(f"{_ATTR_ROW}\n{_ATTR_ROW}\n{_ATTR_ROW.replace('0123', '4567')}\n")
     ann, quirks = parse_attribute_csv(path)

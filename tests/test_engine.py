@@ -75,7 +75,7 @@ class ToyRegressor(nn.Module):
             nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width) if batch_norm else nn.Identity(), nn.ReLU(),
             nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
             nn.Dropout(dropout),
-        )  # fmt: skip
+        )
         self.head = nn.Linear(width, 2)
         self.train_calls = 0  # forward calls in train mode: counts optimisation steps
 
@@ -141,7 +141,7 @@ def _assert_same_state(a: nn.Module, b: nn.Module) -> None:
     ("device", "tpu", r"TrainConfig.device must be one of \['auto', 'cpu', 'cuda'\]"),
     ("amp", 1, r"TrainConfig.amp must be a bool"),
     ("seed", -3, r"TrainConfig.seed must be an int \[0, 2147483647\]"),
-])  # fmt: skip
+])
 def test_config_names_the_field_and_the_allowed_range(field, value, message):
     with pytest.raises(ValueError, match=message):
         _config(**{field: value})
@@ -154,7 +154,7 @@ def test_run_dir_for_separates_settings_and_reuses_equal_ones(tmp_path):
     others = {run_dir_for(tmp_path, "toy", _config(lr=2e-2), ToyConfig(width=8)),
               run_dir_for(tmp_path, "toy", _config(), ToyConfig(width=16)),
               run_dir_for(tmp_path, "toy", _config()),
-              run_dir_for(tmp_path, "other", _config(), ToyConfig(width=8))}  # fmt: skip
+              run_dir_for(tmp_path, "other", _config(), ToyConfig(width=8))}
     assert a not in others and len(others) == 4
     with pytest.raises(ValueError, match="name must be a non-empty folder name"):
         run_dir_for(tmp_path, "a/b", _config())
@@ -293,7 +293,7 @@ def test_progress_bar_on_rank_zero_and_silenced_by_progress_false(tmp_path, caps
 
 def _spawn(run_dir: Path, spec: dict) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(WORKER), str(run_dir), json.dumps(spec)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+                          capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.slow
@@ -301,10 +301,10 @@ def test_a_run_killed_with_sigkill_resumes_to_bit_identical_weights(tmp_path):
     # batch norm (running statistics) and dropout (global RNG) both have to resume exactly
     spec = {"config": {"steps": 12, "batch_size": 8, "lr": 1e-2, "warmup_steps": 2, "checkpoint_every": 4,
                        "log_every": 1, "device": "cpu"},
-            "model": {"batch_norm": True, "dropout": 0.2}, "data": {"length": 40}, "threads": 1}  # fmt: skip
+            "model": {"batch_norm": True, "dropout": 0.2}, "data": {"length": 40}, "threads": 1}
     config = TrainConfig(**spec["config"])
     uninterrupted = train(_model(batch_norm=True, dropout=0.2), ToyDataset(length=40), config, tmp_path / "a",
-                          progress=False)  # fmt: skip
+                          progress=False)
 
     killed = _spawn(tmp_path / "b", {**spec, "kill_after_items": 8 * 9 + 3})  # inside step 10
     assert killed.returncode == -signal.SIGKILL, killed.stderr
@@ -313,7 +313,7 @@ def test_a_run_killed_with_sigkill_resumes_to_bit_identical_weights(tmp_path):
     assert [int(r["step"]) for r in _rows(tmp_path / "b" / "metrics.csv")] == list(range(1, 10))  # 9 beyond it
 
     resumed = train(_model(batch_norm=True, dropout=0.2), ToyDataset(length=40), config, tmp_path / "b",
-                    progress=False)  # fmt: skip
+                    progress=False)
     assert resumed.resumed_from == 8 and resumed.step == 12 and resumed.model.train_calls == 4
     _assert_same_state(uninterrupted.model, resumed.model)
     rows_a, rows_b = _rows(uninterrupted.metrics), _rows(resumed.metrics)
@@ -374,10 +374,10 @@ def test_the_stop_hook_sees_the_evaluations_before_a_resume(tmp_path):
     config = _config(steps=12, batch_size=4, eval_every=2, checkpoint_every=4)
     with pytest.raises(KeyboardInterrupt):  # inside step 6, after the checkpoint of step 4
         train(_model(), RecordingDataset(fail_at=5 * 4 + 1, length=10), config, tmp_path / "run",
-              evaluate=evaluate, stop=stop, progress=False)  # fmt: skip
+              evaluate=evaluate, stop=stop, progress=False)
     histories.clear()
     result = train(_model(), RecordingDataset(length=10), config, tmp_path / "run", evaluate=evaluate, stop=stop,
-                   progress=False)  # fmt: skip
+                   progress=False)
     assert result.resumed_from == 4 and result.step == 8
     assert histories[0] == [{"step": 2.0, "score": 0.2}, {"step": 4.0, "score": 0.4}, {"step": 6.0, "score": 0.6}]
 
@@ -436,7 +436,7 @@ def test_files_that_are_not_checksummed_checkpoints_are_refused_without_torch_ad
     path = tmp_path / "checkpoint.pt"
     path.write_text("just text")
     with pytest.raises(CheckpointError, match=r"checkpoint.pt: cannot read the checkpoint \(corrupt or truncated\?\): "
-                                              "not a complete checkpoint archive"):  # fmt: skip
+                                              "not a complete checkpoint archive"):
         load_checkpoint(path, _model())
     torch.save({"model": _model().state_dict()}, path)  # a plain torch file: no checksum
     with pytest.raises(CheckpointError, match="checkpoint.pt: the checkpoint has no checksum"):
@@ -482,7 +482,7 @@ def test_a_checkpoint_of_other_settings_is_refused_but_runtime_fields_may_change
     other = _config(steps=4, lr=2e-2, optimizer="sgd")
     with pytest.raises(CheckpointError, match=r"run/checkpoint.pt: written with different training settings: "
                                               r"lr: checkpoint 0.01, now 0.02; optimizer: checkpoint 'adamw', "
-                                              r"now 'sgd'"):  # fmt: skip
+                                              r"now 'sgd'"):
         train(_model(), ToyDataset(), other, run, progress=False)
     with pytest.raises(CheckpointError, match="written for a dataset of 64 items, now 50; the data order"):
         train(_model(), ToyDataset(length=50), _config(steps=4), run, progress=False)
@@ -497,7 +497,7 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path):
     run = tmp_path / "run"
     train(_model(), ToyDataset(), _config(steps=2), run, progress=False)
     with pytest.raises(CheckpointError, match=r"model fingerprint differs.*shape: features.0.weight \[8, 3, 3, 3\] "
-                                              r"-> \[4, 3, 3, 3\]"):  # fmt: skip
+                                              r"-> \[4, 3, 3, 3\]"):
         train(_model(width=4), ToyDataset(), _config(steps=2), run, progress=False)
     with pytest.raises(CheckpointError, match=r"only in the model: features.1.weight, features.1.bias"):
         load_checkpoint(run / "checkpoint.pt", _model(batch_norm=True))
@@ -548,9 +548,9 @@ def _free_port() -> int:
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path):
     spec = {"config": {"steps": 6, "batch_size": 8, "lr": 1e-2, "warmup_steps": 2, "checkpoint_every": 3,
                        "log_every": 1, "device": "cpu", "seed": 2},
-            "data": {"length": 24}, "keep_resume_state": True}  # fmt: skip
+            "data": {"length": 24}, "keep_resume_state": True}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-               f"--master_port={_free_port()}", str(WORKER), str(tmp_path / "ddp"), json.dumps(spec)]  # fmt: skip
+               f"--master_port={_free_port()}", str(WORKER), str(tmp_path / "ddp"), json.dumps(spec)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -573,7 +573,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
 def test_cuda_bf16_channels_last_run_learns_and_resumes(tmp_path):
     data = ToyDataset(length=64)
     config = replace(_config(steps=60, batch_size=16, checkpoint_every=30, log_every=30), device="cuda", amp=True,
-                     channels_last=True)  # fmt: skip
+                     channels_last=True)
     model = _model()
     before = _loss(model, data, range(64))
     result = train(model, data, config, tmp_path / "run", progress=False, keep_resume_state=True)
@@ -596,7 +596,7 @@ def test_adamw_is_fused_and_updates_as_the_per_tensor_loop():
     assert [g["weight_decay"] for g in fused.param_groups] == [0.1, 0.0]  # no decay on biases and norms
     loop = torch.optim.AdamW([{"params": [p for p in models[1].parameters() if p.ndim >= 2], "weight_decay": 0.1},
                               {"params": [p for p in models[1].parameters() if p.ndim < 2], "weight_decay": 0.0}],
-                             lr=1e-2, foreach=False)  # fmt: skip
+                             lr=1e-2, foreach=False)
     x = torch.randn(2, 3, 6, 6)
     for _ in range(5):
         for model, optimizer in zip(models, (fused, loop), strict=True):

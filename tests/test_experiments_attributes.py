@@ -46,7 +46,7 @@ def tiny(**overrides) -> ax.AttributeSetup:
     ({"input_size": 8}, ValueError, "input_size must be 0 \\(the profile's\\) or an integer >= 16, got 8"),
     ({"detector": KeypointSetup(schema="coco")}, ValueError, "detector.schema must be 'fashionai'"),
     ({"data_root": "/no/such/folder"}, FileNotFoundError, "data_root '/no/such/folder' is not a folder"),
-])  # fmt: skip
+])
 def test_bad_setup_values_are_named(overrides, error, match):
     with pytest.raises(error, match=match):
         ax.AttributeSetup(**overrides)
@@ -86,7 +86,7 @@ def test_input_size_overrides_the_profiles_input_of_every_network():
     per_task = ax.fashionai_configs(tiny(input_size=48), ax.table2_methods()[ax.BASELINE])
     assert len(per_task) == 8 and {c.net.input_size for c in per_task.values()} == {48}
     df = ax.deepfashion_configs(tiny(input_size=48), ax.table3_methods()[ax.T3_BASELINE], num_categories=5,
-                                num_attributes=7)  # fmt: skip
+                                num_attributes=7)
     assert {c.net.input_size for c in df.values()} == {48}
     assert (df["category"].attribute_weight, df["attributes"].category_weight) == (0.0, 0.0)
 
@@ -283,7 +283,7 @@ def test_learning_curves_average_the_loss_of_each_pass_and_keep_the_monitor(tmp_
 def test_crops_take_the_category_a_task_fixes_and_count_disagreements():
     points = torch.rand(4, 24, 3) + 0.5  # every confidence > 0
     crops = ax.CropKeypoints(points, points.clone(), torch.tensor([True, True, True, False]),
-                             ("blouse", "dress", "outwear", ""), "src")  # fmt: skip
+                             ("blouse", "dress", "outwear", ""), "src")
     tasks = ("lapel_design_labels", "neckline_design_labels", "sleeve_length_labels", "pant_length_labels")
     categories, disagree = crops.task_categories(tasks)
     # lapel fixes outwear (the detector said blouse: disagrees); neckline allows blouse or dress, sleeve three

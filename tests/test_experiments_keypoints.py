@@ -107,7 +107,7 @@ def test_scale_crop_augmentation_is_on_by_default_and_off_gives_the_literal_imag
 
 def test_category_accuracy_counts_the_top_detections_category_per_garment():
     val = kx.ValidationSet(images=[torch.zeros(3, 8, 8)] * 4, targets=[{"category": c} for c in
-                           ("dress", "dress", "skirt", "blouse")], key="toy")  # fmt: skip
+                           ("dress", "dress", "skirt", "blouse")], key="toy")
     labels = torch.tensor([CATEGORIES.index(c) + 1 for c in ("dress", "skirt", "skirt")] + [0])  # last: no detection
     inst = kx.Instances(torch.zeros(4, 24, 3), torch.ones(4), torch.arange(4), labels=labels)
     assert kx.category_accuracy(inst, val) == {"all": 0.5, "dress": 0.5, "skirt": 1.0, "blouse": 0.0}

@@ -98,14 +98,14 @@ def test_log_softmax_predictor_keeps_torchvisions_loss_and_locations():
     assert torch.allclose(logp.exp().sum((2, 3)), torch.ones(3, 5), atol=1e-5)
     target = torch.randint(0, 28 * 28, (15,))
     assert torch.allclose(F.cross_entropy(logp.reshape(15, -1), target),
-                          F.cross_entropy(logits.reshape(15, -1), target), atol=1e-5)  # fmt: skip
+                          F.cross_entropy(logits.reshape(15, -1), target), atol=1e-5)
     assert torch.equal(logp.flatten(2).argmax(-1), logits.flatten(2).argmax(-1))
     # training mode skips the normalisation the loss does anyway: the same logits as torchvision's, the same loss
     ours.train()
     raw = ours(x)
     assert torch.allclose(raw, logits) and not torch.allclose(raw.exp().sum((2, 3)), torch.ones(3, 5))
     assert torch.allclose(F.cross_entropy(raw.reshape(15, -1), target), F.cross_entropy(logp.reshape(15, -1), target),
-                          atol=1e-5)  # fmt: skip
+                          atol=1e-5)
 
 
 def test_trunk_weights_load_from_a_local_file(tmp_path):
@@ -198,7 +198,7 @@ def test_a_short_run_lowers_ne_well_below_the_untrained_models(tmp_path):
     torch.set_num_threads(1)
     try:
         result = train(model, SyntheticGarments(world, 10_000, seed=0), config, tmp_path / "run",
-                       progress=False)  # fmt: skip
+                       progress=False)
     finally:
         torch.set_num_threads(threads)
     trained = ne(result.model)

@@ -106,7 +106,7 @@ def test_missing_mask_reads_non_finite_coordinates_and_low_scores_as_missing():
 def test_keypoint_extent_by_hand():
     kp = torch.tensor([[[10.0, 20.0, 2.0], [30.0, 60.0, 1.0], [99.0, 0.0, 0.0]],
                        [[5.0, 5.0, 2.0], [45.0, 10.0, 2.0], [0.0, 0.0, 0.0]],
-                       [[0.0, 0.0, 0.0]] * 3])  # fmt: skip
+                       [[0.0, 0.0, 0.0]] * 3])
     extent = keypoint_extent(kp, 80, 50)  # box 20 x 40 in 50 x 80: max(0.4, 0.5); box 40 x 5: max(0.8, 1/16)
     assert extent[:2].tolist() == pytest.approx([0.5, 0.8]) and extent[2].isnan()
     with pytest.raises(ValueError, match="height and width must be > 0, got 0 x 50"):

@@ -93,7 +93,7 @@ def test_rejects_invalid_beta(beta):
         (torch.zeros(1, 3), torch.tensor([[2.0, 0.0, 0.0]]), "labels must hold integer codes"),
         (torch.zeros(2, 3), torch.tensor([[Y, N, N], [N, 3, N]]), r"labels\[1, 1\] = 3: expected a code"),
     ],
-)  # fmt: skip
+)
 def test_rejects_bad_shapes_and_codes(logits, labels, match):
     with pytest.raises(ValueError, match=match):
         maybe_weighted_ce(logits, labels, 0.1)

@@ -104,7 +104,7 @@ def test_a_section_for_an_unknown_notebook_is_refused_with_file_and_line(two_not
     ("all:\n  seed: 1\n02_b:\n  steps: 3\nall:\n  seed: 2\n",
      r"line 5: key 'all' is written twice \(first on line 1\)"),
     ("02_b:\n  steps: 3\n  seed: 1\n  steps: 4\n", r"line 4: key 'steps' is written twice \(first on line 2\)"),
-])  # fmt: skip
+])
 def test_a_key_written_twice_is_refused_with_file_and_line(tmp_path, text, message):
     path = tmp_path / "cpu.yaml"
     path.write_text(text)
@@ -133,9 +133,9 @@ def detector_notebook(tmp_path):
      r"parameter 'detector' of notebook '10_t' has no field 'imag_size'; valid: \['preset', 'image_size', 'lr'\]"),
     ({}, [("detector", "{image_size: '64'}")], r"field 'image_size' must be a int like its default 128, got '64'"),
     ({}, [("detector", "[1]")], r"'detector' of notebook '10_t' must be a mapping like its default"),
-])  # fmt: skip
+])
 def test_list_elements_and_mapping_fields_are_checked_against_the_defaults(detector_notebook, profile, overrides,
-                                                                           message):  # fmt: skip
+                                                                           message):
     with pytest.raises(ProfileError, match=message):
         resolve_parameters(detector_notebook, profile, overrides)
     ok = resolve_parameters(detector_notebook, {"all": {"alphas": [0, 0.25, 1], "detector": {"image_size": 64}}})

@@ -56,7 +56,7 @@ def _gen(i: int, split: str = "t") -> torch.Generator:
 
 def _tree_digest(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}  # fmt: skip
+            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -70,7 +70,7 @@ def _tree_digest(root: Path) -> dict[str, str]:
      ("perspective", 0.6), ("asymmetry", 1.5), ("occlusion_rate", -0.1), ("occluder_size", 0.0), ("clutter", 101.0),
      ("noise", 200.0), ("label_noise", 2.0), ("maybe_width", 0.5), ("people", (3, 1)), ("crowd_rate", 1.1),
      ("dressed_rate", -1.0), ("truncation_rate", 1.2), ("jpeg_quality", 100), ("occluded_label_noise", -0.1)],
-)  # fmt: skip
+)
 def test_bad_config_values_raise_naming_the_field(field, value):
     with pytest.raises(ValueError, match=rf"^{field} must "):
         WorldConfig(**{field: value})
@@ -170,7 +170,7 @@ def test_zero_asymmetry_puts_every_pair_midpoint_on_the_true_axis():
     # the knob does something: at full asymmetry some pairs leave the axis by pixels
     bent = WorldConfig(image_size=96, asymmetry=1.0, perspective=0.0)
     worst = max(max(abs(d) for d in _pair_offsets(t["keypoints"], t["axis_normal"], t["axis_offset"], FASHIONAI))
-                for t in (render_garment(bent, _gen(i))[1] for i in range(30)))  # fmt: skip
+                for t in (render_garment(bent, _gen(i))[1] for i in range(30)))
     assert worst > 2.0
 
 
@@ -280,7 +280,7 @@ def test_deepfashion_landmarks_come_from_the_garment_points(category, kind):
     tasks = {k: v for k, v in lat.items() if k in FASHIONAI_TASKS}
     _, garment = render_garment(config, g, category=kind, latents=tasks,
                                 fabric=deepfashion_module.TEXTURES[int(lat["texture"])][1], fit=lat["fit"],
-                                body_length=0.65 + 0.8 * lat["length"] if kind == "blouse" else None)  # fmt: skip
+                                body_length=0.65 + 0.8 * lat["length"] if kind == "blouse" else None)
     fa = torch.from_numpy(garment["keypoints"])
     kp = torch.from_numpy(t["keypoints"])
 
@@ -379,7 +379,7 @@ def test_deepfashion_files_follow_the_real_layout(tmp_path):
     files = {p: (root / p).read_text().splitlines() for p in
              ("Anno/list_category_cloth.txt", "Anno/list_category_img.txt", "Anno/list_attr_cloth.txt",
               "Anno/list_attr_img.txt", "Anno/list_bbox.txt", "Anno/list_landmarks.txt",
-              "Eval/list_eval_partition.txt")}  # fmt: skip
+              "Eval/list_eval_partition.txt")}
     cloth = files["Anno/list_category_cloth.txt"]
     assert cloth[:3] == ["50", "category_name  category_type", "Anorak                 1"]
     assert files["Anno/list_attr_cloth.txt"][1] == "attribute_name  attribute_type"

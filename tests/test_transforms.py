@@ -149,10 +149,10 @@ def test_random_hflip_follows_p_and_the_generator():
     always = random_hflip(image, target, COCO, torch.Generator().manual_seed(0), p=1.0)
     assert never[0] is image and torch.equal(always[0], image.flip(-1))
     flips = [torch.equal(random_hflip(image, target, COCO, g, 0.5)[0], image)
-             for g in [torch.Generator().manual_seed(1)] for _ in range(40)]  # fmt: skip
+             for g in [torch.Generator().manual_seed(1)] for _ in range(40)]
     assert 5 < sum(flips) < 35
     again = [torch.equal(random_hflip(image, target, COCO, g, 0.5)[0], image)
-             for g in [torch.Generator().manual_seed(1)] for _ in range(40)]  # fmt: skip
+             for g in [torch.Generator().manual_seed(1)] for _ in range(40)]
     assert flips == again
     with pytest.raises(ValueError, match="p must be in"):
         random_hflip(image, target, COCO, torch.Generator(), p=1.5)
@@ -161,7 +161,7 @@ def test_random_hflip_follows_p_and_the_generator():
 def test_to_model_input_and_collate():
     image = torch.full((3, 20, 10), 255, dtype=torch.uint8)
     target = {"boxes": torch.tensor([[1, 2, 3, 4]]), "labels": torch.tensor([3], dtype=torch.int32),
-              "keypoints": torch.tensor([[[2, 4, 2]]])}  # fmt: skip
+              "keypoints": torch.tensor([[[2, 4, 2]]])}
     out_image, out = to_model_input(image, target, size=(40, 20))
     assert out_image.dtype == torch.float32 and out_image.shape == (3, 40, 20)
     assert torch.allclose(out_image, torch.ones(3, 40, 20))
@@ -195,11 +195,11 @@ def test_extent_quantiles_leave_out_crowds_and_unlabelled_instances():
 def test_crop_moves_points_drops_what_leaves_and_pads_by_replication():
     image = _ramp_image(20, 30)
     kp = torch.tensor([[[12.0, 8.0, 2.0], [2.0, 3.0, 1.0], [0.0, 0.0, 0.0]],
-                       [[1.0, 1.0, 2.0], [3.0, 2.0, 2.0], [2.0, 3.0, 2.0]]])  # fmt: skip
+                       [[1.0, 1.0, 2.0], [3.0, 2.0, 2.0], [2.0, 3.0, 2.0]]])
     target = {"keypoints": kp, "boxes": torch.tensor([[1.0, 2.0, 14.0, 10.0], [0.0, 0.0, 4.0, 4.0]]),
               "labels": torch.tensor([1, 2]), "occluded": torch.tensor([[False, True, False]] * 2),
               "area": torch.tensor([104.0, 16.0]), "axis": torch.tensor([[1.0, 0.0, 7.0], [0.0, 0.0, 0.0]]),
-              "category": "blouse"}  # fmt: skip
+              "category": "blouse"}
     out_image, out = crop(image, target, top=5, left=6, height=20, width=30)
     assert out_image.shape == (3, 20, 30)
     # inside the image the window shows the source pixel (x + 6, y + 5); beyond it the last row/column repeats

@@ -94,7 +94,7 @@ def parse_coco_keypoints(path: str | Path) -> tuple[list[dict], dict[int, dict],
         where = f"{name}: images[{i}]"
         image_id = _get(im, "id", int, where)
         entry = {"id": image_id, "file_name": _get(im, "file_name", str, where),
-                 "width": _get(im, "width", int, where), "height": _get(im, "height", int, where)}  # fmt: skip
+                 "width": _get(im, "width", int, where), "height": _get(im, "height", int, where)}
         if image_id in sizes:
             raise ValueError(f"{where}.id: duplicate image id {image_id}")
         sizes[image_id] = (entry["width"], entry["height"])
@@ -111,7 +111,7 @@ def parse_coco_keypoints(path: str | Path) -> tuple[list[dict], dict[int, dict],
                 earlier = by_id[ann_id]
                 if data["annotations"][earlier] != ann:
                     raise ValueError(f"{where}.id: {ann_id} is already the id of annotations[{earlier}], which "
-                                     "differs from this one; annotation ids must be unique")  # fmt: skip
+                                     "differs from this one; annotation ids must be unique")
                 repeats += 1
                 first.setdefault("duplicate_annotations", f"annotations[{a}].id")
                 continue
@@ -133,12 +133,12 @@ def parse_coco_keypoints(path: str | Path) -> tuple[list[dict], dict[int, dict],
         if bad.any():
             j = int(bad.nonzero()[0, 0])
             raise ValueError(f"{where}.keypoints[{3 * j + 2}]: visibility {kps[3 * j + 2]!r} of "
-                             f"{COCO.names[j]!r}, expected 0, 1 or 2")  # fmt: skip
+                             f"{COCO.names[j]!r}, expected 0, 1 or 2")
         absent_with_xy = (kp[:, 2] == 0) & (kp[:, :2] != 0).any(1)
         if absent_with_xy.any():
             j = int(absent_with_xy.nonzero()[0, 0])
             raise ValueError(f"{where}.keypoints[{3 * j}]: {COCO.names[j]!r} has v = 0 but coordinates "
-                             f"({kps[3 * j]}, {kps[3 * j + 1]}), expected 0, 0")  # fmt: skip
+                             f"({kps[3 * j]}, {kps[3 * j + 1]}), expected 0, 0")
         num = ann.get("num_keypoints")
         if num is not None and num != int((kp[:, 2] > 0).sum()):
             mismatch += 1
@@ -146,7 +146,7 @@ def parse_coco_keypoints(path: str | Path) -> tuple[list[dict], dict[int, dict],
         bbox = _get(ann, "bbox", list, where)
         if len(bbox) != 4 or not all(_finite(v) for v in bbox) or bbox[2] < 0 or bbox[3] < 0:
             raise ValueError(f"{where}.bbox: {bbox!r}, expected [x, y, width, height] of finite numbers with width, "
-                             "height >= 0")  # fmt: skip
+                             "height >= 0")
         iscrowd = _get(ann, "iscrowd", int, where)
         if iscrowd not in (0, 1):
             raise ValueError(f"{where}.iscrowd: {iscrowd}, expected 0 or 1")
@@ -210,10 +210,10 @@ class CocoKeypoints(torch.utils.data.Dataset):
             image_size(self.image_dir / im["file_name"], f"{name}: images[{i}].file_name")
         for key, what in (("num_keypoints_mismatch", "annotations whose num_keypoints differs from count(v > 0)"),
                           ("out_of_bounds_points", "labelled key points outside their image"),
-                          ("duplicate_annotations", "exact repeats of an earlier annotation (read once)")):  # fmt: skip
+                          ("duplicate_annotations", "exact repeats of an earlier annotation (read once)")):
             if self.quirks[key]:
                 warnings.warn(f"{name}: {self.quirks[key]} {what} (first at {self.quirk_locations[key]}); kept as "
-                              "given", stacklevel=2)  # fmt: skip
+                              "given", stacklevel=2)
 
     def __len__(self) -> int:
         return len(self.images)

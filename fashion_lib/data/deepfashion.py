@@ -48,10 +48,10 @@ from fashion_lib.io import decode_text, read_text
 from fashion_lib.keypoints import ABSENT, OCCLUDED, VISIBLE
 
 __all__ = ["DeepFashionAttributes", "DeepFashionTables", "read_deepfashion", "LANDMARK_NAMES", "ATTRIBUTE_TYPES",
-           "CLOTHES_TYPES", "CLOTHES_TYPE_SLOTS", "SPLITS"]  # fmt: skip
+           "CLOTHES_TYPES", "CLOTHES_TYPE_SLOTS", "SPLITS"]
 
 LANDMARK_NAMES = ("left collar", "right collar", "left sleeve", "right sleeve", "left waistline", "right waistline",
-                  "left hem", "right hem")  # fmt: skip
+                  "left hem", "right hem")
 """The 8 landmark slots, in the full-body (clothes type 3) order."""
 CLOTHES_TYPE_SLOTS = {1: (0, 1, 2, 3, 6, 7), 2: (4, 5, 6, 7), 3: (0, 1, 2, 3, 4, 5, 6, 7)}
 """Clothes type -> the slots of :data:`LANDMARK_NAMES` its rows fill, in row order (data-formats.md C.2)."""
@@ -209,14 +209,14 @@ def read_deepfashion(root: str | Path) -> tuple[DeepFashionTables, dict[str, int
         first = 3 if variation else 2  # index of the first landmark value
         if len(f) < first:
             raise ValueError(f"{where}: {len(f)} fields, expected image_name, clothes_type"
-                             f"{', variation_type' if variation else ''} and landmark triples")  # fmt: skip
+                             f"{', variation_type' if variation else ''} and landmark triples")
         ctype = _int(f[1], where, "clothes_type", CLOTHES_TYPES)
         if variation:
             _int(f[2], where, "variation_type")
         slots = CLOTHES_TYPE_SLOTS[ctype]
         if len(f) - first != 3 * len(slots):
             raise ValueError(f"{where}: {len(f) - first} landmark values, clothes_type {ctype} has {len(slots)} "
-                             f"landmarks, expected {3 * len(slots)} values (v x y each)")  # fmt: skip
+                             f"landmarks, expected {3 * len(slots)} values (v x y each)")
         kp = [[0.0, 0.0, float(ABSENT)] for _ in LANDMARK_NAMES]
         for s, slot in enumerate(slots):
             v = _int(f[first + 3 * s], where, f"landmark_visibility_{s + 1}", _VIS)
@@ -246,7 +246,7 @@ def read_deepfashion(root: str | Path) -> tuple[DeepFashionTables, dict[str, int
         missing = [n for n in names if n not in table]
         if missing:
             raise ValueError(f"{file}: no row for image {missing[0]!r} (list_eval_partition.txt line "
-                             f"{part[missing[0]][0]}); {len(missing)} images missing")  # fmt: skip
+                             f"{part[missing[0]][0]}); {len(missing)} images missing")
         extra = [n for n in table if n not in part]
         if extra:
             raise ValueError(f"{file} line {table[extra[0]][0]}: image {extra[0]!r} is not in list_eval_partition.txt")
@@ -256,7 +256,7 @@ def read_deepfashion(root: str | Path) -> tuple[DeepFashionTables, dict[str, int
         if ctype != cat_types[label - 1]:
             raise ValueError(f"list_landmarks.txt line {lineno}: clothes_type {ctype}, but the image's category "
                              f"{cat_names[label - 1]!r} (list_category_img.txt line "
-                             f"{tables['list_category_img.txt'][n][0]}) has type {cat_types[label - 1]}")  # fmt: skip
+                             f"{tables['list_category_img.txt'][n][0]}) has type {cat_types[label - 1]}")
     n = len(names)
     result = DeepFashionTables(
         category_names=tuple(cat_names),
@@ -275,10 +275,10 @@ def read_deepfashion(root: str | Path) -> tuple[DeepFashionTables, dict[str, int
         ),
         clothes_types=torch.tensor([tables["list_landmarks.txt"][k][1][0] for k in names], dtype=torch.long),
         lines={"list_eval_partition.txt": tuple(part[k][0] for k in names),
-               **{file: tuple(table[k][0] for k in names) for file, table in tables.items()}},  # fmt: skip
+               **{file: tuple(table[k][0] for k in names) for file, table in tables.items()}},
     )
     quirks = {"unknown_attribute_values": unknown, "truncated_landmarks": truncated,
-              "variation_type_column": int(variation)}  # fmt: skip
+              "variation_type_column": int(variation)}
     return result, quirks
 
 
@@ -290,12 +290,12 @@ def _check_boxes(boxes: torch.Tensor, sizes: torch.Tensor, lines: list[int], spl
     if disjoint.any():
         i = int(disjoint.nonzero()[0, 0])
         raise ValueError(f"list_bbox.txt line {lines[i]}: box {tuple(int(v) for v in boxes[i].tolist())} lies "
-                         f"outside its {int(sizes[i, 0])} x {int(sizes[i, 1])} image")  # fmt: skip
+                         f"outside its {int(sizes[i, 0])} x {int(sizes[i, 1])} image")
     beyond = (boxes[:, :2] < 0).any(1) | (boxes[:, 2:] > wh).any(1)  # (M,)
     count = int(beyond.sum())
     if count:
         warnings.warn(f"list_bbox.txt: {count} boxes of split {split!r} reach beyond their image (first at line "
-                      f"{lines[int(beyond.nonzero()[0, 0])]}); kept as given", stacklevel=3)  # fmt: skip
+                      f"{lines[int(beyond.nonzero()[0, 0])]}); kept as given", stacklevel=3)
     return count
 
 
@@ -353,7 +353,7 @@ class DeepFashionAttributes(torch.utils.data.Dataset):
                 first = t.lines["list_landmarks.txt"][idx[int(outside.any(1).nonzero()[0, 0])]]
                 warnings.warn(f"list_landmarks.txt: {count} labelled landmarks outside the image bounds, in "
                               f"{int(outside.any(1).sum())} rows of split {split!r} (first at line {first}); "
-                              "kept as given", stacklevel=2)  # fmt: skip
+                              "kept as given", stacklevel=2)
         for key, file, what in (
             ("unknown_attribute_values", "list_attr_img.txt", "attribute values 0 ('unknown', read as negative)"),
             ("truncated_landmarks", "list_landmarks.txt", "truncated landmarks (v = 2, read as absent)"),

@@ -90,7 +90,7 @@ def _read_lines(path: Path) -> list[str]:
 
 
 def _check_repeat(seen: dict[str, tuple[int, Any]], key: str, value: Any, lineno: int, where: str, what: str
-                  ) -> bool:  # fmt: skip
+                  ) -> bool:
     """True when ``key`` repeats an earlier row with the same ``value`` (a duplicate to skip and count); raises
     when it repeats one with another value; records a first occurrence. ``seen``: key -> (line, value)."""
     if key not in seen:
@@ -99,7 +99,7 @@ def _check_repeat(seen: dict[str, tuple[int, Any]], key: str, value: Any, lineno
     line, earlier = seen[key]
     if earlier != value:
         raise ValueError(f"{where}: image {key!r} is already labelled on line {line} with other {what}; one of the "
-                         "two rows is wrong")  # fmt: skip
+                         "two rows is wrong")
     return True
 
 
@@ -182,12 +182,12 @@ def parse_keypoint_csv(path: str | Path) -> tuple[KeypointAnnotations, dict[str,
             if v == -1:
                 if (x, y) != (-1, -1):
                     raise ValueError(f"{where}: {col!r} = {cell!r} is absent (v = -1) but has coordinates; "
-                                     "expected '-1_-1_-1'")  # fmt: skip
+                                     "expected '-1_-1_-1'")
                 row.append((0.0, 0.0, float(ABSENT)))
                 continue
             if not allowed[k]:
                 raise ValueError(f"{where}: {col!r} = {cell!r} is labelled, but {category} has no {col} "
-                                 "(expected '-1_-1_-1')")  # fmt: skip
+                                 "(expected '-1_-1_-1')")
             row.append((float(x), float(y), float(_VIS[v])))
         if _check_repeat(seen, image_id, (category, row), lineno, where, "key points"):
             repeats += 1
@@ -266,7 +266,7 @@ class FashionAIKeypoints(torch.utils.data.Dataset):
     def __init__(
         self, root: str | Path, csv: str = "Annotations/train.csv", images: bool = True,
         transform: Transform | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.root = Path(root)
         self.csv = self.root / csv
         self.transform = transform
@@ -282,12 +282,12 @@ class FashionAIKeypoints(torch.utils.data.Dataset):
                 first = int(outside.any(1).nonzero()[0, 0])
                 warnings.warn(f"{self.csv.name}: {count} labelled key points outside the image bounds, in "
                               f"{int(outside.any(1).sum())} rows (first at line {ann.lines[first]}); kept as given",
-                              stacklevel=2)  # fmt: skip
+                              stacklevel=2)
         if self.quirks["blank_lines"]:
             warnings.warn(f"{self.csv.name}: skipped {self.quirks['blank_lines']} blank lines", stacklevel=2)
         if self.quirks["duplicate_rows"]:
             warnings.warn(f"{self.csv.name}: {self.quirks['duplicate_rows']} exact repeats of an earlier row (read "
-                          "once)", stacklevel=2)  # fmt: skip
+                          "once)", stacklevel=2)
 
     def __len__(self) -> int:
         return len(self.annotations)
@@ -400,7 +400,7 @@ class FashionAIAttributes(torch.utils.data.Dataset):
     def __init__(
         self, root: str | Path, csv: str = "Annotations/label.csv", images: bool = True,
         transform: Transform | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.root = Path(root)
         self.csv = self.root / csv
         self.transform = transform
@@ -409,10 +409,10 @@ class FashionAIAttributes(torch.utils.data.Dataset):
             for image_id, lineno in zip(self.annotations.image_ids, self.annotations.lines, strict=True):
                 if not (self.root / image_id).is_file():
                     raise FileNotFoundError(f"{self.csv.name} line {lineno}: image file "
-                                            f"{str(self.root / image_id)!r} not found")  # fmt: skip
+                                            f"{str(self.root / image_id)!r} not found")
         for key, what in (("blank_lines", "blank lines skipped"),
                           ("attribute_rows_without_one_y", "rows without exactly one 'y' (kept)"),
-                          ("duplicate_rows", "exact repeats of an earlier row (read once)")):  # fmt: skip
+                          ("duplicate_rows", "exact repeats of an earlier row (read once)")):
             if self.quirks[key]:
                 warnings.warn(f"{self.csv.name}: {self.quirks[key]} {what}", stacklevel=2)
 

@@ -68,7 +68,7 @@ def _check_image(image: torch.Tensor) -> None:
 
 
 def keypoint_boxes(keypoints: torch.Tensor, margin: float = 0.05, width: int | None = None,
-                   height: int | None = None) -> torch.Tensor:  # fmt: skip
+                   height: int | None = None) -> torch.Tensor:
     """Boxes closing the labelled points of each instance, enlarged by ``margin`` of their size on every side.
 
     FashionAI and the synthetic garments have no box annotation; detectors need one, so every garment loader
@@ -110,7 +110,7 @@ EXTENT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
 def extent_quantiles(targets: Sequence[dict], sizes: Sequence[tuple[int, int]],
-                     quantiles: Sequence[float] = EXTENT_QUANTILES) -> dict[float, float]:  # fmt: skip
+                     quantiles: Sequence[float] = EXTENT_QUANTILES) -> dict[float, float]:
     """Quantiles of :func:`keypoint_extent` over every instance of a set of targets (crowd regions and instances
     without labelled points left out), for comparing a data set's framing with the real one.
 
@@ -236,7 +236,7 @@ _PAD_MODES = ("replicate", "constant")
 
 
 def crop(image: torch.Tensor, target: dict, top: int, left: int, height: int, width: int, *,
-         pad_mode: str = "replicate", min_box_size: float = 1.0) -> tuple[torch.Tensor, dict]:  # fmt: skip
+         pad_mode: str = "replicate", min_box_size: float = 1.0) -> tuple[torch.Tensor, dict]:
     """Cut the window ``[left, left + width) x [top, top + height)`` (integer pixels) out of the image and move the
     target into it. Where the window leaves the image it is padded (by default by replicating the edge pixels).
 
@@ -290,11 +290,11 @@ def crop(image: torch.Tensor, target: dict, top: int, left: int, height: int, wi
             b = target[key]
             moved = b - b.new_tensor([left, top, left, top])
             clipped = torch.stack([moved[:, 0].clamp(0, width), moved[:, 1].clamp(0, height),
-                                   moved[:, 2].clamp(0, width), moved[:, 3].clamp(0, height)], 1)  # fmt: skip
+                                   moved[:, 2].clamp(0, width), moved[:, 3].clamp(0, height)], 1)
             target[key] = clipped
             if key == "boxes":
                 keep = ((clipped[:, 2] - clipped[:, 0]) >= min_box_size) & ((clipped[:, 3] - clipped[:, 1])
-                                                                            >= min_box_size)  # fmt: skip
+                                                                            >= min_box_size)
                 if "area" in target:
                     before = ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])).clamp_min(1e-12)
                     after = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
@@ -341,7 +341,7 @@ def _window_origin(lo_box: float, hi_box: float, side: int, window: int, generat
 
 
 def random_scale_crop(image: torch.Tensor, target: dict, generator: torch.Generator,
-                      config: ScaleCropConfig = ScaleCropConfig()) -> tuple[torch.Tensor, dict]:  # fmt: skip
+                      config: ScaleCropConfig = ScaleCropConfig()) -> tuple[torch.Tensor, dict]:
     """Rescale and crop so that one instance's key points span a drawn fraction of the frame; same output size.
 
     1. The reference instance is drawn uniformly among the non-crowd instances with labelled points spread over
@@ -393,7 +393,7 @@ def random_scale_crop(image: torch.Tensor, target: dict, generator: torch.Genera
     x0 = _window_origin(float(boxes[ref, 0]), float(boxes[ref, 2]), width, win_w, generator)
     y0 = _window_origin(float(boxes[ref, 1]), float(boxes[ref, 3]), height, win_h, generator)
     image, target = crop(image, target, y0, x0, win_h, win_w, pad_mode=config.pad_mode,
-                         min_box_size=config.min_box_size * min(win_w / width, win_h / height))  # fmt: skip
+                         min_box_size=config.min_box_size * min(win_w / width, win_h / height))
     return resize(image, target, (height, width))
 
 

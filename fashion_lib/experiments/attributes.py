@@ -219,7 +219,7 @@ class AttributeSetup:
             raise ValueError(f"dataset must be one of {_DATASETS}, got {self.dataset!r}")
         if self.detector.schema != "fashionai":
             raise ValueError(f"detector.schema must be 'fashionai' (the crops need garment points), got "
-                             f"{self.detector.schema!r}")  # fmt: skip
+                             f"{self.detector.schema!r}")
         get_profile(self.profile)
         if isinstance(self.input_size, bool) or not isinstance(self.input_size, int) or not (
                 self.input_size == 0 or self.input_size >= 16):
@@ -290,7 +290,7 @@ def attribute_data(setup: AttributeSetup) -> AttributeData:
     if setup.synthetic:
         spec = {"dataset": setup.dataset, "train": setup.train_images, "val": setup.val_images,
                 "seed": setup.data_seed, "world": dataclasses.asdict(setup.world), "split": setup.eval_split,
-                "library": library_digest(DATA_SOURCES)}  # fmt: skip
+                "library": library_digest(DATA_SOURCES)}
         key = content_digest(spec)
         root = runs_dir() / "data" / f"{setup.dataset}-attributes-{key}"
         n = setup.train_images + setup.val_images
@@ -389,9 +389,9 @@ class CropKeypoints:
         if bad:
             raise ValueError(f"tasks: {bad} are not FashionAI tasks")
         fixed = [TASK_CATEGORIES[t][0] if len(TASK_CATEGORIES[t]) == 1 and c else c
-                 for t, c in zip(tasks, self.categories, strict=True)]  # fmt: skip
+                 for t, c in zip(tasks, self.categories, strict=True)]
         disagree = torch.tensor([bool(c) and c not in TASK_CATEGORIES[t]
-                                 for t, c in zip(tasks, self.categories, strict=True)], dtype=torch.bool)  # fmt: skip
+                                 for t, c in zip(tasks, self.categories, strict=True)], dtype=torch.bool)
         return tuple(fixed), disagree
 
 
@@ -405,7 +405,7 @@ def _category_masks(categories: Sequence[str]) -> torch.Tensor:
 
 def detect_crop_keypoints(detector: torch.nn.Module, images: Sequence[torch.Tensor], refine: RefineConfig, *,
                           generator: torch.Generator, category_points: bool = True,
-                          batch_size: int = 16) -> CropKeypoints:  # fmt: skip
+                          batch_size: int = 16) -> CropKeypoints:
     """Plain and New-key-detection key points of ``images`` from a FashionAI Keypoint R-CNN (not cached).
 
     Parameters
@@ -429,12 +429,12 @@ def detect_crop_keypoints(detector: torch.nn.Module, images: Sequence[torch.Tens
     labels = top.labels.tolist()
     categories = tuple(CATEGORIES[lab - 1] if 1 <= lab <= len(CATEGORIES) else "" for lab in labels)
     nkd = new_key_detection(images, as_detect_fn(detector, k, batch_size=batch_size), FASHIONAI,
-                            generator=generator, keypoints=top.keypoints, config=refine).keypoints  # fmt: skip
+                            generator=generator, keypoints=top.keypoints, config=refine).keypoints
     return CropKeypoints(top.keypoints, nkd, top.scores > 0, categories, "", category_points)
 
 
 def crop_keypoints(setup: AttributeSetup, data: AttributeData, *, batch_size: int = 16
-                   ) -> dict[str, CropKeypoints]:  # fmt: skip
+                   ) -> dict[str, CropKeypoints]:
     """Crop key points of every image of both splits (``{"train": ..., "val": ...}``), cached beside the detector's
     run: the expensive step (the detector runs twice on every image), done once per detector and data."""
     detectors = train_detectors(setup.detector, setup.detector_seed, progress=False)
@@ -451,12 +451,12 @@ def crop_keypoints(setup: AttributeSetup, data: AttributeData, *, batch_size: in
                 images = [split.dataset[i][0] for i in range(lo, min(lo + _CHUNK, len(split)))]
                 parts.append(detect_crop_keypoints(detectors.keypoint_rcnn, images, setup.refine, generator=g,
                                                    category_points=setup.category_points,
-                                                   batch_size=batch_size))  # fmt: skip
+                                                   batch_size=batch_size))
             log.info("crop key points of %d images in %.0f s", len(split), time.perf_counter() - start)
             return CropKeypoints(torch.cat([p.plain for p in parts]), torch.cat([p.nkd for p in parts]),
                                  torch.cat([p.detected for p in parts]),
                                  tuple(c for p in parts for c in p.categories), source,
-                                 setup.category_points)  # fmt: skip
+                                 setup.category_points)
 
         out[name] = cached(path, compute)
     return out
@@ -474,7 +474,7 @@ def train_config(setup: AttributeSetup, seed: int, num_images: int, epochs: int 
     per_epoch = math.ceil(num_images / setup.batch_size)
     return TrainConfig(steps=steps, batch_size=setup.batch_size, lr=setup.lr, seed=seed, amp=setup.amp,
                        warmup_steps=max(1, steps // 10), checkpoint_every=max(50, steps // 2),
-                       log_every=max(1, per_epoch // 8), eval_every=per_epoch, grad_clip=10.0)  # fmt: skip
+                       log_every=max(1, per_epoch // 8), eval_every=per_epoch, grad_clip=10.0)
 
 
 @dataclass(frozen=True)
@@ -582,7 +582,7 @@ _BEST_NAME = "best.pt"  # the weights of the early-stopped network's best pass, 
 
 def _train_network(setup: AttributeSetup, name: str, config: Any, seed: int, items: torch.utils.data.Dataset,
                    key: _DataKey, monitor: torch.utils.data.Dataset | None = None, step_images: int = 0,
-                   holdout: torch.utils.data.Dataset | None = None) -> tuple[torch.nn.Module, Path]:  # fmt: skip
+                   holdout: torch.utils.data.Dataset | None = None) -> tuple[torch.nn.Module, Path]:
     """Train (or load the finished run of) one network on ``items``; returns the model in eval mode and its run.
 
     ``monitor``: validation items scored after every pass (their figures become columns of the run's
@@ -607,7 +607,7 @@ def _train_network(setup: AttributeSetup, name: str, config: Any, seed: int, ite
         result = train(model, items, tc, run_dir, evaluate=evaluate, stop=stop, progress=False)
     if result.resumed_from != result.step:
         log.info("%s: %d steps in %.0f s (%.1f img/s)", run_dir.name, result.step, result.wall_time_s,
-                 result.images_per_s)  # fmt: skip
+                 result.images_per_s)
     if holdout is not None:
         best = torch.load(run_dir / _BEST_NAME, map_location="cpu", weights_only=False)
         chosen = best_pass(_read_column(run_dir / METRICS_NAME, "holdout_loss"))
@@ -620,7 +620,7 @@ def _train_network(setup: AttributeSetup, name: str, config: Any, seed: int, ite
 
 def _keeping_best(path: Path, holdout: torch.utils.data.Dataset,
                   monitor: Callable[[torch.nn.Module, int], dict[str, float]] | None, per_pass: int
-                  ) -> Callable[[torch.nn.Module, int], dict[str, float]]:  # fmt: skip
+                  ) -> Callable[[torch.nn.Module, int], dict[str, float]]:
     """An evaluate hook: the monitor's figures and :func:`_holdout_scores`, saving the weights to ``path`` with
     their 1-based ``pass`` (``per_pass`` steps each) whenever the held-out loss is the lowest so far."""
 
@@ -649,7 +649,7 @@ def _read_column(path: Path, column: str) -> list[float]:
 
 
 def _batched_predict(model: torch.nn.Module, items: torch.utils.data.Dataset, batch_size: int = 64
-                     ) -> tuple[dict[str, torch.Tensor], list[dict]]:  # fmt: skip
+                     ) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """``model.predict`` over ``items`` in chunks: dict output name -> (B, ...) concatenated, and the B targets."""
     parts: list[dict] = []
     targets: list[dict] = []
@@ -691,7 +691,7 @@ def learning_curves(predictions: Mapping[str, Sequence[TaskPredictions | DeepFas
         raise ValueError("predictions hold no network runs")
     out = pd.concat(frames, ignore_index=True)
     return out[["method", "seed", "network", "epoch", "train_loss",
-                *[c for c in out.columns if c.startswith(_MONITORED)]]]  # fmt: skip
+                *[c for c in out.columns if c.startswith(_MONITORED)]]]
 
 
 def stopping_passes(curves):
@@ -711,7 +711,7 @@ def stopping_passes(curves):
         at = run.iloc[chosen - 1]
         rows.append({"method": method, "seed": seed, "network": network, "passes": len(run), "chosen": chosen,
                      "holdout_loss": at["holdout_loss"], "holdout_accuracy": at.get("holdout_accuracy", math.nan),
-                     "val_accuracy": at.get("val_accuracy", math.nan)})  # fmt: skip
+                     "val_accuracy": at.get("val_accuracy", math.nan)})
     return pd.DataFrame(rows)
 
 
@@ -804,7 +804,7 @@ class TaskPredictions:
 
 
 def _task_predictions(networks: Mapping[str, tuple[torch.nn.Module, Path]], val: torch.utils.data.Dataset,
-                      tasks: Sequence[str], cache_key: str) -> TaskPredictions:  # fmt: skip
+                      tasks: Sequence[str], cache_key: str) -> TaskPredictions:
     """Each image of ``val`` scored by the network that has its task (cached in that network's run folder)."""
     B = len(tasks)
     probs = torch.zeros(B, _C_MAX)
@@ -818,7 +818,7 @@ def _task_predictions(networks: Mapping[str, tuple[torch.nn.Module, Path]], val:
         def compute(model=model, mine=mine) -> dict:
             out, targets = _batched_predict(model, _Items(val, mine, None))
             return {"rows": mine, "probs": [out[tasks[i]][j] for j, i in enumerate(mine)],
-                    "labels": [t["labels"] for t in targets]}  # fmt: skip
+                    "labels": [t["labels"] for t in targets]}
 
         got = cached(run_dir / f"predictions-{cache_key}-{library_digest()}.pt", compute)
         for row, p, y in zip(got["rows"], got["probs"], got["labels"], strict=True):  # rows of this network
@@ -831,7 +831,7 @@ def _task_predictions(networks: Mapping[str, tuple[torch.nn.Module, Path]], val:
 
 
 def fashionai_predictions(setup: AttributeSetup, method: FashionAIMethod, seed: int, data: AttributeData,
-                          crops: Mapping[str, CropKeypoints]) -> TaskPredictions:  # fmt: skip
+                          crops: Mapping[str, CropKeypoints]) -> TaskPredictions:
     """Train (or load) the networks of ``method`` for ``seed`` and score the validation images.
 
     Each network trains on the training images of its own tasks (a per-task network on its task's images, the
@@ -858,12 +858,12 @@ def fashionai_predictions(setup: AttributeSetup, method: FashionAIMethod, seed: 
         holdout = None
         if method.early_stop:
             kept, held = holdout_split(len(rows), setup.holdout_fraction,
-                                       torch.Generator().manual_seed(setup.data_seed))  # fmt: skip
+                                       torch.Generator().manual_seed(setup.data_seed))
             rows, holdout = [rows[i] for i in kept], _Items(data.train.dataset, [rows[i] for i in held], train_kps)
         networks[name] = _train_network(setup, f"attr-fashionai-{name}-{method.keypoints}{tag}", config, seed,
                                         _Items(data.train.dataset, rows, train_kps), key,
                                         monitor=_Items(data.val.dataset, val_rows, val_kps),
-                                        step_images=step_images, holdout=holdout)  # fmt: skip
+                                        step_images=step_images, holdout=holdout)
     val = _Items(data.val.dataset, range(len(data.val)), val_kps)
     return _task_predictions(networks, val, data.val.tasks, f"{data.val.key}-{method.keypoints}-{crops['val'].source}")
 
@@ -994,7 +994,7 @@ class _TaskGarments(torch.utils.data.Dataset):
         self.n = n
         counts = [len(range(j, n, len(self.tasks))) for j in range(len(self.tasks))]
         self.sources = [SyntheticGarments(world, c, seed, split=f"{split}-{t}", categories=TASK_CATEGORIES[t])
-                        for t, c in zip(self.tasks, counts, strict=True)]  # fmt: skip
+                        for t, c in zip(self.tasks, counts, strict=True)]
 
     def __len__(self) -> int:
         return self.n
@@ -1009,7 +1009,7 @@ class _TaskGarments(torch.utils.data.Dataset):
 
 
 def task_garments(world: WorldConfig, n: int, seed: int, split: str, tasks: Sequence[str] = LENGTH_TASKS
-                  ) -> torch.utils.data.Dataset:  # fmt: skip
+                  ) -> torch.utils.data.Dataset:
     """``n`` synthetic garments labelled like FashionAI rows (one task each, cycling through ``tasks``), with their
     ground-truth key points; generated on the fly, item ``i`` depends only on ``(seed, split, i)``."""
     bad = [t for t in tasks if t not in FASHIONAI_TASKS]
@@ -1030,7 +1030,7 @@ def maybe_statistics(dataset: torch.utils.data.Dataset) -> tuple[float, int]:
 
 
 def beta_predictions(setup: AttributeSetup, beta: float | None, maybe_width: float, seed: int, *,
-                     network: str = "length") -> TaskPredictions:  # fmt: skip
+                     network: str = "length") -> TaskPredictions:
     """Train (or load) the joint ``network`` ("length" or "design") with maybe-loss weight ``beta`` on synthetic
     garments whose labels get an ``m`` within ``maybe_width`` of a class boundary; crops from the ground-truth key
     points; score ``val_images`` garments of the same world (one task each)."""
@@ -1042,7 +1042,7 @@ def beta_predictions(setup: AttributeSetup, beta: float | None, maybe_width: flo
     val_set = task_garments(world, setup.val_images, setup.data_seed, "val", tasks)
     config = joint_configs(setup.networks(), beta=beta)[network]
     train_key = content_digest({"world": dataclasses.asdict(world), "n": setup.train_images, "seed": setup.data_seed})
-    key = _DataKey(train_key, GROUND_TRUTH, library_digest(_NETWORK_SOURCES))  # fmt: skip
+    key = _DataKey(train_key, GROUND_TRUTH, library_digest(_NETWORK_SOURCES))
     net = _train_network(setup, f"attr-beta-{network}", config, seed, train_set, key, monitor=val_set)
     val_tasks = [val_set.tasks[i % len(tasks)] for i in range(len(val_set))]
     val_key = content_digest({"world": dataclasses.asdict(world), "n": setup.val_images, "seed": setup.data_seed})
@@ -1106,14 +1106,14 @@ PAPER_TABLE3_OTHERS: dict[str, tuple[float, ...]] = {
 
 
 def deepfashion_configs(setup: AttributeSetup, method: DeepFashionMethod, *, num_categories: int,
-                        num_attributes: int) -> dict[str, DeepFashionRecognizerConfig]:  # fmt: skip
+                        num_attributes: int) -> dict[str, DeepFashionRecognizerConfig]:
     """The networks of ``method``: ``{"joint": ...}`` or ``{"category": ..., "attributes": ...}``, each trained
     only on its head's loss (the other head's weight is 0)."""
     base = {"num_categories": num_categories, "num_attributes": num_attributes, "crop": method.crop}
     if method.joint:
         return {"joint": deepfashion_config(setup.networks(), **base)}
     return {"category": deepfashion_config(setup.networks(), attribute_weight=0.0, **base),
-            "attributes": deepfashion_config(setup.networks(), category_weight=0.0, **base)}  # fmt: skip
+            "attributes": deepfashion_config(setup.networks(), category_weight=0.0, **base)}
 
 
 @dataclass(frozen=True)
@@ -1138,43 +1138,43 @@ def attribute_groups(data: AttributeData) -> dict[str, torch.Tensor]:
     """Attribute indices of each DeepFashion type (texture, fabric, shape, part, style)."""
     types = _loader(data.val).tables.attribute_types
     return {name: torch.nonzero(types == code)[:, 0] for code, name in ATTRIBUTE_TYPES.items()
-            if bool((types == code).any())}  # fmt: skip
+            if bool((types == code).any())}
 
 
 def deepfashion_predictions(setup: AttributeSetup, method: DeepFashionMethod, seed: int, data: AttributeData,
-                            crops: Mapping[str, CropKeypoints]) -> DeepFashionPredictions:  # fmt: skip
+                            crops: Mapping[str, CropKeypoints]) -> DeepFashionPredictions:
     """Train (or load) the networks of ``method`` for ``seed`` on every training image and score the scored
     split (``setup.epochs`` passes each)."""
     if setup.dataset != "deepfashion":
         raise ValueError(f"deepfashion_predictions needs setup.dataset 'deepfashion', got {setup.dataset!r}")
     tables = _loader(data.train).tables
     configs = deepfashion_configs(setup, method, num_categories=len(tables.category_names),
-                                  num_attributes=len(tables.attribute_names))  # fmt: skip
+                                  num_attributes=len(tables.attribute_names))
     source = method.keypoints if method.crop == "normal" else "none"
     train_kps = crops["train"].points(method.keypoints) if method.crop == "normal" else None
     val_kps = crops["val"].points(method.keypoints) if method.crop == "normal" else None
     key = _DataKey(data.train.key, f"{source}-{crops['train'].source}" if train_kps is not None else source,
-                   library_digest(_NETWORK_SOURCES))  # fmt: skip
+                   library_digest(_NETWORK_SOURCES))
     scores: dict[str, torch.Tensor] = {}
     runs = []
     val = _Items(data.val.dataset, range(len(data.val)), val_kps)
     for name, config in configs.items():  # the one or two networks
         model, run_dir = _train_network(setup, f"attr-deepfashion-{name}-{method.crop}-{source}", config, seed,
                                         _Items(data.train.dataset, range(len(data.train)), train_kps), key,
-                                        monitor=val)  # fmt: skip
+                                        monitor=val)
         runs.append((name, str(run_dir)))
         out = cached(run_dir / f"predictions-{data.val.key}-{key.keypoints}-{library_digest()}.pt",
-                     lambda m=model: _batched_predict(m, val)[0])  # fmt: skip
+                     lambda m=model: _batched_predict(m, val)[0])
         heads = ("category", "attributes") if name == "joint" else (name,)
         scores.update({h: out[h] for h in heads})
     val_tables, rows = _loader(data.val).tables, _loader(data.val).indices[data.val.dataset.indices]
     return DeepFashionPredictions(scores["category"], val_tables.labels[rows] - 1, scores["attributes"],
-                                  val_tables.attributes[rows], tuple(runs))  # fmt: skip
+                                  val_tables.attributes[rows], tuple(runs))
 
 
 def deepfashion_rows_for_seeds(setup: AttributeSetup, methods: Mapping[str, DeepFashionMethod],
                                seeds: Sequence[int]) -> tuple[dict[str, list[DeepFashionPredictions]], AttributeData,
-                                                              dict[str, CropKeypoints]]:  # fmt: skip
+                                                              dict[str, CropKeypoints]]:
     """:func:`deepfashion_predictions` of every method and seed; returns them with the data and crop key points."""
     data = attribute_data(setup)
     crops = crop_keypoints(setup, data)
@@ -1194,7 +1194,7 @@ def deepfashion_arrays(predictions_per_seed: Sequence[DeepFashionPredictions]) -
 
 
 def recall_metric(k: int, group: str = "all", groups: Mapping[str, torch.Tensor] | None = None
-                  ) -> Callable[..., float]:  # fmt: skip
+                  ) -> Callable[..., float]:
     """A function of :func:`deepfashion_arrays`' arguments: attribute top-``k`` recall (a fraction) over all
     attributes (``group="all"``) or within one group of ``groups`` (:func:`fashion_lib.metrics.topk_recall`)."""
     if group != "all" and (groups is None or group not in groups):
@@ -1217,7 +1217,7 @@ def category_metric(k: int) -> Callable[..., float]:
 
 
 def deepfashion_chance(predictions: DeepFashionPredictions, groups: Mapping[str, torch.Tensor], k: int
-                       ) -> dict[str, float]:  # fmt: skip
+                       ) -> dict[str, float]:
     """Top-``k`` scores of a random ranking: ``"category"``, ``k`` over the categories that occur; each attribute
     group and ``"all"``, ``k`` over the group's size (every positive is equally likely to be ranked in the top k)."""
     present = int(torch.unique(predictions.category).numel())
@@ -1227,7 +1227,7 @@ def deepfashion_chance(predictions: DeepFashionPredictions, groups: Mapping[str,
 
 
 def table3_frame(predictions: Mapping[str, Sequence[DeepFashionPredictions]], groups: Mapping[str, torch.Tensor],
-                 *, paper: bool = True):  # fmt: skip
+                 *, paper: bool = True):
     """Table 3 as a DataFrame (%, means over seeds): top-3 / top-5 category accuracy and attribute recall per
     group and over all attributes; the paper's rows follow ours, then the other methods' published rows."""
     import pandas as pd
@@ -1281,7 +1281,7 @@ def figure3(setup: AttributeSetup, n_clear: int, n_occluded: int, *, scan: int =
     truth = occluded = None
     if setup.synthetic:
         garments = SyntheticGarments(setup.world, scan, setup.data_seed, split="figure3",
-                                     categories=("blouse", "outwear", "dress"))  # fmt: skip
+                                     categories=("blouse", "outwear", "dress"))
         clear, hidden = [], []
         for i in range(scan):  # scan the garments until both kinds are found
             image, target = garments[i]
@@ -1297,5 +1297,5 @@ def figure3(setup: AttributeSetup, n_clear: int, n_occluded: int, *, scan: int =
         images = [val.dataset[i][0] for i in range(min(n_clear + n_occluded, len(val)))]
     detector = train_detectors(setup.detector, setup.detector_seed, progress=False).keypoint_rcnn
     kps = detect_crop_keypoints(detector, images, setup.refine, generator=torch.Generator().manual_seed(0),
-                                category_points=setup.category_points)  # fmt: skip
+                                category_points=setup.category_points)
     return Figure3(images, truth, occluded, kps)

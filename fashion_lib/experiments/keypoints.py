@@ -225,7 +225,7 @@ class KeypointSetup:
         if self.image_size < _MIN_IMAGE_SIZE:
             raise ValueError(f"image_size must be >= {_MIN_IMAGE_SIZE}, got {self.image_size}: the detectors' ResNet "
                              "trunks downsample 32 times, and below that their last stage is 1 x 1 pixel, where batch "
-                             "normalisation cannot train on one image per step")  # fmt: skip
+                             "normalisation cannot train on one image per step")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         for name in ("scale_crop", "amp"):
@@ -631,7 +631,7 @@ def table1_rows(
 
 def _compute_rows(setup: KeypointSetup, detectors: Detectors, val: ValidationSet, refine: RefineConfig,
                   rows: Sequence[str], seed: int, batch_size: int, thresholds: dict[str, float]
-                  ) -> dict[str, Instances]:  # fmt: skip
+                  ) -> dict[str, Instances]:
     schema = get_schema(setup.schema)
     base = detected_instances(detectors, val, setup.schema)
     # every detection of a crop: the second scale keeps the one matching the instance it was cropped for
@@ -818,7 +818,7 @@ def filled_point_errors(detected: Instances, result: RefineResult, val: Validati
 
 
 def _coco_matches(instances: Instances, val: ValidationSet, *, min_iou: float = 0.5
-                  ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """COCO: the N annotated persons' key points (N, 17, 3) and the index of the detection whose key-point box
     overlaps each person's box most, IoU >= ``min_iou`` (-1: none), (N,) long."""
     from torchvision.ops import box_iou
@@ -866,7 +866,7 @@ def coco_point_errors(instances: Instances, val: ValidationSet, *, min_iou: floa
 
 
 def second_scale_framing(instances: Instances, val: ValidationSet, refine: RefineConfig
-                         ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """How the crops New-key-detection cuts around ``instances`` (its refined first scale, e.g. the
     :data:`AXIS_ONCE` row) frame them, with ``refine``'s margin, squareness and missing-point threshold
     (:func:`fashion_lib.crops.second_scale_boxes`, :func:`fashion_lib.crops.crop_framing`).
@@ -911,7 +911,7 @@ def second_scale_counts(rows_per_seed: Sequence[dict[str, Instances]], val: Vali
 
 
 def coco_error_arrays(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, row: str, baseline: str
-                      ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:  # fmt: skip
+                      ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """COCO, per seed: ``(errors of row (N, 17), errors of baseline (N, 17), visibility (N, 17))`` over the N
     annotated persons (:func:`coco_point_errors`; the same persons in the same order for both rows, so the
     bootstrap resamples persons in pairs): the arguments of :func:`limb_change_metric`."""
@@ -1148,7 +1148,7 @@ def point_scores(predictions: list[dict], targets: list[dict], schema: str) -> t
 
 
 def calibrate_missing(setup: KeypointSetup, detectors: Detectors, seed: int, *, batch_size: int = 16
-                      ) -> dict[str, MissingCalibration]:  # fmt: skip
+                      ) -> dict[str, MissingCalibration]:
     """Each detector's missing-point threshold (:func:`fashion_lib.refine.calibrate_missing_threshold`) on the
     seed's calibration images (:func:`calibration_set`), cached beside the run. Keys: :data:`KRCNN`, and
     :data:`CPN` where a CPN was trained.
@@ -1410,7 +1410,7 @@ def _per_seed(refine: RefineConfig, thresholds: Sequence[float], n: int) -> list
 
 def score_axis_once(instances_per_seed: Sequence[Instances], val: ValidationSet, refine: RefineConfig, *,
                     seed: int = 0, thresholds: Sequence[float] = (), seeds: Sequence[int] = ()
-                    ) -> dict[str, float]:  # fmt: skip
+                    ) -> dict[str, float]:
     """FashionAI: refine each seed's detections once (steps 2-8) with ``refine`` and score them: NE (%) of visible
     and occluded points (mean and sd over seeds) and what the refiner did (fraction with an axis, pairs moved
     and points filled per garment, the NE of the filled points before and after the fill; means over seeds).

@@ -77,13 +77,13 @@ class AttributeNetConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.backbone, str) or not timm.is_model(self.backbone):
             raise ValueError(f"backbone {self.backbone!r} is not a timm model; list candidates with "
-                             f"timm.list_models('*{self.backbone}*')")  # fmt: skip
+                             f"timm.list_models('*{self.backbone}*')")
         tasks = tuple((str(n), int(c)) for n, c in self.tasks)
         object.__setattr__(self, "tasks", tasks)
         names = [n for n, _ in tasks]
         if not tasks or len(set(names)) != len(names) or any(not n or "." in n for n in names):
             raise ValueError(f"tasks must be non-empty (name, num_classes) pairs with unique names without '.', "
-                             f"got {self.tasks!r}")  # fmt: skip
+                             f"got {self.tasks!r}")
         bad = [(n, c) for n, c in tasks if c < 1]
         if bad:
             raise ValueError(f"tasks: num_classes must be >= 1, got {bad}")
@@ -109,7 +109,7 @@ def _load_backbone_weights(backbone: nn.Module, path: str) -> None:
         raise ValueError(f"{file}: {len(missing)} backbone tensors missing, e.g. {missing[:5]}")
     if unexpected:
         logger.info("%s: ignored %d tensors the trunk does not use (the old classifier): %s", file, len(unexpected),
-                    unexpected[:5])  # fmt: skip
+                    unexpected[:5])
 
 
 class MultiTaskAttributeNet(nn.Module):
@@ -264,7 +264,7 @@ class _CroppingRecognizer(nn.Module):
     config: FashionAIRecognizerConfig | DeepFashionRecognizerConfig
 
     def __init__(self, config: FashionAIRecognizerConfig | DeepFashionRecognizerConfig, num_keypoints: int | None,
-                 schema: str) -> None:  # fmt: skip
+                 schema: str) -> None:
         super().__init__()
         self.config = config
         self.net = MultiTaskAttributeNet(config.net)
@@ -274,7 +274,7 @@ class _CroppingRecognizer(nn.Module):
         self.register_buffer("std", torch.tensor(config.std).view(1, 3, 1, 1), persistent=False)
 
     def _keypoints(self, targets: Sequence[Mapping[str, Any]] | None, batch: int, device: torch.device
-                   ) -> torch.Tensor:  # fmt: skip
+                   ) -> torch.Tensor:
         """(B, K, 3) key points of each image's first instance; NaN rows where a target has none."""
         rows: list[torch.Tensor | None] = []
         for t in targets if targets is not None else [{}] * batch:  # collation of a list of dicts
@@ -288,7 +288,7 @@ class _CroppingRecognizer(nn.Module):
         return torch.stack([nan if r is None else r.to(device=device, dtype=torch.float32) for r in rows])
 
     def crop_inputs(self, images: torch.Tensor | Sequence[torch.Tensor],
-                    targets: Sequence[Mapping[str, Any]] | None = None) -> tuple[torch.Tensor, CropBoxes]:  # fmt: skip
+                    targets: Sequence[Mapping[str, Any]] | None = None) -> tuple[torch.Tensor, CropBoxes]:
         """The network's input: the configured crop of every image, resized and normalised.
 
         Parameters
@@ -320,7 +320,7 @@ class _CroppingRecognizer(nn.Module):
         return (x - self.mean) / self.std, boxes
 
     def train_inputs(self, images: torch.Tensor | Sequence[torch.Tensor],
-                     targets: Sequence[Mapping[str, Any]]) -> torch.Tensor:  # fmt: skip
+                     targets: Sequence[Mapping[str, Any]]) -> torch.Tensor:
         """:meth:`crop_inputs` with each crop mirrored left-right with chance ``config.flip`` (a free doubling of
         the few training images; the global RNG, which the engine seeds, draws the flips)."""
         x, _ = self.crop_inputs(images, targets)  # (B, 3, S, S)
@@ -349,7 +349,7 @@ class FashionAIRecognizer(_CroppingRecognizer):
         super().__init__(config, schema.num_keypoints, schema.name)
 
     def task_labels(self, targets: Sequence[Mapping[str, Any]], task: str, device: torch.device
-                    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, C)`` long codes of ``task`` and ``(B,)`` bool: which samples carry them (others are zeros)."""
         c = len(FASHIONAI_TASKS[task])
         labels = torch.zeros(len(targets), c, dtype=torch.long)
@@ -357,7 +357,7 @@ class FashionAIRecognizer(_CroppingRecognizer):
         for i, t in enumerate(targets):  # collation of a list of dicts; the maths below is batched
             attrs = t.get("attributes")
             codes = attrs.get(task) if isinstance(attrs, Mapping) else (t.get("labels") if t.get("task") == task
-                                                                           else None)  # fmt: skip
+                                                                           else None)
             if codes is None:
                 continue
             if tuple(codes.shape) != (c,):
@@ -366,12 +366,12 @@ class FashionAIRecognizer(_CroppingRecognizer):
         return labels.to(device), has.to(device)
 
     def forward(self, images: torch.Tensor | Sequence[torch.Tensor],
-                targets: Sequence[Mapping[str, Any]] | None = None) -> Any:  # fmt: skip
+                targets: Sequence[Mapping[str, Any]] | None = None) -> Any:
         """Train mode: dict ``loss_<task>`` -> () float. Eval mode: list of per-image prediction dicts."""
         if not self.training:
             probs, boxes = self._predict(images, targets)
             return [{"attributes": {task: p[i] for task, p in probs.items()}, "crop_box": boxes.boxes[i]}
-                    for i in range(boxes.boxes.shape[0])]  # fmt: skip
+                    for i in range(boxes.boxes.shape[0])]
         if targets is None:
             raise ValueError("targets are required in train mode")
         device = self.mean.device
@@ -394,7 +394,7 @@ class FashionAIRecognizer(_CroppingRecognizer):
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor | Sequence[torch.Tensor],
-                targets: Sequence[Mapping[str, Any]] | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+                targets: Sequence[Mapping[str, Any]] | None = None) -> dict[str, torch.Tensor]:
         """Batched class probabilities: dict task -> (B, C) softmax (for :mod:`fashion_lib.metrics`).
 
         ``targets`` supplies the key points the crops come from (``target["keypoints"]``); see
@@ -424,29 +424,29 @@ class DeepFashionRecognizer(_CroppingRecognizer):
         self.num_attributes = dict(config.net.tasks)["attributes"]
 
     def _targets(self, targets: Sequence[Mapping[str, Any]], device: torch.device
-                 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
         try:
             cats = torch.stack([t["labels"].reshape(-1)[0] for t in targets]).long()  # (B,) 1-based
             attrs = torch.stack([t["attributes"].reshape(-1) for t in targets])  # (B, A)
         except (KeyError, RuntimeError, AttributeError) as e:
             raise ValueError(f"DeepFashion targets need 'labels' (1,) and 'attributes' (A,) tensors of equal shapes "
-                             f"({e})") from None  # fmt: skip
+                             f"({e})") from None
         if attrs.shape[1] != self.num_attributes:
             raise ValueError(f"targets have {attrs.shape[1]} attributes, the network {self.num_attributes}")
         if cats.numel() and (int(cats.min()) < 1 or int(cats.max()) > self.num_categories):
             raise ValueError(f"target labels must be 1-based category ids in [1, {self.num_categories}], got values "
-                             f"in [{int(cats.min())}, {int(cats.max())}]")  # fmt: skip
+                             f"in [{int(cats.min())}, {int(cats.max())}]")
         if not bool(((attrs == 0) | (attrs == 1)).all()):
             raise ValueError("target attributes must be 0 or 1 (DeepFashion's -1 read as 0 by the loader)")
         return (cats - 1).to(device), attrs.to(device=device, dtype=torch.float32)
 
     def forward(self, images: torch.Tensor | Sequence[torch.Tensor],
-                targets: Sequence[Mapping[str, Any]] | None = None) -> Any:  # fmt: skip
+                targets: Sequence[Mapping[str, Any]] | None = None) -> Any:
         """Train mode: dict of the two loss terms. Eval mode: list of per-image prediction dicts."""
         if not self.training:
             scores, boxes = self._predict(images, targets)
             return [{"category": scores["category"][i], "attributes": scores["attributes"][i],
-                     "crop_box": boxes.boxes[i]} for i in range(boxes.boxes.shape[0])]  # fmt: skip
+                     "crop_box": boxes.boxes[i]} for i in range(boxes.boxes.shape[0])]
         if targets is None:
             raise ValueError("targets are required in train mode")
         cats, attrs = self._targets(targets, self.mean.device)  # checked before the network runs
@@ -456,7 +456,7 @@ class DeepFashionRecognizer(_CroppingRecognizer):
             "loss_category": self.config.category_weight * F.cross_entropy(out["category"], cats),
             "loss_attributes": self.config.attribute_weight * F.binary_cross_entropy_with_logits(out["attributes"],
                                                                                                  attrs),
-        }  # fmt: skip
+        }
 
     def _predict(self, images, targets) -> tuple[dict[str, torch.Tensor], CropBoxes]:
         x, boxes = self.crop_inputs(images, targets)
@@ -465,7 +465,7 @@ class DeepFashionRecognizer(_CroppingRecognizer):
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor | Sequence[torch.Tensor],
-                targets: Sequence[Mapping[str, Any]] | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+                targets: Sequence[Mapping[str, Any]] | None = None) -> dict[str, torch.Tensor]:
         """Batched scores: ``{"category": (B, C) softmax, "attributes": (B, A) sigmoid}``."""
         return self._predict(images, targets)[0]
 
@@ -518,15 +518,15 @@ def task_crop(task: str) -> str:
 
 
 def _fashionai_config(profile: AttributeProfile, tasks: Sequence[str], crop: str, beta: float | None,
-                      crops: CropConfig) -> FashionAIRecognizerConfig:  # fmt: skip
+                      crops: CropConfig) -> FashionAIRecognizerConfig:
     net = AttributeNetConfig(profile.fashionai_backbone, tuple((t, len(FASHIONAI_TASKS[t])) for t in tasks),
-                             profile.fashionai_size, profile.drop_rate)  # fmt: skip
+                             profile.fashionai_size, profile.drop_rate)
     return FashionAIRecognizerConfig(net, crop=crop, beta=beta, crops=crops)
 
 
 def per_task_configs(profile: str | AttributeProfile = "cpu", *, beta: float | None = 0.1,
                      tasks: Sequence[str] = DESIGN_TASKS + LENGTH_TASKS, crops: CropConfig | None = None
-                     ) -> dict[str, FashionAIRecognizerConfig]:  # fmt: skip
+                     ) -> dict[str, FashionAIRecognizerConfig]:
     """The paper's baseline: one single-head network per task, each on its task's crop (:func:`task_crop`).
 
     Returns
@@ -538,34 +538,34 @@ def per_task_configs(profile: str | AttributeProfile = "cpu", *, beta: float | N
 
 
 def joint_configs(profile: str | AttributeProfile = "cpu", *, beta: float | None = 0.1,
-                  crops: CropConfig | None = None) -> dict[str, FashionAIRecognizerConfig]:  # fmt: skip
+                  crops: CropConfig | None = None) -> dict[str, FashionAIRecognizerConfig]:
     """Joint learning (paper IV.B): ``"length"``, the four length tasks on the Normal-crop, and ``"design"``, the
     four design tasks on the Neck-crop; each a shared trunk with a head per task. ``crops`` defaults to
     ``CropConfig()``.
     """
     p, crops = get_profile(profile), crops or CropConfig()
     return {"length": _fashionai_config(p, LENGTH_TASKS, "normal", beta, crops),
-            "design": _fashionai_config(p, DESIGN_TASKS, "neck", beta, crops)}  # fmt: skip
+            "design": _fashionai_config(p, DESIGN_TASKS, "neck", beta, crops)}
 
 
 def deepfashion_config(profile: str | AttributeProfile = "cpu", *, num_categories: int = 50,
                        num_attributes: int = 1000, crop: str = "normal", attribute_weight: float = 1.0,
                        category_weight: float = 1.0, crops: CropConfig | None = None
-                       ) -> DeepFashionRecognizerConfig:  # fmt: skip
+                       ) -> DeepFashionRecognizerConfig:
     """The DeepFashion network (paper IV.C): 50-way category softmax and 1000 multi-label attributes."""
     p, crops = get_profile(profile), crops or CropConfig()
     net = AttributeNetConfig(p.deepfashion_backbone, (("category", num_categories), ("attributes", num_attributes)),
-                             p.deepfashion_size, p.drop_rate)  # fmt: skip
+                             p.deepfashion_size, p.drop_rate)
     return DeepFashionRecognizerConfig(net, crop=crop, attribute_weight=attribute_weight,
                                        category_weight=category_weight, crops=crops)
 
 
 def build_recognizer(config: FashionAIRecognizerConfig | DeepFashionRecognizerConfig
-                     ) -> FashionAIRecognizer | DeepFashionRecognizer:  # fmt: skip
+                     ) -> FashionAIRecognizer | DeepFashionRecognizer:
     """The recognizer of a config (a plain type dispatch)."""
     if isinstance(config, FashionAIRecognizerConfig):
         return FashionAIRecognizer(config)
     if isinstance(config, DeepFashionRecognizerConfig):
         return DeepFashionRecognizer(config)
     raise TypeError(f"config must be a FashionAIRecognizerConfig or DeepFashionRecognizerConfig, got "
-                    f"{type(config).__name__}")  # fmt: skip
+                    f"{type(config).__name__}")

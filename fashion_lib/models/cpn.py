@@ -134,7 +134,7 @@ class CPNConfig:
         (1.5, 2.0, 2.5, 3.0) and 0.35 with (2.0, 2.5, 3.0, 4.0) (one seed each). ``overrides`` replace fields."""
         name = get_schema(schema).name
         base = cls(schema=name, backbone="resnet18", input_size=(64, 64) if name == "fashionai" else (96, 64),
-                   channels=128, refine_channels=32, sigmas=(1.5, 2.0, 2.5, 3.0))  # fmt: skip
+                   channels=128, refine_channels=32, sigmas=(1.5, 2.0, 2.5, 3.0))
         return dataclasses.replace(base, **overrides)
 
     @classmethod
@@ -227,7 +227,7 @@ def image_to_crop(xy: torch.Tensor, boxes: torch.Tensor, input_size: tuple[int, 
 def crop_images(
     images: Sequence[torch.Tensor], image_index: torch.Tensor, boxes: torch.Tensor, input_size: tuple[int, int],
     sampling_ratio: int = 2,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """Cut ``boxes`` out of ``images`` and resample them to ``input_size`` (``roi_align``, ``aligned=True``).
 
     Parameters
@@ -559,7 +559,7 @@ class CPN(nn.Module):
         counts = [len(t["boxes"]) for t in targets]
         boxes = torch.cat([torch.as_tensor(t["boxes"], device=device).float().reshape(-1, 4) for t in targets])
         image_index = torch.repeat_interleave(torch.arange(len(images), device=device),
-                                              torch.tensor(counts, device=device))  # fmt: skip
+                                              torch.tensor(counts, device=device))
         k = cfg.num_keypoints
         if boxes.shape[0]:
             rects = crop_boxes(boxes, cfg.input_size, cfg.box_scale)

@@ -88,7 +88,7 @@ class TopDownDetector(nn.Module):
     """
 
     def __init__(self, box_detector: nn.Module, cpn: CPN, *, score_threshold: float = 0.0,
-                 max_instances: int | None = None) -> None:  # fmt: skip
+                 max_instances: int | None = None) -> None:
         super().__init__()
         if not 0.0 <= score_threshold <= 1.0:
             raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
@@ -177,7 +177,7 @@ def predict(
         for start in range(0, len(images), batch_size):  # over chunks of images
             chunk = [im.to(device) for im in images[start:start + batch_size]]
             chunk_boxes = None if boxes is None else [torch.as_tensor(b, device=device).float()
-                                                      for b in boxes[start:start + batch_size]]  # fmt: skip
+                                                      for b in boxes[start:start + batch_size]]
             out.extend({k: v.cpu() for k, v in d.items()} for d in _run(model, chunk, chunk_boxes))
     return out
 
@@ -303,7 +303,7 @@ def as_detect_fn(
 
 
 def coco_results(predictions: Sequence[dict], image_ids: Sequence[int], *, category_id: int | None = None
-                 ) -> list[dict]:  # fmt: skip
+                 ) -> list[dict]:
     """Every detection of ``predictions`` as COCO results entries (data-formats.md, D.2), ready for
     :func:`fashion_lib.coco_eval.write_coco_results`, pycocotools and ``python -m fashion_lib.refine``.
 

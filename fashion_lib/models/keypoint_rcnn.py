@@ -124,7 +124,7 @@ class KeypointRCNNConfig:
         positive = ("fpn_channels", "keypoint_head_channels", "keypoint_head_layers", "box_head_size", "max_size",
                     "rpn_batch_size_per_image", "box_batch_size_per_image", "rpn_pre_nms_top_n_train",
                     "rpn_post_nms_top_n_train", "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_test",
-                    "box_detections_per_img")  # fmt: skip
+                    "box_detections_per_img")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -159,7 +159,7 @@ class KeypointRCNNConfig:
             rpn_batch_size_per_image=64, box_batch_size_per_image=32, rpn_pre_nms_top_n_train=200,
             rpn_post_nms_top_n_train=100, rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_test=50,
             box_detections_per_img=2 if get_schema(schema).name == "fashionai" else 10,
-        )  # fmt: skip
+        )
         return dataclasses.replace(base, **overrides)
 
     @classmethod
@@ -194,7 +194,7 @@ class LogSoftmaxKeypointPredictor(KeypointRCNNPredictor):
 
 
 def build_resnet(name: str, *, frozen_norm: bool = False, weights_path: str | os.PathLike | None = None,
-                 **kwargs) -> torchvision.models.ResNet:  # fmt: skip
+                 **kwargs) -> torchvision.models.ResNet:
     """A torchvision ResNet with random (or user-supplied local) weights.
 
     Parameters
@@ -326,7 +326,7 @@ def detection_target(target: dict) -> dict:
     boxes = torch.as_tensor(target["boxes"])
     crowd = target.get("iscrowd")
     keep = torch.ones(len(boxes), dtype=torch.bool, device=boxes.device) if crowd is None else (
-        torch.as_tensor(crowd, device=boxes.device) == 0)  # fmt: skip
+        torch.as_tensor(crowd, device=boxes.device) == 0)
     return {
         "boxes": boxes.float()[keep],
         "labels": torch.as_tensor(target["labels"], device=boxes.device).long()[keep],

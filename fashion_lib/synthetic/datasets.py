@@ -77,7 +77,7 @@ class SyntheticGarments(_Synthetic):
     def __init__(
         self, config: WorldConfig, length: int, seed: int, split: str = "train",
         categories: Sequence[str] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__(config, length, seed, split)
         self.categories = tuple(categories) if categories is not None else CATEGORIES
         bad = [c for c in self.categories if c not in CATEGORIES]
@@ -173,12 +173,12 @@ class SyntheticDeepFashion(_Synthetic):
     def __init__(
         self, config: WorldConfig, length: int, seed: int, split: str = "train",
         categories: Sequence[int] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__(config, length, seed, split)
         self.categories = tuple(categories) if categories is not None else None
         if self.categories is not None and (not self.categories or set(self.categories) - set(DRAWN_CATEGORIES)):
             raise ValueError(f"categories must be a non-empty subset of the drawn ids {DRAWN_CATEGORIES}, "
-                             f"got {categories!r}")  # fmt: skip
+                             f"got {categories!r}")
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
         g = self._generator(index)

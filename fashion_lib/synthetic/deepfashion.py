@@ -62,21 +62,21 @@ DEEPFASHION_LANDMARKS: tuple[str, ...] = LANDMARK_NAMES
 # Short names of the FashionAI attribute tasks, for the category table below.
 _TASK = {"sleeve": "sleeve_length_labels", "neckline": "neckline_design_labels", "collar": "collar_design_labels",
          "lapel": "lapel_design_labels", "neck": "neck_design_labels", "coat": "coat_length_labels",
-         "skirt": "skirt_length_labels", "pant": "pant_length_labels"}  # fmt: skip
+         "skirt": "skirt_length_labels", "pant": "pant_length_labels"}
 _LENGTH_TASK = {"outwear": "coat_length_labels", "dress": "skirt_length_labels", "skirt": "skirt_length_labels",
-                "trousers": "pant_length_labels"}  # fmt: skip
+                "trousers": "pant_length_labels"}
 
 TEXTURES: tuple[tuple[str, int, float | None], ...] = (
     ("solid", 0, None), ("pinstriped", 1, 0.035), ("striped", 1, 0.06), ("bold stripe", 1, 0.1),
     ("gingham", 2, 0.04), ("plaid", 2, 0.09), ("dotted", 3, 0.045), ("polka dot", 3, 0.1),
-)  # fmt: skip
+)
 """Texture classes in latent order: (attribute name, renderer fabric 0 solid / 1 stripes / 2 checks / 3 dots,
 pattern period as a fraction of the image side)."""
 
 FABRICS: tuple[tuple[str, tuple[int, int, int]], ...] = (
     ("denim", (62, 92, 150)), ("leather", (38, 32, 30)), ("cotton", (236, 234, 226)), ("linen", (206, 190, 158)),
     ("knit", (178, 112, 64)), ("wool", (122, 124, 132)), ("velvet", (120, 24, 56)), ("chiffon", (226, 196, 236)),
-)  # fmt: skip
+)
 """Fabric classes in latent order: (attribute name, RGB of the fabric)."""
 
 _TEXTURE_NAMES = tuple(t[0] for t in TEXTURES)
@@ -179,7 +179,7 @@ _CATEGORY_TABLE: tuple[_Category, ...] = (
        sleeve=("Sleeveless", "Short Sleeves")),
     _c("Shirtdress", 3, None),
     _c("Sundress", 3, None),
-)  # fmt: skip
+)
 
 DEEPFASHION_CATEGORIES: tuple[tuple[str, int], ...] = tuple((c.name, c.clothes_type) for c in _CATEGORY_TABLE)
 """The 50 real categories in the order of ``list_category_cloth.txt``: (name, clothes type 1 / 2 / 3); the id of a
@@ -289,7 +289,7 @@ def _landmarks(kind: str, kp: np.ndarray) -> np.ndarray:
             rows[s] = kp[FASHIONAI.index(f"neckline_{side}")]
             cuff = kp[FASHIONAI.index(f"cuff_{side}_in")][2] > ABSENT
             rows[2 + s] = (_mid(kp, f"cuff_{side}_in", f"cuff_{side}_out") if cuff
-                           else _mid(kp, f"shoulder_{side}", f"armpit_{side}"))  # fmt: skip
+                           else _mid(kp, f"shoulder_{side}", f"armpit_{side}"))
             if kind != "blouse":
                 rows[4 + s] = kp[FASHIONAI.index(f"waistline_{side}")]
             rows[6 + s] = kp[FASHIONAI.index(("top_hem_" if kind != "dress" else "hemline_") + side)]
@@ -297,7 +297,7 @@ def _landmarks(kind: str, kp: np.ndarray) -> np.ndarray:
         for s, side in enumerate(("left", "right")):
             rows[4 + s] = kp[FASHIONAI.index(f"waistband_{side}")]
             rows[6 + s] = (kp[FASHIONAI.index(f"hemline_{side}")] if kind == "skirt"
-                           else _mid(kp, f"bottom_{side}_in", f"bottom_{side}_out"))  # fmt: skip
+                           else _mid(kp, f"bottom_{side}_in", f"bottom_{side}_out"))
     for slot, row in rows.items():
         out[slot] = row
     return out
@@ -357,7 +357,7 @@ def render_deepfashion(
     image, t = render_garment(
         config, generator, category=kind, latents=latents, fabric=kind_code, fit=fit,
         body_length=0.65 + 0.8 * length if kind == "blouse" else None, pattern_period=period, color=color,
-    )  # fmt: skip
+    )
 
     # landmarks from the drawn FashionAI points, then an optional cut below
     lm = _landmarks(kind, t["keypoints"])  # (8, 3), v in COCO's codes
@@ -381,7 +381,7 @@ def render_deepfashion(
 
     # attributes from the latents; label noise moves a positive to another attribute of the same type
     look = _Look(kind, {task: _class_of(task, v) for task, v in latents.items()}, _TEXTURE_NAMES[int(texture)],
-                 _FABRIC_NAMES[int(fabric)], fit, length)  # fmt: skip
+                 _FABRIC_NAMES[int(fabric)], fit, length)
     attrs = np.array([int(pred(look)) for _, _, pred in _PREDICATES], dtype=np.int64)
     noisy = attrs.copy()
     for j in np.flatnonzero(attrs):

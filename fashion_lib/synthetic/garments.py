@@ -153,9 +153,9 @@ def _garment_shape(category: str, p: dict, draws: _Draws, asym: float):
             pts[_IDX[f"bottom_{side}_out"]] = out
             pts[_IDX[f"bottom_{side}_in"]] = inn
             skin.append(np.stack([inn, out, hip + _rot(np.array([sign * 0.2, 1.55]), bend),
-                                  hip + _rot(np.array([-sign * 0.05, 1.55]), bend)]))  # fmt: skip
+                                  hip + _rot(np.array([-sign * 0.05, 1.55]), bend)]))
         body.append(pts[[_IDX[n] for n in ("waistband_left", "bottom_left_out", "bottom_left_in", "crotch",
-                                           "bottom_right_in", "bottom_right_out", "waistband_right")]])  # fmt: skip
+                                           "bottom_right_in", "bottom_right_out", "waistband_right")]])
         details.append((np.array([[-0.4, 0.0], [0.4, 0.0], [0.4, 0.06], [-0.4, 0.06]]), "dark"))
     return pts, exists, body, skin, details
 
@@ -195,7 +195,7 @@ def _neck_details(p: dict, nw: float, nd: float, category: str) -> list[tuple[np
             poly = [[sign * nw, 0.0], [sign * (nw + lapel * 0.6), 0.1 + 0.3 * lapel]]
             if notch > 0.5:
                 poly += [[sign * (nw + lapel * 0.3), 0.15 + 0.3 * lapel],
-                         [sign * (nw + lapel * 0.5), 0.25 + 0.4 * lapel]]  # fmt: skip
+                         [sign * (nw + lapel * 0.5), 0.25 + 0.4 * lapel]]
             poly += [[sign * 0.02, nd + 0.05]]
             out.append((np.array(poly), "dark"))
     return out
@@ -253,7 +253,7 @@ def _check_look(category: str, fit, body_length, pattern_period, color) -> None:
     if body_length is not None:
         if category != "blouse":
             raise ValueError(f"body_length applies to blouses only (an outwear's comes from coat_length_labels), "
-                             f"got it for {category!r}")  # fmt: skip
+                             f"got it for {category!r}")
         if not 0.5 <= body_length <= 2.0:
             raise ValueError(f"body_length must be in [0.5, 2], got {body_length}")
     if pattern_period is not None and not 0.02 <= pattern_period <= 0.3:
@@ -318,7 +318,7 @@ def render_garment(
     unknown = set(latents) - set(CATEGORY_TASKS[category])
     if unknown:
         raise ValueError(f"latents has tasks {sorted(unknown)} that do not apply to {category!r}; "
-                         f"valid: {CATEGORY_TASKS[category]}")  # fmt: skip
+                         f"valid: {CATEGORY_TASKS[category]}")
     _check_look(category, fit, body_length, pattern_period, color)
     params: dict[str, float] = dict(_NECK_DEFAULT.get(category, {}))
     attributes, used = {}, {}
@@ -340,7 +340,7 @@ def render_garment(
     pts, exists, body, skin, details = _garment_shape(category, params, draws, config.asymmetry)
     lim = math.radians(config.rotation_deg)
     place = _Placement(draws.uniform(-lim, lim), draws.uniform(-1, 1) * config.perspective,
-                       draws.uniform(-1, 1) * config.perspective)  # fmt: skip
+                       draws.uniform(-1, 1) * config.perspective)
     everything = np.concatenate([pts[exists]] + list(body) + [d for d, _ in details])
     place.fit(everything, config.image_size, draws.uniform(*config.scale), draws)
 

@@ -99,7 +99,7 @@ REAL_FASHIONAI_FACTS: dict[str, float] = {
     "mirror visible, cuff_out": 0.101, "mirror occluded, cuff_out": 0.233,
     "mirror visible, top_hem": 0.092, "mirror occluded, top_hem": 0.241,
     "mirror visible, hemline": 0.143, "mirror occluded, hemline": 0.508,
-}  # fmt: skip
+}
 """The real FashionAI figures, measured once on real annotations (``source``), under the names of
 :func:`garment_facts`; a figure's value is a fraction (extent: of the image side; mirror: of the NE normaliser)."""
 

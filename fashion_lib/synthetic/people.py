@@ -21,7 +21,7 @@ __all__ = ["render_people"]
 _CI = {name: i for i, name in enumerate(COCO.names)}
 _LIMBS = [("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"), ("right_shoulder", "right_elbow"),
           ("right_elbow", "right_wrist"), ("left_hip", "left_knee"), ("left_knee", "left_ankle"),
-          ("right_hip", "right_knee"), ("right_knee", "right_ankle")]  # fmt: skip
+          ("right_hip", "right_knee"), ("right_knee", "right_ankle")]
 _LIMB_IDX = np.array([[_CI[a], _CI[b]] for a, b in _LIMBS])
 
 
@@ -51,7 +51,7 @@ def _skeletons(n: int, asym: float, draws: _Draws) -> tuple[np.ndarray, np.ndarr
             [(f"{side}_shoulder", f"{side}_elbow", 0.17), (f"{side}_elbow", f"{side}_wrist", 0.15),
              (f"{side}_hip", f"{side}_knee", 0.23), (f"{side}_knee", f"{side}_ankle", 0.23)],
             [upper, lower, thigh, shin], strict=True,
-        ):  # fmt: skip
+        ):
             j[:, _CI[b]] = j[:, _CI[a]] + length * np.stack([s * np.sin(ang), np.cos(ang)], 1)
     exists = np.ones((n, 17), dtype=bool)
     far_ear = np.where(turn > 0.012, _CI["right_ear"], np.where(turn < -0.012, _CI["left_ear"], -1))
@@ -175,11 +175,11 @@ def render_people(config: WorldConfig, generator: torch.Generator) -> tuple[np.n
     area = masks_np.reshape(n, -1).sum(1).astype(np.float32)
     ys, xs = np.any(masks_np, 2), np.any(masks_np, 1)  # (n, H), (n, W)
     boxes = np.stack([xs.argmax(1), ys.argmax(1), size - xs[:, ::-1].argmax(1), size - ys[:, ::-1].argmax(1)],
-                     1).astype(np.float32)  # fmt: skip
+                     1).astype(np.float32)
     w = 0.04 * heights[:, None, None]
     corners = np.concatenate([pts + w * np.array(o) for o in ((1, 1), (1, -1), (-1, 1), (-1, -1))], 1)
     head_top = ((pts[:, _CI["left_ear"]] + pts[:, _CI["right_ear"]]) / 2 - 0.08 * heights[:, None] * normal[:, ::-1]
-                * np.array([-1.0, 1.0]))  # fmt: skip
+                * np.array([-1.0, 1.0]))
     corners = np.clip(np.concatenate([corners, head_top[:, None]], 1), 0, size)
     polygons: list = [_hull(corners[k]).reshape(-1).round(2).tolist() for k in range(n)]
     iscrowd = np.zeros(n, dtype=np.int64)

@@ -125,9 +125,9 @@ def _check_range(name: str, value: tuple[float, float], lo: float, hi: float) ->
 
 # Neck-region drawing vector, shared by the four design tasks:
 _NECK_PARAMS = ("depth", "width", "shape", "strap", "collar", "collar_round", "band", "turtle", "ruffle", "lapel",
-                "notch")  # fmt: skip
+                "notch")
 _NECK_DEFAULT = {"blouse": dict(depth=0.16, width=0.17), "dress": dict(depth=0.18, width=0.18),
-                 "outwear": dict(depth=0.55, width=0.15, shape=1.0)}  # fmt: skip
+                 "outwear": dict(depth=0.55, width=0.15, shape=1.0)}
 
 
 @dataclass(frozen=True)

@@ -201,14 +201,14 @@ def _list_file(path: Path, header: str, rows: list[tuple[str, str]], width: int)
 def _item_folder(target: dict) -> str:
     """An item folder name in the real style (``Lace_Trim_Cami_Romper``): texture, fabric and category words."""
     words = [TEXTURES[int(target["latents"]["texture"])][0], FABRICS[int(target["latents"]["fabric"])][0],
-             target["category"]]  # fmt: skip
+             target["category"]]
     return "_".join(w.replace(" ", "_").title() if w == w.lower() else w for w in words)
 
 
 def write_deepfashion(
     root: str | os.PathLike, n: int, seed: int, config: WorldConfig | None = None, val_fraction: float = 0.1,
     test_fraction: float = 0.1,
-) -> Path:  # fmt: skip
+) -> Path:
     """Write a DeepFashion Category-and-Attribute set in the real layout (data-formats.md, C).
 
     Layout under ``root``: ``Anno/list_category_cloth.txt`` (the 50 real categories and types, in file order),
@@ -258,17 +258,17 @@ def write_deepfashion(
         anno.mkdir()
         (tmp / "Eval").mkdir()
         _list_file(anno / "list_category_cloth.txt", "category_name  category_type",
-                   [(name, str(ctype)) for name, ctype in DEEPFASHION_CATEGORIES], 23)  # fmt: skip
+                   [(name, str(ctype)) for name, ctype in DEEPFASHION_CATEGORIES], 23)
         _list_file(anno / "list_attr_cloth.txt", "attribute_name  attribute_type",
-                   [(name, str(atype)) for name, atype in DEEPFASHION_ATTRIBUTES], 31)  # fmt: skip
+                   [(name, str(atype)) for name, atype in DEEPFASHION_ATTRIBUTES], 31)
         _list_file(anno / "list_category_img.txt", "image_name  category_label",
-                   [(name, str(t["category_id"])) for name, _, _, t in items], width)  # fmt: skip
+                   [(name, str(t["category_id"])) for name, _, _, t in items], width)
         _list_file(anno / "list_attr_img.txt", "image_name  attribute_labels",
                    [(name, " ".join(f"{2 * int(a) - 1:>2}" for a in t["attributes"])) for name, _, _, t in items],
-                   width)  # fmt: skip
+                   width)
         _list_file(anno / "list_bbox.txt", "image_name  x_1  y_1  x_2  y_2",
                    [(name, " ".join(f"{round(float(v)):03d}" for v in t["box"])) for name, _, _, t in items],
-                   width)  # fmt: skip
+                   width)
         header = "  ".join(["image_name", "clothes_type"] + [
             f"landmark_visibility_{k}  landmark_location_x_{k}  landmark_location_y_{k}" for k in range(1, 9)])
         rows = []
@@ -279,12 +279,12 @@ def write_deepfashion(
             rows.append((name, "  ".join([str(t["clothes_type"]), *triples])))
         _list_file(anno / "list_landmarks.txt", header, rows, width)
         _list_file(tmp / "Eval" / "list_eval_partition.txt", "image_name  evaluation_status",
-                   [(name, split) for name, split, _, _ in items], width)  # fmt: skip
+                   [(name, split) for name, split, _, _ in items], width)
         truth = {
             name: {"split": split, "index": i, "latents": t["latents"], "occluded": t["occluded"].astype(int).tolist(),
                    "axis": [*t["axis_normal"].tolist(), t["axis_offset"]]}
             for name, split, i, t in items
-        }  # fmt: skip
+        }
         (anno / "synthetic_truth.json").write_text(json.dumps(truth, sort_keys=True))
         (tmp / "README.txt").write_text(
             "Synthetic DeepFashion Category and Attribute Prediction set written by fashion_lib.synthetic "
@@ -312,7 +312,7 @@ def _coco_annotations(t: dict, image_id: int, first_id: int, size: int) -> list[
             compressed = mask_utils.frPyObjects(rle, size, size)
             x, y, w, h = (round(float(v), 2) for v in mask_utils.toBbox(compressed))
             entry.update(segmentation=rle, area=float(mask_utils.area(compressed)), bbox=[x, y, w, h],
-                         keypoints=[0] * (3 * COCO.num_keypoints), num_keypoints=0)  # fmt: skip
+                         keypoints=[0] * (3 * COCO.num_keypoints), num_keypoints=0)
         else:
             kp = t["keypoints"][k]  # (17, 3)
             labelled = kp[:, 2] > 0
@@ -321,7 +321,7 @@ def _coco_annotations(t: dict, image_id: int, first_id: int, size: int) -> list[
             x1, y1, x2, y2 = (float(v) for v in t["boxes"][k])
             entry.update(segmentation=[t["polygons"][k]], area=float(t["area"][k]),
                          bbox=[round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)], keypoints=flat,
-                         num_keypoints=int(labelled.sum()))  # fmt: skip
+                         num_keypoints=int(labelled.sum()))
         out.append(entry)
     return out
 
@@ -362,7 +362,7 @@ def write_coco_people(
     counts = _split_counts(n, {"val": val_fraction})
     size = config.image_size
     category = {"supercategory": "person", "id": 1, "name": "person", "keypoints": list(COCO.names),
-                "skeleton": [[a + 1, b + 1] for a, b in COCO.edges]}  # fmt: skip
+                "skeleton": [[a + 1, b + 1] for a, b in COCO.edges]}
     image_id, annotation_id = 1, 1
     with atomic_dir(root) as tmp:
         (tmp / "annotations").mkdir()
@@ -375,7 +375,7 @@ def write_coco_people(
                 file_name = f"{image_id:012d}.jpg"
                 (folder / file_name).write_bytes(_jpeg(image, config.jpeg_quality))
                 images.append({"license": 1, "file_name": file_name, "coco_url": "", "height": size, "width": size,
-                               "date_captured": "2017-01-01 00:00:00", "flickr_url": "", "id": image_id})  # fmt: skip
+                               "date_captured": "2017-01-01 00:00:00", "flickr_url": "", "id": image_id})
                 entries = _coco_annotations(t, image_id, annotation_id, size)
                 for k, entry in enumerate(entries):
                     truth[str(entry["id"])] = {"occluded": t["occluded"][k].astype(int).tolist(),
@@ -390,7 +390,7 @@ def write_coco_people(
                 "images": images,
                 "annotations": annotations,
                 "categories": [category],
-            }  # fmt: skip
+            }
             (tmp / "annotations" / f"person_keypoints_{split}2017.json").write_text(json.dumps(data))
             (tmp / "annotations" / f"synthetic_truth_{split}2017.json").write_text(json.dumps(truth, sort_keys=True))
     logger.info("wrote COCO people to %s: %s", root, counts)
