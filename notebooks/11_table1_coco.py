@@ -211,13 +211,13 @@ for key in [key for key, pair in claims.items() if set(pair) & set(untested)]:  
     del claims[key]
     if key in primary:
         glue_not_tested(f"t1_coco_{key}", kx.CPN_NOT_TESTED_REASON)
-values = {row: seed_values(ap, arrays[row], plan) for row in dict.fromkeys(r for pair in claims.values() for r in pair)}
+row_values = {row: seed_values(ap, arrays[row], plan) for row in dict.fromkeys(r for pair in claims.values() for r in pair)}
 differences, verdicts = {}, {}
 # each comparison's baseline AP, mean over seeds: a verdict needs a baseline above the floor (report.LEVEL_FLOOR), in
 # the prose as in the table below
 overall = {f"{a} − {b}": sum(r.AP for r in per_seed[b]) / len(per_seed[b]) for a, b in claims.values()}
 for key, (a, b) in claims.items():
-    ci = differences[f"{a} − {b}"] = crossed_interval(values[a] - values[b], plan)
+    ci = differences[f"{a} − {b}"] = crossed_interval(row_values[a] - row_values[b], plan)
     if key in primary:
         glue_claim(f"t1_coco_{key}", ci)
     verdicts[key] = verdict(ci, better="higher", level=overall[f"{a} − {b}"])
@@ -350,7 +350,7 @@ display(pd.DataFrame(fill_rows).set_index("seed").round(3))
 # the control: New-key-detection with the fill off (fill threshold = score threshold 0, the literal reading), the
 # same detectors, seeds and bootstrap plan as the New-key-detection row above
 no_fill = kx.rows_for_seeds(dataclasses.replace(setup, calibration_images=0), val, refine, seeds, rows=(kx.NKD,))
-fill_ci = crossed_interval(values[kx.NKD] - seed_values(ap, kx.coco_arrays(no_fill, val, kx.NKD), plan), plan)
+fill_ci = crossed_interval(row_values[kx.NKD] - seed_values(ap, kx.coco_arrays(no_fill, val, kx.NKD), plan), plan)
 glue_ci("diff_fill", fill_ci, scale=100)
 glue("verdict_fill", verdict(fill_ci, better="higher"), display=False)
 glue("youden_j", sum(c[kx.KRCNN].youden_j for c in calibrations) / max(1, len(calibrations)), display=False)
