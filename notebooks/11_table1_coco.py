@@ -211,7 +211,8 @@ for key in [key for key, pair in claims.items() if set(pair) & set(untested)]:  
     del claims[key]
     if key in primary:
         glue_not_tested(f"t1_coco_{key}", kx.CPN_NOT_TESTED_REASON)
-row_values = {row: seed_values(ap, arrays[row], plan) for row in dict.fromkeys(r for pair in claims.values() for r in pair)}
+row_values = {row: seed_values(ap, arrays[row], plan)
+              for row in dict.fromkeys(r for pair in claims.values() for r in pair)}
 differences, verdicts = {}, {}
 # each comparison's baseline AP, mean over seeds: a verdict needs a baseline above the floor (report.LEVEL_FLOOR), in
 # the prose as in the table below
