@@ -38,7 +38,8 @@ __all__ = ["SUPPORTS", "CONTRADICTS", "UNDECIDED", "verdict", "format_ci", "form
            "MethodScore", "score_methods", "comparison_table", "verdict_table", "ZeroVerdict", "SizeVerdict", "Claim",
            "Verdict", "judge", "holm", "judge_family", "PRIMARY_CLAIMS", "primary_claim", "glue_claim", "read_claims",
            "claims_table", "EXPLORATORY", "NOT_TESTED", "NotTested", "glue_not_tested", "TOO_WEAK", "NOT_MOVED",
-           "LEVEL_FLOOR", "too_weak", "format_count", "axis_share_sentence"]
+           "LEVEL_FLOOR", "too_weak", "format_count", "axis_share_sentence", "relative_size",
+           "relative_sentence"]
 
 
 class _Labelled(Enum):
@@ -307,6 +308,7 @@ class Claim:
     unit: str  # unit of the differences shown, e.g. "NE points"
     scale: float = 100.0  # factor from the metric (a fraction) to ``unit``
     digits: int = 2  # decimals shown
+    paper_level: float = math.nan  # the paper's score of A, in ``unit``: the base of its relative change
 
 
 @dataclass(frozen=True)
@@ -381,6 +383,36 @@ def judge(claim: Claim, difference: CI | NotTested | None, *, p_adjusted: float 
     return Verdict(claim, est, low, high, p, adjusted, method, zero, size)
 
 
+def relative_size(claim: Claim, difference: CI, level: float) -> tuple[CI, SizeVerdict]:
+    """Our difference B - A relative to our own A (``level``, a fraction like the difference), against the paper's
+    relative change ``claim.paper / claim.paper_level``: for levels that differ (synthetic data, small models), the
+    size question in proportions. Returns the relative change with its interval (the interval's ends divided by
+    ``level``: our A's own sampling spread is not in it) and the size verdict on it, as :func:`judge` gives on the
+    absolute scale."""
+    if not (math.isfinite(level) and level > 0):
+        raise ValueError(f"relative_size needs a positive baseline level, got {level!r}")
+    if not (math.isfinite(claim.paper_level) and claim.paper_level > 0):
+        raise ValueError(f"claim {claim.key!r} has no paper_level (the paper's score of A)")
+    rel = CI(difference.estimate / level, difference.low / level, difference.high / level, difference.p_value,
+             difference.method)
+    sign = _check_better(claim.better)
+    lo, hi = sorted((sign * rel.low, sign * rel.high))
+    paper_gain = sign * claim.paper / claim.paper_level
+    size = (SizeVerdict.SMALLER if hi < paper_gain else SizeVerdict.LARGER if lo > paper_gain
+            else SizeVerdict.CONSISTENT)
+    return rel, size
+
+
+def relative_sentence(claim: Claim, difference: CI, level: float) -> str:
+    """The page's sentence on :func:`relative_size`."""
+    rel, size = relative_size(claim, difference, level)
+    return (f"Relative to each baseline's own level (ours {level * claim.scale:.{claim.digits}f}, the paper's "
+            f"{claim.paper_level:g} {claim.unit.split()[0]}), our change is "
+            f"{format_ci(rel, scale=100, digits=0, signed=True)} % "
+            f"(our baseline's own spread not in the interval) against the paper's "
+            f"{100 * claim.paper / claim.paper_level:+.0f} %: {size.label} in proportion.")
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm's (1979) step-down adjusted p-values, in the input order.
 
@@ -422,17 +454,17 @@ _T1F, _T1C, _T2, _T3 = ("10_table1_fashionai", "11_table1_coco", "20_table2_fash
 # The paper's claims the front page tests, declared before any result: the primary family of Holm's correction.
 PRIMARY_CLAIMS: tuple[Claim, ...] = (
     Claim("t1_fashionai_nkd", "New-key-detection lowers FashionAI NE", _T1F, "lower", -2.74,
-          "−2.74 (13.70 → 10.96)", "NE points"),
+          "−2.74 (13.70 → 10.96)", "NE points", paper_level=13.70),
     Claim("t1_fashionai_cpn", "CPN is better than Mask R-CNN on FashionAI", _T1F, "lower", -0.15,
-          "−0.15 (13.70 → 13.55)", "NE points"),
+          "−0.15 (13.70 → 13.55)", "NE points", paper_level=13.70),
     Claim("t1_fashionai_nkd_vs_cpn", "New-key-detection beats CPN on FashionAI", _T1F, "lower", -2.59,
-          "−2.59 (13.55 → 10.96)", "NE points"),
+          "−2.59 (13.55 → 10.96)", "NE points", paper_level=13.55),
     Claim("t1_coco_nkd", "New-key-detection raises COCO key-point AP", _T1C, "higher", 3.2,
-          "+3.2 (62.7 → 65.9)", "AP points", digits=1),
+          "+3.2 (62.7 → 65.9)", "AP points", digits=1, paper_level=62.7),
     Claim("t1_coco_cpn", "CPN is better than Mask R-CNN on COCO", _T1C, "higher", 2.6,
-          "+2.6 (62.7 → 65.3)", "AP points", digits=1),
+          "+2.6 (62.7 → 65.3)", "AP points", digits=1, paper_level=62.7),
     Claim("t1_coco_nkd_vs_cpn", "New-key-detection beats CPN on COCO", _T1C, "higher", 0.6,
-          "+0.6 (65.3 → 65.9)", "AP points", digits=1),
+          "+0.6 (65.3 → 65.9)", "AP points", digits=1, paper_level=65.3),
     Claim("t2_joint", "Joint learning raises FashionAI attribute mAP", _T2, "higher", 0.34,
           "+0.34 (92.52 → 92.86)", "mAP points"),
     Claim("t2_maybe", "The \"maybe\" loss raises it further", _T2, "higher", 0.08,
@@ -458,10 +490,11 @@ def _glue_name(key: str) -> str:
     return f"claim_{key}"
 
 
-def glue_claim(key: str, difference: CI) -> Verdict:
+def glue_claim(key: str, difference: CI, *, level: float | None = None) -> Verdict:
     """Glue a primary claim's difference (a fraction) as JSON for the front page's Holm step (``claim_<key>``),
-    and for the measuring page's prose ``<key>_size`` (the size verdict) and ``<key>_detectable`` (the half-width,
-    in the claim's unit); returns the claim's uncorrected verdict."""
+    and for the measuring page's prose ``<key>_size`` (the size verdict), ``<key>_detectable`` (the half-width,
+    in the claim's unit) and ``<key>_relative`` (:func:`relative_sentence` with our baseline's ``level``, a
+    fraction; empty without one); returns the claim's uncorrected verdict."""
     from myst_nb import glue
 
     claim = primary_claim(key)
@@ -472,6 +505,9 @@ def glue_claim(key: str, difference: CI) -> Verdict:
     verdict_ = judge(claim, difference)
     glue(f"{key}_size", "not measured" if verdict_.size is None else verdict_.size.label, display=False)
     glue(f"{key}_detectable", float(verdict_.half_width), display=False)
+    relative = ("" if level is None or not math.isfinite(claim.paper_level)
+                else relative_sentence(claim, difference, level))
+    glue(f"{key}_relative", relative, display=False)
     return verdict_
 
 

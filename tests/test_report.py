@@ -296,3 +296,25 @@ def test_axis_share_sentence_says_which_part_drives_the_composite():
     assert "at most" not in axis_share_sentence(CI(0.0, -1, 1), CI(0.0, -1, 1), better="lower", unit="NE")
     lower = axis_share_sentence(CI(0.1, -0.3, 0.5), CI(-1.0, -1.5, -0.5), better="lower", unit="NE", digits=1)
     assert lower.endswith("leaves the axis at most 0.3 NE of New-key-detection's change.")
+
+
+def test_relative_size_judges_proportions_when_levels_differ():
+    from fashion_lib.report import SizeVerdict, primary_claim, relative_sentence, relative_size
+
+    claim = primary_claim("t1_fashionai_nkd")  # the paper: -2.74 NE points of 13.70, -20 %
+    ours = CI(-0.0078, -0.0175, 0.0020)  # -0.78 [-1.75, +0.20] NE points on our 6.48
+    rel, size = relative_size(claim, ours, 0.0648)
+    assert rel.estimate == pytest.approx(-0.0078 / 0.0648) and rel.low == pytest.approx(-0.0175 / 0.0648)
+    assert size is SizeVerdict.CONSISTENT  # absolute: smaller; in proportion the interval holds -20 %
+    assert relative_size(claim, CI(-0.005, -0.008, -0.002), 0.0648)[1] is SizeVerdict.SMALLER
+    assert relative_size(claim, CI(-0.03, -0.04, -0.02), 0.0648)[1] is SizeVerdict.LARGER
+    coco = primary_claim("t1_coco_nkd")  # higher is better: +3.2 of 62.7, +5 %
+    assert relative_size(coco, CI(0.036, 0.02, 0.05), 0.38)[1] is SizeVerdict.LARGER
+    assert relative_sentence(claim, ours, 0.0648) == (
+        "Relative to each baseline's own level (ours 6.48, the paper's 13.7 NE), our change is -12 [-27, +3] % "
+        "(our baseline's own spread not in the interval) against the paper's -20 %: consistent with the paper's "
+        "size in proportion.")
+    with pytest.raises(ValueError, match="positive baseline level"):
+        relative_size(claim, ours, 0.0)
+    with pytest.raises(ValueError, match="has no paper_level"):
+        relative_size(primary_claim("t2_joint"), ours, 0.5)
