@@ -404,7 +404,11 @@ def relative_size(claim: Claim, difference: CI, level: float) -> tuple[CI, SizeV
 
 
 def relative_sentence(claim: Claim, difference: CI, level: float) -> str:
-    """The page's sentence on :func:`relative_size`."""
+    """The page's sentence on :func:`relative_size` (a baseline at or below 0, or not finite, has no relative
+    change: the sentence says so)."""
+    if not (math.isfinite(level) and level > 0):
+        return (f"Our baseline scores {level * claim.scale:.{claim.digits}f} {claim.unit.split()[0]}: no change "
+                "relative to it can be given.")
     rel, size = relative_size(claim, difference, level)
     return (f"Relative to each baseline's own level (ours {level * claim.scale:.{claim.digits}f}, the paper's "
             f"{claim.paper_level:g} {claim.unit.split()[0]}), our change is "

@@ -316,5 +316,6 @@ def test_relative_size_judges_proportions_when_levels_differ():
         "size in proportion.")
     with pytest.raises(ValueError, match="positive baseline level"):
         relative_size(claim, ours, 0.0)
+    assert relative_sentence(coco, ours, 0.0) == "Our baseline scores 0.0 AP: no change relative to it can be given."
     with pytest.raises(ValueError, match="has no paper_level"):
         relative_size(primary_claim("t2_joint"), ours, 0.5)
