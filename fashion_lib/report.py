@@ -414,7 +414,8 @@ def relative_sentence(claim: Claim, difference: CI, level: float) -> str:
             f"{claim.paper_level:g} {claim.unit.split()[0]}), our change is "
             f"{format_ci(rel, scale=100, digits=0, signed=True)} % "
             f"(our baseline's own spread not in the interval) against the paper's "
-            f"{100 * claim.paper / claim.paper_level:+.0f} %: {size.label} in proportion.")
+            f"{100 * claim.paper / claim.paper_level:+.0f} %: {size.label} in proportion"
+            + (", though the interval holds no change as well." if rel.low <= 0 <= rel.high else "."))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

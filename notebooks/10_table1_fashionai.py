@@ -331,8 +331,8 @@ plt.close(fig)
 # one that best separates visible from occluded-or-absent ground-truth points (Youden's J, sensitivity + specificity −
 # 1) on `calibration_images` held-out images of the training world (another seed; never the validation set; with real
 # data, rows of the training split), chosen by `fashion_lib.refine.calibrate_missing_threshold`
-# (`RefineConfig.fill_threshold`). With `calibration_images = 0` the fill threshold is the `score_threshold` parameter,
-# the paper's single rule. On this page: {glue:md}`missing_rule`
+# (`RefineConfig.fill_threshold`). With `calibration_images = 0` the fill threshold is the `score_threshold` parameter:
+# one threshold for both jobs, the literal reading. On this page: {glue:md}`missing_rule`
 #
 # A single calibrated threshold for both jobs silenced most points as voters: on the `cpu` book of commit
 # `3a30f45` it left 13 % of the garments with an axis, and New-key-detection did worse than at 0. Hence the split.
@@ -350,17 +350,17 @@ glue("fill_sentence", Markdown(kx.fill_sentence(fill_summary)), display=False)
 pd.DataFrame(fill_rows).set_index("seed").round(3)
 
 # %% [markdown]
-# Fill threshold (mean over seeds): {glue:text}`missing_threshold:.3f`; points filled:
-# {glue:text}`points_filled`, with an error of {glue:text}`filled_error_before:.1f` % where the detector put them and
-# {glue:text}`filled_error_after:.1f` % after the fill (NaN: no labelled point was filled). Instances the second
-# scale left at their first scale: {glue:text}`second_scale_unmatched`.
+# Fill threshold (mean over seeds): {glue:text}`missing_threshold:.3f`; points filled: {glue:text}`points_filled` of the
+# {glue:text}`symmetric_points` symmetric points (all seeds), with an error of {glue:text}`filled_error_before:.1f` %
+# where the detector put them and {glue:text}`filled_error_after:.1f` % after the fill (NaN: no labelled point was
+# filled). Instances the second scale left at their first scale: {glue:text}`second_scale_unmatched`.
 #
 # ```{glue:md} fill_sentence
 # ```
 #
 # The axis was found for {glue:text}`axis_found:.0f` % of the garments (mean over seeds): every point above 0
 # votes, whatever the fill threshold. Pages 12-16 use the same two rules. {doc}`15_ablation_second_scale` sweeps
-# the fill threshold, from the paper's 0 (nothing filled) up, beside the calibrated one.
+# the fill threshold, from 0 (the literal reading: nothing filled) up, beside the calibrated one.
 
 # %%
 _ = prov.finish()

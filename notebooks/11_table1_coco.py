@@ -288,7 +288,7 @@ verdict_table(differences, better="higher", claim="it helps", scale=100, digits=
 # verdicts here are uncorrected, the front page corrects them for the paper's whole family (Holm); every other
 # comparison on this page is {glue:text}`exploratory`. On large persons it changes AP by
 # {glue:text}`gain_apl_nkd` and on medium ones by
-# {glue:text}`gain_apm_nkd` (means over seeds; the paper: +4.8 and +6.2). The axis applied once (the first
+# {glue:text}`gain_apm_nkd` (means over seeds, no interval; the paper: +4.8 and +6.2). The axis applied once (the first
 # verdict): {glue:text}`diff_axis_once:+.1f` ({glue:text}`verdict_axis_once`); the detector run twice without the
 # axis: {glue:text}`diff_twice:+.1f` ({glue:text}`verdict_twice`). {glue:md}`axis_share_sentence`
 # {glue:md}`second_scale_sentence`
@@ -331,8 +331,8 @@ plt.close(fig)
 # one that best separates visible from occluded-or-absent ground-truth points (Youden's J, sensitivity + specificity −
 # 1) on `calibration_images` held-out images of the training world (another seed; never the validation set; with real
 # data, rows of the training split), chosen by `fashion_lib.refine.calibrate_missing_threshold`
-# (`RefineConfig.fill_threshold`). With `calibration_images = 0` the fill threshold is the `score_threshold` parameter,
-# the paper's single rule. On this page: {glue:md}`missing_rule`
+# (`RefineConfig.fill_threshold`). With `calibration_images = 0` the fill threshold is the `score_threshold` parameter:
+# one threshold for both jobs, the literal reading. On this page: {glue:md}`missing_rule`
 #
 # A single calibrated threshold for both jobs silenced most points as voters: on the `cpu` book of commit
 # `3a30f45` it left 13 % of the garments with an axis, and New-key-detection did worse than at 0. Hence the split.
@@ -367,9 +367,10 @@ pd.DataFrame([{"seed": seed, "detections (N)": c["detections"],
               for seed, c in zip(seeds, counts, strict=True)]).set_index("seed")
 
 # %% [markdown]
-# Fill threshold (mean over seeds): {glue:text}`missing_threshold:.3f`; points filled:
-# {glue:text}`points_filled`, with an error of {glue:text}`filled_error_before:.1f` % where the detector put them and
-# {glue:text}`filled_error_after:.1f` % after the fill (NaN: no labelled point was filled).
+# Fill threshold (mean over seeds): {glue:text}`missing_threshold:.3f`; points filled: {glue:text}`points_filled` of the
+# {glue:text}`symmetric_points` symmetric points (all seeds), with an error of {glue:text}`filled_error_before:.1f` %
+# where the detector put them and {glue:text}`filled_error_after:.1f` % after the fill (NaN: no labelled point was
+# filled).
 #
 # ```{glue:md} fill_sentence
 # ```

@@ -16,8 +16,8 @@
 #
 # The paper's Fig. 1 shows one image four times: (a) the input, (b) Mask R-CNN, which misses two cuffs,
 # (c) the symmetry axis applied once, which recovers them but leaves a large error, and (d) New-key-detection.
-# This page picks the validation garment where our detector places points badly (its error on them exceeds half the
-# normaliser) and New-key-detection helps most, draws the same four panels with the fitted axis, and then shows
+# This page picks, among the validation garments where the axis applied once filled a point, the one whose error
+# the axis lowered most, draws the same four panels with the fitted axis, and then shows
 # the refiner's best and worst cases, so a single hand-picked success does not stand for the whole set.
 
 # %% tags=["parameters"]

@@ -108,8 +108,9 @@ if best_once == 0.0:
     at_paper = axis_once["visible points"][alphas.index(0.4)][0] if 0.4 in alphas else float("nan")
     axis_role = ("At this profile the axis applied once scores best on visible points at alpha = 0, where it moves no "
                  "pair (it only fills points): on visible points the axis's pull does not help"
-                 + (f", and at the paper's 0.4 it makes them worse ({at_paper:.2f} against {once_best_ne:.2f} %)"
-                    if at_paper > once_best_ne else "")
+                 + (f"; at the paper's 0.4 their mean NE is higher ({at_paper:.2f} against {once_best_ne:.2f} %, "
+                    "means over seeds: the Table 1 page's interval for the axis once tells whether that difference "
+                    "is more than noise)" if at_paper > once_best_ne else "")
                  + ", so the New-key-detection row's change there comes from its other steps, chiefly the second "
                  "detection (the Table 1 page's \"twice, no symmetry\" control isolates it).")
 elif once_best_ne < detector["visible points"]:

@@ -185,7 +185,9 @@ for name, changes, schema in (("fashionai", fa_changes, FASHIONAI), ("coco", coc
 # normalised error, is not the axis's doing: anything but 0 comes from another step (for people possibly the
 # matching of each person to the detection whose key-point box, moved with the points, overlaps it most). On COCO
 # people's visible points, the limbs (elbows, wrists, knees, ankles) change by {glue:text}`coco_limb_delta:+.2f`
-# points of normalised error (mean of the per-point means), the other points by {glue:text}`coco_rest_delta:+.2f`.
+# points of normalised error (mean of the per-point means, no interval), the other points by
+# {glue:text}`coco_rest_delta:+.2f`. The on-axis points move by up to {glue:text}`on_axis_change_coco:.2f` too,
+# which the mirror cannot do: on people, part of any per-point change may be the matching's, not the axis's.
 
 # %% [markdown]
 # ## How often the refiner acts

@@ -313,7 +313,9 @@ def test_relative_size_judges_proportions_when_levels_differ():
     assert relative_sentence(claim, ours, 0.0648) == (
         "Relative to each baseline's own level (ours 6.48, the paper's 13.7 NE), our change is -12 [-27, +3] % "
         "(our baseline's own spread not in the interval) against the paper's -20 %: consistent with the paper's "
-        "size in proportion.")
+        "size in proportion, though the interval holds no change as well.")
+    assert relative_sentence(coco, CI(0.036, 0.015, 0.058), 0.383).endswith("+5 %: consistent with the paper's size "
+                                                                            "in proportion.")
     with pytest.raises(ValueError, match="positive baseline level"):
         relative_size(claim, ours, 0.0)
     assert relative_sentence(coco, ours, 0.0) == "Our baseline scores 0.0 AP: no change relative to it can be given."

@@ -56,6 +56,7 @@ from fashion_lib.models.keypoint_rcnn import KeypointRCNNConfig, build_keypoint_
 from fashion_lib.provenance import content_digest
 from fashion_lib.refine import (
     MissingCalibration,
+    NewKeyDetectionResult,
     RefineConfig,
     RefineResult,
     RefineSummary,
@@ -112,6 +113,7 @@ __all__ = [
     "calibration_set",
     "calibrate_missing",
     "calibrated_refine",
+    "crop_alone",
     "refiner_activity",
     "second_scale_sentence",
     "with_fill_threshold",
@@ -658,9 +660,15 @@ def _compute_rows(setup: KeypointSetup, detectors: Detectors, val: ValidationSet
             out[row] = Instances(res.keypoints, inst.scores, inst.image_index, matched=res.matched,
                                  refined=res.first)
             if row == TWICE and SECOND in rows:
-                alone = torch.where(res.matched[:, None, None], res.second.keypoints, res.detected)
-                out[SECOND] = Instances(alone, inst.scores, inst.image_index, matched=res.matched)
+                out[SECOND] = Instances(crop_alone(res), inst.scores, inst.image_index, matched=res.matched)
     return {row: out[row] for row in rows}
+
+
+def crop_alone(result: NewKeyDetectionResult) -> torch.Tensor:
+    """(B, K, 3): the second scale of a New-key-detection run on its own (the crop's detection mapped back to the
+    image), and the first scale's detection for an instance whose crop held no matching detection: the
+    :data:`SECOND` row."""
+    return torch.where(result.matched[:, None, None], result.second.keypoints, result.detected)
 
 
 def coco_results(instances: Instances, val: ValidationSet) -> list[dict]:
@@ -1231,6 +1239,8 @@ def missing_point_table(rows_per_seed: Sequence[dict[str, Instances]], val: Vali
                     "axis found (%)": 100 * float(once.has_axis.double().mean()) if len(once.has_axis) else math.nan,
                     "pairs moved by the EMA": int(once.refined.sum()),
                     "points filled": int(once.filled.sum()),
+                    # the points a fill could reach: both points of every pair of every instance
+                    "symmetric points": 2 * once.refined.numel(),
                     "filled, labelled": fills.scored, "error before fill (%)": 100 * fills.ne_before,
                     "error after fill (%)": 100 * fills.ne_after,
                     "second scale unmatched": int((~matched).sum()) if matched is not None else 0})
@@ -1247,16 +1257,18 @@ def missing_point_summary(table: Sequence[dict[str, float]]) -> dict[str, float 
     return {"missing_threshold": mean("threshold"), "axis_found": mean("axis found (%)"),
             "pairs_moved": sum(int(r["pairs moved by the EMA"]) for r in table),
             "points_filled": sum(int(r["points filled"]) for r in table),
+            "symmetric_points": sum(int(r["symmetric points"]) for r in table),
             "filled_labelled": sum(int(r["filled, labelled"]) for r in table),
             "filled_error_before": mean("error before fill (%)"), "filled_error_after": mean("error after fill (%)"),
             "second_scale_unmatched": sum(int(r["second scale unmatched"]) for r in table)}
 
 
 def second_scale_sentence(difference: CI, *, unit: str, scale: float = 1.0, digits: int = 2,
-                          bar: float | None = None) -> str:
+                          bar: float | None = None, better: str = "lower") -> str:
     """The page's sentence on the second scale's own reading: ``difference`` is :data:`SECOND` minus the detector on
     the whole image (:data:`KRCNN`), in the metric's units before ``scale``; ``bar`` (after ``scale``): the study's
-    bound on how far the two may lie apart for the crop to count as inside the detector's training distribution."""
+    bound on how far the two may lie apart for the crop to count as inside the detector's training distribution;
+    ``better``: ``"lower"`` (NE) or ``"higher"`` (AP), which side of the bar reads the crop worse."""
     from fashion_lib.report import format_ci
 
     text = (f"The detector on its crop alone (mapped back to the image; an instance whose crop held no matching "
@@ -1268,8 +1280,12 @@ def second_scale_sentence(difference: CI, *, unit: str, scale: float = 1.0, digi
     if -bar <= low and high <= bar:
         return text + f" The whole interval lies within the study's ±{bar:g}-point bar: the crop is read as well."
     if abs(estimate) <= bar:
-        return text + (f" The estimate lies within the study's ±{bar:g}-point bar, the interval not wholly: the "
-                       "data cannot rule out a crop the detector reads worse.")
+        worse_end = high if better == "lower" else -low  # how far the interval reaches on the worse side
+        side = ("worse" if worse_end > bar else "better")
+        return text + (f" The estimate lies within the study's ±{bar:g}-point bar, the interval not wholly: it "
+                       f"reaches past the bar on the side where the crop reads {side}"
+                       + (", so a crop read worse by more than the bar is ruled out." if side == "better" else
+                          ": the data cannot rule out a crop the detector reads worse."))
     return text + (f" Outside the study's ±{bar:g}-point bar: the detector reads its crop differently from the whole "
                    "image, so the two-scale rows also measure that difference.")
 
