@@ -117,7 +117,7 @@ class RefineResult:
     keypoints: torch.Tensor  # (B, K, 3) float, refined x, y (pixels) and the input's third channel
     axis: torch.Tensor  # (B, 3) float, (normal_x, normal_y, offset) of {p : normal . p = offset}; 0 without axis
     inliers: torch.Tensor  # (B, P) bool, pairs whose midpoint is in A_best
-    refined: torch.Tensor  # (B, P) bool, pairs moved by the EMA (complete, voting, midpoint not in A_best)
+    refined: torch.Tensor  # (B, P) bool, pairs moved by the EMA (complete, midpoint not in A_best, no point filled)
     filled: torch.Tensor  # (B, K) bool, points replaced by their partner's mirror image (missing, or at or below
     # RefineConfig.fill_threshold with the partner above it)
     has_axis: torch.Tensor  # (B,) bool, an axis was found (otherwise nothing changed)
