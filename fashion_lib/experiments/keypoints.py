@@ -66,7 +66,7 @@ from fashion_lib.refine import (
     refine_symmetric,
     summarize_refinement,
 )
-from fashion_lib.report import NOT_TESTED, format_count
+from fashion_lib.report import NOT_TESTED, format_ci, format_count
 from fashion_lib.synthetic import (
     SyntheticGarments,
     SyntheticPeople,
@@ -1269,8 +1269,6 @@ def second_scale_sentence(difference: CI, *, unit: str, scale: float = 1.0, digi
     the whole image (:data:`KRCNN`), in the metric's units before ``scale``; ``bar`` (after ``scale``): the study's
     bound on how far the two may lie apart for the crop to count as inside the detector's training distribution;
     ``better``: ``"lower"`` (NE) or ``"higher"`` (AP), which side of the bar reads the crop worse."""
-    from fashion_lib.report import format_ci
-
     text = (f"The detector on its crop alone (mapped back to the image; an instance whose crop held no matching "
             f"detection keeps its first scale) against the detector on the whole image: "
             f"{format_ci(difference, scale=scale, digits=digits, signed=True)} {unit}.")
