@@ -659,3 +659,14 @@ def test_crop_alone_takes_the_mapped_crop_detection_and_the_first_scale_where_no
                                 match_score=matched.double())
     alone = kx.crop_alone(res)
     assert torch.equal(alone[matched], second[matched]) and torch.equal(alone[~matched], first[~matched])
+
+
+def test_rows_for_seeds_trains_the_first_seed_last_and_returns_rows_in_seed_order(monkeypatch):
+    # the attribute lane trains seeds[0]'s detector at its start (pipeline.LANES): this lane must reach it last
+    calls = []
+    monkeypatch.setattr(kx, "train_detectors", lambda setup, seed, progress=True: calls.append(seed) or seed)
+    monkeypatch.setattr(kx, "table1_rows", lambda setup, detectors, val, refine, **kw: {"seed": detectors})
+    setup = tiny(cpn_steps=0, train_steps=1, calibration_images=0)
+    rows = kx.rows_for_seeds(setup, None, RefineConfig.for_schema("fashionai"), [0, 1, 2])
+    assert calls[:3] == [2, 1, 0], f"training order {calls}"
+    assert [r["seed"] for r in rows] == [0, 1, 2]

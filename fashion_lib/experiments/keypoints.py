@@ -1397,6 +1397,10 @@ def rows_for_seeds(setup: KeypointSetup, val: ValidationSet, refine: RefineConfi
     them (one dict per seed, detector row -> :class:`~fashion_lib.refine.MissingCalibration`), for the page."""
     import time
 
+    # the attribute lane starts by training the detector of seeds[0], whose key points its crops use
+    # (pipeline.LANES); trained last seed first, this lane reaches seeds[0] when it is done instead of waiting for it
+    for seed in reversed(seeds[1:]):
+        train_detectors(setup, seed, progress=False)
     out = []
     for seed in seeds:  # over the few training seeds
         start = time.perf_counter()
