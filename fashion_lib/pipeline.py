@@ -766,12 +766,12 @@ def write_primary_claims(results: Path) -> Path:
     Holm's correction across the declared family :data:`fashion_lib.report.PRIMARY_CLAIMS`. Glue crosses pages
     only as text, so the correction that needs every claim's p-value runs here, after the notebooks; a claim whose
     page was not executed shows as not measured and counts as p = 1."""
-    from fashion_lib.report import PRIMARY_CLAIMS, claims_table, judge_family, read_claims
+    from fashion_lib.report import PRIMARY_CLAIMS, claims_table, judge_family, read_claims, read_levels
 
     verdicts = judge_family(PRIMARY_CLAIMS, read_claims(results))
     target = results / "primary_claims.md"
     with atomic_write(target) as f:
-        f.write(claims_table(verdicts))
+        f.write(claims_table(verdicts, levels=read_levels(results)))
     return target
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import ast
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -37,8 +37,8 @@ from fashion_lib.metrics import CI, IntervalMethod, crossed_bootstrap_ci
 __all__ = ["SUPPORTS", "CONTRADICTS", "UNDECIDED", "verdict", "format_ci", "format_mean_sd", "mean_sd", "glue_ci",
            "MethodScore", "score_methods", "comparison_table", "verdict_table", "ZeroVerdict", "SizeVerdict", "Claim",
            "Verdict", "judge", "holm", "judge_family", "PRIMARY_CLAIMS", "primary_claim", "glue_claim", "read_claims",
-           "claims_table", "EXPLORATORY", "NOT_TESTED", "NotTested", "glue_not_tested", "TOO_WEAK", "NOT_MOVED",
-           "LEVEL_FLOOR", "too_weak", "format_count", "axis_share_sentence", "relative_size",
+           "read_levels", "claims_table", "EXPLORATORY", "NOT_TESTED", "NotTested", "glue_not_tested", "TOO_WEAK",
+           "NOT_MOVED", "LEVEL_FLOOR", "too_weak", "format_count", "axis_share_sentence", "relative_size",
            "relative_sentence"]
 
 
@@ -505,7 +505,8 @@ def glue_claim(key: str, difference: CI, *, level: float | None = None) -> Verdi
     claim = primary_claim(key)
     record = {"estimate": float(difference.estimate), "low": float(difference.low), "high": float(difference.high),
               "p_value": float(difference.p_value),
-              "method": None if difference.method is None else difference.method.value}
+              "method": None if difference.method is None else difference.method.value,
+              "level": None if level is None else float(level)}
     glue(_glue_name(key), json.dumps(record), display=False)
     verdict_ = judge(claim, difference)
     glue(f"{key}_size", "not measured" if verdict_.size is None else verdict_.size.label, display=False)
@@ -530,14 +531,11 @@ def glue_not_tested(key: str, reason: str) -> Verdict:
     return judge(claim, not_tested)
 
 
-def read_claims(results: Path, claims: Sequence[Claim] = PRIMARY_CLAIMS) -> dict[str, CI | NotTested]:
-    """The differences that :func:`glue_claim` stored in the executed notebooks of ``results`` (claim key -> CI),
-    or the :class:`NotTested` that :func:`glue_not_tested` stored; a claim whose notebook is absent or stored
-    nothing is left out."""
+def _claim_records(results: Path, claims: Sequence[Claim]) -> Iterator[tuple[str, dict]]:
+    """(claim key, the JSON record :func:`glue_claim` or :func:`glue_not_tested` stored) for every claim glued in the
+    executed notebooks of ``results``."""
     import nbformat
 
-
-    out: dict[str, CI | NotTested] = {}
     for notebook in sorted({c.notebook for c in claims}):
         path = Path(results) / f"{notebook}.ipynb"
         if not path.is_file():
@@ -553,12 +551,28 @@ def read_claims(results: Path, claims: Sequence[Claim] = PRIMARY_CLAIMS) -> dict
                     record = json.loads(ast.literal_eval(text))
                 except (ValueError, SyntaxError, TypeError) as err:
                     raise ValueError(f"{path}: glued {name!r} is not a claim record ({err})") from None
-                if "not_tested" in record:
-                    out[wanted[name]] = NotTested(record["not_tested"])
-                    continue
-                method = None if record.get("method") is None else IntervalMethod(record["method"])
-                out[wanted[name]] = CI(record["estimate"], record["low"], record["high"], record["p_value"], method)
+                yield wanted[name], record
+
+
+def read_claims(results: Path, claims: Sequence[Claim] = PRIMARY_CLAIMS) -> dict[str, CI | NotTested]:
+    """The differences that :func:`glue_claim` stored in the executed notebooks of ``results`` (claim key -> CI),
+    or the :class:`NotTested` that :func:`glue_not_tested` stored; a claim whose notebook is absent or stored
+    nothing is left out."""
+    out: dict[str, CI | NotTested] = {}
+    for key, record in _claim_records(results, claims):
+        if "not_tested" in record:
+            out[key] = NotTested(record["not_tested"])
+            continue
+        method = None if record.get("method") is None else IntervalMethod(record["method"])
+        out[key] = CI(record["estimate"], record["low"], record["high"], record["p_value"], method)
     return out
+
+
+def read_levels(results: Path, claims: Sequence[Claim] = PRIMARY_CLAIMS) -> dict[str, float]:
+    """Our baseline's level (a fraction) that :func:`glue_claim` stored beside each claim's difference (claim key ->
+    level; claims glued without one are left out): the base of :func:`relative_size` on the front page."""
+    return {key: float(record["level"]) for key, record in _claim_records(results, claims)
+            if record.get("level") is not None}
 
 
 def _fmt(value: float, digits: int, signed: bool = True) -> str:
@@ -568,14 +582,32 @@ def _fmt(value: float, digits: int, signed: bool = True) -> str:
     return text.replace("-", "−")
 
 
-def claims_table(verdicts: Sequence[Verdict], *, alpha: float = FAMILY_ALPHA, doc_prefix: str = "results/") -> str:
+def _proportion_cell(v: Verdict, level: float | None) -> str:
+    """The front page's "in proportion" cell: :func:`relative_size` of the claim's difference over our baseline's
+    ``level``, beside the paper's relative change ("—" without a level or a paper level)."""
+    c = v.claim
+    if level is None or not math.isfinite(v.estimate) or not math.isfinite(c.paper_level):
+        return "—"
+    if not (math.isfinite(level) and level > 0):
+        return "— (baseline at 0)"
+    # the verdict holds the difference in the claim's unit, relative_size the fraction the notebooks glued
+    rel, size = relative_size(c, CI(v.estimate / c.scale, v.low / c.scale, v.high / c.scale), level)
+    return (f"{_fmt(100 * rel.estimate, 0)} [{_fmt(100 * rel.low, 0)}, {_fmt(100 * rel.high, 0)}] % against "
+            f"{_fmt(100 * c.paper / c.paper_level, 0)} %: {size.label}")
+
+
+def claims_table(verdicts: Sequence[Verdict], *, alpha: float = FAMILY_ALPHA, doc_prefix: str = "results/",
+                 levels: Mapping[str, float] | None = None) -> str:
     """The front page's table of the primary family (Markdown): each claim, the paper's difference, ours with its
-    95 % interval, the Holm-adjusted p-value, both verdicts and the smallest detectable effect (the half-width).
-    ``doc_prefix``: path from the page that shows the table to the result pages."""
+    95 % interval, the Holm-adjusted p-value, both verdicts, the size question in proportion (with our baseline's
+    level from ``levels``, claim key -> fraction, :func:`read_levels`: our change over our baseline against the
+    paper's over its own) and the smallest detectable effect (the half-width). ``doc_prefix``: path from the page
+    that shows the table to the result pages."""
+    levels = levels or {}
     lines = [
         "| claim of the paper | the paper | ours [95 % interval] | p (Holm) | zero verdict | size verdict | "
-        "smallest detectable | interval | page |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "in proportion (ours against the paper's) | smallest detectable | interval | page |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for v in verdicts:
         c = v.claim
@@ -584,6 +616,7 @@ def claims_table(verdicts: Sequence[Verdict], *, alpha: float = FAMILY_ALPHA, do
         p = "—" if not math.isfinite(v.p_adjusted) else f"{v.p_adjusted:.3f}"
         size = "—" if v.size is None else v.size.label
         lines.append(f"| {c.text} ({c.unit}) | {c.paper_text} | {ours} | {p} | **{v.zero.label}** | {size} | "
+                     f"{_proportion_cell(v, levels.get(c.key))} | "
                      f"{_fmt(v.half_width, c.digits, signed=False)} | {v.method or '—'} | "
                      f"{{doc}}`{doc_prefix}{c.notebook}` |")
     supported = sum(v.zero is ZeroVerdict.SUPPORTS for v in verdicts)

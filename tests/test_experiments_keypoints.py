@@ -237,6 +237,18 @@ def test_a_setup_with_cpn_steps_0_trains_no_cpn_and_its_rows_are_not_tested(runs
     assert list(rows_per_seed[0]) == [kx.KRCNN, kx.AXIS_ONCE, kx.SECOND, kx.TWICE, kx.NKD] == list(
         kx.tested_rows(setup))
     assert set(calibrations[0]) == {kx.KRCNN}
+    # the axis-once row again: with no change it is the row itself; with alpha 0 the same fills and no pull
+    refine = RefineConfig.for_schema("fashionai", d=4.0, m=6)
+    thresholds = [calibrations[0][kx.KRCNN].threshold]
+    again, = kx.axis_once_variant(rows_per_seed, val, refine, [0], thresholds)
+    once = rows_per_seed[0][kx.AXIS_ONCE]
+    assert torch.equal(again.keypoints.nan_to_num(-1), once.keypoints.nan_to_num(-1))
+    fill_only, = kx.axis_once_variant(rows_per_seed, val, refine, [0], thresholds, alpha=0.0)
+    assert torch.equal(fill_only.refined.filled, once.refined.filled)
+    kept = ~fill_only.refined.filled  # every point not filled stays where the detector put it
+    assert torch.equal(fill_only.keypoints[..., :2][kept], rows_per_seed[0][kx.KRCNN].keypoints[..., :2][kept])
+    with pytest.raises(ValueError, match="seeds has 2 entries for 1 seeds' rows"):
+        kx.axis_once_variant(rows_per_seed, val, refine, [0, 1], thresholds)
     detectors = kx.train_detectors(setup, 0, progress=False)  # loaded: still no CPN
     assert detectors.cpn is None and detectors.cpn_run_dir is None and detectors.cpn_key == "no-cpn"
     assert set(kx.detected_instances(detectors, val, "fashionai")) == {kx.KRCNN}
@@ -670,3 +682,14 @@ def test_rows_for_seeds_trains_the_first_seed_last_and_returns_rows_in_seed_orde
     rows = kx.rows_for_seeds(setup, None, RefineConfig.for_schema("fashionai"), [0, 1, 2])
     assert calls[:3] == [2, 1, 0], f"training order {calls}"
     assert [r["seed"] for r in rows] == [0, 1, 2]
+
+
+def test_detector_bar_sentence_counts_seeds_against_both_bars_and_names_the_short_categories():
+    category = [{"all": 0.93, "blouse": 1.0, "dress": 0.8}, {"all": 0.91, "blouse": 0.95, "dress": 0.85}]
+    text = kx.detector_bar_sentence([6.0, 8.5], category)
+    assert "6.00, 8.50 % (per seed): 1 of 2 seeds within the 8 % bar" in text
+    assert "Category right 93.0, 91.0 %: 2 of 2 seeds at or above the 90 % bar" in text
+    assert "dress 80 %" in text and "blouse" not in text
+    assert "every category" in kx.detector_bar_sentence([5.0], [{"all": 1.0, "skirt": 1.0}])
+    with pytest.raises(ValueError, match="one NE and one category accuracy per seed, got 1 and 2"):
+        kx.detector_bar_sentence([5.0], category)

@@ -156,7 +156,15 @@ def test_primary_claims_round_trip_through_glue_and_the_front_page_table(tmp_pat
     import nbformat
 
     from fashion_lib.metrics import IntervalMethod
-    from fashion_lib.report import PRIMARY_CLAIMS, claims_table, glue_claim, judge_family, primary_claim, read_claims
+    from fashion_lib.report import (
+        PRIMARY_CLAIMS,
+        claims_table,
+        glue_claim,
+        judge_family,
+        primary_claim,
+        read_claims,
+        read_levels,
+    )
 
     assert len(PRIMARY_CLAIMS) == 11 and primary_claim("t1_fashionai_nkd").paper == -2.74
     with pytest.raises(ValueError, match="no primary claim 'nope'; valid: t1_fashionai_nkd, "):
@@ -166,20 +174,24 @@ def test_primary_claims_round_trip_through_glue_and_the_front_page_table(tmp_pat
                         lambda data, raw, metadata: outputs.append(nbformat.v4.new_output(
                             "display_data", data=data, metadata=metadata)))
     ci = CI(-0.03, -0.04, -0.02, 0.001, IntervalMethod.SEED_T)
-    page_verdict = glue_claim("t1_fashionai_nkd", ci)
+    page_verdict = glue_claim("t1_fashionai_nkd", ci, level=0.05)
     assert page_verdict.zero.label == "supports"
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("", outputs=outputs)])
     nbformat.write(nb, tmp_path / "10_table1_fashionai.ipynb")
     found = read_claims(tmp_path)
     assert found == {"t1_fashionai_nkd": ci}
+    assert read_levels(tmp_path) == {"t1_fashionai_nkd": 0.05}
     verdicts = judge_family(PRIMARY_CLAIMS, found)
     assert verdicts[0].p_adjusted == pytest.approx(0.011)  # 11 claims, the others not measured
-    table = claims_table(verdicts)
+    table = claims_table(verdicts, levels=read_levels(tmp_path))
     first = table.splitlines()[2]
+    # in proportion: -3 points over our 5 % is -60 % [-80, -40], the paper's -2.74 over 13.70 is -20 %: larger
     assert first.startswith("| New-key-detection lowers FashionAI NE (NE points) | −2.74 (13.70 → 10.96) | "
                             "−3.00 [−4.00, −2.00] | 0.011 | **supports** | consistent with the paper's size | "
+                            "−60 [−80, −40] % against −20 %: larger than the paper reports | "
                             "1.00 | t interval from the seed and image variance components | "
                             "{doc}`results/10_table1_fashionai` |")
+    assert "| — | 1.00 |" not in first and claims_table(verdicts).splitlines()[2].count("| — |") >= 1
     assert "**not measured in this build**" in table.splitlines()[3]
     assert "1 of the 11 claims are supported" in table
 

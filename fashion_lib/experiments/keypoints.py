@@ -24,7 +24,7 @@ import dataclasses
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,10 @@ __all__ = [
     "KRCNN",
     "SECOND",
     "AXIS_ONCE",
+    "axis_once_variant",
+    "NE_BAR",
+    "CATEGORY_BAR",
+    "detector_bar_sentence",
     "TWICE",
     "NKD",
     "CPN",
@@ -588,6 +592,31 @@ def category_accuracy(instances: Instances, val: ValidationSet) -> dict[str, flo
     return out | {c: r / n for c, (r, n) in right.items()}
 
 
+# The study's bars for a detector trained well enough to test a refiner on (issue 17, the cpu profile): NE of visible
+# points at most NE_BAR %, the top detection's garment category right for at least CATEGORY_BAR % of garments.
+NE_BAR = 8.0
+CATEGORY_BAR = 90.0
+
+
+def detector_bar_sentence(ne: Sequence[float], category: Sequence[Mapping[str, float]], *, ne_bar: float = NE_BAR,
+                          category_bar: float = CATEGORY_BAR) -> str:
+    """The page's verdict on whether the detector is trained well enough: per seed, its NE of visible points
+    (``ne``, %) against ``ne_bar`` and its category accuracy (``category``: per seed, :func:`category_accuracy`'s
+    dict as fractions) against ``category_bar`` overall, naming every category below the bar in some seed."""
+    if len(ne) != len(category) or not ne:
+        raise ValueError(f"give one NE and one category accuracy per seed, got {len(ne)} and {len(category)}")
+    ne_pass = sum(v <= ne_bar for v in ne)
+    overall = [100 * c["all"] for c in category]
+    cat_pass = sum(v >= category_bar for v in overall)
+    low = {name: min(100 * c[name] for c in category) for name in category[0] if name != "all"}
+    short = [f"{name} {value:.0f} %" for name, value in low.items() if value < category_bar]
+    return (f"NE of visible points {', '.join(f'{v:.2f}' for v in ne)} % (per seed): {ne_pass} of {len(ne)} seeds "
+            f"within the {ne_bar:g} % bar. Category right {', '.join(f'{v:.1f}' for v in overall)} %: {cat_pass} of "
+            f"{len(ne)} seeds at or above the {category_bar:g} % bar"
+            + (f"; below it in at least one seed (lowest seed shown): {', '.join(short)}." if short else
+               "; every category at or above it in every seed."))
+
+
 def table1_rows(
     setup: KeypointSetup,
     detectors: Detectors,
@@ -669,6 +698,27 @@ def crop_alone(result: NewKeyDetectionResult) -> torch.Tensor:
     image), and the first scale's detection for an instance whose crop held no matching detection: the
     :data:`SECOND` row."""
     return torch.where(result.matched[:, None, None], result.second.keypoints, result.detected)
+
+
+def axis_once_variant(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, refine: RefineConfig,
+                      seeds: Sequence[int], thresholds: Sequence[float] = (), *, schema: str = "fashionai",
+                      **changes: Any) -> list[Instances]:
+    """The :data:`AXIS_ONCE` row again with ``changes`` to ``refine`` (e.g. ``alpha=0.0``: the same axes and fills,
+    no pull), per seed: the seed's detector row, its fill threshold (``thresholds``, as :func:`rows_for_seeds` set
+    them; empty: ``refine``'s own) and its RANSAC seed, as :func:`table1_rows` ran the row, so that the variant
+    differs from the row by ``changes`` alone (``schema``: the rows' key-point schema); the refiner only, no detector
+    pass."""
+    configs = _per_seed(dataclasses.replace(refine, **changes), thresholds, len(rows_per_seed))
+    if len(seeds) != len(rows_per_seed):
+        raise ValueError(f"seeds has {len(seeds)} entries for {len(rows_per_seed)} seeds' rows")
+    out = []
+    for rows, cfg, seed in zip(rows_per_seed, configs, seeds, strict=True):  # over the few seeds
+        inst = rows[KRCNN]
+        cats = [val.categories[i] for i in inst.image_index.tolist()] if cfg.pairs == "category" else None
+        res = refine_symmetric(inst.keypoints, schema, generator=torch.Generator().manual_seed(seed), config=cfg,
+                               categories=cats)
+        out.append(Instances(res.keypoints, inst.scores, inst.image_index, refined=res))
+    return out
 
 
 def coco_results(instances: Instances, val: ValidationSet) -> list[dict]:
