@@ -657,12 +657,17 @@ def _span_minutes(names: Sequence[str], times: Mapping[str, tuple[str, float, fl
 
 
 def _budget_lines(walls: Mapping[str, float], parts: Mapping[str, Sequence[str]], profile: str,
-                  times: Mapping[str, tuple[str, float, float]] | None = None) -> list[str]:
+                  times: Mapping[str, tuple[str, float, float]] | None = None, book_notebooks: Sequence[str] = ()
+                  ) -> list[str]:
+    """The provenance page's table of times per part against the budgets; ``book_notebooks``: every notebook of
+    the book, so that a part built without some of its notebooks (``--only``) is not judged."""
     budgets = CPU_BUDGET_MIN if profile == "cpu" else {}
     times = times or {}
     # parts as the table of contents has them, counting only executed notebooks (not the provenance page itself)
     groups = {caption: [n for n in names if n in walls] for caption, names in parts.items()}
     groups = {**{caption: names for caption, names in groups.items() if names}, "whole book": list(walls)}
+    book = list(book_notebooks)
+    wanted = {**{caption: [n for n in names if n in book] for caption, names in parts.items()}, "whole book": book}
     lines = ["| part | notebooks | their wall times, summed | first start to last end | "
              "budget (`cpu` profile, 2 cores) |", "|---|---|---|---|---|"]
     for caption, names in groups.items():
@@ -671,7 +676,11 @@ def _budget_lines(walls: Mapping[str, float], parts: Mapping[str, Sequence[str]]
         # side by side, the clock from first start to last end is what a reader waits; summed times overstate it
         judged = minutes if span is None else span
         budget = budgets.get(caption)
-        verdict = "" if budget is None else f"{budget:.0f} min: " + ("within" if judged <= budget else "**over**")
+        # a part built without some of its notebooks (--only) says nothing about the part's budget
+        absent = [n for n in wanted.get(caption, ()) if n not in walls]
+        verdict = ("" if budget is None else f"{budget:.0f} min: not judged, {len(absent)} of its "
+                   f"{len(wanted[caption])} notebooks not in this book" if absent else
+                   f"{budget:.0f} min: " + ("within" if judged <= budget else "**over**"))
         clock = "not one build" if span is None else f"{span:.1f} min"
         lines.append(f"| {caption} | {len(names)} | {minutes:.1f} min | {clock} | {verdict or 'none set'} |")
     return lines
@@ -692,13 +701,15 @@ def _history_lines(history: Sequence[Mapping[str, Any]], last: int = 8) -> list[
 def write_provenance_page(
     results: Path, notebooks: Sequence[Notebook], profile: str, executed: Sequence[str], elapsed_s: float,
     *, parts: Mapping[str, Sequence[str]] | None = None, history: Sequence[Mapping[str, Any]] = (),
+    book_notebooks: Sequence[str] = (),
 ) -> Path:
     """Write ``results/provenance.md``: for every result page, where, how and from what it was computed.
 
     The rows come from the metadata the runner stored in each executed notebook (commit, profile, parameters,
     device, versions, wall time, command). The page also sums the execution times per part of the book against
     the time budgets, states this build's own execution time (so a rebuild with nothing changed shows how long it
-    took), and lists the recorded times of earlier builds in the same folder (``history``).
+    took), and lists the recorded times of earlier builds in the same folder (``history``). ``book_notebooks``:
+    the names of every notebook of the book; a part missing some of them gets no budget verdict.
     """
     import nbformat
 
@@ -736,7 +747,7 @@ def write_provenance_page(
         "part ran in one build; otherwise the sum). Installing the environment and building the HTML come on top; "
         "the builds' own totals are in the last table.",
         "",
-        *_budget_lines(walls, parts or {}, profile, times),
+        *_budget_lines(walls, parts or {}, profile, times, book_notebooks),
         "",
         "## Every result",
         "",
@@ -1023,8 +1034,8 @@ def run(
     executed.sort(key=order.__getitem__)
     cached.sort(key=order.__getitem__)
     execute_s = time.perf_counter() - started
-    write_provenance_page(results, notebooks, profile, executed, execute_s,
-                          parts=toc_parts(workdir), history=read_build_history(workdir))
+    write_provenance_page(results, notebooks, profile, executed, execute_s, parts=toc_parts(workdir),
+                          history=read_build_history(workdir), book_notebooks=[nb.name for nb in everything])
     for name in executed:
         log.info("executed notebook: %s", results / f"{name}.ipynb")
     write_primary_claims(results)

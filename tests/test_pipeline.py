@@ -374,6 +374,15 @@ def test_provenance_page_sums_each_part_against_its_budget(tmp_path):
     # budgets belong to the cpu profile only
     text = pipeline.write_provenance_page(tmp_path, notebooks, "gpu", [], 1.0, parts=parts).read_text()
     assert "| whole book | 3 | 55.0 min | not one build | none set |" in text and "this is its first" in text
+    # built with --only: a part missing some of the book's notebooks is not judged against its budget
+    book = ["10_a", "11_b", "20_c", "21_d"]
+    text = pipeline.write_provenance_page(tmp_path, notebooks, "cpu", [], 1.0, parts=parts,
+                                          book_notebooks=book).read_text()
+    assert "| whole book | 3 | 55.0 min | not one build | 90 min: not judged, 1 of its 4 notebooks not in this " \
+           "book |" in text
+    text = pipeline.write_provenance_page(tmp_path, notebooks, "cpu", [], 1.0, parts=parts,
+                                          book_notebooks=book[:3]).read_text()
+    assert "| whole book | 3 | 55.0 min | not one build | 90 min: within |" in text
 
 
 def test_provenance_page_judges_lanes_side_by_side_by_the_clock(tmp_path):
