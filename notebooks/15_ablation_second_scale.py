@@ -133,6 +133,13 @@ glue("margin_zero_ne", float(margin_table.loc[0.0, "NE visible (%)"]), display=F
 glue("margin_best_ne", float(margin_table["NE visible (%)"].min()), display=False)
 glue("threshold_best", float(threshold_table["NE visible (%)"].idxmin()), display=False)
 glue("threshold_best_ne", float(threshold_table["NE visible (%)"].min()), display=False)
+extents = margin_table["key points' extent in the crop (median)"]
+outside = [f"{m:g}" for m, e in extents.items() if e > float(train_extent.quantile(0.95))]
+glue("margins_outside_training", (f"At margin{'s' if len(outside) > 1 else ''} {', '.join(outside)} the median "
+                                  "extent lies above that 95th percentile: those crops frame the garment more "
+                                  "tightly than almost any training image did." if outside else
+                                  "At every margin the median extent lies within the training images' 5th-95th "
+                                  "percentile range."), display=False)
 calibrated = score()  # the paper's settings with the calibrated rule: the margin table's row at margin 0
 glue("threshold_calibrated_ne_visible", calibrated["NE visible (%)"], display=False)
 glue("threshold_calibrated_ne_occluded", calibrated["NE occluded (%)"], display=False)
@@ -154,7 +161,8 @@ pd.concat({"margin": margin_table, "fill threshold": pd.concat([threshold_table,
 # crop that is padding and how much of the crop the key points span (the detector's training images, after their
 # scale-and-crop augmentation: {glue:text}`train_extent_5:.2f` to {glue:text}`train_extent_95:.2f` from the 5th to the
 # 95th percentile, see {doc}`01_data_tour`; a median above the 95th percentile is a crop at the edge of what the
-# detector saw, and the Table 1 pages' "on its crop alone" row measures how well it reads it). At the widest margin
+# detector saw, and the Table 1 pages' "on its crop alone" row measures how well it reads it).
+# {glue:text}`margins_outside_training` At the widest margin
 # {glue:text}`margin_widest_padding:.3f` of a crop is padding on average.
 #
 # The literal crop (margin 0) gives an NE of {glue:text}`margin_zero_ne:.2f` % on visible points; the margin with the
