@@ -613,7 +613,7 @@ def detector_bar_sentence(ne: Sequence[float], category: Sequence[Mapping[str, f
     return (f"NE of visible points {', '.join(f'{v:.2f}' for v in ne)} % (per seed): {ne_pass} of {len(ne)} seeds "
             f"within the {ne_bar:g} % bar. Category right {', '.join(f'{v:.1f}' for v in overall)} %: {cat_pass} of "
             f"{len(ne)} seeds at or above the {category_bar:g} % bar"
-            + (f"; below it in at least one seed (lowest seed shown): {', '.join(short)}." if short else
+            + (f"; below it in at least one seed (each at its lowest seed): {', '.join(short)}." if short else
                "; every category at or above it in every seed."))
 
 
