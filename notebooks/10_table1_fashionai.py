@@ -260,8 +260,12 @@ glue("axis_share_sentence", Markdown(axis_share_sentence(
     differences[f"{kx.NKD} − {kx.TWICE}"], differences[f"{kx.TWICE} − {kx.KRCNN}"], better="lower",
     unit="NE (points)", scale=100)), display=False)
 # the study's bar for a crop inside the detector's training distribution (issue 17): within 2 NE points
+# how many instances kept their first scale (fill_summary, from the axis-once cell): they sit unchanged in every
+# two-scale row
 glue("second_scale_sentence", Markdown(kx.second_scale_sentence(
-    differences[f"{kx.SECOND} − {kx.KRCNN}"], unit="NE points", scale=100, bar=2.0)), display=False)
+    differences[f"{kx.SECOND} − {kx.KRCNN}"], unit="NE points", scale=100, bar=2.0,
+    unmatched=fill_summary["second_scale_unmatched"], instances=fill_summary["second_scale_instances"])),
+    display=False)
 
 
 def said(key):
@@ -389,7 +393,7 @@ plt.close(fig)
 # instances the second scale left at their first scale because no detection in the crop matched them.
 
 # %%
-for key, value in fill_summary.items():
+for key, value in fill_summary.items():  # fill_summary: from the axis-once cell
     glue(key, value, display=False)
 glue("fill_sentence", Markdown(kx.fill_sentence(fill_summary)), display=False)
 pd.DataFrame(fill_rows).set_index("seed").round(3)
@@ -398,7 +402,8 @@ pd.DataFrame(fill_rows).set_index("seed").round(3)
 # Fill threshold (mean over seeds): {glue:text}`missing_threshold:.3f`; points filled: {glue:text}`points_filled` of the
 # {glue:text}`symmetric_points` symmetric points (all seeds), with an error of {glue:text}`filled_error_before:.1f` %
 # where the detector put them and {glue:text}`filled_error_after:.1f` % after the fill (means over seeds; the table
-# gives each seed's). Instances the second scale left at their first scale: {glue:text}`second_scale_unmatched`.
+# gives each seed's). Instances the second scale left at their first scale: {glue:text}`second_scale_unmatched` of
+# {glue:text}`second_scale_instances` (all seeds).
 #
 # ```{glue:md} fill_sentence
 # ```

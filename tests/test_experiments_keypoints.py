@@ -436,6 +436,11 @@ def test_missing_point_table_and_its_summary_for_the_page(runs):
     assert table[0]["points filled"] == int(out.filled.sum()) and table[0]["second scale unmatched"] == 1
     summary = kx.missing_point_summary(table)
     assert summary["points_filled"] == 2 * int(out.filled.sum()) and summary["second_scale_unmatched"] == 2
+    assert table[0]["second scale instances"] == 3 and summary["second_scale_instances"] == 2 * 3
+    assert summary["second_scale_unmatched_share"] == pytest.approx(100 * 2 / 6)
+    without = kx.missing_point_summary(kx.missing_point_table([{k: rows[k] for k in (kx.KRCNN, kx.AXIS_ONCE)}], val,
+                                                              [0], RefineConfig()))
+    assert without["second_scale_instances"] == 0 and math.isnan(without["second_scale_unmatched_share"])
     assert table[0]["symmetric points"] == 3 * 22 and summary["symmetric_points"] == 2 * 3 * 22
     assert table[0]["pairs moved by the EMA"] == int(out.refined.sum())
     assert summary["missing_threshold"] == pytest.approx(0.25)
@@ -489,7 +494,8 @@ def test_limb_error_changes_pair_the_persons_and_split_visible_from_occluded():
     worse[0, COCO.index("left_wrist"), 1] += 10.0  # ... and person 0's occluded left wrist by one (10 px)
     inst = {name: kx.Instances(k, torch.ones(2), torch.zeros(2, dtype=torch.long))
             for name, k in (("row", perfect), ("base", worse))}
-    rows = kx.limb_error_changes([inst, inst], val, "row", "base", n_boot=20, generator=torch.Generator())
+    rows = kx.limb_error_changes([inst, inst], val, "row", "base", n_boot=20, generator=torch.Generator(),
+                                 matched_on="base")
     table = {(r["limb"], r["points"]): r for r in rows}
     assert len(rows) == 16
     wrist = table[("wrist", "visible")]
@@ -510,6 +516,58 @@ def test_limb_error_changes_pair_the_persons_and_split_visible_from_occluded():
     assert shown.loc[("visible", "wrist"), "scored"] == 6
     with pytest.raises(ValueError, match="limb must be one of"):
         kx.limb_change_metric("tail")
+
+
+def _duplicates_of_one_person() -> tuple[kx.ValidationSet, dict[str, kx.Instances]]:
+    """One person and two duplicate detections of it: the detector's 0 is exact, 1 is shifted 8 px right (its nose
+    too); the axis once shrinks 0's points (not the nose) so that its box now overlaps the person less than 1's."""
+    from fashion_lib.keypoints import COCO
+
+    person = torch.zeros(1, 17, 3)
+    person[..., 0] = torch.linspace(10, 50, 17)
+    person[..., 1] = torch.linspace(10, 90, 17)
+    person[..., 2] = VISIBLE
+    target = {"keypoints": person, "iscrowd": torch.zeros(1, dtype=torch.long),
+              "boxes": torch.tensor([[10.0, 10.0, 50.0, 90.0]]), "image_id": 1}
+    val = kx.ValidationSet([torch.zeros(3, 100, 100)], [target], "duplicates")
+    exact = person.clone()
+    exact[..., 2] = 1.0
+    shifted = exact.clone()
+    shifted[..., 0] += 8.0
+    shrunk = exact.clone()
+    centre = torch.tensor([30.0, 50.0])
+    shrunk[:, 1:, :2] = centre + (exact[:, 1:, :2] - centre) / 2  # every point but the nose (index 0, on the axis)
+    assert COCO.index("nose") == 0
+    image = torch.zeros(2, dtype=torch.long)
+    detector = kx.Instances(torch.cat([exact, shifted]), torch.ones(2), image)
+    refined = kx.Instances(torch.cat([shrunk, shifted]), torch.ones(2), image)
+    return val, {kx.KRCNN: detector, kx.AXIS_ONCE: refined}
+
+
+def test_coco_errors_keep_the_detector_rows_match_when_refining_moves_the_boxes():
+    val, rows = _duplicates_of_one_person()
+    # matched on its own boxes, the refined row would score the other duplicate: its nose error jumps by 8 px
+    own = kx.coco_point_errors(rows[kx.AXIS_ONCE], val)
+    detector = kx.coco_point_errors(rows[kx.KRCNN], val)
+    assert detector[0, 0].item() == 0.0 and own[0, 0].item() > 0.0
+    kept = kx.coco_point_errors(rows[kx.AXIS_ONCE], val, reference=rows[kx.KRCNN])
+    assert kept[0, 0].item() == 0.0  # the nose: the same detection, which the refiner left where it was
+    assert torch.equal(kept, kx.seed_point_errors(rows, val, kx.AXIS_ONCE))
+    changes = kx.row_point_changes([rows, rows], val, "coco", kx.AXIS_ONCE)
+    assert changes.on_axis == (0,) and changes.largest_on_axis == 0.0  # the check the pages print
+    assert changes.mean[0, 1:].abs().max().item() > 0.0  # the refined points do change
+    limbs = {(r["limb"], r["points"]): r for r in kx.limb_error_changes(
+        [rows], val, kx.AXIS_ONCE, kx.KRCNN, n_boot=10, generator=torch.Generator())}
+    assert limbs[("wrist", "visible")]["baseline"] == pytest.approx(0.0)  # the detector's exact duplicate
+    with pytest.raises(ValueError, match="do not line up with reference"):
+        kx.coco_point_errors(rows[kx.AXIS_ONCE], val, reference=dataclasses.replace(
+            rows[kx.KRCNN], image_index=torch.tensor([0, 1])))
+    with pytest.raises(ValueError, match=r"instances \(1 detections\) do not line up with reference \(2\)"):
+        one = rows[kx.AXIS_ONCE]
+        kx.coco_point_errors(kx.Instances(one.keypoints[:1], one.scores[:1], one.image_index[:1]), val,
+                             reference=rows[kx.KRCNN])
+    with pytest.raises(ValueError, match="rows has no row 'Keypoint R-CNN'"):
+        kx.seed_point_errors({kx.AXIS_ONCE: rows[kx.AXIS_ONCE]}, val, kx.AXIS_ONCE)
 
 
 def test_second_scale_counts_give_each_share_its_denominator():
@@ -656,6 +714,17 @@ def test_second_scale_sentence_judges_the_crop_against_the_bar():
                                                                          scale=100, bar=2)
     assert kx.second_scale_sentence(CI(0.01, -0.01, 0.03), unit="AP points", scale=100, digits=1).endswith(
         "+1.0 [-1.0, +3.0] AP points.")
+    counted = kx.second_scale_sentence(CI(0.01, -0.01, 0.03), unit="AP points", scale=100, digits=1,
+                                       unmatched=344, instances=896)
+    assert counted == ("The detector on its crop alone (mapped back to the image; an instance whose crop held no "
+                       "matching detection keeps its first scale: 344 of 896, 38 %) against the detector on the whole "
+                       "image: +1.0 [-1.0, +3.0] AP points.")
+    assert "keeps its first scale: 0 of 0)" in kx.second_scale_sentence(CI(0, 0, 0), unit="NE", unmatched=0,
+                                                                        instances=0)
+    with pytest.raises(ValueError, match="pass unmatched and instances together"):
+        kx.second_scale_sentence(CI(0, 0, 0), unit="NE", unmatched=3)
+    with pytest.raises(ValueError, match=r"unmatched must be in \[0, instances=2\], got 3"):
+        kx.second_scale_sentence(CI(0, 0, 0), unit="NE", unmatched=3, instances=2)
 
 
 def test_crop_alone_takes_the_mapped_crop_detection_and_the_first_scale_where_nothing_matched():

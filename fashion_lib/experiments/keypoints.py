@@ -126,6 +126,7 @@ __all__ = [
     "missing_point_table",
     "missing_point_summary",
     "coco_point_errors",
+    "seed_point_errors",
     "PointChanges",
     "point_changes",
     "row_point_changes",
@@ -856,8 +857,9 @@ def filled_point_errors(detected: Instances, result: RefineResult, val: Validati
         before = keypoint_errors(detected.keypoints, gt, cats, count_occluded=True)  # (B, K), NaN where not counted
         after = keypoint_errors(result.keypoints, gt, cats, count_occluded=True)
         return before[result.filled], after[result.filled]
-    refined = dataclasses.replace(detected, keypoints=result.keypoints)
-    gt, person_of = _coco_matches(refined, val)  # (N, 17, 3), (N,) detection of each person (-1: none)
+    # persons matched on the detector's own boxes: the fill moves the boxes, and the same detection must be scored
+    # before and after it (coco_point_errors)
+    gt, person_of = _coco_matches(detected, val)  # (N, 17, 3), (N,) detection of each person (-1: none)
     has = person_of >= 0
     # (T, 17) error of each detection's points against its person (NaN for detections matching nobody)
     before = torch.full(result.filled.shape, float("nan"))
@@ -909,18 +911,44 @@ def _annotated_people(target: dict) -> torch.Tensor:
     return (target["iscrowd"] == 0) & (target["keypoints"][..., 2] > 0).any(-1)
 
 
-def coco_point_errors(instances: Instances, val: ValidationSet, *, min_iou: float = 0.5) -> torch.Tensor:
+def coco_point_errors(instances: Instances, val: ValidationSet, *, reference: Instances | None = None,
+                      min_iou: float = 0.5) -> torch.Tensor:
     """COCO: (N, 17) error of every labelled point of the N annotated persons, divided by the person's shoulder
     distance, against the detection whose key-point box overlaps the person's box most (IoU >= ``min_iou``; a
-    person without such a detection gets NaN). For per-point analysis only: COCO's metric is OKS AP."""
+    person without such a detection gets NaN). For per-point analysis only: COCO's metric is OKS AP.
+
+    ``reference``: the instances whose key-point boxes pick each person's detection, the same detections as
+    ``instances`` in the same order (e.g. the seed's detector row, from which its refined rows derive); None:
+    ``instances``' own boxes. Comparing two rows of a seed needs the same ``reference`` for both: refining moves
+    the boxes, and matching each row on its own would let a person switch to another (duplicate) detection, so
+    the change would mix the refiner's effect with a change of the scored detection.
+    """
     from fashion_lib.metrics import keypoint_errors
 
-    gt, pick = _coco_matches(instances, val, min_iou=min_iou)
+    if reference is None:
+        reference = instances
+    elif len(reference.image_index) != len(instances.image_index) or \
+            not torch.equal(reference.image_index, instances.image_index):
+        raise ValueError(f"instances ({len(instances.image_index)} detections) do not line up with reference "
+                         f"({len(reference.image_index)}): a row of one seed must hold its detector row's "
+                         "instances in the same order (same image_index)")
+    gt, pick = _coco_matches(reference, val, min_iou=min_iou)
     if not len(gt):
         return torch.zeros(0, 17)
     matched = torch.full_like(gt, float("nan"))
     matched[pick >= 0] = instances.keypoints[pick[pick >= 0]].to(gt.dtype)
     return keypoint_errors(matched, gt, ["person"] * len(gt), schema="coco", count_occluded=True)
+
+
+def seed_point_errors(rows: dict[str, Instances], val: ValidationSet, row: str, *, matched_on: str = KRCNN
+                      ) -> torch.Tensor:
+    """COCO, one seed: :func:`coco_point_errors` of ``rows[row]`` with every person matched on the detections of
+    ``rows[matched_on]`` (the seed's detector row, from which ``row`` derives), so that every row of the seed
+    scores the same detection for a person. (N, 17) float."""
+    for name in (row, matched_on):
+        if name not in rows:
+            raise ValueError(f"rows has no row {name!r} (matched_on={matched_on!r}); it has {list(rows)}")
+    return coco_point_errors(rows[row], val, reference=rows[matched_on])
 
 
 def second_scale_framing(instances: Instances, val: ValidationSet, refine: RefineConfig
@@ -968,15 +996,16 @@ def second_scale_counts(rows_per_seed: Sequence[dict[str, Instances]], val: Vali
     return out
 
 
-def coco_error_arrays(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, row: str, baseline: str
-                      ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def coco_error_arrays(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, row: str, baseline: str,
+                      *, matched_on: str = KRCNN) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """COCO, per seed: ``(errors of row (N, 17), errors of baseline (N, 17), visibility (N, 17))`` over the N
-    annotated persons (:func:`coco_point_errors`; the same persons in the same order for both rows, so the
-    bootstrap resamples persons in pairs): the arguments of :func:`limb_change_metric`."""
+    annotated persons (:func:`seed_point_errors`: the same persons in the same order for both rows, each matched to
+    the same detection of ``matched_on``, so the bootstrap resamples persons in pairs): the arguments of
+    :func:`limb_change_metric`."""
     people = [t["keypoints"][_annotated_people(t)][..., 2] for t in val.targets]
     vis = torch.cat(people) if people else torch.zeros(0, 17)
-    return [(coco_point_errors(rows[row], val), coco_point_errors(rows[baseline], val), vis)
-            for rows in rows_per_seed]
+    return [(seed_point_errors(rows, val, row, matched_on=matched_on),
+             seed_point_errors(rows, val, baseline, matched_on=matched_on), vis) for rows in rows_per_seed]
 
 
 def limb_change_metric(limb: str, *, points: str = "visible", change: bool = True):
@@ -1003,11 +1032,12 @@ def limb_change_metric(limb: str, *, points: str = "visible", change: bool = Tru
 
 
 def limb_error_changes(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, row: str, baseline: str,
-                       *, n_boot: int, generator: torch.Generator) -> list[dict[str, Any]]:
+                       *, n_boot: int, generator: torch.Generator, matched_on: str = KRCNN) -> list[dict[str, Any]]:
     """COCO: per limb (left/right pair) and kind of point (visible, occluded), the baseline's mean error and the
     change ``row - baseline`` (errors divided by the person's shoulder distance, fractions) with its 95 % two-level
     bootstrap interval over seeds and persons (:func:`fashion_lib.metrics.crossed_bootstrap_ci`) and its verdict on
-    "``row`` lowers the error" (:func:`fashion_lib.report.verdict`).
+    "``row`` lowers the error" (:func:`fashion_lib.report.verdict`). Each person is matched to the same detection of
+    ``matched_on`` for both rows (:func:`coco_error_arrays`).
 
     Returns
     -------
@@ -1020,7 +1050,7 @@ def limb_error_changes(rows_per_seed: Sequence[dict[str, Instances]], val: Valid
     from fashion_lib.metrics import CI, crossed_bootstrap_ci
     from fashion_lib.report import NOT_MOVED, verdict
 
-    arrays = coco_error_arrays(rows_per_seed, val, row, baseline)
+    arrays = coco_error_arrays(rows_per_seed, val, row, baseline, matched_on=matched_on)
     out = []
     for points, flag in (("visible", VISIBLE), ("occluded", OCCLUDED)):
         for limb, columns in zip(COCO.pair_names, COCO.pairs, strict=True):  # over the 8 pairs
@@ -1275,7 +1305,7 @@ def missing_point_table(rows_per_seed: Sequence[dict[str, Instances]], val: Vali
     (calibrated, or ``refine.fill_below`` when ``calibrations`` is empty) with its Youden's J, the share of instances
     whose axis was found (every point above ``refine.score_threshold`` votes), the points filled, the
     normalised error (%) of the filled points before and after the fill (:func:`fill_errors`), and how many
-    instances the second scale left at their first scale for want of a matching crop detection."""
+    instances the second scale left at their first scale for want of a matching crop detection, of how many."""
     if calibrations and len(calibrations) != len(rows_per_seed):
         raise ValueError(f"calibrations has {len(calibrations)} entries for {len(rows_per_seed)} seeds")
     out = []
@@ -1293,16 +1323,21 @@ def missing_point_table(rows_per_seed: Sequence[dict[str, Instances]], val: Vali
                     "symmetric points": 2 * once.refined.numel(),
                     "filled, labelled": fills.scored, "error before fill (%)": 100 * fills.ne_before,
                     "error after fill (%)": 100 * fills.ne_after,
-                    "second scale unmatched": int((~matched).sum()) if matched is not None else 0})
+                    "second scale unmatched": int((~matched).sum()) if matched is not None else 0,
+                    "second scale instances": len(matched) if matched is not None else 0})
     return out
 
 
 def missing_point_summary(table: Sequence[dict[str, float]]) -> dict[str, float | int]:
     """The page's figures from :func:`missing_point_table`: the mean threshold and axis-found share (%) over seeds,
-    the points filled and
-    the instances left unmatched in all, and the mean error (%) of the filled points before and after the fill."""
+    the points filled, the instances the second scale left unmatched and the instances it refined, in all, the
+    unmatched share (%, NaN without instances), and the mean error (%) of the filled points before and after the
+    fill."""
     def mean(column: str) -> float:
         return _nanmean(torch.tensor([float(r[column]) for r in table], dtype=torch.float64))
+
+    unmatched = sum(int(r["second scale unmatched"]) for r in table)
+    instances = sum(int(r["second scale instances"]) for r in table)
 
     return {"missing_threshold": mean("threshold"), "axis_found": mean("axis found (%)"),
             "pairs_moved": sum(int(r["pairs moved by the EMA"]) for r in table),
@@ -1310,17 +1345,28 @@ def missing_point_summary(table: Sequence[dict[str, float]]) -> dict[str, float 
             "symmetric_points": sum(int(r["symmetric points"]) for r in table),
             "filled_labelled": sum(int(r["filled, labelled"]) for r in table),
             "filled_error_before": mean("error before fill (%)"), "filled_error_after": mean("error after fill (%)"),
-            "second_scale_unmatched": sum(int(r["second scale unmatched"]) for r in table)}
+            "second_scale_unmatched": unmatched, "second_scale_instances": instances,
+            "second_scale_unmatched_share": 100 * unmatched / instances if instances else float("nan")}
 
 
 def second_scale_sentence(difference: CI, *, unit: str, scale: float = 1.0, digits: int = 2,
-                          bar: float | None = None, better: str = "lower") -> str:
+                          bar: float | None = None, better: str = "lower", unmatched: int | None = None,
+                          instances: int | None = None) -> str:
     """The page's sentence on the second scale's own reading: ``difference`` is :data:`SECOND` minus the detector on
     the whole image (:data:`KRCNN`), in the metric's units before ``scale``; ``bar`` (after ``scale``): the study's
     bound on how far the two may lie apart for the crop to count as inside the detector's training distribution;
-    ``better``: ``"lower"`` (NE) or ``"higher"`` (AP), which side of the bar reads the crop worse."""
+    ``better``: ``"lower"`` (NE) or ``"higher"`` (AP), which side of the bar reads the crop worse; ``unmatched`` of
+    ``instances`` (both or neither, summed over seeds, :func:`missing_point_summary`): the instances that kept their
+    first scale, which the crop-alone row (and every two-scale row) holds unchanged."""
+    if (unmatched is None) != (instances is None):
+        raise ValueError(f"pass unmatched and instances together, got unmatched={unmatched}, instances={instances}")
+    kept = ""
+    if instances is not None:
+        if not 0 <= unmatched <= instances:
+            raise ValueError(f"unmatched must be in [0, instances={instances}], got {unmatched}")
+        kept = f": {unmatched} of {instances}" + (f", {100 * unmatched / instances:.0f} %" if instances else "")
     text = (f"The detector on its crop alone (mapped back to the image; an instance whose crop held no matching "
-            f"detection keeps its first scale) against the detector on the whole image: "
+            f"detection keeps its first scale{kept}) against the detector on the whole image: "
             f"{format_ci(difference, scale=scale, digits=digits, signed=True)} {unit}.")
     if bar is None:
         return text
@@ -1385,6 +1431,14 @@ class PointChanges:
     count: torch.Tensor  # (2, K) long: the instances behind each mean
     on_axis: tuple[int, ...]  # the schema's non-symmetric points, which the mirror cannot move
 
+    @property
+    def largest_on_axis(self) -> float:
+        """The largest absolute mean change (fraction) over the points on the axis, visible and occluded: a check,
+        since the mirror cannot move them (0 unless another step did; NaN where none was scored)."""
+        values = self.mean[:, list(self.on_axis)].abs()
+        values = values[~values.isnan()]
+        return float(values.max()) if len(values) else float("nan")
+
 
 def point_changes(before: torch.Tensor, after: torch.Tensor, visibility: torch.Tensor,
                   schema: KeypointSchema | str) -> PointChanges:
@@ -1417,16 +1471,16 @@ def point_changes(before: torch.Tensor, after: torch.Tensor, visibility: torch.T
 
 
 def row_point_changes(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, schema: str, row: str,
-                      baseline: str = KRCNN) -> PointChanges:
+                      baseline: str = KRCNN, *, matched_on: str = KRCNN) -> PointChanges:
     """:func:`point_changes` of ``row`` against ``baseline``, each validation instance's errors first averaged over
     the seeds (every seed scores the same instances, so pooling them would count each instance once per seed):
-    FashionAI per garment (:func:`per_image_errors`, occluded points counted), COCO per annotated person
-    (:func:`coco_point_errors`)."""
+    FashionAI per garment (:func:`per_image_errors`, occluded points counted), COCO per annotated person, matched
+    to the same detection of ``matched_on`` for both rows (:func:`seed_point_errors`)."""
     befores, afters = [], []
     for rows in rows_per_seed:  # over the few seeds
         if schema == "coco":
-            befores.append(coco_point_errors(rows[baseline], val))
-            afters.append(coco_point_errors(rows[row], val))
+            befores.append(seed_point_errors(rows, val, baseline, matched_on=matched_on))
+            afters.append(seed_point_errors(rows, val, row, matched_on=matched_on))
         else:
             befores.append(per_image_errors(rows[baseline], val))
             afters.append(per_image_errors(rows[row], val))
