@@ -259,9 +259,8 @@ glue("exploratory", EXPLORATORY, display=False)
 glue("axis_share_sentence", Markdown(axis_share_sentence(
     differences[f"{kx.NKD} − {kx.TWICE}"], differences[f"{kx.TWICE} − {kx.KRCNN}"], better="lower",
     unit="NE (points)", scale=100)), display=False)
-# the study's bar for a crop inside the detector's training distribution (issue 17): within 2 NE points
-# how many instances kept their first scale (fill_summary, from the axis-once cell): they sit unchanged in every
-# two-scale row
+# the study's bar for a crop inside the detector's training distribution (issue 17): within 2 NE points; and how
+# many instances kept their first scale (fill_summary, from the axis-once cell), unchanged in every two-scale row
 glue("second_scale_sentence", Markdown(kx.second_scale_sentence(
     differences[f"{kx.SECOND} − {kx.KRCNN}"], unit="NE points", scale=100, bar=2.0,
     unmatched=fill_summary["second_scale_unmatched"], instances=fill_summary["second_scale_instances"])),
