@@ -202,7 +202,8 @@ def draw_scores(ax, scores: Mapping[str, MethodScore], *, xlabel: str, scale: fl
 
 def draw_effect_map(ax, change: torch.Tensor, low: torch.Tensor, high: torch.Tensor, rows: Sequence[float],
                     columns: Sequence[float], *, row_label: str, column_label: str, scale: float = 100.0,
-                    limit: float | None = None, better: str = "lower", mark: tuple[int, int] | None = None):
+                    limit: float | None = None, better: str = "lower", mark: tuple[int, int] | None = None,
+                    notes: Sequence[Sequence[str]] | None = None):
     """A heat map of an effect with its interval per cell; a cell whose interval excludes 0 is framed and starred.
 
     Parameters
@@ -215,6 +216,7 @@ def draw_effect_map(ax, change: torch.Tensor, low: torch.Tensor, high: torch.Ten
     limit : the colour scale's half-range (times ``scale``); default the largest ``|change|``.
     better : ``"lower"`` (errors: blue for negative) or ``"higher"`` (blue for positive).
     mark : (row, column) of a cell to outline (e.g. the default world), or None.
+    notes : R rows of C strings, a small second line under each cell's value (e.g. the counts behind it), or None.
 
     Returns
     -------
@@ -230,6 +232,9 @@ def draw_effect_map(ax, change: torch.Tensor, low: torch.Tensor, high: torch.Ten
         raise ValueError(f"change, low and high must have shape ({len(rows)}, {len(columns)}) (rows x columns), "
                          f"got {tuple(grid.shape)}, {tuple(torch.as_tensor(low).shape)}, "
                          f"{tuple(torch.as_tensor(high).shape)}")
+    if notes is not None and (len(notes) != len(rows) or any(len(n) != len(columns) for n in notes)):
+        raise ValueError(f"notes must be {len(rows)} rows of {len(columns)} strings (rows x columns), got "
+                         f"{[len(n) for n in notes]}")
     lo, hi = torch.as_tensor(low, dtype=torch.float64), torch.as_tensor(high, dtype=torch.float64)
     decided = (lo > 0) | (hi < 0)  # NaN compares False: an unmeasured cell is never marked
     finite = grid[~grid.isnan()]
@@ -242,8 +247,11 @@ def draw_effect_map(ax, change: torch.Tensor, low: torch.Tensor, high: torch.Ten
         for c in range(len(columns)):
             v = float(grid[r, c])
             text = "n/a" if math.isnan(v) else f"{v:+.2f}" + ("*" if decided[r, c] else "")
-            ax.text(c, r, text, ha="center", va="center", fontsize=8,
+            # with a note the value moves up a little so the two lines share the cell (rows run bottom to top)
+            ax.text(c, r + (0.13 if notes is not None else 0.0), text, ha="center", va="center", fontsize=8,
                     fontweight="bold" if decided[r, c] else "normal")
+            if notes is not None:
+                ax.text(c, r - 0.2, notes[r][c], ha="center", va="center", fontsize=6.5)
             if decided[r, c]:
                 ax.add_patch(patches.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, lw=2, color="k"))
     if mark is not None:

@@ -67,7 +67,8 @@ glue("prior_missing_rule", Markdown(kx.missing_rule_sentence(setup, thresholds))
 # garments are exactly symmetric (no perspective either, and hidden points labelled where they are). The interval is
 # a 95 % crossed interval over seeds and garments (`metrics.crossed_bootstrap_ci`: with few seeds, a t interval from
 # the seed and garment variance components); a framed, starred cell is one whose interval excludes 0. Every cell is
-# **exploratory and uncorrected**: with 18 intervals, about one would exclude 0 by chance alone. The dashed green
+# **exploratory and uncorrected**: with {glue:text}`heat_intervals` intervals, about
+# {glue:text}`heat_by_chance:.1f` would exclude 0 by chance alone. The dashed green
 # cell is the default world, set to be as symmetric as real garments (see {doc}`01_data_tour`); it is a fresh set of
 # garments, so it need not equal the Table 1 page's comparison. The missing-point rule is the Table 1 page's, here
 # and below: {glue:md}`prior_missing_rule`
@@ -79,39 +80,44 @@ default_cell = None
 if setup.world.occlusion_rate in prior.occlusion_values and setup.world.asymmetry in prior.asymmetry_values:
     default_cell = (prior.occlusion_values.index(setup.world.occlusion_rate),
                     prior.asymmetry_values.index(setup.world.asymmetry))
-fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=dpi)
+fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), dpi=dpi, sharey=True, layout="constrained")
 limit = float(prior.change.abs().nan_to_num(0.0).max()) * 100 or 1.0
-for p, (ax, kind) in enumerate(zip(axes, prior.points, strict=True)):
+for p, (ax, kind, notes) in enumerate(zip(axes, prior.points, kx.prior_map_notes(prior), strict=True)):
     im = draw_effect_map(ax, prior.change[p], prior.low[p], prior.high[p], prior.occlusion_values,
                          prior.asymmetry_values, row_label="occlusion rate", column_label="pose and shape asymmetry",
-                         limit=limit, mark=default_cell)
-    ax.set_title(f"the axis once minus the detector, {kind} points")
+                         limit=limit, mark=default_cell, notes=notes)
+    ax.set_title(f"{kind} points")
+axes[1].set_ylabel("")  # the rows are shared: one label
+fig.suptitle("The axis applied once minus the detector alone (n: points scored, f: points filled)")
 fig.colorbar(im, ax=axes, label="NE points (blue: the axis helps)", shrink=0.8)
 glue("heatmap_figure", fig, display=False)
 plt.close(fig)
-for p, kind in enumerate(prior.points):
-    glue(f"heat_helps_{kind}", int(((prior.high[p] < 0)).sum()), display=False)
-    glue(f"heat_hurts_{kind}", int(((prior.low[p] > 0)).sum()), display=False)
-    glue(f"heat_cells_{kind}", int((~prior.change[p].isnan()).sum()), display=False)
-glue("heat_symmetric_occluded", float(100 * prior.change[1, -1, 0]), display=False)
-glue("heat_asymmetric_visible", float(100 * prior.change[0, 0, -1]), display=False)
 glue("heat_garments", prior.garments * len(seeds), display=False)
+glue("heat_intervals", int((~prior.change.isnan()).sum()), display=False)
+glue("heat_by_chance", 0.05 * int((~prior.change.isnan()).sum()), display=False)  # 95 % intervals
+glue("heat_sentences", Markdown(kx.prior_map_sentences(prior)), display=False)
 
 # %% [markdown]
 # ```{glue:figure} heatmap_figure
 # :name: fig-heatmap
 #
 # Where the symmetry prior alone helps (blue) and hurts (red), on visible and occluded ground-truth points; framed
-# and starred: the 95 % interval excludes 0; "n/a": no point of that kind in the cell.
+# and starred: the 95 % interval excludes 0; "n/a": no point of that kind in the cell. Second line of each cell:
+# n, the labelled points of that kind scored (in the cell's garments; every seed scores the same points), and f,
+# the points the axis filled (all seeds).
 # ```
 #
-# Each cell pools {glue:text}`heat_garments` garment detections (garments times seeds). On occluded points the axis
-# lowers NE with an interval below 0 in {glue:text}`heat_helps_occluded` of the {glue:text}`heat_cells_occluded`
-# cells and raises it in {glue:text}`heat_hurts_occluded`; on visible points it lowers NE in
-# {glue:text}`heat_helps_visible` and raises it in {glue:text}`heat_hurts_visible` of
-# {glue:text}`heat_cells_visible`. At the symmetric end with the most occlusion the change on occluded points is
-# {glue:text}`heat_symmetric_occluded:+.2f` NE points; at the least occlusion and the most asymmetry the change on
-# visible points is {glue:text}`heat_asymmetric_visible:+.2f`.
+# Each cell's counts: the labelled points each change is scored on, the garment detections whose axis RANSAC
+# found and the points it filled (all seeds), and on which kinds of point the cell is starred.
+
+# %%
+kx.prior_map_counts(prior)
+
+# %% [markdown]
+# Each cell pools {glue:text}`heat_garments` garment detections (garments times seeds). Computed from the map:
+#
+# ```{glue:md} heat_sentences
+# ```
 
 # %% [markdown]
 # ## Per point: garments and people

@@ -640,11 +640,107 @@ def test_prior_map_scores_the_axis_once_per_world_with_an_interval(runs):
     assert float(prior.change[0, 1, 1]) == pytest.approx(expected, abs=1e-9)
     assert bool((prior.low[0] <= prior.change[0] + 1e-12).all() and (prior.change[0] <= prior.high[0] + 1e-12).all())
     assert torch.equal(prior.decided, (prior.low > 0) | (prior.high < 0))
+    # the counts beside the verdicts: the labelled points of each kind, and the refiner's own summary per seed
+    from fashion_lib.metrics import keypoint_errors
+
+    counted = ~keypoint_errors(alone, val.keypoints, val.categories, count_occluded=True).isnan()
+    assert int(prior.scored[0, 1, 1]) == int((counted & (val.keypoints[..., 2] == VISIBLE)).sum()) > 0
+    assert int(prior.scored[1, 1, 1]) == int((counted & (val.keypoints[..., 2] == OCCLUDED)).sum())
+    assert int(prior.scored[1, 0].sum()) == 0, "no occluded point at occlusion 0"
+    out = refine_symmetric(alone, FASHIONAI, generator=torch.Generator().manual_seed(0), config=refine)
+    assert prior.activity[1][1] == (summarize_refinement(alone, out, FASHIONAI, config=refine),)
+    assert float(prior.axis_found[1, 1]) == pytest.approx(float(out.has_axis.double().mean()))
+    assert int(prior.filled[1, 1]) == int(out.filled.sum())
     with pytest.raises(ValueError, match="prior_map needs a FashionAI setup"):
         kx.prior_map(tiny("coco"), detectors, [0], refine, [0.1], [0.0], images=3, n_boot=5,
                      generator=torch.Generator())
     with pytest.raises(ValueError, match=r"detectors \(1\) and seeds \(2\) must pair up"):
         kx.prior_map(setup, detectors, [0, 1], refine, [0.1], [0.0], images=3, n_boot=5, generator=torch.Generator())
+
+
+def _summary(instances: int, with_axis: int, filled: int) -> RefineSummary:
+    return RefineSummary(instances=instances, with_axis=with_axis, too_few_pairs=0, pairs_refined=1, points_moved=2,
+                         points_filled=filled, points_ignored=0)
+
+
+def _referee_map() -> kx.PriorMap:
+    """The 3 x 3 map the page showed (NE points): decided cells get a narrow interval, the others one across 0."""
+    occluded = [[-3.86, -2.63, -1.86], [-2.93, -2.53, -0.23], [-1.73, -0.92, -0.18]]
+    visible = [[-0.17, 0.28, 0.59], [0.16, 0.27, 0.69], [0.29, 0.20, 0.80]]
+    decided = torch.tensor([[[False, False, False], [False, False, True], [False, False, True]],
+                            [[True, True, False], [True, True, False], [True, True, False]]])
+    change = torch.tensor([visible, occluded], dtype=torch.float64) / 100
+    width = torch.where(decided, 0.3 * change.abs(), change.abs() + 0.005)
+    scored = torch.tensor([[[500, 501, 502], [400, 401, 402], [300, 301, 302]],
+                           [[30, 31, 32], [70, 71, 72], [140, 141, 142]]])
+    activity = tuple(tuple((_summary(48, 40, 3), _summary(48, 44, 4 + i + j)) for j in range(3)) for i in range(3))
+    return kx.PriorMap((0.085, 0.2, 0.4), (0.0, 0.3, 1.0), ("visible", "occluded"), change, change - width,
+                       change + width, 48, scored, activity)
+
+
+def test_prior_map_sentences_count_the_verdicts_and_state_every_line_with_its_ends():
+    prior = _referee_map()
+    visible, occluded = kx.prior_map_sentences(prior).split("\n\n**Occluded points.**")
+    assert visible.startswith("**Visible points.** Of the 9 measured cells the axis lowers NE (interval below 0) in "
+                              "0, raises it (interval above 0) in 2, and the interval includes 0 in 7.")
+    assert " The starred cells are scored on 302 to 402 visible points each (fewest at occlusion 0.4, asymmetry 1)." \
+        in visible
+    assert occluded.startswith(" Of the 9 measured cells the axis lowers NE (interval below 0) in 6, raises it "
+                               "(interval above 0) in 0, and the interval includes 0 in 3.")
+    assert "on 30 to 141 occluded points each (fewest at occlusion 0.085, asymmetry 0)" in occluded
+    # the referee's line: the gain on occluded points shrinks as occlusion rises, at the symmetric end
+    assert ("- at asymmetry 0, along occlusion: -3.86 [-5.02, -2.70] (occlusion 0.085) → -2.93 → -1.73 [-2.25, "
+            "-1.21] (occlusion 0.4): the change shrinks towards 0; the end intervals do not overlap.") in occluded
+    assert "- at occlusion 0.085, along asymmetry: -0.17 [-0.84, +0.50] (asymmetry 0) → +0.28 → +0.59 [-0.50, " \
+           "+1.68] (asymmetry 1): the sign changes; the end intervals overlap." in visible
+    assert "- at asymmetry 1, along occlusion: +0.59 [-0.50, +1.68] (occlusion 0.085) → +0.69 → +0.80 [+0.56, " \
+           "+1.04] (occlusion 0.4): the change grows away from 0; the end intervals overlap." in visible
+    assert visible.count("\n- at asymmetry") == 3 and visible.count("\n- at occlusion") == 3
+
+
+def test_prior_map_sentences_leave_out_unmeasured_cells_and_read_ties_at_the_printed_precision():
+    nan = float("nan")
+    change = torch.tensor([[[0.010, 0.010], [0.01001, -0.02]], [[nan, nan], [-0.03, -0.01]]], dtype=torch.float64)
+    activity = (((_summary(3, 3, 0),),) * 2,) * 2
+    prior = kx.PriorMap((0.0, 0.4), (0.0, 1.0), ("visible", "occluded"), change, change - 0.001, change + 0.001, 3,
+                        torch.ones(2, 2, 2, dtype=torch.int64), activity)
+    text = kx.prior_map_sentences(prior)
+    assert "and the interval includes 0 in 0; no occluded point in 2 cells." in text
+    assert "- at asymmetry 0, along occlusion: fewer than two measured cells along occlusion." in text
+    assert "(occlusion 0.4): the same at the printed precision; the end intervals overlap." in text
+    assert "Of the 4 measured cells the axis lowers NE (interval below 0) in 1, raises it (interval above 0) in 3" \
+        in text
+    one_row = dataclasses.replace(prior, occlusion_values=(0.4,), change=change[:, 1:], low=change[:, 1:] - 1,
+                                  high=change[:, 1:] + 1, scored=prior.scored[:, 1:], activity=activity[1:])
+    text = kx.prior_map_sentences(one_row)
+    assert "along occlusion" not in text and "- at occlusion 0.4, along asymmetry" in text
+    assert text.count("No cell is starred.") == 2
+
+
+def test_prior_map_counts_and_notes_put_the_mechanism_beside_each_verdict():
+    prior = _referee_map()
+    assert prior.axis_found[0, 0].item() == pytest.approx(84 / 96) and prior.filled[2, 2].item() == 3 + 8
+    table = kx.prior_map_counts(prior)
+    assert list(table.index)[0] == (0.085, 0.0) and len(table) == 9
+    row = table.loc[(0.085, 0.0)]
+    assert (row["visible points scored"], row["occluded points scored"]) == (500, 30)
+    assert row["garments with an axis (n/N, all seeds)"] == "84/96 (88 %)"
+    assert row["points filled (all seeds)"] == "7 (0.07 per instance)"
+    assert table["starred on"].tolist() == ["occluded", "occluded", "—", "occluded", "occluded", "visible",
+                                            "occluded", "occluded", "visible"]
+    notes = kx.prior_map_notes(prior)
+    assert notes[1][0][0] == "n=30 f=7" and notes[0][2][1] == "n=301 f=10"
+    assert len(notes) == 2 and all(len(rows) == 3 and all(len(r) == 3 for r in rows) for rows in notes)
+
+
+def test_pooled_summary_sums_every_count_and_refiner_activity_reads_it():
+    pooled = kx.pooled_summary([_summary(10, 5, 1), _summary(30, 25, 2)])
+    assert pooled == RefineSummary(instances=40, with_axis=30, too_few_pairs=0, pairs_refined=2, points_moved=4,
+                                   points_filled=3, points_ignored=0)
+    assert pooled.with_axis_fraction == pytest.approx(0.75)
+    assert kx.refiner_activity([_summary(10, 5, 1), _summary(30, 25, 2)])["with an axis (n/N)"] == "30/40 (75 %)"
+    with pytest.raises(ValueError, match="pooled_summary needs one or more summaries"):
+        kx.pooled_summary([])
 
 
 def test_point_changes_splits_by_visibility_with_means_and_intervals():

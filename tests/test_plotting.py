@@ -79,6 +79,20 @@ def test_draw_effect_map_marks_only_cells_whose_interval_excludes_zero(ax):
         draw_effect_map(ax, change, low, high, [0.1, 0.4], [0.0, 0.5, 1.0], row_label="o", column_label="a")
 
 
+def test_draw_effect_map_writes_each_cells_note_under_its_value(ax):
+    change = torch.tensor([[-0.02, 0.01], [0.0, 0.005]])
+    notes = [["n=30 f=7", "n=31 f=8"], ["n=70 f=0", "n=71 f=9"]]
+    draw_effect_map(ax, change, change - 0.001, change + 0.001, [0.1, 0.4], [0.0, 1.0], row_label="o",
+                    column_label="a", notes=notes)
+    by_text = {t.get_text(): t.get_position() for t in ax.texts}
+    assert len(ax.texts) == 8 and by_text["n=31 f=8"] == pytest.approx((1, -0.2))
+    assert by_text["+1.00*"] == pytest.approx((1, 0.13)), "the value moves up so the note fits under it"
+    assert by_text["+0.00"] == pytest.approx((0, 1.13)) and by_text["n=70 f=0"] == pytest.approx((0, 0.8))
+    with pytest.raises(ValueError, match=r"notes must be 2 rows of 2 strings \(rows x columns\), got \[2, 1\]"):
+        draw_effect_map(ax, change, change, change, [0.1, 0.4], [0.0, 1.0], row_label="o", column_label="a",
+                        notes=[["a", "b"], ["c"]])
+
+
 def test_draw_learning_curves_a_line_per_network_averaged_over_seeds():
     import pandas as pd
 
