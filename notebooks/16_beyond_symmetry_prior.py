@@ -96,6 +96,10 @@ glue("heat_garments", prior.garments * len(seeds), display=False)
 glue("heat_intervals", int((~prior.change.isnan()).sum()), display=False)
 glue("heat_by_chance", 0.05 * int((~prior.change.isnan()).sum()), display=False)  # 95 % intervals
 glue("heat_sentences", Markdown(kx.prior_map_sentences(prior)), display=False)
+for p, kind in enumerate(prior.points):  # the counts the book's "beyond the paper" page cites
+    glue(f"heat_helps_{kind}", int((prior.high[p] < 0).sum()), display=False)
+    glue(f"heat_hurts_{kind}", int((prior.low[p] > 0).sum()), display=False)
+    glue(f"heat_cells_{kind}", int((~prior.change[p].isnan()).sum()), display=False)
 
 # %% [markdown]
 # ```{glue:figure} heatmap_figure
