@@ -73,6 +73,7 @@ n_boot = 1000
 dpi = 100
 
 # %%
+import math
 import time
 import warnings
 
@@ -147,6 +148,13 @@ plt.close(fig)
 half = attrx.accuracy_half_width(preds[attrx.BASELINE])
 glue("t2_half_width_max", 100 * max(half.values()), display=False)  # points
 glue("t2_val_per_task", len(data.val) // len(half), display=False)
+# the study's goal (issue 22): at most +-2 points; the half-width falls as one over the root of the images
+goal = 0.02
+per_task = {t: sum(task == t for task in data.val.tasks) for t in half}
+needed = {t: math.ceil(per_task[t] * (h / goal) ** 2) for t, h in half.items()}
+glue("t2_half_width_goal", 100 * goal, display=False)
+glue("t2_val_needed_max", max(needed.values()), display=False)
+glue("t2_val_needed_total", sum(needed.values()), display=False)
 disagree = crops["val"].task_categories(data.val.tasks)[1]
 glue("t2_category_disagree", 100 * float(disagree.float().mean()), display=False)  # % of validation images
 print("95 % half-width of the baseline's per-task accuracy from its validation images (points): "
@@ -161,7 +169,10 @@ print("95 % half-width of the baseline's per-task accuracy from its validation i
 #
 # With about {glue:text}`t2_val_per_task` validation images per task, the 95 % interval of a task's accuracy is at
 # most ±{glue:text}`t2_half_width_max:.1f` points wide from the images alone (normal approximation at the
-# baseline's accuracy; differences between seeds widen it). The crops take the garment category a row's task
+# baseline's accuracy; differences between seeds widen it). The study's goal is ±{glue:text}`t2_half_width_goal:.0f`
+# points, which at these accuracies would take up to {glue:text}`t2_val_needed_max` validation images per task
+# ({glue:text}`t2_val_needed_total` in all): this profile does not reach it, so differences of a few points between
+# rows stay undecided on this page. The crops take the garment category a row's task
 # implies where it fixes one (collar: blouse; lapel, neck and coat length: outwear; pant length: trousers), the
 # detected one elsewhere; the detector's category was one the task does not apply to on
 # {glue:text}`t2_category_disagree:.1f` % of the validation images. Joint learning at the baseline's optimiser steps
