@@ -378,8 +378,8 @@ pd.DataFrame([{"seed": seed, "detections (N)": c["detections"],
 # %% [markdown]
 # Fill threshold (mean over seeds): {glue:text}`missing_threshold:.3f`; points filled: {glue:text}`points_filled` of the
 # {glue:text}`symmetric_points` symmetric points (all seeds), with an error of {glue:text}`filled_error_before:.1f` %
-# where the detector put them and {glue:text}`filled_error_after:.1f` % after the fill (NaN: no labelled point was
-# filled).
+# where the detector put them and {glue:text}`filled_error_after:.1f` % after the fill (means over seeds; the table
+# gives each seed's).
 #
 # ```{glue:md} fill_sentence
 # ```

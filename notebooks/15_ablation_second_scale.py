@@ -145,7 +145,8 @@ glue("threshold_calibrated_ne_visible", calibrated["NE visible (%)"], display=Fa
 glue("threshold_calibrated_ne_occluded", calibrated["NE occluded (%)"], display=False)
 calibrated_row = pd.DataFrame([{"fill threshold": "calibrated (" + ", ".join(f"{t:.3f}" for t in thresholds) + ")",
                                 **calibrated}]).set_index("fill threshold")
-pd.concat({"margin": margin_table, "fill threshold": pd.concat([threshold_table, calibrated_row])}).round(2)
+# the fill-threshold rows have no crop columns of their own (their crops are the margin-0 row's): a dash, not NaN
+pd.concat({"margin": margin_table, "fill threshold": pd.concat([threshold_table, calibrated_row])}).round(2).fillna("—")
 
 # %% [markdown]
 # ```{glue:figure} second_scale_figure
