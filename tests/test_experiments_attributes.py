@@ -43,6 +43,8 @@ def tiny(**overrides) -> ax.AttributeSetup:
     ({"eval_split": "train"}, ValueError, "eval_split must be 'val' or 'test'"),
     ({"detector_seed": -1}, ValueError, "detector_seed must be an integer >= 0"),
     ({"amp": "yes"}, ValueError, "amp must be true or false, got 'yes'"),
+    ({"detect_amp": 1}, ValueError, "detect_amp must be true or false, got 1"),
+    ({"monitor_per_task": -1}, ValueError, "monitor_per_task must be an integer >= 0, got -1"),
     ({"input_size": 8}, ValueError, "input_size must be 0 \\(the profile's\\) or an integer >= 16, got 8"),
     ({"detector": KeypointSetup(schema="coco")}, ValueError, "detector.schema must be 'fashionai'"),
     ({"data_root": "/no/such/folder"}, FileNotFoundError, "data_root '/no/such/folder' is not a folder"),
@@ -54,6 +56,52 @@ def test_bad_setup_values_are_named(overrides, error, match):
 
 def test_amp_reaches_the_networks_training_config():
     assert ax.train_config(tiny(), 0, 16).amp and not ax.train_config(tiny(amp=False), 0, 16).amp
+    assert ax.train_config(tiny(), 0, 16).channels_last
+
+
+def test_monitor_rows_spread_a_fixed_number_per_task_over_each_tasks_rows():
+    tasks = ["a", "b"] * 6 + ["c"]  # a: rows 0, 2, ..., 10; b: 1, 3, ..., 11; c: 12
+    # the first and last of a's and b's rows; c has fewer than 2 and keeps its one
+    assert ax.monitor_rows(tasks, 2) == [0, 1, 10, 11, 12]
+    assert ax.monitor_rows(tasks, 0) == list(range(13))
+
+
+class _CountingItems(torch.utils.data.Dataset):
+    def __init__(self, n: int) -> None:
+        self.reads = 0
+        g = torch.Generator().manual_seed(0)
+        self.images = torch.rand(n, 3, 48, 40, generator=g)
+        self.keypoints = torch.cat([torch.rand(n, 24, 2, generator=g) * 36 + 2, torch.ones(n, 24, 1)], -1)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        return self.images[i], {"keypoints": self.keypoints[i][None], "labels": torch.tensor([i])}
+
+
+def test_input_cache_crops_each_image_once_and_scores_like_predict():
+    from fashion_lib.models.attributes import build_recognizer, per_task_configs
+
+    configs = per_task_configs(ax.AttributeSetup(input_size=32).networks(), beta=None)
+    design, length = configs["collar_design_labels"], configs["skirt_length_labels"]
+    assert design.crop != length.crop  # Neck-crop and Normal-crop: two kinds of input
+    items = _CountingItems(6)
+    cache = ax.InputCache(items, batch_size=4)
+    torch.manual_seed(0)
+    model = build_recognizer(design).eval()
+    x = cache(model, [0, 2, 4])
+    assert x.shape == (3, 3, 32, 32) and items.reads == 3
+    want, _ = model.crop_inputs(items.images[[0, 2, 4]], [{"keypoints": items.keypoints[i][None]} for i in (0, 2, 4)])
+    torch.testing.assert_close(x, want)
+    torch.testing.assert_close(cache(model, [4, 0]), want[[2, 0]])  # cached: no image read again
+    assert items.reads == 3 and cache.labels[4].tolist() == [4]
+    cache(build_recognizer(length).eval(), [0])  # another crop kind: its own inputs
+    assert items.reads == 4
+    torch.testing.assert_close(model.predict_inputs(x)["collar_design_labels"],
+                               model.predict(items.images[[0, 2, 4]], [{"keypoints": items.keypoints[i][None]}
+                                                                       for i in (0, 2, 4)])["collar_design_labels"])
 
 
 def test_real_fashionai_labels_without_val_file_hold_validation_rows_out_of_training(tmp_path):

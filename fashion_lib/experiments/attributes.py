@@ -31,6 +31,7 @@ The beta ablation trains on garments generated on the fly with their ground-trut
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -48,7 +49,7 @@ from fashion_lib.attributes import DESIGN_TASKS, FASHIONAI_TASKS, LENGTH_TASKS, 
 from fashion_lib.data.deepfashion import ATTRIBUTE_TYPES, DeepFashionAttributes
 from fashion_lib.data.fashionai import CATEGORIES, FashionAIAttributes
 from fashion_lib.data.transforms import collate
-from fashion_lib.engine import METRICS_NAME, TrainConfig, run_dir_for, train
+from fashion_lib.engine import METRICS_NAME, TrainConfig, bf16_native, run_dir_for, train
 from fashion_lib.experiments import (
     DATA_SOURCES,
     TRAINING_SOURCES,
@@ -204,6 +205,12 @@ class AttributeSetup:
     # bf16 autocast of the networks' training forward where the hardware has native bf16 (engine.bf16_native; 1.7x
     # faster test_resnet steps at 64 px on the 2-core AMD EPYC); elsewhere float32
     amp: bool = True
+    # the same for the detector that places the crops (every image of both splits, both kinds of key points alike;
+    # 2x faster on the 2-core AMD EPYC; benchmarks/inference_bf16.py measures what it changes)
+    detect_amp: bool = True
+    # validation images per task scored after every pass for the learning curves (0: all of them): a large
+    # validation set decides the tables, a fixed spread subset draws the curves
+    monitor_per_task: int = 0
     world: WorldConfig = field(default_factory=WorldConfig)  # synthetic world; its image size becomes the detector's
     data_root: str = ""  # a real folder: FashionAI (Annotations/, Images/) or DeepFashion (Anno/, Eval/, Img/)
     train_file: str = ""  # FashionAI: label file of the training split ("" = Annotations/label.csv)
@@ -213,8 +220,12 @@ class AttributeSetup:
     category_points: bool = True  # a crop closes only the points of the detected category (the detector gives 24)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.amp, bool):
-            raise ValueError(f"amp must be true or false, got {self.amp!r}")
+        for name in ("amp", "detect_amp"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if isinstance(self.monitor_per_task, bool) or not isinstance(self.monitor_per_task, int) or \
+                self.monitor_per_task < 0:
+            raise ValueError(f"monitor_per_task must be an integer >= 0, got {self.monitor_per_task!r}")
         if self.dataset not in _DATASETS:
             raise ValueError(f"dataset must be one of {_DATASETS}, got {self.dataset!r}")
         if self.detector.schema != "fashionai":
@@ -438,7 +449,11 @@ def crop_keypoints(setup: AttributeSetup, data: AttributeData, *, batch_size: in
     """Crop key points of every image of both splits (``{"train": ..., "val": ...}``), cached beside the detector's
     run: the expensive step (the detector runs twice on every image), done once per detector and data."""
     detectors = train_detectors(setup.detector, setup.detector_seed, progress=False)
-    refine_key = content_digest({"refine": dataclasses.asdict(setup.refine), "category_points": setup.category_points})
+    detector = detectors.keypoint_rcnn
+    device = next(detector.parameters()).device
+    amp = setup.detect_amp and bf16_native(device)
+    refine_key = content_digest({"refine": dataclasses.asdict(setup.refine), "category_points": setup.category_points,
+                                 **({"amp": True} if amp else {})})
     out = {}
     for name, split in (("train", data.train), ("val", data.val)):
         path = detectors.run_dir / f"attribute-crops-{split.key}-{refine_key}-{library_digest()}.pt"
@@ -447,11 +462,12 @@ def crop_keypoints(setup: AttributeSetup, data: AttributeData, *, batch_size: in
         def compute(split: AttributeSplit = split, source: str = source) -> CropKeypoints:
             start, parts = time.perf_counter(), []
             g = torch.Generator().manual_seed(setup.detector_seed)
-            for lo in range(0, len(split), _CHUNK):  # chunks of images: bounded memory on large real images
-                images = [split.dataset[i][0] for i in range(lo, min(lo + _CHUNK, len(split)))]
-                parts.append(detect_crop_keypoints(detectors.keypoint_rcnn, images, setup.refine, generator=g,
-                                                   category_points=setup.category_points,
-                                                   batch_size=batch_size))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                for lo in range(0, len(split), _CHUNK):  # chunks of images: bounded memory on large real images
+                    images = [split.dataset[i][0] for i in range(lo, min(lo + _CHUNK, len(split)))]
+                    parts.append(detect_crop_keypoints(detector, images, setup.refine, generator=g,
+                                                       category_points=setup.category_points,
+                                                       batch_size=batch_size))
             log.info("crop key points of %d images in %.0f s", len(split), time.perf_counter() - start)
             return CropKeypoints(torch.cat([p.plain for p in parts]), torch.cat([p.nkd for p in parts]),
                                  torch.cat([p.detected for p in parts]),
@@ -473,7 +489,7 @@ def train_config(setup: AttributeSetup, seed: int, num_images: int, epochs: int 
     steps = setup.steps(num_images, epochs)
     per_epoch = math.ceil(num_images / setup.batch_size)
     return TrainConfig(steps=steps, batch_size=setup.batch_size, lr=setup.lr, seed=seed, amp=setup.amp,
-                       warmup_steps=max(1, steps // 10), checkpoint_every=max(50, steps // 2),
+                       channels_last=True, warmup_steps=max(1, steps // 10), checkpoint_every=max(50, steps // 2),
                        log_every=max(1, per_epoch // 8), eval_every=per_epoch, grad_clip=10.0)
 
 
@@ -503,17 +519,17 @@ class _Items(torch.utils.data.Dataset):
         return image, target
 
 
-def _monitor_fashionai(model: torch.nn.Module, items: torch.utils.data.Dataset) -> dict[str, float]:
+def _monitor_fashionai(model: torch.nn.Module, items: torch.utils.data.Dataset, amp: bool) -> dict[str, float]:
     """``val_accuracy``: top-1 accuracy of ``items`` (FashionAI rows, one task each) on their own task."""
-    out, targets = _batched_predict(model, items)
+    out, targets = _batched_predict(model, items, amp=amp)
     hits = [float(t["labels"][int(out[t["task"]][i].argmax())] == Y) for i, t in enumerate(targets)]
     return {"val_accuracy": float(np.mean(hits)) if hits else math.nan}
 
 
-def _monitor_deepfashion(model: torch.nn.Module, items: torch.utils.data.Dataset) -> dict[str, float]:
+def _monitor_deepfashion(model: torch.nn.Module, items: torch.utils.data.Dataset, amp: bool) -> dict[str, float]:
     """``val_category_top3`` (networks with a category loss) and ``val_attribute_top3`` (recall over all
     attributes, networks with an attribute loss) of ``items``."""
-    out, targets = _batched_predict(model, items)
+    out, targets = _batched_predict(model, items, amp=amp)
     metrics = {}
     if model.config.category_weight > 0:
         category = torch.stack([t["labels"].reshape(-1)[0] for t in targets]).long() - 1
@@ -599,7 +615,7 @@ def _train_network(setup: AttributeSetup, name: str, config: Any, seed: int, ite
     evaluate = stop = None
     if monitor is not None and len(monitor):
         score = _monitor_fashionai if isinstance(config, FashionAIRecognizerConfig) else _monitor_deepfashion
-        evaluate = lambda m, step: score(m, monitor)  # noqa: E731
+        evaluate = lambda m, step: score(m, monitor, setup.amp)  # noqa: E731
     if holdout is not None:
         evaluate = _keeping_best(run_dir / _BEST_NAME, holdout, evaluate, tc.eval_every)
         stop = lambda history: stop_now([h["holdout_loss"] for h in history], setup.patience)  # noqa: E731
@@ -615,7 +631,8 @@ def _train_network(setup: AttributeSetup, name: str, config: Any, seed: int, ite
             raise ValueError(f"{run_dir / _BEST_NAME}: holds pass {best['pass']}, but the held-out losses of "
                              f"{METRICS_NAME} choose pass {chosen}; delete the run folder and train again")
         result.model.load_state_dict(best["model"])
-    return result.model.eval(), run_dir
+    # channels-last: the layout the engine trains in (a loaded finished run comes back contiguous)
+    return result.model.to(memory_format=torch.channels_last).eval(), run_dir
 
 
 def _keeping_best(path: Path, holdout: torch.utils.data.Dataset,
@@ -648,14 +665,23 @@ def _read_column(path: Path, column: str) -> list[float]:
     return rows[column].dropna().tolist() if column in rows.columns else []
 
 
-def _batched_predict(model: torch.nn.Module, items: torch.utils.data.Dataset, batch_size: int = 64
-                     ) -> tuple[dict[str, torch.Tensor], list[dict]]:
-    """``model.predict`` over ``items`` in chunks: dict output name -> (B, ...) concatenated, and the B targets."""
+def _scoring(model: torch.nn.Module, amp: bool) -> contextlib.AbstractContextManager:
+    """The autocast a network is scored under: bf16 with ``amp`` where the hardware has it (as its training forward
+    ran: ``AttributeSetup.amp``), else none."""
+    device = next(model.parameters()).device
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and bf16_native(device))
+
+
+def _batched_predict(model: torch.nn.Module, items: torch.utils.data.Dataset, batch_size: int = 64, *,
+                     amp: bool = False) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """``model.predict`` over ``items`` in chunks (under :func:`_scoring`): dict output name -> (B, ...)
+    concatenated, and the B targets."""
     parts: list[dict] = []
     targets: list[dict] = []
     for lo in range(0, len(items), batch_size):  # chunks of images
         images, chunk = collate([items[i] for i in range(lo, min(lo + batch_size, len(items)))])
-        parts.append(model.predict(images, chunk))
+        with _scoring(model, amp):
+            parts.append(model.predict(images, chunk))
         targets.extend(chunk)
     return ({k: torch.cat([p[k] for p in parts]) for k in parts[0]} if parts else {}), targets
 
@@ -803,9 +829,44 @@ class TaskPredictions:
         return len(self.tasks)
 
 
-def _task_predictions(networks: Mapping[str, tuple[torch.nn.Module, Path]], val: torch.utils.data.Dataset,
-                      tasks: Sequence[str], cache_key: str) -> TaskPredictions:
-    """Each image of ``val`` scored by the network that has its task (cached in that network's run folder)."""
+class InputCache:
+    """The network inputs (crops) of a split's images, each computed once: every seed and every row whose networks
+    crop alike (same key points, crop kind, margins and input size) scores the same inputs, and on a large
+    validation set decoding and cropping cost more than the small networks' forward.
+
+    Holds ``(B, 3, S, S)`` float per kind of crop (about 0.9 GB for 19,200 images at 64 px)."""
+
+    def __init__(self, items: torch.utils.data.Dataset, batch_size: int = 64) -> None:
+        self.items, self.batch_size = items, batch_size
+        self._inputs: dict[tuple, torch.Tensor] = {}
+        self._done: dict[tuple, torch.Tensor] = {}
+        self.labels: dict[int, torch.Tensor] = {}  # row -> its (C,) label codes, read with its image
+
+    def __call__(self, model: torch.nn.Module, rows: Sequence[int]) -> torch.Tensor:
+        """``(len(rows), 3, S, S)`` the inputs of ``model`` for items ``rows`` (:meth:`crop_inputs`)."""
+        c = model.config
+        key = (c.crop, c.crops, c.schema, c.net.input_size, tuple(model.mean.flatten().tolist()),
+               tuple(model.std.flatten().tolist()))
+        if key not in self._inputs:
+            S = c.net.input_size
+            self._inputs[key] = torch.empty(len(self.items), 3, S, S)
+            self._done[key] = torch.zeros(len(self.items), dtype=torch.bool)
+        inputs, done = self._inputs[key], self._done[key]
+        missing = [r for r in rows if not done[r]]
+        for lo in range(0, len(missing), self.batch_size):  # chunks of images
+            chunk = missing[lo:lo + self.batch_size]
+            images, targets = collate([self.items[i] for i in chunk])
+            with torch.no_grad():
+                inputs[chunk] = model.crop_inputs(images, targets)[0].to(inputs.device)
+            done[chunk] = True
+            self.labels.update({i: t["labels"] for i, t in zip(chunk, targets, strict=True)})
+        return inputs[list(rows)]
+
+
+def _task_predictions(networks: Mapping[str, tuple[torch.nn.Module, Path]], inputs: InputCache,
+                      tasks: Sequence[str], cache_key: str, *, amp: bool = False) -> TaskPredictions:
+    """Each image of ``inputs.items`` scored by the network that has its task (cached in that network's run
+    folder), under :func:`_scoring`."""
     B = len(tasks)
     probs = torch.zeros(B, _C_MAX)
     labels = torch.full((B, _C_MAX), N, dtype=torch.long)
@@ -816,9 +877,15 @@ def _task_predictions(networks: Mapping[str, tuple[torch.nn.Module, Path]], val:
             continue
 
         def compute(model=model, mine=mine) -> dict:
-            out, targets = _batched_predict(model, _Items(val, mine, None))
+            x = inputs(model, mine)  # (len(mine), 3, S, S)
+            out = []
+            for lo in range(0, len(mine), inputs.batch_size):  # chunks of images
+                with _scoring(model, amp):
+                    out.append(model.predict_inputs(x[lo:lo + inputs.batch_size].contiguous(
+                        memory_format=torch.channels_last)))
+            out = {task: torch.cat([o[task] for o in out]).float() for task in out[0]}
             return {"rows": mine, "probs": [out[tasks[i]][j] for j, i in enumerate(mine)],
-                    "labels": [t["labels"] for t in targets]}
+                    "labels": [inputs.labels[i] for i in mine]}
 
         got = cached(run_dir / f"predictions-{cache_key}-{library_digest()}.pt", compute)
         for row, p, y in zip(got["rows"], got["probs"], got["labels"], strict=True):  # rows of this network
@@ -830,15 +897,31 @@ def _task_predictions(networks: Mapping[str, tuple[torch.nn.Module, Path]], val:
     return TaskPredictions(tuple(tasks), probs, labels, runs)
 
 
+def monitor_rows(tasks: Sequence[str], per_task: int) -> list[int]:
+    """The validation rows the learning curves score after every pass: ``per_task`` rows of each task spread over
+    its rows (:func:`spread_rows`; all rows of a task that has fewer, and every row with ``per_task`` 0), in row
+    order."""
+    if per_task == 0:
+        return list(range(len(tasks)))
+    rows: list[int] = []
+    for task in dict.fromkeys(tasks):  # over the <= 8 tasks
+        mine = [i for i, t in enumerate(tasks) if t == task]
+        rows.extend(mine[i] for i in spread_rows(len(mine), min(per_task, len(mine))))
+    return sorted(rows)
+
+
 def fashionai_predictions(setup: AttributeSetup, method: FashionAIMethod, seed: int, data: AttributeData,
-                          crops: Mapping[str, CropKeypoints]) -> TaskPredictions:
+                          crops: Mapping[str, CropKeypoints], inputs: Mapping[str, InputCache] | None = None
+                          ) -> TaskPredictions:
     """Train (or load) the networks of ``method`` for ``seed`` and score the validation images.
 
     Each network trains on the training images of its own tasks (a per-task network on its task's images, the
     joint length network on the four length tasks' images), ``setup.epochs`` passes, cropped from
     ``crops[split].points(method.keypoints)``. With ``method.early_stop``, ``setup.holdout_fraction`` of each
     task's training images (a split seeded by ``setup.data_seed``, the same for every seed) are held out and
-    decide when it stops (:func:`_train_network`); the scored validation images play no part in it.
+    decide when it stops (:func:`_train_network`); the scored validation images play no part in it. The
+    learning curves score :func:`monitor_rows`. ``inputs``: the validation crops by key-point kind, shared by the
+    calls of every seed and row (:class:`InputCache`; default a fresh one).
     """
     if setup.dataset != "fashionai":
         raise ValueError(f"fashionai_predictions needs setup.dataset 'fashionai', got {setup.dataset!r}")
@@ -849,9 +932,10 @@ def fashionai_predictions(setup: AttributeSetup, method: FashionAIMethod, seed: 
     val_kps = crops["val"].points(method.keypoints, crops["val"].task_categories(data.val.tasks)[0])
     key = _DataKey(data.train.key, f"{method.keypoints}-{crops['train'].source}", library_digest(_NETWORK_SOURCES))
     networks = {}
+    monitored = monitor_rows(data.val.tasks, setup.monitor_per_task)
     for name, config in fashionai_configs(setup, method).items():  # the 2 or 8 networks
         rows = [i for i, t in enumerate(data.train.tasks) if t in dict(config.net.tasks)]
-        val_rows = [i for i, t in enumerate(data.val.tasks) if t in dict(config.net.tasks)]
+        val_rows = [i for i in monitored if data.val.tasks[i] in dict(config.net.tasks)]
         # equal steps: one task's share of the images sets the schedule, as it does for a per-task network
         step_images = math.ceil(len(rows) / len(config.net.tasks)) if method.equal_steps else 0
         tag = "-equal-steps" if method.equal_steps else ""
@@ -864,8 +948,9 @@ def fashionai_predictions(setup: AttributeSetup, method: FashionAIMethod, seed: 
                                         _Items(data.train.dataset, rows, train_kps), key,
                                         monitor=_Items(data.val.dataset, val_rows, val_kps),
                                         step_images=step_images, holdout=holdout)
-    val = _Items(data.val.dataset, range(len(data.val)), val_kps)
-    return _task_predictions(networks, val, data.val.tasks, f"{data.val.key}-{method.keypoints}-{crops['val'].source}")
+    cache = (inputs or {}).get(method.keypoints) or InputCache(_Items(data.val.dataset, range(len(data.val)), val_kps))
+    cache_key = f"{data.val.key}-{method.keypoints}-{crops['val'].source}"
+    return _task_predictions(networks, cache, data.val.tasks, cache_key, amp=setup.amp)
 
 
 def fashionai_rows_for_seeds(setup: AttributeSetup, methods: Mapping[str, FashionAIMethod], seeds: Sequence[int]
@@ -876,10 +961,13 @@ def fashionai_rows_for_seeds(setup: AttributeSetup, methods: Mapping[str, Fashio
     data = attribute_data(setup)
     crops = crop_keypoints(setup, data)
     out: dict[str, list[TaskPredictions]] = {name: [] for name in methods}
+    categories = crops["val"].task_categories(data.val.tasks)[0]
+    inputs = {kind: InputCache(_Items(data.val.dataset, range(len(data.val)), crops["val"].points(kind, categories)))
+              for kind in {m.keypoints for m in methods.values()}}
     for seed in seeds:  # over the few training seeds
         for name, method in methods.items():  # over the few rows of the table
             start = time.perf_counter()
-            out[name].append(fashionai_predictions(setup, method, seed, data, crops))
+            out[name].append(fashionai_predictions(setup, method, seed, data, crops, inputs))
             log.info("seed %d, %s: trained or loaded and scored in %.0f s", seed, name, time.perf_counter() - start)
     return out, data, crops
 
@@ -1046,7 +1134,7 @@ def beta_predictions(setup: AttributeSetup, beta: float | None, maybe_width: flo
     net = _train_network(setup, f"attr-beta-{network}", config, seed, train_set, key, monitor=val_set)
     val_tasks = [val_set.tasks[i % len(tasks)] for i in range(len(val_set))]
     val_key = content_digest({"world": dataclasses.asdict(world), "n": setup.val_images, "seed": setup.data_seed})
-    return _task_predictions({network: net}, val_set, val_tasks, f"val-{val_key}")
+    return _task_predictions({network: net}, InputCache(val_set), val_tasks, f"val-{val_key}", amp=setup.amp)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -1164,7 +1252,7 @@ def deepfashion_predictions(setup: AttributeSetup, method: DeepFashionMethod, se
                                         monitor=val)
         runs.append((name, str(run_dir)))
         out = cached(run_dir / f"predictions-{data.val.key}-{key.keypoints}-{library_digest()}.pt",
-                     lambda m=model: _batched_predict(m, val)[0])
+                     lambda m=model: _batched_predict(m, val, amp=setup.amp)[0])
         heads = ("category", "attributes") if name == "joint" else (name,)
         scores.update({h: out[h] for h in heads})
     val_tables, rows = _loader(data.val).tables, _loader(data.val).indices[data.val.dataset.indices]

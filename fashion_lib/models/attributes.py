@@ -390,7 +390,13 @@ class FashionAIRecognizer(_CroppingRecognizer):
 
     def _predict(self, images, targets) -> tuple[dict[str, torch.Tensor], CropBoxes]:
         x, boxes = self.crop_inputs(images, targets)
-        return {task: F.softmax(z, dim=1) for task, z in self.net(x).items()}, boxes
+        return self.predict_inputs(x), boxes
+
+    @torch.no_grad()
+    def predict_inputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`predict` from the network's inputs ``x`` (B, 3, S, S) (:meth:`crop_inputs`): dict task -> (B, C)
+        softmax. Scoring many networks that crop alike (every seed of a row) crops each image once."""
+        return {task: F.softmax(z, dim=1) for task, z in self.net(x).items()}
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor | Sequence[torch.Tensor],
