@@ -26,7 +26,8 @@ from training_toys import toy_config as _config
 from training_toys import toy_model as _model
 
 from fashion_lib.checkpoints import CHECKSUM_RECORD, CheckpointError, load_checkpoint
-from fashion_lib.engine import StepBatchSampler, TrainConfig, batch_indices, lr_at, run_dir_for, train
+from fashion_lib.data.order import batch_indices
+from fashion_lib.engine import TrainConfig, lr_at, run_dir_for, train
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).resolve().parent / "engine_worker.py"
@@ -101,26 +102,6 @@ def test_lr_warms_up_linearly_then_decays_by_cosine_to_the_floor(tmp_path):
         assert rows[step] == pytest.approx(lr, rel=1e-9)
     with pytest.raises(ValueError, match=r"step must be an int in \[1, 10\], got 0"):
         lr_at(config, 0)
-
-
-def test_global_batch_is_the_union_of_the_shards_and_each_epoch_a_permutation():
-    n, b = 20, 8
-    for step in range(1, 8):
-        whole = batch_indices(n, b, 3, step)
-        shards = [batch_indices(n, b, 3, step, rank=r, world_size=2) for r in range(2)]
-        assert len(whole) == b and shards[0] + shards[1] == whole
-        four = [batch_indices(n, b, 3, step, rank=r, world_size=4) for r in range(4)]
-        assert sum(four, []) == whole
-    stream = sum((batch_indices(n, 4, 3, s) for s in range(1, 11)), [])  # 40 items: two epochs of 20
-    assert sorted(stream[:20]) == list(range(20)) and sorted(stream[20:]) == list(range(20))
-    assert stream[:20] != stream[20:] and stream[:20] != list(range(20))
-    assert batch_indices(n, b, 3, 1) != batch_indices(n, b, 4, 1)
-    assert batch_indices(n, b, 3, 2) == batch_indices(n, b, 3, 2)
-    # a sampler started after step k yields exactly the batches k+1 .. steps
-    full = list(StepBatchSampler(n, b, 3, steps=9))
-    assert list(StepBatchSampler(n, b, 3, steps=9, start_step=5)) == full[5:]
-    with pytest.raises(ValueError, match="batch_size .global. = 6 is not divisible by the world size 4"):
-        batch_indices(n, 6, 3, 1, rank=0, world_size=4)
 
 
 def test_data_order_is_a_function_of_seed_and_step_whatever_the_interruptions(tmp_path):
