@@ -32,8 +32,9 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from fashion_lib.data.order import StepBatchSampler
 from fashion_lib.data.transforms import collate
-from fashion_lib.engine import StepBatchSampler, TrainConfig, lr_at, train
+from fashion_lib.engine import TrainConfig, lr_at, train
 from fashion_lib.provenance import device_description
 
 

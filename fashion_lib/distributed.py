@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
-__all__ = ["DistInfo", "init_distributed", "is_main_process", "get_rank", "get_world_size", "barrier", "broadcast_flag"]
+__all__ = ["DistInfo", "init_distributed", "is_main_process", "get_rank", "get_world_size", "barrier", "broadcast_flag",
+           "gather_objects", "mean_over_processes", "data_parallel"]
 
 log = logging.getLogger(__name__)
 
@@ -78,3 +80,29 @@ def broadcast_flag(flag: bool, world_size: int) -> bool:
     box = [flag]
     dist.broadcast_object_list(box, src=0)
     return bool(box[0])
+
+
+def gather_objects(obj: Any, world_size: int) -> list[Any]:
+    """Every rank's ``obj`` (picklable), in rank order, on every rank of a job of ``world_size`` processes."""
+    if world_size == 1:
+        return [obj]
+    gathered: list[Any] = [None] * world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def mean_over_processes(values: torch.Tensor, world_size: int) -> torch.Tensor:
+    """The mean of ``values`` (any shape) over the ``world_size`` processes, on every rank, in place (the tensor
+    itself with one process). Summed then divided: gloo has no AVG."""
+    if world_size > 1:
+        dist.all_reduce(values)
+        values /= world_size
+    return values
+
+
+def data_parallel(model: nn.Module, device: torch.device, world_size: int) -> nn.Module:
+    """``model`` wrapped in DistributedDataParallel in a job of several processes (on ``device``'s CUDA index, or
+    the CPU), ``model`` itself in one process."""
+    if world_size == 1:
+        return model
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)

@@ -6,14 +6,12 @@ dict of scalar loss terms; the loss that is minimised is their sum.
 
 What a run guarantees (paper-independent engineering, issue 7):
 
-- **Data order.** The global batch of training step ``s`` (1-based) is a fixed function of ``(seed, s)``: the
-  items at positions ``(s - 1) * B ... s * B - 1`` of the concatenation of epoch permutations, epoch ``e`` being
-  permuted by a generator seeded with ``(seed, e)`` (:func:`batch_indices`). Rank ``r`` of ``W`` processes takes
-  the ``r``-th contiguous ``B / W`` slice of that same batch, so the order is independent of resuming and of the
-  world size.
+- **Data order.** The global batch of training step ``s`` (1-based) is a fixed function of ``(seed, s)``
+  (:mod:`fashion_lib.data.order`); rank ``r`` of ``W`` processes takes the ``r``-th slice of that same batch, so
+  the order is independent of resuming and of the world size.
 - **Randomness.** Randomness inside models (torchvision samples proposals with the global torch RNG) is seeded
   here: a fresh run calls ``torch.manual_seed(seed + rank)`` (and seeds NumPy's and Python's global generators
-  alike) just before its first step. This is the one place the library touches the global RNGs. Their states
+  alike) just before its first step. This is the one place the library seeds the global RNGs. Their states
   are saved in every checkpoint, per rank, and restored on resume.
 - **Checkpoints** (``run_dir/checkpoint.pt``) are written atomically by rank 0 every ``checkpoint_every`` steps
   and at the end. A run started again resumes from it; on CPU, a run killed at any point (even ``kill -9``) and
@@ -21,11 +19,10 @@ What a run guarantees (paper-independent engineering, issue 7):
   finished run is a cache hit: :func:`train` loads and returns the model without training. The checkpoint of a
   finished run keeps the weights and the run's record only (no optimiser, scheduler or RNG state: about a third of
   an AdamW checkpoint) unless ``train(..., keep_resume_state=True)``.
-- **Integrity.** Every checkpoint carries a SHA-256 of its content (:func:`checkpoint_digest`), written with it and
-  verified before anything of it is unpickled; a flipped byte anywhere (weights, optimiser state, the record) is
-  refused naming the file. A corrupt or truncated checkpoint, one without a checksum, one written with different
-  training settings or for a different model is refused with a :class:`CheckpointError`; nothing is ever loaded
-  silently.
+- **Integrity.** Checkpoints are checksummed and checked against the model and the training settings before
+  anything of them is loaded (:mod:`fashion_lib.checkpoints`, which writes and reads them); a corrupt or truncated
+  checkpoint, or one of other settings, another model or another dataset length, is refused with a
+  :class:`~fashion_lib.checkpoints.CheckpointError`; nothing is ever loaded silently.
 - **Metrics** go to ``run_dir/metrics.csv`` (one row per logged or evaluated step, rewritten atomically); rows
   beyond the checkpoint a run resumes from are dropped, so every step appears once.
 - **Stopping early.** An optional ``stop`` hook sees every evaluation so far after each one (those before a resume
@@ -34,12 +31,17 @@ What a run guarantees (paper-independent engineering, issue 7):
 - **A non-finite loss** stops the run with :class:`FloatingPointError` naming the terms, their values and the step,
   before the bad step touches the weights or a checkpoint.
 - **Distributed.** Under ``torchrun --nproc_per_node=N`` (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` set) the same
-  call initialises the process group (NCCL on CUDA, gloo on CPU), wraps the model in DistributedDataParallel and
-  shards each global batch; rank 0 logs, evaluates and checkpoints; every rank loads on resume (``run_dir`` must
-  be on a file system all ranks share). Without those variables it runs in one process.
+  call initialises the process group (NCCL on CUDA, gloo on CPU; :mod:`fashion_lib.distributed`), wraps the model
+  in DistributedDataParallel and shards each global batch; rank 0 logs, evaluates and checkpoints; every rank
+  loads on resume (``run_dir`` must be on a file system all ranks share). Without those variables it runs in one
+  process.
 - **Where the hardware has it**: bf16 autocast (``amp``) on CUDA and on CPUs with native bf16 instructions
   (:func:`bf16_native`; 1.3-1.6x faster training of the ``cpu`` Keypoint R-CNN preset on this machine's AMD EPYC);
   ``torch.compile`` (``compile``) on CUDA only. Where not available they are ignored, with a log line.
+
+:func:`train` reads as torchvision's reference ``train.py``: set-up (device and process group, the run's
+checkpoint, optimiser, wrappers, data, RNGs), then a short loop body (:func:`_optimisation_step`) followed by the
+log, evaluation and checkpoint hooks.
 
 Usage::
 
@@ -52,66 +54,41 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import functools
-import hashlib
 import logging
 import math
 import os
 import random
 import time
-import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from fashion_lib.checkpoints import (
+    CHECKPOINT_NAME,
+    read_run_checkpoint,
+    restore_training_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from fashion_lib.data.order import StepBatchSampler
 from fashion_lib.data.transforms import collate
-from fashion_lib.distributed import barrier, broadcast_flag, get_rank, init_distributed
+from fashion_lib.distributed import barrier, broadcast_flag, data_parallel, init_distributed, mean_over_processes
 from fashion_lib.io import atomic_write
 from fashion_lib.provenance import content_digest, git_state
 
-__all__ = [
-    "TrainConfig",
-    "TrainResult",
-    "CheckpointError",
-    "CHECKPOINT_NAME",
-    "METRICS_NAME",
-    "CHECKPOINT_FORMAT",
-    "CHECKSUM_RECORD",
-    "RUNTIME_FIELDS",
-    "train",
-    "load_checkpoint",
-    "verify_checkpoint",
-    "checkpoint_digest",
-    "run_dir_for",
-    "lr_at",
-    "batch_indices",
-    "StepBatchSampler",
-    "model_fingerprint",
-]
+__all__ = ["TrainConfig", "TrainResult", "METRICS_NAME", "train", "run_dir_for", "lr_at", "bf16_native"]
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.csv"
-CHECKPOINT_FORMAT = 2
-"""Version of the checkpoint layout; a checkpoint of another version is refused. 2: checksummed; the resume state
-(``optimizer``, ``scheduler``, ``rng``) is optional in the checkpoint of a finished run."""
-CHECKSUM_RECORD = "fashion_lib_sha256"
-"""Name of the record, inside the checkpoint's zip archive (beside torch's ``data.pkl``), holding the SHA-256 hex
-digest of every other record (:func:`checkpoint_digest`)."""
-
 OPTIMIZERS = ("adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
-RUNTIME_FIELDS = frozenset({"checkpoint_every", "log_every", "eval_every", "device", "channels_last", "compile",
-                            "num_workers"})
-"""TrainConfig fields that do not change what is learned; a run may resume with other values of these."""
 
 _FIXED_COLUMNS = ("total", "lr", "images_per_s", "elapsed_s")
 
@@ -139,8 +116,8 @@ def _check_float(name: str, value: Any, lo: float, hi: float, *, lo_open: bool =
 class TrainConfig:
     """Settings of one training run; validated at construction (errors name the field and the allowed range).
 
-    Every field except those in :data:`RUNTIME_FIELDS` is *training-relevant*: a checkpoint written with other
-    values of it is refused on resume.
+    Every field except those in :data:`fashion_lib.checkpoints.RUNTIME_FIELDS` is *training-relevant*: a checkpoint
+    written with other values of it is refused on resume.
     """
 
     steps: int = 1000  # optimizer steps of the whole run (>= 1); the LR schedule spans them
@@ -236,307 +213,48 @@ def run_dir_for(root: str | os.PathLike, name: str, *configs: Any) -> Path:
     return Path(root) / f"{name}-{content_digest(payload)}"
 
 
-# ------------------------------------------------------------------------------------------------ data order
-
-
-@functools.lru_cache(maxsize=8)
-def _epoch_permutation(num_items: int, seed: int, epoch: int) -> np.ndarray:
-    perm = np.random.default_rng([seed, epoch]).permutation(num_items)
-    perm.flags.writeable = False
-    return perm
-
-
-def batch_indices(num_items: int, batch_size: int, seed: int, step: int, *, rank: int = 0,
-                  world_size: int = 1) -> list[int]:
-    """Dataset indices that rank ``rank`` of ``world_size`` processes trains on at step ``step``.
-
-    Parameters
-    ----------
-    num_items : int
-        Length of the dataset (>= 1).
-    batch_size : int
-        Global batch size; divisible by ``world_size``.
-    seed : int
-        Data-order seed (>= 0); epoch ``e`` is the permutation drawn by ``numpy.random.default_rng([seed, e])``.
-    step : int
-        Training step, 1-based.
-    rank, world_size : int
-        This process and the number of processes.
-
-    Returns
-    -------
-    indices : list of ``batch_size // world_size`` ints in ``[0, num_items)``: positions
-        ``(step - 1) * batch_size + rank * batch_size // world_size`` onwards of the concatenated epoch
-        permutations. The shards of ranks ``0 .. W-1``, concatenated, are the global batch of ``world_size = 1``.
-    """
-    if num_items < 1:
-        raise ValueError(f"num_items must be >= 1, got {num_items}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if step < 1:
-        raise ValueError(f"step must be >= 1 (steps are 1-based), got {step}")
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
-    if batch_size % world_size:
-        raise ValueError(f"batch_size (global) = {batch_size} is not divisible by the world size {world_size}")
-    local = batch_size // world_size
-    start = (step - 1) * batch_size + rank * local
-    positions = np.arange(start, start + local)
-    epochs, offsets = np.divmod(positions, num_items)
-    out = np.empty(local, dtype=np.int64)
-    for epoch in np.unique(epochs):  # a batch spans one epoch, or a few when batch_size > num_items
-        sel = epochs == epoch
-        out[sel] = _epoch_permutation(num_items, seed, int(epoch))[offsets[sel]]
-    return out.tolist()
-
-
-class StepBatchSampler(torch.utils.data.Sampler):
-    """A DataLoader ``batch_sampler`` yielding :func:`batch_indices` for steps ``start_step + 1 .. steps``."""
-
-    def __init__(self, num_items: int, batch_size: int, seed: int, *, steps: int, start_step: int = 0,
-                 rank: int = 0, world_size: int = 1) -> None:
-        if not 0 <= start_step <= steps:
-            raise ValueError(f"start_step must be in [0, steps={steps}], got {start_step}")
-        batch_indices(num_items, batch_size, seed, 1, rank=rank, world_size=world_size)  # validates the arguments
-        self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
-        self.steps, self.start_step, self.rank, self.world_size = steps, start_step, rank, world_size
-
-    def __len__(self) -> int:
-        return self.steps - self.start_step
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for step in range(self.start_step + 1, self.steps + 1):
-            yield batch_indices(self.num_items, self.batch_size, self.seed, step, rank=self.rank,
-                                world_size=self.world_size)
-
-
-# ----------------------------------------------------------------------------------------------- checkpoints
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read, or that belongs to other settings or another model."""
-
-
-def model_fingerprint(model: nn.Module) -> dict[str, Any]:
-    """What a checkpoint must match to be loaded into ``model``: its class name and the names and shapes of
-    every entry of its ``state_dict`` (parameters and persistent buffers)."""
-    return {
-        "class": type(model).__name__,
-        "tensors": [[name, list(t.shape)] for name, t in model.state_dict().items()],
-    }
-
-
-def _fingerprint_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    out = []
-    if saved.get("class") != current["class"]:
-        out.append(f"model class: checkpoint {saved.get('class')!r}, now {current['class']!r}")
-    a = {name: tuple(shape) for name, shape in saved.get("tensors", [])}
-    b = {name: tuple(shape) for name, shape in current["tensors"]}
-    missing, extra = [n for n in a if n not in b], [n for n in b if n not in a]
-    reshaped = [f"{n} {list(a[n])} -> {list(b[n])}" for n in a if n in b and a[n] != b[n]]
-    for label, items in (("only in the checkpoint", missing), ("only in the model", extra), ("shape", reshaped)):
-        if items:
-            more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
-            out.append(f"{label}: {', '.join(items[:5])}{more}")
-    return out
-
-
-def _config_differences(saved: Mapping[str, Any], config: TrainConfig) -> list[str]:
-    now = asdict(config)
-    out = []
-    for name in (f.name for f in fields(TrainConfig) if f.name not in RUNTIME_FIELDS):
-        if name not in saved:
-            out.append(f"{name}: absent from the checkpoint, now {now[name]!r}")
-        elif saved[name] != now[name]:
-            out.append(f"{name}: checkpoint {saved[name]!r}, now {now[name]!r}")
-    return out
-
-
-_REQUIRED_KEYS = ("format", "step", "model", "config", "fingerprint")
-_RESUME_KEYS = ("optimizer", "scheduler", "rng")
-"""What a run needs to continue; the checkpoint of a finished run may lack them (``keep_resume_state``)."""
-_CHUNK = 1 << 20
-
-
-def checkpoint_digest(archive: zipfile.ZipFile) -> str:
-    """SHA-256 hex digest of a checkpoint archive's content: the name, size and bytes of every record except
-    :data:`CHECKSUM_RECORD`, in archive order. Raises ``zipfile.BadZipFile`` when a record fails its own CRC."""
-    h = hashlib.sha256()
-    for info in archive.infolist():
-        if info.filename.rpartition("/")[2] == CHECKSUM_RECORD:
-            continue
-        h.update(f"{info.filename}\0{info.file_size}\0".encode())
-        with archive.open(info) as f:
-            while chunk := f.read(_CHUNK):
-                h.update(chunk)
-    return h.hexdigest()
-
-
-def _append_checksum(f: Any) -> None:
-    """Add the :data:`CHECKSUM_RECORD` of the archive ``torch.save`` just wrote to the open file ``f``."""
-    with zipfile.ZipFile(f, "a") as archive:
-        folder = archive.namelist()[0].partition("/")[0]  # torch's reader expects every record in one folder
-        archive.writestr(f"{folder}/{CHECKSUM_RECORD}", checkpoint_digest(archive))
-
-
-def verify_checkpoint(path: str | os.PathLike) -> None:
-    """Check ``path``'s checksum without unpickling anything; raise :class:`CheckpointError` naming the file when
-    it is not a complete checkpoint archive, has no checksum, or its content differs from what was written."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            stored = [i for i in archive.infolist() if i.filename.rpartition("/")[2] == CHECKSUM_RECORD]
-            if not stored:
-                raise CheckpointError(f"{path}: the checkpoint has no checksum (written by another program or an "
-                                      f"engine older than format {CHECKPOINT_FORMAT}); refusing to load it unverified")
-            expected = archive.read(stored[0]).decode("ascii", "replace")
-            actual = checkpoint_digest(archive)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:  # CheckpointError is a ValueError
-        if isinstance(err, CheckpointError):
-            raise
-        if "CRC" in str(err):  # a record's own CRC-32 caught the damage first
-            raise CheckpointError(f"{path}: checksum mismatch, the content differs from what was written (a corrupt "
-                                  f"file: {err}); refusing to load it") from None
-        raise CheckpointError(f"{path}: cannot read the checkpoint (corrupt or truncated?): not a complete "
-                              f"checkpoint archive ({err})") from None
-    if actual != expected:
-        raise CheckpointError(f"{path}: checksum mismatch, the content differs from what was written (a corrupt "
-                              f"file: SHA-256 {actual[:12]}..., recorded {expected[:12]}...); refusing to load it")
-
-
-def _torch_load(path: Path) -> Any:
-    """``torch.load`` of a verified checkpoint, tensors on the CPU; its errors become a :class:`CheckpointError`
-    without torch's advice to retry with ``weights_only=False``, which would run code from the file."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError... for a damaged file
-        text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        if "weights_only" in str(err):
-            text = "it holds objects other than tensors and plain containers"
-        raise CheckpointError(f"{path}: cannot read the checkpoint (corrupt or truncated?): {type(err).__name__}: "
-                              f"{text}"[:600]) from None
-
-
-def _read_checkpoint(path: Path, model: nn.Module, config: TrainConfig | None) -> dict[str, Any]:
-    """Verify ``path``'s checksum, load it on the CPU and check it against ``model`` and ``config``; raise
-    :class:`CheckpointError`."""
-    verify_checkpoint(path)
-    ckpt = _torch_load(path)
-    if not isinstance(ckpt, dict) or any(k not in ckpt for k in _REQUIRED_KEYS):
-        have = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointError(f"{path}: not a fashion_lib.engine checkpoint (expected keys {list(_REQUIRED_KEYS)}, "
-                              f"got {have})")
-    if ckpt["format"] != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: checkpoint format {ckpt['format']!r}, this engine reads {CHECKPOINT_FORMAT}")
-    differences = _fingerprint_differences(ckpt["fingerprint"], model_fingerprint(model))
-    if differences:
-        raise CheckpointError(f"{path}: model fingerprint differs, the checkpoint is for another model: "
-                              + "; ".join(differences))
-    if config is not None:
-        differences = _config_differences(ckpt["config"], config)
-        if differences:
-            raise CheckpointError(
-                f"{path}: written with different training settings: {'; '.join(differences)}. Use another run "
-                "folder (run_dir_for gives one per setting) or delete this one."
-            )
-    return ckpt
-
-
-def load_checkpoint(path: str | os.PathLike, model: nn.Module, config: TrainConfig | None = None) -> dict[str, Any]:
-    """Load the weights of a :func:`train` checkpoint into ``model`` (for inference code).
-
-    The checkpoint is refused (:class:`CheckpointError` naming the path and what differs) when it cannot be read or
-    fails its checksum, when its model fingerprint (class name, state-dict names and shapes) differs from
-    ``model``'s, or, when ``config`` is given, when a training-relevant field differs. Returns the checkpoint dict
-    (``step``, ``config``, ``git``, ``losses``; ``optimizer``, ``scheduler``, ``rng`` unless it is the weights-only
-    checkpoint of a finished run); the model's train/eval mode is left as it was.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    ckpt = _read_checkpoint(path, model, config)
-    model.load_state_dict(ckpt["model"])
-    return ckpt
-
-
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    # NumPy's legacy global generator is saved on purpose (NPY002): user code may draw from it.
-    _, key, pos, has_gauss, gauss = np.random.get_state(legacy=True)  # noqa: NPY002
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
-                  "gauss": float(gauss)},
-        "python": random.getstate(),
-    }
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    key = n["key"].numpy().astype(np.uint32)
-    np.random.set_state(("MT19937", key, n["pos"], n["has_gauss"], n["gauss"]))  # noqa: NPY002
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def _seed_global_rngs(seed: int) -> None:
-    # The one place the library seeds the global generators: torchvision's samplers draw from them.
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)  # noqa: NPY002
-    random.seed(seed)
-
-
-def _git_commit() -> dict[str, Any]:
-    return git_state(Path(__file__).resolve().parents[1])
-
-
 # ------------------------------------------------------------------------------------------------ metrics CSV
 
 
-def _read_metrics(path: Path, last_step: int) -> tuple[list[str], dict[int, dict[str, str]]]:
-    """Columns and rows of an existing ``metrics.csv``, keeping rows with ``step <= last_step``."""
-    if last_step == 0 or not path.is_file():
-        return [], {}
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        columns = list(reader.fieldnames or [])
-        rows = {}
-        for row in reader:
-            with contextlib.suppress(KeyError, ValueError):
-                step = int(row["step"])
-                if step <= last_step:
-                    rows[step] = {k: v for k, v in row.items() if v not in (None, "")}
-    return columns, rows
+class _MetricsLog:
+    """``metrics.csv`` of a run: one row per logged or evaluated step, columns in the order first seen. Rows beyond
+    ``last_step`` (written after the checkpoint the run resumes from) are dropped, so every step appears once."""
+
+    def __init__(self, path: Path, last_step: int) -> None:
+        self.path, self.columns, self.rows = path, [], {}
+        if last_step == 0 or not path.is_file():
+            return
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            self.columns = list(reader.fieldnames or [])
+            for row in reader:
+                with contextlib.suppress(KeyError, ValueError):
+                    step = int(row["step"])
+                    if step <= last_step:
+                        self.rows[step] = {k: v for k, v in row.items() if v not in (None, "")}
+
+    def record(self, step: int, values: Mapping[str, Any]) -> None:
+        """Add ``values`` to the row of ``step`` (and any new column)."""
+        if not self.columns:
+            self.columns.append("step")
+        self.columns.extend([k for k in values if k not in self.columns])
+        self.rows.setdefault(step, {"step": step}).update(values)
+
+    def history(self, keys: Mapping[str, float]) -> list[dict[str, float]]:
+        """Every evaluation so far, in step order: ``"step"`` and the values of ``keys`` (rows read back from
+        ``metrics.csv`` on resume hold strings)."""
+        return [{"step": float(s), **{k: float(self.rows[s][k]) for k in keys}} for s in sorted(self.rows)
+                if all(self.rows[s].get(k) not in (None, "") for k in keys)]
+
+    def write(self) -> None:
+        with atomic_write(self.path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns, restval="")
+            writer.writeheader()
+            for step in sorted(self.rows):
+                writer.writerow(self.rows[step])
 
 
-def _write_metrics(path: Path, columns: list[str], rows: Mapping[int, Mapping[str, Any]]) -> None:
-    with atomic_write(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
-        writer.writeheader()
-        for step in sorted(rows):
-            writer.writerow(rows[step])
-
-
-def _history(rows: Mapping[int, Mapping[str, Any]], keys: Mapping[str, float]) -> list[dict[str, float]]:
-    """Every evaluation so far, in step order: ``"step"`` and the values of ``keys`` (rows read back from
-    ``metrics.csv`` on resume hold strings)."""
-    return [{"step": float(s), **{k: float(rows[s][k]) for k in keys}} for s in sorted(rows)
-            if all(rows[s].get(k) not in (None, "") for k in keys)]
-
-
-def _add_columns(columns: list[str], keys: Sequence[str]) -> None:
-    if not columns:
-        columns.append("step")
-    for k in keys:
-        if k not in columns:
-            columns.append(k)
-
-
-# ------------------------------------------------------------------------------------------------ the loop
+# ------------------------------------------------------------------------------------------------ set-up
 
 
 @dataclass(frozen=True)
@@ -553,12 +271,50 @@ class TrainResult:
     losses: dict[str, float]  # loss terms and "total" at the last step (averaged over processes)
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
+
+@dataclass
+class _Run:
+    """What the loop body and its hooks share: fixed by :func:`train`'s set-up, apart from the clock."""
+
+    model: nn.Module  # unwrapped
+    net: nn.Module  # what the forward pass calls: the model, or its DDP / compile wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    config: TrainConfig
+    device: torch.device
+    rank: int
+    world: int
+    run_dir: Path
+    use_amp: bool
+    num_items: int  # dataset length, recorded in checkpoints: it fixes the data order
+    start: int  # step this call started from
+    elapsed_before: float  # training wall time before this call, seconds (from the checkpoint)
+    git: dict[str, Any]
+    metrics: _MetricsLog
+    t_start: float = 0.0  # perf_counter when the loop started
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def elapsed(self) -> float:
+        """Training wall time of the whole run so far, seconds."""
+        return self.elapsed_before + time.perf_counter() - self.t_start
+
+
+def _join_job(config: TrainConfig) -> tuple[torch.device, int, int]:
+    """The training device, this process's rank and the world size (joining a ``torchrun`` job, if any)."""
+    if config.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("TrainConfig.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else (
+        torch.device(config.device))
+    rank, world, local_rank = init_distributed(device)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank if world > 1 else torch.cuda.current_device())
+    if config.batch_size % world:
+        raise ValueError(f"TrainConfig.batch_size (global) = {config.batch_size} is not divisible by the world "
+                         f"size {world}")
+    return device, rank, world
 
 
 def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -595,6 +351,130 @@ def _check_losses(losses: Any, step: int) -> None:
         raise TypeError(f"step {step}: loss terms {bad} are not scalar tensors")
 
 
+
+
+def _wrap(model: nn.Module, config: TrainConfig, device: torch.device, world: int) -> tuple[nn.Module, bool]:
+    """The module the forward pass calls (DDP with several processes, compiled on CUDA if asked) and whether it runs
+    under bf16 autocast; an option the hardware lacks is ignored with a log line."""
+    use_amp = config.amp and bf16_native(device)
+    if config.amp and not use_amp:
+        log.info("TrainConfig.amp ignored: this %s has no native bf16 arithmetic, where autocast would be slower "
+                 "than float32", device)
+    net = data_parallel(model, device, world)
+    if config.compile:
+        if device.type == "cuda":
+            net = torch.compile(net)
+        else:
+            log.info("TrainConfig.compile ignored: torch.compile is used on CUDA only (device %s)", device)
+    return net, use_amp
+
+
+def _loader(dataset: torch.utils.data.Dataset, config: TrainConfig, collate_fn: Callable, start: int, rank: int,
+            world: int, device: torch.device) -> torch.utils.data.DataLoader:
+    """Batches of steps ``start + 1 .. config.steps``, this rank's shard of each (:class:`StepBatchSampler`)."""
+    sampler = StepBatchSampler(len(dataset), config.batch_size, config.seed, steps=config.steps, start_step=start,
+                               rank=rank, world_size=world)
+    return torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, collate_fn=collate_fn, num_workers=config.num_workers,
+        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(config.seed),
+    )
+
+
+def _seed_global_rngs(seed: int) -> None:
+    # The one place the library seeds the global generators: torchvision's samplers draw from them.
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002
+    random.seed(seed)
+
+
+def _git_commit() -> dict[str, Any]:
+    return git_state(Path(__file__).resolve().parents[1])
+
+
+
+def _start_rngs(ckpt: Mapping[str, Any] | None, config: TrainConfig, run: _Run, path: Path) -> None:
+    """Seed a fresh run's global RNGs, or restore this rank's states from the checkpoint it resumes from."""
+    if ckpt is None:
+        _seed_global_rngs(config.seed + run.rank)
+    elif len(ckpt["rng"]) == run.world:
+        set_rng_state(ckpt["rng"][run.rank], run.device)
+    else:
+        log.warning("%s was written by %d processes, now %d: the models' random draws will not replay exactly",
+                    path, len(ckpt["rng"]), run.world)
+        _seed_global_rngs(int(np.random.SeedSequence([config.seed, run.rank, run.start]).generate_state(1)[0])
+                          % 2**31)
+
+
+@contextlib.contextmanager
+def _progress_bar(config: TrainConfig, start: int, show: bool, name: str) -> Iterator[tqdm]:
+    """A tqdm bar over the run's steps (disabled unless ``show``), log lines printed above it."""
+    bar = tqdm(total=config.steps, initial=start, disable=not show, desc=name, unit="step", dynamic_ncols=True)
+    if show:
+        # imported only here: tqdm.contrib imports tqdm.auto, which warns inside a notebook without ipywidgets
+        from tqdm.contrib.logging import logging_redirect_tqdm
+    with logging_redirect_tqdm() if show else contextlib.nullcontext(), bar:
+        yield bar
+
+
+# ------------------------------------------------------------------------------------------- step and hooks
+
+
+def _optimisation_step(run: _Run, images: list[torch.Tensor], targets: list[dict[str, Any]], step: int
+                       ) -> tuple[dict[str, float], float]:
+    """Forward, check, backward, update. Returns the loss terms and ``"total"`` (averaged over processes) and the
+    learning rate the update used. Raises FloatingPointError before anything changes if a term is not finite."""
+    model, config, optimizer = run.model, run.config, run.optimizer
+    device_type = next(model.parameters()).device.type
+    with torch.autocast(device_type, dtype=torch.bfloat16) if run.use_amp else contextlib.nullcontext():
+        loss_dict = run.net(images, targets)
+    _check_losses(loss_dict, step)
+    names = list(loss_dict)
+    values = torch.stack([loss_dict[k].detach().float().reshape(()) for k in names])  # (T,)
+    values = mean_over_processes(values, run.world).cpu()  # one synchronisation per step, as torchvision's loop
+    if not torch.isfinite(values).all():
+        bad = ", ".join(f"{k}={v:g}" for k, v in zip(names, values.tolist(), strict=True) if not math.isfinite(v))
+        raise FloatingPointError(f"non-finite loss at step {step}: {bad}; stopping (the last checkpoint in "
+                                 f"{run.run_dir} is from before this step)")
+    total = sum(loss_dict.values())
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    if config.grad_clip is not None:
+        norm = float(nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
+        if not math.isfinite(norm):
+            raise FloatingPointError(f"non-finite gradient norm at step {step}: {norm}; stopping")
+    lr = optimizer.param_groups[0]["lr"]
+    optimizer.step()
+    run.scheduler.step()
+    losses = dict(zip(names, values.tolist(), strict=True))
+    losses["total"] = float(values.sum())
+    return losses, lr
+
+
+@dataclass
+class _Throughput:
+    """Training time of this call, and images per second over the steps since the last logged row."""
+
+    batch_size: int
+    train_time: float = 0.0
+    window_time: float = 0.0
+    window_steps: int = 0
+
+    def add(self, seconds: float) -> None:
+        self.train_time, self.window_time, self.window_steps = (self.train_time + seconds,
+                                                                self.window_time + seconds, self.window_steps + 1)
+
+    def window_rate(self) -> float:
+        return self.window_steps * self.batch_size / max(self.window_time, 1e-9)
+
+
+def _log_hook(run: _Run, speed: _Throughput, step: int, losses: Mapping[str, float], lr: float) -> None:
+    """Rank 0: a row of ``metrics.csv`` and a log line; starts a new throughput window."""
+    ips = speed.window_rate()
+    run.metrics.record(step, {**losses, "lr": lr, "images_per_s": ips, "elapsed_s": run.elapsed()})
+    speed.window_time, speed.window_steps = 0.0, 0
+    log.info("step %d/%d  loss %.4f  lr %.3g  %.1f img/s", step, run.config.steps, losses["total"], lr, ips)
+
+
 def _evaluate(evaluate: Callable[[nn.Module, int], Mapping[str, float]], model: nn.Module, step: int,
               reserved: set[str]) -> dict[str, float]:
     """Run the evaluation hook in eval mode without gradients, leaving the global RNG states untouched."""
@@ -616,38 +496,37 @@ def _evaluate(evaluate: Callable[[nn.Module, int], Mapping[str, float]], model: 
     return {str(k): float(v) for k, v in values.items()}
 
 
-def _optimisation_step(net: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                       images: list[torch.Tensor], targets: list[dict[str, Any]], *, config: TrainConfig, step: int,
-                       world: int, use_amp: bool, run_dir: Path) -> tuple[dict[str, float], float]:
-    """Forward, check, backward, update. Returns the loss terms and ``"total"`` (averaged over processes) and the
-    learning rate the update used. Raises FloatingPointError before anything changes if a term is not finite."""
-    device_type = next(model.parameters()).device.type
-    with torch.autocast(device_type, dtype=torch.bfloat16) if use_amp else contextlib.nullcontext():
-        loss_dict = net(images, targets)
-    _check_losses(loss_dict, step)
-    names = list(loss_dict)
-    values = torch.stack([loss_dict[k].detach().float().reshape(()) for k in names])  # (T,)
-    if world > 1:
-        dist.all_reduce(values)  # SUM: gloo has no AVG
-        values /= world
-    values = values.cpu()  # one synchronisation per step, as torchvision's reference loop
-    if not torch.isfinite(values).all():
-        bad = ", ".join(f"{k}={v:g}" for k, v in zip(names, values.tolist(), strict=True) if not math.isfinite(v))
-        raise FloatingPointError(f"non-finite loss at step {step}: {bad}; stopping (the last checkpoint in "
-                                 f"{run_dir} is from before this step)")
-    total = sum(loss_dict.values())
-    optimizer.zero_grad(set_to_none=True)
-    total.backward()
-    if config.grad_clip is not None:
-        norm = float(nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
-        if not math.isfinite(norm):
-            raise FloatingPointError(f"non-finite gradient norm at step {step}: {norm}; stopping")
-    lr = optimizer.param_groups[0]["lr"]
-    optimizer.step()
-    scheduler.step()
-    losses = dict(zip(names, values.tolist(), strict=True))
-    losses["total"] = float(values.sum())
-    return losses, lr
+
+
+def _evaluation_hook(run: _Run, evaluate: Callable[[nn.Module, int], Mapping[str, float]],
+                     stop: Callable[[Sequence[Mapping[str, float]]], bool] | None, step: int,
+                     losses: Mapping[str, float], last: bool) -> tuple[bool, bool]:
+    """Rank 0 evaluates, records the values and asks the stop hook; every rank learns its decision. Returns whether
+    a row changed (rank 0) and whether the run stops here."""
+    evaluated = stopped = False
+    if run.main:
+        values = _evaluate(evaluate, run.model, step, {"step", *losses, *_FIXED_COLUMNS})
+        run.metrics.record(step, values)
+        evaluated = True
+        log.info("step %d evaluation: %s", step, values)
+        stopped = not last and stop is not None and bool(stop(run.metrics.history(values)))
+    stopped = broadcast_flag(stopped, run.world)
+    barrier(run.world)
+    return evaluated, stopped
+
+
+def _checkpoint_hook(run: _Run, step: int, losses: Mapping[str, float], *, final: bool, stopped: bool,
+                     keep_resume_state: bool) -> None:
+    """Every rank: write ``checkpoint.pt`` (:func:`~fashion_lib.checkpoints.save_checkpoint`); a run's final
+    checkpoint keeps its weights only, unless ``keep_resume_state``."""
+    t_ckpt = time.perf_counter()
+    save_checkpoint(run.run_dir / CHECKPOINT_NAME, run.model, run.optimizer, run.scheduler, run.config, step,
+                    run.device, run.world, run.git, run.elapsed(), losses, run.num_items,
+                    resume_state=keep_resume_state or not final, stopped=stopped)
+    log.debug("checkpoint at step %d written in %.2f s", step, time.perf_counter() - t_ckpt)
+
+
+# ------------------------------------------------------------------------------------------------ the loop
 
 
 def train(
@@ -714,176 +593,66 @@ def train(
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     if stop is not None and evaluate is None:
         raise ValueError("stop needs evaluate: it decides from the evaluations")
-    device = _resolve_device(config.device)
-    rank, world, local_rank = init_distributed(device)
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank if world > 1 else torch.cuda.current_device())
-    if config.batch_size % world:
-        raise ValueError(f"TrainConfig.batch_size (global) = {config.batch_size} is not divisible by the world "
-                         f"size {world}")
-    main = rank == 0
+    device, rank, world = _join_job(config)
     run_dir = Path(run_dir)
     ckpt_path, metrics_path = run_dir / CHECKPOINT_NAME, run_dir / METRICS_NAME
-    if main:
+    if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
     barrier(world)
 
     model.to(device)
-    ckpt = _read_checkpoint(ckpt_path, model, config) if ckpt_path.exists() else None
-    if ckpt is not None and ckpt.get("num_items") != len(dataset):
-        raise CheckpointError(f"{ckpt_path}: written for a dataset of {ckpt.get('num_items')} items, now "
-                              f"{len(dataset)}; the data order would differ. Use another run folder.")
-    finished = ckpt is not None and (ckpt["step"] == config.steps or bool(ckpt.get("stopped", False)))
-    if ckpt is not None and not finished and any(k not in ckpt for k in _RESUME_KEYS):
-        raise CheckpointError(f"{ckpt_path}: step {ckpt['step']} of {config.steps} but no resume state "
-                              f"({', '.join(k for k in _RESUME_KEYS if k not in ckpt)} missing); cannot continue "
-                              "the run. Use another run folder.")
+    ckpt, finished = read_run_checkpoint(ckpt_path, model, config, len(dataset))
     if finished:
         model.load_state_dict(ckpt["model"])
         model.eval()
         log.info("%s: finished run found (step %d), returning it without training", run_dir, ckpt["step"])
         return TrainResult(model, ckpt["step"], run_dir, ckpt["step"], time.perf_counter() - t_call, math.nan,
                            metrics_path, dict(ckpt.get("losses", {})))
-
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = _make_optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: _lr_factor(config, min(i + 1, config.steps)))
     start, elapsed_before = 0, 0.0
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        start, elapsed_before = int(ckpt["step"]), float(ckpt.get("elapsed_s", 0.0))
+        start, elapsed_before = restore_training_state(ckpt, model, optimizer, scheduler)
         log.info("%s: resuming from step %d of %d", run_dir, start, config.steps)
-    columns, rows = _read_metrics(metrics_path, start) if main else ([], {})
-
-    use_amp = config.amp and bf16_native(device)
-    if config.amp and not use_amp:
-        log.info("TrainConfig.amp ignored: this %s has no native bf16 arithmetic, where autocast would be slower "
-                 "than float32", device)
-    net: nn.Module = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if config.compile:
-        if device.type == "cuda":
-            net = torch.compile(net)
-        else:
-            log.info("TrainConfig.compile ignored: torch.compile is used on CUDA only (device %s)", device)
-
-    sampler = StepBatchSampler(len(dataset), config.batch_size, config.seed, steps=config.steps, start_step=start,
-                               rank=rank, world_size=world)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=collate_fn, num_workers=config.num_workers,
-        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(config.seed),
-    )
-    git = _git_commit() if main else {}
-    if ckpt is None:
-        _seed_global_rngs(config.seed + rank)
-    elif len(ckpt["rng"]) == world:
-        _set_rng_state(ckpt["rng"][rank], device)
-    else:
-        log.warning("%s was written by %d processes, now %d: the models' random draws will not replay exactly",
-                    ckpt_path, len(ckpt["rng"]), world)
-        _seed_global_rngs(int(np.random.SeedSequence([config.seed, rank, start]).generate_state(1)[0]) % 2**31)
+    metrics = _MetricsLog(metrics_path, start if rank == 0 else 0)
+    net, use_amp = _wrap(model, config, device, world)
+    loader = _loader(dataset, config, collate_fn, start, rank, world, device)
+    run = _Run(model, net, optimizer, scheduler, config, device, rank, world, run_dir, use_amp, len(dataset), start,
+               elapsed_before, _git_commit() if rank == 0 else {}, metrics)
+    _start_rngs(ckpt, config, run, ckpt_path)
     del ckpt
 
     model.train()
-    show = progress and main
-    bar = tqdm(total=config.steps, initial=start, disable=not show, desc=run_dir.name, unit="step",
-               dynamic_ncols=True)
-    t_start = time.perf_counter()
-    step, losses = start, {}
-    train_time, window_time, window_steps = 0.0, 0.0, 0
-    batches = iter(loader)
-    if show:
-        # imported only here: tqdm.contrib imports tqdm.auto, which warns inside a notebook without ipywidgets
-        from tqdm.contrib.logging import logging_redirect_tqdm
-    with logging_redirect_tqdm() if show else contextlib.nullcontext(), bar:
+    speed, step, losses = _Throughput(config.batch_size), start, {}
+    with _progress_bar(config, start, progress and run.main, run_dir.name) as bar:
+        run.t_start = time.perf_counter()
+        batches = iter(loader)
         while step < config.steps:
             t_step = time.perf_counter()
             images, targets = next(batches)
             step += 1
-            images, targets = _to_device(images, targets, device)
-            losses, lr = _optimisation_step(net, model, optimizer, scheduler, images, targets, config=config,
-                                            step=step, world=world, use_amp=use_amp, run_dir=run_dir)
-            dt = time.perf_counter() - t_step
-            train_time, window_time, window_steps = train_time + dt, window_time + dt, window_steps + 1
+            losses, lr = _optimisation_step(run, *_to_device(images, targets, device), step)
+            speed.add(time.perf_counter() - t_step)
             last = step == config.steps
             bar.update(1)
-            bar.set_postfix(loss=f"{losses['total']:.4f}", refresh=last,
-                            img_s=f"{window_steps * config.batch_size / max(window_time, 1e-9):.1f}")
+            bar.set_postfix(loss=f"{losses['total']:.4f}", img_s=f"{speed.window_rate():.1f}", refresh=last)
 
-            changed = False
-            if main and (step % config.log_every == 0 or last):
-                ips = window_steps * config.batch_size / max(window_time, 1e-9)
-                elapsed = elapsed_before + time.perf_counter() - t_start
-                row = {"step": step, **losses, "lr": lr, "images_per_s": ips, "elapsed_s": elapsed}
-                _add_columns(columns, [*losses, *_FIXED_COLUMNS])
-                rows.setdefault(step, {}).update(row)
-                window_time, window_steps, changed = 0.0, 0, True
-                log.info("step %d/%d  loss %.4f  lr %.3g  %.1f img/s", step, config.steps, losses["total"], lr, ips)
-            stopped = False
+            logged = run.main and (step % config.log_every == 0 or last)
+            if logged:
+                _log_hook(run, speed, step, losses, lr)
+            evaluated = stopped = False
             if evaluate is not None and ((config.eval_every and step % config.eval_every == 0) or last):
-                if main:
-                    values_eval = _evaluate(evaluate, model, step, {"step", *losses, *_FIXED_COLUMNS})
-                    _add_columns(columns, list(values_eval))
-                    rows.setdefault(step, {"step": step}).update(values_eval)
-                    changed = True
-                    log.info("step %d evaluation: %s", step, values_eval)
-                    stopped = not last and stop is not None and bool(stop(_history(rows, values_eval)))
-                stopped = broadcast_flag(stopped, world)
-                barrier(world)
-            if changed:
-                _write_metrics(metrics_path, columns, rows)
+                evaluated, stopped = _evaluation_hook(run, evaluate, stop, step, losses, last)
+            if logged or evaluated:
+                metrics.write()
             if step % config.checkpoint_every == 0 or last or stopped:
-                t_ckpt = time.perf_counter()
-                _save_checkpoint(ckpt_path, model, optimizer, scheduler, config, step, device, world, git,
-                                 elapsed_before + time.perf_counter() - t_start, losses, len(dataset),
-                                 resume_state=keep_resume_state or not (last or stopped),
-                                 stopped=stopped)
-                log.debug("checkpoint at step %d written in %.2f s", step, time.perf_counter() - t_ckpt)
+                _checkpoint_hook(run, step, losses, final=last or stopped, stopped=stopped,
+                                 keep_resume_state=keep_resume_state)
             if stopped:
                 log.info("%s: stopped by the stop hook at step %d of %d", run_dir, step, config.steps)
                 break
     model.eval()
-    done = step - start
     return TrainResult(model, step, run_dir, start or None, time.perf_counter() - t_call,
-                       done * config.batch_size / max(train_time, 1e-9), metrics_path, losses)
-
-
-def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                     config: TrainConfig, step: int, device: torch.device, world: int, git: Mapping[str, Any],
-                     elapsed_s: float, losses: Mapping[str, float], num_items: int, *, resume_state: bool = True,
-                     stopped: bool = False) -> None:
-    """Rank 0 writes ``path`` atomically with its checksum; every rank contributes its RNG states and waits for the
-    write. Without ``resume_state`` the optimiser, scheduler and RNG states are left out (a finished run)."""
-    state = _rng_state(device)
-    if world > 1:
-        gathered: list[Any] = [None] * world
-        dist.all_gather_object(gathered, state)
-    else:
-        gathered = [state]
-    if get_rank() == 0:
-        checkpoint = {
-            "format": CHECKPOINT_FORMAT,
-            "step": step,
-            "model": model.state_dict(),
-            "config": asdict(config),
-            "seed": config.seed,
-            "git": dict(git),
-            "world_size": world,
-            "fingerprint": model_fingerprint(model),
-            "elapsed_s": float(elapsed_s),
-            "losses": dict(losses),
-            "num_items": num_items,  # the data order is a function of (seed, step, dataset length)
-            "stopped": stopped,  # ended early by the stop hook: finished, though step < config.steps
-            "torch_version": str(torch.__version__),
-        }
-        if resume_state:
-            checkpoint.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=gathered,
-                              scaler=None)  # bf16 autocast needs no GradScaler; kept for the layout's sake
-        with atomic_write(path, "w+b") as f:
-            torch.save(checkpoint, f)
-            _append_checksum(f)
-    barrier(world)
+                       (step - start) * config.batch_size / max(speed.train_time, 1e-9), metrics_path, losses)

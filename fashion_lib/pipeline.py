@@ -55,7 +55,7 @@ from fashion_lib.banner import banner_html, collect_facts, read_executed
 from fashion_lib.io import atomic_write, read_text
 from fashion_lib.parameters import ParameterError, literal_assignments, parameters_cell
 from fashion_lib.progress import CellProgress, expected_wall_time
-from fashion_lib.provenance import RUNS_ENV, content_digest, find_repo_root, git_state, library_digest
+from fashion_lib.provenance import RUNS_ENV, RUNS_FOLDER, content_digest, find_repo_root, git_state, library_digest
 
 __all__ = [
     "ProfileError",
@@ -932,7 +932,7 @@ def run(
     root = find_repo_root(root)
     workdir = Path(workdir or root).resolve()
     cache_dir = Path(cache_dir or root / "_build" / "notebook-cache").resolve()
-    os.environ[RUNS_ENV] = str(Path(runs_dir or root / "_build" / "runs").resolve())
+    os.environ[RUNS_ENV] = str(Path(runs_dir or root / RUNS_FOLDER).resolve())
     # the kernels inherit this: spinning OpenMP threads slow PyTorch about 5x when other processes share the cores
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # the kernels import the library of the checkout being built (whose sources make the cache key), not another

@@ -12,8 +12,8 @@ and it parses list, mapping and number parameters that papermill's ``-p`` passed
 The code a result came from is named two ways: the git commit (:func:`git_state`) and a digest of the library's
 sources (:func:`library_digest`), which every cache key includes so that a change of code recomputes; a cache key
 itself is a :func:`content_digest` of everything that shapes the cached value. Where the checkout is
-(:func:`find_repo_root`) and where runs are kept (:data:`RUNS_ENV`) live here too, so that lower layers need not
-import the pipeline.
+(:func:`find_repo_root`) and where runs are kept (:func:`runs_dir`, :data:`RUNS_ENV`) live here too, so that lower
+layers need not import the pipeline.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import os
 import platform
 import subprocess
 import time
@@ -33,15 +34,17 @@ from typing import Any
 from fashion_lib.parameters import ParameterError, coerce_injected, injected_parameters
 
 __all__ = ["Provenance", "start", "device_description", "library_versions", "git_state", "BY_HAND", "RUNS_ENV",
-           "find_repo_root", "library_digest", "content_digest", "set_threads"]
+           "RUNS_FOLDER", "find_repo_root", "runs_dir", "library_digest", "content_digest", "set_threads"]
 
 log = logging.getLogger(__name__)
 # The profile recorded for a notebook that papermill ran without the pipeline.
 BY_HAND = "none (run by hand)"
 
 # Environment variable through which the pipeline tells notebooks where trained models and cached predictions live
-# (read by fashion_lib.experiments.runs_dir); a finished training run found there is reused, not retrained.
+# (read by runs_dir); a finished training run found there is reused, not retrained.
 RUNS_ENV = "FASHION_LIB_RUNS"
+# Where runs go, under the repository root, when RUNS_ENV is not set.
+RUNS_FOLDER = Path("_build", "runs")
 _PACKAGE = Path(__file__).resolve().parent
 _LIBRARIES = ("torch", "torchvision", "timm", "numpy", "pycocotools", "matplotlib", "papermill", "jupyter_book")
 
@@ -88,6 +91,15 @@ def find_repo_root(start: Path | None = None) -> Path:
         if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
             return folder
     raise FileNotFoundError(f"no project root (pyproject.toml beside notebooks/) above {here}")
+
+
+def runs_dir() -> Path:
+    """Where trained models, written data sets and cached predictions go: ``$FASHION_LIB_RUNS`` (the pipeline sets
+    it) or :data:`RUNS_FOLDER` of the repository."""
+    env = os.environ.get(RUNS_ENV)
+    if env:
+        return Path(env)
+    return find_repo_root() / RUNS_FOLDER
 
 
 def library_digest(sources: Sequence[str] | None = None, *, package: Path | None = None) -> str:

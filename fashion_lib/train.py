@@ -143,7 +143,7 @@ def _predict(model, schema: str, annotations: Path, images: Path, results: Path)
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status: 0, or 2 with an ``error: ...`` line naming what is wrong (bad
     arguments, a profile, a data file, a refused checkpoint, a non-finite loss)."""
-    from fashion_lib.engine import CheckpointError
+    from fashion_lib.checkpoints import CheckpointError
     from fashion_lib.pipeline import ProfileError
 
     args = _parser().parse_args(argv)

@@ -1,4 +1,4 @@
-"""Runs one :func:`fashion_lib.engine.train` call on the toy model of ``test_engine.py`` in a separate process.
+"""Runs one :func:`fashion_lib.engine.train` call on the toy model of ``training_toys.py`` in a separate process.
 
 Used by the engine tests for what cannot happen in the test process: a run killed by SIGKILL, and a run under
 ``torchrun --nproc_per_node=2`` (gloo on CPU). Usage::
@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's fashion_lib, not an installed one
 
-from test_engine import ToyDataset, ToyRegressor  # noqa: E402
+from training_toys import ToyDataset, ToyRegressor  # noqa: E402
 
 from fashion_lib.engine import TrainConfig, train  # noqa: E402
 

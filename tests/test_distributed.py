@@ -3,6 +3,8 @@
 The multi-process path (torchrun, gloo) is exercised through the engine in tests/test_engine.py."""
 
 import pytest
+import torch
+from torch import nn
 
 from fashion_lib import distributed
 
@@ -40,3 +42,29 @@ def test_broadcast_flag_gives_every_rank_rank_zeros_value(monkeypatch):
 
     monkeypatch.setattr(distributed.dist, "broadcast_object_list", from_rank_zero)
     assert distributed.broadcast_flag(False, 2) is True and sent == [0]
+
+
+def test_gather_objects_lists_every_ranks_object_in_rank_order(monkeypatch):
+    assert distributed.gather_objects({"a": 1}, 1) == [{"a": 1}]
+
+    def two_ranks(out, obj):  # rank 1's view: rank 0 sent "zero"
+        out[:] = ["zero", obj]
+
+    monkeypatch.setattr(distributed.dist, "all_gather_object", two_ranks)
+    assert distributed.gather_objects("one", 2) == ["zero", "one"]
+
+
+def test_mean_over_processes_divides_the_sum_by_the_world_size(monkeypatch):
+    values = torch.tensor([1.0, 3.0])
+    assert distributed.mean_over_processes(values, 1) is values and values.tolist() == [1.0, 3.0]
+
+    def sum_with_a_rank_of_zeros_and_one_of_fives(tensor):
+        tensor += 5.0
+
+    monkeypatch.setattr(distributed.dist, "all_reduce", sum_with_a_rank_of_zeros_and_one_of_fives)
+    assert distributed.mean_over_processes(torch.tensor([1.0, 3.0]), 2).tolist() == [3.0, 4.0]
+
+
+def test_data_parallel_leaves_a_one_process_model_unwrapped():
+    model = nn.Linear(2, 1)
+    assert distributed.data_parallel(model, torch.device("cpu"), 1) is model

@@ -1,7 +1,6 @@
-"""The training engine: configuration checks, LR schedule, data order, learning, checkpoints, resume, DDP.
+"""The training engine: configuration checks, LR schedule, data order, learning, resume, metrics, DDP.
 
-A tiny conv net regressing two numbers from synthetic images stands in for the detectors; it follows their
-convention (train mode: ``model(images, targets) -> dict`` of scalar loss terms).
+The toy problem is tests/training_toys.py's; what a checkpoint file holds and refuses is tests/test_checkpoints.py.
 """
 
 from __future__ import annotations
@@ -15,92 +14,23 @@ import signal
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
+from training_toys import RecordingDataset, ToyConfig, ToyDataset, ToyRegressor, one_thread  # noqa: F401
+from training_toys import assert_same_state as _assert_same_state
+from training_toys import toy_config as _config
+from training_toys import toy_model as _model
 
-from fashion_lib.engine import (
-    CHECKSUM_RECORD,
-    CheckpointError,
-    StepBatchSampler,
-    TrainConfig,
-    batch_indices,
-    load_checkpoint,
-    lr_at,
-    run_dir_for,
-    train,
-)
+from fashion_lib.checkpoints import CHECKSUM_RECORD, CheckpointError, load_checkpoint
+from fashion_lib.data.order import batch_indices
+from fashion_lib.engine import TrainConfig, lr_at, run_dir_for, train
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).resolve().parent / "engine_worker.py"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread on a shared machine; the SIGKILL test's subprocess uses one too, as
-    bit-identical results need equal thread counts."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-class ToyDataset(torch.utils.data.Dataset):
-    """Item ``i``: a (3, size, size) image, a random colour ``c`` plus noise, drawn from a generator seeded by
-    ``(seed, i)``; target ``value`` (2,): ``2 * (c_red - c_green)`` and ``2 * (c_blue - 0.5)``."""
-
-    def __init__(self, length: int = 64, seed: int = 0, size: int = 12) -> None:
-        self.length, self.seed, self.size = length, seed, size
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int):
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
-        colour = torch.rand(3, generator=g)
-        image = colour[:, None, None] + 0.2 * torch.randn(3, self.size, self.size, generator=g)
-        return image, {"value": 2 * torch.stack([colour[0] - colour[1], colour[2] - 0.5])}
-
-
-class ToyRegressor(nn.Module):
-    """Two convolutions, global pooling, a linear head; losses ``loss_a``, ``loss_b`` (MSE of each output)."""
-
-    def __init__(self, width: int = 8, batch_norm: bool = False, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width) if batch_norm else nn.Identity(), nn.ReLU(),
-            nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-            nn.Dropout(dropout),
-        )
-        self.head = nn.Linear(width, 2)
-        self.train_calls = 0  # forward calls in train mode: counts optimisation steps
-
-    def forward(self, images, targets=None):
-        pred = self.head(self.features(torch.stack(images)))  # (B, 2)
-        if not self.training:
-            return pred
-        self.train_calls += 1
-        y = torch.stack([t["value"] for t in targets])  # (B, 2)
-        return {"loss_a": F.mse_loss(pred[:, 0], y[:, 0]), "loss_b": F.mse_loss(pred[:, 1], y[:, 1])}
-
-
-@dataclass(frozen=True)
-class ToyConfig:
-    width: int = 8  # channels of the toy net
-
-
-def _model(seed: int = 0, **kwargs) -> ToyRegressor:
-    torch.manual_seed(seed)
-    return ToyRegressor(**kwargs)
-
-
-def _config(**kwargs) -> TrainConfig:
-    base = dict(steps=10, batch_size=8, lr=1e-2, warmup_steps=2, checkpoint_every=4, log_every=1, device="cpu")
-    return TrainConfig(**{**base, **kwargs})
 
 
 def _loss(model: ToyRegressor, dataset, indices) -> float:
@@ -116,13 +46,6 @@ def _loss(model: ToyRegressor, dataset, indices) -> float:
 def _rows(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
-
-
-def _assert_same_state(a: nn.Module, b: nn.Module) -> None:
-    sa, sb = a.state_dict(), b.state_dict()
-    assert list(sa) == list(sb)
-    for name in sa:
-        assert torch.equal(sa[name], sb[name]), name
 
 
 # ------------------------------------------------------------------------------------------------ config
@@ -179,40 +102,6 @@ def test_lr_warms_up_linearly_then_decays_by_cosine_to_the_floor(tmp_path):
         assert rows[step] == pytest.approx(lr, rel=1e-9)
     with pytest.raises(ValueError, match=r"step must be an int in \[1, 10\], got 0"):
         lr_at(config, 0)
-
-
-def test_global_batch_is_the_union_of_the_shards_and_each_epoch_a_permutation():
-    n, b = 20, 8
-    for step in range(1, 8):
-        whole = batch_indices(n, b, 3, step)
-        shards = [batch_indices(n, b, 3, step, rank=r, world_size=2) for r in range(2)]
-        assert len(whole) == b and shards[0] + shards[1] == whole
-        four = [batch_indices(n, b, 3, step, rank=r, world_size=4) for r in range(4)]
-        assert sum(four, []) == whole
-    stream = sum((batch_indices(n, 4, 3, s) for s in range(1, 11)), [])  # 40 items: two epochs of 20
-    assert sorted(stream[:20]) == list(range(20)) and sorted(stream[20:]) == list(range(20))
-    assert stream[:20] != stream[20:] and stream[:20] != list(range(20))
-    assert batch_indices(n, b, 3, 1) != batch_indices(n, b, 4, 1)
-    assert batch_indices(n, b, 3, 2) == batch_indices(n, b, 3, 2)
-    # a sampler started after step k yields exactly the batches k+1 .. steps
-    full = list(StepBatchSampler(n, b, 3, steps=9))
-    assert list(StepBatchSampler(n, b, 3, steps=9, start_step=5)) == full[5:]
-    with pytest.raises(ValueError, match="batch_size .global. = 6 is not divisible by the world size 4"):
-        batch_indices(n, 6, 3, 1, rank=0, world_size=4)
-
-
-class RecordingDataset(ToyDataset):
-    """Records every index asked for; raises (interrupting the run) when asked for item number ``fail_at``."""
-
-    def __init__(self, fail_at: int | None = None, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.fail_at, self.seen = fail_at, []
-
-    def __getitem__(self, index):
-        if self.fail_at is not None and len(self.seen) + 1 == self.fail_at:
-            raise KeyboardInterrupt("interrupted by the test")
-        self.seen.append(index)
-        return super().__getitem__(index)
 
 
 def test_data_order_is_a_function_of_seed_and_step_whatever_the_interruptions(tmp_path):
@@ -382,77 +271,6 @@ def test_the_stop_hook_sees_the_evaluations_before_a_resume(tmp_path):
     assert histories[0] == [{"step": 2.0, "score": 0.2}, {"step": 4.0, "score": 0.4}, {"step": 6.0, "score": 0.6}]
 
 
-def test_load_checkpoint_restores_weights_for_inference(tmp_path):
-    trained = train(_model(), ToyDataset(), _config(steps=3), tmp_path / "run", progress=False).model
-    fresh = _model(seed=7)
-    info = load_checkpoint(tmp_path / "run" / "checkpoint.pt", fresh, _config(steps=3))
-    _assert_same_state(trained, fresh)
-    assert info["step"] == 3 and info["config"]["lr"] == 1e-2 and len(info["git"]["commit"]) in (40, 7)
-    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
-        load_checkpoint(tmp_path / "nowhere.pt", fresh)
-
-
-def test_a_truncated_checkpoint_is_refused(tmp_path):
-    run = tmp_path / "run"
-    train(_model(), ToyDataset(), _config(steps=4), run, progress=False)
-    path = run / "checkpoint.pt"
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match=r"checkpoint.pt: cannot read the checkpoint \(corrupt or truncated"):
-        train(_model(), ToyDataset(), _config(steps=8), run, progress=False)
-    with pytest.raises(CheckpointError, match="corrupt or truncated"):
-        load_checkpoint(path, _model())
-
-
-def _flip(path: Path, needle: bytes) -> bytes:
-    """Flip 8 bytes in the middle of the one occurrence of ``needle`` in ``path``; returns the original bytes."""
-    data = path.read_bytes()
-    at = data.find(needle)
-    assert at > 0 and data.find(needle, at + 1) == -1, "the tensor's bytes must occur once in the file"
-    at += len(needle) // 2
-    path.write_bytes(data[:at] + bytes(b ^ 0xFF for b in data[at:at + 8]) + data[at + 8:])
-    return data
-
-
-def test_a_checkpoint_with_flipped_bytes_in_weights_or_optimiser_state_is_refused(tmp_path):
-    run, config = tmp_path / "run", _config(steps=8, checkpoint_every=4)
-    with pytest.raises(KeyboardInterrupt):  # stopped inside step 6: the checkpoint of step 4 keeps the resume state
-        train(_model(), RecordingDataset(fail_at=5 * 8 + 2), config, run, progress=False)
-    path = run / "checkpoint.pt"
-    ckpt = torch.load(path, weights_only=True)
-    weight = ckpt["model"]["features.0.weight"].numpy().tobytes()
-    moment = ckpt["optimizer"]["state"][0]["exp_avg"].numpy().tobytes()
-    for needle in (weight, moment):
-        original = _flip(path, needle)
-        with pytest.raises(CheckpointError, match=r"run/checkpoint.pt: checksum mismatch, the content differs"):
-            train(_model(), ToyDataset(), config, run, progress=False)
-        with pytest.raises(CheckpointError, match="checkpoint.pt: checksum mismatch"):
-            load_checkpoint(path, _model())
-        path.write_bytes(original)
-    resumed = train(_model(), ToyDataset(), config, run, progress=False)  # the untouched file resumes
-    assert resumed.resumed_from == 4 and resumed.model.train_calls == 4
-
-
-def test_files_that_are_not_checksummed_checkpoints_are_refused_without_torch_advice(tmp_path):
-    path = tmp_path / "checkpoint.pt"
-    path.write_text("just text")
-    with pytest.raises(CheckpointError, match=r"checkpoint.pt: cannot read the checkpoint \(corrupt or truncated\?\): "
-                                              "not a complete checkpoint archive"):
-        load_checkpoint(path, _model())
-    torch.save({"model": _model().state_dict()}, path)  # a plain torch file: no checksum
-    with pytest.raises(CheckpointError, match="checkpoint.pt: the checkpoint has no checksum"):
-        load_checkpoint(path, _model())
-
-    from fashion_lib.engine import _append_checksum
-
-    with open(path, "w+b") as f:  # checksummed, but holding a class: torch's safe loader refuses it
-        torch.save({"model": ToyConfig()}, f)
-        _append_checksum(f)
-    with pytest.raises(CheckpointError) as caught:
-        load_checkpoint(path, _model())
-    message = str(caught.value)
-    assert "holds objects other than tensors" in message and "weights_only" not in message, message
-
-
 def test_a_finished_run_keeps_only_its_weights_unless_asked(tmp_path):
     import zipfile
 
@@ -474,39 +292,6 @@ def test_a_finished_run_keeps_only_its_weights_unless_asked(tmp_path):
     _assert_same_state(slim.model, fresh)
     with pytest.raises(CheckpointError, match="steps: checkpoint 4, now 6"):  # cannot be continued, and says so
         train(_model(), ToyDataset(), _config(steps=6), tmp_path / "slim", progress=False)
-
-
-def test_a_checkpoint_of_other_settings_is_refused_but_runtime_fields_may_change(tmp_path):
-    run = tmp_path / "run"
-    train(_model(), ToyDataset(), _config(steps=4, checkpoint_every=2), run, progress=False)
-    other = _config(steps=4, lr=2e-2, optimizer="sgd")
-    with pytest.raises(CheckpointError, match=r"run/checkpoint.pt: written with different training settings: "
-                                              r"lr: checkpoint 0.01, now 0.02; optimizer: checkpoint 'adamw', "
-                                              r"now 'sgd'"):
-        train(_model(), ToyDataset(), other, run, progress=False)
-    with pytest.raises(CheckpointError, match="written for a dataset of 64 items, now 50; the data order"):
-        train(_model(), ToyDataset(length=50), _config(steps=4), run, progress=False)
-    with pytest.raises(CheckpointError, match="steps: checkpoint 4, now 5"):
-        load_checkpoint(run / "checkpoint.pt", _model(), _config(steps=5))
-    # log_every and checkpoint_every do not change what is learned: accepted, a cache hit
-    again = train(_model(), ToyDataset(), _config(steps=4, log_every=2, checkpoint_every=1), run, progress=False)
-    assert again.resumed_from == 4 and again.model.train_calls == 0
-
-
-def test_a_checkpoint_of_another_model_is_refused(tmp_path):
-    run = tmp_path / "run"
-    train(_model(), ToyDataset(), _config(steps=2), run, progress=False)
-    with pytest.raises(CheckpointError, match=r"model fingerprint differs.*shape: features.0.weight \[8, 3, 3, 3\] "
-                                              r"-> \[4, 3, 3, 3\]"):
-        train(_model(width=4), ToyDataset(), _config(steps=2), run, progress=False)
-    with pytest.raises(CheckpointError, match=r"only in the model: features.1.weight, features.1.bias"):
-        load_checkpoint(run / "checkpoint.pt", _model(batch_norm=True))
-
-    class Renamed(ToyRegressor):
-        pass
-
-    with pytest.raises(CheckpointError, match="model class: checkpoint 'ToyRegressor', now 'Renamed'"):
-        load_checkpoint(run / "checkpoint.pt", Renamed())
 
 
 class Exploding(ToyRegressor):
@@ -533,6 +318,24 @@ def test_a_non_finite_loss_stops_the_run_naming_the_term_and_step(tmp_path):
     for name, value in model.state_dict().items():
         assert torch.equal(value, ckpt["model"][name]), name  # nor applied to the weights
     assert [int(r["step"]) for r in _rows(run / "metrics.csv")] == [1, 2]
+
+
+def test_metrics_log_drops_rows_beyond_the_resumed_step_and_keeps_column_order(tmp_path):
+    from fashion_lib.engine import _MetricsLog
+
+    path = tmp_path / "metrics.csv"
+    log = _MetricsLog(path, 0)
+    log.record(1, {"loss": 0.5, "total": 0.5, "lr": 0.1})
+    log.record(2, {"loss": 0.4, "total": 0.4, "lr": 0.2})
+    log.record(2, {"NE": 0.3})  # an evaluation at a logged step: same row, new column
+    log.record(3, {"loss": 0.2, "total": 0.2, "lr": 0.3})
+    log.write()
+    assert path.read_text().splitlines() == ["step,loss,total,lr,NE", "1,0.5,0.5,0.1,", "2,0.4,0.4,0.2,0.3",
+                                             "3,0.2,0.2,0.3,"]
+    resumed = _MetricsLog(path, 2)  # the checkpoint is at step 2: row 3 is written again
+    assert resumed.columns == ["step", "loss", "total", "lr", "NE"] and sorted(resumed.rows) == [1, 2]
+    assert resumed.history({"NE": 0.0}) == [{"step": 2.0, "NE": 0.3}]
+    assert _MetricsLog(path, 0).rows == {}  # a fresh run ignores an old file
 
 
 # ----------------------------------------------------------------------------------------------- DDP

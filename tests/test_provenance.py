@@ -101,6 +101,13 @@ def test_find_repo_root_searches_upwards_and_names_where_it_looked(tmp_path):
         provenance.find_repo_root(tmp_path)
 
 
+def test_runs_dir_is_the_environments_folder_or_the_checkouts_build_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv(provenance.RUNS_ENV, str(tmp_path / "elsewhere"))
+    assert provenance.runs_dir() == tmp_path / "elsewhere"
+    monkeypatch.delenv(provenance.RUNS_ENV)
+    assert provenance.runs_dir() == ROOT / "_build" / "runs"
+
+
 PAPERMILL_SECTION = "Running one notebook by hand with papermill"
 
 

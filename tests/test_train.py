@@ -4,7 +4,7 @@ import pickle
 
 import pytest
 
-from fashion_lib.engine import CHECKPOINT_NAME
+from fashion_lib.checkpoints import CHECKPOINT_NAME
 from fashion_lib.train import TABLE1_NOTEBOOKS, main
 
 TABLE1_SCHEMAS = tuple(TABLE1_NOTEBOOKS)
@@ -145,7 +145,7 @@ def test_torchrun_on_cpu_trains_the_runs_the_notebooks_then_load(tmp_path, monke
 
     import torch
 
-    from fashion_lib.engine import load_checkpoint
+    from fashion_lib.checkpoints import load_checkpoint
     from fashion_lib.experiments import keypoints as kx
     from fashion_lib.provenance import RUNS_ENV
 

@@ -24,9 +24,10 @@ from typing import Any, TypeVar
 import torch
 
 from fashion_lib.io import atomic_write
-from fashion_lib.provenance import RUNS_ENV, find_repo_root, library_digest
+from fashion_lib.provenance import library_digest, runs_dir
 
-# library_digest is provenance's, named here because the experiment modules take it with the source lists below
+# library_digest and runs_dir are provenance's, named here because the experiment modules take them with the source
+# lists below
 __all__ = ["runs_dir", "library_digest", "TRAINING_SOURCES", "DATA_SOURCES", "cached", "exclusive", "seeded_build",
            "MappedDataset", "spread_rows", "holdout_rows"]
 
@@ -35,19 +36,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def runs_dir() -> Path:
-    """Where trained models, written data sets and cached predictions go: ``$FASHION_LIB_RUNS`` (the pipeline sets
-    it) or ``_build/runs`` of the repository."""
-    env = os.environ.get(RUNS_ENV)
-    if env:
-        return Path(env)
-    return find_repo_root() / "_build" / "runs"
-
-
 # The sources a trained model depends on (the key of the run folders): a change in inference, refinement, scoring or
 # reporting code reuses the trained models, a change here retrains them.
-TRAINING_SOURCES = ("engine.py", "io.py", "keypoints.py", "attributes.py", "crops.py", "losses.py", "data",
-                    "synthetic", "models/keypoint_rcnn.py", "models/cpn.py", "models/attributes.py")
+TRAINING_SOURCES = ("engine.py", "checkpoints.py", "distributed.py", "io.py", "keypoints.py", "attributes.py",
+                    "crops.py", "losses.py", "data", "synthetic", "models/keypoint_rcnn.py", "models/cpn.py",
+                    "models/attributes.py")
 # The sources a written synthetic data set depends on.
 DATA_SOURCES = ("io.py", "keypoints.py", "attributes.py", "synthetic")
 
