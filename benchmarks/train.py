@@ -55,8 +55,9 @@ from pathlib import Path
 import torch
 import torchvision
 
+from fashion_lib.crops import aspect_boxes, crop_and_resize, points_to_crop
 from fashion_lib.data.transforms import collate
-from fashion_lib.models.cpn import CPNConfig, build_cpn, crop_boxes, crop_images, gaussian_heatmaps, image_to_crop
+from fashion_lib.models.cpn import CPNConfig, build_cpn, gaussian_heatmaps
 from fashion_lib.models.detector import TopDownDetector, predict
 from fashion_lib.models.keypoint_rcnn import KeypointRCNNConfig, build_keypoint_rcnn, detection_target
 from fashion_lib.provenance import device_description
@@ -148,9 +149,11 @@ def cpn_job(job: dict, batches: list, device: torch.device, autocast) -> tuple[f
             boxes = torch.cat([detection_target(t)["boxes"] for t in targets])
             keypoints = torch.cat([detection_target(t)["keypoints"] for t in targets])
             index = torch.cat([torch.full((len(detection_target(t)["boxes"]),), i) for i, t in enumerate(targets)])
-            rects = crop_boxes(boxes, config.input_size, config.box_scale)
-            crops = (crop_images(images, index.to(device), rects, config.input_size) - model.mean) / model.std
-            xy = image_to_crop(keypoints[..., :2], rects, config.input_size) / config.heatmap_stride
+            rects = aspect_boxes(boxes, config.input_size, scale=config.box_scale, min_side=1.0)
+            crops = crop_and_resize(images, rects, config.input_size, image_index=index.to(device),
+                                    sampling_ratio=config.sampling_ratio).images
+            crops = (crops - model.mean) / model.std
+            xy = points_to_crop(keypoints[..., :2], rects, config.input_size) / config.heatmap_stride
             maps = [gaussian_heatmaps(xy, config.heatmap_size, s) for s in config.sigmas]
             pre.append((crops, maps))
 

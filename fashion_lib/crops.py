@@ -1,4 +1,5 @@
-"""Normal-crop and Neck-crop from key points, and a batched crop-and-resize.
+"""Crop geometry, in one place: Normal-crop and Neck-crop from key points, CPN's top-down crops, the second scale's
+crops, a batched crop-and-resize, and the maps between image and crop pixels.
 
 Paper, section III.A and Fig. 3: "The bigger bounding box we defined by the key-points is called Normal-crop [...]
 We then propose Neck-crop (the smaller bounding box), a region near the neck of clothes, specialized for upper-body
@@ -33,6 +34,10 @@ What a network sees (:func:`crop_boxes`, ``CropConfig.square``): by default each
 about its centre, so that resizing to the network's square input keeps the garment's aspect ratio (the paper does
 not say; stretching a rectangle to a square hides a length in the box's shape, and on synthetic pant lengths the
 stretched crops learned far slower).
+
+CPN (:mod:`fashion_lib.models.cpn`) crops each detected box enlarged about its centre and fitted to its input's
+aspect ratio (:func:`aspect_boxes`), resized by :func:`crop_and_resize`, and maps its targets with
+:func:`points_to_crop`.
 
 The second scale of New-key-detection (paper Alg. 2, step 9; study notes item 8) crops to the rectangle closing
 the refined key points (:func:`second_scale_boxes`): grown by a margin, made square or left as the paper's
@@ -71,6 +76,7 @@ __all__ = [
     "neck_crop",
     "crop_boxes",
     "square_boxes",
+    "aspect_boxes",
     "crop_and_resize",
     "points_to_crop",
     "points_from_crop",
@@ -414,7 +420,8 @@ def crop_boxes(
 
 
 def square_boxes(boxes: torch.Tensor) -> torch.Tensor:
-    """Grow each box to the square of its longer side about its centre (not clipped to the image).
+    """Grow each box to the square of its longer side about its centre (not clipped to the image): the
+    :func:`aspect_boxes` of a square crop.
 
     Parameters
     ----------
@@ -424,8 +431,36 @@ def square_boxes(boxes: torch.Tensor) -> torch.Tensor:
     -------
     (B, 4) float squares containing the boxes.
     """
+    return aspect_boxes(boxes, 1)
+
+
+def aspect_boxes(
+    boxes: torch.Tensor, size: int | Sequence[int], *, scale: float = 1.0, min_side: float | None = None
+) -> torch.Tensor:
+    """Grow each box about its centre to the aspect ratio of a ``size`` crop: enlarged by ``scale``, then widened or
+    heightened (never shrunk) so that resizing it to ``size`` keeps the content's aspect ratio (not clipped to the
+    image). CPN's top-down crops are these boxes of the detector's boxes (``scale = box_scale``).
+
+    Parameters
+    ----------
+    boxes : (B, 4) float, ``x1, y1, x2, y2`` image pixels.
+    size : int or (h, w), the crop the box will be resized to (an int: a square).
+    scale : float, factor on the box's width and height before fitting the aspect ratio (``>= 1`` enlarges).
+    min_side : float, optional, pixels: a side shorter than this counts as this long (before ``scale``).
+
+    Returns
+    -------
+    (B, 4) float, ``x1, y1, x2, y2`` image pixels, with ``(x2 - x1) / (y2 - y1) == w / h``.
+    """
+    h_in, w_in = _size_hw(size)
     centre = 0.5 * (boxes[:, :2] + boxes[:, 2:])  # (B, 2)
-    half = 0.5 * (boxes[:, 2:] - boxes[:, :2]).amax(1, keepdim=True)  # (B, 1)
+    side = boxes[:, 2:] - boxes[:, :2]  # (B, 2) as (w, h)
+    if min_side is not None:
+        side = side.clamp(min=min_side)
+    side = side * scale
+    aspect = w_in / h_in
+    h = torch.maximum(side[:, 1], side[:, 0] / aspect)  # (B,)
+    half = 0.5 * torch.stack([h * aspect, h], 1)  # (B, 2)
     return torch.cat([centre - half, centre + half], 1)
 
 

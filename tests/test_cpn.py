@@ -1,4 +1,5 @@
-"""Tests of fashion_lib.models.cpn: geometry, heat-map targets and decoding, OHKM, jitter, the network."""
+"""Tests of fashion_lib.models.cpn: heat-map targets and decoding, OHKM, jitter, the network (its crop geometry is
+fashion_lib.crops', tested in test_crops.py)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,13 @@ import pytest
 import torch
 from torch import nn
 
+from fashion_lib.crops import aspect_boxes, points_from_crop
 from fashion_lib.models.cpn import (
     CPNConfig,
     build_cpn,
-    crop_boxes,
-    crop_images,
-    crop_to_image,
     decode_heatmaps,
     gaussian_heatmaps,
     hash_uniform,
-    image_to_crop,
     jitter_boxes,
     ohkm_loss,
 )
@@ -58,46 +56,7 @@ def test_presets_follow_the_cpn_paper_and_the_cpu_budget():
     assert cpu.num_keypoints == 24
 
 
-# ------------------------------------------------------------------------------------------------ geometry
-
-
-def test_crop_boxes_scale_about_the_centre_and_fit_the_aspect_ratio():
-    boxes = torch.tensor([[10.0, 20.0, 30.0, 100.0], [0.0, 0.0, 80.0, 20.0]])  # tall, wide
-    out = crop_boxes(boxes, (64, 48), 1.25)
-    # tall box: height 80 * 1.25 = 100 sets the size, width 100 * 48 / 64 = 75, centre (20, 60)
-    assert torch.allclose(out[0], torch.tensor([20 - 37.5, 10.0, 20 + 37.5, 110.0]))
-    # wide box: width 100 sets it, height 100 * 64 / 48, centre (40, 10)
-    h = 100 * 64 / 48
-    assert torch.allclose(out[1], torch.tensor([-10.0, 10 - h / 2, 90.0, 10 + h / 2]))
-
-
-def test_crop_maps_back_to_image_pixels_exactly():
-    # image whose channels hold the continuous x and y of each pixel centre: a crop pixel then reads its own
-    # image coordinates, which crop_to_image must reproduce
-    h, w = 50, 70
-    ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
-    image = torch.stack([xs, ys, torch.zeros_like(xs)]).float()  # (3, H, W)
-    box = torch.tensor([[12.25, 8.5, 44.25, 40.5]])  # 32 x 32 px inside the image
-    size = (16, 16)
-    crop = crop_images([image], torch.tensor([0]), box, size, sampling_ratio=2)[0]  # (3, 16, 16)
-    u, v = torch.meshgrid(torch.arange(16) + 0.5, torch.arange(16) + 0.5, indexing="xy")
-    centres = torch.stack([u, v], -1).reshape(1, -1, 2)  # crop pixel centres
-    mapped = crop_to_image(centres, box, size).reshape(16, 16, 2)
-    assert torch.allclose(crop[0], mapped[..., 0], atol=1e-4)
-    assert torch.allclose(crop[1], mapped[..., 1], atol=1e-4)
-    # known answer: crop pixel centre (0.5, 0.5) is image (12.25 + 0.5 * 2, 8.5 + 0.5 * 2)
-    assert torch.allclose(mapped[0, 0], torch.tensor([13.25, 9.5]))
-    # and the inverse map
-    assert torch.allclose(image_to_crop(mapped.reshape(1, -1, 2), box, size), centres, atol=1e-5)
-
-
-def test_crops_of_images_of_different_sizes_use_the_right_image():
-    a = torch.full((3, 40, 60), 0.25)
-    b = torch.full((3, 64, 32), 0.75)
-    boxes = torch.tensor([[5.0, 5.0, 25.0, 25.0], [4.0, 30.0, 28.0, 60.0]])
-    crops = crop_images([a, b], torch.tensor([0, 1]), boxes, (8, 8))
-    assert torch.allclose(crops[0], torch.full((3, 8, 8), 0.25))
-    assert torch.allclose(crops[1], torch.full((3, 8, 8), 0.75))
+# ------------------------------------------------------------------------------------------------ jitter
 
 
 def test_jitter_boxes_extremes():
@@ -270,12 +229,15 @@ def test_eval_keypoints_land_where_the_heatmaps_peak():
     model.forward_heatmaps = planted
     box = torch.tensor([[20.0, 10.0, 52.0, 58.0]])  # 32 x 48: aspect 64 / 96 already, so crop = box * 1.25
     out = model([torch.zeros(3, 80, 80)], [{"boxes": box}])[0]
-    rect = crop_boxes(box, (96, 64), 1.25)[0]  # 40 x 60 around (36, 34)
+    rect = aspect_boxes(box, (96, 64), scale=1.25, min_side=1.0)[0]  # 40 x 60 around (36, 34)
     assert torch.allclose(rect, torch.tensor([16.0, 4.0, 56.0, 64.0]))
     # heat-map (10.5, 6.5) -> crop (42, 26) -> image (16 + 42 * 40 / 64, 4 + 26 * 60 / 96)
     expected = torch.tensor([42.25, 20.25])
     assert torch.allclose(out["keypoints"][0, :, :2], expected.expand(17, 2), atol=1e-3)
     assert torch.allclose(out["keypoints"][0, :, 2], torch.ones(17))
+    # the same map as the library's crop geometry (CPN's own formula rounds differently only in the last bit)
+    crop_xy = (point * model.config.heatmap_stride).expand(1, 17, 2)
+    torch.testing.assert_close(out["keypoints"][..., :2], points_from_crop(crop_xy, rect[None], (96, 64)))
 
 
 def test_eval_needs_boxes():

@@ -10,6 +10,7 @@ import torch
 from fashion_lib.crops import (
     CropConfig,
     CropMapping,
+    aspect_boxes,
     crop_and_resize,
     crop_boxes,
     crop_framing,
@@ -23,6 +24,7 @@ from fashion_lib.crops import (
     points_to_crop,
     second_scale_boxes,
     second_scale_crops,
+    square_boxes,
 )
 from fashion_lib.keypoints import FASHIONAI
 from fashion_lib.synthetic import SyntheticGarments, WorldConfig
@@ -216,6 +218,28 @@ def test_square_crop_boxes_keep_the_centre_and_contain_the_rectangle():
     torch.testing.assert_close(sq.boxes, torch.tensor([[30.0, 10.4, 90.0, 70.4]]))
 
 
+def test_aspect_boxes_scale_about_the_centre_and_fit_the_aspect_ratio():
+    boxes = torch.tensor([[10.0, 20.0, 30.0, 100.0], [0.0, 0.0, 80.0, 20.0]])  # tall, wide
+    out = aspect_boxes(boxes, (64, 48), scale=1.25)
+    # tall box: height 80 * 1.25 = 100 sets the size, width 100 * 48 / 64 = 75, centre (20, 60)
+    torch.testing.assert_close(out[0], torch.tensor([20 - 37.5, 10.0, 20 + 37.5, 110.0]))
+    # wide box: width 100 sets it, height 100 * 64 / 48, centre (40, 10)
+    h = 100 * 64 / 48
+    torch.testing.assert_close(out[1], torch.tensor([-10.0, 10 - h / 2, 90.0, 10 + h / 2]))
+    # a degenerate box counts as min_side wide and high before scaling: a 2 x 2 square about its centre
+    point = torch.tensor([[5.0, 7.0, 5.0, 7.0]])
+    torch.testing.assert_close(aspect_boxes(point, 8, scale=2.0, min_side=1.0), torch.tensor([[4.0, 6.0, 6.0, 8.0]]))
+    torch.testing.assert_close(aspect_boxes(point, 8), point)
+
+
+def test_square_boxes_are_the_square_aspect_boxes():
+    boxes = torch.tensor([[10.0, 20.0, 30.0, 100.0], [0.0, 0.0, 80.0, 20.0]])
+    # the square of the longer side about the centre: 80 about (20, 60) and (40, 10)
+    torch.testing.assert_close(square_boxes(boxes), torch.tensor([[-20.0, 20.0, 60.0, 100.0],
+                                                                   [0.0, -30.0, 80.0, 50.0]]))
+    torch.testing.assert_close(square_boxes(boxes), aspect_boxes(boxes, (32, 32)), rtol=0, atol=0)
+
+
 def test_crop_boxes_full_and_bad_kind():
     out = crop_boxes(torch.zeros(2, 24, 3), "full", (30, 40), CropConfig(square=False))
     torch.testing.assert_close(out.boxes, torch.tensor([[0.0, 0.0, 40.0, 30.0]] * 2))
@@ -271,6 +295,25 @@ def test_crop_pixel_centres_map_back_to_the_sampled_image_points():
     interior = ((xy > 0.5) & (xy < torch.tensor([79.5, 63.5]))).all(-1)
     torch.testing.assert_close(out.images[:, 0].reshape(2, -1)[interior], (xy[..., 0] - 0.5)[interior])
     torch.testing.assert_close(out.images[:, 1].reshape(2, -1)[interior], (xy[..., 1] - 0.5)[interior])
+
+
+def test_crop_pixel_centres_read_their_own_image_coordinates():
+    # an image whose channels hold the continuous x and y of each pixel centre: a crop pixel then reads its own
+    # image coordinates, which points_from_crop must reproduce (CPN's crops: sampling_ratio 2, a non-square crop)
+    h, w = 50, 70
+    ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+    image = torch.stack([xs, ys, torch.zeros_like(xs)]).float()  # (3, H, W)
+    box = torch.tensor([[12.25, 8.5, 44.25, 40.5]])  # 32 x 32 px inside the image
+    size = (16, 8)
+    crop = crop_and_resize([image], box, size, image_index=torch.tensor([0]), sampling_ratio=2).images[0]
+    u, v = torch.meshgrid(torch.arange(8) + 0.5, torch.arange(16) + 0.5, indexing="xy")  # (16, 8) each
+    centres = torch.stack([u, v], -1).reshape(1, -1, 2)  # crop pixel centres
+    mapped = points_from_crop(centres, box, size).reshape(16, 8, 2)
+    torch.testing.assert_close(crop[0], mapped[..., 0], atol=1e-4, rtol=0)
+    torch.testing.assert_close(crop[1], mapped[..., 1], atol=1e-4, rtol=0)
+    # known answer: crop pixel centre (0.5, 0.5) is image (12.25 + 0.5 * 4, 8.5 + 0.5 * 2)
+    torch.testing.assert_close(mapped[0, 0], torch.tensor([14.25, 9.5]))
+    torch.testing.assert_close(points_to_crop(mapped.reshape(1, -1, 2), box, size), centres, atol=1e-5, rtol=0)
 
 
 def test_list_of_images_of_different_sizes_equals_per_image_crops():

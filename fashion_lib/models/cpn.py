@@ -11,11 +11,12 @@ of a detector (:class:`fashion_lib.models.detector.TopDownDetector`). The networ
   levels are concatenated, one bottleneck and a 3x3 conv give the final heat maps, trained with an L2 loss and
   online hard key-point mining (OHKM): per instance only the ``top_m`` key points with the largest loss count.
 
-Top-down crops. Each instance's box is enlarged by ``box_scale`` about its centre, widened or heightened to the
-input's aspect ratio (:func:`crop_boxes`) and cut out with ``torchvision.ops.roi_align`` (``aligned=True``) to
-``input_size``. Crop pixel ``(u, v)`` (continuous) is image pixel ``(x1 + u * bw / W, y1 + v * bh / H)``
-(:func:`crop_to_image`), exactly, in the library's continuous-pixel convention. Heat-map pixel ``(a, b)`` is crop
-pixel ``(a * stride, b * stride)``.
+Top-down crops, with the library's crop geometry (:mod:`fashion_lib.crops`). Each instance's box is enlarged by
+``box_scale`` about its centre, widened or heightened to the input's aspect ratio
+(:func:`~fashion_lib.crops.aspect_boxes`) and cut out with ``torchvision.ops.roi_align`` (``aligned=True``) to
+``input_size`` (:func:`~fashion_lib.crops.crop_and_resize`). Crop pixel ``(u, v)`` (continuous) is image pixel
+``(x1 + u * bw / W, y1 + v * bh / H)`` (:func:`~fashion_lib.crops.points_to_crop` and its inverse), exactly, in the
+library's continuous-pixel convention. Heat-map pixel ``(a, b)`` is crop pixel ``(a * stride, b * stride)``.
 
 Training-time box jitter (random shift and scale of the ground-truth box) is drawn from a counter-based hash of
 ``(config.jitter_seed, step, image key, instance index)`` (:func:`hash_uniform`), where ``step`` is a buffer of the
@@ -35,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models._utils import IntermediateLayerGetter
-from torchvision.ops import roi_align
 
+from fashion_lib.crops import aspect_boxes, crop_and_resize, points_to_crop
 from fashion_lib.keypoints import get_schema
 from fashion_lib.models.keypoint_rcnn import RESNETS, build_resnet, resnet_stage_channels
 
@@ -47,11 +48,7 @@ __all__ = [
     "gaussian_heatmaps",
     "decode_heatmaps",
     "ohkm_loss",
-    "crop_boxes",
     "jitter_boxes",
-    "crop_images",
-    "crop_to_image",
-    "image_to_crop",
     "hash_uniform",
 ]
 
@@ -145,34 +142,8 @@ class CPNConfig:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Geometry: boxes, crops and the maps between image, crop and heat-map pixels
+# Training-time box jitter (the crop geometry itself is fashion_lib.crops')
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def crop_boxes(boxes: torch.Tensor, input_size: tuple[int, int], box_scale: float) -> torch.Tensor:
-    """The image rectangle each instance's crop covers: the box enlarged by ``box_scale`` about its centre, then
-    widened or heightened (never shrunk) to the crop's aspect ratio.
-
-    Parameters
-    ----------
-    boxes : (M, 4) float
-        x1, y1, x2, y2 in image pixels.
-    input_size : (H, W)
-        Crop size in pixels.
-    box_scale : float
-        >= 1.
-
-    Returns
-    -------
-    (M, 4) float, x1, y1, x2, y2 in image pixels, with ``(x2 - x1) / (y2 - y1) == W / H`` (at least 1 px high).
-    """
-    h_in, w_in = input_size
-    centre = 0.5 * (boxes[:, :2] + boxes[:, 2:])  # (M, 2)
-    size = (boxes[:, 2:] - boxes[:, :2]).clamp(min=1.0) * box_scale  # (M, 2) as (w, h)
-    aspect = w_in / h_in
-    h = torch.maximum(size[:, 1], size[:, 0] / aspect)  # (M,)
-    half = 0.5 * torch.stack([h * aspect, h], 1)  # (M, 2)
-    return torch.cat([centre - half, centre + half], 1)
 
 
 def jitter_boxes(boxes: torch.Tensor, uniforms: torch.Tensor, shift: float, scale: float) -> torch.Tensor:
@@ -197,65 +168,6 @@ def jitter_boxes(boxes: torch.Tensor, uniforms: torch.Tensor, shift: float, scal
     centre = centre + (2 * uniforms[:, :2] - 1) * shift * size
     half = 0.5 * size * (1 + (2 * uniforms[:, 2:] - 1) * scale)
     return torch.cat([centre - half, centre + half], 1)
-
-
-def crop_to_image(xy: torch.Tensor, boxes: torch.Tensor, input_size: tuple[int, int]) -> torch.Tensor:
-    """Map continuous crop pixels to image pixels.
-
-    Parameters
-    ----------
-    xy : (M, K, 2) float, x, y in crop pixels (``[0, W] x [0, H]`` covers the crop).
-    boxes : (M, 4) float, the crops' rectangles in image pixels (:func:`crop_boxes`).
-    input_size : (H, W) of the crops.
-
-    Returns
-    -------
-    (M, K, 2) float, image pixels.
-    """
-    h_in, w_in = input_size
-    scale = torch.stack([(boxes[:, 2] - boxes[:, 0]) / w_in, (boxes[:, 3] - boxes[:, 1]) / h_in], 1)  # (M, 2)
-    return boxes[:, None, :2] + xy * scale[:, None, :]
-
-
-def image_to_crop(xy: torch.Tensor, boxes: torch.Tensor, input_size: tuple[int, int]) -> torch.Tensor:
-    """Inverse of :func:`crop_to_image`: ``(M, K, 2)`` image pixels -> crop pixels."""
-    h_in, w_in = input_size
-    scale = torch.stack([w_in / (boxes[:, 2] - boxes[:, 0]), h_in / (boxes[:, 3] - boxes[:, 1])], 1)  # (M, 2)
-    return (xy - boxes[:, None, :2]) * scale[:, None, :]
-
-
-def crop_images(
-    images: Sequence[torch.Tensor], image_index: torch.Tensor, boxes: torch.Tensor, input_size: tuple[int, int],
-    sampling_ratio: int = 2,
-) -> torch.Tensor:
-    """Cut ``boxes`` out of ``images`` and resample them to ``input_size`` (``roi_align``, ``aligned=True``).
-
-    Parameters
-    ----------
-    images : sequence of (C, H_i, W_i) float
-        Sizes may differ; they are zero-padded at the bottom and right into one batch (zero outside the image).
-    image_index : (M,) long, the image of each box.
-    boxes : (M, 4) float, image pixels.
-    input_size : (H, W).
-    sampling_ratio : int
-        Bilinear samples per output pixel and axis, averaged.
-
-    Returns
-    -------
-    (M, C, H, W) float crops. Crop pixel centre ``(u + 0.5, v + 0.5)`` samples image point
-    ``crop_to_image((u + 0.5, v + 0.5))``.
-    """
-    h = max(int(im.shape[-2]) for im in images)
-    w = max(int(im.shape[-1]) for im in images)
-    if all(im.shape[-2:] == (h, w) for im in images):
-        batch = torch.stack(list(images))  # (N, C, H, W)
-    else:
-        batch = images[0].new_zeros(len(images), images[0].shape[0], h, w)
-        for i, im in enumerate(images):  # over images (copies), not instances
-            batch[i, :, : im.shape[-2], : im.shape[-1]] = im
-    rois = torch.cat([image_index[:, None].to(batch.dtype), boxes.to(batch.dtype)], 1)  # (M, 5)
-    return roi_align(batch, rois, output_size=input_size, spatial_scale=1.0, sampling_ratio=sampling_ratio,
-                     aligned=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -496,7 +408,8 @@ class CPN(nn.Module):
         return global_maps, self.refine_net(levels, out_size)
 
     def _crops(self, images: Sequence[torch.Tensor], image_index: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-        crops = crop_images(images, image_index, boxes, self.config.input_size, self.config.sampling_ratio)
+        crops = crop_and_resize(images, boxes, self.config.input_size, image_index=image_index,
+                                sampling_ratio=self.config.sampling_ratio).images
         return (crops - self.mean) / self.std
 
     def forward(self, images: Sequence[torch.Tensor], targets: Sequence[dict] | None = None):
@@ -535,10 +448,10 @@ class CPN(nn.Module):
                               -1)  # (M, 3, 5): one key per draw
         uniforms = hash_uniform(full_keys).to(device=device, dtype=boxes.dtype)  # (M, 3)
         jittered = jitter_boxes(boxes, uniforms, cfg.jitter_shift, cfg.jitter_scale)
-        rects = crop_boxes(jittered, cfg.input_size, cfg.box_scale)  # (M, 4)
+        rects = aspect_boxes(jittered, cfg.input_size, scale=cfg.box_scale, min_side=1.0)  # (M, 4)
         global_maps, refine_maps = self.forward_heatmaps(self._crops(images, image_index, rects))
 
-        xy = image_to_crop(keypoints[..., :2], rects, cfg.input_size)  # (M, K, 2) crop pixels
+        xy = points_to_crop(keypoints[..., :2], rects, cfg.input_size)  # (M, K, 2) crop pixels
         h_in, w_in = cfg.input_size
         inside = (xy[..., 0] >= 0) & (xy[..., 0] < w_in) & (xy[..., 1] >= 0) & (xy[..., 1] < h_in)
         valid = (keypoints[..., 2] > 0) & inside  # (M, K)
@@ -562,10 +475,10 @@ class CPN(nn.Module):
                                               torch.tensor(counts, device=device))
         k = cfg.num_keypoints
         if boxes.shape[0]:
-            rects = crop_boxes(boxes, cfg.input_size, cfg.box_scale)
+            rects = aspect_boxes(boxes, cfg.input_size, scale=cfg.box_scale, min_side=1.0)  # (M, 4)
             _, refine_maps = self.forward_heatmaps(self._crops(images, image_index, rects))
             xy_hm, peak = decode_heatmaps(refine_maps.float())
-            xy = crop_to_image(xy_hm * cfg.heatmap_stride, rects, cfg.input_size)  # (M, K, 2)
+            xy = _crop_to_image(xy_hm * cfg.heatmap_stride, rects, cfg.input_size)  # (M, K, 2)
             keypoints = torch.cat([xy, peak.clamp(0, 1)[..., None]], -1)  # (M, K, 3)
         else:
             keypoints = boxes.new_zeros(0, k, 3)
@@ -590,6 +503,17 @@ def _image_key(target: dict, position: int) -> int:
     if isinstance(image_id, str):
         return zlib.crc32(image_id.encode())
     return int(image_id)
+
+
+def _crop_to_image(xy: torch.Tensor, boxes: torch.Tensor, input_size: tuple[int, int]) -> torch.Tensor:
+    """(M, K, 2) crop pixels -> image pixels, ``x1 + u * (bw / W)``: the map of
+    :func:`fashion_lib.crops.points_from_crop`, which computes it as ``u / (W / bw) + x1``. The two round differently
+    in the last bit (up to about 1e-5 px), and CPN's published numbers were computed with this one: issue 19 moved
+    code without changing a result, so switching CPN to ``points_from_crop`` is left to a change that may move them.
+    """
+    h_in, w_in = input_size
+    scale = torch.stack([(boxes[:, 2] - boxes[:, 0]) / w_in, (boxes[:, 3] - boxes[:, 1]) / h_in], 1)  # (M, 2)
+    return boxes[:, None, :2] + xy * scale[:, None, :]
 
 
 def _l2_per_point(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
