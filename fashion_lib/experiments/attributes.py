@@ -65,7 +65,7 @@ from fashion_lib.experiments.keypoints import KeypointSetup, train_detectors
 from fashion_lib.io import atomic_write
 from fashion_lib.keypoints import FASHIONAI
 from fashion_lib.losses import maybe_weighted_ce
-from fashion_lib.metrics import attribute_accuracy, attribute_ap, topk_accuracy, topk_recall
+from fashion_lib.metrics import CI, attribute_accuracy, attribute_ap, topk_accuracy, topk_recall
 from fashion_lib.models.attributes import (
     AttributeProfile,
     DeepFashionRecognizerConfig,
@@ -79,6 +79,7 @@ from fashion_lib.models.attributes import (
 from fashion_lib.models.detector import as_detect_fn, predict, top_instance
 from fashion_lib.provenance import content_digest
 from fashion_lib.refine import RefineConfig, new_key_detection
+from fashion_lib.report import verdict
 from fashion_lib.synthetic import (
     TASK_CATEGORIES,
     SyntheticGarments,
@@ -782,11 +783,24 @@ LADDER = (BASELINE, JOINT, MAYBE, FULL)
 INGREDIENTS = (MAYBE_ALONE, NKD_ALONE)
 
 
-def table2_methods(beta: float = 0.1) -> dict[str, FashionAIMethod]:
+def ingredients_sentence(differences: Mapping[str, CI | None]) -> str:
+    """Page 20's sentence on the ingredients alone: ``differences`` maps ``"maybe_alone"`` and ``"nkd_alone"`` to
+    the mAP difference against the baseline (a fraction) or None where the profile did not train that row."""
+    maybe, nkd = differences.get("maybe_alone"), differences.get("nkd_alone")
+    if maybe is None or nkd is None:
+        return ("This profile does not train the ingredients alone (the parameter `ingredients` is false: its time "
+                "goes to more training and validation images); the `gpu` profile trains them.")
+    return (f"Alone on the baseline, the \"maybe\" loss changes mAP by {100 * maybe.estimate:+.2f} points "
+            f"({verdict(maybe, better='higher')} that it helps) and New-key-detection's crops by "
+            f"{100 * nkd.estimate:+.2f} ({verdict(nkd, better='higher')}).")
+
+
+def table2_methods(beta: float = 0.1, *, ingredients: bool = True) -> dict[str, FashionAIMethod]:
     """Table 2's ladder, each ingredient alone, joint learning at the baseline's optimiser steps (a joint
     network otherwise takes as many steps as its tasks' per-task networks together) and the baseline trained until
-    its held-out loss stops falling; ``beta`` is the maybe loss's weight (the paper's 0.1)."""
-    return {
+    its held-out loss stops falling; ``beta`` is the maybe loss's weight (the paper's 0.1). Without
+    ``ingredients``, the rows of each ingredient alone are left out."""
+    methods = {
         BASELINE: FashionAIMethod(joint=False, beta=None, keypoints=PLAIN),
         JOINT: FashionAIMethod(joint=True, beta=None, keypoints=PLAIN),
         MAYBE: FashionAIMethod(joint=True, beta=beta, keypoints=PLAIN),
@@ -796,6 +810,7 @@ def table2_methods(beta: float = 0.1) -> dict[str, FashionAIMethod]:
         JOINT_EQUAL_STEPS: FashionAIMethod(joint=True, beta=None, keypoints=PLAIN, equal_steps=True),
         BASELINE_EARLY_STOP: FashionAIMethod(joint=False, beta=None, keypoints=PLAIN, early_stop=True),
     }
+    return methods if ingredients else {name: m for name, m in methods.items() if name not in INGREDIENTS}
 
 
 _TABLE2_ORDER = ("collar_design_labels", "neck_design_labels", "neckline_design_labels", "lapel_design_labels",
