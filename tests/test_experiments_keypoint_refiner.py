@@ -97,7 +97,7 @@ def summary(instances: int, with_axis: int, filled: int) -> RefineSummary:
                          points_filled=filled, points_ignored=0)
 
 
-def test_pooled_summary_sums_every_count_and_refiner_activity_reads_it():
+def test_refine_summary_pooled_sums_every_count_and_refiner_activity_reads_it():
     pooled = RefineSummary.pooled([summary(10, 5, 1), summary(30, 25, 2)])
     assert pooled == RefineSummary(instances=40, with_axis=30, too_few_pairs=0, pairs_refined=2, points_moved=4,
                                    points_filled=3, points_ignored=0)
