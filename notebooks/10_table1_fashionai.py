@@ -171,7 +171,7 @@ glue("scored_occluded", int((codes == OCCLUDED).sum()), display=False)
 
 # the occluded change split into the fill (alpha 0: the same axes and fills, no pull) and the pull on top of it
 fill_only = axis_once_variant(rows_per_seed, val, refine, seeds, [c[kx.KRCNN].threshold for c in calibrations],
-                                 alpha=0.0)
+                              alpha=0.0)
 fill_arrays = [(inst.keypoints, val.keypoints, val.categories) for inst in fill_only]
 occluded_ne = ne_metric(points="occluded")
 axis_parts = {

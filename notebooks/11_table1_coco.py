@@ -136,7 +136,7 @@ glue("verdict_axis_once", verdict(axis_ci, better="higher"), display=False)
 display(verdict_table({"axis once − detector": axis_ci}, better="higher", claim="it raises AP", scale=100, digits=1,
                       unit=" (AP points)"))
 limbs = pd.DataFrame(limb_error_changes(rows_per_seed, val, kx.AXIS_ONCE, kx.KRCNN, n_boot=n_boot,
-                                           generator=gen))
+                                        generator=gen))
 for points in ("visible", "occluded"):
     part = limbs[limbs["points"] == points]
     glue(f"limbs_lowered_{points}", int((part["verdict"] == "supports").sum()), display=False)

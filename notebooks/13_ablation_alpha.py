@@ -57,7 +57,7 @@ def curve(row, values):
     out = {name: [] for name in metrics}
     for a in values:
         per_seed = rows_for_seeds(setup, val, RefineConfig.for_schema("fashionai", alpha=a), seeds,
-                                     rows=(kx.KRCNN, row))
+                                  rows=(kx.KRCNN, row))
         for name, metric in metrics.items():
             out[name].append(mean_sd([100 * metric(*args) for args in ne_arrays(per_seed, val, row)]))
     return out

@@ -63,7 +63,7 @@ glue("ransac_missing_rule", Markdown(missing_rule_sentence(setup, thresholds)), 
 def sweep(name, values, **fixed):
     """Score the axis applied once for each value of one parameter, the others at the paper's values."""
     rows = [{name: v, **score_axis_once(detections, val, RefineConfig.for_schema("fashionai", **fixed, **{name: v}),
-                                           thresholds=thresholds, seeds=seeds)}
+                                        thresholds=thresholds, seeds=seeds)}
             for v in values]
     return pd.DataFrame(rows).set_index(name)
 
@@ -142,7 +142,7 @@ variants = {
     "category's pairs + centre votes": {"pairs": "category", "center_votes": True},
 }
 variant_table = pd.DataFrame({name: score_axis_once(detections, val, RefineConfig.for_schema("fashionai", **kw),
-                                                      thresholds=thresholds, seeds=seeds)
+                                                   thresholds=thresholds, seeds=seeds)
                               for name, kw in variants.items()}).T
 glue("ransac_category_ne", float(variant_table.loc["category's pairs", "NE visible (%)"]), display=False)
 glue("ransac_all_ne", float(variant_table.loc["all pairs (literal, default)", "NE visible (%)"]), display=False)

@@ -80,7 +80,7 @@ glue("prior_missing_rule", Markdown(missing_rule_sentence(setup, thresholds)), d
 
 # %%
 prior = prior_map(setup, detectors, seeds, refine, occlusion_values, asymmetry_values, images=heat_images,
-                     n_boot=n_boot, generator=torch.Generator().manual_seed(0), thresholds=thresholds)
+                  n_boot=n_boot, generator=torch.Generator().manual_seed(0), thresholds=thresholds)
 default_cell = None
 if setup.world.occlusion_rate in prior.occlusion_values and setup.world.asymmetry in prior.asymmetry_values:
     default_cell = (prior.occlusion_values.index(setup.world.occlusion_rate),
