@@ -55,6 +55,7 @@ from myst_nb import glue
 
 from fashion_lib import provenance
 from fashion_lib.experiments import keypoints as kx
+from fashion_lib.experiments.claims import judge_claims
 from fashion_lib.experiments.keypoint_refiner import axis_once_variant, missing_point_summary, missing_point_table
 from fashion_lib.experiments.keypoint_rows import rows_for_seeds
 from fashion_lib.experiments.keypoint_scores import category_accuracy, ne_arrays, ne_metric
@@ -75,8 +76,6 @@ from fashion_lib.report import (
     comparison_table,
     format_ci,
     glue_ci,
-    glue_claim,
-    glue_not_tested,
     score_methods,
     verdict,
     verdict_table,
@@ -224,6 +223,7 @@ if untested:
     display(Markdown(f"**{', '.join(untested)}: {NOT_TESTED}.** {kx.CPN_NOT_TESTED_REASON}"))
 comparison_table(scores, paper, scale=100, unit=" NE (%)", not_tested=untested)
 
+
 # %% [markdown]
 # The paper's rows are "Mask R-CNN", "CPN" and "New-key-detection"; ours are named after what ran. The paper
 # measured real photographs with ImageNet-scale training; ours are synthetic garments and detectors trained from
@@ -245,21 +245,17 @@ claims = {
     "axis_share": (kx.NKD, kx.TWICE),  # the axis' own share of the two-scale method
     "second_alone": (kx.SECOND, kx.KRCNN),  # does the detector read its crop as well as the whole image?
 }
-primary = ("nkd", "cpn", "nkd_vs_cpn")  # the front page's claims (fashion_lib.report.PRIMARY_CLAIMS)
-verdicts, differences = {}, {}
-for key, (a, b) in claims.items():
-    if a in untested or b in untested:  # no CPN at this scale: no difference, no verdict
-        if key in primary:
-            glue_not_tested(f"t1_fashionai_{key}", kx.CPN_NOT_TESTED_REASON)
-        continue
-    # the axis once was compared above: the same interval, not a second resample of it
-    ci = differences[f"{a} − {b}"] = (axis_first_ci["axis once − detector, visible points"] if key == "axis_once"
-                                      else difference(a, b))
-    if key in primary:  # the baseline's own NE: the base of the relative size question
-        glue_claim(f"t1_fashionai_{key}", ci, level=scores[b].ci.estimate)
-    verdicts[key] = verdict(ci, better="lower")
-    glue_ci(f"diff_{key}", ci, scale=100)
-    glue(f"verdict_{key}", verdict(ci, better="lower"), display=False)
+
+
+def claim_interval(key, a, b):
+    """The interval of a claim: the axis once was compared above, so the same one, not a second resample of it."""
+    return axis_first_ci["axis once − detector, visible points"] if key == "axis_once" else difference(a, b)
+
+
+# a claim's level is its baseline's own NE (the primary claims' relative size)
+differences, verdicts = judge_claims(claims, claim_interval, page="t1_fashionai", better="lower", untested=untested,
+                                     not_tested_reason=kx.CPN_NOT_TESTED_REASON,
+                                     level=lambda a, b: scores[b].ci.estimate)
 for row, key in ((kx.KRCNN, "krcnn"), (kx.CPN, "cpn"), (kx.NKD, "nkd"), (kx.CPN_NKD, "cpn_nkd"),
                  (kx.AXIS_ONCE, "axis_once"), (kx.TWICE, "twice")):
     if row in scores:

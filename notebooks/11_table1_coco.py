@@ -60,6 +60,7 @@ from myst_nb import glue
 from fashion_lib import provenance
 from fashion_lib.coco_eval import coco_area_scale, coco_keypoint_ap
 from fashion_lib.experiments import keypoints as kx
+from fashion_lib.experiments.claims import judge_claims
 from fashion_lib.experiments.keypoint_errors import (
     limb_change_table,
     limb_error_changes,
@@ -83,8 +84,6 @@ from fashion_lib.report import (
     format_count,
     format_mean_sd,
     glue_ci,
-    glue_claim,
-    glue_not_tested,
     too_weak,
     verdict,
     verdict_table,
@@ -222,24 +221,16 @@ claims = {
 # one crossed plan for every row: each row's per-seed AP on each replicate's shared images is computed once
 # (pycocotools is the cost) and every difference pairs the same draws
 plan = crossed_plan(len(seeds), len(val.image_ids), n_boot=n_boot, generator=gen)
-primary = ("nkd", "cpn", "nkd_vs_cpn")  # the front page's claims (fashion_lib.report.PRIMARY_CLAIMS)
-for key in [key for key, pair in claims.items() if set(pair) & set(untested)]:  # no CPN at this scale: no verdict
-    del claims[key]
-    if key in primary:
-        glue_not_tested(f"t1_coco_{key}", kx.CPN_NOT_TESTED_REASON)
+tested = {key: pair for key, pair in claims.items() if not set(pair) & set(untested)}  # no CPN: no verdict
 row_values = {row: seed_values(ap, arrays[row], plan)
-              for row in dict.fromkeys(r for pair in claims.values() for r in pair)}
-differences, verdicts = {}, {}
+              for row in dict.fromkeys(r for pair in tested.values() for r in pair)}
 # each comparison's baseline AP, mean over seeds: a verdict needs a baseline above the floor (report.LEVEL_FLOOR), in
 # the prose as in the table below
-overall = {f"{a} − {b}": sum(r.AP for r in per_seed[b]) / len(per_seed[b]) for a, b in claims.values()}
-for key, (a, b) in claims.items():
-    ci = differences[f"{a} − {b}"] = crossed_interval(row_values[a] - row_values[b], plan)
-    if key in primary:  # the baseline's own AP: the base of the relative size question
-        glue_claim(f"t1_coco_{key}", ci, level=overall[f"{a} − {b}"])
-    verdicts[key] = verdict(ci, better="higher", level=overall[f"{a} − {b}"])
-    glue_ci(f"diff_{key}", ci, scale=100)
-    glue(f"verdict_{key}", verdicts[key], display=False)
+overall = {f"{a} − {b}": sum(r.AP for r in per_seed[b]) / len(per_seed[b]) for a, b in tested.values()}
+differences, verdicts = judge_claims(
+    claims, lambda key, a, b: crossed_interval(row_values[a] - row_values[b], plan), page="t1_coco", better="higher",
+    untested=untested, not_tested_reason=kx.CPN_NOT_TESTED_REASON, level=lambda a, b: overall[f"{a} − {b}"],
+    level_in_verdict=True)
 glue("exploratory", EXPLORATORY, display=False)
 glue("axis_share_sentence", Markdown(axis_share_sentence(
     differences[f"{kx.NKD} − {kx.TWICE}"], differences[f"{kx.TWICE} − {kx.KRCNN}"], better="higher", unit="AP",

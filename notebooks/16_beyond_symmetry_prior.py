@@ -49,9 +49,9 @@ from fashion_lib.experiments.keypoint_errors import row_point_changes
 from fashion_lib.experiments.keypoint_refiner import refiner_activity
 from fashion_lib.experiments.keypoint_rows import calibrated_refine, table1_rows
 from fashion_lib.experiments.keypoint_text import missing_rule_sentence
-from fashion_lib.experiments.prior_map import prior_map, prior_map_counts, prior_map_notes, prior_map_sentences
+from fashion_lib.experiments.prior_map import draw_prior_map, prior_map, prior_map_counts, prior_map_sentences
 from fashion_lib.keypoints import COCO, FASHIONAI
-from fashion_lib.plotting import draw_effect_map, draw_point_changes
+from fashion_lib.plotting import draw_point_changes
 from fashion_lib.refine import RefineConfig, refine_symmetric, summarize_refinement
 
 prov = provenance.start(run_info, seeds)
@@ -81,20 +81,7 @@ glue("prior_missing_rule", Markdown(missing_rule_sentence(setup, thresholds)), d
 # %%
 prior = prior_map(setup, detectors, seeds, refine, occlusion_values, asymmetry_values, images=heat_images,
                   n_boot=n_boot, generator=torch.Generator().manual_seed(0), thresholds=thresholds)
-default_cell = None
-if setup.world.occlusion_rate in prior.occlusion_values and setup.world.asymmetry in prior.asymmetry_values:
-    default_cell = (prior.occlusion_values.index(setup.world.occlusion_rate),
-                    prior.asymmetry_values.index(setup.world.asymmetry))
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), dpi=dpi, sharey=True, layout="constrained")
-limit = float(prior.change.abs().nan_to_num(0.0).max()) * 100 or 1.0
-for p, (ax, kind, notes) in enumerate(zip(axes, prior.points, prior_map_notes(prior), strict=True)):
-    im = draw_effect_map(ax, prior.change[p], prior.low[p], prior.high[p], prior.occlusion_values,
-                         prior.asymmetry_values, row_label="occlusion rate", column_label="pose and shape asymmetry",
-                         limit=limit, mark=default_cell, notes=notes)
-    ax.set_title(f"{kind} points")
-axes[1].set_ylabel("")  # the rows are shared: one label
-fig.suptitle("The axis applied once minus the detector alone (n: points scored, f: points filled)")
-fig.colorbar(im, ax=axes, label="NE points (blue: the axis helps)", shrink=0.8)
+fig = draw_prior_map(prior, mark=prior.cell(setup.world.occlusion_rate, setup.world.asymmetry), dpi=dpi)
 glue("heatmap_figure", fig, display=False)
 plt.close(fig)
 glue("heat_garments", prior.garments * len(seeds), display=False)

@@ -129,3 +129,36 @@ def test_prior_map_counts_and_notes_put_the_mechanism_beside_each_verdict():
     notes = pm.prior_map_notes(prior)
     assert notes[1][0][0] == "n=30 f=7" and notes[0][2][1] == "n=301 f=10"
     assert len(notes) == 2 and all(len(rows) == 3 and all(len(r) == 3 for r in rows) for rows in notes)
+
+
+def test_cell_finds_a_grid_cell_and_none_outside_the_grid():
+    prior = _referee_map()
+    assert prior.cell(0.2, 1.0) == (1, 2)
+    assert prior.cell(0.085, 0.0) == (0, 0)
+    assert prior.cell(0.2, 0.5) is None and prior.cell(0.3, 0.0) is None
+
+
+def test_draw_prior_map_draws_one_map_per_kind_on_one_colour_scale():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.patches as patches
+    import matplotlib.pyplot as plt
+
+    prior = _referee_map()
+    fig = pm.draw_prior_map(prior, mark=prior.cell(0.2, 0.3), dpi=50)
+    maps, bar = fig.axes[:2], fig.axes[2]
+    assert len(fig.axes) == 3 and [ax.get_title() for ax in maps] == ["visible points", "occluded points"]
+    limit = 100 * float(prior.change.abs().max())  # 3.86: the largest |change|, on both maps and the bar
+    for ax in maps:
+        assert ax.images[0].get_clim() == pytest.approx((-limit, limit))
+    assert bar.get_ylabel() == "NE points (blue: the axis helps)"
+    assert maps[0].get_ylabel() == "occlusion rate" and maps[1].get_ylabel() == ""
+    assert fig._suptitle.get_text().startswith("The axis applied once minus the detector alone")
+    # the marked cell (0.2, 0.3) is outlined, dashed, on both maps: around (column 1, row 1)
+    for ax in maps:
+        dashed = [p.get_xy() for p in ax.patches if isinstance(p, patches.Rectangle) and p.get_linestyle() == "--"]
+        assert dashed == [pytest.approx((0.54, 0.54))]
+    texts = [t.get_text() for t in maps[1].texts]
+    assert any("n=30 f=7" in t for t in texts), texts  # the notes: points scored and filled per cell
+    plt.close(fig)

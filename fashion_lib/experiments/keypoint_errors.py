@@ -34,8 +34,9 @@ from fashion_lib.refine import (
 __all__ = [
     "FillErrors", "fill_errors", "filled_point_errors", "coco_point_errors", "seed_point_errors",
     "second_scale_counts", "coco_error_arrays", "limb_change_metric", "limb_error_changes", "limb_change_table",
-    "PointChanges", "point_changes", "row_point_changes"
+    "PointChanges", "point_changes", "row_point_changes",
 ]
+
 
 @dataclass(frozen=True)
 class FillErrors:

@@ -41,9 +41,10 @@ from fashion_lib.refine import (
 from fashion_lib.report import format_count
 
 __all__ = [
-    "axis_once_variant", "score_axis_once", "second_scale_framing", "missing_point_table",
-    "missing_point_summary", "refiner_activity"
+    "axis_once_variant", "score_axis_once", "second_scale_framing", "missing_point_table", "missing_point_summary",
+    "refiner_activity",
 ]
+
 
 def axis_once_variant(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, refine: RefineConfig,
                       seeds: Sequence[int], thresholds: Sequence[float] = (), *, schema: str = "fashionai",

@@ -58,10 +58,11 @@ from fashion_lib.synthetic import (
 
 __all__ = [
     "with_fill_threshold", "per_seed_refine", "calibration_set", "point_scores", "calibrate_missing",
-    "calibrated_refine", "table1_rows", "crop_alone", "rows_for_seeds"
+    "calibrated_refine", "table1_rows", "crop_alone", "rows_for_seeds",
 ]
 
 log = logging.getLogger(__name__)
+
 
 def with_fill_threshold(refine: RefineConfig, threshold: float) -> RefineConfig:
     """``refine`` with its fill rule set to a calibrated ``threshold``, the one place every page's rule is made: a

@@ -20,8 +20,9 @@ from fashion_lib.experiments.keypoints import (
 
 __all__ = [
     "finite_mean", "coco_results", "ne_arrays", "ne_metric", "coco_arrays", "coco_metric", "per_image_errors",
-    "category_accuracy"
+    "category_accuracy",
 ]
+
 
 def finite_mean(values: torch.Tensor) -> float:
     finite = values[~values.isnan()]

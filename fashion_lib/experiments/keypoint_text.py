@@ -19,8 +19,9 @@ from fashion_lib.report import format_ci
 
 __all__ = [
     "NE_BAR", "CATEGORY_BAR", "detector_bar_sentence", "missing_rule_sentence", "second_scale_sentence",
-    "fill_sentence"
+    "fill_sentence",
 ]
+
 
 # The study's bars for a detector trained well enough to test a refiner on (issue 17, the cpu profile): NE of visible
 # points at most NE_BAR %, the top detection's garment category right for at least CATEGORY_BAR % of garments.
@@ -28,6 +29,8 @@ NE_BAR = 8.0
 
 
 CATEGORY_BAR = 90.0
+
+
 def detector_bar_sentence(ne: Sequence[float], category: Sequence[Mapping[str, float]], *, ne_bar: float = NE_BAR,
                           category_bar: float = CATEGORY_BAR) -> str:
     """The page's verdict on whether the detector is trained well enough: per seed, its NE of visible points

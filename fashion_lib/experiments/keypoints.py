@@ -75,7 +75,7 @@ __all__ = [
     "CPN_NOT_TESTED_PARAGRAPH", "DETECTOR_MODELS", "KeypointSetup", "fashionai_splits", "DataKey", "data_key",
     "detector_configs", "train_config", "training_set", "training_extents", "Detectors", "tested_rows",
     "DetectorRun", "detector_run", "train_detector", "train_detectors", "ValidationSet", "validation_set",
-    "detect_validation", "detector_models", "Instances", "to_instances", "detected_instances"
+    "detect_validation", "detector_models", "Instances", "to_instances", "detected_instances",
 ]
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,8 @@ CPN_NOT_TESTED_PARAGRAPH = (
 _PRESETS = ("cpu", "gpu")
 _MIN_IMAGE_SIZE = 64  # two pixels at the trunks' stride 32
 DETECTOR_MODELS = ("keypoint_rcnn", "cpn")  # the two detectors of Table 1, as named in their run folders
+
+
 @dataclass(frozen=True)
 class KeypointSetup:
     """Data, detectors and schedule of a key-point experiment (one per notebook; seeds vary beside it)."""

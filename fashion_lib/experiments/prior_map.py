@@ -45,8 +45,10 @@ from fashion_lib.synthetic import (
 )
 
 __all__ = [
-    "PriorMap", "map_world", "prior_map", "prior_map_counts", "prior_map_notes", "prior_map_sentences"
+    "PriorMap", "map_world", "prior_map", "prior_map_counts", "prior_map_notes", "prior_map_sentences",
+    "draw_prior_map",
 ]
+
 
 @dataclass(frozen=True)
 class PriorMap:
@@ -73,6 +75,13 @@ class PriorMap:
         """(O, A) float64: the share of garment detections (all seeds) whose axis RANSAC found."""
         return torch.tensor([[RefineSummary.pooled(c).with_axis_fraction for c in row] for row in self.activity],
                             dtype=torch.float64)
+
+    def cell(self, occlusion: float, asymmetry: float) -> tuple[int, int] | None:
+        """(row, column) of the cell with this occlusion rate and asymmetry (e.g. the default world's, to outline on
+        the heat map), or None where the grid has no such cell."""
+        if occlusion in self.occlusion_values and asymmetry in self.asymmetry_values:
+            return self.occlusion_values.index(occlusion), self.asymmetry_values.index(asymmetry)
+        return None
 
     @property
     def filled(self) -> torch.Tensor:
@@ -251,3 +260,28 @@ def prior_map_sentences(prior: PriorMap, *, scale: float = 100.0, digits: int = 
                      "ends):\n\n" + "\n".join(lines))
         paragraphs.append(text)
     return "\n\n".join(paragraphs)
+
+
+def draw_prior_map(prior: PriorMap, *, mark: tuple[int, int] | None = None, dpi: int = 100):
+    """The heat maps of :func:`prior_map`, one per kind of point side by side on one colour scale (the largest
+    ``|change|``, NE points; blue: the axis helps), each cell starred where its interval excludes 0 and noted with
+    :func:`prior_map_notes`; ``mark``: (row, column) of a cell to outline (:meth:`PriorMap.cell`). Returns the
+    Matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    from fashion_lib.plotting import draw_effect_map
+
+    fig, axes = plt.subplots(1, len(prior.points), figsize=(11, 4.6), dpi=dpi, sharey=True, layout="constrained",
+                             squeeze=False)
+    axes = axes[0]
+    limit = float(prior.change.abs().nan_to_num(0.0).max()) * 100 or 1.0
+    for p, (ax, kind, notes) in enumerate(zip(axes, prior.points, prior_map_notes(prior), strict=True)):
+        im = draw_effect_map(ax, prior.change[p], prior.low[p], prior.high[p], prior.occlusion_values,
+                             prior.asymmetry_values, row_label="occlusion rate",
+                             column_label="pose and shape asymmetry", limit=limit, mark=mark, notes=notes)
+        ax.set_title(f"{kind} points")
+    for ax in axes[1:]:
+        ax.set_ylabel("")  # the rows are shared: one label
+    fig.suptitle("The axis applied once minus the detector alone (n: points scored, f: points filled)")
+    fig.colorbar(im, ax=axes, label="NE points (blue: the axis helps)", shrink=0.8)
+    return fig
