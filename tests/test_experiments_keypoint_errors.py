@@ -12,9 +12,7 @@ from test_experiments_keypoints import tiny
 from fashion_lib.experiments import keypoint_errors as ke
 from fashion_lib.experiments import keypoints as kx
 from fashion_lib.keypoints import FASHIONAI, OCCLUDED, VISIBLE
-from fashion_lib.refine import (
-    refine_symmetric,
-)
+from fashion_lib.refine import refine_symmetric
 
 
 def test_fill_errors_report_the_ne_of_the_fills_before_and_after(runs):

@@ -13,13 +13,7 @@ from test_experiments_keypoints import tiny
 from fashion_lib.experiments import keypoint_refiner as kref
 from fashion_lib.experiments import keypoints as kx
 from fashion_lib.keypoints import FASHIONAI
-from fashion_lib.refine import (
-    MissingCalibration,
-    RefineConfig,
-    RefineSummary,
-    refine_symmetric,
-    summarize_refinement,
-)
+from fashion_lib.refine import MissingCalibration, RefineConfig, RefineSummary, refine_symmetric, summarize_refinement
 
 
 def test_score_axis_once_reports_the_refiners_shares_over_seeds(runs):

@@ -14,11 +14,7 @@ from fashion_lib.experiments import keypoint_rows as kr
 from fashion_lib.experiments import keypoint_scores as ks
 from fashion_lib.experiments import keypoints as kx
 from fashion_lib.keypoints import FASHIONAI, OCCLUDED, VISIBLE
-from fashion_lib.refine import (
-    RefineConfig,
-    calibrate_missing_threshold,
-    refine_symmetric,
-)
+from fashion_lib.refine import RefineConfig, calibrate_missing_threshold, refine_symmetric
 
 
 @pytest.mark.slow

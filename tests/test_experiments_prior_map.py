@@ -13,11 +13,7 @@ from fashion_lib.experiments import keypoint_scores as ks
 from fashion_lib.experiments import keypoints as kx
 from fashion_lib.experiments import prior_map as pm
 from fashion_lib.keypoints import FASHIONAI, OCCLUDED, VISIBLE
-from fashion_lib.refine import (
-    RefineConfig,
-    refine_symmetric,
-    summarize_refinement,
-)
+from fashion_lib.refine import RefineConfig, refine_symmetric, summarize_refinement
 
 
 def test_prior_map_scores_the_axis_once_per_world_with_an_interval(runs):

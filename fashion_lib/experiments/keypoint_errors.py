@@ -16,20 +16,10 @@ from typing import Any
 
 import torch
 
-from fashion_lib.experiments.keypoint_scores import (
-    finite_mean,
-    per_image_errors,
-)
-from fashion_lib.experiments.keypoints import (
-    KRCNN,
-    NKD,
-    Instances,
-    ValidationSet,
-)
+from fashion_lib.experiments.keypoint_scores import finite_mean, per_image_errors
+from fashion_lib.experiments.keypoints import KRCNN, NKD, Instances, ValidationSet
 from fashion_lib.keypoints import OCCLUDED, VISIBLE, KeypointSchema, get_schema
-from fashion_lib.refine import (
-    RefineResult,
-)
+from fashion_lib.refine import RefineResult
 
 __all__ = [
     "FillErrors", "fill_errors", "filled_point_errors", "coco_point_errors", "seed_point_errors",

@@ -15,29 +15,11 @@ from typing import Any
 
 import torch
 
-from fashion_lib.experiments.keypoint_errors import (
-    fill_errors,
-)
-from fashion_lib.experiments.keypoint_rows import (
-    per_seed_refine,
-)
-from fashion_lib.experiments.keypoint_scores import (
-    finite_mean,
-    ne_metric,
-)
-from fashion_lib.experiments.keypoints import (
-    AXIS_ONCE,
-    KRCNN,
-    NKD,
-    Instances,
-    ValidationSet,
-)
-from fashion_lib.refine import (
-    RefineConfig,
-    RefineSummary,
-    refine_symmetric,
-    summarize_refinement,
-)
+from fashion_lib.experiments.keypoint_errors import fill_errors
+from fashion_lib.experiments.keypoint_rows import per_seed_refine
+from fashion_lib.experiments.keypoint_scores import finite_mean, ne_metric
+from fashion_lib.experiments.keypoints import AXIS_ONCE, KRCNN, NKD, Instances, ValidationSet
+from fashion_lib.refine import RefineConfig, RefineSummary, refine_symmetric, summarize_refinement
 from fashion_lib.report import format_count
 
 __all__ = [

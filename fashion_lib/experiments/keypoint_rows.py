@@ -16,11 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from fashion_lib.data.coco import CocoKeypoints
-from fashion_lib.experiments import (
-    cached,
-    library_digest,
-    spread_rows,
-)
+from fashion_lib.experiments import cached, library_digest, spread_rows
 from fashion_lib.experiments.keypoints import (
     AXIS_ONCE,
     CPN,
@@ -51,10 +47,7 @@ from fashion_lib.refine import (
     new_key_detection,
     refine_symmetric,
 )
-from fashion_lib.synthetic import (
-    SyntheticGarments,
-    SyntheticPeople,
-)
+from fashion_lib.synthetic import SyntheticGarments, SyntheticPeople
 
 __all__ = [
     "with_fill_threshold", "per_seed_refine", "calibration_set", "point_scores", "calibrate_missing",

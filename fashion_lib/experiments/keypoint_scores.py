@@ -13,10 +13,7 @@ import torch
 
 from fashion_lib.coco_eval import keypoints_to_coco_results
 from fashion_lib.data.fashionai import CATEGORIES
-from fashion_lib.experiments.keypoints import (
-    Instances,
-    ValidationSet,
-)
+from fashion_lib.experiments.keypoints import Instances, ValidationSet
 
 __all__ = [
     "finite_mean", "coco_results", "ne_arrays", "ne_metric", "coco_arrays", "coco_metric", "per_image_errors",

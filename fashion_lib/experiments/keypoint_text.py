@@ -11,9 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from fashion_lib.experiments.keypoints import (
-    KeypointSetup,
-)
+from fashion_lib.experiments.keypoints import KeypointSetup
 from fashion_lib.metrics import CI
 from fashion_lib.report import format_ci
 

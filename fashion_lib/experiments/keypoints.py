@@ -58,9 +58,7 @@ from fashion_lib.models.cpn import CPNConfig, build_cpn
 from fashion_lib.models.detector import TopDownDetector, predict, top_instance
 from fashion_lib.models.keypoint_rcnn import KeypointRCNNConfig, build_keypoint_rcnn, detection_target
 from fashion_lib.provenance import content_digest
-from fashion_lib.refine import (
-    RefineResult,
-)
+from fashion_lib.refine import RefineResult
 from fashion_lib.report import NOT_TESTED
 from fashion_lib.synthetic import (
     SyntheticGarments,

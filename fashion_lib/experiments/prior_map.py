@@ -14,35 +14,16 @@ from dataclasses import dataclass
 
 import torch
 
-from fashion_lib.experiments.keypoint_refiner import (
-    refiner_activity,
-)
-from fashion_lib.experiments.keypoint_rows import (
-    per_seed_refine,
-)
-from fashion_lib.experiments.keypoint_scores import (
-    ne_metric,
-    per_image_errors,
-)
-from fashion_lib.experiments.keypoints import (
-    Detectors,
-    KeypointSetup,
-    to_instances,
-    validation_set,
-)
+from fashion_lib.experiments.keypoint_refiner import refiner_activity
+from fashion_lib.experiments.keypoint_rows import per_seed_refine
+from fashion_lib.experiments.keypoint_scores import ne_metric, per_image_errors
+from fashion_lib.experiments.keypoints import Detectors, KeypointSetup, to_instances, validation_set
 from fashion_lib.keypoints import OCCLUDED, VISIBLE
 from fashion_lib.metrics import CI
 from fashion_lib.models.detector import predict
-from fashion_lib.refine import (
-    RefineConfig,
-    RefineSummary,
-    refine_symmetric,
-    summarize_refinement,
-)
+from fashion_lib.refine import RefineConfig, RefineSummary, refine_symmetric, summarize_refinement
 from fashion_lib.report import format_ci
-from fashion_lib.synthetic import (
-    WorldConfig,
-)
+from fashion_lib.synthetic import WorldConfig
 
 __all__ = [
     "PriorMap", "map_world", "prior_map", "prior_map_counts", "prior_map_notes", "prior_map_sentences",
