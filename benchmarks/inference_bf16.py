@@ -30,6 +30,7 @@ import time
 import torch
 
 from fashion_lib.experiments import keypoints as kx
+from fashion_lib.experiments.keypoint_scores import ne_metric
 from fashion_lib.models.detector import predict, top_instance
 
 # the cpu profile's detector settings (notebooks/profiles/cpu.yaml, `all: detector`)
@@ -63,7 +64,7 @@ def main() -> None:
         raise SystemExit(f"no finished cpu-profile Keypoint R-CNN run for seed(s) {missing} under FASHION_LIB_RUNS "
                          f"({kx.runs_dir()}): point it at a built book's _build/runs")
     val = kx.validation_set(setup)
-    images, ne = list(val.images), kx.ne_metric()
+    images, ne = list(val.images), ne_metric()
     print(f"threads {args.threads}, batch {args.batch_size}, {len(images)} garments, {args.repeats} rounds")
     for seed in args.seeds:  # over the few seeds
         model = kx.train_detectors(setup, seed, progress=False).keypoint_rcnn  # loaded: the run is finished

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -154,6 +155,14 @@ class RefineSummary:
     points_moved: int  # points whose coordinates the EMA changed (a refined pair moves up to two; alpha 0 none)
     points_filled: int  # missing points filled with the partner's mirror image (not counted as moved)
     points_ignored: int  # absurd points treated as missing (RefineConfig.absurd_factor); kept unless filled
+
+    @classmethod
+    def pooled(cls, summaries: Sequence[RefineSummary]) -> RefineSummary:
+        """One summary for several refiner passes (seeds, cells): every count summed, so that its shares are over
+        all the instances together."""
+        if not summaries:
+            raise ValueError("RefineSummary.pooled needs one or more summaries, got none")
+        return cls(**{f.name: sum(getattr(s, f.name) for s in summaries) for f in dataclasses.fields(cls)})
 
     def _per_instance(self, count: int) -> float:
         return count / max(self.instances, 1)  # an empty batch: 0, not a division error

@@ -55,6 +55,16 @@ from myst_nb import glue
 
 from fashion_lib import provenance
 from fashion_lib.experiments import keypoints as kx
+from fashion_lib.experiments.claims import judge_claims
+from fashion_lib.experiments.keypoint_refiner import axis_once_variant, missing_point_summary, missing_point_table
+from fashion_lib.experiments.keypoint_rows import rows_for_seeds
+from fashion_lib.experiments.keypoint_scores import category_accuracy, ne_arrays, ne_metric
+from fashion_lib.experiments.keypoint_text import (
+    detector_bar_sentence,
+    fill_sentence,
+    missing_rule_sentence,
+    second_scale_sentence,
+)
 from fashion_lib.keypoints import OCCLUDED, VISIBLE
 from fashion_lib.metrics import crossed_bootstrap_ci
 from fashion_lib.plotting import draw_scores
@@ -66,8 +76,6 @@ from fashion_lib.report import (
     comparison_table,
     format_ci,
     glue_ci,
-    glue_claim,
-    glue_not_tested,
     score_methods,
     verdict,
     verdict_table,
@@ -93,13 +101,13 @@ display(Markdown(f"Validation set: {len(val.images)} images ({'synthetic' if set
 # %%
 t0 = time.perf_counter()
 calibrations = []  # per seed, each detector's missing-point threshold (when calibration_images > 0)
-rows_per_seed = kx.rows_for_seeds(setup, val, refine, seeds, calibrations=calibrations)
+rows_per_seed = rows_for_seeds(setup, val, refine, seeds, calibrations=calibrations)
 fill_thresholds = [c[kx.KRCNN].threshold for c in calibrations] or [refine.fill_below]
-glue("missing_rule", Markdown(kx.missing_rule_sentence(setup, fill_thresholds, refine.score_threshold)),
+glue("missing_rule", Markdown(missing_rule_sentence(setup, fill_thresholds, refine.score_threshold)),
      display=False)
 display(Markdown(f"{len(seeds)} seeds trained (or loaded) and refined in {time.perf_counter() - t0:.0f} s. "
                  f"Refiner: {refine}, with `fill_threshold` per seed as below. "
-                 + kx.missing_rule_sentence(setup, fill_thresholds, refine.score_threshold)))
+                 + missing_rule_sentence(setup, fill_thresholds, refine.score_threshold)))
 
 # %% [markdown]
 # ## Is the detector trained well enough to test a refiner?
@@ -112,13 +120,13 @@ display(Markdown(f"{len(seeds)} seeds trained (or loaded) and refined in {time.p
 # %%
 import pandas as pd
 
-category_right = 100 * pd.DataFrame({f"seed {seed}": kx.category_accuracy(rows[kx.KRCNN], val)
+category_right = 100 * pd.DataFrame({f"seed {seed}": category_accuracy(rows[kx.KRCNN], val)
                                      for seed, rows in zip(seeds, rows_per_seed, strict=True)}).T
 glue("category_right", float(category_right["all"].mean()), display=False)
 display(category_right.rename(columns={"all": "all garments"}).round(0))
-ne_per_seed = [100 * kx.ne_metric()(*arrays) for arrays in kx.ne_arrays(rows_per_seed, val, kx.KRCNN)]
-glue("detector_bars", Markdown(kx.detector_bar_sentence(
-    ne_per_seed, [kx.category_accuracy(rows[kx.KRCNN], val) for rows in rows_per_seed])), display=False)
+ne_per_seed = [100 * ne_metric()(*arrays) for arrays in ne_arrays(rows_per_seed, val, kx.KRCNN)]
+glue("detector_bars", Markdown(detector_bar_sentence(
+    ne_per_seed, [category_accuracy(rows[kx.KRCNN], val) for rows in rows_per_seed])), display=False)
 
 # %% [markdown]
 # **Against the bars.**
@@ -141,9 +149,9 @@ glue("detector_bars", Markdown(kx.detector_bar_sentence(
 axis_gen = torch.Generator().manual_seed(0)
 axis_first, axis_first_ci = {}, {}
 for points in ("visible", "occluded"):
-    metric = kx.ne_metric(points=points)
-    ci = crossed_bootstrap_ci(metric, kx.ne_arrays(rows_per_seed, val, kx.AXIS_ONCE),
-                              kx.ne_arrays(rows_per_seed, val, kx.KRCNN), n_boot=n_boot, generator=axis_gen)
+    metric = ne_metric(points=points)
+    ci = crossed_bootstrap_ci(metric, ne_arrays(rows_per_seed, val, kx.AXIS_ONCE),
+                              ne_arrays(rows_per_seed, val, kx.KRCNN), n_boot=n_boot, generator=axis_gen)
     axis_first[points] = verdict(ci, better="lower")
     axis_first_ci[f"axis once − detector, {points} points"] = ci
     glue_ci(f"axis_first_{points}", ci, scale=100)
@@ -151,8 +159,8 @@ for points in ("visible", "occluded"):
 verdict_table(axis_first_ci, better="lower", claim="it lowers NE", scale=100, unit=" (NE points)")
 
 # what the axis did behind these verdicts, all seeds together (each seed's detections of the same garments)
-fill_rows = kx.missing_point_table(rows_per_seed, val, seeds, refine, calibrations=calibrations, schema="fashionai")
-fill_summary = kx.missing_point_summary(fill_rows)
+fill_rows = missing_point_table(rows_per_seed, val, seeds, refine, calibrations=calibrations, schema="fashionai")
+fill_summary = missing_point_summary(fill_rows)
 codes = val.keypoints[..., 2]
 glue("axis_garments", len(seeds) * len(val.images), display=False)
 glue("axis_garments_found", sum(int(rows[kx.AXIS_ONCE].refined.has_axis.sum()) for rows in rows_per_seed),
@@ -161,15 +169,15 @@ glue("scored_visible", int((codes == VISIBLE).sum()), display=False)  # per seed
 glue("scored_occluded", int((codes == OCCLUDED).sum()), display=False)
 
 # the occluded change split into the fill (alpha 0: the same axes and fills, no pull) and the pull on top of it
-fill_only = kx.axis_once_variant(rows_per_seed, val, refine, seeds, [c[kx.KRCNN].threshold for c in calibrations],
-                                 alpha=0.0)
+fill_only = axis_once_variant(rows_per_seed, val, refine, seeds, [c[kx.KRCNN].threshold for c in calibrations],
+                              alpha=0.0)
 fill_arrays = [(inst.keypoints, val.keypoints, val.categories) for inst in fill_only]
-occluded_ne = kx.ne_metric(points="occluded")
+occluded_ne = ne_metric(points="occluded")
 axis_parts = {
     "fill alone (alpha 0) − detector, occluded points": crossed_bootstrap_ci(
-        occluded_ne, fill_arrays, kx.ne_arrays(rows_per_seed, val, kx.KRCNN), n_boot=n_boot, generator=axis_gen),
+        occluded_ne, fill_arrays, ne_arrays(rows_per_seed, val, kx.KRCNN), n_boot=n_boot, generator=axis_gen),
     "axis once − fill alone (the pull), occluded points": crossed_bootstrap_ci(
-        occluded_ne, kx.ne_arrays(rows_per_seed, val, kx.AXIS_ONCE), fill_arrays, n_boot=n_boot, generator=axis_gen),
+        occluded_ne, ne_arrays(rows_per_seed, val, kx.AXIS_ONCE), fill_arrays, n_boot=n_boot, generator=axis_gen),
 }
 for key, ci in zip(("fill_part_occluded", "pull_part_occluded"), axis_parts.values(), strict=True):
     glue_ci(key, ci, scale=100)
@@ -208,12 +216,13 @@ gen = torch.Generator().manual_seed(0)
 paper = {kx.KRCNN: 13.70, kx.CPN: 13.55, kx.NKD: 10.96}
 rows = kx.tested_rows(setup)  # every row, less CPN's where this profile trains no CPN
 untested = [row for row in kx.ROWS if row not in rows]
-arrays = {row: kx.ne_arrays(rows_per_seed, val, row) for row in rows}
-ne = kx.ne_metric()
+arrays = {row: ne_arrays(rows_per_seed, val, row) for row in rows}
+ne = ne_metric()
 scores = score_methods(arrays, ne, n_boot=n_boot, generator=gen)
 if untested:
     display(Markdown(f"**{', '.join(untested)}: {NOT_TESTED}.** {kx.CPN_NOT_TESTED_REASON}"))
 comparison_table(scores, paper, scale=100, unit=" NE (%)", not_tested=untested)
+
 
 # %% [markdown]
 # The paper's rows are "Mask R-CNN", "CPN" and "New-key-detection"; ours are named after what ran. The paper
@@ -236,21 +245,17 @@ claims = {
     "axis_share": (kx.NKD, kx.TWICE),  # the axis' own share of the two-scale method
     "second_alone": (kx.SECOND, kx.KRCNN),  # does the detector read its crop as well as the whole image?
 }
-primary = ("nkd", "cpn", "nkd_vs_cpn")  # the front page's claims (fashion_lib.report.PRIMARY_CLAIMS)
-verdicts, differences = {}, {}
-for key, (a, b) in claims.items():
-    if a in untested or b in untested:  # no CPN at this scale: no difference, no verdict
-        if key in primary:
-            glue_not_tested(f"t1_fashionai_{key}", kx.CPN_NOT_TESTED_REASON)
-        continue
-    # the axis once was compared above: the same interval, not a second resample of it
-    ci = differences[f"{a} − {b}"] = (axis_first_ci["axis once − detector, visible points"] if key == "axis_once"
-                                      else difference(a, b))
-    if key in primary:  # the baseline's own NE: the base of the relative size question
-        glue_claim(f"t1_fashionai_{key}", ci, level=scores[b].ci.estimate)
-    verdicts[key] = verdict(ci, better="lower")
-    glue_ci(f"diff_{key}", ci, scale=100)
-    glue(f"verdict_{key}", verdict(ci, better="lower"), display=False)
+
+
+def claim_interval(key, a, b):
+    """The interval of a claim: the axis once was compared above, so the same one, not a second resample of it."""
+    return axis_first_ci["axis once − detector, visible points"] if key == "axis_once" else difference(a, b)
+
+
+# a claim's level is its baseline's own NE (the primary claims' relative size)
+differences, verdicts = judge_claims(claims, claim_interval, page="t1_fashionai", better="lower", untested=untested,
+                                     not_tested_reason=kx.CPN_NOT_TESTED_REASON,
+                                     level=lambda a, b: scores[b].ci.estimate)
 for row, key in ((kx.KRCNN, "krcnn"), (kx.CPN, "cpn"), (kx.NKD, "nkd"), (kx.CPN_NKD, "cpn_nkd"),
                  (kx.AXIS_ONCE, "axis_once"), (kx.TWICE, "twice")):
     if row in scores:
@@ -261,7 +266,7 @@ glue("axis_share_sentence", Markdown(axis_share_sentence(
     unit="NE (points)", scale=100)), display=False)
 # the study's bar for a crop inside the detector's training distribution (issue 17): within 2 NE points; and how
 # many instances kept their first scale (fill_summary, from the axis-once cell), unchanged in every two-scale row
-glue("second_scale_sentence", Markdown(kx.second_scale_sentence(
+glue("second_scale_sentence", Markdown(second_scale_sentence(
     differences[f"{kx.SECOND} − {kx.KRCNN}"], unit="NE points", scale=100, bar=2.0,
     unmatched=fill_summary["second_scale_unmatched"], instances=fill_summary["second_scale_instances"])),
     display=False)
@@ -323,14 +328,14 @@ verdict_table(differences, better="lower", claim="it lowers NE", scale=100, unit
 # public scorer uses:
 
 # %%
-variants = {"visible, pooled (the challenge)": ne, "visible, per image": kx.ne_metric(reduce="image"),
-            "occluded points only": kx.ne_metric(points="occluded")}
+variants = {"visible, pooled (the challenge)": ne, "visible, per image": ne_metric(reduce="image"),
+            "occluded points only": ne_metric(points="occluded")}
 table = {}
 for label, metric in variants.items():
     table[label] = {row: 100 * sum(metric(*a) for a in arrays[row]) / len(arrays[row]) for row in rows}
 variant_table = pd.DataFrame(table).round(2)
 # the composite on occluded points, split into its parts like the visible points above (exploratory)
-occluded = kx.ne_metric(points="occluded")
+occluded = ne_metric(points="occluded")
 occluded_parts = {f"{a} − {b}, occluded points": difference(a, b, occluded)
                   for a, b in ((kx.NKD, kx.KRCNN), (kx.TWICE, kx.KRCNN), (kx.NKD, kx.TWICE))}
 for key, ci in zip(("nkd", "twice", "axis_share"), occluded_parts.values(), strict=True):
@@ -394,7 +399,7 @@ plt.close(fig)
 # %%
 for key, value in fill_summary.items():  # fill_summary: from the axis-once cell
     glue(key, value, display=False)
-glue("fill_sentence", Markdown(kx.fill_sentence(fill_summary)), display=False)
+glue("fill_sentence", Markdown(fill_sentence(fill_summary)), display=False)
 pd.DataFrame(fill_rows).set_index("seed").round(3)
 
 # %% [markdown]

@@ -60,6 +60,17 @@ from myst_nb import glue
 from fashion_lib import provenance
 from fashion_lib.coco_eval import coco_area_scale, coco_keypoint_ap
 from fashion_lib.experiments import keypoints as kx
+from fashion_lib.experiments.claims import judge_claims
+from fashion_lib.experiments.keypoint_errors import (
+    limb_change_table,
+    limb_error_changes,
+    row_point_changes,
+    second_scale_counts,
+)
+from fashion_lib.experiments.keypoint_refiner import missing_point_summary, missing_point_table
+from fashion_lib.experiments.keypoint_rows import rows_for_seeds
+from fashion_lib.experiments.keypoint_scores import coco_arrays, coco_metric, coco_results
+from fashion_lib.experiments.keypoint_text import fill_sentence, missing_rule_sentence, second_scale_sentence
 from fashion_lib.metrics import crossed_bootstrap_ci, crossed_interval, crossed_plan, seed_values
 from fashion_lib.refine import RefineConfig
 from fashion_lib.report import (
@@ -73,8 +84,6 @@ from fashion_lib.report import (
     format_count,
     format_mean_sd,
     glue_ci,
-    glue_claim,
-    glue_not_tested,
     too_weak,
     verdict,
     verdict_table,
@@ -94,13 +103,13 @@ display(Markdown(f"Validation set: {len(val.images)} images, {people} persons "
 # %%
 t0 = time.perf_counter()
 calibrations = []  # per seed, each detector's missing-point threshold (when calibration_images > 0)
-rows_per_seed = kx.rows_for_seeds(setup, val, refine, seeds, calibrations=calibrations)
+rows_per_seed = rows_for_seeds(setup, val, refine, seeds, calibrations=calibrations)
 fill_thresholds = [c[kx.KRCNN].threshold for c in calibrations] or [refine.fill_below]
-glue("missing_rule", Markdown(kx.missing_rule_sentence(setup, fill_thresholds, refine.score_threshold)),
+glue("missing_rule", Markdown(missing_rule_sentence(setup, fill_thresholds, refine.score_threshold)),
      display=False)
 display(Markdown(f"{len(seeds)} seeds trained (or loaded) and refined in {time.perf_counter() - t0:.0f} s. "
                  f"Refiner: {refine}, with `fill_threshold` per seed as below. "
-                 + kx.missing_rule_sentence(setup, fill_thresholds, refine.score_threshold)))
+                 + missing_rule_sentence(setup, fill_thresholds, refine.score_threshold)))
 
 # %% [markdown]
 # ## The symmetry prior alone: the first verdict
@@ -118,15 +127,15 @@ display(Markdown(f"{len(seeds)} seeds trained (or loaded) and refined in {time.p
 gen = torch.Generator().manual_seed(0)
 rows = kx.tested_rows(setup)  # every row, less CPN's where this profile trains no CPN
 untested = [row for row in kx.ROWS if row not in rows]
-arrays = {row: kx.coco_arrays(rows_per_seed, val, row) for row in rows}
-ap = kx.coco_metric(val, "AP")
+arrays = {row: coco_arrays(rows_per_seed, val, row) for row in rows}
+ap = coco_metric(val, "AP")
 axis_ci = crossed_bootstrap_ci(ap, arrays[kx.AXIS_ONCE], arrays[kx.KRCNN], n_boot=n_boot, generator=gen)
 glue_ci("diff_axis_once", axis_ci, scale=100)
 glue("verdict_axis_once", verdict(axis_ci, better="higher"), display=False)
 display(verdict_table({"axis once − detector": axis_ci}, better="higher", claim="it raises AP", scale=100, digits=1,
                       unit=" (AP points)"))
-limbs = pd.DataFrame(kx.limb_error_changes(rows_per_seed, val, kx.AXIS_ONCE, kx.KRCNN, n_boot=n_boot,
-                                           generator=gen))
+limbs = pd.DataFrame(limb_error_changes(rows_per_seed, val, kx.AXIS_ONCE, kx.KRCNN, n_boot=n_boot,
+                                        generator=gen))
 for points in ("visible", "occluded"):
     part = limbs[limbs["points"] == points]
     glue(f"limbs_lowered_{points}", int((part["verdict"] == "supports").sum()), display=False)
@@ -134,9 +143,9 @@ for points in ("visible", "occluded"):
     glue(f"limbs_scored_{points}", int((part["n"] > 0).sum()), display=False)
     glue(f"limbs_not_moved_{points}", int((part["verdict"] == NOT_MOVED).sum()), display=False)
 # the check: the nose lies on the axis, which cannot move it, and both rows score the same detection of each person
-glue("limbs_on_axis_change", 100 * kx.row_point_changes(rows_per_seed, val, "coco", kx.AXIS_ONCE).largest_on_axis,
+glue("limbs_on_axis_change", 100 * row_point_changes(rows_per_seed, val, "coco", kx.AXIS_ONCE).largest_on_axis,
      display=False)
-kx.limb_change_table(limbs.to_dict("records"))
+limb_change_table(limbs.to_dict("records"))
 
 # %% [markdown]
 # **Verdict on the symmetry prior.** The axis applied once changes the AP of Keypoint R-CNN by
@@ -179,7 +188,7 @@ glue("area_scale", area_scale, display=False)
 glue("image_side", round(640 * math.sqrt(area_scale)), display=False)
 glue("medium_low", 32 * math.sqrt(area_scale), display=False)
 glue("medium_high", 96 * math.sqrt(area_scale), display=False)
-per_seed = {row: [coco_keypoint_ap(val.annotation_file, kx.coco_results(rows[row], val), area_scale=area_scale)
+per_seed = {row: [coco_keypoint_ap(val.annotation_file, coco_results(rows[row], val), area_scale=area_scale)
                   for rows in rows_per_seed] for row in rows}
 table = []
 for row in kx.ROWS:
@@ -212,32 +221,24 @@ claims = {
 # one crossed plan for every row: each row's per-seed AP on each replicate's shared images is computed once
 # (pycocotools is the cost) and every difference pairs the same draws
 plan = crossed_plan(len(seeds), len(val.image_ids), n_boot=n_boot, generator=gen)
-primary = ("nkd", "cpn", "nkd_vs_cpn")  # the front page's claims (fashion_lib.report.PRIMARY_CLAIMS)
-for key in [key for key, pair in claims.items() if set(pair) & set(untested)]:  # no CPN at this scale: no verdict
-    del claims[key]
-    if key in primary:
-        glue_not_tested(f"t1_coco_{key}", kx.CPN_NOT_TESTED_REASON)
+tested = {key: pair for key, pair in claims.items() if not set(pair) & set(untested)}  # no CPN: no verdict
 row_values = {row: seed_values(ap, arrays[row], plan)
-              for row in dict.fromkeys(r for pair in claims.values() for r in pair)}
-differences, verdicts = {}, {}
+              for row in dict.fromkeys(r for pair in tested.values() for r in pair)}
 # each comparison's baseline AP, mean over seeds: a verdict needs a baseline above the floor (report.LEVEL_FLOOR), in
 # the prose as in the table below
-overall = {f"{a} − {b}": sum(r.AP for r in per_seed[b]) / len(per_seed[b]) for a, b in claims.values()}
-for key, (a, b) in claims.items():
-    ci = differences[f"{a} − {b}"] = crossed_interval(row_values[a] - row_values[b], plan)
-    if key in primary:  # the baseline's own AP: the base of the relative size question
-        glue_claim(f"t1_coco_{key}", ci, level=overall[f"{a} − {b}"])
-    verdicts[key] = verdict(ci, better="higher", level=overall[f"{a} − {b}"])
-    glue_ci(f"diff_{key}", ci, scale=100)
-    glue(f"verdict_{key}", verdicts[key], display=False)
+overall = {f"{a} − {b}": sum(r.AP for r in per_seed[b]) / len(per_seed[b]) for a, b in tested.values()}
+differences, verdicts = judge_claims(
+    claims, lambda key, a, b: crossed_interval(row_values[a] - row_values[b], plan), page="t1_coco", better="higher",
+    untested=untested, not_tested_reason=kx.CPN_NOT_TESTED_REASON, level=lambda a, b: overall[f"{a} − {b}"],
+    level_in_verdict=True)
 glue("exploratory", EXPLORATORY, display=False)
 glue("axis_share_sentence", Markdown(axis_share_sentence(
     differences[f"{kx.NKD} − {kx.TWICE}"], differences[f"{kx.TWICE} − {kx.KRCNN}"], better="higher", unit="AP",
     scale=100, digits=1)), display=False)
 # how many instances kept their first scale: they sit unchanged in every two-scale row
-fill_rows = kx.missing_point_table(rows_per_seed, val, seeds, refine, calibrations=calibrations, schema="coco")
-fill_summary = kx.missing_point_summary(fill_rows)
-glue("second_scale_sentence", Markdown(kx.second_scale_sentence(
+fill_rows = missing_point_table(rows_per_seed, val, seeds, refine, calibrations=calibrations, schema="coco")
+fill_summary = missing_point_summary(fill_rows)
+glue("second_scale_sentence", Markdown(second_scale_sentence(
     differences[f"{kx.SECOND} − {kx.KRCNN}"], unit="AP points", scale=100, digits=1,
     unmatched=fill_summary["second_scale_unmatched"], instances=fill_summary["second_scale_instances"])),
     display=False)
@@ -356,16 +357,16 @@ plt.close(fig)
 # %%
 for key, value in fill_summary.items():  # fill_summary: from the Table 1 cell
     glue(key, value, display=False)
-glue("fill_sentence", Markdown(kx.fill_sentence(fill_summary)), display=False)
+glue("fill_sentence", Markdown(fill_sentence(fill_summary)), display=False)
 display(pd.DataFrame(fill_rows).set_index("seed").round(3))
 # the control: New-key-detection with the fill off (fill threshold = score threshold 0, the literal reading), the
 # same detectors, seeds and bootstrap plan as the New-key-detection row above
-no_fill = kx.rows_for_seeds(dataclasses.replace(setup, calibration_images=0), val, refine, seeds, rows=(kx.NKD,))
-fill_ci = crossed_interval(row_values[kx.NKD] - seed_values(ap, kx.coco_arrays(no_fill, val, kx.NKD), plan), plan)
+no_fill = rows_for_seeds(dataclasses.replace(setup, calibration_images=0), val, refine, seeds, rows=(kx.NKD,))
+fill_ci = crossed_interval(row_values[kx.NKD] - seed_values(ap, coco_arrays(no_fill, val, kx.NKD), plan), plan)
 glue_ci("diff_fill", fill_ci, scale=100)
 glue("verdict_fill", verdict(fill_ci, better="higher"), display=False)
 glue("youden_j", sum(c[kx.KRCNN].youden_j for c in calibrations) / max(1, len(calibrations)), display=False)
-counts = kx.second_scale_counts(rows_per_seed, val)
+counts = second_scale_counts(rows_per_seed, val)
 totals = {column: sum(c[column] for c in counts) for column in counts[0]}
 for column, key in (("matched to a person", "person"), ("matched in the crop", "crop"), ("both", "both")):
     glue(f"second_scale_{key}", format_count(totals[column], totals["detections"]), display=False)

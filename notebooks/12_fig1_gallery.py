@@ -39,8 +39,12 @@ from myst_nb import glue
 
 from fashion_lib import provenance
 from fashion_lib.experiments import keypoints as kx
+from fashion_lib.experiments.keypoint_rows import calibrated_refine, table1_rows
+from fashion_lib.experiments.keypoint_scores import per_image_errors
+from fashion_lib.experiments.keypoint_text import missing_rule_sentence
 from fashion_lib.keypoints import FASHIONAI
 from fashion_lib.metrics import keypoint_errors
+from fashion_lib.models.detector import as_detect_fn
 from fashion_lib.plotting import draw_axis, draw_prediction
 from fashion_lib.refine import RefineConfig, new_key_detection
 from fashion_lib.report import format_count
@@ -50,9 +54,9 @@ setup = kx.KeypointSetup(schema="fashionai", **detector, val_images=val_images, 
 val = kx.validation_set(setup)
 seed = seeds[0]
 detectors = kx.train_detectors(setup, seed, progress=False)
-refine = kx.calibrated_refine(setup, detectors, seed, RefineConfig.for_schema("fashionai"))
-glue("fig1_missing_rule", Markdown(kx.missing_rule_sentence(setup, [refine.fill_below])), display=False)
-rows = kx.table1_rows(setup, detectors, val, refine, seed=seed)
+refine = calibrated_refine(setup, detectors, seed, RefineConfig.for_schema("fashionai"))
+glue("fig1_missing_rule", Markdown(missing_rule_sentence(setup, [refine.fill_below])), display=False)
+rows = table1_rows(setup, detectors, val, refine, seed=seed)
 
 # %% [markdown]
 # ## Choosing the case
@@ -65,9 +69,9 @@ rows = kx.table1_rows(setup, detectors, val, refine, seed=seed)
 # rule, which reads only the detector's score).
 
 # %%
-err_det = kx.per_image_errors(rows[kx.KRCNN], val)  # (B, K)
-err_once = kx.per_image_errors(rows[kx.AXIS_ONCE], val)
-err_nkd = kx.per_image_errors(rows[kx.NKD], val)
+err_det = per_image_errors(rows[kx.KRCNN], val)  # (B, K)
+err_once = per_image_errors(rows[kx.AXIS_ONCE], val)
+err_nkd = per_image_errors(rows[kx.NKD], val)
 once = rows[kx.AXIS_ONCE].refined  # what the axis applied once did: axes found, points filled
 badly_placed = (err_det > badly_placed_error).sum(1)  # (B,) NaN compares False: uncounted points are not counted
 gain = err_det.nanmean(1) - err_nkd.nanmean(1)  # (B,) positive: New-key-detection is better on this image
@@ -88,7 +92,7 @@ display(Markdown(f"{len(with_fill)} of {len(val.images)} validation images had a
 
 # %%
 image, truth, category = val.images[pick], val.keypoints[pick], val.categories[pick]
-detect = kx.as_detect_fn(detectors.keypoint_rcnn, FASHIONAI.num_keypoints)
+detect = as_detect_fn(detectors.keypoint_rcnn, FASHIONAI.num_keypoints)
 res = new_key_detection([image], detect, FASHIONAI, generator=torch.Generator().manual_seed(seed),
                         keypoints=rows[kx.KRCNN].keypoints[pick:pick + 1], config=refine)
 

@@ -40,36 +40,39 @@ from myst_nb import glue
 
 from fashion_lib import provenance
 from fashion_lib.experiments import keypoints as kx
+from fashion_lib.experiments.keypoint_rows import calibrated_refine, rows_for_seeds
+from fashion_lib.experiments.keypoint_scores import ne_arrays, ne_metric
+from fashion_lib.experiments.keypoint_text import missing_rule_sentence
 from fashion_lib.refine import RefineConfig
 from fashion_lib.report import mean_sd
 
 prov = provenance.start(run_info, seeds)
 setup = kx.KeypointSetup(schema="fashionai", **detector, val_images=val_images, calibration_images=calibration_images)
 val = kx.validation_set(setup)
-metrics = {"visible points": kx.ne_metric(), "occluded points": kx.ne_metric(points="occluded")}
+metrics = {"visible points": ne_metric(), "occluded points": ne_metric(points="occluded")}
 
 
 def curve(row, values):
     """NE (%) per alpha: {metric: [(mean, sd) per alpha]}, and the detector's own NE for reference."""
     out = {name: [] for name in metrics}
     for a in values:
-        per_seed = kx.rows_for_seeds(setup, val, RefineConfig.for_schema("fashionai", alpha=a), seeds,
-                                     rows=(kx.KRCNN, row))
+        per_seed = rows_for_seeds(setup, val, RefineConfig.for_schema("fashionai", alpha=a), seeds,
+                                  rows=(kx.KRCNN, row))
         for name, metric in metrics.items():
-            out[name].append(mean_sd([100 * metric(*args) for args in kx.ne_arrays(per_seed, val, row)]))
+            out[name].append(mean_sd([100 * metric(*args) for args in ne_arrays(per_seed, val, row)]))
     return out
 
 
 axis_once = curve(kx.AXIS_ONCE, alphas)
 nkd = curve(kx.NKD, nkd_alphas)
-base_rows = kx.rows_for_seeds(setup, val, RefineConfig.for_schema("fashionai"), seeds, rows=(kx.KRCNN,))
-detector = {name: mean_sd([100 * metric(*a) for a in kx.ne_arrays(base_rows, val, kx.KRCNN)])[0]
+base_rows = rows_for_seeds(setup, val, RefineConfig.for_schema("fashionai"), seeds, rows=(kx.KRCNN,))
+detector = {name: mean_sd([100 * metric(*a) for a in ne_arrays(base_rows, val, kx.KRCNN)])[0]
             for name, metric in metrics.items()}
-# rows_for_seeds applies the same calibrated rule (kx.calibrate_missing) to every alpha; the page names its thresholds
+# rows_for_seeds applies the same calibrated rule (calibrate_missing) to every alpha; the page names its thresholds
 paper = RefineConfig.for_schema("fashionai")
-thresholds = [kx.calibrated_refine(setup, kx.train_detectors(setup, s, progress=False), s, paper).fill_below
+thresholds = [calibrated_refine(setup, kx.train_detectors(setup, s, progress=False), s, paper).fill_below
               for s in seeds]
-glue("alpha_missing_rule", Markdown(kx.missing_rule_sentence(setup, thresholds)), display=False)
+glue("alpha_missing_rule", Markdown(missing_rule_sentence(setup, thresholds)), display=False)
 
 # %% [markdown]
 # Every alpha uses the same missing-point rule as the Table 1 page: {glue:md}`alpha_missing_rule`

@@ -42,6 +42,10 @@ from myst_nb import glue
 
 from fashion_lib import provenance
 from fashion_lib.experiments import keypoints as kx
+from fashion_lib.experiments.keypoint_refiner import score_axis_once
+from fashion_lib.experiments.keypoint_rows import calibrated_refine
+from fashion_lib.experiments.keypoint_scores import ne_metric
+from fashion_lib.experiments.keypoint_text import missing_rule_sentence
 from fashion_lib.refine import RefineConfig
 
 prov = provenance.start(run_info, seeds)
@@ -49,17 +53,17 @@ setup = kx.KeypointSetup(schema="fashionai", **detector, val_images=val_images, 
 val = kx.validation_set(setup)
 trained = [kx.train_detectors(setup, s, progress=False) for s in seeds]
 detections = [kx.detected_instances(d, val, "fashionai")[kx.KRCNN] for d in trained]
-detector_ne = 100 * sum(kx.ne_metric()(d.keypoints, val.keypoints, val.categories) for d in detections) / len(seeds)
+detector_ne = 100 * sum(ne_metric()(d.keypoints, val.keypoints, val.categories) for d in detections) / len(seeds)
 paper = RefineConfig.for_schema("fashionai")
 # the Table 1 page's missing-point rule, per seed, under every setting swept below
-thresholds = [kx.calibrated_refine(setup, d, s, paper).fill_below for d, s in zip(trained, seeds, strict=True)]
-glue("ransac_missing_rule", Markdown(kx.missing_rule_sentence(setup, thresholds)), display=False)
+thresholds = [calibrated_refine(setup, d, s, paper).fill_below for d, s in zip(trained, seeds, strict=True)]
+glue("ransac_missing_rule", Markdown(missing_rule_sentence(setup, thresholds)), display=False)
 
 
 def sweep(name, values, **fixed):
     """Score the axis applied once for each value of one parameter, the others at the paper's values."""
-    rows = [{name: v, **kx.score_axis_once(detections, val, RefineConfig.for_schema("fashionai", **fixed, **{name: v}),
-                                           thresholds=thresholds, seeds=seeds)}
+    rows = [{name: v, **score_axis_once(detections, val, RefineConfig.for_schema("fashionai", **fixed, **{name: v}),
+                                        thresholds=thresholds, seeds=seeds)}
             for v in values]
     return pd.DataFrame(rows).set_index(name)
 
@@ -81,7 +85,7 @@ for j, (label, table) in enumerate(sweeps.items()):
     ax.errorbar(x, table["NE visible (%)"], yerr=table["sd visible"].fillna(0.0), fmt="o-", label="visible points")
     ax.errorbar(x, table["NE occluded (%)"], yerr=table["sd occluded"].fillna(0.0), fmt="s--", label="occluded")
     ax.axhline(detector_ne, color="tab:blue", ls=":", lw=1)
-    axes[1, j].plot(x, 100 * table["with axis"], "o-", color="tab:gray")
+    axes[1, j].plot(x, 100 * table["axis share"], "o-", color="tab:gray")
     for a in (ax, axes[1, j]):
         if marks[label] is not None:
             a.axvline(marks[label], color="tab:red", ls="--", lw=1)
@@ -97,7 +101,7 @@ glue("ransac_figure", fig, display=False)
 plt.close(fig)
 
 d_table = sweeps["d (pixels)"]
-glue("ransac_axis_rate_paper", float(100 * d_table.loc[paper.d, "with axis"]), display=False)
+glue("ransac_axis_rate_paper", float(100 * d_table.loc[paper.d, "axis share"]), display=False)
 glue("ransac_best_d_px", float(d_table["NE visible (%)"].idxmin()), display=False)
 glue("ransac_best_d_ne", float(d_table["NE visible (%)"].min()), display=False)
 glue("ransac_detector_ne", float(detector_ne), display=False)
@@ -137,12 +141,12 @@ variants = {
     "all pairs + centre votes": {"center_votes": True},
     "category's pairs + centre votes": {"pairs": "category", "center_votes": True},
 }
-variant_table = pd.DataFrame({name: kx.score_axis_once(detections, val, RefineConfig.for_schema("fashionai", **kw),
-                                                      thresholds=thresholds, seeds=seeds)
+variant_table = pd.DataFrame({name: score_axis_once(detections, val, RefineConfig.for_schema("fashionai", **kw),
+                                                   thresholds=thresholds, seeds=seeds)
                               for name, kw in variants.items()}).T
 glue("ransac_category_ne", float(variant_table.loc["category's pairs", "NE visible (%)"]), display=False)
 glue("ransac_all_ne", float(variant_table.loc["all pairs (literal, default)", "NE visible (%)"]), display=False)
-glue("ransac_category_axis", float(100 * variant_table.loc["category's pairs", "with axis"]), display=False)
+glue("ransac_category_axis", float(100 * variant_table.loc["category's pairs", "axis share"]), display=False)
 above = int((variant_table["NE visible (%)"] > detector_ne).sum())
 glue("ransac_variants_sentence", Markdown(
     f"On visible points {above} of the {len(variant_table)} variants end above the detector alone "
@@ -154,7 +158,7 @@ glue("ransac_variants_sentence", Markdown(
     + " (means over seeds, no interval: the Table 1 page tests the literal variant with its interval)."),
     display=False)
 # the refiner's counts in their units: the share of garments with an axis, pairs and points per garment
-variant_table.round(3).rename(columns={"with axis": "with axis (share of garments)",
+variant_table.round(3).rename(columns={"axis share": "with axis (share of garments)",
                                        "pairs moved": "pairs moved (per garment)",
                                        "points filled": "points filled (per garment)"})
 

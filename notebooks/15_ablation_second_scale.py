@@ -43,6 +43,10 @@ from myst_nb import glue
 
 from fashion_lib import provenance
 from fashion_lib.experiments import keypoints as kx
+from fashion_lib.experiments.keypoint_refiner import second_scale_framing
+from fashion_lib.experiments.keypoint_rows import calibrated_refine, rows_for_seeds
+from fashion_lib.experiments.keypoint_scores import ne_arrays, ne_metric
+from fashion_lib.experiments.keypoint_text import missing_rule_sentence
 from fashion_lib.refine import RefineConfig
 from fashion_lib.report import format_count, mean_sd
 
@@ -54,20 +58,20 @@ sweep_setup = dataclasses.replace(setup, calibration_images=0)
 val = kx.validation_set(setup)
 trained = [kx.train_detectors(setup, s, progress=False) for s in seeds]
 # every other setting uses the Table 1 page's rule, per seed
-thresholds = [kx.calibrated_refine(setup, d, s, RefineConfig.for_schema("fashionai")).fill_below
+thresholds = [calibrated_refine(setup, d, s, RefineConfig.for_schema("fashionai")).fill_below
               for d, s in zip(trained, seeds, strict=True)]
-glue("second_scale_missing_rule", Markdown(kx.missing_rule_sentence(setup, thresholds)), display=False)
-metrics = {"NE visible (%)": kx.ne_metric(), "NE occluded (%)": kx.ne_metric(points="occluded")}
+glue("second_scale_missing_rule", Markdown(missing_rule_sentence(setup, thresholds)), display=False)
+metrics = {"NE visible (%)": ne_metric(), "NE occluded (%)": ne_metric(points="occluded")}
 
 
 def score(rule=setup, **overrides):
     """New-key-detection with the paper's settings but ``overrides``, the fill rule of the setup ``rule``
     (calibrated, or a swept threshold as given); NE (%) mean and sd over seeds."""
     refine = RefineConfig.for_schema("fashionai", **overrides)
-    per_seed = kx.rows_for_seeds(rule, val, refine, seeds, rows=(kx.KRCNN, kx.NKD))
+    per_seed = rows_for_seeds(rule, val, refine, seeds, rows=(kx.KRCNN, kx.NKD))
     out = {}
     for name, metric in metrics.items():
-        mean, sd = mean_sd([100 * metric(*a) for a in kx.ne_arrays(per_seed, val, kx.NKD)])
+        mean, sd = mean_sd([100 * metric(*a) for a in ne_arrays(per_seed, val, kx.NKD)])
         out[name], out[name.replace("NE", "sd")] = mean, sd
     # what the first scale's refiner did under this rule, all seeds (the mechanism beside its NE)
     first_scale = [rows[kx.NKD].refined for rows in per_seed]
@@ -78,13 +82,13 @@ def score(rule=setup, **overrides):
 
 
 # how each margin's crops frame the garment: the crops are cut around the refined first scale (the axis once)
-first = kx.rows_for_seeds(setup, val, RefineConfig.for_schema("fashionai"), seeds, rows=(kx.AXIS_ONCE,))
+first = rows_for_seeds(setup, val, RefineConfig.for_schema("fashionai"), seeds, rows=(kx.AXIS_ONCE,))
 
 
 def framing(margin):
     """Median extent of the key points in the crop and mean padded share of the crop, pooled over seeds."""
     refine = RefineConfig.for_schema("fashionai", margin=margin)
-    extent, padding = (torch.cat(x) for x in zip(*(kx.second_scale_framing(rows[kx.AXIS_ONCE], val, refine)
+    extent, padding = (torch.cat(x) for x in zip(*(second_scale_framing(rows[kx.AXIS_ONCE], val, refine)
                                                     for rows in first), strict=True))
     return {"key points' extent in the crop (median)": float(extent.nanmedian()),
             "padded share of the crop (mean)": float(padding.mean()), "crops padded (%)": 100 * float(
@@ -102,8 +106,8 @@ for m, row in margin_table.iterrows():
           f"never zeros); {row['crops padded (%)']:.1f} % of the crops are padded at all")
 threshold_table = pd.DataFrame([{"fill threshold": t, **score(sweep_setup, fill_threshold=t)}
                                 for t in fill_thresholds]).set_index("fill threshold")
-base = kx.rows_for_seeds(setup, val, RefineConfig.for_schema("fashionai"), seeds, rows=(kx.KRCNN,))
-detector = {name: mean_sd([100 * metric(*a) for a in kx.ne_arrays(base, val, kx.KRCNN)])[0]
+base = rows_for_seeds(setup, val, RefineConfig.for_schema("fashionai"), seeds, rows=(kx.KRCNN,))
+detector = {name: mean_sd([100 * metric(*a) for a in ne_arrays(base, val, kx.KRCNN)])[0]
             for name, metric in metrics.items()}
 
 # %%

@@ -45,17 +45,22 @@ from myst_nb import glue
 
 from fashion_lib import provenance
 from fashion_lib.experiments import keypoints as kx
+from fashion_lib.experiments.keypoint_errors import row_point_changes
+from fashion_lib.experiments.keypoint_refiner import refiner_activity
+from fashion_lib.experiments.keypoint_rows import calibrated_refine, table1_rows
+from fashion_lib.experiments.keypoint_text import missing_rule_sentence
+from fashion_lib.experiments.prior_map import draw_prior_map, prior_map, prior_map_counts, prior_map_sentences
 from fashion_lib.keypoints import COCO, FASHIONAI
-from fashion_lib.plotting import draw_effect_map, draw_point_changes
+from fashion_lib.plotting import draw_point_changes
 from fashion_lib.refine import RefineConfig, refine_symmetric, summarize_refinement
 
 prov = provenance.start(run_info, seeds)
 setup = kx.KeypointSetup(schema="fashionai", val_images=val_images, **detector, calibration_images=calibration_images)
 refine = RefineConfig.for_schema("fashionai")
 detectors = [kx.train_detectors(setup, s, progress=False) for s in seeds]
-refines = [kx.calibrated_refine(setup, d, s, refine) for d, s in zip(detectors, seeds, strict=True)]  # per seed
+refines = [calibrated_refine(setup, d, s, refine) for d, s in zip(detectors, seeds, strict=True)]  # per seed
 thresholds = [r.fill_below for r in refines]
-glue("prior_missing_rule", Markdown(kx.missing_rule_sentence(setup, thresholds)), display=False)
+glue("prior_missing_rule", Markdown(missing_rule_sentence(setup, thresholds)), display=False)
 
 # %% [markdown]
 # ## Where does the prior help? The axis alone over occlusion and asymmetry
@@ -74,28 +79,15 @@ glue("prior_missing_rule", Markdown(kx.missing_rule_sentence(setup, thresholds))
 # and below: {glue:md}`prior_missing_rule`
 
 # %%
-prior = kx.prior_map(setup, detectors, seeds, refine, occlusion_values, asymmetry_values, images=heat_images,
-                     n_boot=n_boot, generator=torch.Generator().manual_seed(0), thresholds=thresholds)
-default_cell = None
-if setup.world.occlusion_rate in prior.occlusion_values and setup.world.asymmetry in prior.asymmetry_values:
-    default_cell = (prior.occlusion_values.index(setup.world.occlusion_rate),
-                    prior.asymmetry_values.index(setup.world.asymmetry))
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), dpi=dpi, sharey=True, layout="constrained")
-limit = float(prior.change.abs().nan_to_num(0.0).max()) * 100 or 1.0
-for p, (ax, kind, notes) in enumerate(zip(axes, prior.points, kx.prior_map_notes(prior), strict=True)):
-    im = draw_effect_map(ax, prior.change[p], prior.low[p], prior.high[p], prior.occlusion_values,
-                         prior.asymmetry_values, row_label="occlusion rate", column_label="pose and shape asymmetry",
-                         limit=limit, mark=default_cell, notes=notes)
-    ax.set_title(f"{kind} points")
-axes[1].set_ylabel("")  # the rows are shared: one label
-fig.suptitle("The axis applied once minus the detector alone (n: points scored, f: points filled)")
-fig.colorbar(im, ax=axes, label="NE points (blue: the axis helps)", shrink=0.8)
+prior = prior_map(setup, detectors, seeds, refine, occlusion_values, asymmetry_values, images=heat_images,
+                  n_boot=n_boot, generator=torch.Generator().manual_seed(0), thresholds=thresholds)
+fig = draw_prior_map(prior, mark=prior.cell(setup.world.occlusion_rate, setup.world.asymmetry), dpi=dpi)
 glue("heatmap_figure", fig, display=False)
 plt.close(fig)
 glue("heat_garments", prior.garments * len(seeds), display=False)
 glue("heat_intervals", int((~prior.change.isnan()).sum()), display=False)
 glue("heat_by_chance", 0.05 * int((~prior.change.isnan()).sum()), display=False)  # 95 % intervals
-glue("heat_sentences", Markdown(kx.prior_map_sentences(prior)), display=False)
+glue("heat_sentences", Markdown(prior_map_sentences(prior)), display=False)
 for p, kind in enumerate(prior.points):  # the counts the book's "beyond the paper" page cites
     glue(f"heat_helps_{kind}", int((prior.high[p] < 0).sum()), display=False)
     glue(f"heat_hurts_{kind}", int((prior.low[p] > 0).sum()), display=False)
@@ -115,7 +107,7 @@ for p, kind in enumerate(prior.points):  # the counts the book's "beyond the pap
 # found and the points it filled (all seeds), and on which kinds of point the cell is starred.
 
 # %%
-kx.prior_map_counts(prior)
+prior_map_counts(prior)
 
 # %% [markdown]
 # Each cell pools {glue:text}`heat_garments` garment detections (garments times seeds). Computed from the map:
@@ -137,9 +129,9 @@ kx.prior_map_counts(prior)
 
 # %%
 val = kx.validation_set(setup)
-fa_rows = [kx.table1_rows(setup, det, val, seed_refine, rows=(kx.KRCNN, kx.AXIS_ONCE), seed=seed)
+fa_rows = [table1_rows(setup, det, val, seed_refine, rows=(kx.KRCNN, kx.AXIS_ONCE), seed=seed)
            for det, seed, seed_refine in zip(detectors, seeds, refines, strict=True)]
-fa_changes = kx.row_point_changes(fa_rows, val, "fashionai", kx.AXIS_ONCE)
+fa_changes = row_point_changes(fa_rows, val, "fashionai", kx.AXIS_ONCE)
 
 coco_setup = kx.KeypointSetup(schema="coco", val_images=coco_val_images, **detector,
                               calibration_images=calibration_images)
@@ -147,9 +139,9 @@ coco_val = kx.validation_set(coco_setup)
 coco_rows, coco_stats, fa_stats, coco_thresholds = [], [], [], []
 for seed in seeds:
     det = kx.train_detectors(coco_setup, seed, progress=False)
-    coco_refine = kx.calibrated_refine(coco_setup, det, seed, RefineConfig.for_schema("coco"))
+    coco_refine = calibrated_refine(coco_setup, det, seed, RefineConfig.for_schema("coco"))
     coco_thresholds.append(coco_refine.fill_below)
-    rows = kx.table1_rows(coco_setup, det, coco_val, coco_refine, rows=(kx.KRCNN, kx.AXIS_ONCE), seed=seed)
+    rows = table1_rows(coco_setup, det, coco_val, coco_refine, rows=(kx.KRCNN, kx.AXIS_ONCE), seed=seed)
     coco_rows.append(rows)
     g = torch.Generator().manual_seed(seed)
     before = rows[kx.KRCNN].keypoints
@@ -160,7 +152,7 @@ for det, seed, seed_refine in zip(detectors, seeds, refines, strict=True):
     fa_stats.append(summarize_refinement(inst.keypoints, refine_symmetric(
         inst.keypoints, FASHIONAI, generator=torch.Generator().manual_seed(seed), config=seed_refine), FASHIONAI,
         config=seed_refine))
-coco_changes = kx.row_point_changes(coco_rows, coco_val, "coco", kx.AXIS_ONCE)
+coco_changes = row_point_changes(coco_rows, coco_val, "coco", kx.AXIS_ONCE)
 
 fig, axes = plt.subplots(1, 2, figsize=(13, 4.4), dpi=dpi, gridspec_kw={"width_ratios": [24, 17]})
 for ax, changes, schema in ((axes[0], fa_changes, FASHIONAI), (axes[1], coco_changes, COCO)):
@@ -205,11 +197,11 @@ for name, changes, schema in (("fashionai", fa_changes, FASHIONAI), ("coco", coc
 # were filled, summed over the seeds (N counts each instance once per seed).
 
 # %%
-fa_acts, coco_acts = kx.refiner_activity(fa_stats), kx.refiner_activity(coco_stats)
+fa_acts, coco_acts = refiner_activity(fa_stats), refiner_activity(coco_stats)
 acts = pd.DataFrame({"FashionAI garments": fa_acts, "COCO persons": coco_acts}).T
 for name, row in (("fashionai", fa_acts), ("coco", coco_acts)):
     glue(f"axis_count_{name}", row["with an axis (n/N)"], display=False)
-glue("acts_coco_missing_rule", Markdown(kx.missing_rule_sentence(coco_setup, coco_thresholds)), display=False)
+glue("acts_coco_missing_rule", Markdown(missing_rule_sentence(coco_setup, coco_thresholds)), display=False)
 acts
 
 # %% [markdown]

@@ -1,4 +1,5 @@
-"""Shared fixtures: the smoke book is built once per test session and read by several tests."""
+"""Shared fixtures: a runs folder of the test's own; the smoke book, built once per test session and read by several
+tests."""
 
 from __future__ import annotations
 
@@ -27,3 +28,10 @@ def smoke_book(tmp_path_factory) -> SmokeBook:
     workdir, cache, runs = base / "book", base / "cache", base / "runs"
     summary = pipeline.run("smoke", workdir=workdir, cache_dir=cache, runs_dir=runs)
     return SmokeBook(workdir, cache, runs, summary)
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch) -> Path:
+    """A runs folder of the test's own (``$FASHION_LIB_RUNS``): trained models and caches never leak between tests."""
+    monkeypatch.setenv("FASHION_LIB_RUNS", str(tmp_path / "runs"))
+    return tmp_path / "runs"

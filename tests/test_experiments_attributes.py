@@ -20,12 +20,6 @@ from fashion_lib.metrics import attribute_accuracy, fashionai_attribute_map, top
 TINY_DETECTOR = KeypointSetup(image_size=64, train_steps=1, cpn_steps=1, batch_size=1)
 
 
-@pytest.fixture
-def runs(tmp_path, monkeypatch):
-    monkeypatch.setenv("FASHION_LIB_RUNS", str(tmp_path / "runs"))
-    return tmp_path / "runs"
-
-
 def tiny(**overrides) -> ax.AttributeSetup:
     values = {"detector": TINY_DETECTOR, "train_images": 16, "val_images": 8, "epochs": 1, "batch_size": 4}
     return ax.AttributeSetup(**{**values, **overrides})

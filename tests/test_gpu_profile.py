@@ -19,6 +19,7 @@ import torch
 from fashion_lib.attributes import LENGTH_TASKS
 from fashion_lib.experiments import attributes as ax
 from fashion_lib.experiments import keypoints as kx
+from fashion_lib.experiments.keypoint_rows import table1_rows
 from fashion_lib.keypoints import get_schema
 from fashion_lib.models.cpn import CPNConfig
 from fashion_lib.models.keypoint_rcnn import KeypointRCNNConfig
@@ -67,7 +68,7 @@ def test_detectors_train_two_steps_and_score_table1_rows(schema, gpu, runs):
     val = kx.validation_set(setup)
     side = params["detector"]["image_size"]
     assert [tuple(im.shape) for im in val.images] == [(3, side, side)] * 2
-    rows = kx.table1_rows(setup, detectors, val, RefineConfig.for_schema(schema), seed=0)
+    rows = table1_rows(setup, detectors, val, RefineConfig.for_schema(schema), seed=0)
     k = get_schema(schema).num_keypoints
     assert set(rows) == set(kx.ROWS)
     for name, inst in rows.items():

@@ -134,7 +134,7 @@ def test_draw_stopping_curves_a_line_per_seed_and_a_star_on_each_kept_pass():
 
 
 def test_draw_point_changes_groups_visible_and_occluded_and_hatches_the_axis(ax):
-    from fashion_lib.experiments.keypoints import point_changes
+    from fashion_lib.experiments.keypoint_errors import point_changes
     from fashion_lib.plotting import draw_point_changes
 
     before = torch.zeros(2, 17)

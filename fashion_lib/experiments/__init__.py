@@ -1,6 +1,14 @@
 """The study's experiments, as library functions the notebooks call (STYLE.md: notebooks load, call, plot, glue).
 
-- :mod:`fashion_lib.experiments.keypoints`: Table 1 (FashionAI NE, COCO AP), its controls and ablations.
+- Table 1 (FashionAI NE, COCO AP), its controls and ablations, one module per job:
+  :mod:`~fashion_lib.experiments.keypoints` (set-up, data, detectors and their detections),
+  :mod:`~fashion_lib.experiments.keypoint_rows` (the rows per seed, the fill rule's calibration),
+  :mod:`~fashion_lib.experiments.keypoint_scores` (NE and AP for the bootstrap),
+  :mod:`~fashion_lib.experiments.keypoint_errors` (per-point errors: COCO persons, limbs, fills),
+  :mod:`~fashion_lib.experiments.keypoint_refiner` (what the refiner did, the axis-once analysis),
+  :mod:`~fashion_lib.experiments.keypoint_text` (the pages' sentences),
+  :mod:`~fashion_lib.experiments.prior_map` (page 16's grid of worlds) and
+  :mod:`~fashion_lib.experiments.claims` (a page's comparisons judged and glued).
 - :mod:`fashion_lib.experiments.attributes`: Tables 2 and 3 (FashionAI and DeepFashion attributes).
 
 Trained models and cached predictions live in one folder shared by every notebook (:func:`runs_dir`), named by a

@@ -1,0 +1,73 @@
+"""A results page's comparisons judged and glued in one loop: the claims tables of pages 10 and 11 (Table 1).
+
+Each comparison is a claim key naming a row and its baseline (``"nkd": (NKD, KRCNN)``). :func:`judge_claims` gets
+each one's interval from the page (the page knows how it resamples), gives it a verdict, and glues it for the prose
+(``diff_<key>``, ``verdict_<key>``); a comparison that is one of the paper's primary claims
+(:data:`fashion_lib.report.PRIMARY_CLAIMS`, named ``<page>_<key>``) is also glued for the front page's Holm step, or
+glued as not tested where its row or baseline is not trained at this scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from typing import Literal
+
+from fashion_lib.metrics import CI
+from fashion_lib.report import PRIMARY_CLAIMS, glue_ci, glue_claim, glue_not_tested, verdict
+
+__all__ = ["judge_claims"]
+
+
+def judge_claims(
+    claims: Mapping[str, tuple[str, str]],
+    interval: Callable[[str, str, str], CI],
+    *,
+    page: str,
+    better: Literal["lower", "higher"],
+    untested: Collection[str] = (),
+    not_tested_reason: str = "",
+    level: Callable[[str, str], float] | None = None,
+    level_in_verdict: bool = False,
+    scale: float = 100.0,
+) -> tuple[dict[str, CI], dict[str, str]]:
+    """Judge and glue every comparison of a page, in the order of ``claims``.
+
+    Parameters
+    ----------
+    claims : claim key -> (row, baseline), the comparison "row minus baseline".
+    interval : ``(key, row, baseline) -> CI`` of row minus baseline; called once per tested claim, in order (a page
+        whose bootstrap draws from one generator gets the draws it would get in its own loop).
+    page : the primary claims' prefix (``"t1_fashionai"``): ``<page>_<key>`` of :data:`PRIMARY_CLAIMS` are glued
+        with :func:`fashion_lib.report.glue_claim`.
+    better : ``"lower"`` (NE) or ``"higher"`` (AP).
+    untested : rows this profile does not compute; a claim on one has no interval and no verdict, and a primary
+        one is glued as not tested with ``not_tested_reason``.
+    level : ``(row, baseline) -> float``, the baseline's own score, for the primary claims' relative size (and,
+        with ``level_in_verdict``, for :func:`fashion_lib.report.verdict`'s floor); None: no level.
+    scale : the factor of the glued ``diff_<key>`` figures (100: points of %).
+
+    Returns
+    -------
+    differences : ``"<row> − <baseline>"`` -> CI, verdicts : claim key -> verdict words, for the tested claims.
+    """
+    from myst_nb import glue
+
+    if untested and not not_tested_reason:
+        raise ValueError(f"untested rows {list(untested)} need a not_tested_reason for the claims they leave out")
+    primary = {c.key for c in PRIMARY_CLAIMS}
+    differences: dict[str, CI] = {}
+    verdicts: dict[str, str] = {}
+    for key, (row, baseline) in claims.items():  # over the page's few comparisons
+        name = f"{page}_{key}"
+        if row in untested or baseline in untested:  # no such row at this scale: no difference, no verdict
+            if name in primary:
+                glue_not_tested(name, not_tested_reason)
+            continue
+        ci = differences[f"{row} − {baseline}"] = interval(key, row, baseline)
+        base = level(row, baseline) if level is not None else None
+        if name in primary:  # the baseline's own score: the base of the relative size question
+            glue_claim(name, ci, level=base)
+        verdicts[key] = verdict(ci, better=better, level=base if level_in_verdict else None)
+        glue_ci(f"diff_{key}", ci, scale=scale)
+        glue(f"verdict_{key}", verdicts[key], display=False)
+    return differences, verdicts

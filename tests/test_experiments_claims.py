@@ -1,0 +1,67 @@
+"""A page's comparisons judged and glued in one loop (fashion_lib.experiments.claims)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fashion_lib.experiments.claims import judge_claims
+from fashion_lib.experiments.keypoints import CPN, KRCNN, NKD, TWICE
+from fashion_lib.metrics import CI
+from fashion_lib.report import CONTRADICTS, NOT_TESTED, SUPPORTS, TOO_WEAK, UNDECIDED
+
+
+@pytest.fixture
+def glued(monkeypatch) -> dict:
+    """What the cell glues: name -> the plain-text value (myst_nb's display is replaced by a recorder)."""
+    import myst_nb.ext.glue as glue_module
+
+    out = {}
+
+    def record(data, raw, metadata):
+        # glue names its mime types with a prefix of its own ("application/papermill.record/text/plain")
+        out[metadata["scrapbook"]["name"]] = next(v for k, v in data.items() if k.endswith(("text/plain",
+                                                                                            "text/markdown")))
+
+    monkeypatch.setattr(glue_module, "ipy_display", record)
+    return out
+
+
+CLAIMS = {"nkd": (NKD, KRCNN), "cpn": (CPN, KRCNN), "twice": (TWICE, KRCNN), "axis_share": (NKD, TWICE)}
+INTERVALS = {"nkd": CI(-0.03, -0.04, -0.02), "twice": CI(0.01, -0.01, 0.03), "axis_share": CI(0.02, 0.01, 0.03),
+             "cpn": CI(-0.01, -0.02, 0.0)}
+
+
+def test_judge_claims_glues_each_tested_claim_and_marks_untested_primary_ones(glued):
+    calls = []
+
+    def interval(key, row, baseline):
+        calls.append((key, row, baseline))
+        return INTERVALS[key]
+
+    differences, verdicts = judge_claims(CLAIMS, interval, page="t1_fashionai", better="lower", untested=(CPN,),
+                                         not_tested_reason="no CPN here", level=lambda a, b: 0.12)
+    # the intervals are asked for in the claims' order, untested claims skipped (a shared generator's draws)
+    assert calls == [("nkd", NKD, KRCNN), ("twice", TWICE, KRCNN), ("axis_share", NKD, TWICE)]
+    assert differences == {f"{NKD} − {KRCNN}": INTERVALS["nkd"], f"{TWICE} − {KRCNN}": INTERVALS["twice"],
+                           f"{NKD} − {TWICE}": INTERVALS["axis_share"]}
+    assert verdicts == {"nkd": SUPPORTS, "twice": UNDECIDED, "axis_share": CONTRADICTS}
+    assert glued["diff_nkd"] == "-3.0" and glued["diff_nkd_low"] == "-4.0" and glued["verdict_twice"] == repr(UNDECIDED)
+    # primary claims (report.PRIMARY_CLAIMS) go to the front page; the others stay on the page
+    assert "claim_t1_fashionai_nkd" in glued and "claim_t1_fashionai_twice" not in glued
+    assert "no CPN here" in glued["claim_t1_fashionai_cpn"] and glued["t1_fashionai_cpn_size"] == repr(NOT_TESTED)
+    assert "diff_cpn" not in glued and "verdict_cpn" not in glued
+
+
+def test_judge_claims_puts_the_level_in_the_verdict_only_when_asked(glued):
+    weak = {"nkd": (NKD, KRCNN)}
+    below_floor = lambda a, b: 0.001  # noqa: E731 - a baseline that has learnt nothing
+    _, plain = judge_claims(weak, lambda *_: CI(0.03, 0.02, 0.04), page="t1_coco", better="higher",
+                            level=below_floor)
+    _, floored = judge_claims(weak, lambda *_: CI(0.03, 0.02, 0.04), page="t1_coco", better="higher",
+                              level=below_floor, level_in_verdict=True)
+    assert plain == {"nkd": SUPPORTS} and floored == {"nkd": TOO_WEAK}
+
+
+def test_judge_claims_needs_a_reason_for_what_it_leaves_untested():
+    with pytest.raises(ValueError, match=r"untested rows \['CPN'\] need a not_tested_reason"):
+        judge_claims(CLAIMS, lambda *_: CI(0.0, 0.0, 0.0), page="t1_coco", better="higher", untested=(CPN,))
