@@ -53,6 +53,32 @@ def test_amp_reaches_the_networks_training_config():
     assert ax.train_config(tiny(), 0, 16).channels_last
 
 
+def test_top_detection_only_keeps_each_images_top_instance_and_leaves_the_detector_alone():
+    from fashion_lib.experiments.keypoints import train_detectors
+    from fashion_lib.models.detector import predict, top_instance
+
+    torch.manual_seed(0)
+    detector = train_detectors(TINY_DETECTOR, 0, progress=False).keypoint_rcnn
+    detector.roi_heads.score_thresh = 0.0  # an untrained detector: keep every box, so images have several
+    top = ax.top_detection_only(detector)
+    assert top.roi_heads.detections_per_img == 1 and detector.roi_heads.detections_per_img > 1
+    images = [torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    every, first = predict(detector, images), predict(top, images)
+    assert max(len(p["scores"]) for p in every) > 1 and all(len(p["scores"]) <= 1 for p in first)
+    a, b = top_instance(every, 24), top_instance(first, 24)
+    torch.testing.assert_close(a.keypoints, b.keypoints, equal_nan=True)
+    assert a.labels.tolist() == b.labels.tolist()
+
+
+def test_ingredients_sentence_reports_both_rows_or_says_the_profile_skipped_them():
+    from fashion_lib.metrics import CI
+
+    both = ax.ingredients_sentence({"maybe_alone": CI(0.01, -0.02, 0.04), "nkd_alone": CI(0.03, 0.01, 0.05)})
+    assert "+1.00 points (cannot decide that it helps)" in both and "+3.00 (supports)" in both
+    assert "does not train the ingredients alone" in ax.ingredients_sentence({"maybe_alone": None})
+    assert list(ax.table2_methods(ingredients=False)) == [m for m in ax.table2_methods() if m not in ax.INGREDIENTS]
+
+
 def test_monitor_rows_spread_a_fixed_number_per_task_over_each_tasks_rows():
     tasks = ["a", "b"] * 6 + ["c"]  # a: rows 0, 2, ..., 10; b: 1, 3, ..., 11; c: 12
     # the first and last of a's and b's rows; c has fewer than 2 and keeps its one

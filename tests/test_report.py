@@ -87,6 +87,8 @@ def _ne_claim(paper=-2.74):
     (CI(0.01, 0.005, 0.015), "CONTRADICTS", "SMALLER"),  # NE rose: on the weak side of the paper's value
     (CI(-0.01, -0.03, 0.01), "UNDECIDED", "CONSISTENT"),  # holds zero, half-width 2 < 2.74: could have seen it
     (CI(0.0, -0.04, 0.04), "TOO_SMALL", "CONSISTENT"),  # half-width 4 > 2.74: too small a study to see it
+    # as wide, but wholly short of the paper's 2.74: it saw that the effect is not of the paper's size
+    (CI(0.03, -0.01, 0.07), "UNDECIDED", "SMALLER"),
 ])
 def test_judge_answers_the_zero_and_the_size_question(ci, zero, size):
     from fashion_lib.report import SizeVerdict, ZeroVerdict, judge
