@@ -1,11 +1,21 @@
 """Verdicts and number formatting for the book (fashion_lib.report)."""
 
+import dataclasses
 import math
 
 import pytest
 
 from fashion_lib.metrics import CI
-from fashion_lib.report import CONTRADICTS, SUPPORTS, UNDECIDED, format_ci, format_mean_sd, mean_sd, verdict
+from fashion_lib.report import (
+    CONTRADICTS,
+    PRIMARY_CLAIMS,
+    SUPPORTS,
+    UNDECIDED,
+    format_ci,
+    format_mean_sd,
+    mean_sd,
+    verdict,
+)
 
 
 @pytest.mark.parametrize("ci, better, expected", [
@@ -334,4 +344,6 @@ def test_relative_size_judges_proportions_when_levels_differ():
         relative_size(claim, ours, 0.0)
     assert relative_sentence(coco, ours, 0.0) == "Our baseline scores 0.0 AP: no change relative to it can be given."
     with pytest.raises(ValueError, match="has no paper_level"):
-        relative_size(primary_claim("t2_joint"), ours, 0.5)
+        relative_size(dataclasses.replace(primary_claim("t2_joint"), paper_level=math.nan), ours, 0.5)
+    # every primary claim has its base: the front page's proportion column has a row for each measured claim
+    assert all(math.isfinite(c.paper_level) and c.paper_level > 0 for c in PRIMARY_CLAIMS)

@@ -396,7 +396,8 @@ class FashionAIRecognizer(_CroppingRecognizer):
     def predict_inputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """:meth:`predict` from the network's inputs ``x`` (B, 3, S, S) (:meth:`crop_inputs`): dict task -> (B, C)
         softmax. Scoring many networks that crop alike (every seed of a row) crops each image once."""
-        return {task: F.softmax(z, dim=1) for task, z in self.net(x).items()}
+        # float32 probabilities from logits a bf16 autocast may have computed (they sum to 1)
+        return {task: F.softmax(z.float(), dim=1) for task, z in self.net(x).items()}
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor | Sequence[torch.Tensor],
@@ -467,7 +468,9 @@ class DeepFashionRecognizer(_CroppingRecognizer):
     def _predict(self, images, targets) -> tuple[dict[str, torch.Tensor], CropBoxes]:
         x, boxes = self.crop_inputs(images, targets)
         out = self.net(x)
-        return {"category": F.softmax(out["category"], 1), "attributes": torch.sigmoid(out["attributes"])}, boxes
+        # float32 scores from logits a bf16 autocast may have computed: probabilities that sum to 1
+        return {"category": F.softmax(out["category"].float(), 1),
+                "attributes": torch.sigmoid(out["attributes"].float())}, boxes
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor | Sequence[torch.Tensor],
