@@ -137,11 +137,11 @@ display(Markdown(f"{len(data.train)} training and {len(data.val)} validation ima
 #
 # Every network is scored after each pass over its training images on up to {glue:text}`t2_monitor_per_task`
 # validation images of each of its tasks, spread over the validation set (shown here only: nothing is chosen from
-# these figures; the tables below score all {glue:text}`t2_val_images`). Left, the mean training loss of each
-# pass; right, the validation accuracy; a line per network (8 per-task networks, or the length and design networks), the mean over
-# seeds. The row "joint learning, at the baseline's optimiser steps" trains each joint network for as many steps as
-# one per-task network takes (the paper's protocol, equal passes, gives a joint network four times the steps); the
-# early-stopped baseline's lines end where each network stopped (the next section marks the pass it kept).
+# these figures; the tables below score all {glue:text}`t2_val_images`). Left, the mean training loss of each pass;
+# right, the validation accuracy; a line per network (8 per-task networks, or the length and design networks), the
+# mean over seeds. The row "joint learning, at the baseline's optimiser steps" trains each joint network for as many
+# steps as one per-task network takes (the paper's protocol, equal passes, gives a joint network four times the
+# steps); the early-stopped baseline's lines end where each network stopped (the next section marks the pass it kept).
 
 # %%
 curves = attrx.learning_curves(preds)
