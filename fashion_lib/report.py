@@ -408,6 +408,14 @@ def relative_size(claim: Claim, difference: CI, level: float) -> tuple[CI, SizeV
     return rel, size
 
 
+def percent_digits(percent: float) -> int:
+    """Decimals that show a relative change of ``percent`` % to two significant figures, 0 to 2 (the paper's Table 2
+    steps are +0.04 to +0.37 %, which whole percent would print as +0)."""
+    if not math.isfinite(percent) or percent == 0:
+        return 0
+    return int(min(2, max(0, 1 - math.floor(math.log10(abs(percent))))))
+
+
 def relative_sentence(claim: Claim, difference: CI, level: float) -> str:
     """The page's sentence on :func:`relative_size` (a baseline at or below 0, or not finite, has no relative
     change: the sentence says so)."""
@@ -415,11 +423,13 @@ def relative_sentence(claim: Claim, difference: CI, level: float) -> str:
         return (f"Our baseline scores {level * claim.scale:.{claim.digits}f} {claim.unit.split()[0]}: no change "
                 "relative to it can be given.")
     rel, size = relative_size(claim, difference, level)
+    paper = 100 * claim.paper / claim.paper_level
+    digits = percent_digits(paper)
     return (f"Relative to each baseline's own level (ours {level * claim.scale:.{claim.digits}f}, the paper's "
             f"{claim.paper_level:g} {claim.unit.split()[0]}), our change is "
-            f"{format_ci(rel, scale=100, digits=0, signed=True)} % "
+            f"{format_ci(rel, scale=100, digits=digits, signed=True)} % "
             f"(our baseline's own spread not in the interval) against the paper's "
-            f"{100 * claim.paper / claim.paper_level:+.0f} %: {size.label} in proportion"
+            f"{paper:+.{digits}f} %: {size.label} in proportion"
             + (", though the interval holds no change as well." if rel.low <= 0 <= rel.high else "."))
 
 
@@ -597,8 +607,10 @@ def _proportion_cell(v: Verdict, level: float | None) -> str:
         return "— (baseline at 0)"
     # the verdict holds the difference in the claim's unit, relative_size the fraction the notebooks glued
     rel, size = relative_size(c, CI(v.estimate / c.scale, v.low / c.scale, v.high / c.scale), level)
-    return (f"{_fmt(100 * rel.estimate, 0)} [{_fmt(100 * rel.low, 0)}, {_fmt(100 * rel.high, 0)}] % against "
-            f"{_fmt(100 * c.paper / c.paper_level, 0)} %: {size.label}")
+    paper = 100 * c.paper / c.paper_level
+    d = percent_digits(paper)
+    return (f"{_fmt(100 * rel.estimate, d)} [{_fmt(100 * rel.low, d)}, {_fmt(100 * rel.high, d)}] % against "
+            f"{_fmt(paper, d)} %: {size.label}")
 
 
 def claims_table(verdicts: Sequence[Verdict], *, alpha: float = FAMILY_ALPHA, doc_prefix: str = "results/",

@@ -89,7 +89,7 @@ from myst_nb import glue
 # timm's model hub client imports tqdm.auto, which warns in a kernel without ipywidgets
 warnings.filterwarnings("ignore", message="IProgress not found")
 from fashion_lib import provenance
-from fashion_lib.attributes import DESIGN_TASKS, LENGTH_TASKS, PAPER_TASK_NAMES, Y
+from fashion_lib.attributes import DESIGN_TASKS, LENGTH_TASKS, PAPER_TASK_NAMES
 from fashion_lib.experiments import attributes as attrx
 from fashion_lib.experiments.keypoints import KeypointSetup
 from fashion_lib.metrics import crossed_bootstrap_ci
@@ -273,9 +273,8 @@ table2
 # every joint network for at least twice that (its mean accuracy over seeds, below).
 
 # %%
-probs0, labels0, tasks0 = attrx.fashionai_arrays([preds[attrx.BASELINE][0]])[0]
-task_chance = {PAPER_TASK_NAMES[t]: 100 / int((labels0[tasks0 == t] == Y).any(0).sum())
-               for t in dict.fromkeys(tasks0.tolist())}  # uniform over the classes that occur as y, %
+task_chance = {PAPER_TASK_NAMES[t]: 100 * c["uniform"]  # %
+               for t, c in attrx.chance_by_task(preds[attrx.BASELINE][0]).items()}
 learnt_rows = [m for m in (attrx.BASELINE, attrx.BASELINE_EARLY_STOP, attrx.JOINT, attrx.MAYBE, attrx.FULL)
                if m in preds]
 learnt = pd.DataFrame({"chance (%)": pd.Series(task_chance)})

@@ -79,6 +79,18 @@ def test_ingredients_sentence_reports_both_rows_or_says_the_profile_skipped_them
     assert list(ax.table2_methods(ingredients=False)) == [m for m in ax.table2_methods() if m not in ax.INGREDIENTS]
 
 
+def test_chance_by_task_counts_the_classes_that_occur_and_the_majority():
+    labels = torch.full((5, 10), N, dtype=torch.long)
+    for row, y in enumerate([0, 0, 1, 2, 2]):  # collar rows 0-2 (y classes 0, 0, 1), skirt rows 3-4 (2, 2)
+        labels[row, y] = Y
+    tasks = ("collar_design_labels",) * 3 + ("skirt_length_labels",) * 2
+    chance = ax.chance_by_task(ax.TaskPredictions(tasks, torch.zeros(5, 10), labels))
+    assert chance["collar_design_labels"] == pytest.approx({"uniform": 1 / 2, "majority": 2 / 3})
+    assert chance["skirt_length_labels"] == pytest.approx({"uniform": 1.0, "majority": 1.0})
+    assert ax.chance_accuracy(ax.TaskPredictions(tasks, torch.zeros(5, 10), labels)) == pytest.approx(
+        {"uniform": 0.75, "majority": 5 / 6})
+
+
 def test_monitor_rows_spread_a_fixed_number_per_task_over_each_tasks_rows():
     tasks = ["a", "b"] * 6 + ["c"]  # a: rows 0, 2, ..., 10; b: 1, 3, ..., 11; c: 12
     # the first and last of a's and b's rows; c has fewer than 2 and keeps its one

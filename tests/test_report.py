@@ -109,6 +109,13 @@ def test_judge_answers_the_zero_and_the_size_question(ci, zero, size):
     assert v.estimate == pytest.approx(100 * ci.estimate)
 
 
+def test_percent_digits_show_two_significant_figures_up_to_two_decimals():
+    from fashion_lib.report import percent_digits
+
+    assert [percent_digits(x) for x in (-20.0, 5.3, 0.37, 0.086, 0.043, 0.0, math.nan)] == [0, 1, 2, 2, 2, 0, 0]
+    assert f"{0.34 / 92.52 * 100:+.{percent_digits(0.34 / 92.52 * 100)}f}" == "+0.37"
+
+
 def test_judge_higher_is_better_and_labels():
     from fashion_lib.report import Claim, SizeVerdict, ZeroVerdict, judge
 
@@ -338,8 +345,10 @@ def test_relative_size_judges_proportions_when_levels_differ():
         "Relative to each baseline's own level (ours 6.48, the paper's 13.7 NE), our change is -12 [-27, +3] % "
         "(our baseline's own spread not in the interval) against the paper's -20 %: consistent with the paper's "
         "size in proportion, though the interval holds no change as well.")
-    assert relative_sentence(coco, CI(0.036, 0.015, 0.058), 0.383).endswith("+5 %: consistent with the paper's size "
-                                                                            "in proportion.")
+    # the paper's +5.1 % to two significant figures, ours with as many decimals
+    assert relative_sentence(coco, CI(0.036, 0.015, 0.058), 0.383).endswith(
+        "+9.4 [+3.9, +15.1] % (our baseline's own spread not in the interval) against the paper's +5.1 %: consistent "
+        "with the paper's size in proportion.")
     with pytest.raises(ValueError, match="positive baseline level"):
         relative_size(claim, ours, 0.0)
     assert relative_sentence(coco, ours, 0.0) == "Our baseline scores 0.0 AP: no change relative to it can be given."

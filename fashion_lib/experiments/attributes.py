@@ -128,6 +128,7 @@ __all__ = [
     "map_metric",
     "accuracy_metric",
     "chance_accuracy",
+    "chance_by_task",
     "accuracy_half_width",
     "table2_frame",
     "task_garments",
@@ -1061,17 +1062,23 @@ def accuracy_half_width(predictions_per_seed: Sequence[TaskPredictions], z: floa
     return out
 
 
-def chance_accuracy(predictions: TaskPredictions) -> dict[str, float]:
-    """Accuracy of guessing on these validation images, as the mean over tasks: ``"uniform"`` (one over the number
-    of classes that occur as a ``y``) and ``"majority"`` (always the most frequent ``y`` class)."""
+def chance_by_task(predictions: TaskPredictions) -> dict[str, dict[str, float]]:
+    """Accuracy of guessing on these validation images, per task (AttrKey -> figures, fractions): ``"uniform"``
+    (one over the number of classes that occur as a ``y``) and ``"majority"`` (always the most frequent ``y``
+    class)."""
     probs, labels, tasks = fashionai_arrays([predictions])[0]
     _, L = _by_task(probs, labels, tasks)
-    uniform, majority = [], []
-    for codes in L.values():  # a loop over the <= 8 tasks
+    out = {}
+    for task, codes in L.items():  # a loop over the <= 8 tasks
         share = (codes == Y).float().mean(0)  # (C_t,) how often each class is the y
-        uniform.append(1.0 / max(int((share > 0).sum()), 1))
-        majority.append(float(share.max()))
-    return {"uniform": float(np.mean(uniform)), "majority": float(np.mean(majority))}
+        out[task] = {"uniform": 1.0 / max(int((share > 0).sum()), 1), "majority": float(share.max())}
+    return out
+
+
+def chance_accuracy(predictions: TaskPredictions) -> dict[str, float]:
+    """:func:`chance_by_task` as the mean over tasks: ``"uniform"`` and ``"majority"``."""
+    per_task = chance_by_task(predictions).values()
+    return {kind: float(np.mean([c[kind] for c in per_task])) for kind in ("uniform", "majority")}
 
 
 def table2_frame(predictions: Mapping[str, Sequence[TaskPredictions]], *, paper: bool = True):

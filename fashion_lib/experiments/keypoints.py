@@ -97,9 +97,9 @@ CPN_ROWS = (CPN, CPN_NKD)  # the rows that need a trained CPN: absent when a set
 # Why a profile may train no CPN: the sentence every page prints beside the CPN rows it does not test.
 CPN_NOT_TESTED_REASON = (
     "This profile trains no CPN (`cpn_steps: 0`): trained from scratch, CPN learns far more slowly per step than "
-    "Keypoint R-CNN (in an earlier cpu build, after 240 steps, it scored FashionAI NE 35.7 %, the level of a "
-    "category's mean layout placed in the detected box), and a CPN good enough to compare would not fit the cpu "
-    "budget beside Keypoint R-CNN; its time goes to Keypoint R-CNN. The `gpu` profile trains it.")
+    "Keypoint R-CNN (after the 240 steps an earlier cpu build gave it, it was no better than a category's mean "
+    "layout placed in the detected box), and a CPN good enough to compare would not fit the cpu budget beside "
+    "Keypoint R-CNN; its time goes to Keypoint R-CNN. The `gpu` profile trains it.")
 
 
 # The Table 1 pages' paragraph on CPN where it is not trained.
