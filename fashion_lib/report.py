@@ -409,8 +409,8 @@ def relative_size(claim: Claim, difference: CI, level: float) -> tuple[CI, SizeV
 
 
 def percent_digits(percent: float) -> int:
-    """Decimals that show a relative change of ``percent`` % to two significant figures, 0 to 2 (the paper's Table 2
-    steps are +0.04 to +0.37 %, which whole percent would print as +0)."""
+    """Decimals that show ``percent`` % to two significant figures, 0 to 2 (the paper's Table 2 steps are +0.04 to
+    +0.37 %, which whole percent would print as +0); an interval takes those of its half-width."""
     if not math.isfinite(percent) or percent == 0:
         return 0
     return int(min(2, max(0, 1 - math.floor(math.log10(abs(percent))))))
@@ -424,12 +424,12 @@ def relative_sentence(claim: Claim, difference: CI, level: float) -> str:
                 "relative to it can be given.")
     rel, size = relative_size(claim, difference, level)
     paper = 100 * claim.paper / claim.paper_level
-    digits = percent_digits(paper)
+    ours = percent_digits(100 * (rel.high - rel.low) / 2)  # ours to its interval's precision
     return (f"Relative to each baseline's own level (ours {level * claim.scale:.{claim.digits}f}, the paper's "
             f"{claim.paper_level:g} {claim.unit.split()[0]}), our change is "
-            f"{format_ci(rel, scale=100, digits=digits, signed=True)} % "
+            f"{format_ci(rel, scale=100, digits=ours, signed=True)} % "
             f"(our baseline's own spread not in the interval) against the paper's "
-            f"{paper:+.{digits}f} %: {size.label} in proportion"
+            f"{paper:+.{percent_digits(paper)}f} %: {size.label} in proportion"
             + (", though the interval holds no change as well." if rel.low <= 0 <= rel.high else "."))
 
 
@@ -608,9 +608,9 @@ def _proportion_cell(v: Verdict, level: float | None) -> str:
     # the verdict holds the difference in the claim's unit, relative_size the fraction the notebooks glued
     rel, size = relative_size(c, CI(v.estimate / c.scale, v.low / c.scale, v.high / c.scale), level)
     paper = 100 * c.paper / c.paper_level
-    d = percent_digits(paper)
+    d = percent_digits(100 * (rel.high - rel.low) / 2)  # ours to its interval's precision
     return (f"{_fmt(100 * rel.estimate, d)} [{_fmt(100 * rel.low, d)}, {_fmt(100 * rel.high, d)}] % against "
-            f"{_fmt(paper, d)} %: {size.label}")
+            f"{_fmt(paper, percent_digits(paper))} %: {size.label}")
 
 
 def claims_table(verdicts: Sequence[Verdict], *, alpha: float = FAMILY_ALPHA, doc_prefix: str = "results/",
