@@ -73,7 +73,8 @@ from fashion_lib.experiments import attributes as attrx
 from fashion_lib.experiments.keypoints import KeypointSetup
 from fashion_lib.metrics import crossed_bootstrap_ci
 from fashion_lib.plotting import draw_learning_curves
-from fashion_lib.report import EXPLORATORY, format_ci, glue_ci, glue_claim, verdict
+from fashion_lib.primary_claims import glue_claim
+from fashion_lib.report import EXPLORATORY, format_ci, glue_ci, verdict
 
 prov = provenance.start(run_info, seeds)
 detector_setup = KeypointSetup(schema="fashionai", **detector, data_root=keypoint_data_root,

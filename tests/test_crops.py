@@ -331,5 +331,3 @@ def test_second_scale_boxes_fall_back_to_the_whole_image():
     torch.testing.assert_close(out.boxes[1], torch.tensor([0.0, -10.0, 80.0, 70.0]))
     with pytest.raises(ValueError, match="present must be a"):
         second_scale_boxes(kps, present.float(), 64, margin=0.0)
-
-
