@@ -1,6 +1,10 @@
 """Crop geometry, in one place: Normal-crop and Neck-crop from key points, CPN's top-down crops, the second scale's
 crops, a batched crop-and-resize, and the maps between image and crop pixels.
 
+This module chooses the boxes; :mod:`fashion_lib.crop_sampling` cuts them out of the images (resampled or in whole
+pixels) and maps points and lines between image and crop pixels. Everything of both is importable from here
+(``from fashion_lib.crops import crop_and_resize``), so a caller names one module for all crop geometry.
+
 Paper, section III.A and Fig. 3: "The bigger bounding box we defined by the key-points is called Normal-crop [...]
 We then propose Neck-crop (the smaller bounding box), a region near the neck of clothes, specialized for upper-body
 design tasks." Study notes, "Crops": the Normal-crop is the rectangle closing all predicted key points of the
@@ -36,32 +40,43 @@ not say; stretching a rectangle to a square hides a length in the box's shape, a
 stretched crops learned far slower).
 
 CPN (:mod:`fashion_lib.models.cpn`) crops each detected box enlarged about its centre and fitted to its input's
-aspect ratio (:func:`aspect_boxes`), resized by :func:`crop_and_resize`, and maps its targets with
-:func:`points_to_crop`.
+aspect ratio (:func:`aspect_boxes`), resized by :func:`~fashion_lib.crop_sampling.crop_and_resize`, and maps its
+targets with :func:`~fashion_lib.crop_sampling.points_to_crop`.
 
 The second scale of New-key-detection (paper Alg. 2, step 9; study notes item 8) crops to the rectangle closing
 the refined key points (:func:`second_scale_boxes`): grown by a margin, made square or left as the paper's
 rectangle, and then *shifted* to stay inside the image wherever it fits (:func:`fit_boxes`), so that the detector
 sees image content, never a border it was not trained on; where a box is larger than the image it covers the whole
 image along that side and the rest is filled by edge replication (``padding="edge"``), never zeros. The crop reaches
-the detector in one of two ways, a :class:`CropMapping`: resized to a fixed square side (the points map back with
-the offset and the resize factor) or at its own size (the paper's ``keys2 + [xmin, ymin]``, exact because Keypoint
-R-CNN accepts any input size and answers in the input's pixels).
+the detector in one of two ways, a :class:`~fashion_lib.refine_config.CropMapping`: resized to a fixed square side
+(the points map back with the offset and the resize factor) or at its own size (the paper's
+``keys2 + [xmin, ymin]``, exact because Keypoint R-CNN accepts any input size and answers in the input's pixels);
+:func:`~fashion_lib.crop_sampling.second_scale_crops` cuts it either way.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import torch
-import torch.nn.functional as F
 
+# the cutting and the point maps, re-exported (their home is crop_sampling: listed in __all__ below)
+from fashion_lib.crop_sampling import (
+    PADDINGS,
+    CropMapping,
+    Crops,
+    crop_and_resize,
+    crop_pixels,
+    line_from_crop,
+    pixel_boxes,
+    points_from_crop,
+    points_to_crop,
+    second_scale_crops,
+)
 from fashion_lib.data.transforms import _size_hw, keypoint_boxes
 from fashion_lib.keypoints import KeypointSchema, get_schema, missing_mask
-from fashion_lib.refine_config import CropMapping  # its home: RefineConfig's field
 
 __all__ = [
     "CropConfig",
@@ -90,11 +105,6 @@ __all__ = [
     "second_scale_crops",
     "line_from_crop",
 ]
-
-PADDINGS = ("zeros", "edge")
-"""How :func:`crop_and_resize` fills the parts of a box outside its image: ``roi_align``'s zeros, or the nearest
-border pixel (edge replication, what the second scale uses)."""
-
 
 CROP_KINDS = ("full", "normal", "neck")
 """Inputs a recognition network can see: the whole image, the Normal-crop, the Neck-crop."""
@@ -147,15 +157,6 @@ class CropBoxes(NamedTuple):
     def num_fallback(self) -> int:
         """How many instances fell back (a host sync; call it outside hot loops)."""
         return int(self.fallback.sum())
-
-
-class Crops(NamedTuple):
-    """Output of :func:`crop_and_resize`."""
-
-    images: torch.Tensor
-    """``(B, C, h, w)`` crops, dtype and device of the input images."""
-    boxes: torch.Tensor
-    """``(B, 4)`` the boxes cropped, image pixels: with ``(h, w)`` all :func:`points_from_crop` needs."""
 
 
 def _check_nonneg(name: str, value: float) -> None:
@@ -492,23 +493,6 @@ def fit_boxes(boxes: torch.Tensor, image_size: int | Sequence[int] | torch.Tenso
     return torch.cat([lo, lo + side], 1)
 
 
-def pixel_boxes(boxes: torch.Tensor) -> torch.Tensor:
-    """The smallest whole-pixel boxes containing ``boxes`` (``floor`` of the corner, ``ceil`` of the far corner,
-    with a 1e-4 px tolerance against rounding), at least one pixel wide: what :func:`crop_pixels` cuts out.
-
-    Parameters
-    ----------
-    boxes : (B, 4) float, image pixels.
-
-    Returns
-    -------
-    (B, 4) float with integer values; a box inside its image stays inside.
-    """
-    lo = torch.floor(boxes[:, :2] + 1e-4)
-    hi = torch.maximum(torch.ceil(boxes[:, 2:] - 1e-4), lo + 1)
-    return torch.cat([lo, hi], 1)
-
-
 def second_scale_boxes(
     keypoints: torch.Tensor,
     present: torch.Tensor,
@@ -589,275 +573,3 @@ def crop_framing(keypoints: torch.Tensor, present: torch.Tensor, boxes: torch.Te
     inside = (torch.minimum(boxes[:, 2:], hw.flip(-1)) - boxes[:, :2].clamp(min=0)).clamp(min=0)  # (B, 2)
     padding = 1 - inside.prod(1) / side.prod(1)
     return extent, padding
-
-
-def crop_and_resize(
-    images: torch.Tensor | Sequence[torch.Tensor],
-    boxes: torch.Tensor,
-    size: int | Sequence[int],
-    *,
-    image_index: torch.Tensor | None = None,
-    sampling_ratio: int = 0,
-    padding: Literal["zeros", "edge"] = "zeros",
-) -> Crops:
-    """Crop ``boxes`` out of their images and resize each to ``size`` in one batched ``roi_align`` call.
-
-    Output pixel ``(i, j)`` of crop ``b`` is the bilinear sample of image ``image_index[b]`` at the continuous point
-    ``(x1 + (j + 0.5) * (x2 - x1) / w, y1 + (i + 0.5) * (y2 - y1) / h)`` (torchvision's ``roi_align`` with
-    ``aligned=True``), averaged over ``sampling_ratio`` x ``sampling_ratio`` points of the output pixel's cell.
-    Samples beyond the image's border pixel centres take the border value; samples more than one pixel outside
-    the image are 0 (``roi_align``'s rule) with ``padding="zeros"``, and the nearest border pixel's value with
-    ``padding="edge"`` (the image is first padded by edge replication as far as the boxes reach).
-
-    Parameters
-    ----------
-    images : (N, C, H, W) float tensor, or a sequence of N (C, H_n, W_n) float tensors (sizes may differ)
-        On one device; crops are computed there (CPU or CUDA).
-    boxes : (B, 4) float
-        ``x1, y1, x2, y2`` in image pixels, with ``x2 > x1`` and ``y2 > y1``.
-    size : int or (h, w)
-        Output size in pixels.
-    image_index : (B,) long, optional
-        Image of each box; default ``arange(B)`` (one box per image, ``B == N``).
-    sampling_ratio : int
-        Samples per output pixel and axis; ``0`` is adaptive, ``ceil(box side / output side)``: a box filter
-        against aliasing when shrinking. ``1`` is a plain bilinear resize.
-    padding : {"zeros", "edge"}
-        What fills the parts of a box outside its image (:data:`PADDINGS`).
-
-    Returns
-    -------
-    Crops
-        ``images`` (B, C, h, w) and ``boxes`` (B, 4) (as given, in the images' dtype).
-
-    Notes
-    -----
-    Images of different sizes are grouped by size and each group is cropped in one call (a loop over the
-    distinct sizes, not over boxes); the result equals cropping each image on its own.
-    """
-    h, w = _size_hw(size)
-    if not isinstance(sampling_ratio, int) or sampling_ratio < 0:
-        raise ValueError(f"sampling_ratio must be an integer >= 0, got {sampling_ratio!r}")
-    if padding not in PADDINGS:
-        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
-    if isinstance(images, torch.Tensor):
-        if images.ndim != 4:
-            raise ValueError(f"images must be (N, C, H, W) or a list of (C, H, W), got shape {tuple(images.shape)}")
-        image_list: list[torch.Tensor] | None = None
-        n_images, ref = images.shape[0], images
-    else:
-        image_list = list(images)
-        if not image_list:
-            raise ValueError("images is an empty list")
-        for i, im in enumerate(image_list):
-            if not isinstance(im, torch.Tensor) or im.ndim != 3:
-                raise ValueError(f"images[{i}] must be a (C, H, W) tensor, got "
-                                 f"{tuple(im.shape) if isinstance(im, torch.Tensor) else type(im).__name__}")
-        n_images, ref = len(image_list), image_list[0]
-    if not ref.is_floating_point():
-        raise ValueError(f"images must be float (convert uint8 with .float() / 255), got {ref.dtype}")
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"boxes must have shape (B, 4), got {tuple(boxes.shape)}")
-    B = boxes.shape[0]
-    device, dtype = ref.device, ref.dtype
-    boxes = boxes.to(device=device, dtype=dtype)
-    if image_index is None:
-        if B != n_images:
-            raise ValueError(f"boxes has {B} rows but there are {n_images} images; pass image_index")
-        image_index = torch.arange(B, device=device)
-    image_index = torch.as_tensor(image_index, device=device).long()
-    if image_index.shape != (B,):
-        raise ValueError(f"image_index must have shape ({B},), got {tuple(image_index.shape)}")
-    if B and (int(image_index.min()) < 0 or int(image_index.max()) >= n_images):
-        raise ValueError(f"image_index must be in [0, {n_images}), got values in "
-                         f"[{int(image_index.min())}, {int(image_index.max())}]")
-    bad = ~torch.isfinite(boxes).all(1) | (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
-    if B and bool(bad.any()):
-        i = int(torch.nonzero(bad)[0])
-        raise ValueError(f"boxes[{i}] = {boxes[i].tolist()}: need finite x1 < x2 and y1 < y2")
-    channels = ref.shape[-3]
-    if B == 0:
-        return Crops(ref.new_zeros(0, channels, h, w), boxes)
-    from torchvision.ops import roi_align  # here, not at the top: torchvision takes seconds to import (issue 21)
-
-    def crop(batch: torch.Tensor, idx: torch.Tensor, bx: torch.Tensor) -> torch.Tensor:
-        if padding == "edge":  # replicate the border as far as any box reaches, plus roi_align's one-pixel rim
-            H, W = batch.shape[-2:]
-            reach = torch.cat([-bx[:, :2], bx[:, 2:3] - W, bx[:, 3:4] - H], 1).max()
-            pad = math.ceil(max(float(reach), 0.0)) + 1
-            batch, bx = F.pad(batch, (pad, pad, pad, pad), mode="replicate"), bx + pad
-        rois = torch.cat([idx[:, None].to(dtype), bx], 1)  # (b, 5): image index, x1, y1, x2, y2
-        return roi_align(batch, rois, output_size=(h, w), spatial_scale=1.0, sampling_ratio=sampling_ratio,
-                         aligned=True)
-
-    if image_list is None:
-        return Crops(crop(images, image_index, boxes), boxes)
-    shapes = [tuple(im.shape) for im in image_list]
-    if any(s[0] != channels for s in shapes):
-        raise ValueError(f"images must all have {channels} channels, got shapes {sorted(set(shapes))}")
-    distinct = sorted(set(shapes))
-    if len(distinct) == 1:
-        return Crops(crop(torch.stack(image_list), image_index, boxes), boxes)
-    out = ref.new_empty(B, channels, h, w)
-    group_of = torch.tensor([distinct.index(s) for s in shapes], device=device)  # (N,) size group of each image
-    local = torch.zeros(n_images, dtype=torch.long, device=device)  # (N,) position inside its group
-    for g, shape in enumerate(distinct):  # loop over distinct image sizes, not over boxes
-        members = [i for i, s in enumerate(shapes) if s == shape]
-        local[members] = torch.arange(len(members), device=device)
-        sel = torch.nonzero(group_of[image_index] == g)[:, 0]  # boxes on images of this size
-        if sel.numel():
-            out[sel] = crop(torch.stack([image_list[i] for i in members]), local[image_index[sel]], boxes[sel])
-    return Crops(out, boxes)
-
-
-def _check_points(points: torch.Tensor, boxes: torch.Tensor) -> None:
-    if points.ndim != 3 or points.shape[-1] not in (2, 3) or boxes.shape != (points.shape[0], 4):
-        raise ValueError(f"points must be (B, K, 2) or (B, K, 3) and boxes (B, 4), got {tuple(points.shape)} and "
-                         f"{tuple(boxes.shape)}")
-
-
-def _crop_scale(boxes: torch.Tensor, size: int | Sequence[int] | None) -> torch.Tensor:
-    """``(B, 2)`` crop pixels per image pixel along x and y; ones for an unresized crop (``size`` None)."""
-    if size is None:
-        return torch.ones_like(boxes[:, :2])
-    h, w = _size_hw(size)
-    return torch.stack([w / (boxes[:, 2] - boxes[:, 0]), h / (boxes[:, 3] - boxes[:, 1])], -1)
-
-
-def _map(points: torch.Tensor, offset: torch.Tensor, scale: torch.Tensor, forward: bool) -> torch.Tensor:
-    xy = points[..., :2]
-    new = (xy - offset[:, None]) * scale[:, None] if forward else xy / scale[:, None] + offset[:, None]
-    if points.shape[-1] == 3:  # absent points (third channel 0) keep their zero coordinates (library convention)
-        new = torch.where(points[..., 2:] == 0, xy, new)
-        return torch.cat([new, points[..., 2:]], -1)
-    return new
-
-
-def points_to_crop(points: torch.Tensor, boxes: torch.Tensor, size: int | Sequence[int] | None) -> torch.Tensor:
-    """Map image pixels to crop pixels: ``u = (x - x1) * w / (x2 - x1)``, ``v = (y - y1) * h / (y2 - y1)``.
-
-    Parameters
-    ----------
-    points : (B, K, 2) or (B, K, 3) float, image pixels (a third channel passes through; where it is 0, the point
-        is absent and keeps its coordinates).
-    boxes : (B, 4) float, the crops' boxes (:attr:`Crops.boxes`).
-    size : int or (h, w), the crops' size; ``None`` for crops at their own size (:attr:`CropMapping.UNRESIZED`),
-        where ``u = x - x1``.
-
-    Returns
-    -------
-    (B, K, 2) or (B, K, 3) float, crop pixels (continuous convention).
-    """
-    _check_points(points, boxes)
-    boxes = boxes.to(points)
-    return _map(points, boxes[:, :2], _crop_scale(boxes, size), forward=True)
-
-
-def points_from_crop(points: torch.Tensor, boxes: torch.Tensor, size: int | Sequence[int] | None) -> torch.Tensor:
-    """Map crop pixels back to image pixels, the inverse of :func:`points_to_crop` (offset and resize factor; with
-    ``size=None``, the paper's ``keys2 + [xmin, ymin]``).
-
-    Parameters and returns as :func:`points_to_crop`, with the roles of image and crop pixels swapped.
-    """
-    _check_points(points, boxes)
-    boxes = boxes.to(points)
-    return _map(points, boxes[:, :2], _crop_scale(boxes, size), forward=False)
-
-
-def line_from_crop(axis: torch.Tensor, boxes: torch.Tensor, size: int | Sequence[int] | None) -> torch.Tensor:
-    """Map lines ``{p : n . p = c}`` from crop pixels to image pixels (the inverse of :func:`points_to_crop`).
-
-    With ``p_crop = (p - o) * s`` (``o`` the box's corner, ``s`` the per-axis scale), the line becomes
-    ``(n * s) . p = c + (n * s) . o``, renormalised to a unit normal; a stretched (non-square) resize turns it.
-
-    Parameters
-    ----------
-    axis : (B, 3) float, ``(n_x, n_y, c)`` with a unit normal; rows with a zero normal (no line) pass through.
-    boxes : (B, 4) float, the crops' boxes.
-    size : int, (h, w) or None, as in :func:`points_to_crop`.
-
-    Returns
-    -------
-    (B, 3) float, ``(n_x, n_y, c)`` in image pixels, unit normal (the sign of ``n_x`` is kept).
-    """
-    if axis.ndim != 2 or axis.shape[1] != 3 or boxes.shape != (axis.shape[0], 4):
-        raise ValueError(f"axis must be (B, 3) and boxes (B, 4), got {tuple(axis.shape)} and {tuple(boxes.shape)}")
-    boxes = boxes.to(axis)
-    ns = axis[:, :2] * _crop_scale(boxes, size)  # (B, 2)
-    norm = ns.norm(dim=-1, keepdim=True)  # (B, 1)
-    has = norm > 0
-    safe = torch.where(has, norm, torch.ones_like(norm))
-    mapped = torch.cat([ns, axis[:, 2:] + (ns * boxes[:, :2]).sum(-1, keepdim=True)], 1) / safe
-    return torch.where(has, mapped, axis)
-
-
-def crop_pixels(
-    images: Sequence[torch.Tensor], boxes: torch.Tensor, image_index: torch.Tensor | None = None
-) -> list[torch.Tensor]:
-    """Cut whole-pixel boxes out of their images at their own size; parts outside an image repeat its border.
-
-    Crop pixel ``(i, j)`` of box ``b`` is image pixel ``(y1 + i, x1 + j)`` clamped to the image (edge replication),
-    so a point maps back exactly with ``keys2 + [x1, y1]`` (:func:`points_from_crop` with ``size=None``).
-
-    Parameters
-    ----------
-    images : sequence of N (C, H_n, W_n) float tensors, or a (N, C, H, W) tensor.
-    boxes : (B, 4) float with integer values (:func:`pixel_boxes`), ``x2 > x1``, ``y2 > y1``.
-    image_index : (B,) long, the image of each box (default ``arange(B)``).
-
-    Returns
-    -------
-    list of B (C, y2 - y1, x2 - x1) tensors (sizes differ: a list, as a detector takes them).
-    """
-    images = list(images)
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"boxes must have shape (B, 4), got {tuple(boxes.shape)}")
-    if not bool((boxes == boxes.round()).all()) or bool((boxes[:, 2:] <= boxes[:, :2]).any()):
-        raise ValueError("crop_pixels: boxes must be whole pixels with x2 > x1 and y2 > y1 (see pixel_boxes), got "
-                         f"{boxes.tolist()[:3]}...")
-    B = boxes.shape[0]
-    index = torch.arange(B) if image_index is None else torch.as_tensor(image_index).long().cpu()
-    if index.shape != (B,) or (B and (int(index.min()) < 0 or int(index.max()) >= len(images))):
-        raise ValueError(f"image_index must be ({B},) indices into the {len(images)} images")
-    out = []
-    for box, i in zip(boxes.long().tolist(), index.tolist(), strict=True):  # over crops: their sizes differ
-        im = images[i]
-        H, W = im.shape[-2:]
-        rows = torch.arange(box[1], box[3], device=im.device).clamp(0, H - 1)
-        cols = torch.arange(box[0], box[2], device=im.device).clamp(0, W - 1)
-        out.append(im[:, rows][:, :, cols])
-    return out
-
-
-def second_scale_crops(
-    images: Sequence[torch.Tensor],
-    boxes: torch.Tensor,
-    image_index: torch.Tensor,
-    mapping: CropMapping,
-    size: int,
-) -> tuple[list[torch.Tensor], torch.Tensor, int | None]:
-    """The crops the detector sees at the second scale, by edge replication where a box leaves its image.
-
-    Parameters
-    ----------
-    images : sequence of N (C, H, W) float tensors.
-    boxes : (B, 4) float, from :func:`second_scale_boxes`.
-    image_index : (B,) long.
-    mapping : CropMapping
-        ``RESIZED``: each crop resized to ``size`` x ``size``; ``UNRESIZED``: the whole-pixel box at its own size.
-    size : int, the resized crops' side (unused for ``UNRESIZED``).
-
-    Returns
-    -------
-    crops : list of B (C, h, w) tensors.
-    boxes : (B, 4) float, the boxes actually cut (whole pixels for ``UNRESIZED``).
-    size : int or None, what :func:`points_from_crop` and :func:`line_from_crop` need to map back.
-    """
-    mapping = CropMapping(mapping)
-    if mapping is CropMapping.UNRESIZED:
-        boxes = pixel_boxes(boxes)
-        return crop_pixels(images, boxes, image_index), boxes, None
-    if not boxes.shape[0]:
-        return [], boxes, size
-    crops = crop_and_resize(list(images), boxes, size, image_index=image_index, padding="edge")
-    return list(crops.images), boxes, size

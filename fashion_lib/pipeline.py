@@ -773,11 +773,12 @@ def write_provenance_page(
 
 def write_primary_claims(results: Path) -> Path:
     """Write ``results/primary_claims.md``, the front page's table of the paper's claims (``book/intro.md``
-    includes it): the differences the notebooks glued (:func:`fashion_lib.report.glue_claim`), judged together with
-    Holm's correction across the declared family :data:`fashion_lib.report.PRIMARY_CLAIMS`. Glue crosses pages
+    includes it): the differences the notebooks glued (:func:`fashion_lib.primary_claims.glue_claim`), judged
+    together with Holm's correction across the declared family :data:`fashion_lib.primary_claims.PRIMARY_CLAIMS`.
+    Glue crosses pages
     only as text, so the correction that needs every claim's p-value runs here, after the notebooks; a claim whose
     page was not executed shows as not measured and counts as p = 1."""
-    from fashion_lib.report import PRIMARY_CLAIMS, claims_table, judge_family, read_claims, read_levels
+    from fashion_lib.primary_claims import PRIMARY_CLAIMS, claims_table, judge_family, read_claims, read_levels
 
     verdicts = judge_family(PRIMARY_CLAIMS, read_claims(results))
     target = results / "primary_claims.md"

@@ -94,7 +94,8 @@ from fashion_lib.experiments import attributes as attrx
 from fashion_lib.experiments.keypoints import KeypointSetup
 from fashion_lib.metrics import crossed_bootstrap_ci
 from fashion_lib.plotting import draw_learning_curves, draw_scores, draw_stopping_curves
-from fashion_lib.report import EXPLORATORY, format_ci, glue_ci, glue_claim, score_methods, verdict
+from fashion_lib.primary_claims import glue_claim
+from fashion_lib.report import EXPLORATORY, format_ci, glue_ci, score_methods, verdict
 
 prov = provenance.start(run_info, seeds)
 detector_setup = KeypointSetup(schema="fashionai", **detector, data_root=keypoint_data_root,
@@ -322,7 +323,7 @@ claims = {  # key: (method, compared with)
     "joint_vs_stopped": (attrx.JOINT, attrx.BASELINE_EARLY_STOP),
 }
 paper_map = {name: row[-1] for name, row in attrx.PAPER_TABLE2.items()}
-primary = ("joint", "maybe", "nkd")  # the ladder's mAP steps: the front page's claims (report.PRIMARY_CLAIMS)
+primary = ("joint", "maybe", "nkd")  # the ladder's mAP steps: the front page's claims (primary_claims.PRIMARY_CLAIMS)
 glue("exploratory", EXPLORATORY, display=False)
 rows, ingredient_cis = [], {}
 for key, (a, b) in claims.items():

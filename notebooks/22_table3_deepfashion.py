@@ -73,7 +73,8 @@ from fashion_lib.experiments import attributes as attrx
 from fashion_lib.experiments.keypoints import KeypointSetup
 from fashion_lib.metrics import crossed_bootstrap_ci
 from fashion_lib.plotting import draw_learning_curves
-from fashion_lib.report import EXPLORATORY, format_ci, glue_ci, glue_claim, verdict
+from fashion_lib.primary_claims import glue_claim
+from fashion_lib.report import EXPLORATORY, format_ci, glue_ci, verdict
 
 prov = provenance.start(run_info, seeds)
 detector_setup = KeypointSetup(schema="fashionai", **detector, data_root=keypoint_data_root,
@@ -190,7 +191,7 @@ for i, group in enumerate(attrx.TABLE3_GROUPS):
                      "verdict": verdict(ci, better="higher")})
         if k == 3 and group in ("all", "category"):
             level = float(np.mean([column_metric(group, k)(*a) for a in arrays[attrx.T3_BASELINE]]))
-            glue_claim(f"t3_{group}_top3", ci, level=level)  # the front page's claims (report.PRIMARY_CLAIMS)
+            glue_claim(f"t3_{group}_top3", ci, level=level)  # the front page's claims (primary_claims.PRIMARY_CLAIMS)
             glue_ci(f"diff_{group}_top3", ci, scale=100)
             glue(f"verdict_t3_{group}", verdict(ci, better="higher"), display=False)
 glue("exploratory", EXPLORATORY, display=False)

@@ -1,6 +1,7 @@
-"""The training engine: configuration checks, LR schedule, data order, learning, resume, metrics, DDP.
+"""The training engine: LR schedule, run folders, data order, learning, resume, metrics, DDP.
 
-The toy problem is tests/training_toys.py's; what a checkpoint file holds and refuses is tests/test_checkpoints.py.
+The toy problem is tests/training_toys.py's; what a checkpoint file holds and refuses is tests/test_checkpoints.py;
+the configuration's checks are tests/test_train_config.py's.
 """
 
 from __future__ import annotations
@@ -48,26 +49,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-# ------------------------------------------------------------------------------------------------ config
-
-
-@pytest.mark.parametrize("field, value, message", [
-    ("steps", 0, r"TrainConfig.steps must be an int >= 1, got 0"),
-    ("batch_size", 2.5, r"TrainConfig.batch_size must be an int >= 1"),
-    ("lr", 0.0, r"TrainConfig.lr must be a finite number in \(0.0, inf\)"),
-    ("optimizer", "adam", r"TrainConfig.optimizer must be one of \['adamw', 'sgd'\], got 'adam'"),
-    ("momentum", 1.0, r"TrainConfig.momentum must be a finite number in \[0.0, 1.0\)"),
-    ("warmup_steps", 11, r"TrainConfig.warmup_steps must be an int \[0, 10\], got 11"),
-    ("min_lr_ratio", 1.5, r"TrainConfig.min_lr_ratio must be a finite number in \[0.0, 1.0\]"),
-    ("grad_clip", -1.0, r"TrainConfig.grad_clip must be a finite number in \(0.0, inf\)"),
-    ("eval_every", -1, r"TrainConfig.eval_every must be an int >= 0"),
-    ("device", "tpu", r"TrainConfig.device must be one of \['auto', 'cpu', 'cuda'\]"),
-    ("amp", 1, r"TrainConfig.amp must be a bool"),
-    ("seed", -3, r"TrainConfig.seed must be an int \[0, 2147483647\]"),
-])
-def test_config_names_the_field_and_the_allowed_range(field, value, message):
-    with pytest.raises(ValueError, match=message):
-        _config(**{field: value})
+# ------------------------------------------------------------------------------------------------ run folders
 
 
 def test_run_dir_for_separates_settings_and_reuses_equal_ones(tmp_path):

@@ -566,7 +566,7 @@ def test_every_page_of_the_smoke_book_carries_the_banner(smoke_book):
 
 def test_write_primary_claims_lists_the_whole_family_even_before_any_page_ran(tmp_path):
     from fashion_lib.pipeline import write_primary_claims
-    from fashion_lib.report import PRIMARY_CLAIMS
+    from fashion_lib.primary_claims import PRIMARY_CLAIMS
 
     target = write_primary_claims(tmp_path)
     lines = target.read_text().splitlines()

@@ -46,9 +46,9 @@ T = TypeVar("T")
 
 # The sources a trained model depends on (the key of the run folders): a change in inference, refinement, scoring or
 # reporting code reuses the trained models, a change here retrains them.
-TRAINING_SOURCES = ("engine.py", "checkpoints.py", "distributed.py", "io.py", "keypoints.py", "attributes.py",
-                    "crops.py", "losses.py", "data", "synthetic", "models/keypoint_rcnn.py", "models/cpn.py",
-                    "models/attributes.py")
+TRAINING_SOURCES = ("engine.py", "train_config.py", "checkpoints.py", "distributed.py", "io.py", "keypoints.py",
+                    "attributes.py", "crops.py", "crop_sampling.py", "losses.py", "data", "synthetic",
+                    "models/keypoint_rcnn.py", "models/cpn.py", "models/attributes.py")
 # The sources a written synthetic data set depends on.
 DATA_SOURCES = ("io.py", "keypoints.py", "attributes.py", "synthetic")
 

@@ -3,8 +3,8 @@
 Each comparison is a claim key naming a row and its baseline (``"nkd": (NKD, KRCNN)``). :func:`judge_claims` gets
 each one's interval from the page (the page knows how it resamples), gives it a verdict, and glues it for the prose
 (``diff_<key>``, ``verdict_<key>``); a comparison that is one of the paper's primary claims
-(:data:`fashion_lib.report.PRIMARY_CLAIMS`, named ``<page>_<key>``) is also glued for the front page's Holm step, or
-glued as not tested where its row or baseline is not trained at this scale.
+(:data:`fashion_lib.primary_claims.PRIMARY_CLAIMS`, named ``<page>_<key>``) is also glued for the front page's Holm
+step, or glued as not tested where its row or baseline is not trained at this scale.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Literal
 
 from fashion_lib.metrics import CI
-from fashion_lib.report import PRIMARY_CLAIMS, glue_ci, glue_claim, glue_not_tested, verdict
+from fashion_lib.primary_claims import PRIMARY_CLAIMS, glue_claim, glue_not_tested
+from fashion_lib.report import glue_ci, verdict
 
 __all__ = ["judge_claims"]
 
@@ -38,7 +39,7 @@ def judge_claims(
     interval : ``(key, row, baseline) -> CI`` of row minus baseline; called once per tested claim, in order (a page
         whose bootstrap draws from one generator gets the draws it would get in its own loop).
     page : the primary claims' prefix (``"t1_fashionai"``): ``<page>_<key>`` of :data:`PRIMARY_CLAIMS` are glued
-        with :func:`fashion_lib.report.glue_claim`.
+        with :func:`fashion_lib.primary_claims.glue_claim`.
     better : ``"lower"`` (NE) or ``"higher"`` (AP).
     untested : rows this profile does not compute; a claim on one has no interval and no verdict, and a primary
         one is glued as not tested with ``not_tested_reason``.
