@@ -19,7 +19,6 @@ from fashion_lib.synthetic import SyntheticGarments
 __all__ = ["Figure3", "figure3"]
 
 
-
 @dataclass(frozen=True)
 class Figure3:
     """Garments for the Fig. 3 analogue, with their crop key points."""

@@ -69,7 +69,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class DeepFashionMethod:
     """A row of Table 3: one network with both heads or one per head, and what it sees."""
