@@ -65,7 +65,7 @@ import torch
 from fashion_lib.attributes import Y
 from fashion_lib.data.transforms import collate
 from fashion_lib.engine import TrainConfig, lr_at
-from fashion_lib.experiments.attributes import task_garments
+from fashion_lib.experiments.table2 import task_garments
 from fashion_lib.models.attributes import build_recognizer, per_task_configs
 from fashion_lib.synthetic import WorldConfig
 

@@ -272,7 +272,7 @@ def draw_learning_curves(axes, curves, *, value: str = "val_accuracy", scale: fl
     Parameters
     ----------
     axes : two Matplotlib Axes.
-    curves : DataFrame of :func:`fashion_lib.experiments.attributes.learning_curves` (``method``, ``network``,
+    curves : DataFrame of :func:`fashion_lib.experiments.attribute_training.learning_curves` (``method``, ``network``,
         ``epoch``, ``train_loss``, ``value``).
     value : the monitor column drawn on the right (a fraction, shown times ``scale``).
     """
@@ -300,9 +300,9 @@ def draw_stopping_curves(axes, curves, chosen, *, scale: float = 100.0):
     Parameters
     ----------
     axes : two Matplotlib Axes.
-    curves : DataFrame of :func:`fashion_lib.experiments.attributes.learning_curves` rows of early-stopped
+    curves : DataFrame of :func:`fashion_lib.experiments.attribute_training.learning_curves` rows of early-stopped
         networks (``seed``, ``network``, ``epoch``, ``holdout_loss``, ``holdout_accuracy``).
-    chosen : DataFrame of :func:`fashion_lib.experiments.attributes.stopping_passes` (``seed``, ``network``,
+    chosen : DataFrame of :func:`fashion_lib.experiments.attribute_training.stopping_passes` (``seed``, ``network``,
         ``chosen``) for the same networks.
     scale : factor of the accuracy axis (100: percent).
     """

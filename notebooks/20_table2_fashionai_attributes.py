@@ -90,8 +90,30 @@ from myst_nb import glue
 warnings.filterwarnings("ignore", message="IProgress not found")
 from fashion_lib import provenance
 from fashion_lib.attributes import DESIGN_TASKS, LENGTH_TASKS, PAPER_TASK_NAMES
-from fashion_lib.experiments import attributes as attrx
+from fashion_lib.experiments.attribute_data import AttributeSetup
+from fashion_lib.experiments.attribute_training import learning_curves, stopping_passes
 from fashion_lib.experiments.keypoints import KeypointSetup
+from fashion_lib.experiments.table2 import (
+    BASELINE,
+    BASELINE_EARLY_STOP,
+    FULL,
+    JOINT,
+    JOINT_EQUAL_STEPS,
+    MAYBE,
+    MAYBE_ALONE,
+    NKD_ALONE,
+    PAPER_TABLE2,
+    accuracy_half_width,
+    accuracy_metric,
+    chance_accuracy,
+    chance_by_task,
+    fashionai_arrays,
+    fashionai_rows_for_seeds,
+    ingredients_sentence,
+    map_metric,
+    table2_frame,
+    table2_methods,
+)
 from fashion_lib.metrics import crossed_bootstrap_ci
 from fashion_lib.plotting import draw_learning_curves, draw_scores, draw_stopping_curves
 from fashion_lib.primary_claims import glue_claim
@@ -100,12 +122,12 @@ from fashion_lib.report import EXPLORATORY, format_ci, glue_ci, score_methods, v
 prov = provenance.start(run_info, seeds)
 detector_setup = KeypointSetup(schema="fashionai", **detector, data_root=keypoint_data_root,
                                train_file=keypoint_train_file)
-setup = attrx.AttributeSetup(dataset="fashionai", detector=detector_setup, detector_seed=seeds[0], profile=profile,
-                          input_size=input_size, train_images=train_images, val_images=val_images, epochs=attr_epochs,
-                          batch_size=attr_batch_size, lr=attr_lr, data_root=data_root, train_file=train_file,
-                          val_file=val_file, max_epochs=attr_max_epochs, patience=attr_patience,
-                          monitor_per_task=monitor_per_task)
-methods = attrx.table2_methods(beta=beta, ingredients=ingredients)
+setup = AttributeSetup(dataset="fashionai", detector=detector_setup, detector_seed=seeds[0], profile=profile,
+                       input_size=input_size, train_images=train_images, val_images=val_images, epochs=attr_epochs,
+                       batch_size=attr_batch_size, lr=attr_lr, data_root=data_root, train_file=train_file,
+                       val_file=val_file, max_epochs=attr_max_epochs, patience=attr_patience,
+                       monitor_per_task=monitor_per_task)
+methods = table2_methods(beta=beta, ingredients=ingredients)
 display(Markdown(f"Attribute data: {'synthetic' if setup.synthetic else data_root}; networks: {setup.networks()}, "
                  f"{attr_epochs} passes, batch {attr_batch_size}, peak lr {attr_lr}; beta = {beta}."))
 
@@ -122,7 +144,7 @@ display(Markdown(f"Attribute data: {'synthetic' if setup.synthetic else data_roo
 
 # %%
 t0 = time.perf_counter()
-preds, data, crops = attrx.fashionai_rows_for_seeds(setup, methods, seeds)
+preds, data, crops = fashionai_rows_for_seeds(setup, methods, seeds)
 wall = time.perf_counter() - t0
 glue("t2_train_images", len(data.train), display=False)
 glue("t2_val_images", len(data.val), display=False)
@@ -145,13 +167,13 @@ display(Markdown(f"{len(data.train)} training and {len(data.val)} validation ima
 # steps); the early-stopped baseline's lines end where each network stopped (the next section marks the pass it kept).
 
 # %%
-curves = attrx.learning_curves(preds)
+curves = learning_curves(preds)
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), dpi=dpi)
 draw_learning_curves(axes, curves)
 fig.tight_layout()
 glue("table2_curves", fig, display=False)
 plt.close(fig)
-half = attrx.accuracy_half_width(preds[attrx.BASELINE])
+half = accuracy_half_width(preds[BASELINE])
 glue("t2_half_width_max", 100 * max(half.values()), display=False)  # points
 glue("t2_val_per_task", len(data.val) // len(half), display=False)
 # the study's goal (issue 22): at most +-2 points; the half-width falls as one over the root of the images
@@ -200,15 +222,15 @@ print("95 % half-width of the baseline's per-task accuracy from its validation i
 # below). Table 2's validation images play no part in the choice.
 
 # %%
-stopped_curves = curves[curves["method"] == attrx.BASELINE_EARLY_STOP]
-kept = attrx.stopping_passes(stopped_curves)
+stopped_curves = curves[curves["method"] == BASELINE_EARLY_STOP]
+kept = stopping_passes(stopped_curves)
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), dpi=dpi)
 draw_stopping_curves(axes, stopped_curves.assign(network=stopped_curves["network"].map(PAPER_TASK_NAMES)),
                      kept.assign(network=kept["network"].map(PAPER_TASK_NAMES)))
 fig.tight_layout()
 glue("table2_stopping", fig, display=False)
 plt.close(fig)
-glue("t2_stop_row", attrx.BASELINE_EARLY_STOP, display=False)
+glue("t2_stop_row", BASELINE_EARLY_STOP, display=False)
 glue("t2_holdout_percent", 100 * setup.holdout_fraction, display=False)
 glue("t2_stop_max_epochs", setup.max_epochs, display=False)
 glue("t2_stop_patience", setup.patience, display=False)
@@ -255,17 +277,17 @@ per_task.round(3)
 
 # %%
 gen = torch.Generator().manual_seed(0)
-arrays = {name: attrx.fashionai_arrays(per_seed) for name, per_seed in preds.items()}
-mAP, accuracy = attrx.map_metric(), attrx.accuracy_metric()
+arrays = {name: fashionai_arrays(per_seed) for name, per_seed in preds.items()}
+mAP, accuracy = map_metric(), accuracy_metric()
 scores = score_methods(arrays, mAP, n_boot=n_boot, generator=gen)
-chance = attrx.chance_accuracy(preds[attrx.BASELINE][0])
+chance = chance_accuracy(preds[BASELINE][0])
 glue("chance_uniform", 100 * chance["uniform"], display=False)
 glue("chance_majority", 100 * chance["majority"], display=False)
-glue("map_baseline", 100 * scores[attrx.BASELINE].ci.estimate, display=False)
-glue("map_full", 100 * scores[attrx.FULL].ci.estimate, display=False)
-table2 = attrx.table2_frame(preds)
-glue("acc_baseline", float(table2.loc[f"{attrx.BASELINE} (ours)", "mean accuracy"]), display=False)
-glue("acc_full", float(table2.loc[f"{attrx.FULL} (ours)", "mean accuracy"]), display=False)
+glue("map_baseline", 100 * scores[BASELINE].ci.estimate, display=False)
+glue("map_full", 100 * scores[FULL].ci.estimate, display=False)
+table2 = table2_frame(preds)
+glue("acc_baseline", float(table2.loc[f"{BASELINE} (ours)", "mean accuracy"]), display=False)
+glue("acc_full", float(table2.loc[f"{FULL} (ours)", "mean accuracy"]), display=False)
 table2
 
 # %% [markdown]
@@ -275,13 +297,13 @@ table2
 
 # %%
 task_chance = {PAPER_TASK_NAMES[t]: 100 * c["uniform"]  # %
-               for t, c in attrx.chance_by_task(preds[attrx.BASELINE][0]).items()}
-learnt_rows = [m for m in (attrx.BASELINE, attrx.BASELINE_EARLY_STOP, attrx.JOINT, attrx.MAYBE, attrx.FULL)
+               for t, c in chance_by_task(preds[BASELINE][0]).items()}
+learnt_rows = [m for m in (BASELINE, BASELINE_EARLY_STOP, JOINT, MAYBE, FULL)
                if m in preds]
 learnt = pd.DataFrame({"chance (%)": pd.Series(task_chance)})
 for m in learnt_rows:
     learnt[f"{m}: x chance"] = table2.loc[f"{m} (ours)", list(task_chance)] / learnt["chance (%)"]
-ratios = learnt[[f"{m}: x chance" for m in (attrx.BASELINE, attrx.JOINT)]]
+ratios = learnt[[f"{m}: x chance" for m in (BASELINE, JOINT)]]
 glue("t2_twice_chance_short", int((ratios < 2).sum().sum()), display=False)
 glue("t2_twice_chance_cells", int(ratios.size), display=False)
 glue("t2_weakest_task", str(ratios.min(axis=1).idxmin()), display=False)
@@ -312,17 +334,17 @@ learnt.round(2)
 
 # %%
 claims = {  # key: (method, compared with)
-    "joint": (attrx.JOINT, attrx.BASELINE),
-    "maybe": (attrx.MAYBE, attrx.JOINT),
-    "nkd": (attrx.FULL, attrx.MAYBE),
-    "all": (attrx.FULL, attrx.BASELINE),
-    "maybe_alone": (attrx.MAYBE_ALONE, attrx.BASELINE),
-    "nkd_alone": (attrx.NKD_ALONE, attrx.BASELINE),
-    "joint_steps": (attrx.JOINT_EQUAL_STEPS, attrx.BASELINE),
-    "stopped": (attrx.BASELINE_EARLY_STOP, attrx.BASELINE),
-    "joint_vs_stopped": (attrx.JOINT, attrx.BASELINE_EARLY_STOP),
+    "joint": (JOINT, BASELINE),
+    "maybe": (MAYBE, JOINT),
+    "nkd": (FULL, MAYBE),
+    "all": (FULL, BASELINE),
+    "maybe_alone": (MAYBE_ALONE, BASELINE),
+    "nkd_alone": (NKD_ALONE, BASELINE),
+    "joint_steps": (JOINT_EQUAL_STEPS, BASELINE),
+    "stopped": (BASELINE_EARLY_STOP, BASELINE),
+    "joint_vs_stopped": (JOINT, BASELINE_EARLY_STOP),
 }
-paper_map = {name: row[-1] for name, row in attrx.PAPER_TABLE2.items()}
+paper_map = {name: row[-1] for name, row in PAPER_TABLE2.items()}
 primary = ("joint", "maybe", "nkd")  # the ladder's mAP steps: the front page's claims (primary_claims.PRIMARY_CLAIMS)
 glue("exploratory", EXPLORATORY, display=False)
 rows, ingredient_cis = [], {}
@@ -345,7 +367,7 @@ for key, (a, b) in claims.items():
                  "family": "primary" if key in primary else "exploratory",
                  "ours, accuracy points [95 %]": format_ci(ci_acc, scale=100, signed=True),
                  "verdict (accuracy)": verdict(ci_acc, better="higher")})
-glue("t2_ingredients", attrx.ingredients_sentence(ingredient_cis), display=False)
+glue("t2_ingredients", ingredients_sentence(ingredient_cis), display=False)
 pd.DataFrame(rows).set_index("claim")
 
 # %% [markdown]
@@ -386,7 +408,7 @@ ours = table2.loc[[f"{name} (ours)" for name in preds]].rename(index=lambda s: s
 changes = pd.DataFrame({f"{a}  vs  {b}": ours.loc[a] - ours.loc[b] for a, b in claims.values()}).T.round(2)
 length_cols = [PAPER_TASK_NAMES[t] for t in LENGTH_TASKS]
 design_cols = [PAPER_TASK_NAMES[t] for t in DESIGN_TASKS]
-maybe_row = changes.loc[f"{attrx.MAYBE}  vs  {attrx.JOINT}"]
+maybe_row = changes.loc[f"{MAYBE}  vs  {JOINT}"]
 glue("maybe_gain_length", float(maybe_row[length_cols].mean()), display=False)
 glue("maybe_gain_design", float(maybe_row[design_cols].mean()), display=False)
 changes

@@ -50,7 +50,8 @@ from myst_nb import glue
 warnings.filterwarnings("ignore", message="IProgress not found")
 from fashion_lib import provenance
 from fashion_lib.crops import CropConfig, crop_boxes, square_boxes
-from fashion_lib.experiments import attributes as attrx
+from fashion_lib.experiments.attribute_data import NKD, PLAIN, AttributeSetup
+from fashion_lib.experiments.figure3 import figure3
 from fashion_lib.experiments.keypoints import KeypointSetup
 from fashion_lib.keypoints import FASHIONAI
 from fashion_lib.plotting import draw_prediction
@@ -58,32 +59,32 @@ from fashion_lib.plotting import draw_prediction
 prov = provenance.start(run_info, seeds)
 detector_setup = KeypointSetup(schema="fashionai", **detector, data_root=keypoint_data_root,
                                train_file=keypoint_train_file)
-setup = attrx.AttributeSetup(dataset="fashionai", detector=detector_setup, detector_seed=seeds[0], data_root=data_root,
-                          train_file=train_file, val_file=val_file)
-items = attrx.figure3(setup, n_clear, n_occluded)
+setup = AttributeSetup(dataset="fashionai", detector=detector_setup, detector_seed=seeds[0], data_root=data_root,
+                       train_file=train_file, val_file=val_file)
+items = figure3(setup, n_clear, n_occluded)
 sizes = torch.tensor([tuple(im.shape[-2:]) for im in items.images], dtype=torch.float32)  # (B, 2) height, width
 rectangles = CropConfig(square=False)
 boxes = {(source, kind): crop_boxes(items.keypoints.points(source), kind, sizes, rectangles, "fashionai")
-         for source in (attrx.PLAIN, attrx.NKD) for kind in ("normal", "neck")}
+         for source in (PLAIN, NKD) for kind in ("normal", "neck")}
 glue("fig3_images", len(items.images), display=False)
-glue("fig3_neck_fallbacks", int(sum(boxes[(s, "neck")].num_fallback for s in (attrx.PLAIN, attrx.NKD))), display=False)
+glue("fig3_neck_fallbacks", int(sum(boxes[(s, "neck")].num_fallback for s in (PLAIN, NKD))), display=False)
 display(Markdown(f"{len(items.images)} garments; Neck-crops without a neck scale (fallback to the top of the "
                  "Normal-crop): "
-                 + ", ".join(f"{s} {boxes[(s, 'neck')].num_fallback}" for s in (attrx.PLAIN, attrx.NKD)) + "."))
+                 + ", ".join(f"{s} {boxes[(s, 'neck')].num_fallback}" for s in (PLAIN, NKD)) + "."))
 
 # %%
 colors = {"normal": "tab:blue", "neck": "tab:red"}
 B = len(items.images)
 fig, axes = plt.subplots(2, B, figsize=(2.3 * B, 5.0), dpi=dpi, squeeze=False)
 for j in range(B):  # one column per garment: plain key points above, New-key-detection below
-    for row, source in enumerate((attrx.PLAIN, attrx.NKD)):
+    for row, source in enumerate((PLAIN, NKD)):
         a = axes[row, j]
         category = items.keypoints.categories[j] or None
         if items.occluded is None:
             status = ""
         else:
             status = "occluded" if bool(items.occluded[j]) else "clear"
-        title = f"{'plain' if source == attrx.PLAIN else 'New-key-detection'}\n{category or 'no detection'} {status}"
+        title = f"{'plain' if source == PLAIN else 'New-key-detection'}\n{category or 'no detection'} {status}"
         truth = None if items.truth is None else items.truth[j]
         draw_prediction(a, items.images[j], items.keypoints.points(source)[j], FASHIONAI, category=category,
                         truth=truth, title=title)

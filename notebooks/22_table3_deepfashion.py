@@ -69,8 +69,26 @@ from myst_nb import glue
 # timm's model hub client imports tqdm.auto, which warns in a kernel without ipywidgets
 warnings.filterwarnings("ignore", message="IProgress not found")
 from fashion_lib import provenance
-from fashion_lib.experiments import attributes as attrx
+from fashion_lib.experiments.attribute_data import AttributeSetup
+from fashion_lib.experiments.attribute_training import learning_curves
 from fashion_lib.experiments.keypoints import KeypointSetup
+from fashion_lib.experiments.table3 import (
+    PAPER_TABLE3,
+    T3_BASELINE,
+    T3_FULL,
+    T3_JOINT_ALONE,
+    T3_NKD_ALONE,
+    T3_PLAIN,
+    TABLE3_GROUPS,
+    attribute_groups,
+    category_metric,
+    deepfashion_arrays,
+    deepfashion_chance,
+    deepfashion_rows_for_seeds,
+    recall_metric,
+    table3_frame,
+    table3_methods,
+)
 from fashion_lib.metrics import crossed_bootstrap_ci
 from fashion_lib.plotting import draw_learning_curves
 from fashion_lib.primary_claims import glue_claim
@@ -79,12 +97,12 @@ from fashion_lib.report import EXPLORATORY, format_ci, glue_ci, verdict
 prov = provenance.start(run_info, seeds)
 detector_setup = KeypointSetup(schema="fashionai", **detector, data_root=keypoint_data_root,
                                train_file=keypoint_train_file)
-setup = attrx.AttributeSetup(dataset="deepfashion", detector=detector_setup, detector_seed=seeds[0], profile=profile,
-                          input_size=input_size, train_images=train_images, val_images=val_images, epochs=attr_epochs,
-                          batch_size=attr_batch_size, lr=attr_lr, data_root=data_root, eval_split=eval_split)
-methods = attrx.table3_methods()
+setup = AttributeSetup(dataset="deepfashion", detector=detector_setup, detector_seed=seeds[0], profile=profile,
+                       input_size=input_size, train_images=train_images, val_images=val_images, epochs=attr_epochs,
+                       batch_size=attr_batch_size, lr=attr_lr, data_root=data_root, eval_split=eval_split)
+methods = table3_methods()
 if not ingredients:
-    methods = {name: m for name, m in methods.items() if name in (attrx.T3_BASELINE, attrx.T3_FULL, attrx.T3_PLAIN)}
+    methods = {name: m for name, m in methods.items() if name in (T3_BASELINE, T3_FULL, T3_PLAIN)}
 display(Markdown(f"DeepFashion data: {'synthetic' if setup.synthetic else data_root}; networks: {setup.networks()}; "
                  f"rows: {list(methods)}."))
 
@@ -98,9 +116,9 @@ display(Markdown(f"DeepFashion data: {'synthetic' if setup.synthetic else data_r
 
 # %%
 t0 = time.perf_counter()
-preds, data, crops = attrx.deepfashion_rows_for_seeds(setup, methods, seeds)
+preds, data, crops = deepfashion_rows_for_seeds(setup, methods, seeds)
 wall = time.perf_counter() - t0
-groups = attrx.attribute_groups(data)
+groups = attribute_groups(data)
 glue("t3_train_images", len(data.train), display=False)
 glue("t3_val_images", len(data.val), display=False)
 glue("t3_detected", 100 * float(crops["val"].detected.float().mean()), display=False)
@@ -117,7 +135,7 @@ display(Markdown(f"{len(data.train)} training and {len(data.val)} scored images;
 # networks with a category head (right; the attribute-only network of the baseline has none), means over seeds.
 
 # %%
-curves = attrx.learning_curves(preds)
+curves = learning_curves(preds)
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), dpi=dpi)
 draw_learning_curves(axes, curves, value="val_category_top3", ylabel="top-3 category accuracy (%)")
 fig.tight_layout()
@@ -139,11 +157,11 @@ plt.close(fig)
 # run here and are not comparable with our synthetic numbers.
 
 # %%
-table3 = attrx.table3_frame(preds, groups)
-chance = {k: attrx.deepfashion_chance(preds[attrx.T3_BASELINE][0], groups, k) for k in (3, 5)}
+table3 = table3_frame(preds, groups)
+chance = {k: deepfashion_chance(preds[T3_BASELINE][0], groups, k) for k in (3, 5)}
 glue("t3_chance_category_top3", 100 * chance[3]["category"], display=False)
 glue("t3_chance_all_top3", 100 * chance[3]["all"], display=False)
-for name, key in ((attrx.T3_BASELINE, "baseline"), (attrx.T3_FULL, "full")):
+for name, key in ((T3_BASELINE, "baseline"), (T3_FULL, "full")):
     glue(f"t3_all_top3_{key}", float(table3.loc[f"{name} (ours)", ("All", "top3")]), display=False)
     glue(f"t3_category_top3_{key}", float(table3.loc[f"{name} (ours)", ("Category", "top3")]), display=False)
 table3
@@ -166,31 +184,31 @@ table3
 
 # %%
 gen = torch.Generator().manual_seed(0)
-arrays = {name: attrx.deepfashion_arrays(per_seed) for name, per_seed in preds.items()}
+arrays = {name: deepfashion_arrays(per_seed) for name, per_seed in preds.items()}
 
 
 def column_metric(group, k):
     """The metric of one Table 3 column (a fraction)."""
-    return attrx.category_metric(k) if group == "category" else attrx.recall_metric(k, group, groups)
+    return category_metric(k) if group == "category" else recall_metric(k, group, groups)
 
 
 def difference(a, b, group, k):
     return crossed_bootstrap_ci(column_metric(group, k), arrays[a], arrays[b], n_boot=n_boot, generator=gen)
 
 
-paper_full, paper_base = attrx.PAPER_TABLE3[attrx.T3_FULL], attrx.PAPER_TABLE3[attrx.T3_BASELINE]
+paper_full, paper_base = PAPER_TABLE3[T3_FULL], PAPER_TABLE3[T3_BASELINE]
 rows = []
-for i, group in enumerate(attrx.TABLE3_GROUPS):
+for i, group in enumerate(TABLE3_GROUPS):
     if group not in ("category", "all") and group not in groups:
         continue
     for j, k in enumerate((3, 5)):
-        ci = difference(attrx.T3_FULL, attrx.T3_BASELINE, group, k)
+        ci = difference(T3_FULL, T3_BASELINE, group, k)
         col = 2 * i + j
         rows.append({"column": f"{group} top-{k}", "paper, points": f"{paper_full[col] - paper_base[col]:+.2f}",
                      "ours, points [95 %]": format_ci(ci, scale=100, signed=True),
                      "verdict": verdict(ci, better="higher")})
         if k == 3 and group in ("all", "category"):
-            level = float(np.mean([column_metric(group, k)(*a) for a in arrays[attrx.T3_BASELINE]]))
+            level = float(np.mean([column_metric(group, k)(*a) for a in arrays[T3_BASELINE]]))
             glue_claim(f"t3_{group}_top3", ci, level=level)  # the front page's claims (primary_claims.PRIMARY_CLAIMS)
             glue_ci(f"diff_{group}_top3", ci, scale=100)
             glue(f"verdict_t3_{group}", verdict(ci, better="higher"), display=False)
@@ -199,9 +217,9 @@ glue("verdict_t3", next(r["verdict"] for r in rows if r["column"] == "all top-3"
 glue("t3_supported_columns", sum(r["verdict"] == "supports" for r in rows), display=False)
 glue("t3_contradicted_columns", sum(r["verdict"] == "contradicts" for r in rows), display=False)
 glue("t3_columns", len(rows), display=False)
-for name, base, key in ((attrx.T3_JOINT_ALONE, attrx.T3_BASELINE, "joint_alone"),
-                        (attrx.T3_NKD_ALONE, attrx.T3_BASELINE, "nkd_alone"),
-                        (attrx.T3_FULL, attrx.T3_PLAIN, "nkd_share")):
+for name, base, key in ((T3_JOINT_ALONE, T3_BASELINE, "joint_alone"),
+                        (T3_NKD_ALONE, T3_BASELINE, "nkd_alone"),
+                        (T3_FULL, T3_PLAIN, "nkd_share")):
     if name in arrays and base in arrays:
         for group in ("all", "category"):
             ci = difference(name, base, group, 3)
@@ -235,7 +253,7 @@ pd.DataFrame(rows).set_index("column")
 cols = [c for c in table3.columns if c[1] == "top3"]
 ours = table3.loc[[f"{n} (ours)" for n in methods]]
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), dpi=dpi, sharey=True)
-paper_rows = table3.loc[[f"{n} (paper)" for n in (attrx.T3_BASELINE, attrx.T3_FULL)]]
+paper_rows = table3.loc[[f"{n} (paper)" for n in (T3_BASELINE, T3_FULL)]]
 for ax, frame, title in ((axes[0], paper_rows, "the paper (real DeepFashion)"),
                           (axes[1], ours, f"ours (synthetic, mean of {len(seeds)} seeds)")):
     width = 0.8 / len(frame)

@@ -60,16 +60,25 @@ from myst_nb import glue
 warnings.filterwarnings("ignore", message="IProgress not found")
 from fashion_lib import provenance
 from fashion_lib.attributes import LENGTH_TASKS
-from fashion_lib.experiments import attributes as attrx
+from fashion_lib.experiments.attribute_data import AttributeSetup
+from fashion_lib.experiments.attribute_training import learning_curves
 from fashion_lib.experiments.keypoints import KeypointSetup
+from fashion_lib.experiments.table2 import (
+    accuracy_metric,
+    beta_predictions,
+    fashionai_arrays,
+    map_metric,
+    maybe_statistics,
+    task_garments,
+)
 from fashion_lib.metrics import crossed_bootstrap_ci
 from fashion_lib.plotting import draw_learning_curves
 from fashion_lib.report import EXPLORATORY, format_ci, glue_ci, mean_sd, verdict
 
 prov = provenance.start(run_info, seeds)
-setup = attrx.AttributeSetup(dataset="fashionai", detector=KeypointSetup(**detector), profile=profile,
-                          input_size=input_size, train_images=train_images, val_images=val_images, epochs=attr_epochs,
-                          batch_size=attr_batch_size, lr=attr_lr)
+setup = AttributeSetup(dataset="fashionai", detector=KeypointSetup(**detector), profile=profile,
+                       input_size=input_size, train_images=train_images, val_images=val_images, epochs=attr_epochs,
+                       batch_size=attr_batch_size, lr=attr_lr)
 if 0.0 not in betas or paper_beta not in betas:
     raise ValueError(f"betas must contain 0 (the baseline) and paper_beta = {paper_beta}, got {betas}")
 glue("beta_tasks", ", ".join(t.removesuffix("_labels") for t in LENGTH_TASKS), display=False)
@@ -84,7 +93,7 @@ glue("beta_tasks", ", ".join(t.removesuffix("_labels") for t in LENGTH_TASKS), d
 stats = {}
 for w in maybe_widths:  # over the few widths
     world = dataclasses.replace(setup.world, maybe_width=w)
-    rate, t_max = attrx.maybe_statistics(attrx.task_garments(world, train_images, setup.data_seed, "train"))
+    rate, t_max = maybe_statistics(task_garments(world, train_images, setup.data_seed, "train"))
     allowed = [b for b in betas if b * t_max < 1]
     stats[w] = {"m-label rate (%)": 100 * rate, "t_max": t_max,
                 "largest beta allowed": "any" if t_max == 0 else f"< {1 / t_max:.3g}", "betas run": allowed}
@@ -102,7 +111,7 @@ pd.DataFrame(stats).T
 
 # %%
 t0 = time.perf_counter()
-preds = {(w, b): [attrx.beta_predictions(setup, None if b == 0 else b, w, seed) for seed in seeds]
+preds = {(w, b): [beta_predictions(setup, None if b == 0 else b, w, seed) for seed in seeds]
          for w in maybe_widths for b in stats[w]["betas run"]}
 wall = time.perf_counter() - t0
 glue("beta_wall_min", wall / 60, display=False)
@@ -110,7 +119,7 @@ display(Markdown(f"{len(preds)} (width, beta) settings x {len(seeds)} seeds trai
                  f"{wall:.0f} s."))
 
 # %%
-learning = attrx.learning_curves({f"maybe_width {w}, beta {b}": p for (w, b), p in preds.items()})
+learning = learning_curves({f"maybe_width {w}, beta {b}": p for (w, b), p in preds.items()})
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), dpi=dpi)
 draw_learning_curves(axes, learning)
 fig.tight_layout()
@@ -131,8 +140,8 @@ plt.close(fig)
 # maybe loss is the same function, so the two are one point.
 
 # %%
-metrics = {"mAP": attrx.map_metric(), "mean accuracy": attrx.accuracy_metric()}
-curves = {name: {w: [mean_sd([100 * m(*a) for a in attrx.fashionai_arrays(preds[(w, b)])])
+metrics = {"mAP": map_metric(), "mean accuracy": accuracy_metric()}
+curves = {name: {w: [mean_sd([100 * m(*a) for a in fashionai_arrays(preds[(w, b)])])
                      for b in stats[w]["betas run"]]
                  for w in maybe_widths} for name, m in metrics.items()}
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), dpi=dpi)
@@ -176,7 +185,7 @@ rows, cis = [], {}
 for i, w in enumerate(maybe_widths):
     if paper_beta not in stats[w]["betas run"]:
         continue
-    a, b = attrx.fashionai_arrays(preds[(w, paper_beta)]), attrx.fashionai_arrays(preds[(w, 0.0)])
+    a, b = fashionai_arrays(preds[(w, paper_beta)]), fashionai_arrays(preds[(w, 0.0)])
     ci_map = crossed_bootstrap_ci(metrics["mAP"], a, b, n_boot=n_boot, generator=gen)
     ci_acc = crossed_bootstrap_ci(metrics["mean accuracy"], a, b, n_boot=n_boot, generator=gen)
     cis[i] = ci_map

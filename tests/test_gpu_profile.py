@@ -17,9 +17,11 @@ import pytest
 import torch
 
 from fashion_lib.attributes import LENGTH_TASKS
-from fashion_lib.experiments import attributes as ax
 from fashion_lib.experiments import keypoints as kx
+from fashion_lib.experiments.attribute_data import AttributeSetup, attribute_data
 from fashion_lib.experiments.keypoint_rows import table1_rows
+from fashion_lib.experiments.table2 import beta_predictions
+from fashion_lib.experiments.table3 import T3_JOINT_ALONE, deepfashion_predictions, table3_methods
 from fashion_lib.keypoints import get_schema
 from fashion_lib.models.cpn import CPNConfig
 from fashion_lib.models.keypoint_rcnn import KeypointRCNNConfig
@@ -77,11 +79,11 @@ def test_detectors_train_two_steps_and_score_table1_rows(schema, gpu, runs):
         assert torch.isfinite(inst.keypoints[..., :2]).all(), name
 
 
-def _attribute_setup(params: dict, dataset: str) -> ax.AttributeSetup:
+def _attribute_setup(params: dict, dataset: str) -> AttributeSetup:
     """The notebook's AttributeSetup with the profile's networks and schedule, cut to 2 steps of 2 images."""
-    return ax.AttributeSetup(dataset=dataset, detector=kx.KeypointSetup(**params["detector"]),
-                             profile=params["profile"], input_size=params["input_size"], train_images=4,
-                             val_images=2, epochs=1, batch_size=2, lr=params["attr_lr"], amp=False)
+    return AttributeSetup(dataset=dataset, detector=kx.KeypointSetup(**params["detector"]),
+                          profile=params["profile"], input_size=params["input_size"], train_images=4,
+                          val_images=2, epochs=1, batch_size=2, lr=params["attr_lr"], amp=False)
 
 
 def test_fashionai_attribute_network_trains_two_steps_and_scores(gpu, runs):
@@ -90,7 +92,7 @@ def test_fashionai_attribute_network_trains_two_steps_and_scores(gpu, runs):
     assert (setup.networks().fashionai_backbone, setup.networks().fashionai_size) == ("nasnetalarge", 399)
     assert table2.networks() == setup.networks()  # Table 2's networks have the same trunk and input
     assert setup.steps(setup.train_images) == 2
-    preds = ax.beta_predictions(setup, 0.1, 0.12, 0, network="length")
+    preds = beta_predictions(setup, 0.1, 0.12, 0, network="length")
     assert len(preds) == 2 and set(preds.tasks) <= set(LENGTH_TASKS)
     assert preds.probs.shape == (2, 10) and torch.isfinite(preds.probs).all()
     torch.testing.assert_close(preds.probs.sum(1), torch.ones(2))
@@ -100,9 +102,9 @@ def test_deepfashion_attribute_network_trains_two_steps_and_scores(gpu, runs):
     setup = _attribute_setup(gpu["22_table3_deepfashion"], "deepfashion")
     assert (setup.networks().deepfashion_backbone, setup.networks().deepfashion_size) == ("inception_resnet_v2", 299)
     assert setup.steps(setup.train_images) == 2
-    data = ax.attribute_data(setup)
+    data = attribute_data(setup)
     # the joint network on whole images: one Inception-ResNet-v2 with both heads, no detector needed for its input
-    preds = ax.deepfashion_predictions(setup, ax.table3_methods()[ax.T3_JOINT_ALONE], 0, data, {})
+    preds = deepfashion_predictions(setup, table3_methods()[T3_JOINT_ALONE], 0, data, {})
     assert len(preds) == 2
     assert preds.category_probs.shape[0] == preds.attribute_scores.shape[0] == 2
     assert torch.isfinite(preds.category_probs).all() and torch.isfinite(preds.attribute_scores).all()

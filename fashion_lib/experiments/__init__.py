@@ -9,7 +9,11 @@
   :mod:`~fashion_lib.experiments.keypoint_text` (the pages' sentences),
   :mod:`~fashion_lib.experiments.prior_map` (page 16's grid of worlds) and
   :mod:`~fashion_lib.experiments.claims` (a page's comparisons judged and glued).
-- :mod:`fashion_lib.experiments.attributes`: Tables 2 and 3 (FashionAI and DeepFashion attributes).
+- Tables 2 and 3 (FashionAI and DeepFashion attributes) and Fig. 3, one module per job:
+  :mod:`~fashion_lib.experiments.attribute_data` (set-up, data, the detector's crop key points),
+  :mod:`~fashion_lib.experiments.attribute_training` (training and scoring the networks, early stopping, learning
+  curves), :mod:`~fashion_lib.experiments.table2` (Table 2 and the beta ablation),
+  :mod:`~fashion_lib.experiments.table3` (Table 3) and :mod:`~fashion_lib.experiments.figure3` (Fig. 3).
 
 Trained models and cached predictions live in one folder shared by every notebook (:func:`runs_dir`), named by a
 hash of everything that shapes them (settings, data, the library's own sources), so a notebook that needs a
