@@ -65,8 +65,8 @@ from fashion_lib.experiments.keypoint_text import (
     missing_rule_sentence,
     second_scale_sentence,
 )
+from fashion_lib.intervals import crossed_bootstrap_ci
 from fashion_lib.keypoints import OCCLUDED, VISIBLE
-from fashion_lib.metrics import crossed_bootstrap_ci
 from fashion_lib.plotting import draw_scores
 from fashion_lib.refine import RefineConfig
 from fashion_lib.report import (

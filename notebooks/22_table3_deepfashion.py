@@ -71,7 +71,7 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 from fashion_lib import provenance
 from fashion_lib.experiments import attributes as attrx
 from fashion_lib.experiments.keypoints import KeypointSetup
-from fashion_lib.metrics import crossed_bootstrap_ci
+from fashion_lib.intervals import crossed_bootstrap_ci
 from fashion_lib.plotting import draw_learning_curves
 from fashion_lib.report import EXPLORATORY, format_ci, glue_ci, glue_claim, verdict
 

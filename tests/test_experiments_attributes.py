@@ -71,7 +71,7 @@ def test_top_detection_only_keeps_each_images_top_instance_and_leaves_the_detect
 
 
 def test_ingredients_sentence_reports_both_rows_or_says_the_profile_skipped_them():
-    from fashion_lib.metrics import CI
+    from fashion_lib.intervals import CI
 
     both = ax.ingredients_sentence({"maybe_alone": CI(0.01, -0.02, 0.04), "nkd_alone": CI(0.03, 0.01, 0.05)})
     assert "+1.00 points (cannot decide that it helps)" in both and "+3.00 (supports)" in both

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from fashion_lib.metrics import CI
+from fashion_lib.intervals import CI
 from fashion_lib.report import (
     CONTRADICTS,
     PRIMARY_CLAIMS,
@@ -167,7 +167,7 @@ def test_primary_claims_round_trip_through_glue_and_the_front_page_table(tmp_pat
     import myst_nb.ext.glue as glue_module
     import nbformat
 
-    from fashion_lib.metrics import IntervalMethod
+    from fashion_lib.intervals import IntervalMethod
     from fashion_lib.report import (
         PRIMARY_CLAIMS,
         claims_table,
@@ -241,7 +241,7 @@ def test_a_claim_not_tested_round_trips_to_the_front_page_as_not_tested(tmp_path
     import myst_nb.ext.glue as glue_module
     import nbformat
 
-    from fashion_lib.metrics import IntervalMethod
+    from fashion_lib.intervals import IntervalMethod
     from fashion_lib.report import (
         PRIMARY_CLAIMS,
         NotTested,
