@@ -23,7 +23,7 @@ from fashion_lib.experiments.keypoint_rows import table1_rows
 from fashion_lib.keypoints import get_schema
 from fashion_lib.models.cpn import CPNConfig
 from fashion_lib.models.keypoint_rcnn import KeypointRCNNConfig
-from fashion_lib.pipeline import notebook_parameters
+from fashion_lib.profiles import notebook_parameters
 from fashion_lib.provenance import RUNS_ENV
 from fashion_lib.refine import RefineConfig
 from fashion_lib.train import TABLE1_NOTEBOOKS
