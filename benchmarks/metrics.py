@@ -1,4 +1,5 @@
-"""Benchmark fashion_lib.metrics: NE on one million instances and COCO key-point AP on 5,000 images.
+"""Benchmark the metrics: NE (fashion_lib.metrics) on one million instances and COCO key-point AP
+(fashion_lib.coco_eval) on 5,000 images.
 
 Each library call is timed beside a plain per-instance Python baseline in the same run, on the same CPU:
 - NE: ``normalized_error`` (vectorised) vs a per-instance loop in the style of the public FashionAI scorers; the
@@ -27,8 +28,9 @@ import torch
 from pycocotools.coco import COCO as CocoApi
 from pycocotools.cocoeval import COCOeval
 
+from fashion_lib.coco_eval import coco_keypoint_ap, keypoints_to_coco_results
 from fashion_lib.keypoints import COCO, FASHIONAI
-from fashion_lib.metrics import coco_keypoint_ap, keypoints_to_coco_results, normalized_error
+from fashion_lib.metrics import normalized_error
 
 
 def timed(fn: Callable[[], object], repeats: int) -> tuple[float, object]:

@@ -7,7 +7,7 @@ re-implemented (STYLE.md, "Metrics wrap the reference implementation").
 The results format (data-formats.md, D.2) is a JSON list of ``{"image_id": int, "category_id": int,
 "keypoints": [x1, y1, v1, ..., xK, yK, vK], "score": float}``. COCO ignores the predicted ``v``.
 
-:mod:`fashion_lib.metrics` re-exports everything public here; import from there.
+The other metrics of the paper are in :mod:`fashion_lib.metrics`, their intervals in :mod:`fashion_lib.intervals`.
 """
 
 from __future__ import annotations

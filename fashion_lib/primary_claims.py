@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from fashion_lib.metrics import CI, IntervalMethod
+from fashion_lib.intervals import CI, IntervalMethod
 from fashion_lib.report import NOT_TESTED, SizeVerdict, ZeroVerdict, _check_better, format_ci
 
 __all__ = ["Claim", "Verdict", "NotTested", "FAMILY_ALPHA", "judge", "relative_size", "relative_sentence", "holm",

@@ -1,7 +1,7 @@
 """Turning measurements into the book's sentences: verdicts from intervals, and numbers formatted for glue.
 
 A claim of the paper is "method B improves on method A". The study's verdict rests on the interval of the
-difference B - A over seeds and images (:func:`fashion_lib.metrics.crossed_bootstrap_ci`), never on the sign of a
+difference B - A over seeds and images (:func:`fashion_lib.intervals.crossed_bootstrap_ci`), never on the sign of a
 mean, and asks two questions:
 
 1. **Zero**: does the difference exclude zero? **supports** (on the improving side), **contradicts** (on the
@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import torch
 
-from fashion_lib.metrics import CI, crossed_bootstrap_ci
+from fashion_lib.intervals import CI, crossed_bootstrap_ci
 
 __all__ = ["SUPPORTS", "CONTRADICTS", "UNDECIDED", "verdict", "format_ci", "format_mean_sd", "mean_sd", "glue_ci",
            "MethodScore", "score_methods", "comparison_table", "verdict_table", "ZeroVerdict", "SizeVerdict",
@@ -190,7 +190,7 @@ class MethodScore:
     """One method's metric over seeds, with its interval over seeds and images."""
 
     per_seed: tuple[float, ...]  # the metric of each seed
-    ci: CI  # mean over seeds and its interval (fashion_lib.metrics.crossed_bootstrap_ci)
+    ci: CI  # mean over seeds and its interval (fashion_lib.intervals.crossed_bootstrap_ci)
 
 
 def score_methods(
@@ -206,7 +206,7 @@ def score_methods(
     ----------
     arrays : method -> per seed, the arguments of ``metric`` (e.g. ``fashion_lib.experiments.keypoints.ne_arrays``).
     metric : callable on one seed's arguments.
-    n_boot, generator : as in :func:`fashion_lib.metrics.crossed_bootstrap_ci`.
+    n_boot, generator : as in :func:`fashion_lib.intervals.crossed_bootstrap_ci`.
     """
     out = {}
     for name, per_seed in arrays.items():  # over the few methods of a table

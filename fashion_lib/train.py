@@ -86,7 +86,7 @@ def profile_settings(profile: str, schema: str, overrides: Sequence[tuple[str, s
     the fields of its ``detector`` parameter, ``seeds`` and the data parameters it passes to
     :class:`~fashion_lib.experiments.keypoints.KeypointSetup`. Warns when another notebook gets another
     ``detector`` (its detectors are other runs)."""
-    from fashion_lib.pipeline import notebook_parameters
+    from fashion_lib.profiles import notebook_parameters
 
     params = notebook_parameters(profile, overrides)
     own = params[TABLE1_NOTEBOOKS[schema]]
@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status: 0, or 2 with an ``error: ...`` line naming what is wrong (bad
     arguments, a profile, a data file, a refused checkpoint, a non-finite loss)."""
     from fashion_lib.checkpoints import CheckpointError
-    from fashion_lib.pipeline import ProfileError
+    from fashion_lib.profiles import ProfileError
 
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -65,8 +65,8 @@ from fashion_lib.experiments.keypoint_text import (
     missing_rule_sentence,
     second_scale_sentence,
 )
+from fashion_lib.intervals import crossed_bootstrap_ci
 from fashion_lib.keypoints import OCCLUDED, VISIBLE
-from fashion_lib.metrics import crossed_bootstrap_ci
 from fashion_lib.plotting import draw_scores
 from fashion_lib.refine import RefineConfig
 from fashion_lib.report import (
@@ -209,7 +209,7 @@ verdict_table(axis_parts, better="lower", claim="it lowers NE", scale=100, unit=
 # NE pools the error of every visible ground-truth point, divided by the garment's normaliser (armpit or
 # waistband distance), over the whole validation set: the challenge's definition (`reduce="keypoint"`). Ours is
 # the mean over seeds; its 95 % interval covers seeds and images, crossed (every seed is scored on the same
-# images): {glue:text}`ne_krcnn_method` (`fashion_lib.metrics.crossed_bootstrap_ci`).
+# images): {glue:text}`ne_krcnn_method` (`fashion_lib.intervals.crossed_bootstrap_ci`).
 
 # %%
 gen = torch.Generator().manual_seed(0)

@@ -71,7 +71,7 @@ from fashion_lib.experiments.keypoint_refiner import missing_point_summary, miss
 from fashion_lib.experiments.keypoint_rows import rows_for_seeds
 from fashion_lib.experiments.keypoint_scores import coco_arrays, coco_metric, coco_results
 from fashion_lib.experiments.keypoint_text import fill_sentence, missing_rule_sentence, second_scale_sentence
-from fashion_lib.metrics import crossed_bootstrap_ci, crossed_interval, crossed_plan, seed_values
+from fashion_lib.intervals import crossed_bootstrap_ci, crossed_interval, crossed_plan, seed_values
 from fashion_lib.refine import RefineConfig
 from fashion_lib.report import (
     EXPLORATORY,

@@ -70,7 +70,7 @@ glue("prior_missing_rule", Markdown(missing_rule_sentence(setup, thresholds)), d
 # (negative, blue: the axis helps). Each cell is its own validation set of `heat_images` garments drawn with that
 # occlusion rate and asymmetry (the detectors, trained on the default world, never change); at asymmetry 0 the
 # garments are exactly symmetric (no perspective either, and hidden points labelled where they are). The interval is
-# a 95 % crossed interval over seeds and garments (`metrics.crossed_bootstrap_ci`: with few seeds, a t interval from
+# a 95 % crossed interval over seeds and garments (`intervals.crossed_bootstrap_ci`: with few seeds, a t interval from
 # the seed and garment variance components); a framed, starred cell is one whose interval excludes 0. Every cell is
 # **exploratory and uncorrected**: with {glue:text}`heat_intervals` intervals, about
 # {glue:text}`heat_by_chance:.1f` would exclude 0 by chance alone. The dashed green

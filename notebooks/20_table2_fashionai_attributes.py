@@ -114,7 +114,7 @@ from fashion_lib.experiments.table2 import (
     table2_frame,
     table2_methods,
 )
-from fashion_lib.metrics import crossed_bootstrap_ci
+from fashion_lib.intervals import crossed_bootstrap_ci
 from fashion_lib.plotting import draw_learning_curves, draw_scores, draw_stopping_curves
 from fashion_lib.primary_claims import glue_claim
 from fashion_lib.report import EXPLORATORY, format_ci, glue_ci, score_methods, verdict
@@ -329,7 +329,7 @@ learnt.round(2)
 # ## Each rung against the one before, and each ingredient alone
 #
 # The interval of each difference is a 95 % interval over seeds and validation images, crossed (every seed is
-# scored on the same images; `fashion_lib.metrics.crossed_bootstrap_ci`): {glue:text}`diff_map_joint_method`. In
+# scored on the same images; `fashion_lib.intervals.crossed_bootstrap_ci`): {glue:text}`diff_map_joint_method`. In
 # percentage points of mAP and of mean accuracy over the tasks; the estimate is the mean over seeds.
 
 # %%

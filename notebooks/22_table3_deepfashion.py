@@ -89,7 +89,7 @@ from fashion_lib.experiments.table3 import (
     table3_frame,
     table3_methods,
 )
-from fashion_lib.metrics import crossed_bootstrap_ci
+from fashion_lib.intervals import crossed_bootstrap_ci
 from fashion_lib.plotting import draw_learning_curves
 from fashion_lib.primary_claims import glue_claim
 from fashion_lib.report import EXPLORATORY, format_ci, glue_ci, verdict

@@ -71,7 +71,7 @@ from fashion_lib.experiments.table2 import (
     maybe_statistics,
     task_garments,
 )
-from fashion_lib.metrics import crossed_bootstrap_ci
+from fashion_lib.intervals import crossed_bootstrap_ci
 from fashion_lib.plotting import draw_learning_curves
 from fashion_lib.report import EXPLORATORY, format_ci, glue_ci, mean_sd, verdict
 
@@ -173,7 +173,7 @@ plt.close(fig)
 # ## The paper's beta against plain cross-entropy, at each m-label rate
 #
 # The difference beta = {glue:text}`beta_paper:.1f` minus beta = 0 in mAP points (the mean over seeds), with its
-# 95 % interval over seeds and validation images, crossed (`fashion_lib.metrics.crossed_bootstrap_ci`). These
+# 95 % interval over seeds and validation images, crossed (`fashion_lib.intervals.crossed_bootstrap_ci`). These
 # comparisons are {glue:text}`exploratory`: not among the paper's claims that the front page corrects together.
 # If the loss earns its keep on uncertain labels, the gain should grow with the `m`-label rate.
 

@@ -6,7 +6,7 @@ import pytest
 
 from fashion_lib.experiments.claims import judge_claims
 from fashion_lib.experiments.keypoints import CPN, KRCNN, NKD, TWICE
-from fashion_lib.metrics import CI
+from fashion_lib.intervals import CI
 from fashion_lib.report import CONTRADICTS, NOT_TESTED, SUPPORTS, TOO_WEAK, UNDECIDED
 
 

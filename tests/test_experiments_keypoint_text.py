@@ -37,7 +37,7 @@ def test_fill_sentence_follows_the_measured_direction(before, after, words):
 
 
 def test_second_scale_sentence_judges_the_crop_against_the_bar():
-    from fashion_lib.metrics import CI
+    from fashion_lib.intervals import CI
 
     inside = kt.second_scale_sentence(CI(0.005, -0.01, 0.015), unit="NE points", scale=100, bar=2.0)
     assert inside.startswith("The detector on its crop alone (mapped back to the image; an instance whose crop held "

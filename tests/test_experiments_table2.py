@@ -40,7 +40,7 @@ from fashion_lib.metrics import attribute_accuracy, fashionai_attribute_map
 
 
 def test_ingredients_sentence_reports_both_rows_or_says_the_profile_skipped_them():
-    from fashion_lib.metrics import CI
+    from fashion_lib.intervals import CI
 
     both = ingredients_sentence({"maybe_alone": CI(0.01, -0.02, 0.04), "nkd_alone": CI(0.03, 0.01, 0.05)})
     assert "+1.00 points (cannot decide that it helps)" in both and "+3.00 (supports)" in both

@@ -25,7 +25,7 @@ from fashion_lib.experiments.table3 import T3_JOINT_ALONE, deepfashion_predictio
 from fashion_lib.keypoints import get_schema
 from fashion_lib.models.cpn import CPNConfig
 from fashion_lib.models.keypoint_rcnn import KeypointRCNNConfig
-from fashion_lib.pipeline import notebook_parameters
+from fashion_lib.profiles import notebook_parameters
 from fashion_lib.provenance import RUNS_ENV
 from fashion_lib.refine import RefineConfig
 from fashion_lib.train import TABLE1_NOTEBOOKS

@@ -9,8 +9,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from fashion_lib.intervals import CI  # noqa: E402
 from fashion_lib.keypoints import COCO, FASHIONAI  # noqa: E402
-from fashion_lib.metrics import CI  # noqa: E402
 from fashion_lib.plotting import (  # noqa: E402
     draw_axis,
     draw_effect_map,

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from fashion_lib.metrics import CI
+from fashion_lib.intervals import CI
 from fashion_lib.primary_claims import (
     PRIMARY_CLAIMS,
     Claim,
@@ -105,7 +105,7 @@ def test_primary_claims_round_trip_through_glue_and_the_front_page_table(tmp_pat
     import myst_nb.ext.glue as glue_module
     import nbformat
 
-    from fashion_lib.metrics import IntervalMethod
+    from fashion_lib.intervals import IntervalMethod
     assert len(PRIMARY_CLAIMS) == 11 and primary_claim("t1_fashionai_nkd").paper == -2.74
     with pytest.raises(ValueError, match="no primary claim 'nope'; valid: t1_fashionai_nkd, "):
         primary_claim("nope")
@@ -153,7 +153,7 @@ def test_a_claim_not_tested_round_trips_to_the_front_page_as_not_tested(tmp_path
     import myst_nb.ext.glue as glue_module
     import nbformat
 
-    from fashion_lib.metrics import IntervalMethod
+    from fashion_lib.intervals import IntervalMethod
     outputs = []
     monkeypatch.setattr(glue_module, "ipy_display",
                         lambda data, raw, metadata: outputs.append(nbformat.v4.new_output(

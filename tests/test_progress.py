@@ -91,14 +91,15 @@ def test_in_a_log_a_line_is_written_per_cell_at_most_every_log_every_s():
 
 @pytest.mark.slow
 def test_a_pipeline_run_shows_the_cells_and_no_kernel_warning(tmp_path, capfd):
-    from fashion_lib import pipeline
+    from fashion_lib.execution import execute_notebook
+    from fashion_lib.profiles import Notebook, read_parameters
 
     path = tmp_path / "01_tiny.py"
     path.write_text('# %% [markdown]\n# # Tiny\n\n# %% tags=["parameters"]\nrun_info = {}\nx = 1\n\n'
                     "# %% [markdown]\n# ## Printing\n\n# %%\nprint(x)\n")
-    notebook = pipeline.Notebook(path, pipeline.read_parameters(path))
-    wall = pipeline.execute_notebook(notebook, {"x": 2}, tmp_path / "out.ipynb", run_info={}, label="[1/1] tiny",
-                                     expected_s=30.0)
+    notebook = Notebook(path, read_parameters(path))
+    wall = execute_notebook(notebook, {"x": 2}, tmp_path / "out.ipynb", run_info={}, label="[1/1] tiny",
+                            expected_s=30.0)
     err = capfd.readouterr().err
     assert wall > 0 and "[1/1] tiny: cell 1 of 3" in err and "of about 30 s (last run)" in err
     assert "without encryption" not in err and "WARNING" not in err

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from fashion_lib.metrics import CI
+from fashion_lib.intervals import CI
 from fashion_lib.report import (
     CONTRADICTS,
     SUPPORTS,

@@ -78,7 +78,7 @@ def test_the_command_line_reports_errors_as_error_lines_with_exit_2(tmp_path, ca
 def _notebook_setup(profile: str, schema: str = "fashionai"):
     """The KeypointSetup the schema's Table 1 notebook builds under ``profile`` (its own call, its parameters)."""
     from fashion_lib.experiments import keypoints as kx
-    from fashion_lib.pipeline import notebook_parameters
+    from fashion_lib.profiles import notebook_parameters
 
     p = notebook_parameters(profile)[TABLE1_NOTEBOOKS[schema]]
     return kx.KeypointSetup(schema=schema, **p["detector"], val_images=p["val_images"], data_root=p["data_root"],

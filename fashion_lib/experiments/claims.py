@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Literal
 
-from fashion_lib.metrics import CI
+from fashion_lib.intervals import CI
 from fashion_lib.primary_claims import PRIMARY_CLAIMS, glue_claim, glue_not_tested
 from fashion_lib.report import glue_ci, verdict
 

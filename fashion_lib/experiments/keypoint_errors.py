@@ -225,7 +225,7 @@ def limb_error_changes(rows_per_seed: Sequence[dict[str, Instances]], val: Valid
                        *, n_boot: int, generator: torch.Generator, matched_on: str = KRCNN) -> list[dict[str, Any]]:
     """COCO: per limb (left/right pair) and kind of point (visible, occluded), the baseline's mean error and the
     change ``row - baseline`` (errors divided by the person's shoulder distance, fractions) with its 95 % two-level
-    bootstrap interval over seeds and persons (:func:`fashion_lib.metrics.crossed_bootstrap_ci`) and its verdict on
+    bootstrap interval over seeds and persons (:func:`fashion_lib.intervals.crossed_bootstrap_ci`) and its verdict on
     "``row`` lowers the error" (:func:`fashion_lib.report.verdict`). Each person is matched to the same detection of
     ``matched_on`` for both rows (:func:`coco_error_arrays`).
 
@@ -236,8 +236,8 @@ def limb_error_changes(rows_per_seed: Sequence[dict[str, Instances]], val: Valid
     with points scored but none moved has change 0, no interval (NaN) and the verdict
     :data:`fashion_lib.report.NOT_MOVED`: resampling zeros would print "0.00 [0.00, 0.00], cannot decide".
     """
+    from fashion_lib.intervals import CI, crossed_bootstrap_ci
     from fashion_lib.keypoints import COCO, OCCLUDED, VISIBLE
-    from fashion_lib.metrics import CI, crossed_bootstrap_ci
     from fashion_lib.report import NOT_MOVED, verdict
 
     arrays = coco_error_arrays(rows_per_seed, val, row, baseline, matched_on=matched_on)
@@ -266,7 +266,7 @@ def limb_change_table(limbs: Sequence[dict[str, Any]]):
     moved (its verdict says so), and the verdict (a pandas DataFrame indexed by points and limb)."""
     import pandas as pd
 
-    from fashion_lib.metrics import CI
+    from fashion_lib.intervals import CI
     from fashion_lib.report import NOT_MOVED, format_ci
 
     return pd.DataFrame([{

@@ -2,7 +2,7 @@
 
 FashionAI rows are scored by NE (:func:`ne_arrays`, :func:`ne_metric`), COCO rows by pycocotools' OKS AP
 (:func:`coco_arrays`, :func:`coco_metric`); both pairs are the arguments of
-:func:`fashion_lib.metrics.crossed_bootstrap_ci`. :func:`per_image_errors` gives the per-point view behind NE.
+:func:`fashion_lib.intervals.crossed_bootstrap_ci`. :func:`per_image_errors` gives the per-point view behind NE.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from fashion_lib.experiments.keypoints import KeypointSetup
-from fashion_lib.metrics import CI
+from fashion_lib.intervals import CI
 from fashion_lib.report import format_ci
 
 __all__ = [

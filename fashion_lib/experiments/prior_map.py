@@ -18,8 +18,8 @@ from fashion_lib.experiments.keypoint_refiner import refiner_activity
 from fashion_lib.experiments.keypoint_rows import per_seed_refine
 from fashion_lib.experiments.keypoint_scores import ne_metric, per_image_errors
 from fashion_lib.experiments.keypoints import Detectors, KeypointSetup, to_instances, validation_set
+from fashion_lib.intervals import CI
 from fashion_lib.keypoints import OCCLUDED, VISIBLE
-from fashion_lib.metrics import CI
 from fashion_lib.models.detector import predict
 from fashion_lib.refine import RefineConfig, RefineSummary, refine_symmetric, summarize_refinement
 from fashion_lib.report import format_ci
@@ -87,7 +87,7 @@ def prior_map(setup: KeypointSetup, detectors: Sequence[Detectors], seeds: Seque
     ``images`` garments of that world (:func:`map_world`, written like any synthetic validation set), each seed's
     Keypoint R-CNN (trained on the default world, never retrained) detects, the axis is applied once
     (:func:`fashion_lib.refine.refine_symmetric` with ``refine``), and the NE change on visible and on occluded
-    points gets its interval (:func:`fashion_lib.metrics.crossed_bootstrap_ci`, paired over seeds and garments).
+    points gets its interval (:func:`fashion_lib.intervals.crossed_bootstrap_ci`, paired over seeds and garments).
 
     Parameters
     ----------
@@ -102,7 +102,7 @@ def prior_map(setup: KeypointSetup, detectors: Sequence[Detectors], seeds: Seque
     -------
     PriorMap
     """
-    from fashion_lib.metrics import CI, crossed_bootstrap_ci
+    from fashion_lib.intervals import CI, crossed_bootstrap_ci
 
     if setup.schema != "fashionai":
         raise ValueError(f"prior_map needs a FashionAI setup (NE), got schema {setup.schema!r}")

@@ -7,7 +7,7 @@ seed, :func:`fashionai_predictions` trains (or loads) a row's networks on the cr
 :mod:`~fashion_lib.experiments.attribute_data` through :mod:`~fashion_lib.experiments.attribute_training` and
 scores every validation image on its own task; :func:`fashionai_arrays` gives per-seed arrays whose instances are
 validation images, the arguments of :func:`map_metric` and :func:`accuracy_metric`, ready for
-:func:`fashion_lib.metrics.crossed_bootstrap_ci`; :func:`table2_frame` sets them beside the paper's rows.
+:func:`fashion_lib.intervals.crossed_bootstrap_ci`; :func:`table2_frame` sets them beside the paper's rows.
 
 The beta ablation trains on garments generated on the fly with their ground-truth key points
 (:func:`task_garments`, :func:`beta_predictions`): no detector, so the loss is the only thing that changes.
@@ -48,7 +48,8 @@ from fashion_lib.experiments.attribute_training import (
     scoring_autocast,
     train_network,
 )
-from fashion_lib.metrics import CI, attribute_accuracy, attribute_ap
+from fashion_lib.intervals import CI
+from fashion_lib.metrics import attribute_accuracy, attribute_ap
 from fashion_lib.models.attributes import FashionAIRecognizerConfig, joint_configs, per_task_configs
 from fashion_lib.provenance import content_digest
 from fashion_lib.report import verdict

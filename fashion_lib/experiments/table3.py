@@ -5,7 +5,7 @@ image; one joint network on the Normal-crop of New-key-detection's key points), 
 detector's crops and each ingredient alone. For one seed, :func:`deepfashion_predictions` trains (or loads) a row's
 networks on every training image through :mod:`~fashion_lib.experiments.attribute_training` and scores the scored
 split; :func:`deepfashion_arrays` gives per-seed arrays whose instances are images, the arguments of
-:func:`recall_metric` and :func:`category_metric`, ready for :func:`fashion_lib.metrics.crossed_bootstrap_ci`;
+:func:`recall_metric` and :func:`category_metric`, ready for :func:`fashion_lib.intervals.crossed_bootstrap_ci`;
 :func:`table3_frame` sets them beside the paper's rows and the other methods it quotes.
 """
 
