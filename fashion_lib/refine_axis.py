@@ -3,6 +3,12 @@
 :func:`fit_symmetry_axis` fits, per instance, the total-least-squares line through the midpoints that best explains
 them (the readings of the paper are listed in :mod:`fashion_lib.refine`), with the geometry the refiner needs
 beside it (:func:`reflect`, :func:`instance_size`, :func:`absurd_points`). Re-exported by :mod:`fashion_lib.refine`.
+
+The reference implementation (``backend="reference"``, :func:`_fit_axis_reference`) is written here as the paper
+states Alg. 1, batch-first with boolean masks; the faster backends sit beside it, chosen explicitly or by
+``backend="auto"`` (the default): the batch-last tensor path (:mod:`fashion_lib.refine_tensor`) and the compiled CPU
+kernel (:mod:`fashion_lib.refine_cpu`). May import: torch, :mod:`fashion_lib.refine_tensor`, and (on first use)
+:mod:`fashion_lib.refine_cpu`.
 """
 
 from __future__ import annotations

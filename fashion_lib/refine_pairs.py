@@ -130,26 +130,109 @@ def _refine_chunk(
 ) -> None:
     """Refine one chunk of instances into ``out`` (views of the whole batch's result) with ``backend``
     (``"kernel"``, ``"tensor"`` or ``"reference"``: the same random numbers and the same decisions)."""
+    u = _uniforms(cfg.k, len(keypoints), generator, keypoints.device)  # (k, B): all the randomness of the chunk
+    if backend == "reference":
+        _refine_reference(keypoints, schema, cfg, applicable, u.t(), out)
+    elif backend == "kernel":
+        _refine_kernel(keypoints, schema, cfg, applicable, u, out)
+    else:
+        _refine_batch_last(keypoints, schema, cfg, applicable, u, out)
+
+
+def _refine_reference(
+    keypoints: torch.Tensor,
+    schema: KeypointSchema,
+    cfg: RefineConfig,
+    applicable: torch.Tensor | None,
+    u: torch.Tensor,
+    out: RefineResult,
+) -> None:
+    """Alg. 2 steps 4-8 as batch-first tensor operations (``backend="reference"``), into ``out``.
+
+    ``keypoints`` (B, K, 3), ``applicable`` (B, K) bool or None (``pairs="all"``), ``u`` (B, k) float64
+    uniforms."""
+    present = ~missing_mask(keypoints, cfg.score_threshold)  # (B, K)
+    n, m, d = _instance_parameters(keypoints, present, schema, cfg, applicable, keypoints.dtype)  # (B,) each
+    left, right = schema.pairs.to(keypoints.device).unbind(1)  # (P,) each
+    centre = schema.center.to(keypoints.device)
+    xy, score = keypoints[..., :2], keypoints[..., 2]  # (B, K, 2), (B, K)
+    votes = present if applicable is None else present & applicable  # (B, K) points that may vote
+    complete = votes[:, left] & votes[:, right]  # (B, P): a pair with a point missing has no midpoint
+    midpoints = 0.5 * (xy[:, left] + xy[:, right])  # (B, P, 2)
+    voting = complete
+    if cfg.center_votes:  # non-symmetric points lie on the axis: they vote as their own midpoints
+        midpoints = torch.cat([midpoints, xy[:, centre]], 1)  # (B, P + C, 2)
+        voting = torch.cat([voting, votes[:, centre]], 1)
+    voting = voting & torch.isfinite(midpoints).all(-1)  # the midpoint of two huge values may overflow
+    axis = _fit_axis_reference(midpoints, voting, n, m, d, u)
+    has = axis.has_axis[:, None]  # (B, 1)
+    inliers = axis.inliers[:, :len(left)]  # (B, P)
+
+    q_left = reflect(xy[:, right], axis.normal, axis.offset)  # (B, P, 2): q of each left point, its partner's
+    q_right = reflect(xy[:, left], axis.normal, axis.offset)  # mirror image across the axis
+    if cfg.fill_threshold is None:  # the paper's rule: a missing point is filled from a present partner
+        unsure, sure = ~present, votes
+    else:  # the fill's own rule: a point at or below fill_threshold is filled from a partner above it
+        unsure = missing_mask(keypoints, cfg.fill_threshold)
+        sure = ~unsure if applicable is None else ~unsure & applicable
+    can_fill = has if applicable is None else has & applicable[:, left] & applicable[:, right]  # (B, P)
+    fill_left = can_fill & unsure[:, left] & sure[:, right]  # (B, P)
+    fill_right = can_fill & unsure[:, right] & sure[:, left]
+    refined = complete & has & ~inliers & ~fill_left & ~fill_right  # pairs moved by the EMA, from original values
+    a = cfg.alpha
+    new_left = torch.where(refined[..., None], (1 - a) * xy[:, left] + a * q_left, xy[:, left])
+    new_right = torch.where(refined[..., None], (1 - a) * xy[:, right] + a * q_right, xy[:, right])
+    new = keypoints.clone()
+    new[:, left, :2] = torch.where(fill_left[..., None], q_left, new_left)
+    new[:, right, :2] = torch.where(fill_right[..., None], q_right, new_right)
+    new[:, left, 2] = torch.where(fill_left, score[:, right], score[:, left])  # a filled point takes its partner's
+    new[:, right, 2] = torch.where(fill_right, score[:, left], score[:, right])  # score: the evidence it rests on
+    filled = torch.zeros_like(present)
+    filled[:, left], filled[:, right] = fill_left, fill_right
+    out.keypoints.copy_(new)
+    out.axis.copy_(torch.cat([axis.normal, axis.offset[:, None]], -1))
+    out.inliers.copy_(inliers)
+    out.refined.copy_(refined)
+    out.filled.copy_(filled)
+    out.has_axis.copy_(axis.has_axis)
+
+
+def _refine_kernel(
+    keypoints: torch.Tensor,
+    schema: KeypointSchema,
+    cfg: RefineConfig,
+    applicable: torch.Tensor | None,
+    u: torch.Tensor,
+    out: RefineResult,
+) -> None:
+    """Alg. 2 steps 4-8 through the compiled CPU kernel (``backend="kernel"``), into ``out``; ``u`` (k, B) float64
+    uniforms."""
+    B, K, _ = keypoints.shape
+    dtype = keypoints.dtype
+    # The kernel finds the present points itself; only d_unit="relative" needs them here (missing_mask would be
+    # the slowest step left on this side).
+    present = ~missing_mask(keypoints, cfg.score_threshold) if cfg.d_unit == "relative" else None
+    n, m, d = _instance_parameters(keypoints, present, schema, cfg, applicable, dtype)
+    _kernel().refine_instances(
+        _np(keypoints), _rounded(cfg.score_threshold, dtype), _rounded(cfg.fill_below, dtype),
+        _np(torch.ones(B, K, dtype=torch.bool) if applicable is None else applicable), _np(schema.pairs[:, 0]),
+        _np(schema.pairs[:, 1]), _np(schema.center), cfg.center_votes, _np(u),
+        _np64(n), _np64(m), _np64(d), float(cfg.alpha), _tiny_eps(dtype), out.keypoints.numpy(), out.axis.numpy(),
+        out.inliers.numpy(), out.refined.numpy(), out.filled.numpy(), out.has_axis.numpy())
+
+
+def _refine_batch_last(
+    keypoints: torch.Tensor,
+    schema: KeypointSchema,
+    cfg: RefineConfig,
+    applicable: torch.Tensor | None,
+    u: torch.Tensor,
+    out: RefineResult,
+) -> None:
+    """Alg. 2 steps 4-8 batch-last (``backend="tensor"``, what a GPU runs), into ``out``; the arguments as for
+    :func:`_refine_reference` but ``u`` (k, B)."""
     B, K, _ = keypoints.shape
     device, dtype = keypoints.device, keypoints.dtype
-    if backend == "reference":
-        present = ~missing_mask(keypoints, cfg.score_threshold)  # (B, K)
-        n, m, d = _instance_parameters(keypoints, present, schema, cfg, applicable, dtype)
-        u = _uniforms(cfg.k, B, generator, device).t()  # (B, k)
-        _refine_reference(keypoints, present, schema, cfg, applicable, n, m, d, u, out)
-        return
-    if backend == "kernel":
-        # The kernel finds the present points itself; only d_unit="relative" needs them here (missing_mask would be
-        # the slowest step left on this side).
-        present = ~missing_mask(keypoints, cfg.score_threshold) if cfg.d_unit == "relative" else None
-        n, m, d = _instance_parameters(keypoints, present, schema, cfg, applicable, dtype)
-        _kernel().refine_instances(
-            _np(keypoints), _rounded(cfg.score_threshold, dtype), _rounded(cfg.fill_below, dtype),
-            _np(torch.ones(B, K, dtype=torch.bool) if applicable is None else applicable), _np(schema.pairs[:, 0]),
-            _np(schema.pairs[:, 1]), _np(schema.center), cfg.center_votes, _np(_uniforms(cfg.k, B, generator, device)),
-            _np64(n), _np64(m), _np64(d), float(cfg.alpha), _tiny_eps(dtype), out.keypoints.numpy(), out.axis.numpy(),
-            out.inliers.numpy(), out.refined.numpy(), out.filled.numpy(), out.has_axis.numpy())
-        return
     left_idx, right_idx = schema.pairs.to(device).unbind(1)
     centre = schema.center.to(device)
     P = len(left_idx)
@@ -177,7 +260,7 @@ def _refine_chunk(
     zero = vx.new_zeros(())
     nx, ny, offset, has_axis, _, inliers = _fit_axis_t(
         torch.where(voting, vx, zero), torch.where(voting, vy, zero), voting.to(dtype), n=n, m=m, d=d,
-        u=_uniforms(cfg.k, B, generator, device), tiny_eps=_tiny_eps(dtype))
+        u=u, tiny_eps=_tiny_eps(dtype))
     has = has_axis > 0.5  # (B,)
     inliers = inliers[:P] > 0.5  # (P, B)
 
@@ -215,66 +298,6 @@ def _refine_chunk(
     out.refined.copy_(refined.t())
     out.filled.copy_(filled.t())
     out.has_axis.copy_(has)
-
-
-def _refine_reference(
-    keypoints: torch.Tensor,
-    present: torch.Tensor,
-    schema: KeypointSchema,
-    cfg: RefineConfig,
-    applicable: torch.Tensor | None,
-    n: torch.Tensor,
-    m: torch.Tensor,
-    d: torch.Tensor,
-    u: torch.Tensor,
-    out: RefineResult,
-) -> None:
-    """Alg. 2 steps 4-8 as batch-first tensor operations (``backend="reference"``), into ``out``.
-
-    ``keypoints`` (B, K, 3), ``present`` (B, K) bool, ``applicable`` (B, K) bool or None, ``n``, ``m``, ``d`` (B,),
-    ``u`` (B, k) float64 uniforms."""
-    left, right = schema.pairs.to(keypoints.device).unbind(1)  # (P,) each
-    centre = schema.center.to(keypoints.device)
-    xy, score = keypoints[..., :2], keypoints[..., 2]  # (B, K, 2), (B, K)
-    votes = present if applicable is None else present & applicable  # (B, K) points that may vote
-    complete = votes[:, left] & votes[:, right]  # (B, P): a pair with a point missing has no midpoint
-    midpoints = 0.5 * (xy[:, left] + xy[:, right])  # (B, P, 2)
-    voting = complete
-    if cfg.center_votes:  # non-symmetric points lie on the axis: they vote as their own midpoints
-        midpoints = torch.cat([midpoints, xy[:, centre]], 1)  # (B, P + C, 2)
-        voting = torch.cat([voting, votes[:, centre]], 1)
-    voting = voting & torch.isfinite(midpoints).all(-1)  # the midpoint of two huge values may overflow
-    axis = _fit_axis_reference(midpoints, voting, n, m, d, u)
-    has = axis.has_axis[:, None]  # (B, 1)
-    inliers = axis.inliers[:, :len(left)]  # (B, P)
-
-    q_left = reflect(xy[:, right], axis.normal, axis.offset)  # (B, P, 2): the left point's target, and the right's
-    q_right = reflect(xy[:, left], axis.normal, axis.offset)
-    if cfg.fill_threshold is None:  # the paper's rule: a missing point is filled from a present partner
-        unsure, sure = ~present, votes
-    else:  # the fill's own rule: a point at or below fill_threshold is filled from a partner above it
-        unsure = missing_mask(keypoints, cfg.fill_threshold)
-        sure = ~unsure if applicable is None else ~unsure & applicable
-    can_fill = has if applicable is None else has & applicable[:, left] & applicable[:, right]  # (B, P)
-    fill_left = can_fill & unsure[:, left] & sure[:, right]  # (B, P)
-    fill_right = can_fill & unsure[:, right] & sure[:, left]
-    refined = complete & has & ~inliers & ~fill_left & ~fill_right  # pairs moved by the EMA, from original values
-    a = cfg.alpha
-    new_left = torch.where(refined[..., None], (1 - a) * xy[:, left] + a * q_left, xy[:, left])
-    new_right = torch.where(refined[..., None], (1 - a) * xy[:, right] + a * q_right, xy[:, right])
-    new = keypoints.clone()
-    new[:, left, :2] = torch.where(fill_left[..., None], q_left, new_left)
-    new[:, right, :2] = torch.where(fill_right[..., None], q_right, new_right)
-    new[:, left, 2] = torch.where(fill_left, score[:, right], score[:, left])  # a filled point takes its partner's
-    new[:, right, 2] = torch.where(fill_right, score[:, left], score[:, right])  # score: the evidence it rests on
-    filled = torch.zeros_like(present)
-    filled[:, left], filled[:, right] = fill_left, fill_right
-    out.keypoints.copy_(new)
-    out.axis.copy_(torch.cat([axis.normal, axis.offset[:, None]], -1))
-    out.inliers.copy_(inliers)
-    out.refined.copy_(refined)
-    out.filled.copy_(filled)
-    out.has_axis.copy_(axis.has_axis)
 
 
 def refine_symmetric(
