@@ -30,7 +30,6 @@ import skimage
 import torch
 from skimage.measure import LineModelND, ransac
 
-from fashion_lib import refine
 from fashion_lib.keypoints import FASHIONAI
 from fashion_lib.refine import refine_symmetric
 
@@ -140,9 +139,9 @@ def main() -> None:
 
     kps = instances(args.instances)
 
-    def run() -> None:
+    def run(backend: str = "auto") -> None:
         refine_symmetric(kps, FASHIONAI, generator=torch.Generator().manual_seed(0), k=k, n=n, m=m, d=d, alpha=alpha,
-                         chunk_size=args.chunk_size)
+                         chunk_size=args.chunk_size, backend=backend)
 
     run()  # loads (or, on a fresh clone, compiles) the CPU kernel before the memory high-water mark is reset
     rss0 = reset_peak_rss()
@@ -151,11 +150,13 @@ def main() -> None:
     rate_cpu = args.instances / statistics.median(times)
     print(f"refine_symmetric, CPU:    {rates(args.instances, times)}; {args.instances:,} instances, peak RSS grew "
           f"{growth} (input {kps.numel() * kps.element_size() / 2**20:.0f} MB), chunk {args.chunk_size}")
-    refine._CPU_KERNEL = False  # the tensor path, which a GPU runs, on this CPU: what the compiled kernel replaces
-    tensor_times = timed(run, max(1, args.repeats - 2))
-    refine._CPU_KERNEL = True
+    # the tensor path, which a GPU runs, and the batch-first reference on this CPU: what the compiled kernel replaces
+    tensor_times = timed(lambda: run("tensor"), max(1, args.repeats - 2))
+    reference_times = timed(lambda: run("reference"), max(1, args.repeats - 2))
     print(f"  tensor path on the CPU: {rates(args.instances, tensor_times)}; the kernel is "
           f"{statistics.median(tensor_times) / statistics.median(times):.1f}x faster")
+    print(f"  reference on the CPU:   {rates(args.instances, reference_times)}; the kernel is "
+          f"{statistics.median(reference_times) / statistics.median(times):.1f}x faster")
 
     sub = kps[: args.loop_instances].numpy().astype(np.float64)
     loop_times = timed(lambda: skimage_loop(sub, k, n, m, d, alpha, seed=0), max(1, args.repeats - 2))

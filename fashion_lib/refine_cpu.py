@@ -1,10 +1,11 @@
 """The CPU kernel of New-key-detection: Alg. 1 (RANSAC axis) and steps 4-8 of Alg. 2, one instance per loop turn.
 
-:mod:`fashion_lib.refine` runs the refiner as whole-batch tensor operations, the right shape for a GPU. On a CPU
-those operations are bound by memory traffic, not arithmetic: each of the ~400 passes per chunk streams ``(k, B)``
+:mod:`fashion_lib.refine_tensor` runs the refiner as whole-batch tensor operations, the right shape for a GPU. On a
+CPU those operations are bound by memory traffic, not arithmetic: each of the ~400 passes per chunk streams ``(k, B)``
 floats through the caches. This module compiles (numba) the same computation as a loop over instances whose
 working set (one instance's midpoints and candidates) stays in registers and L1, with blocks of instances shared
-between threads. ``benchmarks/refine.py`` times both paths on the same CPU.
+between threads: ``backend="kernel"`` of the refiner, and its default (``"auto"``) for float32/float64 CPU input.
+``benchmarks/refine.py`` times the backends on the same CPU.
 
 Where the time went, and what this code does about it (each measured on FashionAI-shaped input):
 
@@ -26,9 +27,10 @@ float32 input the tensor path rounds in float32, so there the two agree to round
 only for a residual within rounding of ``d`` or errors tied within rounding. ``tests/test_refine_cpu.py`` checks
 both.
 
-Everything here is private to :mod:`fashion_lib.refine` and to :mod:`fashion_lib.refine_numpy` (the same calls on
-NumPy arrays, for the command line without torch), which validate the arguments and prepare the per-instance
-parameters (``n``, ``m``, ``d``, the uniforms); the functions below trust them.
+Everything here is private to :mod:`fashion_lib.refine_axis`, :mod:`fashion_lib.refine_pairs` and
+:mod:`fashion_lib.refine_numpy` (the same calls on NumPy arrays, for the command line without torch), which
+validate the arguments and prepare the per-instance parameters (``n``, ``m``, ``d``, the uniforms); the functions
+below trust them.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def ready(threads: int) -> bool:
     in such a child unless it runs on one thread, as DataLoader workers do (``torch.set_num_threads(1)``); other
     worker processes are best started with "spawn" or "forkserver". numba's fork-safe work queue layer measured
     0.77-0.97 million instances/s here against 1.3-1.5 million with OpenMP, which is why it is not forced.
-    :mod:`fashion_lib.refine` passes ``torch.get_num_threads()``, so one setting governs both paths."""
+    :mod:`fashion_lib.refine_axis` passes ``torch.get_num_threads()``, so one setting governs both paths."""
     global _launched
     if _forked_after_launch:
         return False
@@ -77,7 +79,7 @@ def ready(threads: int) -> bool:
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _sample(u, valid, b, left, n, need, count, index) -> None:
-    """Algorithm S with one uniform per candidate spent digit by digit, as ``refine._sample_subsets`` (which
+    """Algorithm S with one uniform per candidate spent digit by digit, as ``refine_tensor._sample_subsets`` (which
     documents it), for the ``k`` candidates of one instance at once.
 
     ``u`` (k,) float64, consumed; ``valid[b]`` (V,) bool; ``left`` (V,) float, valid midpoints from ``i`` on;
@@ -106,7 +108,7 @@ def _tls(count, sx, sy, sxx, syy, sxy):
     """Total-least-squares line from the sums of 1, x, y, x^2, y^2, x y over a set of centred points.
 
     Returns ``(nx, ny, c, trace)``: unit normal and offset of ``nx x + ny y = c`` and the scatter's trace. The
-    formula, step for step, is the tensor path's (``refine._moments_line``)."""
+    formula, step for step, is the tensor path's (``refine_tensor._moments_line``)."""
     safe = max(count, 1.0)
     mx, my = sx / safe, sy / safe
     a = sxx - count * mx * mx  # second moments about the set's centroid
@@ -142,7 +144,7 @@ def _fit_one(vx, vy, valid, u, b, n, m, d, tiny_eps, feats, left, cand, count_s,
 
     ``feats`` ... ``member`` are scratch from :func:`_scratch`; ``best_a[b]`` (V,) bool receives ``A_best`` (arrays
     come whole with an index: a view per instance costs more than the arithmetic). Returns ``(nx, ny, offset,
-    has_axis, error)`` in image coordinates, as ``refine._fit_axis_t``.
+    has_axis, error)`` in image coordinates, as ``refine_tensor._fit_axis_t``.
 
     Each step runs over all ``k`` candidates before the next: a candidate alone is a chain of dependent square
     roots and divisions, and independent candidates side by side keep the CPU's units busy. The sample's line

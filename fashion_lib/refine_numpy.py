@@ -130,7 +130,8 @@ def _instance_size(keypoints: np.ndarray, present: np.ndarray) -> np.ndarray:
 def _instance_parameters(
     keypoints: np.ndarray, present: np.ndarray, layout: Layout, cfg: RefineConfig, applicable: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``refine._instance_parameters``: RANSAC's ``n``, ``m`` and ``d`` (pixels) per instance, (B,) float64 each."""
+    """``refine_pairs._instance_parameters``: RANSAC's ``n``, ``m`` and ``d`` (pixels) per instance, (B,) float64
+    each."""
     B = len(keypoints)
     n, m = np.full(B, float(cfg.n)), np.full(B, float(cfg.m))
     if cfg.pairs == "category":  # scaled to the garment's voters, as the reference documents
@@ -201,7 +202,7 @@ def refine_arrays(
                         ignored=np.zeros((B, K), bool), too_few_pairs=np.empty(B, bool))
     axis, inliers = np.empty((B, 3)), np.empty((B, layout.num_pairs), bool)
     all_points = np.ones((min(B, _CHUNK), K), dtype=bool)
-    tiny_eps = 256 * float(np.finfo(np.float64).eps)  # refine._tiny_eps
+    tiny_eps = 256 * float(np.finfo(np.float64).eps)  # refine_axis._tiny_eps
     for s in range(0, B, _CHUNK):  # chunk by chunk, as the reference: the same stream, and bounded temporaries
         part = slice(s, s + _CHUNK)
         chunk, app = keypoints[part], None if applicable is None else applicable[part]

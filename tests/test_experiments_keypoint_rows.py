@@ -186,7 +186,7 @@ def test_with_fill_threshold_sets_the_fill_rule_and_keeps_the_vote():
 
 
 def test_crop_alone_takes_the_mapped_crop_detection_and_the_first_scale_where_nothing_matched():
-    from fashion_lib.refine import NewKeyDetectionResult, _identity_result
+    from fashion_lib.refine_scales import NewKeyDetectionResult, _identity_result
 
     first = torch.rand(3, 24, 3, dtype=torch.float64)
     second = torch.rand(3, 24, 3, dtype=torch.float64)

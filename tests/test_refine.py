@@ -3,25 +3,26 @@
 The oracle is a per-instance, plain-Python (NumPy float64) implementation of Alg. 1 and steps 4-8 of Alg. 2 as the
 study notes read them; the batched code must agree with it given the same sampled subsets.
 
-Every test runs twice on the CPU: through the compiled kernel (``fashion_lib.refine_cpu``, what a CPU runs) and
-through the tensor path (what a GPU runs); ``tests/test_refine_cpu.py`` checks that the two agree with each other.
+Every test runs three times on the CPU, once per backend: the compiled kernel (``fashion_lib.refine_cpu``, what a
+CPU runs), the batch-last tensor path (``fashion_lib.refine_tensor``, what a GPU runs) and the batch-first reference
+(``fashion_lib.refine_axis``); ``tests/test_refine_cpu.py`` checks that they agree with each other.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from fashion_lib import refine
+from fashion_lib import refine, refine_axis
 from fashion_lib.crops import CropMapping
 from fashion_lib.keypoints import COCO, FASHIONAI
 from fashion_lib.refine import (
     RefineConfig,
     RefineSummary,
-    _sample_subsets,
     calibrate_missing_threshold,
     fit_symmetry_axis,
     match_instances,
@@ -32,10 +33,11 @@ from fashion_lib.refine import (
 )
 
 
-@pytest.fixture(autouse=True, params=["kernel", "tensor"])
-def cpu_path(request, monkeypatch):
-    """Run the test through the CPU kernel, then through the tensor path a GPU runs."""
-    monkeypatch.setattr(refine, "_CPU_KERNEL", request.param == "kernel")
+@pytest.fixture(autouse=True, params=["kernel", "tensor", "reference"])
+def backend(request, monkeypatch):
+    """Run the test through each backend: this module's names of the refiner's entry points pass ``backend``."""
+    for fn in (fit_symmetry_axis, refine_symmetric, new_key_detection):
+        monkeypatch.setitem(globals(), fn.__name__, functools.partial(fn, backend=request.param))
     return request.param
 
 
@@ -160,8 +162,8 @@ def subsets_for(kps: torch.Tensor, schema, k: int, n: int, seed: int) -> torch.T
     """The subsets refine_symmetric draws for ``kps`` with generator ``seed``: (B, P, k) bool."""
     present = (kps[..., 2] > 0) & torch.isfinite(kps[..., :2]).all(-1)
     complete = present[:, schema.pairs[:, 0]] & present[:, schema.pairs[:, 1]]  # (B, P)
-    s = _sample_subsets(complete.t().to(kps.dtype).contiguous(), k, n, gen(seed))  # (P, k, B)
-    return s.permute(2, 0, 1) > 0.5
+    u = refine_axis._uniforms(k, len(kps), gen(seed), kps.device).t()  # (B, k), the refiner's draw
+    return refine_axis._sample_subsets(complete, torch.full((len(kps),), float(n)), u).transpose(1, 2)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -170,12 +172,13 @@ def subsets_for(kps: torch.Tensor, schema, k: int, n: int, seed: int) -> torch.T
 
 
 def test_sampled_subsets_are_uniform_and_use_only_valid_midpoints():
-    valid = torch.tensor([1, 0, 1, 1, 1, 0, 1], dtype=torch.float64)[:, None].expand(7, 3000).contiguous()
-    s = _sample_subsets(valid, 4, 3, gen(5))  # (P, k, B)
-    assert (s.sum(0) == 3).all(), "every candidate must hold exactly n midpoints"
-    assert s[[1, 5]].sum() == 0, "an invalid midpoint was sampled"
+    valid = torch.tensor([1, 0, 1, 1, 1, 0, 1], dtype=torch.bool).expand(3000, 7)
+    u = refine_axis._uniforms(4, 3000, gen(5), torch.device("cpu")).t()  # (B, k)
+    s = refine_axis._sample_subsets(valid, torch.full((3000,), 3.0), u)  # (B, k, P) bool
+    assert (s.sum(-1) == 3).all(), "every candidate must hold exactly n midpoints"
+    assert not s[..., [1, 5]].any(), "an invalid midpoint was sampled"
     # 5 valid midpoints, 10 subsets of 3: each should come up ~1200 times in 12000 draws
-    codes = (s.permute(1, 2, 0).reshape(-1, 7) * (2 ** torch.arange(7, dtype=torch.float64))).sum(1)
+    codes = (s.reshape(-1, 7).double() * (2 ** torch.arange(7, dtype=torch.float64))).sum(1)
     counts = torch.unique(codes, return_counts=True)[1].double()
     assert len(counts) == 10
     chi2 = float(((counts - 1200) ** 2 / 1200).sum())
@@ -448,16 +451,17 @@ def test_the_input_is_never_modified_whatever_its_batch_size_or_layout():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cpu_and_gpu_agree_with_a_cpu_generator():
+def test_cpu_and_gpu_agree_with_a_cpu_generator(backend):
     kps = noisy_instances(200, seed=16).float()
     cpu = refine_symmetric(kps, FASHIONAI, generator=gen(5))
-    gpu = refine_symmetric(kps.cuda(), FASHIONAI, generator=gen(5))
+    on_gpu = "tensor" if backend == "kernel" else backend  # the kernel runs CPU tensors only
+    gpu = refine.refine_symmetric(kps.cuda(), FASHIONAI, generator=gen(5), backend=on_gpu)
     assert torch.equal(cpu.refined, gpu.refined.cpu())
     assert torch.allclose(cpu.keypoints, gpu.keypoints.cpu(), atol=1e-3)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_an_absurd_point_is_ignored_with_absurd_factor_and_drags_its_partner_without(dtype):
+def test_an_absurd_point_is_ignored_with_absurd_factor_and_drags_its_partner_without(dtype, backend):
     """Issue 18, case 8: one point at 1e30 dragged its partner to 4e29; with absurd_factor it is missing instead."""
     kps, normal, _ = symmetric_instances(3, COCO, seed=8)
     truth = kps.clone().to(dtype)
@@ -473,9 +477,10 @@ def test_an_absurd_point_is_ignored_with_absurd_factor_and_drags_its_partner_wit
     assert out.refined[:, COCO.pairs.tolist().index([COCO.index("left_knee"), COCO.index("right_knee")])].all()
     paper = refine_symmetric(kps, COCO, generator=gen())  # no check, as the paper
     assert not paper.ignored.any()
-    if dtype == torch.float64:  # the partner is dragged away
+    if dtype == torch.float64 and backend != "reference":  # the partner is dragged away
         assert paper.keypoints[0, right, 0].abs() > 1e29
-    else:  # next to 5e29, float32 cannot tell the other midpoints apart: the instance loses its axis
+    else:  # next to 5e29, float32 cannot tell the other midpoints apart, nor can the reference's centred second
+        # moments in float64 (the others take them in one pass): the instance loses its axis
         assert paper.has_axis.tolist() == [False, True, True]
     lone = kps[:1].clone()
     keep = [COCO.index(name) for name in ("nose", "left_eye", "right_eye", "left_elbow", "right_elbow")]

@@ -210,11 +210,6 @@ def test_results_round_trip_as_json_dump_writes_them(tmp_path):
     assert not (tmp_path / "inf.json").exists()
 
 
-def test_command_line_choices_match_the_library():
-    assert refine_cli._D_UNITS == refine._D_UNITS
-    assert refine_cli._PAIR_MODES == refine._PAIR_MODES
-
-
 def test_help_and_import_stay_light():
     """``--help`` imports no torch; importing the refiner imports no torchvision and no numba (issue 21)."""
     code = ("import contextlib, io, runpy, sys\nsys.argv = ['refine', '--help']\n"

@@ -1,9 +1,11 @@
-"""The CPU kernel of New-key-detection (fashion_lib.refine_cpu) against the tensor path of fashion_lib.refine.
+"""The refiner's backends against each other: the CPU kernel (fashion_lib.refine_cpu), the batch-last tensor path
+(fashion_lib.refine_tensor) and the batch-first reference (fashion_lib.refine_axis, fashion_lib.refine_pairs).
 
-Both paths draw the same uniforms, so they must sample the same subsets bit for bit. On float64 input they must
-reach the same decisions (axis found, inliers, refined and filled points), ties and midpoints exactly ``d`` from a
-line included; on float32 input the kernel still computes in float64, so coordinates agree to float32 rounding.
-The properties and the oracle of ``tests/test_refine.py`` run on both paths as well.
+All draw the same uniforms, so they must sample the same subsets bit for bit. On float64 input they must reach the
+same decisions (axis found, inliers, refined and filled points); the kernel and the tensor path round alike, so they
+agree on ties and midpoints exactly ``d`` from a line too. On float32 input the kernel still computes in float64, so
+coordinates agree to float32 rounding. The properties and the oracle of ``tests/test_refine.py`` run on every
+backend as well.
 """
 
 from __future__ import annotations
@@ -17,19 +19,15 @@ import pytest
 import torch
 from test_refine import gen, noisy_instances, symmetric_instances
 
-from fashion_lib import refine, refine_cpu
+from fashion_lib import refine_axis, refine_cpu
 from fashion_lib.keypoints import COCO, FASHIONAI
-from fashion_lib.refine import _moments_line, _sample_subsets, fit_symmetry_axis, refine_symmetric
+from fashion_lib.refine import fit_symmetry_axis, refine_symmetric
+from fashion_lib.refine_tensor import _moments_line, _sample_subsets
 
 
-def both_paths(monkeypatch, fn):
-    """``fn()`` through the kernel, then through the tensor path."""
-    monkeypatch.setattr(refine, "_CPU_KERNEL", True)
-    kernel = fn()
-    monkeypatch.setattr(refine, "_CPU_KERNEL", False)
-    tensor = fn()
-    monkeypatch.setattr(refine, "_CPU_KERNEL", True)
-    return kernel, tensor
+def both_paths(fn, other: str = "tensor"):
+    """``fn(backend)`` through the kernel, then through ``other``."""
+    return fn("kernel"), fn(other)
 
 
 def messy_instances(b: int, schema=FASHIONAI, *, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
@@ -77,34 +75,36 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("other", ["tensor", "reference"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_kernel_and_tensor_path_agree(case, monkeypatch):
+def test_the_backends_reach_the_kernels_decisions(case, other):
     schema, kwargs = CASES[case]
     kps = messy_instances(300, schema, seed=len(case))
     if kwargs.get("pairs") == "category":
         names = list(schema.categories)
         kwargs = kwargs | {"categories": [names[i % len(names)] for i in range(len(kps))]}
-    kernel, tensor = both_paths(monkeypatch, lambda: refine_symmetric(kps, schema, generator=gen(3), **kwargs))
+    kernel, tensor = both_paths(lambda b: refine_symmetric(kps, schema, generator=gen(3), backend=b, **kwargs), other)
     assert_same_refinement(kernel, tensor, atol=1e-7)
     # the case exercises every branch: axes found and not, pairs refined, points filled
     assert 0 < int(kernel.has_axis.sum()) < len(kps) and kernel.refined.any() and kernel.filled.any()
 
 
-def test_float32_and_strided_input_agree(monkeypatch):
+def test_float32_and_strided_input_agree():
     kps = messy_instances(200, seed=4, dtype=torch.float32)
     strided = kps.permute(2, 0, 1).contiguous().permute(1, 2, 0)  # channels first in memory
-    kernel, tensor = both_paths(monkeypatch, lambda: refine_symmetric(strided, FASHIONAI, generator=gen(1)))
+    kernel, tensor = both_paths(lambda b: refine_symmetric(strided, FASHIONAI, generator=gen(1), backend=b))
     assert_same_refinement(kernel, tensor, atol=1e-3)
     assert kernel.keypoints.dtype == torch.float32
 
 
-def test_fit_symmetry_axis_agrees_and_its_error_is_the_mean_squared_residual(monkeypatch):
+@pytest.mark.parametrize("other", ["tensor", "reference"])
+def test_fit_symmetry_axis_agrees_and_its_error_is_the_mean_squared_residual(other):
     kps = messy_instances(300, seed=5)
     pairs = FASHIONAI.pairs
     mid = 0.5 * (kps[:, pairs[:, 0], :2] + kps[:, pairs[:, 1], :2])
     valid = (kps[:, pairs[:, 0], 2] > 0) & (kps[:, pairs[:, 1], 2] > 0)
     kernel, tensor = both_paths(
-        monkeypatch, lambda: fit_symmetry_axis(mid, valid, k=10, n=4, m=7, d=1.0, generator=gen(2)))
+        lambda b: fit_symmetry_axis(mid, valid, k=10, n=4, m=7, d=1.0, generator=gen(2), backend=b), other)
     assert torch.equal(kernel.has_axis, tensor.has_axis) and torch.equal(kernel.inliers, tensor.inliers)
     has = kernel.has_axis
     assert 0 < int(has.sum()) < len(kps)
@@ -117,13 +117,14 @@ def test_fit_symmetry_axis_agrees_and_its_error_is_the_mean_squared_residual(mon
     assert torch.isinf(kernel.error[~has]).all()
 
 
-def test_the_kernel_samples_the_tensor_paths_subsets_bit_for_bit():
+def test_the_kernel_and_the_reference_sample_the_tensor_paths_subsets_bit_for_bit():
     P, B, k = 13, 500, 10
     g = torch.Generator().manual_seed(8)
     valid = torch.rand(B, P, generator=g) < 0.8  # (B, P)
     n = torch.randint(2, 6, (B,), generator=g).double()
-    u = refine._uniforms(k, B, gen(6), torch.device("cpu"))  # the draw _sample_subsets makes with gen(6)
-    expected = _sample_subsets(valid.t().double().contiguous(), k, n, gen(6)).permute(2, 1, 0) > 0.5  # (B, k, P)
+    u = refine_axis._uniforms(k, B, gen(6), torch.device("cpu"))  # (k, B), the refiner's draw with gen(6)
+    expected = _sample_subsets(valid.t().double().contiguous(), n, u.clone()).permute(2, 1, 0) > 0.5  # (B, k, P)
+    assert torch.equal(refine_axis._sample_subsets(valid, n, u.t()), expected)
     left = valid.flip(1).cumsum(1).flip(1).double().numpy()  # (B, P) valid midpoints from i on
     need, count, index = np.empty(k), np.empty(k, np.int64), np.empty((k, P + 1), np.int64)
     valid_np = valid.numpy()
@@ -162,6 +163,11 @@ def test_the_kernels_line_is_the_tensor_paths_line(points):
     ones = torch.ones(len(xy), 1, 1, dtype=torch.float64)
     tnx, tny, tc, tcount, ttrace = _moments_line(ones, torch.from_numpy(x)[:, None], torch.from_numpy(y)[:, None])
     assert [nx, ny, c, trace] == [float(tnx), float(tny), float(tc), float(ttrace)], "the same formula, bit for bit"
+    # the reference fits the same line from centred moments: the same normal and offset up to rounding
+    everyone = torch.ones(1, 1, len(xy), dtype=torch.bool)  # (B, k, P)
+    normal, offset, _, _ = refine_axis._tls_line(torch.from_numpy(xy)[None], everyone)
+    assert torch.allclose(normal[0, 0], torch.tensor([nx, ny], dtype=torch.float64), atol=1e-12)
+    assert math.isclose(float(offset), c, abs_tol=1e-9)
     assert math.isclose(nx * nx + ny * ny, 1.0, rel_tol=1e-12)
     if len(xy) >= 2:  # the normal spans the direction of least spread: the TLS line
         centred = xy - xy.mean(0)
@@ -172,7 +178,7 @@ def test_the_kernels_line_is_the_tensor_paths_line(points):
         assert {abs(nx), abs(ny)} == {0.0, 1.0}
 
 
-def test_integer_coordinates_exactly_d_from_the_axis_get_the_same_decisions(monkeypatch):
+def test_integer_coordinates_exactly_d_from_the_axis_get_the_same_decisions():
     # Ground truth and arg-max detectors give whole pixels: with d = 1 px, midpoints lie exactly on the inlier bound.
     kps, normal, _ = symmetric_instances(400, seed=12, tilt_deg=0.0)
     kps[..., :2] = torch.round(kps[..., :2])
@@ -180,24 +186,24 @@ def test_integer_coordinates_exactly_d_from_the_axis_get_the_same_decisions(monk
     shift = (torch.rand(400, FASHIONAI.num_pairs, generator=g) < 0.3).double()  # pairs moved exactly 1 px across
     kps[:, FASHIONAI.pairs[:, 0], 0] += shift
     kps[:, FASHIONAI.pairs[:, 1], 0] += shift
-    kernel, tensor = both_paths(monkeypatch, lambda: refine_symmetric(kps, FASHIONAI, generator=gen(3), d=1.0))
+    kernel, tensor = both_paths(lambda b: refine_symmetric(kps, FASHIONAI, generator=gen(3), d=1.0, backend=b))
     assert_same_refinement(kernel, tensor, atol=0.0)
     # the data do sit on the bound: d just below 1 px changes the decisions
     below = refine_symmetric(kps, FASHIONAI, generator=gen(3), d=0.999)
     assert kernel.has_axis.all() and not torch.equal(below.inliers, kernel.inliers)
 
 
-def test_a_float32_score_equal_to_the_threshold_is_missing_on_both_paths(monkeypatch):
+def test_a_float32_score_equal_to_the_threshold_is_missing_on_both_paths():
     kps, _, _ = symmetric_instances(6, seed=14, dtype=torch.float32)
     cuff = FASHIONAI.index("cuff_left_out")
     kps[:, cuff, 2] = 0.15  # float32(0.15) is not float64(0.15): the threshold is rounded the same way
     kernel, tensor = both_paths(
-        monkeypatch, lambda: refine_symmetric(kps, FASHIONAI, generator=gen(), score_threshold=0.15))
+        lambda b: refine_symmetric(kps, FASHIONAI, generator=gen(), score_threshold=0.15, backend=b))
     assert kernel.filled[:, cuff].all()
     assert_same_refinement(kernel, tensor, atol=1e-4)
 
 
-def test_fit_symmetry_axis_agrees_on_float32_with_per_instance_parameters(monkeypatch):
+def test_fit_symmetry_axis_agrees_on_float32_with_per_instance_parameters():
     kps = messy_instances(200, seed=15)
     pairs = FASHIONAI.pairs
     mid = (0.5 * (kps[:, pairs[:, 0], :2] + kps[:, pairs[:, 1], :2])).float()
@@ -206,8 +212,8 @@ def test_fit_symmetry_axis_agrees_on_float32_with_per_instance_parameters(monkey
     n = torch.randint(2, 5, (200,), generator=g)
     m = n + 1 + torch.randint(0, 3, (200,), generator=g)  # |A| > n: no line fits A exactly, so errors do not tie
     d = 0.5 + torch.rand(200, generator=g) * 2
-    kernel, tensor = both_paths(monkeypatch, lambda: fit_symmetry_axis(mid, valid, k=8, n=n, m=m, d=d,
-                                                                       generator=gen(7)))
+    kernel, tensor = both_paths(lambda b: fit_symmetry_axis(mid, valid, k=8, n=n, m=m, d=d, generator=gen(7),
+                                                            backend=b))
     # float32 rounding could flip a midpoint within ~1e-5 px of d, or errors tied to rounding: none here
     same = (kernel.has_axis == tensor.has_axis) & (kernel.inliers == tensor.inliers).all(1)
     assert same.all() and 0 < int(kernel.has_axis.sum()) < 200
@@ -260,3 +266,13 @@ def test_other_devices_and_dtypes_take_the_tensor_path(monkeypatch):
     assert not calls, "bfloat16 has no NumPy dtype: it must stay on the tensor path"
     refine_symmetric(kps, FASHIONAI, generator=gen())
     assert len(calls) == 1
+    refine_symmetric(kps, FASHIONAI, generator=gen(), backend="tensor")
+    assert len(calls) == 1, "an explicit backend is obeyed"
+
+
+def test_an_unknown_or_impossible_backend_is_refused_by_name():
+    kps = messy_instances(8, seed=10)
+    with pytest.raises(ValueError, match=r"backend must be one of .*'reference'.*, got 'numba'"):
+        refine_symmetric(kps, FASHIONAI, generator=gen(), backend="numba")
+    with pytest.raises(ValueError, match=r"backend='kernel' runs float32 or float64 CPU tensors, got torch.bfloat16"):
+        refine_symmetric(kps.to(torch.bfloat16), FASHIONAI, generator=gen(), backend="kernel")

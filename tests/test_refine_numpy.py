@@ -62,9 +62,9 @@ def test_refine_arrays_reaches_the_references_results(schema, overrides, monkeyp
     ours = refine_arrays(kps, layout, cfg, TorchUniforms(7), categories if cfg.pairs == "category" else None)
     assert ours.has_axis.sum() > 50 and ours.refined.any()  # the comparison covers real work
     for kernel in (True, False):
-        monkeypatch.setattr(refine, "_CPU_KERNEL", kernel)
         ref = refine.refine_symmetric(torch.from_numpy(kps), schema, generator=torch.Generator().manual_seed(7),
-                                      config=cfg, categories=torch.from_numpy(categories), chunk_size=128)
+                                      config=cfg, categories=torch.from_numpy(categories), chunk_size=128,
+                                      backend="kernel" if kernel else "tensor")
         for name in ("has_axis", "refined", "filled", "ignored"):
             assert np.array_equal(getattr(ours, name), getattr(ref, name).numpy()), (kernel, name)
         if kernel:
