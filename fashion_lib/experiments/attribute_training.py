@@ -56,7 +56,8 @@ _MONITORED = ("val_", "holdout_")  # metrics.csv columns of the figures scored a
 # detector's output into crop key points (its weights and the refiner's settings are part of the crops' source).
 # A change elsewhere (scoring, reporting) reuses the networks; cached crop key points and predictions are keyed on
 # every library source, as the key-point half's predictions are.
-NETWORK_SOURCES = (*TRAINING_SOURCES, "refine.py", "models/detector.py")
+NETWORK_SOURCES = (*TRAINING_SOURCES, "refine.py", "refine_config.py", "refine_axis.py", "refine_tensor.py",
+                   "refine_pairs.py", "refine_scales.py", "refine_cpu.py", "models/detector.py")
 
 
 # ------------------------------------------------------------------------------------------------------------------
