@@ -405,7 +405,8 @@ pd.DataFrame(rows).set_index("claim")
 
 # %%
 ours = table2.loc[[f"{name} (ours)" for name in preds]].rename(index=lambda s: s.removesuffix(" (ours)"))
-changes = pd.DataFrame({f"{a}  vs  {b}": ours.loc[a] - ours.loc[b] for a, b in claims.values()}).T.round(2)
+changes = pd.DataFrame({f"{a}  vs  {b}": ours.loc[a] - ours.loc[b] for a, b in claims.values()
+                        if a in ours.index and b in ours.index}).T.round(2)  # the rows this profile trains
 length_cols = [PAPER_TASK_NAMES[t] for t in LENGTH_TASKS]
 design_cols = [PAPER_TASK_NAMES[t] for t in DESIGN_TASKS]
 maybe_row = changes.loc[f"{MAYBE}  vs  {JOINT}"]
