@@ -239,7 +239,7 @@ def write_provenance_page(
         "## Time per part of the book",
         "",
         "The notebooks run in two lanes side by side (`fashion_lib.pipeline.LANES`: the key-point notebooks and "
-        "notebooks 22-23 in one, notebooks 20-21 in the other), each kernel on its share of the cores, so a part's "
+        "notebooks 21-23 in one, notebook 20 in the other), each kernel on its share of the cores, so a part's "
         "notebooks are "
         "timed two ways: their own wall times summed, and the clock from the first one's start to the last one's "
         "end, which is what the budget the study set for the main job is held against (when every notebook of the "
