@@ -34,6 +34,7 @@ __all__ = [
     "SeedValues",
     "crossed_plan",
     "seed_values",
+    "bootstrap_counts",
     "crossed_interval",
     "crossed_bootstrap_ci",
 ]
@@ -282,6 +283,7 @@ def seed_values(
     plan: CrossedPlan,
     *,
     batched: bool = False,
+    weighted: bool = False,
 ) -> SeedValues:
     """Evaluate ``metric_fn`` on every seed, on all images and on each replicate's shared image resample.
 
@@ -291,6 +293,10 @@ def seed_values(
         ``metric_fn(*arrays) -> float`` on one seed's arrays (any statistic: NE, COCO AP, mAP, top-k recall). With
         ``batched``, ``metric_fn`` receives every array indexed by an ``(R, B)`` index, so with a leading
         replicate dimension ``(R, B, ...)``, and returns ``(R,)`` values: one call per seed instead of ``R``.
+        With ``weighted``, ``metric_fn(*arrays, weights=counts)`` receives the arrays whole and ``counts (R, B)``
+        float64, how often each replicate draws each image, and returns ``(R,)`` values (for a statistic that
+        takes weights, such as ``fashion_lib.experiments.table2.map_metric``: no ``(R, B, ...)`` copies); the
+        value on all images is the plain call's.
     per_seed : sequence over S seeds of sequences of arrays, each (B, ...)
         One method's per-image inputs for each seed, on the same ``B`` images, e.g. ``[(pred_0, gt, cats), ...]``.
     plan : CrossedPlan
@@ -307,11 +313,17 @@ def seed_values(
     if plan.seeds.shape[1] != len(takers) or _resampler(list(per_seed[0]), "per_seed[0]")[0] != n_images:
         raise ValueError(f"plan draws {plan.seeds.shape[1]} seeds and {n_images} images, but per_seed has "
                          f"{len(takers)} seeds of {_resampler(list(per_seed[0]), 'per_seed[0]')[0]} images")
+    if batched and weighted:
+        raise ValueError("seed_values: choose batched or weighted, not both")
     everything = torch.arange(n_images)
     full = torch.empty(len(takers), dtype=torch.float64)
     reps = torch.empty(n_rep, len(takers), dtype=torch.float64)
+    counts = bootstrap_counts(plan.images, n_images) if weighted else None
     for s, take in enumerate(takers):  # over the few seeds
-        if batched:
+        if weighted:
+            full[s] = _metric_value(metric_fn, take(everything))
+            reps[:, s] = _checked_values(metric_fn(*per_seed[s], weights=counts), n_rep, "weighted")
+        elif batched:
             full[s] = _batched_value(metric_fn, take(everything[None]), 1)[0]
             reps[:, s] = _batched_value(metric_fn, take(plan.images), n_rep)
         else:
@@ -321,12 +333,22 @@ def seed_values(
     return SeedValues(full, reps)
 
 
-def _batched_value(metric_fn: Callable[..., Any], args: Sequence[Any], n: int) -> torch.Tensor:
-    value = torch.as_tensor(metric_fn(*args), dtype=torch.float64)
+def bootstrap_counts(images: torch.Tensor, n_images: int) -> torch.Tensor:
+    """``(R, n_images)`` float64: how many times each replicate of ``images (R, B)`` draws each image."""
+    counts = torch.zeros(images.shape[0], n_images, dtype=torch.float64)
+    return counts.scatter_add_(1, images, torch.ones(images.shape, dtype=torch.float64))
+
+
+def _checked_values(values: Any, n: int, mode: str) -> torch.Tensor:
+    value = torch.as_tensor(values, dtype=torch.float64)
     if value.shape != (n,):
-        raise ValueError(f"with batched=True metric_fn must return ({n},) values (one per replicate), got shape "
+        raise ValueError(f"with {mode}=True metric_fn must return ({n},) values (one per replicate), got shape "
                          f"{tuple(value.shape)}")
     return value
+
+
+def _batched_value(metric_fn: Callable[..., Any], args: Sequence[Any], n: int) -> torch.Tensor:
+    return _checked_values(metric_fn(*args), n, "batched")
 
 
 def crossed_interval(
@@ -423,6 +445,7 @@ def crossed_bootstrap_ci(
     generator: torch.Generator,
     method: Literal["auto", "seed-t", "crossed"] = "auto",
     batched: bool = False,
+    weighted: bool = False,
 ) -> CI:
     """Interval of a method's metric over training seeds and images (or of the paired difference A - B).
 
@@ -440,7 +463,7 @@ def crossed_bootstrap_ci(
         Method B on the same images with the same seeds; the interval is then of A - B, seed by seed.
     n_boot, level, generator
         As in :func:`bootstrap_ci`.
-    method, batched
+    method, batched, weighted
         As in :func:`crossed_interval` and :func:`seed_values`.
 
     Returns
@@ -459,7 +482,7 @@ def crossed_bootstrap_ci(
         if n_b != n_images:
             raise ValueError(f"methods A and B must be scored on the same images, got {n_images} and {n_b}")
     plan = crossed_plan(len(per_seed), n_images, n_boot=n_boot, generator=generator)
-    values = seed_values(metric_fn, per_seed, plan, batched=batched)
+    values = seed_values(metric_fn, per_seed, plan, batched=batched, weighted=weighted)
     if per_seed_b is not None:
-        values = values - seed_values(metric_fn, per_seed_b, plan, batched=batched)
+        values = values - seed_values(metric_fn, per_seed_b, plan, batched=batched, weighted=weighted)
     return crossed_interval(values, plan, level=level, method=method)

@@ -30,6 +30,8 @@ __all__ = [
     "normalized_error",
     "attribute_accuracy",
     "attribute_ap",
+    "attribute_accuracy_weighted",
+    "attribute_ap_weighted",
     "AttributeMAP",
     "fashionai_attribute_map",
     "topk_recall",
@@ -359,6 +361,90 @@ def attribute_ap(
     if not bool(ok.any()):
         return math.nan
     return float((suffix_hit[first][ok] / n_pred[ok]).mean())
+
+
+def _check_weights(weights: Any, n: int) -> torch.Tensor:
+    w = _as_tensor(weights, "weights").double()
+    if w.ndim != 2 or w.shape[1] != n:
+        raise ValueError(f"weights must be (R, {n}) (one row per resample, one column per sample), got shape "
+                         f"{tuple(w.shape)}")
+    if not torch.isfinite(w).all() or bool((w < 0).any()):
+        raise ValueError("weights must be finite and >= 0 (how often each sample is drawn)")
+    return w
+
+
+def attribute_accuracy_weighted(
+    logits_or_probs: torch.Tensor | np.ndarray,
+    labels: torch.Tensor | np.ndarray,
+    weights: torch.Tensor | np.ndarray,
+) -> torch.Tensor:
+    """:func:`attribute_accuracy` of ``R`` resamples at once, each given as how often it draws every sample.
+
+    The fast path of the bootstrap: a resample that draws sample ``i`` ``w_ri`` times scores exactly what the
+    reference scores on that resample (sums of counts instead of a loop over resamples).
+
+    Parameters
+    ----------
+    logits_or_probs, labels : (B, C)
+        As in :func:`attribute_accuracy`.
+    weights : (R, B) float
+        ``weights[r, i]``: how many times resample ``r`` draws sample ``i`` (bootstrap counts).
+
+    Returns
+    -------
+    accuracy : (R,) float64
+        ``nan`` for a resample with no sample that has a ``y``.
+    """
+    s, y = _check_scores_labels(logits_or_probs, labels, "logits_or_probs", "labels")
+    _check_codes(y, "labels")
+    w = _check_weights(weights, s.shape[0])
+    _, code = _top1_codes(s, y)
+    keep = (y == Y).any(dim=1).double()  # (B,)
+    n = w @ keep  # (R,)
+    return (w @ (keep * (code == Y).double())) / n.where(n > 0, torch.tensor(math.nan, dtype=torch.float64))
+
+
+def attribute_ap_weighted(
+    probs: torch.Tensor | np.ndarray,
+    labels: torch.Tensor | np.ndarray,
+    weights: torch.Tensor | np.ndarray,
+) -> torch.Tensor:
+    """:func:`attribute_ap` (``"wangxin"``) of ``R`` resamples at once, each given as how often it draws every sample.
+
+    Sample ``i`` drawn ``w_ri`` times is ``w_ri`` thresholds ``p_i`` and counts ``w_ri`` times at every threshold
+    it passes, so ``AP_r = sum_i w_ri P_r(p_i) / sum_i w_ri`` over the thresholds where some ``y``/``n`` sample
+    passes, with ``P_r(t)`` the ``w_r``-weighted share of hits among the scored samples with ``p >= t``: the
+    reference's value on that resample, through one sort for all resamples.
+
+    Parameters
+    ----------
+    probs, labels : (B, C)
+        As in :func:`attribute_ap`.
+    weights : (R, B) float
+        ``weights[r, i]``: how many times resample ``r`` draws sample ``i`` (bootstrap counts).
+
+    Returns
+    -------
+    ap : (R,) float64
+        ``nan`` for a resample in which no sample's top-1 is a ``y`` or ``n``.
+    """
+    s, y = _check_scores_labels(probs, labels, "probs", "labels")
+    _check_codes(y, "labels")
+    w = _check_weights(weights, s.shape[0])
+    p, code = _top1_codes(s, y)
+    hit = (code == Y).double()
+    scored = ((code == Y) | (code == N)).double()
+    p_sorted, order = torch.sort(p)  # ascending
+    zero = torch.zeros(w.shape[0], 1, dtype=torch.float64)
+    w_sorted = w[:, order]  # (R, B)
+    suffix_hit = torch.cat([(w_sorted * hit[order]).flip(1).cumsum(1).flip(1), zero], dim=1)  # (R, B + 1)
+    suffix_scored = torch.cat([(w_sorted * scored[order]).flip(1).cumsum(1).flip(1), zero], dim=1)
+    first = torch.searchsorted(p_sorted, p, side="left")  # (B,) first sorted index with p_sorted >= p_i
+    n_pred = suffix_scored[:, first]  # (R, B)
+    ok = n_pred > 0
+    precision = torch.where(ok, suffix_hit[:, first] / n_pred.clamp_min(1e-300), 0.0)
+    counted = (w * ok).sum(1)  # (R,)
+    return (w * precision).sum(1) / counted.where(counted > 0, torch.tensor(math.nan, dtype=torch.float64))
 
 
 @dataclass(frozen=True)

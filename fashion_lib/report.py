@@ -199,6 +199,7 @@ def score_methods(
     *,
     n_boot: int,
     generator: torch.Generator,
+    weighted: bool = False,
 ) -> dict[str, MethodScore]:
     """``metric`` of every method, per seed and as the mean over seeds with its interval.
 
@@ -206,12 +207,13 @@ def score_methods(
     ----------
     arrays : method -> per seed, the arguments of ``metric`` (e.g. ``fashion_lib.experiments.keypoints.ne_arrays``).
     metric : callable on one seed's arguments.
-    n_boot, generator : as in :func:`fashion_lib.intervals.crossed_bootstrap_ci`.
+    n_boot, generator, weighted : as in :func:`fashion_lib.intervals.crossed_bootstrap_ci`.
     """
     out = {}
     for name, per_seed in arrays.items():  # over the few methods of a table
         values = tuple(float(metric(*args)) for args in per_seed)
-        out[name] = MethodScore(values, crossed_bootstrap_ci(metric, per_seed, n_boot=n_boot, generator=generator))
+        out[name] = MethodScore(values, crossed_bootstrap_ci(metric, per_seed, n_boot=n_boot, generator=generator,
+                                                                   weighted=weighted))
     return out
 
 

@@ -279,7 +279,8 @@ per_task.round(3)
 gen = torch.Generator().manual_seed(0)
 arrays = {name: fashionai_arrays(per_seed) for name, per_seed in preds.items()}
 mAP, accuracy = map_metric(), accuracy_metric()
-scores = score_methods(arrays, mAP, n_boot=n_boot, generator=gen)
+# weighted: every replicate at once from its bootstrap counts (the same values as a loop over replicates)
+scores = score_methods(arrays, mAP, n_boot=n_boot, generator=gen, weighted=True)
 chance = chance_accuracy(preds[BASELINE][0])
 glue("chance_uniform", 100 * chance["uniform"], display=False)
 glue("chance_majority", 100 * chance["majority"], display=False)
@@ -351,8 +352,10 @@ rows, ingredient_cis = [], {}
 for key, (a, b) in claims.items():
     if a not in arrays or b not in arrays:  # a row this profile does not train
         continue
-    ci_map = crossed_bootstrap_ci(mAP, arrays[a], arrays[b], n_boot=n_boot, generator=gen)
-    ci_acc = crossed_bootstrap_ci(accuracy, arrays[a], arrays[b], n_boot=n_boot, generator=gen)
+    ci_map = crossed_bootstrap_ci(mAP, arrays[a], arrays[b], n_boot=n_boot, generator=gen,
+                                  weighted=True)
+    ci_acc = crossed_bootstrap_ci(accuracy, arrays[a], arrays[b], n_boot=n_boot, generator=gen,
+                                  weighted=True)
     if key in primary:
         glue_claim(f"t2_{key}", ci_map, level=scores[b].ci.estimate)  # b's mAP: the proportion's base
     ingredient_cis[key] = ci_map

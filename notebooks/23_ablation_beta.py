@@ -186,8 +186,8 @@ for i, w in enumerate(maybe_widths):
     if paper_beta not in stats[w]["betas run"]:
         continue
     a, b = fashionai_arrays(preds[(w, paper_beta)]), fashionai_arrays(preds[(w, 0.0)])
-    ci_map = crossed_bootstrap_ci(metrics["mAP"], a, b, n_boot=n_boot, generator=gen)
-    ci_acc = crossed_bootstrap_ci(metrics["mean accuracy"], a, b, n_boot=n_boot, generator=gen)
+    ci_map = crossed_bootstrap_ci(metrics["mAP"], a, b, n_boot=n_boot, generator=gen, weighted=True)
+    ci_acc = crossed_bootstrap_ci(metrics["mean accuracy"], a, b, n_boot=n_boot, generator=gen, weighted=True)
     cis[i] = ci_map
     best = max(range(len(stats[w]["betas run"])), key=lambda j: curves["mAP"][w][j][0])
     rows.append({"maybe_width": w, "m-label rate (%)": round(stats[w]["m-label rate (%)"], 1),

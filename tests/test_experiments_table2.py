@@ -36,6 +36,7 @@ from fashion_lib.experiments.table2 import (
     table2_methods,
     task_garments,
 )
+from fashion_lib.intervals import bootstrap_counts, crossed_bootstrap_ci
 from fashion_lib.metrics import attribute_accuracy, fashionai_attribute_map
 
 
@@ -152,6 +153,31 @@ def test_fashionai_adapters_equal_the_metrics_called_per_task():
         {"collar_design_labels": 1.96 * math.sqrt(0.25 / 2), "pant_length_labels": 0.0, "neckline_design_labels": 0.0})
     with pytest.raises(ValueError, match="predictions_per_seed is empty"):
         accuracy_half_width([])
+
+
+def test_weighted_table2_metrics_equal_a_loop_over_resamples():
+    pred = task_case()
+    (args,) = fashionai_arrays([pred])
+    g = torch.Generator().manual_seed(3)
+    draws = torch.randint(0, 5, (40, 5), generator=g)
+    draws[0] = torch.tensor([0, 1, 0, 1, 0])  # collar only: the other tasks are absent from this resample
+    weights = bootstrap_counts(draws, 5)
+    for metric in (map_metric(), accuracy_metric(), accuracy_metric("collar_design_labels"),
+                   accuracy_metric("coat_length_labels")):
+        fast = metric(*args, weights=weights)
+        for r in range(40):
+            idx = draws[r].numpy()
+            ref = metric(*[a[torch.from_numpy(idx)] if isinstance(a, torch.Tensor) else a[idx] for a in args])
+            assert (math.isnan(ref) and math.isnan(fast[r])) or fast[r].item() == pytest.approx(ref, rel=1e-6)
+    with pytest.raises(ValueError, match="'wangxin' variant only"):
+        map_metric("antgo")(*args, weights=weights)
+    # the interval: the same plan and values through the weighted path
+    per_seed = fashionai_arrays([pred, pred])
+    loop = crossed_bootstrap_ci(map_metric(), per_seed, n_boot=30, generator=torch.Generator().manual_seed(1))
+    fast = crossed_bootstrap_ci(map_metric(), per_seed, n_boot=30, generator=torch.Generator().manual_seed(1),
+                                weighted=True)
+    assert fast.estimate == loop.estimate
+    assert fast.low == pytest.approx(loop.low, abs=1e-12) and fast.high == pytest.approx(loop.high, abs=1e-12)
 
 
 def test_chance_by_task_counts_the_classes_that_occur_and_the_majority():

@@ -210,6 +210,11 @@ def test_crossed_bootstrap_bad_input():
         crossed_bootstrap_ci(_mean, [(torch.zeros(3),), (torch.zeros(4),)], generator=gen)
     with pytest.raises(ValueError, match=r"with batched=True metric_fn must return \(1,\) values"):
         crossed_bootstrap_ci(_mean, [(torch.zeros(3),)], n_boot=5, batched=True, generator=gen)
+    with pytest.raises(ValueError, match=r"with weighted=True metric_fn must return \(5,\) values"):
+        crossed_bootstrap_ci(lambda x, weights=None: x.mean() if weights is None else weights.sum(),
+                             [(torch.zeros(3),)], n_boot=5, weighted=True, generator=gen)
+    with pytest.raises(ValueError, match="choose batched or weighted, not both"):
+        crossed_bootstrap_ci(_mean, [(torch.zeros(3),)], n_boot=5, batched=True, weighted=True, generator=gen)
     with pytest.raises(ValueError, match="method must be 'auto', 'seed-t' or 'crossed', got 't'"):
         crossed_bootstrap_ci(_mean, [(torch.zeros(3),)], n_boot=5, method="t", generator=gen)
     with pytest.raises(ValueError, match="n_images must be an integer >= 1, got 0"):

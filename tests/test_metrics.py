@@ -18,7 +18,9 @@ from fashion_lib.attributes import M, N, Y
 from fashion_lib.keypoints import COCO, FASHIONAI
 from fashion_lib.metrics import (
     attribute_accuracy,
+    attribute_accuracy_weighted,
     attribute_ap,
+    attribute_ap_weighted,
     fashionai_attribute_map,
     keypoint_errors,
     normalized_error,
@@ -232,6 +234,35 @@ def test_attribute_ap_matches_wangxin_loop_oracle():
     labels[torch.rand(300, 6, generator=g) < 0.1] = M
     chars = ["".join("nmy"[c] for c in row) for row in labels.tolist()]
     assert attribute_ap(probs, labels) == pytest.approx(_wangxin_oracle(probs.numpy(), chars), rel=1e-12)
+
+
+def test_weighted_attribute_metrics_equal_the_reference_on_each_resample():
+    g = torch.Generator().manual_seed(7)
+    probs = torch.round(torch.softmax(torch.randn(60, 4, generator=g) * 2, dim=1) * 10) / 10  # many ties
+    labels = torch.full((60, 4), N)
+    labels[torch.arange(60), torch.randint(0, 4, (60,), generator=g)] = Y
+    labels[torch.rand(60, 4, generator=g) < 0.15] = M
+    labels[:3] = M  # samples without any y: left out of the accuracy
+    draws = torch.randint(0, 60, (25, 60), generator=g)
+    draws[0] = 0  # one resample that draws only a sample without a y: nan accuracy
+    draws[1, :30] = draws[1, 30:]  # duplicates in every threshold
+    weights = torch.zeros(25, 60).scatter_add_(1, draws, torch.ones(25, 60))
+    ap = attribute_ap_weighted(probs, labels, weights)
+    acc = attribute_accuracy_weighted(probs, labels, weights)
+    for r in range(25):
+        ref_ap, ref_acc = attribute_ap(probs[draws[r]], labels[draws[r]]), attribute_accuracy(probs[draws[r]],
+                                                                                              labels[draws[r]])
+        assert (math.isnan(ref_ap) and math.isnan(ap[r])) or ap[r].item() == pytest.approx(ref_ap, rel=1e-12)
+        assert (math.isnan(ref_acc) and math.isnan(acc[r])) or acc[r].item() == pytest.approx(ref_acc, rel=1e-6)
+    assert math.isnan(acc[0]) and not math.isnan(acc[2])
+    # a resample whose only sample's top-1 is an m: no threshold counts
+    probs1, labels1 = _probs_codes([([0.9, 0.1], "mn"), ([0.5, 0.5], "yn")])
+    assert math.isnan(attribute_ap_weighted(probs1, labels1, torch.tensor([[2.0, 0.0]]))[0])
+    assert attribute_ap_weighted(probs1, labels1, torch.tensor([[1.0, 1.0]]))[0] == 1.0
+    with pytest.raises(ValueError, match=r"weights must be \(R, 2\)"):
+        attribute_ap_weighted(probs1, labels1, torch.ones(3))
+    with pytest.raises(ValueError, match="weights must be finite and >= 0"):
+        attribute_accuracy_weighted(probs1, labels1, torch.tensor([[1.0, -1.0]]))
 
 
 def test_fashionai_attribute_map_over_tasks():

@@ -49,7 +49,7 @@ from fashion_lib.experiments.attribute_training import (
     train_network,
 )
 from fashion_lib.intervals import CI
-from fashion_lib.metrics import attribute_accuracy, attribute_ap
+from fashion_lib.metrics import attribute_accuracy, attribute_accuracy_weighted, attribute_ap, attribute_ap_weighted
 from fashion_lib.models.attributes import FashionAIRecognizerConfig, joint_configs, per_task_configs
 from fashion_lib.provenance import content_digest
 from fashion_lib.report import verdict
@@ -311,41 +311,68 @@ def fashionai_arrays(predictions_per_seed: Sequence[TaskPredictions]) -> list[tu
     return [(p.probs, p.labels, np.asarray(p.tasks)) for p in predictions_per_seed]
 
 
-def _by_task(probs: torch.Tensor, labels: torch.Tensor, tasks: np.ndarray) -> tuple[dict, dict]:
-    """Split padded per-image arrays into the per-task ``(B_t, C_t)`` arrays the metrics take."""
-    P, L = {}, {}
+def _by_task(probs: torch.Tensor, labels: torch.Tensor, tasks: np.ndarray) -> tuple[dict, dict, dict]:
+    """Split padded per-image arrays into the per-task ``(B_t, C_t)`` arrays the metrics take, and each task's
+    rows ``(B_t,)``."""
+    P, L, R = {}, {}, {}
     for task in dict.fromkeys(tasks.tolist()):  # a loop over the <= 8 tasks present
         rows = torch.from_numpy(np.flatnonzero(tasks == task))
         c = len(FASHIONAI_TASKS[task])
         # contiguous: a strided slice makes torch's small reductions in the metrics ~1000x slower (thread sync)
-        P[task], L[task] = probs[rows, :c].contiguous(), labels[rows, :c].contiguous()
-    return P, L
+        P[task], L[task], R[task] = probs[rows, :c].contiguous(), labels[rows, :c].contiguous(), rows
+    return P, L, R
 
 
-def map_metric(variant: str = "wangxin") -> Callable[..., float]:
+def _mean_over_present(values: dict[str, torch.Tensor], weights: torch.Tensor, rows: dict[str, torch.Tensor]
+                       ) -> torch.Tensor:
+    """``(R,)`` mean over the tasks each resample draws at least one image of (as the reference averages over the
+    tasks present in its arrays) of the per-task ``(R,)`` values."""
+    present = torch.stack([weights[:, rows[t]].sum(1) > 0 for t in values], dim=1)  # (R, T)
+    stacked = torch.stack(list(values.values()), dim=1)  # (R, T)
+    return torch.where(present, stacked, 0.0).sum(1) / present.sum(1)
+
+
+def map_metric(variant: str = "wangxin") -> Callable[..., float | torch.Tensor]:
     """A function ``(probs, labels, tasks) -> float``: the challenge's mAP (a fraction) over the tasks present, as
-    :func:`fashion_lib.metrics.fashionai_attribute_map` computes it (``variant`` as there)."""
+    :func:`fashion_lib.metrics.fashionai_attribute_map` computes it (``variant`` as there).
+
+    With ``weights=`` an ``(R, B)`` array of bootstrap counts (how often each resample draws each image; the
+    ``weighted`` path of :func:`fashion_lib.intervals.crossed_bootstrap_ci`) it returns the ``(R,)`` mAP of every
+    resample at once (:func:`fashion_lib.metrics.attribute_ap_weighted`; ``"wangxin"`` only), equal to the
+    reference's on each resample."""
 
     if variant not in ("wangxin", "antgo"):
         raise ValueError(f"variant must be 'wangxin' or 'antgo', got {variant!r}")
 
-    def metric(probs: torch.Tensor, labels: torch.Tensor, tasks: np.ndarray) -> float:
-        P, L = _by_task(probs, labels, np.asarray(tasks))
-        # fashionai_attribute_map's mAP (the mean of attribute_ap over the tasks), without its other outputs: the
-        # bootstrap calls this thousands of times
-        return float(np.mean([attribute_ap(P[t], L[t], variant=variant) for t in P]))
+    def metric(probs: torch.Tensor, labels: torch.Tensor, tasks: np.ndarray, *,
+               weights: torch.Tensor | None = None) -> float | torch.Tensor:
+        P, L, R = _by_task(probs, labels, np.asarray(tasks))
+        if weights is None:
+            # fashionai_attribute_map's mAP (the mean of attribute_ap over the tasks), without its other outputs
+            return float(np.mean([attribute_ap(P[t], L[t], variant=variant) for t in P]))
+        if variant != "wangxin":
+            raise ValueError("map_metric: weights= is implemented for the 'wangxin' variant only")
+        return _mean_over_present({t: attribute_ap_weighted(P[t], L[t], weights[:, R[t]]) for t in P}, weights, R)
 
     return metric
 
 
-def accuracy_metric(task: str | None = None) -> Callable[..., float]:
+def accuracy_metric(task: str | None = None) -> Callable[..., float | torch.Tensor]:
     """A function ``(probs, labels, tasks) -> float``: top-1 accuracy (:func:`fashion_lib.metrics.attribute_accuracy`)
-    of ``task``, or with ``None`` the mean over the tasks present of their accuracies."""
+    of ``task``, or with ``None`` the mean over the tasks present of their accuracies. With ``weights=`` (as in
+    :func:`map_metric`) the ``(R,)`` accuracies of every resample at once."""
     if task is not None and task not in FASHIONAI_TASKS:
         raise ValueError(f"task must be None or one of {', '.join(FASHIONAI_TASKS)}, got {task!r}")
 
-    def metric(probs: torch.Tensor, labels: torch.Tensor, tasks: np.ndarray) -> float:
-        P, L = _by_task(probs, labels, np.asarray(tasks))
+    def metric(probs: torch.Tensor, labels: torch.Tensor, tasks: np.ndarray, *,
+               weights: torch.Tensor | None = None) -> float | torch.Tensor:
+        P, L, R = _by_task(probs, labels, np.asarray(tasks))
+        if weights is not None:
+            if task is not None:
+                return (attribute_accuracy_weighted(P[task], L[task], weights[:, R[task]]) if task in P
+                        else torch.full((len(weights),), math.nan, dtype=torch.float64))
+            return _mean_over_present({t: attribute_accuracy_weighted(P[t], L[t], weights[:, R[t]]) for t in P},
+                                      weights, R)
         if task is not None:
             return attribute_accuracy(P[task], L[task]) if task in P else math.nan
         return float(np.mean([attribute_accuracy(P[t], L[t]) for t in P]))
@@ -372,7 +399,7 @@ def chance_by_task(predictions: TaskPredictions) -> dict[str, dict[str, float]]:
     (one over the number of classes that occur as a ``y``) and ``"majority"`` (always the most frequent ``y``
     class)."""
     probs, labels, tasks = fashionai_arrays([predictions])[0]
-    _, L = _by_task(probs, labels, tasks)
+    _, L, _ = _by_task(probs, labels, tasks)
     out = {}
     for task, codes in L.items():  # a loop over the <= 8 tasks
         share = (codes == Y).float().mean(0)  # (C_t,) how often each class is the y
