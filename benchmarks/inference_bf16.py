@@ -30,6 +30,7 @@ import time
 import torch
 
 from fashion_lib.experiments import keypoints as kx
+from fashion_lib.experiments.attribute_data import top_detection_only
 from fashion_lib.experiments.keypoint_scores import ne_metric
 from fashion_lib.models.detector import predict, top_instance
 
@@ -37,7 +38,10 @@ from fashion_lib.models.detector import predict, top_instance
 CPU_DETECTOR = {"preset": "cpu", "image_size": 128, "train_steps": 900, "coco_train_steps": 300, "cpn_steps": 0,
                 "batch_size": 8, "lr": 0.001}
 VARIANTS = {"float32": lambda: torch.autocast("cpu", enabled=False),
-            "bf16 autocast": lambda: torch.autocast("cpu", dtype=torch.bfloat16)}
+            "bf16 autocast": lambda: torch.autocast("cpu", dtype=torch.bfloat16),
+            # what the attribute pages' crops run (experiments.attribute_data.crop_keypoints)
+            "bf16, top detection only": lambda: torch.autocast("cpu", dtype=torch.bfloat16)}
+TOP_ONLY = "bf16, top detection only"
 
 
 def _finished(run: kx.DetectorRun) -> bool:
@@ -68,6 +72,7 @@ def main() -> None:
     print(f"threads {args.threads}, batch {args.batch_size}, {len(images)} garments, {args.repeats} rounds")
     for seed in args.seeds:  # over the few seeds
         model = kx.train_detectors(setup, seed, progress=False).keypoint_rcnn  # loaded: the run is finished
+        models = {name: top_detection_only(model) if name == TOP_ONLY else model for name in VARIANTS}
         predict(model, images[:args.batch_size], batch_size=args.batch_size)  # warm-up
         rates = {name: [] for name in VARIANTS}
         points = {}
@@ -75,7 +80,7 @@ def main() -> None:
             for name, context in VARIANTS.items():
                 start = time.perf_counter()
                 with context():
-                    preds = predict(model, images, batch_size=args.batch_size)
+                    preds = predict(models[name], images, batch_size=args.batch_size)
                 rates[name].append(len(images) / (time.perf_counter() - start))
                 points[name] = top_instance(preds, 24).keypoints.float()
         rate = {name: statistics.median(r) for name, r in rates.items()}
@@ -85,6 +90,10 @@ def main() -> None:
               f"({rate['bf16 autocast'] / rate['float32']:.2f}x); NE visible "
               + " -> ".join(f"{100 * ne(points[n], val.keypoints, val.categories):.2f} %" for n in VARIANTS)
               + f"; coordinates moved: median {float(moved.median()):.2f} px, max {float(moved.max()):.1f} px")
+        same = torch.equal(points["bf16 autocast"].nan_to_num(-1), points[TOP_ONLY].nan_to_num(-1))
+        print(f"seed {seed}: bf16 with the top detection only {rate[TOP_ONLY]:.1f} images/s "
+              f"({rate[TOP_ONLY] / rate['bf16 autocast']:.2f}x bf16, {rate[TOP_ONLY] / rate['float32']:.2f}x "
+              f"float32); its top detection's points {'identical to' if same else 'differ from'} bf16's")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,13 @@ Each library call is timed beside a plain per-instance Python baseline in the sa
   results are checked to agree on that subset.
 - COCO: ``keypoints_to_coco_results`` vs building the dicts in a per-instance loop, and ``coco_keypoint_ap`` vs a
   direct pycocotools run on the same data (the reference; the difference is our validation overhead).
+- Table 2's crossed bootstrap (page 20: 3 seeds, 19,208 validation images over the 8 tasks, a paired difference of
+  two rows): ``crossed_bootstrap_ci`` of the challenge's mAP and of the mean accuracy with a loop over replicates
+  (the reference) vs ``weighted=True`` (every replicate at once from its bootstrap counts), the same plan; the two
+  intervals are checked to agree.
 
-Run: ``python benchmarks/metrics.py [--instances 1000000] [--images 5000] [--repeats 3] [--threads 1]``.
+Run: ``python benchmarks/metrics.py [--instances 1000000] [--images 5000] [--boot-images 19208]
+[--boot-replicates 50] [--repeats 3] [--threads 1]``.
 """
 
 from __future__ import annotations
@@ -28,7 +33,10 @@ import torch
 from pycocotools.coco import COCO as CocoApi
 from pycocotools.cocoeval import COCOeval
 
+from fashion_lib.attributes import FASHIONAI_TASKS, M, N, Y
 from fashion_lib.coco_eval import coco_keypoint_ap, keypoints_to_coco_results
+from fashion_lib.experiments.table2 import accuracy_metric, map_metric
+from fashion_lib.intervals import crossed_bootstrap_ci
 from fashion_lib.keypoints import COCO, FASHIONAI
 from fashion_lib.metrics import normalized_error
 
@@ -125,11 +133,33 @@ def pycocotools_direct(gt: dict, results: list[dict]) -> float:
     return float(ev.stats[0])
 
 
+def table2_arrays(n_images: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """One seed's page-20 arrays: ``probs (B, 10)`` (coarse values: many tied thresholds), ``labels (B, 10)`` with
+    one ``y`` and some ``m`` per image, ``tasks (B,)`` spread evenly over the 8 tasks."""
+    keys = list(FASHIONAI_TASKS)
+    tasks = np.array([keys[i % len(keys)] for i in range(n_images)])
+    probs, labels = torch.zeros(n_images, 10), torch.full((n_images, 10), N)
+    for task in keys:  # over the 8 tasks
+        rows = torch.from_numpy(np.flatnonzero(tasks == task))
+        c = len(FASHIONAI_TASKS[task])
+        p = torch.round(torch.softmax(2 * torch.randn(len(rows), c, generator=generator), 1) * 50) / 50 + 1e-3
+        probs[rows, :c] = p / p.sum(1, keepdim=True)
+        codes = torch.full((len(rows), c), N)
+        y = torch.randint(0, c, (len(rows),), generator=generator)
+        codes[torch.arange(len(rows)), y] = Y
+        maybe = torch.rand(len(rows), generator=generator) < 0.2
+        codes[maybe, (y[maybe] + 1) % c] = M
+        labels[rows, :c] = codes
+    return probs, labels, tasks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=1_000_000)
     parser.add_argument("--loop-instances", type=int, default=20_000)
     parser.add_argument("--images", type=int, default=5_000)
+    parser.add_argument("--boot-images", type=int, default=19_208, help="Table 2 validation images")
+    parser.add_argument("--boot-replicates", type=int, default=50, help="bootstrap replicates of each interval")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (shared machines: 1)")
     args = parser.parse_args()
@@ -164,6 +194,20 @@ def main() -> None:
     print(f"COCO AP, {args.images:,} images, {p:,} people, {p:,} detections: coco_keypoint_ap {t_ap:.2f} s "
           f"(AP {ap.AP:.4f}); pycocotools called directly {t_ref:.2f} s (AP {ap_ref:.4f}); overhead "
           f"{t_ap / t_ref:.2f}x")
+
+    a = [table2_arrays(args.boot_images, g) for _ in range(3)]
+    b = [table2_arrays(args.boot_images, g) for _ in range(3)]
+    for name, metric in (("mAP", map_metric()), ("mean accuracy", accuracy_metric())):
+        cis, times = {}, {}
+        for weighted in (False, True):
+            times[weighted], cis[weighted] = timed(lambda w=weighted, m=metric: crossed_bootstrap_ci(
+                m, a, b, n_boot=args.boot_replicates, generator=torch.Generator().manual_seed(1), weighted=w), 1)
+        loop, fast = cis[False], cis[True]
+        assert fast.estimate == loop.estimate and abs(fast.low - loop.low) < 1e-8 and abs(fast.high - loop.high) < 1e-8
+        print(f"Table 2 crossed bootstrap, {name} difference, 3 seeds x {args.boot_images:,} images, "
+              f"{args.boot_replicates} replicates: loop {times[False]:.2f} s, weighted {times[True]:.2f} s, "
+              f"speed-up {times[False] / times[True]:.1f}x (the same interval: {100 * fast.low:+.3f} to "
+              f"{100 * fast.high:+.3f} points)")
 
 
 if __name__ == "__main__":
