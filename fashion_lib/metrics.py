@@ -7,7 +7,8 @@ published variant it computes (data-formats.md, A.4, B.4, C.3, D.3) and exposes 
 implementations as parameters. Their intervals over seeds and images are built by :mod:`fashion_lib.intervals`.
 
 All functions are pure and take CPU tensors (NumPy arrays are accepted and converted); they return plain Python
-``float`` / ``int`` values, never NumPy scalars.
+``float`` / ``int`` values, never NumPy scalars, except the ``*_weighted`` forms: the bootstrap's fast path, which
+score many resamples at once and return one value per resample.
 """
 
 from __future__ import annotations
@@ -373,67 +374,35 @@ def _check_weights(weights: Any, n: int) -> torch.Tensor:
     return w
 
 
-def attribute_accuracy_weighted(
-    logits_or_probs: torch.Tensor | np.ndarray,
-    labels: torch.Tensor | np.ndarray,
-    weights: torch.Tensor | np.ndarray,
-) -> torch.Tensor:
-    """:func:`attribute_accuracy` of ``R`` resamples at once, each given as how often it draws every sample.
+def _nan_where_zero(x: torch.Tensor) -> torch.Tensor:
+    return x.where(x > 0, torch.tensor(math.nan, dtype=torch.float64))
 
-    The fast path of the bootstrap: a resample that draws sample ``i`` ``w_ri`` times scores exactly what the
-    reference scores on that resample (sums of counts instead of a loop over resamples).
 
-    Parameters
-    ----------
-    logits_or_probs, labels : (B, C)
-        As in :func:`attribute_accuracy`.
-    weights : (R, B) float
-        ``weights[r, i]``: how many times resample ``r`` draws sample ``i`` (bootstrap counts).
-
-    Returns
-    -------
-    accuracy : (R,) float64
-        ``nan`` for a resample with no sample that has a ``y``.
-    """
+def attribute_accuracy_weighted(logits_or_probs: Any, labels: Any, weights: Any) -> torch.Tensor:
+    """:func:`attribute_accuracy` of ``R`` resamples at once (the bootstrap's fast path): ``weights (R, B)``
+    float, how often resample ``r`` draws sample ``i``; returns ``(R,)`` float64, each the reference's value on
+    that resample (``nan`` where no drawn sample has a ``y``)."""
     s, y = _check_scores_labels(logits_or_probs, labels, "logits_or_probs", "labels")
     _check_codes(y, "labels")
     w = _check_weights(weights, s.shape[0])
     _, code = _top1_codes(s, y)
     keep = (y == Y).any(dim=1).double()  # (B,)
-    n = w @ keep  # (R,)
-    return (w @ (keep * (code == Y).double())) / n.where(n > 0, torch.tensor(math.nan, dtype=torch.float64))
+    return (w @ (keep * (code == Y).double())) / _nan_where_zero(w @ keep)
 
 
-def attribute_ap_weighted(
-    probs: torch.Tensor | np.ndarray,
-    labels: torch.Tensor | np.ndarray,
-    weights: torch.Tensor | np.ndarray,
-) -> torch.Tensor:
-    """:func:`attribute_ap` (``"wangxin"``) of ``R`` resamples at once, each given as how often it draws every sample.
+def attribute_ap_weighted(probs: Any, labels: Any, weights: Any) -> torch.Tensor:
+    """:func:`attribute_ap` (``"wangxin"``) of ``R`` resamples at once: ``weights (R, B)`` as in
+    :func:`attribute_accuracy_weighted`; returns ``(R,)`` float64 (``nan`` where no threshold counts).
 
-    Sample ``i`` drawn ``w_ri`` times is ``w_ri`` thresholds ``p_i`` and counts ``w_ri`` times at every threshold
-    it passes, so ``AP_r = sum_i w_ri P_r(p_i) / sum_i w_ri`` over the thresholds where some ``y``/``n`` sample
-    passes, with ``P_r(t)`` the ``w_r``-weighted share of hits among the scored samples with ``p >= t``: the
-    reference's value on that resample, through one sort for all resamples.
-
-    Parameters
-    ----------
-    probs, labels : (B, C)
-        As in :func:`attribute_ap`.
-    weights : (R, B) float
-        ``weights[r, i]``: how many times resample ``r`` draws sample ``i`` (bootstrap counts).
-
-    Returns
-    -------
-    ap : (R,) float64
-        ``nan`` for a resample in which no sample's top-1 is a ``y`` or ``n``.
+    Sample ``i`` drawn ``w_ri`` times is ``w_ri`` thresholds ``p_i`` and counts ``w_ri`` times at each threshold it
+    passes: ``AP_r = sum_i w_ri P_r(p_i) / sum_i w_ri`` over the thresholds that some ``y``/``n`` sample passes,
+    ``P_r(t)`` the weighted share of hits among the scored samples with ``p >= t``; one sort for all resamples.
     """
     s, y = _check_scores_labels(probs, labels, "probs", "labels")
     _check_codes(y, "labels")
     w = _check_weights(weights, s.shape[0])
     p, code = _top1_codes(s, y)
-    hit = (code == Y).double()
-    scored = ((code == Y) | (code == N)).double()
+    hit, scored = (code == Y).double(), ((code == Y) | (code == N)).double()
     p_sorted, order = torch.sort(p)  # ascending
     zero = torch.zeros(w.shape[0], 1, dtype=torch.float64)
     w_sorted = w[:, order]  # (R, B)
@@ -443,8 +412,7 @@ def attribute_ap_weighted(
     n_pred = suffix_scored[:, first]  # (R, B)
     ok = n_pred > 0
     precision = torch.where(ok, suffix_hit[:, first] / n_pred.clamp_min(1e-300), 0.0)
-    counted = (w * ok).sum(1)  # (R,)
-    return (w * precision).sum(1) / counted.where(counted > 0, torch.tensor(math.nan, dtype=torch.float64))
+    return (w * precision).sum(1) / _nan_where_zero((w * ok).sum(1))
 
 
 @dataclass(frozen=True)

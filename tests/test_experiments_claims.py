@@ -65,3 +65,20 @@ def test_judge_claims_puts_the_level_in_the_verdict_only_when_asked(glued):
 def test_judge_claims_needs_a_reason_for_what_it_leaves_untested():
     with pytest.raises(ValueError, match=r"untested rows \['CPN'\] need a not_tested_reason"):
         judge_claims(CLAIMS, lambda *_: CI(0.0, 0.0, 0.0), page="t1_coco", better="higher", untested=(CPN,))
+
+
+def test_judge_claims_glues_differences_under_the_page_s_name(glued):
+    judge_claims({"nkd": (NKD, KRCNN)}, lambda *_: INTERVALS["nkd"], page="t2", better="lower",
+                 diff_name="diff_map_{key}")
+    assert glued["diff_map_nkd"] == "-3.0" and glued["diff_map_nkd_high"] == "-2.0" and "diff_nkd" not in glued
+    assert glued["verdict_nkd"] == repr(SUPPORTS)
+
+
+def test_judge_claims_takes_each_claim_s_level_from_a_mapping(glued):
+    # two columns of the same two rows: the level (a baseline's own score) differs by column
+    two = {"all_top3": (NKD, KRCNN), "all_top5": (NKD, KRCNN)}
+    _, verdicts = judge_claims(two, lambda *_: CI(0.03, 0.02, 0.04), page="t3", better="higher",
+                               level={"all_top3": 0.001}, level_in_verdict=True, verdict_name="verdict_t3_{key}")
+    assert verdicts == {"all_top3": TOO_WEAK, "all_top5": SUPPORTS}
+    assert glued["verdict_t3_all_top3"] == repr(TOO_WEAK) and glued["verdict_t3_all_top5"] == repr(SUPPORTS)
+    assert "claim_t3_all_top3" in glued  # a primary claim (primary_claims.PRIMARY_CLAIMS)

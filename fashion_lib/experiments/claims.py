@@ -1,4 +1,4 @@
-"""A results page's comparisons judged and glued in one loop: the claims tables of pages 10 and 11 (Table 1).
+"""A results page's comparisons judged and glued in one loop: the claims of pages 10 and 11 (Table 1) and 20 (Table 2).
 
 Each comparison is a claim key naming a row and its baseline (``"nkd": (NKD, KRCNN)``). :func:`judge_claims` gets
 each one's interval from the page (the page knows how it resamples), gives it a verdict, and glues it for the prose
@@ -27,9 +27,11 @@ def judge_claims(
     better: Literal["lower", "higher"],
     untested: Collection[str] = (),
     not_tested_reason: str = "",
-    level: Callable[[str, str], float] | None = None,
+    level: Callable[[str, str], float] | Mapping[str, float] | None = None,
     level_in_verdict: bool = False,
     scale: float = 100.0,
+    diff_name: str = "diff_{key}",
+    verdict_name: str = "verdict_{key}",
 ) -> tuple[dict[str, CI], dict[str, str]]:
     """Judge and glue every comparison of a page, in the order of ``claims``.
 
@@ -44,8 +46,12 @@ def judge_claims(
     untested : rows this profile does not compute; a claim on one has no interval and no verdict, and a primary
         one is glued as not tested with ``not_tested_reason``.
     level : ``(row, baseline) -> float``, the baseline's own score, for the primary claims' relative size (and,
-        with ``level_in_verdict``, for :func:`fashion_lib.report.verdict`'s floor); None: no level.
+        with ``level_in_verdict``, for :func:`fashion_lib.report.verdict`'s floor), or a mapping claim key ->
+        that score where claims on the same two rows compare different columns; None (or a key not in the
+        mapping): no level.
     scale : the factor of the glued ``diff_<key>`` figures (100: points of %).
+    diff_name, verdict_name : the glue names of a claim's difference and verdict, format strings of ``key``
+        (``"diff_map_{key}"`` where a page glues the differences of two metrics).
 
     Returns
     -------
@@ -65,10 +71,10 @@ def judge_claims(
                 glue_not_tested(name, not_tested_reason)
             continue
         ci = differences[f"{row} − {baseline}"] = interval(key, row, baseline)
-        base = level(row, baseline) if level is not None else None
+        base = level.get(key) if isinstance(level, Mapping) else level(row, baseline) if level is not None else None
         if name in primary:  # the baseline's own score: the base of the relative size question
             glue_claim(name, ci, level=base)
         verdicts[key] = verdict(ci, better=better, level=base if level_in_verdict else None)
-        glue_ci(f"diff_{key}", ci, scale=scale)
-        glue(f"verdict_{key}", verdicts[key], display=False)
+        glue_ci(diff_name.format(key=key), ci, scale=scale)
+        glue(verdict_name.format(key=key), verdicts[key], display=False)
     return differences, verdicts
