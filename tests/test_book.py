@@ -201,3 +201,14 @@ def test_write_primary_claims_lists_the_whole_family_even_before_any_page_ran(tm
     assert target == tmp_path / "primary_claims.md"
     assert len([line for line in lines if "**not measured in this build**" in line]) == len(PRIMARY_CLAIMS)
     assert "0 of the 11 claims are supported at a family-wise error rate of 5 %" in target.read_text()
+
+
+def test_clean_clone_builds_are_judged_against_the_budget():
+    from fashion_lib.book import CleanCloneBuild, _clean_clone_lines
+
+    within = CleanCloneBuild("abc1234", "2026-12-07 02:51", 88.0, 80.0, 87.5, 40.0, "quiet")
+    over = CleanCloneBuild("def5678", "2026-12-06 00:27", 95.0, 78.0, 94.0, 30.0)
+    lines = _clean_clone_lines([over, within])
+    assert "| `def5678` | 2026-12-06 00:27 | 95.0 min | 78.0 min | 94.0 min | **over** | 30 s |  |" in lines
+    assert "| `abc1234` | 2026-12-07 02:51 | 88.0 min | 80.0 min | 87.5 min | within | 40 s | quiet |" in lines
+    assert _clean_clone_lines([]) == ["No build from a clean clone has been timed yet."]
