@@ -372,7 +372,8 @@ def claims_table(verdicts: Sequence[Verdict], *, alpha: float = FAMILY_ALPHA, do
         c = v.claim
         ours = (f"{_fmt(v.estimate, c.digits)} [{_fmt(v.low, c.digits)}, {_fmt(v.high, c.digits)}]"
                 if math.isfinite(v.estimate) else "—")
-        p = "—" if not math.isfinite(v.p_adjusted) else f"{v.p_adjusted:.3f}"
+        p = ("—" if not math.isfinite(v.p_adjusted) else "< 0.001" if v.p_adjusted < 0.0005
+             else f"{v.p_adjusted:.3f}")
         size = "—" if v.size is None else v.size.label
         lines.append(f"| {c.text} ({c.unit}) | {c.paper_text} | {ours} | {p} | **{v.zero.label}** | {size} | "
                      f"{_proportion_cell(v, levels.get(c.key))} | "

@@ -178,6 +178,9 @@ def test_a_claim_not_tested_round_trips_to_the_front_page_as_not_tested(tmp_path
     note = lines[-1]
     assert note.startswith("2 of the claims are **not tested at this scale**: This profile trains no CPN. ")
     assert note.count(reason) == 1 and "p = 1" in note and "11 declared claims" in note
+    # a p-value that rounds to zero at three digits says so
+    tiny = dataclasses.replace(verdicts[0], p_adjusted=0.0001)
+    assert "| < 0.001 |" in claims_table([tiny]) and "| 0.011 |" in claims_table(verdicts[:1])
 
 
 def test_relative_size_judges_proportions_when_levels_differ():
