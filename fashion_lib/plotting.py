@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from fashion_lib.keypoints import ABSENT, COCO, FASHIONAI, KeypointSchema
-from fashion_lib.report import MethodScore
+from fashion_lib.report import MethodScore, display_label
 
 __all__ = ["schema_template", "draw_keypoints", "draw_prediction", "draw_axis", "draw_schema", "draw_scores",
            "draw_effect_map", "draw_learning_curves", "draw_stopping_curves", "LEFT_COLOR", "RIGHT_COLOR"]
@@ -182,7 +182,8 @@ def draw_scores(ax, scores: Mapping[str, MethodScore], *, xlabel: str, scale: fl
     Parameters
     ----------
     ax : Matplotlib Axes.
-    scores : method name -> :class:`~fashion_lib.report.MethodScore` (fractions; shown times ``scale``).
+    scores : method (a :class:`~fashion_lib.report.Row`, shown by its label) -> its
+        :class:`~fashion_lib.report.MethodScore` (fractions; shown times ``scale``).
     xlabel : the metric and its unit, e.g. ``"NE (%)"``.
     source : the data the scores come from, for the title.
     """
@@ -190,7 +191,8 @@ def draw_scores(ax, scores: Mapping[str, MethodScore], *, xlabel: str, scale: fl
     est = [scale * scores[n].ci.estimate for n in names]
     err = [[scale * (scores[n].ci.estimate - scores[n].ci.low) for n in names],
            [scale * (scores[n].ci.high - scores[n].ci.estimate) for n in names]]
-    ax.barh(names, est, xerr=err, color=[_METHOD_COLORS[i % len(_METHOD_COLORS)] for i in range(len(names))])
+    ax.barh([display_label(n) for n in names], est, xerr=err,
+            color=[_METHOD_COLORS[i % len(_METHOD_COLORS)] for i in range(len(names))])
     for i, n in enumerate(names):
         ax.scatter([scale * v for v in scores[n].per_seed], [i] * len(scores[n].per_seed), color="k", s=8, zorder=3)
     seeds = max((len(s.per_seed) for s in scores.values()), default=0)
@@ -265,7 +267,7 @@ def draw_effect_map(ax, change: torch.Tensor, low: torch.Tensor, high: torch.Ten
 
 
 def draw_learning_curves(axes, curves, *, value: str = "val_accuracy", scale: float = 100.0,
-                         ylabel: str = "validation accuracy (%)"):
+                         ylabel: str = "validation accuracy (%)", labels: Mapping[str, str] | None = None):
     """Per-pass training loss (left) and a monitored validation figure (right), a line per method and network,
     averaged over seeds.
 
@@ -275,14 +277,17 @@ def draw_learning_curves(axes, curves, *, value: str = "val_accuracy", scale: fl
     curves : DataFrame of :func:`fashion_lib.experiments.attribute_training.learning_curves` (``method``, ``network``,
         ``epoch``, ``train_loss``, ``value``).
     value : the monitor column drawn on the right (a fraction, shown times ``scale``).
+    labels : method -> its name in the legend (``{row: row.label for row in predictions}``); None, or a method not
+        in it: the method as it is in ``curves``.
     """
+    labels = labels or {}
     if value not in curves.columns:
         raise ValueError(f"value must be a column of curves ({', '.join(map(str, curves.columns))}), got {value!r}")
     mean = curves.groupby(["method", "network", "epoch"], sort=False)[["train_loss", value]].mean().reset_index()
     for i, (method, rows) in enumerate(mean.groupby("method", sort=False)):  # a colour per method
         color = _METHOD_COLORS[i % len(_METHOD_COLORS)]
         for j, (_, net) in enumerate(rows.groupby("network", sort=False)):  # a line per network, one label
-            label = method if j == 0 else None
+            label = labels.get(method, str(method)) if j == 0 else None
             axes[0].plot(net["epoch"], net["train_loss"], color=color, alpha=0.7, marker="o", ms=3, label=label)
             axes[1].plot(net["epoch"], scale * net[value], color=color, alpha=0.7, marker="o", ms=3, label=label)
     axes[0].set_xlabel("pass over the training images")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any, Literal
 
 import torch
@@ -32,13 +32,33 @@ from fashion_lib.intervals import CI, crossed_bootstrap_ci
 __all__ = ["SUPPORTS", "CONTRADICTS", "UNDECIDED", "verdict", "format_ci", "format_mean_sd", "mean_sd", "glue_ci",
            "MethodScore", "score_methods", "comparison_table", "verdict_table", "ZeroVerdict", "SizeVerdict",
            "EXPLORATORY", "NOT_TESTED", "TOO_WEAK", "NOT_MOVED", "LEVEL_FLOOR", "too_weak", "format_count",
-           "axis_share_sentence"]
+           "axis_share_sentence", "Row", "display_label"]
 
 class _Labelled(Enum):
     @property
     def label(self) -> str:
         """The words the book prints."""
         return self.value
+
+
+class Row(StrEnum):
+    """A row of a results table (a method, a detector, a refiner variant): the member's value is a short, stable key
+    (dictionary keys, glue names, cache keys; ``"krcnn"``), ``label`` the words the book prints for it
+    (``"Keypoint R-CNN"``). A ``str`` that equals its value, so a key read back from a file or typed by a user
+    finds the member; subclasses list their members as ``NAME = "key", "label"``, in display order."""
+
+    label: str
+
+    def __new__(cls, value: str, label: str) -> Row:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.label = label
+        return member
+
+
+def display_label(key: Any) -> str:
+    """The words the book prints for a table's row key: a :class:`Row`'s ``label``, anything else as ``str``."""
+    return key.label if isinstance(key, Row) else str(key)
 
 
 class ZeroVerdict(_Labelled):
@@ -245,7 +265,7 @@ def comparison_table(
         fig = paper.get(name)
         score = scores.get(name)
         rows.append({
-            "method": name,
+            "method": display_label(name),
             f"paper{unit}": "—" if fig is None else f"{fig:.{digits}f}",
             spread: NOT_TESTED if score is None else format_mean_sd(score.per_seed, scale=scale, digits=digits),
             "ours, mean [95 % interval]": NOT_TESTED if score is None else format_ci(score.ci, scale=scale,
@@ -275,7 +295,7 @@ def verdict_table(
     import pandas as pd
 
     levels = levels or {}
-    rows = [{"comparison": label,
+    rows = [{"comparison": display_label(label),
              f"difference{unit} [95 % interval]": format_ci(ci, scale=scale, digits=digits, signed=True),
              f"verdict on \"{claim}\"": verdict(ci, better=better, level=levels.get(label))}
             for label, ci in differences.items()]

@@ -55,7 +55,7 @@ from myst_nb import glue
 
 from fashion_lib import provenance
 from fashion_lib.experiments import keypoints as kx
-from fashion_lib.experiments.claims import judge_claims
+from fashion_lib.experiments.claims import comparison_label, judge_claims, labelled
 from fashion_lib.experiments.keypoint_refiner import axis_once_variant, missing_point_summary, missing_point_table
 from fashion_lib.experiments.keypoint_rows import rows_for_seeds
 from fashion_lib.experiments.keypoint_scores import category_accuracy, ne_arrays, ne_metric
@@ -153,10 +153,11 @@ for points in ("visible", "occluded"):
     ci = crossed_bootstrap_ci(metric, ne_arrays(rows_per_seed, val, kx.AXIS_ONCE),
                               ne_arrays(rows_per_seed, val, kx.KRCNN), n_boot=n_boot, generator=axis_gen)
     axis_first[points] = verdict(ci, better="lower")
-    axis_first_ci[f"axis once − detector, {points} points"] = ci
+    axis_first_ci[points] = ci
     glue_ci(f"axis_first_{points}", ci, scale=100)
     glue(f"verdict_axis_first_{points}", axis_first[points], display=False)
-verdict_table(axis_first_ci, better="lower", claim="it lowers NE", scale=100, unit=" (NE points)")
+verdict_table({f"axis once − detector, {points} points": ci for points, ci in axis_first_ci.items()}, better="lower",
+              claim="it lowers NE", scale=100, unit=" (NE points)")
 
 # what the axis did behind these verdicts, all seeds together (each seed's detections of the same garments)
 fill_rows = missing_point_table(rows_per_seed, val, seeds, refine, calibrations=calibrations, schema="fashionai")
@@ -220,7 +221,7 @@ arrays = {row: ne_arrays(rows_per_seed, val, row) for row in rows}
 ne = ne_metric()
 scores = score_methods(arrays, ne, n_boot=n_boot, generator=gen)
 if untested:
-    display(Markdown(f"**{', '.join(untested)}: {NOT_TESTED}.** {kx.CPN_NOT_TESTED_REASON}"))
+    display(Markdown(f"**{', '.join(row.label for row in untested)}: {NOT_TESTED}.** {kx.CPN_NOT_TESTED_REASON}"))
 comparison_table(scores, paper, scale=100, unit=" NE (%)", not_tested=untested)
 
 
@@ -249,33 +250,31 @@ claims = {
 
 def claim_interval(key, a, b):
     """The interval of a claim: the axis once was compared above, so the same one, not a second resample of it."""
-    return axis_first_ci["axis once − detector, visible points"] if key == "axis_once" else difference(a, b)
+    return axis_first_ci["visible"] if key == "axis_once" else difference(a, b)
 
 
 # a claim's level is its baseline's own NE (the primary claims' relative size)
 differences, verdicts = judge_claims(claims, claim_interval, page="t1_fashionai", better="lower", untested=untested,
                                      not_tested_reason=kx.CPN_NOT_TESTED_REASON,
                                      level=lambda a, b: scores[b].ci.estimate)
-for row, key in ((kx.KRCNN, "krcnn"), (kx.CPN, "cpn"), (kx.NKD, "nkd"), (kx.CPN_NKD, "cpn_nkd"),
-                 (kx.AXIS_ONCE, "axis_once"), (kx.TWICE, "twice")):
+for row in (kx.KRCNN, kx.CPN, kx.NKD, kx.CPN_NKD, kx.AXIS_ONCE, kx.TWICE):
     if row in scores:
-        glue_ci(f"ne_{key}", scores[row].ci, scale=100)
+        glue_ci(f"ne_{row}", scores[row].ci, scale=100)
 glue("exploratory", EXPLORATORY, display=False)
 glue("axis_share_sentence", Markdown(axis_share_sentence(
-    differences[f"{kx.NKD} − {kx.TWICE}"], differences[f"{kx.TWICE} − {kx.KRCNN}"], better="lower",
+    differences["axis_share"], differences["twice"], better="lower",
     unit="NE (points)", scale=100)), display=False)
 # the study's bar for a crop inside the detector's training distribution (issue 17): within 2 NE points; and how
 # many instances kept their first scale (fill_summary, from the axis-once cell), unchanged in every two-scale row
 glue("second_scale_sentence", Markdown(second_scale_sentence(
-    differences[f"{kx.SECOND} − {kx.KRCNN}"], unit="NE points", scale=100, bar=2.0,
+    differences["second_alone"], unit="NE points", scale=100, bar=2.0,
     unmatched=fill_summary["second_scale_unmatched"], instances=fill_summary["second_scale_instances"])),
     display=False)
 
 
 def said(key):
     """A difference and its 95 % interval for the prose, in NE points: ``+0.12 [-0.30, +0.54]``."""
-    a, b = claims[key]
-    return format_ci(differences[f"{a} − {b}"], scale=100, signed=True)
+    return format_ci(differences[key], scale=100, signed=True)
 
 
 if untested:
@@ -294,7 +293,7 @@ else:
                         f"it helps).")
 glue("cpn_paragraph", Markdown(cpn_text), display=False)
 glue("cpn_nkd_sentence", cpn_nkd_sentence, display=False)
-verdict_table(differences, better="lower", claim="it lowers NE", scale=100, unit=" (NE points)")
+verdict_table(labelled(claims, differences), better="lower", claim="it lowers NE", scale=100, unit=" (NE points)")
 
 # %% [markdown]
 # **Verdict on the paper's claim.** New-key-detection changes the NE of Keypoint R-CNN by {glue:text}`diff_nkd:+.2f`
@@ -332,11 +331,11 @@ variants = {"visible, pooled (the challenge)": ne, "visible, per image": ne_metr
             "occluded points only": ne_metric(points="occluded")}
 table = {}
 for label, metric in variants.items():
-    table[label] = {row: 100 * sum(metric(*a) for a in arrays[row]) / len(arrays[row]) for row in rows}
+    table[label] = {row.label: 100 * sum(metric(*a) for a in arrays[row]) / len(arrays[row]) for row in rows}
 variant_table = pd.DataFrame(table).round(2)
 # the composite on occluded points, split into its parts like the visible points above (exploratory)
 occluded = ne_metric(points="occluded")
-occluded_parts = {f"{a} − {b}, occluded points": difference(a, b, occluded)
+occluded_parts = {f"{comparison_label(a, b)}, occluded points": difference(a, b, occluded)
                   for a, b in ((kx.NKD, kx.KRCNN), (kx.TWICE, kx.KRCNN), (kx.NKD, kx.TWICE))}
 for key, ci in zip(("nkd", "twice", "axis_share"), occluded_parts.values(), strict=True):
     glue_ci(f"diff_{key}_occluded", ci, scale=100)
@@ -358,7 +357,7 @@ verdict_table(occluded_parts, better="lower", claim="it lowers NE", scale=100, u
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), dpi=dpi, gridspec_kw={"width_ratios": [1, 2]})
 names = list(paper)
-axes[0].barh(names, [paper[r] for r in names], color="tab:gray")
+axes[0].barh([r.label for r in names], [paper[r] for r in names], color="tab:gray")
 axes[0].set_title("the paper (real FashionAI)")
 axes[0].set_xlabel("NE (%)")
 axes[0].invert_yaxis()

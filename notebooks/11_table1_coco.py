@@ -60,7 +60,7 @@ from myst_nb import glue
 from fashion_lib import provenance
 from fashion_lib.coco_eval import coco_area_scale, coco_keypoint_ap
 from fashion_lib.experiments import keypoints as kx
-from fashion_lib.experiments.claims import judge_claims
+from fashion_lib.experiments.claims import judge_claims, labelled
 from fashion_lib.experiments.keypoint_errors import (
     limb_change_table,
     limb_error_changes,
@@ -192,14 +192,14 @@ per_seed = {row: [coco_keypoint_ap(val.annotation_file, coco_results(rows[row], 
                   for rows in rows_per_seed] for row in rows}
 table = []
 for row in kx.ROWS:
-    entry = {"method": row}
+    entry = {"method": row.label}
     for i, s in enumerate(stats):
         entry[f"{s} paper"] = f"{paper[row][i]:.1f}" if row in paper else "—"
         entry[f"{s} ours"] = (NOT_TESTED if row in untested else
                               format_mean_sd([getattr(r, s) for r in per_seed[row]], scale=100, digits=1))
     table.append(entry)
 if untested:
-    display(Markdown(f"**{', '.join(untested)}: {NOT_TESTED}.** {kx.CPN_NOT_TESTED_REASON}"))
+    display(Markdown(f"**{', '.join(row.label for row in untested)}: {NOT_TESTED}.** {kx.CPN_NOT_TESTED_REASON}"))
 pd.DataFrame(table).set_index("method")
 
 # %% [markdown]
@@ -226,28 +226,27 @@ row_values = {row: seed_values(ap, arrays[row], plan)
               for row in dict.fromkeys(r for pair in tested.values() for r in pair)}
 # each comparison's baseline AP, mean over seeds: a verdict needs a baseline above the floor (report.LEVEL_FLOOR), in
 # the prose as in the table below
-overall = {f"{a} − {b}": sum(r.AP for r in per_seed[b]) / len(per_seed[b]) for a, b in tested.values()}
+overall = {key: sum(r.AP for r in per_seed[b]) / len(per_seed[b]) for key, (_, b) in tested.items()}
 differences, verdicts = judge_claims(
     claims, lambda key, a, b: crossed_interval(row_values[a] - row_values[b], plan), page="t1_coco", better="higher",
-    untested=untested, not_tested_reason=kx.CPN_NOT_TESTED_REASON, level=lambda a, b: overall[f"{a} − {b}"],
+    untested=untested, not_tested_reason=kx.CPN_NOT_TESTED_REASON, level=overall,
     level_in_verdict=True)
 glue("exploratory", EXPLORATORY, display=False)
 glue("axis_share_sentence", Markdown(axis_share_sentence(
-    differences[f"{kx.NKD} − {kx.TWICE}"], differences[f"{kx.TWICE} − {kx.KRCNN}"], better="higher", unit="AP",
+    differences["axis_share"], differences["twice"], better="higher", unit="AP",
     scale=100, digits=1)), display=False)
 # how many instances kept their first scale: they sit unchanged in every two-scale row
 fill_rows = missing_point_table(rows_per_seed, val, seeds, refine, calibrations=calibrations, schema="coco")
 fill_summary = missing_point_summary(fill_rows)
 glue("second_scale_sentence", Markdown(second_scale_sentence(
-    differences[f"{kx.SECOND} − {kx.KRCNN}"], unit="AP points", scale=100, digits=1,
+    differences["second_alone"], unit="AP points", scale=100, digits=1,
     unmatched=fill_summary["second_scale_unmatched"], instances=fill_summary["second_scale_instances"])),
     display=False)
 
 
 def said(key):
     """A difference and its 95 % interval for the prose, in AP points: ``+0.1 [-0.3, +0.5]``."""
-    a, b = claims[key]
-    return format_ci(differences[f"{a} − {b}"], scale=100, digits=1, signed=True)
+    return format_ci(differences[key], scale=100, digits=1, signed=True)
 
 
 if untested:
@@ -261,12 +260,12 @@ else:
     cpn_nkd_sentence = f"the refiner on CPN changes AP by {cpn_nkd}."
 glue("cpn_nkd_sentence", cpn_nkd_sentence, display=False)
 glue("cpn_paragraph", Markdown(cpn_text), display=False)
-for row, key in ((kx.KRCNN, "krcnn"), (kx.NKD, "nkd"), (kx.CPN, "cpn"), (kx.CPN_NKD, "cpn_nkd")):
+for row in (kx.KRCNN, kx.NKD, kx.CPN, kx.CPN_NKD):
     if row in untested:
         continue
     for s in stats:
         values = [getattr(r, s) for r in per_seed[row]]
-        glue(f"{s.lower()}_{key}", float(100 * sum(values) / len(values)), display=False)
+        glue(f"{s.lower()}_{row}", float(100 * sum(values) / len(values)), display=False)
 weak_columns = []
 for size, name in (("APl", "large"), ("APm", "medium")):
     gain = [getattr(a, size) - getattr(b, size) for a, b in zip(per_seed[kx.NKD], per_seed[kx.KRCNN], strict=True)]
@@ -286,8 +285,8 @@ glue("weak_columns", Markdown(
     "a change of that column says nothing about the refiner, and the page draws no verdict from it."
     if weak_columns else f"Every size column's baseline is at or above the floor of {100 * LEVEL_FLOOR:.0f} % AP "
     "(`fashion_lib.report.LEVEL_FLOOR`)."), display=False)
-verdict_table(differences, better="higher", claim="it helps", scale=100, digits=1, unit=" (AP points)",
-              levels=overall)
+verdict_table(labelled(claims, differences), better="higher", claim="it helps", scale=100, digits=1,
+              unit=" (AP points)", levels=labelled(claims, overall))
 
 # %% [markdown]
 # **Verdict on the paper's claim.** New-key-detection changes the AP of Keypoint R-CNN by
@@ -316,7 +315,7 @@ fig, ax = plt.subplots(figsize=(10, 3.8), dpi=dpi)
 width = 0.13
 for i, row in enumerate(rows):
     means = [100 * sum(getattr(r, s) for r in per_seed[row]) / len(per_seed[row]) for s in stats]
-    ax.bar([j + (i - (len(rows) - 1) / 2) * width for j in range(len(stats))], means, width, label=row)
+    ax.bar([j + (i - (len(rows) - 1) / 2) * width for j in range(len(stats))], means, width, label=row.label)
 ax.set_xticks(range(len(stats)), stats)
 ax.set_ylabel("AP (%), mean over seeds")
 ax.set_title("ours on synthetic people (the paper's rows are in the table above)")

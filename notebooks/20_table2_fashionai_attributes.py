@@ -117,6 +117,7 @@ from fashion_lib.experiments.table2 import (
     map_metric,
     table2_frame,
     table2_methods,
+    table2_scores,
 )
 from fashion_lib.intervals import crossed_bootstrap_ci
 from fashion_lib.plotting import draw_learning_curves, draw_scores, draw_stopping_curves
@@ -173,7 +174,7 @@ display(Markdown(f"{len(data.train)} training and {len(data.val)} validation ima
 # %%
 curves = learning_curves(preds)
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), dpi=dpi)
-draw_learning_curves(axes, curves)
+draw_learning_curves(axes, curves, labels={m: m.label for m in preds})
 fig.tight_layout()
 glue("table2_curves", fig, display=False)
 plt.close(fig)
@@ -243,7 +244,7 @@ draw_stopping_curves(axes, stopped_curves.assign(network=stopped_curves["network
 fig.tight_layout()
 glue("table2_stopping", fig, display=False)
 plt.close(fig)
-glue("t2_stop_row", BASELINE_EARLY_STOP, display=False)
+glue("t2_stop_row", BASELINE_EARLY_STOP.label, display=False)
 glue("t2_holdout_percent", 100 * setup.holdout_fraction, display=False)
 glue("t2_stop_max_epochs", setup.max_epochs, display=False)
 glue("t2_stop_patience", setup.patience, display=False)
@@ -303,9 +304,10 @@ glue("chance_uniform", 100 * chance["uniform"], display=False)
 glue("chance_majority", 100 * chance["majority"], display=False)
 glue("map_baseline", 100 * scores[BASELINE].ci.estimate, display=False)
 glue("map_full", 100 * scores[FULL].ci.estimate, display=False)
-table2 = table2_frame(preds)
-glue("acc_baseline", float(table2.loc[f"{BASELINE} (ours)", "mean accuracy"]), display=False)
-glue("acc_full", float(table2.loc[f"{FULL} (ours)", "mean accuracy"]), display=False)
+ours = table2_scores(preds)  # our rows, by row
+table2 = table2_frame(preds, scores=ours)
+glue("acc_baseline", float(ours.loc[BASELINE, "mean accuracy"]), display=False)
+glue("acc_full", float(ours.loc[FULL, "mean accuracy"]), display=False)
 table2
 
 # %% [markdown]
@@ -318,21 +320,20 @@ task_chance = {PAPER_TASK_NAMES[t]: 100 * c["uniform"]  # %
                for t, c in chance_by_task(preds[BASELINE][0]).items()}
 learnt_rows = [m for m in (BASELINE, BASELINE_EARLY_STOP, JOINT, MAYBE, FULL, JOINT_EQUAL_STEPS)
                if m in preds]
-learnt = pd.DataFrame({"chance (%)": pd.Series(task_chance)})
-for m in learnt_rows:
-    learnt[f"{m}: x chance"] = table2.loc[f"{m} (ours)", list(task_chance)] / learnt["chance (%)"]
-ratios = learnt[[f"{m}: x chance" for m in (BASELINE, JOINT)]]
+chance_percent = pd.Series(task_chance)
+ratio = {m: ours.loc[m, list(task_chance)] / chance_percent for m in learnt_rows}  # row -> per task, x chance
+ratios = pd.DataFrame({m: ratio[m] for m in (BASELINE, JOINT)})
 glue("t2_twice_chance_short", int((ratios < 2).sum().sum()), display=False)
 glue("t2_twice_chance_cells", int(ratios.size), display=False)
 glue("t2_weakest_task", str(ratios.min(axis=1).idxmin()), display=False)
 glue("t2_weakest_ratio", float(ratios.min().min()), display=False)
-equal_steps_ratio = float(learnt[f"{JOINT_EQUAL_STEPS}: x chance"].min())
+equal_steps_ratio = float(ratio[JOINT_EQUAL_STEPS].min())
 glue("t2_equal_steps_min_ratio", equal_steps_ratio, display=False)
 glue("t2_equal_steps_reading", "they have not learnt every task, so that comparison says the baseline's steps are too "
      "few for a joint network, not that joint learning hurts." if equal_steps_ratio < 2 else
      "they have learnt every task (at least twice chance), so the comparison is one of learnt networks.",
      display=False)
-learnt.round(2)
+pd.DataFrame({"chance (%)": chance_percent, **{f"{m.label}: x chance": ratio[m] for m in learnt_rows}}).round(2)
 
 # %% [markdown]
 # Of the {glue:text}`t2_twice_chance_cells` task accuracies of the baseline and the joint networks,
@@ -393,7 +394,8 @@ for key, ci_acc in acc_cis.items():  # the tested claims, in order
     glue_ci(f"diff_acc_{key}", ci_acc, scale=100)
     glue(f"verdict_acc_{key}", verdict(ci_acc, better="higher"), display=False)
     paper_diff = paper_map[a] - paper_map[b] if a in paper_map and b in paper_map else None
-    rows.append({"claim": f"{a}  vs  {b}", "paper, mAP points": "—" if paper_diff is None else f"{paper_diff:+.2f}",
+    rows.append({"claim": f"{a.label}  vs  {b.label}",
+                 "paper, mAP points": "—" if paper_diff is None else f"{paper_diff:+.2f}",
                  "ours, mAP points [95 %]": format_ci(map_cis[key], scale=100, signed=True),
                  "verdict (mAP)": verdict(map_cis[key], better="higher"),
                  "family": "primary" if f"t2_{key}" in {c.key for c in PRIMARY_CLAIMS} else "exploratory",
@@ -444,12 +446,11 @@ pd.DataFrame(rows).set_index("claim")
 # over seeds):
 
 # %%
-ours = table2.loc[[f"{name} (ours)" for name in preds]].rename(index=lambda s: s.removesuffix(" (ours)"))
-changes = pd.DataFrame({f"{a}  vs  {b}": ours.loc[a] - ours.loc[b] for a, b in claims.values()
+changes = pd.DataFrame({f"{a.label}  vs  {b.label}": ours.loc[a] - ours.loc[b] for a, b in claims.values()
                         if a in ours.index and b in ours.index}).T.round(2)  # the rows this profile trains
 length_cols = [PAPER_TASK_NAMES[t] for t in LENGTH_TASKS]
 design_cols = [PAPER_TASK_NAMES[t] for t in DESIGN_TASKS]
-maybe_row = changes.loc[f"{MAYBE}  vs  {JOINT}"]
+maybe_row = (ours.loc[MAYBE] - ours.loc[JOINT]).round(2)
 glue("maybe_gain_length", float(maybe_row[length_cols].mean()), display=False)
 glue("maybe_gain_design", float(maybe_row[design_cols].mean()), display=False)
 changes
@@ -463,7 +464,7 @@ changes
 # %%
 names = list(preds)
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), dpi=dpi, gridspec_kw={"width_ratios": [1, 2]})
-axes[0].barh(list(paper_map), list(paper_map.values()), color="tab:gray")
+axes[0].barh([n.label for n in paper_map], list(paper_map.values()), color="tab:gray")
 axes[0].set_xlim(min(paper_map.values()) - 0.5, max(paper_map.values()) + 0.3)
 axes[0].set_title("the paper (real FashionAI, one run)")
 axes[0].set_xlabel("mAP (%)")

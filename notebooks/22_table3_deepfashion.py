@@ -92,6 +92,7 @@ from fashion_lib.experiments.table3 import (
     recall_metric,
     table3_frame,
     table3_methods,
+    table3_scores,
 )
 from fashion_lib.intervals import crossed_bootstrap_ci
 from fashion_lib.plotting import draw_learning_curves
@@ -107,7 +108,7 @@ methods = table3_methods()
 if not ingredients:
     methods = {name: m for name, m in methods.items() if name in (T3_BASELINE, T3_FULL, T3_PLAIN)}
 display(Markdown(f"DeepFashion data: {'synthetic' if setup.synthetic else data_root}; networks: {setup.networks()}; "
-                 f"rows: {list(methods)}."))
+                 f"rows: {[m.label for m in methods]}."))
 
 # %% [markdown]
 # ## Crops, training and scoring, one seed at a time
@@ -140,7 +141,8 @@ display(Markdown(f"{len(data.train)} training and {len(data.val)} scored images;
 # %%
 curves = learning_curves(preds)
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), dpi=dpi)
-draw_learning_curves(axes, curves, value="val_category_top3", ylabel="top-3 category accuracy (%)")
+draw_learning_curves(axes, curves, value="val_category_top3", ylabel="top-3 category accuracy (%)",
+                     labels={m: m.label for m in preds})
 fig.tight_layout()
 glue("table3_curves", fig, display=False)
 plt.close(fig)
@@ -160,13 +162,14 @@ plt.close(fig)
 # run here and are not comparable with our synthetic numbers.
 
 # %%
-table3 = table3_frame(preds, groups)
+ours = table3_scores(preds, groups)  # our rows, by row
+table3 = table3_frame(preds, groups, scores=ours)
 chance = {k: deepfashion_chance(preds[T3_BASELINE][0], groups, k) for k in (3, 5)}
 glue("t3_chance_category_top3", 100 * chance[3]["category"], display=False)
 glue("t3_chance_all_top3", 100 * chance[3]["all"], display=False)
-for name, key in ((T3_BASELINE, "baseline"), (T3_FULL, "full")):
-    glue(f"t3_all_top3_{key}", float(table3.loc[f"{name} (ours)", ("All", "top3")]), display=False)
-    glue(f"t3_category_top3_{key}", float(table3.loc[f"{name} (ours)", ("Category", "top3")]), display=False)
+for name in (T3_BASELINE, T3_FULL):
+    glue(f"t3_all_top3_{name}", float(ours.loc[name, ("All", "top3")]), display=False)
+    glue(f"t3_category_top3_{name}", float(ours.loc[name, ("Category", "top3")]), display=False)
 table3
 
 # %% [markdown]
@@ -229,7 +232,7 @@ untested = [m for m in (T3_JOINT_ALONE, T3_NKD_ALONE, T3_PLAIN) if m not in arra
 _, ingredient_verdicts = judge_claims(ingredient_claims, claim_interval, page="t3", better="higher",
                                       untested=untested, not_tested_reason="not trained by this profile",
                                       verdict_name="verdict_t3_{key}")
-rows += [{"column": f"{name} vs {base}: {key.split('_top3_')[0]} top-3", "paper, points": "—",
+rows += [{"column": f"{name.label} vs {base.label}: {key.split('_top3_')[0]} top-3", "paper, points": "—",
           "ours, points [95 %]": format_ci(cis[key], scale=100, signed=True), "verdict": ingredient_verdicts[key]}
          for key, (name, base) in ingredient_claims.items() if key in ingredient_verdicts]
 pd.DataFrame(rows).set_index("column")
@@ -255,15 +258,13 @@ pd.DataFrame(rows).set_index("column")
 
 # %%
 cols = [c for c in table3.columns if c[1] == "top3"]
-ours = table3.loc[[f"{n} (ours)" for n in methods]]
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), dpi=dpi, sharey=True)
-paper_rows = table3.loc[[f"{n} (paper)" for n in (T3_BASELINE, T3_FULL)]]
-for ax, frame, title in ((axes[0], paper_rows, "the paper (real DeepFashion)"),
-                          (axes[1], ours, f"ours (synthetic, mean of {len(seeds)} seeds)")):
-    width = 0.8 / len(frame)
-    for r, (name, row) in enumerate(frame.iterrows()):
-        ax.bar([i + r * width for i in range(len(cols))], [row[c] for c in cols], width,
-                label=name.replace(" (ours)", "").replace(" (paper)", ""))
+panels = (("the paper (real DeepFashion)", {n: PAPER_TABLE3[n][0::2] for n in (T3_BASELINE, T3_FULL)}),  # top-3s
+          (f"ours (synthetic, mean of {len(seeds)} seeds)", {n: [ours.loc[n, c] for c in cols] for n in methods}))
+for ax, (title, bars) in zip(axes, panels, strict=True):
+    width = 0.8 / len(bars)
+    for r, (name, values) in enumerate(bars.items()):
+        ax.bar([i + r * width for i in range(len(cols))], values, width, label=name.label)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(cols))], [c[0] for c in cols])
     ax.set_title(title)
     ax.set_ylabel("top-3 (%)")

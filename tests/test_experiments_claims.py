@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fashion_lib.experiments.claims import judge_claims
+from fashion_lib.experiments.claims import comparison_label, judge_claims, labelled
 from fashion_lib.experiments.keypoints import CPN, KRCNN, NKD, TWICE
 from fashion_lib.intervals import CI
 from fashion_lib.report import CONTRADICTS, NOT_TESTED, SUPPORTS, TOO_WEAK, UNDECIDED
@@ -42,8 +42,8 @@ def test_judge_claims_glues_each_tested_claim_and_marks_untested_primary_ones(gl
                                          not_tested_reason="no CPN here", level=lambda a, b: 0.12)
     # the intervals are asked for in the claims' order, untested claims skipped (a shared generator's draws)
     assert calls == [("nkd", NKD, KRCNN), ("twice", TWICE, KRCNN), ("axis_share", NKD, TWICE)]
-    assert differences == {f"{NKD} − {KRCNN}": INTERVALS["nkd"], f"{TWICE} − {KRCNN}": INTERVALS["twice"],
-                           f"{NKD} − {TWICE}": INTERVALS["axis_share"]}
+    # keyed by claim, never by the words a page prints
+    assert differences == {"nkd": INTERVALS["nkd"], "twice": INTERVALS["twice"], "axis_share": INTERVALS["axis_share"]}
     assert verdicts == {"nkd": SUPPORTS, "twice": UNDECIDED, "axis_share": CONTRADICTS}
     assert glued["diff_nkd"] == "-3.0" and glued["diff_nkd_low"] == "-4.0" and glued["verdict_twice"] == repr(UNDECIDED)
     # primary claims (report.PRIMARY_CLAIMS) go to the front page; the others stay on the page
@@ -63,7 +63,7 @@ def test_judge_claims_puts_the_level_in_the_verdict_only_when_asked(glued):
 
 
 def test_judge_claims_needs_a_reason_for_what_it_leaves_untested():
-    with pytest.raises(ValueError, match=r"untested rows \['CPN'\] need a not_tested_reason"):
+    with pytest.raises(ValueError, match=r"untested rows \['cpn'\] need a not_tested_reason"):
         judge_claims(CLAIMS, lambda *_: CI(0.0, 0.0, 0.0), page="t1_coco", better="higher", untested=(CPN,))
 
 
@@ -82,3 +82,14 @@ def test_judge_claims_takes_each_claim_s_level_from_a_mapping(glued):
     assert verdicts == {"all_top3": TOO_WEAK, "all_top5": SUPPORTS}
     assert glued["verdict_t3_all_top3"] == repr(TOO_WEAK) and glued["verdict_t3_all_top5"] == repr(SUPPORTS)
     assert "claim_t3_all_top3" in glued  # a primary claim (primary_claims.PRIMARY_CLAIMS)
+
+
+def test_labelled_names_each_claim_by_its_rows_labels_in_the_order_given():
+    values = {"twice": 0.1, "nkd": 0.2}
+    assert labelled(CLAIMS, values) == {"Keypoint R-CNN twice, no symmetry − Keypoint R-CNN": 0.1,
+                                        "Keypoint R-CNN + New-key-detection − Keypoint R-CNN": 0.2}
+    assert list(labelled(CLAIMS, values)) == [comparison_label(TWICE, KRCNN), comparison_label(NKD, KRCNN)]
+    # a row that is a plain string (a page's own comparison) is printed as it is
+    assert comparison_label("axis once", KRCNN) == "axis once − Keypoint R-CNN"
+    with pytest.raises(KeyError):
+        labelled(CLAIMS, {"no such claim": 0.0})

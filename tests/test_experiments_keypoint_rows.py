@@ -47,8 +47,13 @@ def test_rows_of_table1_from_trained_detectors(runs):
     assert cache[0].stat().st_mtime_ns == stamp
     only = kr.table1_rows(setup, detectors, val, refine, rows=(kx.SECOND,), seed=3)  # without asking for "twice"
     assert list(only) == [kx.SECOND] and torch.equal(only[kx.SECOND].keypoints, rows[kx.SECOND].keypoints)
-    with pytest.raises(ValueError, match="rows has unknown entries"):
+    with pytest.raises(ValueError, match=r"rows has the unknown row 'Mask R-CNN'; valid: \['krcnn', 'axis_once'"):
         kr.table1_rows(setup, detectors, val, refine, rows=("Mask R-CNN",))
+    with pytest.raises(ValueError, match="rows has the unknown row 'Keypoint R-CNN'"):  # a label is not a key
+        kr.table1_rows(setup, detectors, val, refine, rows=(kx.KRCNN.label,))
+    typed = kr.table1_rows(setup, detectors, val, refine, rows=("second_alone",), seed=3)  # a key typed as text
+    assert [type(r) for r in typed] == [kx.Table1Row] and torch.equal(typed[kx.SECOND].keypoints,
+                                                                     rows[kx.SECOND].keypoints)
     assert rows[kx.NKD].matched.shape == (3,) and rows[kx.AXIS_ONCE].refined is not None
     # the missing-point rule calibrated on held-out training images, one threshold per detector
     cal = kr.calibrate_missing(tiny(calibration_images=4), detectors, 0)
@@ -58,8 +63,8 @@ def test_rows_of_table1_from_trained_detectors(runs):
     expected = refine_symmetric(rows[kx.KRCNN].keypoints, FASHIONAI, generator=torch.Generator().manual_seed(3),
                                 config=dataclasses.replace(refine, fill_threshold=max(cal[kx.KRCNN].threshold, 0.0)))
     torch.testing.assert_close(calibrated[kx.AXIS_ONCE].keypoints, expected.keypoints, equal_nan=True)
-    with pytest.raises(ValueError, match="thresholds has unknown detector rows"):
-        kr.table1_rows(setup, detectors, val, refine, thresholds={"Mask R-CNN": 0.1})
+    with pytest.raises(ValueError, match=r"thresholds has the unknown row 'nkd'; valid: \['krcnn', 'cpn'\]"):
+        kr.table1_rows(setup, detectors, val, refine, thresholds={kx.NKD: 0.1})
     # one rule for every page: the seed's calibrated Keypoint R-CNN threshold, or the config as given without
     assert kr.calibrated_refine(tiny(calibration_images=4), detectors, 0, refine) == dataclasses.replace(
         refine, fill_threshold=max(cal[kx.KRCNN].threshold, 0.0))
@@ -112,8 +117,8 @@ def test_a_setup_with_cpn_steps_0_trains_no_cpn_and_its_rows_are_not_tested(runs
     missing = [row for row in kx.ROWS if row not in kx.tested_rows(setup)]
     assert missing == list(kx.CPN_ROWS)
     table = comparison_table(scores, {kx.KRCNN: 13.70, kx.CPN: 13.55}, scale=100, not_tested=missing)
-    assert list(table.index) == list(kx.ROWS)
-    assert (table.loc[list(kx.CPN_ROWS), "ours, mean [95 % interval]"] == NOT_TESTED).all()
+    assert list(table.index) == [row.label for row in kx.ROWS]  # the page prints the rows' labels
+    assert (table.loc[[row.label for row in kx.CPN_ROWS], "ours, mean [95 % interval]"] == NOT_TESTED).all()
     assert "CPN" in kx.CPN_NOT_TESTED_REASON and "gpu" in kx.CPN_NOT_TESTED_REASON
 
 

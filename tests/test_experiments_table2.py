@@ -20,7 +20,9 @@ from fashion_lib.experiments.table2 import (
     JOINT,
     JOINT_EQUAL_STEPS,
     MAYBE,
+    MAYBE_ALONE,
     FashionAIMethod,
+    Table2Row,
     TaskPredictions,
     accuracy_half_width,
     accuracy_metric,
@@ -33,7 +35,9 @@ from fashion_lib.experiments.table2 import (
     map_metric,
     maybe_statistics,
     monitor_rows,
+    table2_frame,
     table2_methods,
+    table2_scores,
     task_garments,
 )
 from fashion_lib.intervals import bootstrap_counts, crossed_bootstrap_ci
@@ -190,3 +194,22 @@ def test_chance_by_task_counts_the_classes_that_occur_and_the_majority():
     assert chance["collar_design_labels"] == pytest.approx({"uniform": 1 / 2, "majority": 2 / 3})
     assert chance["skirt_length_labels"] == pytest.approx({"uniform": 1.0, "majority": 1.0})
     assert chance_accuracy(predictions) == pytest.approx({"uniform": 0.75, "majority": 5 / 6})
+
+
+def test_table2_scores_are_keyed_by_row_and_the_page_s_table_prints_labels():
+    pred = task_case()
+    (args,) = fashionai_arrays([pred])
+    ours = table2_scores({BASELINE: [pred, pred], MAYBE_ALONE: [pred]})
+    assert list(ours.index) == [BASELINE, MAYBE_ALONE] and ours.loc["baseline", "Collar"] == 50.0
+    assert ours.loc[BASELINE, "mAP"] == round(100 * map_metric()(*args), 2)
+    assert ours.loc[BASELINE, "mean accuracy"] == round(100 * accuracy_metric()(*args), 2)
+    table = table2_frame({BASELINE: [pred], MAYBE_ALONE: [pred]}, scores=ours)
+    # the paper's row follows each of ours it reports; the ingredient alone has none
+    assert list(table.index) == ["Baseline: a network per task (ours)", "Baseline: a network per task (paper)",
+                                 "baseline + maybe loss only (ours)"]
+    assert table.loc["Baseline: a network per task (paper)", "mAP"] == 92.52
+    assert math.isnan(table.loc["Baseline: a network per task (paper)", "mean accuracy"])
+    assert table.loc["baseline + maybe loss only (ours)", "Pant"] == ours.loc[MAYBE_ALONE, "Pant"] == 100.0
+    assert list(table2_frame({BASELINE: [pred]}, paper=False).index) == ["Baseline: a network per task (ours)"]
+    # every row has its own key and its own words
+    assert len({r.value for r in Table2Row}) == len({r.label for r in Table2Row}) == len(Table2Row)

@@ -9,13 +9,17 @@ from attribute_toys import tiny
 
 from fashion_lib.experiments.table3 import (
     T3_BASELINE,
+    T3_PLAIN,
     DeepFashionMethod,
     DeepFashionPredictions,
+    Table3Row,
     category_metric,
     deepfashion_chance,
     deepfashion_configs,
     recall_metric,
+    table3_frame,
     table3_methods,
+    table3_scores,
 )
 from fashion_lib.metrics import topk_recall
 
@@ -49,3 +53,25 @@ def test_deepfashion_adapters_equal_the_metrics_by_hand():
     pred = DeepFashionPredictions(category_probs, category, scores, labels)
     chance = deepfashion_chance(pred, groups, 1)
     assert chance == {"category": 0.5, "all": 0.25, "texture": 0.5, "shape": 0.5}
+
+
+def test_table3_scores_are_keyed_by_row_and_the_page_s_table_prints_labels():
+    g = torch.Generator().manual_seed(0)
+    scores = torch.rand(8, 12, generator=g)  # 8 images, 12 attributes, 6 categories: top-5 is defined
+    labels = (torch.rand(8, 12, generator=g) < 0.4).long()
+    pred = DeepFashionPredictions(torch.rand(8, 6, generator=g).softmax(1), torch.randint(0, 6, (8,), generator=g),
+                                  scores, labels)
+    groups = {"texture": torch.arange(0, 6), "shape": torch.arange(6, 12)}
+    ours = table3_scores({T3_BASELINE: [pred], T3_PLAIN: [pred, pred]}, groups)
+    assert list(ours.index) == [T3_BASELINE, T3_PLAIN]
+    args = (pred.category_probs, pred.category, scores, labels)
+    assert ours.loc[T3_BASELINE, ("Category", "top3")] == round(100 * category_metric(3)(*args), 2)
+    assert ours.loc["plain", ("Texture", "top3")] == round(100 * recall_metric(3, "texture", groups)(*args), 2)
+    assert ours[("Fabric", "top3")].isna().all()  # a group this data set does not have
+    table = table3_frame({T3_BASELINE: [pred], T3_PLAIN: [pred]}, groups, scores=ours)
+    assert list(table.index)[:3] == ["Baseline: separate networks, whole image (ours)",
+                                     "Baseline: separate networks, whole image (paper)",
+                                     "+ joint learning, crops from the plain detector's key points (ours)"]
+    assert table.loc["Baseline: separate networks, whole image (paper)", ("Category", "top3")] == 90.60
+    assert "FashionNet [20] (paper's citation, real data)" in table.index
+    assert len({r.value for r in Table3Row}) == len({r.label for r in Table3Row}) == len(Table3Row)

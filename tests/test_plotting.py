@@ -41,8 +41,17 @@ def test_draw_scores_bars_intervals_and_seed_dots(ax):
     assert np.allclose(segments[0][:, 0], [9.0, 16.0])
     dots = [c for c in ax.collections if isinstance(c, matplotlib.collections.PathCollection)]
     assert sorted(np.round(dots[1].get_offsets()[:, 0], 6).tolist()) == [20.0, 25.0, 30.0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
     assert "3 seeds" in ax.get_title() and ax.get_xlabel() == "NE (%)"
     assert ax.yaxis_inverted(), "the first method must be on top, as in the paper's table"
+
+
+def test_draw_scores_names_a_table_row_by_its_label(ax):
+    from fashion_lib.experiments.keypoints import KRCNN, NKD
+
+    score = MethodScore((0.10,), CI(0.10, 0.10, 0.10))
+    draw_scores(ax, {KRCNN: score, NKD: score}, xlabel="NE (%)")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["Keypoint R-CNN", "Keypoint R-CNN + New-key-detection"]
 
 
 def test_draw_axis_passes_through_the_line(ax):
@@ -107,6 +116,10 @@ def test_draw_learning_curves_a_line_per_network_averaged_over_seeds():
     np.testing.assert_allclose(axes[0].get_lines()[0].get_ydata(), [3.0, 2.0])  # seeds averaged
     np.testing.assert_allclose(lines[0].get_ydata(), [20.0, 30.0])
     assert [t.get_text() for t in axes[1].get_legend().get_texts()] == ["a", "b"]
+    fig2, named = plt.subplots(1, 2)
+    draw_learning_curves(named, curves, labels={"a": "the method a"})  # the legend's words, where given
+    assert [t.get_text() for t in named[1].get_legend().get_texts()] == ["the method a", "b"]
+    plt.close(fig2)
     with pytest.raises(ValueError, match="value must be a column of curves"):
         draw_learning_curves(axes, curves, value="val_top3")
     plt.close(fig)

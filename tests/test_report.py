@@ -9,6 +9,8 @@ from fashion_lib.report import (
     CONTRADICTS,
     SUPPORTS,
     UNDECIDED,
+    Row,
+    display_label,
     format_ci,
     format_mean_sd,
     mean_sd,
@@ -65,6 +67,34 @@ def test_score_methods_and_the_comparison_table():
     assert table.loc["A", "paper (%)"] == "13.70" and table.loc["B", "paper (%)"] == "—"
     assert table.loc["A", "ours (%), mean ± sd over 2 seeds"] == "11.00 ± 1.41"
     assert table.loc["B", "ours, mean [95 % interval]"] == "5.00 [5.00, 5.00]"
+
+
+class Shade(Row):
+    """A toy table's rows: key, label."""
+
+    LIGHT = "light", "A light shade"
+    DARK = "dark", "A dark shade, the baseline"
+
+
+def test_a_row_is_keyed_by_its_short_value_and_printed_by_its_label():
+    import json
+
+    assert Shade.LIGHT == "light" and Shade("dark") is Shade.DARK and f"{Shade.LIGHT}" == "light"
+    assert Shade.DARK.label == "A dark shade, the baseline" and list(Shade) == [Shade.LIGHT, Shade.DARK]
+    # a key read back from a file finds the member; JSON (cache keys) writes the short value
+    assert {Shade.LIGHT: 1}["light"] == 1 and json.dumps({Shade.LIGHT: [Shade.DARK]}) == '{"light": ["dark"]}'
+    assert display_label(Shade.LIGHT) == "A light shade" and display_label("axis once") == "axis once"
+    with pytest.raises(ValueError, match="'A light shade' is not a valid Shade"):  # a label is not a key
+        Shade("A light shade")
+
+
+def test_the_comparison_table_prints_rows_by_their_labels():
+    from fashion_lib.report import MethodScore, comparison_table
+
+    scores = {Shade.LIGHT: MethodScore((0.10, 0.12), CI(0.11, 0.10, 0.12))}
+    table = comparison_table(scores, {Shade.LIGHT: 13.70}, scale=100, not_tested=[Shade.DARK])
+    assert list(table.index) == ["A light shade", "A dark shade, the baseline"]
+    assert table.loc["A light shade", "paper"] == "13.70"
 
 
 def test_the_verdict_table_has_one_row_per_comparison():

@@ -4,19 +4,34 @@ Each comparison is a claim key naming a row and its baseline (``"nkd": (NKD, KRC
 each one's interval from the page (the page knows how it resamples), gives it a verdict, and glues it for the prose
 (``diff_<key>``, ``verdict_<key>``); a comparison that is one of the paper's primary claims
 (:data:`fashion_lib.primary_claims.PRIMARY_CLAIMS`, named ``<page>_<key>``) is also glued for the front page's Holm
-step, or glued as not tested where its row or baseline is not trained at this scale.
+step, or glued as not tested where its row or baseline is not trained at this scale. The differences come back keyed
+by claim; :func:`labelled` names them for a verdict table by the rows' labels (:class:`fashion_lib.report.Row`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from typing import Literal
+from typing import Literal, TypeVar
 
 from fashion_lib.intervals import CI
 from fashion_lib.primary_claims import PRIMARY_CLAIMS, glue_claim, glue_not_tested
-from fashion_lib.report import glue_ci, verdict
+from fashion_lib.report import display_label, glue_ci, verdict
 
-__all__ = ["judge_claims"]
+__all__ = ["judge_claims", "comparison_label", "labelled"]
+
+V = TypeVar("V")
+
+
+def comparison_label(row: str, baseline: str) -> str:
+    """The words of the comparison "row minus baseline" in a verdict table: ``"<row> − <baseline>"`` by their
+    labels (:func:`fashion_lib.report.display_label`)."""
+    return f"{display_label(row)} − {display_label(baseline)}"
+
+
+def labelled(claims: Mapping[str, tuple[str, str]], values: Mapping[str, V]) -> dict[str, V]:
+    """``values`` (claim key -> a difference, a level) keyed by :func:`comparison_label` of each claim's rows
+    instead, in the order of ``values``: the rows of :func:`fashion_lib.report.verdict_table`."""
+    return {comparison_label(*claims[key]): value for key, value in values.items()}
 
 
 def judge_claims(
@@ -55,12 +70,14 @@ def judge_claims(
 
     Returns
     -------
-    differences : ``"<row> − <baseline>"`` -> CI, verdicts : claim key -> verdict words, for the tested claims.
+    differences : claim key -> CI, verdicts : claim key -> verdict words, for the tested claims (:func:`labelled`
+    names the differences for a verdict table).
     """
     from myst_nb import glue
 
     if untested and not not_tested_reason:
-        raise ValueError(f"untested rows {list(untested)} need a not_tested_reason for the claims they leave out")
+        raise ValueError(f"untested rows {[str(r) for r in untested]} need a not_tested_reason for the claims they "
+                         "leave out")
     primary = {c.key for c in PRIMARY_CLAIMS}
     differences: dict[str, CI] = {}
     verdicts: dict[str, str] = {}
@@ -70,7 +87,7 @@ def judge_claims(
             if name in primary:
                 glue_not_tested(name, not_tested_reason)
             continue
-        ci = differences[f"{row} − {baseline}"] = interval(key, row, baseline)
+        ci = differences[key] = interval(key, row, baseline)
         base = level.get(key) if isinstance(level, Mapping) else level(row, baseline) if level is not None else None
         if name in primary:  # the baseline's own score: the base of the relative size question
             glue_claim(name, ci, level=base)

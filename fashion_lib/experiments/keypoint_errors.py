@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from fashion_lib.experiments.keypoint_scores import finite_mean, per_image_errors
-from fashion_lib.experiments.keypoints import KRCNN, NKD, Instances, ValidationSet
+from fashion_lib.experiments.keypoints import KRCNN, NKD, Instances, Table1Row, ValidationSet
 from fashion_lib.keypoints import OCCLUDED, VISIBLE, KeypointSchema, get_schema
 from fashion_lib.refine import RefineResult
 
@@ -151,8 +151,8 @@ def coco_point_errors(instances: Instances, val: ValidationSet, *, reference: In
     return keypoint_errors(matched, gt, ["person"] * len(gt), schema="coco", count_occluded=True)
 
 
-def seed_point_errors(rows: dict[str, Instances], val: ValidationSet, row: str, *, matched_on: str = KRCNN
-                      ) -> torch.Tensor:
+def seed_point_errors(rows: dict[Table1Row, Instances], val: ValidationSet, row: Table1Row, *,
+                      matched_on: Table1Row = KRCNN) -> torch.Tensor:
     """COCO, one seed: :func:`coco_point_errors` of ``rows[row]`` with every person matched on the detections of
     ``rows[matched_on]`` (the seed's detector row, from which ``row`` derives), so that every row of the seed
     scores the same detection for a person. (N, 17) float."""
@@ -162,8 +162,8 @@ def seed_point_errors(rows: dict[str, Instances], val: ValidationSet, row: str, 
     return coco_point_errors(rows[row], val, reference=rows[matched_on])
 
 
-def second_scale_counts(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, *, row: str = NKD,
-                        baseline: str = KRCNN) -> list[dict[str, int]]:
+def second_scale_counts(rows_per_seed: Sequence[dict[Table1Row, Instances]], val: ValidationSet, *,
+                        row: Table1Row = NKD, baseline: Table1Row = KRCNN) -> list[dict[str, int]]:
     """COCO, per seed: the denominators of the second scale's matching. ``detections``: the first-scale
     detections ``row`` refined (those of ``baseline``, in the same order); ``matched to a person``: those that are
     some annotated person's best match (:func:`coco_point_errors`' rule, box IoU >= 0.5); ``matched in the
@@ -186,8 +186,9 @@ def second_scale_counts(rows_per_seed: Sequence[dict[str, Instances]], val: Vali
     return out
 
 
-def coco_error_arrays(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, row: str, baseline: str,
-                      *, matched_on: str = KRCNN) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def coco_error_arrays(rows_per_seed: Sequence[dict[Table1Row, Instances]], val: ValidationSet, row: Table1Row,
+                      baseline: Table1Row, *, matched_on: Table1Row = KRCNN
+                      ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """COCO, per seed: ``(errors of row (N, 17), errors of baseline (N, 17), visibility (N, 17))`` over the N
     annotated persons (:func:`seed_point_errors`: the same persons in the same order for both rows, each matched to
     the same detection of ``matched_on``, so the bootstrap resamples persons in pairs): the arguments of
@@ -221,8 +222,9 @@ def limb_change_metric(limb: str, *, points: str = "visible", change: bool = Tru
     return metric
 
 
-def limb_error_changes(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, row: str, baseline: str,
-                       *, n_boot: int, generator: torch.Generator, matched_on: str = KRCNN) -> list[dict[str, Any]]:
+def limb_error_changes(rows_per_seed: Sequence[dict[Table1Row, Instances]], val: ValidationSet, row: Table1Row,
+                       baseline: Table1Row, *, n_boot: int, generator: torch.Generator,
+                       matched_on: Table1Row = KRCNN) -> list[dict[str, Any]]:
     """COCO: per limb (left/right pair) and kind of point (visible, occluded), the baseline's mean error and the
     change ``row - baseline`` (errors divided by the person's shoulder distance, fractions) with its 95 % two-level
     bootstrap interval over seeds and persons (:func:`fashion_lib.intervals.crossed_bootstrap_ci`) and its verdict on
@@ -331,8 +333,8 @@ def point_changes(before: torch.Tensor, after: torch.Tensor, visibility: torch.T
                         on_axis=tuple(schema.center.tolist()))
 
 
-def row_point_changes(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, schema: str, row: str,
-                      baseline: str = KRCNN, *, matched_on: str = KRCNN) -> PointChanges:
+def row_point_changes(rows_per_seed: Sequence[dict[Table1Row, Instances]], val: ValidationSet, schema: str,
+                      row: Table1Row, baseline: Table1Row = KRCNN, *, matched_on: Table1Row = KRCNN) -> PointChanges:
     """:func:`point_changes` of ``row`` against ``baseline``, each validation instance's errors first averaged over
     the seeds (every seed scores the same instances, so pooling them would count each instance once per seed):
     FashionAI per garment (:func:`per_image_errors`, occluded points counted), COCO per annotated person, matched

@@ -18,7 +18,7 @@ import torch
 from fashion_lib.experiments.keypoint_errors import fill_errors
 from fashion_lib.experiments.keypoint_rows import per_seed_refine
 from fashion_lib.experiments.keypoint_scores import finite_mean, ne_metric
-from fashion_lib.experiments.keypoints import AXIS_ONCE, KRCNN, NKD, Instances, ValidationSet
+from fashion_lib.experiments.keypoints import AXIS_ONCE, KRCNN, NKD, Instances, Table1Row, ValidationSet
 from fashion_lib.refine import RefineConfig, RefineSummary, refine_symmetric, summarize_refinement
 from fashion_lib.report import format_count
 
@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 
-def axis_once_variant(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, refine: RefineConfig,
+def axis_once_variant(rows_per_seed: Sequence[dict[Table1Row, Instances]], val: ValidationSet, refine: RefineConfig,
                       seeds: Sequence[int], thresholds: Sequence[float] = (), *, schema: str = "fashionai",
                       **changes: Any) -> list[Instances]:
     """The :data:`AXIS_ONCE` row again with ``changes`` to ``refine`` (e.g. ``alpha=0.0``: the same axes and fills,
@@ -107,7 +107,7 @@ def second_scale_framing(instances: Instances, val: ValidationSet, refine: Refin
     return crop_framing(kp, present, boxes, sizes)
 
 
-def missing_point_table(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, seeds: Sequence[int],
+def missing_point_table(rows_per_seed: Sequence[dict[Table1Row, Instances]], val: ValidationSet, seeds: Sequence[int],
                         refine: RefineConfig, *, calibrations: Sequence[dict] = (), schema: str = "fashionai",
                         ) -> list[dict[str, float]]:
     """Per seed, Keypoint R-CNN's fill rule and what the axis applied once did with it: the fill threshold

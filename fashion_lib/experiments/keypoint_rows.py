@@ -28,6 +28,7 @@ from fashion_lib.experiments.keypoints import (
     Detectors,
     Instances,
     KeypointSetup,
+    Table1Row,
     ValidationSet,
     detected_instances,
     detector_models,
@@ -126,7 +127,7 @@ def point_scores(predictions: list[dict], targets: list[dict], schema: str) -> t
 
 
 def calibrate_missing(setup: KeypointSetup, detectors: Detectors, seed: int, *, batch_size: int = 16
-                      ) -> dict[str, MissingCalibration]:
+                      ) -> dict[Table1Row, MissingCalibration]:
     """Each detector's missing-point threshold (:func:`fashion_lib.refine.calibrate_missing_threshold`) on the
     seed's calibration images (:func:`calibration_set`), cached beside the run. Keys: :data:`KRCNN`, and
     :data:`CPN` where a CPN was trained.
@@ -138,7 +139,7 @@ def calibrate_missing(setup: KeypointSetup, detectors: Detectors, seed: int, *, 
                           "library": library_digest()})
     path = detectors.run_dir / f"calibration-{detectors.cpn_key}-{key}.pt"
 
-    def compute() -> dict[str, MissingCalibration]:
+    def compute() -> dict[Table1Row, MissingCalibration]:
         images, targets = calibration_set(setup, seed)
         out = {}
         for row, model in detector_models(detectors):  # the one or two detectors
@@ -172,19 +173,19 @@ def table1_rows(
     val: ValidationSet,
     refine: RefineConfig,
     *,
-    rows: Sequence[str] = ROWS,
+    rows: Sequence[Table1Row] = ROWS,
     seed: int = 0,
     batch_size: int = 16,
-    thresholds: dict[str, float] | None = None,
-) -> dict[str, Instances]:
+    thresholds: dict[Table1Row, float] | None = None,
+) -> dict[Table1Row, Instances]:
     """The key points of each row of Table 1 (and its controls) for one seed, cached beside the run.
 
     Parameters
     ----------
     setup, detectors, val : from :func:`train_detectors` and :func:`validation_set`.
     refine : RefineConfig, the refiner's settings (both scales).
-    rows : which rows to compute (a subset of :data:`ROWS`); without a CPN (``detectors.cpn`` None) the rows of
-        :data:`CPN_ROWS` are left out, so they are absent from the result.
+    rows : which rows to compute (a subset of :data:`ROWS`, members or their keys such as ``"nkd"``); without a
+        CPN (``detectors.cpn`` None) the rows of :data:`CPN_ROWS` are left out, so they are absent from the result.
     seed : int, seed of the RANSAC generator.
     batch_size : int, images per detector call.
     thresholds : dict detector row (:data:`KRCNN`, :data:`CPN`) -> the fill threshold (``refine.fill_threshold``)
@@ -193,31 +194,34 @@ def table1_rows(
 
     Returns
     -------
-    dict row name -> Instances (key points in image pixels).
+    dict row (:class:`Table1Row`) -> Instances (key points in image pixels).
     """
-    unknown = [r for r in rows if r not in ROWS]
-    if unknown:
-        raise ValueError(f"rows has unknown entries {unknown}; valid: {list(ROWS)}")
-    unknown = sorted(set(thresholds or {}) - {KRCNN, CPN})
-    if unknown:
-        raise ValueError(f"thresholds has unknown detector rows {unknown}; valid: {[KRCNN, CPN]}")
+    rows = [_row(r, ROWS, "rows") for r in rows]
+    thresholds = {_row(r, (KRCNN, CPN), "thresholds"): t for r, t in (thresholds or {}).items()}
     rows = [r for r in rows if detectors.has_cpn or r not in CPN_ROWS]
     key = content_digest({"rows": list(rows), "refine": dataclasses.asdict(refine), "seed": seed,
                           "thresholds": thresholds, "library": library_digest()})
     path = detectors.run_dir / f"rows-{val.key}-{detectors.cpn_key}-{key}.pt"
-    return cached(path, lambda: _compute_rows(setup, detectors, val, refine, rows, seed, batch_size,
-                                              thresholds or {}))
+    return cached(path, lambda: _compute_rows(setup, detectors, val, refine, rows, seed, batch_size, thresholds))
+
+
+def _row(key: str, valid: Sequence[Table1Row], name: str) -> Table1Row:
+    """``key`` as a :class:`Table1Row` of ``valid`` (a member, or its value typed as a string), or a ValueError
+    naming the parameter ``name`` and the valid keys."""
+    if key not in valid:
+        raise ValueError(f"{name} has the unknown row {key!r}; valid: {[r.value for r in valid]}")
+    return Table1Row(key)
 
 
 def _compute_rows(setup: KeypointSetup, detectors: Detectors, val: ValidationSet, refine: RefineConfig,
-                  rows: Sequence[str], seed: int, batch_size: int, thresholds: dict[str, float]
-                  ) -> dict[str, Instances]:
+                  rows: Sequence[Table1Row], seed: int, batch_size: int, thresholds: dict[Table1Row, float]
+                  ) -> dict[Table1Row, Instances]:
     schema = get_schema(setup.schema)
     base = detected_instances(detectors, val, setup.schema)
     # every detection of a crop: the second scale keeps the one matching the instance it was cropped for
     detect = {row: as_detect_fn(model, schema.num_keypoints, batch_size=batch_size, every_instance=True)
               for row, model in detector_models(detectors)}
-    out: dict[str, Instances] = {}
+    out: dict[Table1Row, Instances] = {}
     # the crop alone is a by-product of the "twice, no symmetry" run
     todo = [r for r in rows if r != SECOND] + ([TWICE] if SECOND in rows and TWICE not in rows else [])
     for row in todo:  # over the few rows of the table
@@ -250,7 +254,8 @@ def crop_alone(result: NewKeyDetectionResult) -> torch.Tensor:
 
 
 def rows_for_seeds(setup: KeypointSetup, val: ValidationSet, refine: RefineConfig, seeds: Sequence[int], *,
-                   rows: Sequence[str] = ROWS, calibrations: list | None = None) -> list[dict[str, Instances]]:
+                   rows: Sequence[Table1Row] = ROWS, calibrations: list | None = None
+                   ) -> list[dict[Table1Row, Instances]]:
     """:func:`table1_rows` for every seed (training or loading each seed's detectors), logging the time taken.
 
     With ``setup.calibration_images > 0`` each seed's detectors get their own fill threshold

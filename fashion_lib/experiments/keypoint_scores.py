@@ -13,7 +13,7 @@ import torch
 
 from fashion_lib.coco_eval import keypoints_to_coco_results
 from fashion_lib.data.fashionai import CATEGORIES
-from fashion_lib.experiments.keypoints import Instances, ValidationSet
+from fashion_lib.experiments.keypoints import Instances, Table1Row, ValidationSet
 
 __all__ = [
     "finite_mean", "coco_results", "ne_arrays", "ne_metric", "coco_arrays", "coco_metric", "per_image_errors",
@@ -32,7 +32,7 @@ def coco_results(instances: Instances, val: ValidationSet) -> list[dict]:
     return keypoints_to_coco_results(ids, instances.keypoints, instances.scores)
 
 
-def ne_arrays(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, row: str) -> list[tuple]:
+def ne_arrays(rows_per_seed: Sequence[dict[Table1Row, Instances]], val: ValidationSet, row: Table1Row) -> list[tuple]:
     """Per seed, ``(pred (B, 24, 3), gt (B, 24, 3), categories)`` of ``row``: the arguments of :func:`ne_metric`."""
     gt, cats = val.keypoints, val.categories
     return [(rows[row].keypoints, gt, cats) for rows in rows_per_seed]
@@ -63,7 +63,7 @@ def ne_metric(*, reduce: str = "keypoint", points: str = "visible"):
     return metric
 
 
-def coco_arrays(rows_per_seed: Sequence[dict[str, Instances]], val: ValidationSet, row: str) -> list[tuple]:
+def coco_arrays(rows_per_seed: Sequence[dict[Table1Row, Instances]], val: ValidationSet, row: Table1Row) -> list[tuple]:
     """Per seed, ``(results per image (B,) object array, image ids (B,))`` of ``row``: the arguments of
     :func:`coco_metric`."""
     import numpy as np

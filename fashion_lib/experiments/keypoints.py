@@ -5,7 +5,7 @@ Paper, Table 1 and section III.A. One :class:`KeypointSetup` (built from a noteb
 seed fixes the initialisation and the data order. For each seed the study trains Keypoint R-CNN (the paper's
 "Mask R-CNN") and CPN through :func:`fashion_lib.engine.train`, or loads them when a run with the same settings
 exists (:func:`train_detectors`), and detects on the validation set (:func:`detect_validation`), cached beside the
-run. The names of Table 1's rows (:data:`ROWS`) live here, since every other key-point module keys on them.
+run. The rows of Table 1 (:class:`Table1Row`, :data:`ROWS`) live here, since every other key-point module keys on them.
 
 The rest of the key-point study sits beside this module, each on one job:
 
@@ -59,7 +59,7 @@ from fashion_lib.models.detector import TopDownDetector, predict, top_instance
 from fashion_lib.models.keypoint_rcnn import KeypointRCNNConfig, build_keypoint_rcnn, detection_target
 from fashion_lib.provenance import content_digest
 from fashion_lib.refine import RefineResult
-from fashion_lib.report import NOT_TESTED
+from fashion_lib.report import NOT_TESTED, Row
 from fashion_lib.synthetic import (
     SyntheticGarments,
     SyntheticPeople,
@@ -69,7 +69,8 @@ from fashion_lib.synthetic import (
 )
 
 __all__ = [
-    "KRCNN", "AXIS_ONCE", "TWICE", "SECOND", "NKD", "CPN", "CPN_NKD", "ROWS", "CPN_ROWS", "CPN_NOT_TESTED_REASON",
+    "Table1Row", "KRCNN", "AXIS_ONCE", "TWICE", "SECOND", "NKD", "CPN", "CPN_NKD", "ROWS", "CPN_ROWS",
+    "CPN_NOT_TESTED_REASON",
     "CPN_NOT_TESTED_PARAGRAPH", "DETECTOR_MODELS", "KeypointSetup", "fashionai_splits", "DataKey", "data_key",
     "detector_configs", "train_config", "training_set", "training_extents", "Detectors", "tested_rows",
     "DetectorRun", "detector_run", "train_detector", "train_detectors", "ValidationSet", "validation_set",
@@ -78,21 +79,26 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# The rows of Table 1 and of its two controls (paper, section III.A), in display order.
-KRCNN = "Keypoint R-CNN"
+
+class Table1Row(Row):
+    """The rows of Table 1 and of its controls (paper, section III.A), in display order: each member's value is its
+    key (glue names ``ne_<key>``, cache keys), ``label`` the row's name on the page."""
+
+    KRCNN = "krcnn", "Keypoint R-CNN"
+    AXIS_ONCE = "axis_once", "Keypoint R-CNN + axis once"
+    # the crop's detection alone, mapped back (an instance with no matching crop detection keeps its first scale):
+    # the check that the second scale reads its crop as well as the detector reads the whole image
+    SECOND = "second_alone", "Keypoint R-CNN on its crop alone"
+    TWICE = "twice", "Keypoint R-CNN twice, no symmetry"
+    NKD = "nkd", "Keypoint R-CNN + New-key-detection"
+    CPN = "cpn", "CPN"
+    CPN_NKD = "cpn_nkd", "CPN + New-key-detection"
 
 
-AXIS_ONCE = "Keypoint R-CNN + axis once"
-TWICE = "Keypoint R-CNN twice, no symmetry"
-# the crop's detection alone, mapped back (an instance with no matching crop detection keeps its first scale): the
-# check that the second scale reads its crop as well as the detector reads the whole image
-SECOND = "Keypoint R-CNN on its crop alone"
-
-
-NKD = "Keypoint R-CNN + New-key-detection"
-CPN = "CPN"
-CPN_NKD = "CPN + New-key-detection"
-ROWS = (KRCNN, AXIS_ONCE, SECOND, TWICE, NKD, CPN, CPN_NKD)
+# the members by their own names, as ``re.IGNORECASE`` is ``re.RegexFlag.IGNORECASE``: every key-point module and
+# page keys on them
+KRCNN, AXIS_ONCE, SECOND, TWICE, NKD, CPN, CPN_NKD = Table1Row
+ROWS = tuple(Table1Row)
 CPN_ROWS = (CPN, CPN_NKD)  # the rows that need a trained CPN: absent when a setup trains none (cpn_steps 0)
 # Why a profile may train no CPN: the sentence every page prints beside the CPN rows it does not test.
 CPN_NOT_TESTED_REASON = (
@@ -342,7 +348,7 @@ class Detectors:
         return TopDownDetector(self.keypoint_rcnn, self.cpn)
 
 
-def tested_rows(setup: KeypointSetup, rows: Sequence[str] = ROWS) -> tuple[str, ...]:
+def tested_rows(setup: KeypointSetup, rows: Sequence[Table1Row] = ROWS) -> tuple[Table1Row, ...]:
     """The rows of ``rows`` that ``setup`` computes: all of them, less :data:`CPN_ROWS` when it trains no CPN."""
     return tuple(r for r in rows if setup.trains_cpn or r not in CPN_ROWS)
 
@@ -482,7 +488,7 @@ def detect_validation(detectors: Detectors, val: ValidationSet, *, batch_size: i
                                  for row, model in detector_models(detectors)})
 
 
-def detector_models(detectors: Detectors) -> list[tuple[str, torch.nn.Module]]:
+def detector_models(detectors: Detectors) -> list[tuple[Table1Row, torch.nn.Module]]:
     """(row, model) of each trained detector: Keypoint R-CNN, and CPN on its boxes where a CPN was trained."""
     return [(KRCNN, detectors.keypoint_rcnn)] + ([(CPN, detectors.top_down)] if detectors.has_cpn else [])
 
@@ -513,7 +519,7 @@ def to_instances(predictions: list[dict], schema: str) -> Instances:
                      torch.repeat_interleave(torch.arange(len(predictions)), counts))
 
 
-def detected_instances(detectors: Detectors, val: ValidationSet, schema: str) -> dict[str, Instances]:
+def detected_instances(detectors: Detectors, val: ValidationSet, schema: str) -> dict[Table1Row, Instances]:
     """The detectors' own instances (rows :data:`KRCNN`, and :data:`CPN` where a CPN was trained), from the cached
     predictions."""
     return {row: to_instances(preds, schema) for row, preds in detect_validation(detectors, val).items()}

@@ -52,12 +52,13 @@ from fashion_lib.intervals import CI
 from fashion_lib.metrics import attribute_accuracy, attribute_accuracy_weighted, attribute_ap, attribute_ap_weighted
 from fashion_lib.models.attributes import FashionAIRecognizerConfig, joint_configs, per_task_configs
 from fashion_lib.provenance import content_digest
-from fashion_lib.report import verdict
+from fashion_lib.report import Row, display_label, verdict
 from fashion_lib.synthetic import TASK_CATEGORIES, SyntheticGarments, WorldConfig
 from fashion_lib.synthetic.knobs import label_rates
 
 __all__ = [
     "FashionAIMethod",
+    "Table2Row",
     "BASELINE",
     "JOINT",
     "MAYBE",
@@ -82,6 +83,7 @@ __all__ = [
     "accuracy_half_width",
     "chance_accuracy",
     "chance_by_task",
+    "table2_scores",
     "table2_frame",
     "task_garments",
     "maybe_statistics",
@@ -121,15 +123,22 @@ class FashionAIMethod:
             raise ValueError("early_stop applies to per-task networks only (joint=False)")
 
 
-# The rows of Table 2 (the paper's ladder) and the ingredients alone, in display order.
-BASELINE = "Baseline: a network per task"
-JOINT = "+ joint learning"
-MAYBE = "+ multi-label (maybe) loss"
-FULL = "+ New-key-detection"
-MAYBE_ALONE = "baseline + maybe loss only"
-NKD_ALONE = "baseline + New-key-detection only"
-JOINT_EQUAL_STEPS = "+ joint learning, at the baseline's optimiser steps"
-BASELINE_EARLY_STOP = "Baseline, each network stopped early on held-out training images"
+class Table2Row(Row):
+    """The rows of Table 2 (the paper's ladder), each ingredient alone and the two controls, in display order: each
+    member's value is its key (claim keys, glue names), ``label`` the row's name on the page."""
+
+    BASELINE = "baseline", "Baseline: a network per task"
+    JOINT = "joint", "+ joint learning"
+    MAYBE = "maybe", "+ multi-label (maybe) loss"
+    FULL = "full", "+ New-key-detection"
+    MAYBE_ALONE = "maybe_alone", "baseline + maybe loss only"
+    NKD_ALONE = "nkd_alone", "baseline + New-key-detection only"
+    JOINT_EQUAL_STEPS = "joint_steps", "+ joint learning, at the baseline's optimiser steps"
+    BASELINE_EARLY_STOP = "stopped", "Baseline, each network stopped early on held-out training images"
+
+
+# the members by their own names (as :data:`fashion_lib.experiments.keypoints.KRCNN` is Table 1's)
+BASELINE, JOINT, MAYBE, FULL, MAYBE_ALONE, NKD_ALONE, JOINT_EQUAL_STEPS, BASELINE_EARLY_STOP = Table2Row
 LADDER = (BASELINE, JOINT, MAYBE, FULL)
 INGREDIENTS = (MAYBE_ALONE, NKD_ALONE)
 
@@ -146,7 +155,7 @@ def ingredients_sentence(differences: Mapping[str, CI | None]) -> str:
             f"{100 * nkd.estimate:+.2f} ({verdict(nkd, better='higher')}).")
 
 
-def table2_methods(beta: float = 0.1, *, ingredients: bool = True) -> dict[str, FashionAIMethod]:
+def table2_methods(beta: float = 0.1, *, ingredients: bool = True) -> dict[Table2Row, FashionAIMethod]:
     """Table 2's ladder, each ingredient alone, joint learning at the baseline's optimiser steps (a joint
     network otherwise takes as many steps as its tasks' per-task networks together) and the baseline trained until
     its held-out loss stops falling; ``beta`` is the maybe loss's weight (the paper's 0.1). Without
@@ -167,7 +176,7 @@ def table2_methods(beta: float = 0.1, *, ingredients: bool = True) -> dict[str, 
 _TABLE2_ORDER = ("collar_design_labels", "neck_design_labels", "neckline_design_labels", "lapel_design_labels",
                  "skirt_length_labels", "pant_length_labels", "sleeve_length_labels", "coat_length_labels")
 # The paper's Table 2 (validation accuracy per task and mAP, %), in its column order (_TABLE2_ORDER, then mAP).
-PAPER_TABLE2: dict[str, tuple[float, ...]] = {
+PAPER_TABLE2: dict[Table2Row, tuple[float, ...]] = {
     BASELINE: (84.27, 80.82, 84.00, 79.15, 73.49, 78.76, 69.50, 65.46, 92.52),
     JOINT: (86.02, 83.42, 85.11, 81.82, 74.49, 79.57, 69.85, 65.73, 92.86),
     MAYBE: (86.41, 82.52, 85.68, 80.88, 75.46, 80.29, 70.01, 65.81, 92.94),
@@ -286,14 +295,16 @@ def fashionai_predictions(setup: AttributeSetup, method: FashionAIMethod, seed: 
     return _task_predictions(networks, cache, data.val.tasks, cache_key, amp=setup.amp)
 
 
-def fashionai_rows_for_seeds(setup: AttributeSetup, methods: Mapping[str, FashionAIMethod], seeds: Sequence[int]
-                             ) -> tuple[dict[str, list[TaskPredictions]], AttributeData, dict[str, CropKeypoints]]:
+def fashionai_rows_for_seeds(setup: AttributeSetup, methods: Mapping[Table2Row, FashionAIMethod],
+                             seeds: Sequence[int]
+                             ) -> tuple[dict[Table2Row, list[TaskPredictions]], AttributeData,
+                                        dict[str, CropKeypoints]]:
     """:func:`fashionai_predictions` of every method and seed (training or loading), logging the time taken.
 
     Returns the predictions (method -> one per seed), the data and the crop key points."""
     data = attribute_data(setup)
     crops = crop_keypoints(setup, data)
-    out: dict[str, list[TaskPredictions]] = {name: [] for name in methods}
+    out: dict[Table2Row, list[TaskPredictions]] = {name: [] for name in methods}
     categories = crops["val"].task_categories(data.val.tasks)[0]
     inputs = {kind: InputCache(CropItems(data.val.dataset, range(len(data.val)), crops["val"].points(kind, categories)))
               for kind in {m.keypoints for m in methods.values()}}
@@ -413,24 +424,36 @@ def chance_accuracy(predictions: TaskPredictions) -> dict[str, float]:
     return {kind: float(np.mean([c[kind] for c in per_task])) for kind in ("uniform", "majority")}
 
 
-def table2_frame(predictions: Mapping[str, Sequence[TaskPredictions]], *, paper: bool = True):
-    """Table 2 as a DataFrame: per-task accuracy and mAP (%), means over seeds, beside the paper's rows.
-
-    Columns are the paper's (Collar ... Coat, mAP) plus the mean accuracy; a row ``"<method> (paper)"`` follows
-    each of ours that the paper reports."""
+def table2_scores(predictions: Mapping[Table2Row, Sequence[TaskPredictions]]):
+    """Our rows of Table 2 as a DataFrame indexed by row (the keys of ``predictions``): per-task accuracy in the
+    paper's columns (Collar ... Coat), mAP and the mean accuracy, %, means over seeds, rounded to 2 decimals as
+    :func:`table2_frame` shows them."""
     import pandas as pd
 
-    columns = [PAPER_TASK_NAMES[t] for t in _TABLE2_ORDER]
     rows = {}
     for name, per_seed in predictions.items():  # over the few methods
         arrays = fashionai_arrays(per_seed)
         row = {PAPER_TASK_NAMES[t]: 100 * np.mean([accuracy_metric(t)(*a) for a in arrays]) for t in _TABLE2_ORDER}
         row["mAP"] = 100 * np.mean([map_metric()(*a) for a in arrays])
         row["mean accuracy"] = 100 * np.mean([accuracy_metric()(*a) for a in arrays])
-        rows[f"{name} (ours)"] = row
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index").round(2)
+
+
+def table2_frame(predictions: Mapping[Table2Row, Sequence[TaskPredictions]], *, paper: bool = True,
+                 scores=None):
+    """Table 2 for the page: :func:`table2_scores` (or ``scores``, already computed) under the rows' labels, a row
+    ``"<label> (ours)"`` each, followed by ``"<label> (paper)"`` where the paper reports that row."""
+    import pandas as pd
+
+    ours = table2_scores(predictions) if scores is None else scores
+    columns = [PAPER_TASK_NAMES[t] for t in _TABLE2_ORDER]
+    rows = {}
+    for name in predictions:  # over the few methods
+        rows[f"{display_label(name)} (ours)"] = ours.loc[name]
         if paper and name in PAPER_TABLE2:
-            rows[f"{name} (paper)"] = dict(zip([*columns, "mAP"], PAPER_TABLE2[name], strict=True))
-    return pd.DataFrame.from_dict(rows, orient="index")[[*columns, "mAP", "mean accuracy"]].round(2)
+            rows[f"{display_label(name)} (paper)"] = pd.Series(PAPER_TABLE2[name], index=[*columns, "mAP"])
+    return pd.DataFrame(rows).T[[*columns, "mAP", "mean accuracy"]]
 
 
 # ------------------------------------------------------------------------------------------------------------------

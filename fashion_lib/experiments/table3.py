@@ -42,9 +42,11 @@ from fashion_lib.experiments.attribute_training import (
 )
 from fashion_lib.metrics import topk_accuracy, topk_recall
 from fashion_lib.models.attributes import DeepFashionRecognizerConfig, deepfashion_config
+from fashion_lib.report import Row, display_label
 
 __all__ = [
     "DeepFashionMethod",
+    "Table3Row",
     "T3_BASELINE",
     "T3_FULL",
     "T3_JOINT_ALONE",
@@ -63,6 +65,7 @@ __all__ = [
     "recall_metric",
     "category_metric",
     "deepfashion_chance",
+    "table3_scores",
     "table3_frame",
 ]
 
@@ -84,14 +87,22 @@ class DeepFashionMethod:
             raise ValueError(f"keypoints must be one of {DETECTED_KINDS}, got {self.keypoints!r}")
 
 
-T3_BASELINE = "Baseline: separate networks, whole image"
-T3_FULL = "+ joint learning and New-key-detection"
-T3_JOINT_ALONE = "baseline + joint learning only"
-T3_NKD_ALONE = "baseline + New-key-detection crop only"
-T3_PLAIN = "+ joint learning, crops from the plain detector's key points"
+class Table3Row(Row):
+    """The rows of Table 3 (ours), in display order: each member's value is its key (claim keys, glue names),
+    ``label`` the row's name on the page."""
+
+    BASELINE = "baseline", "Baseline: separate networks, whole image"
+    FULL = "full", "+ joint learning and New-key-detection"
+    PLAIN = "plain", "+ joint learning, crops from the plain detector's key points"
+    JOINT_ALONE = "joint_alone", "baseline + joint learning only"
+    NKD_ALONE = "nkd_alone", "baseline + New-key-detection crop only"
 
 
-def table3_methods() -> dict[str, DeepFashionMethod]:
+# the members by their own names (as :data:`fashion_lib.experiments.keypoints.KRCNN` is Table 1's)
+T3_BASELINE, T3_FULL, T3_PLAIN, T3_JOINT_ALONE, T3_NKD_ALONE = Table3Row
+
+
+def table3_methods() -> dict[Table3Row, DeepFashionMethod]:
     """Table 3's two rows of ours, the full row on the plain detector's crops (New-key-detection's own share is
     the full row minus it) and each ingredient alone."""
     return {
@@ -105,8 +116,9 @@ def table3_methods() -> dict[str, DeepFashionMethod]:
 
 TABLE3_GROUPS = ("category", "texture", "fabric", "shape", "part", "style", "all")
 """Column groups of Table 3, each with top-3 and top-5 (category: accuracy; the others: attribute recall)."""
+_TABLE3_COLUMNS = [(g.capitalize(), f"top{k}") for g in TABLE3_GROUPS for k in (3, 5)]
 # The paper's Table 3 (%), each row top-3, top-5 per group of TABLE3_GROUPS, on the real DeepFashion test set.
-PAPER_TABLE3: dict[str, tuple[float, ...]] = {
+PAPER_TABLE3: dict[Table3Row, tuple[float, ...]] = {
     T3_BASELINE: (90.60, 96.45, 60.26, 69.57, 44.82, 54.57, 60.00, 68.47, 45.57, 55.47, 32.58, 41.36, 48.86, 58.12),
     T3_FULL: (92.75, 96.71, 64.52, 73.80, 49.87, 59.89, 64.46, 72.46, 51.73, 60.95, 36.45, 45.00, 53.64, 62.69),
 }
@@ -187,13 +199,14 @@ def deepfashion_predictions(setup: AttributeSetup, method: DeepFashionMethod, se
                                   val_tables.attributes[rows], tuple(runs))
 
 
-def deepfashion_rows_for_seeds(setup: AttributeSetup, methods: Mapping[str, DeepFashionMethod],
-                               seeds: Sequence[int]) -> tuple[dict[str, list[DeepFashionPredictions]], AttributeData,
-                                                              dict[str, CropKeypoints]]:
+def deepfashion_rows_for_seeds(setup: AttributeSetup, methods: Mapping[Table3Row, DeepFashionMethod],
+                               seeds: Sequence[int]
+                               ) -> tuple[dict[Table3Row, list[DeepFashionPredictions]], AttributeData,
+                                          dict[str, CropKeypoints]]:
     """:func:`deepfashion_predictions` of every method and seed; returns them with the data and crop key points."""
     data = attribute_data(setup)
     crops = crop_keypoints(setup, data)
-    out: dict[str, list[DeepFashionPredictions]] = {name: [] for name in methods}
+    out: dict[Table3Row, list[DeepFashionPredictions]] = {name: [] for name in methods}
     for seed in seeds:  # over the few training seeds
         for name, method in methods.items():  # over the few rows
             start = time.perf_counter()
@@ -241,13 +254,13 @@ def deepfashion_chance(predictions: DeepFashionPredictions, groups: Mapping[str,
     return out
 
 
-def table3_frame(predictions: Mapping[str, Sequence[DeepFashionPredictions]], groups: Mapping[str, torch.Tensor],
-                 *, paper: bool = True):
-    """Table 3 as a DataFrame (%, means over seeds): top-3 / top-5 category accuracy and attribute recall per
-    group and over all attributes; the paper's rows follow ours, then the other methods' published rows."""
+def table3_scores(predictions: Mapping[Table3Row, Sequence[DeepFashionPredictions]],
+                  groups: Mapping[str, torch.Tensor]):
+    """Our rows of Table 3 as a DataFrame indexed by row (the keys of ``predictions``), %, means over seeds, rounded
+    to 2 decimals: top-3 / top-5 category accuracy and attribute recall per group and over all attributes, under
+    two-level columns (``("All", "top3")``); NaN for a group the data set does not have."""
     import pandas as pd
 
-    columns = [(g.capitalize(), f"top{k}") for g in TABLE3_GROUPS for k in (3, 5)]
     rows = {}
     for name, per_seed in predictions.items():  # over the few methods
         arrays = deepfashion_arrays(per_seed)
@@ -262,11 +275,27 @@ def table3_frame(predictions: Mapping[str, Sequence[DeepFashionPredictions]], gr
                     values.append(math.nan)
                     continue
                 values.append(100 * float(np.mean([metric(*a) for a in arrays])))
-        rows[f"{name} (ours)"] = values
+        rows[name] = values
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.columns = pd.MultiIndex.from_tuples(_TABLE3_COLUMNS)
+    return frame.round(2)
+
+
+def table3_frame(predictions: Mapping[Table3Row, Sequence[DeepFashionPredictions]],
+                 groups: Mapping[str, torch.Tensor], *, paper: bool = True, scores=None):
+    """Table 3 for the page: :func:`table3_scores` (or ``scores``, already computed) under the rows' labels
+    (``"<label> (ours)"``), the paper's rows after ours (``"<label> (paper)"``), then the other methods'
+    published rows."""
+    import pandas as pd
+
+    ours = table3_scores(predictions, groups) if scores is None else scores
+    rows = {}
+    for name in predictions:  # over the few methods
+        rows[f"{display_label(name)} (ours)"] = list(ours.loc[name])
         if paper and name in PAPER_TABLE3:
-            rows[f"{name} (paper)"] = list(PAPER_TABLE3[name])
+            rows[f"{display_label(name)} (paper)"] = list(PAPER_TABLE3[name])
     if paper:
         rows.update({f"{name} (paper's citation, real data)": list(v) for name, v in PAPER_TABLE3_OTHERS.items()})
     frame = pd.DataFrame.from_dict(rows, orient="index")
-    frame.columns = pd.MultiIndex.from_tuples(columns)
+    frame.columns = pd.MultiIndex.from_tuples(_TABLE3_COLUMNS)
     return frame.round(2)
