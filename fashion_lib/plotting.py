@@ -15,7 +15,8 @@ from fashion_lib.keypoints import ABSENT, COCO, FASHIONAI, KeypointSchema
 from fashion_lib.report import MethodScore, display_label
 
 __all__ = ["schema_template", "draw_keypoints", "draw_prediction", "draw_axis", "draw_schema", "draw_scores",
-           "draw_effect_map", "draw_learning_curves", "draw_stopping_curves", "LEFT_COLOR", "RIGHT_COLOR"]
+           "draw_effect_map", "draw_paper_beside_ours", "draw_learning_curves", "draw_stopping_curves", "LEFT_COLOR",
+           "RIGHT_COLOR"]
 
 LEFT_COLOR = "tab:blue"
 RIGHT_COLOR = "tab:orange"
@@ -200,6 +201,33 @@ def draw_scores(ax, scores: Mapping[str, MethodScore], *, xlabel: str, scale: fl
     ax.set_xlabel(xlabel)
     ax.invert_yaxis()
     return ax
+
+
+def draw_paper_beside_ours(axes, paper: Mapping[str, float], scores: Mapping[str, MethodScore], *, xlabel: str,
+                           paper_title: str, source: str = "synthetic", scale: float = 100.0,
+                           paper_xlim: tuple[float, float] | None = None):
+    """The figure of a results page: the paper's figure of each of its rows as grey bars (left) and ours, pooled
+    over seeds with its 95 % interval and a dot per seed (right, :func:`draw_scores`).
+
+    Parameters
+    ----------
+    axes : two Matplotlib Axes.
+    paper : row -> the paper's figure, in the metric's units as the paper prints them; rows by their labels
+        (:func:`fashion_lib.report.display_label`), top to bottom in ``paper``'s order.
+    scores, xlabel, source, scale : as in :func:`draw_scores` (both halves share ``xlabel``).
+    paper_title : the left half's title (which data set, how many runs).
+    paper_xlim : the left half's x range; None: Matplotlib's (from 0), which hides differences of a fraction of a
+        point such as Table 2's.
+    """
+    names = list(paper)
+    axes[0].barh([display_label(n) for n in names], [paper[n] for n in names], color="tab:gray")
+    if paper_xlim is not None:
+        axes[0].set_xlim(*paper_xlim)
+    axes[0].set_title(paper_title)
+    axes[0].set_xlabel(xlabel)
+    axes[0].invert_yaxis()
+    draw_scores(axes[1], scores, xlabel=xlabel, scale=scale, source=source)
+    return axes
 
 
 def draw_effect_map(ax, change: torch.Tensor, low: torch.Tensor, high: torch.Tensor, rows: Sequence[float],

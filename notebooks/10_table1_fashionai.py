@@ -67,7 +67,7 @@ from fashion_lib.experiments.keypoint_text import (
 )
 from fashion_lib.intervals import crossed_bootstrap_ci
 from fashion_lib.keypoints import OCCLUDED, VISIBLE
-from fashion_lib.plotting import draw_scores
+from fashion_lib.plotting import draw_paper_beside_ours
 from fashion_lib.refine import RefineConfig
 from fashion_lib.report import (
     EXPLORATORY,
@@ -356,13 +356,8 @@ verdict_table(occluded_parts, better="lower", claim="it lowers NE", scale=100, u
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), dpi=dpi, gridspec_kw={"width_ratios": [1, 2]})
-names = list(paper)
-axes[0].barh([r.label for r in names], [paper[r] for r in names], color="tab:gray")
-axes[0].set_title("the paper (real FashionAI)")
-axes[0].set_xlabel("NE (%)")
-axes[0].invert_yaxis()
-draw_scores(axes[1], {r: scores[r] for r in rows}, xlabel="NE (%)",
-            source="synthetic" if setup.synthetic else "real data")
+draw_paper_beside_ours(axes, paper, {r: scores[r] for r in rows}, xlabel="NE (%)",
+                       paper_title="the paper (real FashionAI)", source="synthetic" if setup.synthetic else "real data")
 fig.tight_layout()
 glue("table1_fashionai_figure", fig, display=False)
 plt.close(fig)

@@ -120,7 +120,7 @@ from fashion_lib.experiments.table2 import (
     table2_scores,
 )
 from fashion_lib.intervals import crossed_bootstrap_ci
-from fashion_lib.plotting import draw_learning_curves, draw_scores, draw_stopping_curves
+from fashion_lib.plotting import draw_learning_curves, draw_paper_beside_ours, draw_stopping_curves
 from fashion_lib.primary_claims import PRIMARY_CLAIMS
 from fashion_lib.report import EXPLORATORY, format_ci, glue_ci, score_methods, verdict
 
@@ -462,15 +462,11 @@ changes
 # the test).
 
 # %%
-names = list(preds)
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), dpi=dpi, gridspec_kw={"width_ratios": [1, 2]})
-axes[0].barh([n.label for n in paper_map], list(paper_map.values()), color="tab:gray")
-axes[0].set_xlim(min(paper_map.values()) - 0.5, max(paper_map.values()) + 0.3)
-axes[0].set_title("the paper (real FashionAI, one run)")
-axes[0].set_xlabel("mAP (%)")
-axes[0].invert_yaxis()
-draw_scores(axes[1], {n: scores[n] for n in names}, xlabel="mAP (%)",
-            source="synthetic" if setup.synthetic else "real data")
+draw_paper_beside_ours(axes, paper_map, {n: scores[n] for n in preds}, xlabel="mAP (%)",
+                       paper_title="the paper (real FashionAI, one run)",
+                       source="synthetic" if setup.synthetic else "real data",
+                       paper_xlim=(min(paper_map.values()) - 0.5, max(paper_map.values()) + 0.3))
 fig.tight_layout()
 glue("table2_figure", fig, display=False)
 plt.close(fig)

@@ -16,6 +16,7 @@ from fashion_lib.plotting import (  # noqa: E402
     draw_effect_map,
     draw_keypoints,
     draw_learning_curves,
+    draw_paper_beside_ours,
     draw_scores,
     draw_stopping_curves,
     schema_template,
@@ -44,6 +45,21 @@ def test_draw_scores_bars_intervals_and_seed_dots(ax):
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
     assert "3 seeds" in ax.get_title() and ax.get_xlabel() == "NE (%)"
     assert ax.yaxis_inverted(), "the first method must be on top, as in the paper's table"
+
+
+def test_draw_paper_beside_ours_the_paper_s_rows_left_and_ours_right():
+    from fashion_lib.experiments.keypoints import KRCNN, NKD
+
+    fig, axes = plt.subplots(1, 2)
+    score = MethodScore((0.12, 0.14), CI(0.13, 0.11, 0.15))
+    draw_paper_beside_ours(axes, {KRCNN: 13.70, NKD: 10.96}, {KRCNN: score}, xlabel="NE (%)",
+                           paper_title="the paper", paper_xlim=(10.0, 14.0))
+    assert [round(b.get_width(), 6) for b in axes[0].patches] == [13.70, 10.96]
+    assert [t.get_text() for t in axes[0].get_yticklabels()] == ["Keypoint R-CNN", "Keypoint R-CNN + New-key-detection"]
+    assert axes[0].get_xlim() == (10.0, 14.0) and axes[0].yaxis_inverted() and axes[0].get_title() == "the paper"
+    assert axes[0].get_xlabel() == axes[1].get_xlabel() == "NE (%)"
+    assert [round(b.get_width(), 6) for b in axes[1].patches] == [13.0] and "2 seeds" in axes[1].get_title()
+    plt.close(fig)
 
 
 def test_draw_scores_names_a_table_row_by_its_label(ax):
