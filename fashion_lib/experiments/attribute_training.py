@@ -286,7 +286,7 @@ def learning_curves(predictions: Mapping[str, Sequence[Any]]):
             for network, run in pred.runs:  # over the 1 to 8 networks
                 path = Path(run) / METRICS_NAME
                 if not path.is_file():
-                    raise FileNotFoundError(f"{path}: no metrics of the network {network!r} of {method!r}")
+                    raise FileNotFoundError(f"{path}: no metrics of the network {network!r} of {str(method)!r}")
                 rows = pd.read_csv(path)
                 evaluated = rows.dropna(subset=[c for c in rows.columns if c.startswith(_MONITORED)], how="all")
                 if not {c for c in rows.columns if c.startswith("val_")}:

@@ -158,7 +158,8 @@ def seed_point_errors(rows: dict[Table1Row, Instances], val: ValidationSet, row:
     scores the same detection for a person. (N, 17) float."""
     for name in (row, matched_on):
         if name not in rows:
-            raise ValueError(f"rows has no row {name!r} (matched_on={matched_on!r}); it has {list(rows)}")
+            raise ValueError(f"rows has no row {str(name)!r} (matched_on={str(matched_on)!r}); it has "
+                             f"{[str(r) for r in rows]}")
     return coco_point_errors(rows[row], val, reference=rows[matched_on])
 
 
@@ -173,10 +174,11 @@ def second_scale_counts(rows_per_seed: Sequence[dict[Table1Row, Instances]], val
     for rows in rows_per_seed:  # over the few seeds
         first, second = rows[baseline], rows[row]
         if second.matched is None:
-            raise ValueError(f"row {row!r} has no second-scale matching (matched is None): not a two-scale row")
+            raise ValueError(f"row {str(row)!r} has no second-scale matching (matched is None): not a two-scale row")
         total = len(first.image_index)
         if len(second.matched) != total:
-            raise ValueError(f"row {row!r} has {len(second.matched)} instances, baseline {baseline!r} {total}")
+            raise ValueError(f"row {str(row)!r} has {len(second.matched)} instances, baseline {str(baseline)!r} "
+                             f"{total}")
         person = torch.zeros(total, dtype=torch.bool)
         _, pick = _coco_matches(first, val)
         person[pick[pick >= 0]] = True

@@ -209,7 +209,7 @@ def _row(key: str, valid: Sequence[Table1Row], name: str) -> Table1Row:
     """``key`` as a :class:`Table1Row` of ``valid`` (a member, or its value typed as a string), or a ValueError
     naming the parameter ``name`` and the valid keys."""
     if key not in valid:
-        raise ValueError(f"{name} has the unknown row {key!r}; valid: {[r.value for r in valid]}")
+        raise ValueError(f"{name} has the unknown row {str(key)!r}; valid: {[r.value for r in valid]}")
     return Table1Row(key)
 
 
