@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum, StrEnum
+from enum import Enum
 from typing import Any, Literal
 
 import torch
@@ -41,7 +41,7 @@ class _Labelled(Enum):
         return self.value
 
 
-class Row(StrEnum):
+class Row(str, Enum):
     """A row of a results table (a method, a detector, a refiner variant): the member's value is a short, stable key
     (dictionary keys, glue names, cache keys; ``"krcnn"``), ``label`` the words the book prints for it
     (``"Keypoint R-CNN"``). A ``str`` that equals its value, so a key read back from a file or typed by a user
@@ -54,6 +54,10 @@ class Row(StrEnum):
         member._value_ = value
         member.label = label
         return member
+
+    # ``str()`` and f-strings give the key, as ``enum.StrEnum`` (Python 3.11) does, on Python 3.10 too
+    __str__ = str.__str__
+    __format__ = str.__format__
 
 
 def display_label(key: Any) -> str:
@@ -257,7 +261,7 @@ def comparison_table(
 
     measured = sorted(set(not_tested) & set(scores))
     if measured:
-        raise ValueError(f"not_tested names methods that have scores: {measured}")
+        raise ValueError(f"not_tested names methods that have scores: {[str(m) for m in measured]}")
     seeds = {len(score.per_seed) for score in scores.values()}
     spread = f"ours{unit}, mean ± sd over {seeds.pop() if len(seeds) == 1 else 'the'} seeds"
     rows = []
@@ -286,11 +290,11 @@ def verdict_table(
 ):
     """The verdict on each comparison, one row each (a pandas DataFrame for the notebook to show as its table).
 
-    ``differences`` maps a comparison's label (``"New-key-detection − Keypoint R-CNN"``) to the interval of the
-    first's metric minus the second's; ``claim`` is what "supports" means (``"it lowers NE"``), ``better`` as in
-    :func:`verdict`; ``levels`` maps a label to the second's own score (:func:`verdict`'s ``level``: below
-    :data:`LEVEL_FLOOR`, "too weak to carry a verdict"). Columns: the difference times ``scale`` with its 95 %
-    interval, and the verdict.
+    ``differences`` maps a comparison's label (``"Keypoint R-CNN + New-key-detection − Keypoint R-CNN"``, from
+    :func:`fashion_lib.experiments.claims.labelled`) to the interval of the first's metric minus the second's;
+    ``claim`` is what "supports" means (``"it lowers NE"``), ``better`` as in :func:`verdict`; ``levels`` maps a
+    label to the second's own score (:func:`verdict`'s ``level``: below :data:`LEVEL_FLOOR`, "too weak to carry a
+    verdict"). Columns: the difference times ``scale`` with its 95 % interval, and the verdict.
     """
     import pandas as pd
 

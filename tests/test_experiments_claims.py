@@ -93,3 +93,6 @@ def test_labelled_names_each_claim_by_its_rows_labels_in_the_order_given():
     assert comparison_label("axis once", KRCNN) == "axis once − Keypoint R-CNN"
     with pytest.raises(KeyError):
         labelled(CLAIMS, {"no such claim": 0.0})
+    # two claims on the same rows (a page's columns) would print as one row: refused, not one of them dropped
+    with pytest.raises(ValueError, match="compare the same rows"):
+        labelled({"all_top3": (NKD, KRCNN), "all_top5": (NKD, KRCNN)}, {"all_top3": 0.1, "all_top5": 0.2})

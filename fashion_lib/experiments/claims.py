@@ -30,8 +30,15 @@ def comparison_label(row: str, baseline: str) -> str:
 
 def labelled(claims: Mapping[str, tuple[str, str]], values: Mapping[str, V]) -> dict[str, V]:
     """``values`` (claim key -> a difference, a level) keyed by :func:`comparison_label` of each claim's rows
-    instead, in the order of ``values``: the rows of :func:`fashion_lib.report.verdict_table`."""
-    return {comparison_label(*claims[key]): value for key, value in values.items()}
+    instead, in the order of ``values``: the rows of :func:`fashion_lib.report.verdict_table`. Two claims on the
+    same two rows (a page's columns) would share a label: a ValueError, not one silently dropped."""
+    out: dict[str, V] = {}
+    for key, value in values.items():  # over a page's few claims
+        label = comparison_label(*claims[key])
+        if label in out:
+            raise ValueError(f"claims {key!r} and another compare the same rows ({label}): label them by hand")
+        out[label] = value
+    return out
 
 
 def judge_claims(

@@ -149,7 +149,7 @@ def calibrate_missing(setup: KeypointSetup, detectors: Detectors, seed: int, *, 
                 out[row] = calibrate_missing_threshold(scores, visible)
             else:  # nothing to separate (e.g. no person matched): the literal rule, score 0, and J unknown
                 log.warning("%s, seed %d: %d visible and %d hidden calibration points; missing-point threshold 0",
-                            row, seed, n_vis, n_hid)
+                            row.label, seed, n_vis, n_hid)
                 out[row] = MissingCalibration(threshold=0.0, youden_j=float("nan"), sensitivity=float("nan"),
                                               specificity=float("nan"), visible=n_vis, hidden=n_hid)
         return out
@@ -278,6 +278,6 @@ def rows_for_seeds(setup: KeypointSetup, val: ValidationSet, refine: RefineConfi
             if calibrations is not None:
                 calibrations.append(cal)
         out.append(table1_rows(setup, detectors, val, refine, rows=rows, seed=seed, thresholds=thresholds))
-        log.info("seed %d: detectors trained or loaded, rows %s in %.0f s", seed, list(tested_rows(setup, rows)),
-                 time.perf_counter() - start)
+        log.info("seed %d: detectors trained or loaded, rows %s in %.0f s", seed,
+                 [str(r) for r in tested_rows(setup, rows)], time.perf_counter() - start)
     return out

@@ -478,7 +478,8 @@ def _coco_subset(annotation_file: Path, image_ids: Sequence[int], key: str) -> P
     return target
 
 
-def detect_validation(detectors: Detectors, val: ValidationSet, *, batch_size: int = 16) -> dict[str, list[dict]]:
+def detect_validation(detectors: Detectors, val: ValidationSet, *, batch_size: int = 16
+                      ) -> dict[Table1Row, list[dict]]:
     """Both detectors' predictions on the validation images (the shared format of
     :mod:`fashion_lib.models.detector`), cached beside the Keypoint R-CNN run. Keys: :data:`KRCNN`, and
     :data:`CPN` where a CPN was trained."""

@@ -1,13 +1,15 @@
 """Table 2 (FashionAI attributes) and the beta ablation of its maybe loss, as library functions.
 
-Paper, sections III.B and IV.B, Table 2. The rows (:func:`table2_methods`) are the paper's ladder (a network per
-task, joint learning, the multi-label "maybe" loss, New-key-detection's crops), each ingredient alone, joint
-learning at the baseline's optimiser steps and the baseline stopped early on held-out training images. For one
+Paper, sections III.B and IV.B, Table 2. The rows (:class:`Table2Row`, their networks by :func:`table2_methods`)
+are the paper's ladder (a network per task, joint learning, the multi-label "maybe" loss, New-key-detection's
+crops), each ingredient alone, joint learning at the baseline's optimiser steps and the baseline stopped early on
+held-out training images. For one
 seed, :func:`fashionai_predictions` trains (or loads) a row's networks on the crops of
 :mod:`~fashion_lib.experiments.attribute_data` through :mod:`~fashion_lib.experiments.attribute_training` and
 scores every validation image on its own task; :func:`fashionai_arrays` gives per-seed arrays whose instances are
 validation images, the arguments of :func:`map_metric` and :func:`accuracy_metric`, ready for
-:func:`fashion_lib.intervals.crossed_bootstrap_ci`; :func:`table2_frame` sets them beside the paper's rows.
+:func:`fashion_lib.intervals.crossed_bootstrap_ci`; :func:`table2_scores` gives our rows' figures by row and
+:func:`table2_frame` sets them, by their labels, beside the paper's rows.
 
 The beta ablation trains on garments generated on the fly with their ground-truth key points
 (:func:`task_garments`, :func:`beta_predictions`): no detector, so the loss is the only thing that changes.

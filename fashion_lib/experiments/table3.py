@@ -1,12 +1,13 @@
 """Table 3 (DeepFashion category and attributes) as library functions.
 
-Paper, section IV.C, Table 3. The rows (:func:`table3_methods`) are the paper's two (separate networks on the whole
-image; one joint network on the Normal-crop of New-key-detection's key points), the full row on the plain
-detector's crops and each ingredient alone. For one seed, :func:`deepfashion_predictions` trains (or loads) a row's
-networks on every training image through :mod:`~fashion_lib.experiments.attribute_training` and scores the scored
-split; :func:`deepfashion_arrays` gives per-seed arrays whose instances are images, the arguments of
-:func:`recall_metric` and :func:`category_metric`, ready for :func:`fashion_lib.intervals.crossed_bootstrap_ci`;
-:func:`table3_frame` sets them beside the paper's rows and the other methods it quotes.
+Paper, section IV.C, Table 3. The rows (:class:`Table3Row`, their networks by :func:`table3_methods`) are the
+paper's two (separate networks on the whole image; one joint network on the Normal-crop of New-key-detection's key
+points), the full row on the plain detector's crops and each ingredient alone. For one seed,
+:func:`deepfashion_predictions` trains (or loads) a row's networks on every training image through
+:mod:`~fashion_lib.experiments.attribute_training` and scores the scored split; :func:`deepfashion_arrays` gives
+per-seed arrays whose instances are images, the arguments of :func:`recall_metric` and :func:`category_metric`,
+ready for :func:`fashion_lib.intervals.crossed_bootstrap_ci`; :func:`table3_scores` gives our rows' figures by row
+and :func:`table3_frame` sets them, by their labels, beside the paper's rows and the other methods it quotes.
 """
 
 from __future__ import annotations
