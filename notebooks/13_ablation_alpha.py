@@ -41,10 +41,9 @@ from myst_nb import glue
 from fashion_lib import provenance
 from fashion_lib.experiments import keypoints as kx
 from fashion_lib.experiments.keypoint_rows import calibrated_refine, rows_for_seeds
-from fashion_lib.experiments.keypoint_scores import ne_arrays, ne_metric
+from fashion_lib.experiments.keypoint_scores import ne_metric, ne_over_seeds
 from fashion_lib.experiments.keypoint_text import missing_rule_sentence
 from fashion_lib.refine import RefineConfig
-from fashion_lib.report import mean_sd
 
 prov = provenance.start(run_info, seeds)
 setup = kx.KeypointSetup(schema="fashionai", **detector, val_images=val_images, calibration_images=calibration_images)
@@ -58,16 +57,15 @@ def curve(row, values):
     for a in values:
         per_seed = rows_for_seeds(setup, val, RefineConfig.for_schema("fashionai", alpha=a), seeds,
                                   rows=(kx.KRCNN, row))
-        for name, metric in metrics.items():
-            out[name].append(mean_sd([100 * metric(*args) for args in ne_arrays(per_seed, val, row)]))
+        for name, mean_and_sd in ne_over_seeds(per_seed, val, row, metrics).items():
+            out[name].append(mean_and_sd)
     return out
 
 
 axis_once = curve(kx.AXIS_ONCE, alphas)
 nkd = curve(kx.NKD, nkd_alphas)
 base_rows = rows_for_seeds(setup, val, RefineConfig.for_schema("fashionai"), seeds, rows=(kx.KRCNN,))
-detector = {name: mean_sd([100 * metric(*a) for a in ne_arrays(base_rows, val, kx.KRCNN)])[0]
-            for name, metric in metrics.items()}
+detector = {name: mean for name, (mean, _) in ne_over_seeds(base_rows, val, kx.KRCNN, metrics).items()}
 # rows_for_seeds applies the same calibrated rule (calibrate_missing) to every alpha; the page names its thresholds
 paper = RefineConfig.for_schema("fashionai")
 thresholds = [calibrated_refine(setup, kx.train_detectors(setup, s, progress=False), s, paper).fill_below

@@ -45,10 +45,10 @@ from fashion_lib import provenance
 from fashion_lib.experiments import keypoints as kx
 from fashion_lib.experiments.keypoint_refiner import second_scale_framing
 from fashion_lib.experiments.keypoint_rows import calibrated_refine, rows_for_seeds
-from fashion_lib.experiments.keypoint_scores import ne_arrays, ne_metric
+from fashion_lib.experiments.keypoint_scores import ne_metric, ne_over_seeds
 from fashion_lib.experiments.keypoint_text import missing_rule_sentence
 from fashion_lib.refine import RefineConfig
-from fashion_lib.report import format_count, mean_sd
+from fashion_lib.report import format_count
 
 prov = provenance.start(run_info, seeds)
 setup = kx.KeypointSetup(schema="fashionai", **detector, val_images=val_images, calibration_images=calibration_images)
@@ -70,8 +70,7 @@ def score(rule=setup, **overrides):
     refine = RefineConfig.for_schema("fashionai", **overrides)
     per_seed = rows_for_seeds(rule, val, refine, seeds, rows=(kx.KRCNN, kx.NKD))
     out = {}
-    for name, metric in metrics.items():
-        mean, sd = mean_sd([100 * metric(*a) for a in ne_arrays(per_seed, val, kx.NKD)])
+    for name, (mean, sd) in ne_over_seeds(per_seed, val, kx.NKD, metrics).items():
         out[name], out[name.replace("NE", "sd")] = mean, sd
     # what the first scale's refiner did under this rule, all seeds (the mechanism beside its NE)
     first_scale = [rows[kx.NKD].refined for rows in per_seed]
@@ -107,8 +106,7 @@ for m, row in margin_table.iterrows():
 threshold_table = pd.DataFrame([{"fill threshold": t, **score(sweep_setup, fill_threshold=t)}
                                 for t in fill_thresholds]).set_index("fill threshold")
 base = rows_for_seeds(setup, val, RefineConfig.for_schema("fashionai"), seeds, rows=(kx.KRCNN,))
-detector = {name: mean_sd([100 * metric(*a) for a in ne_arrays(base, val, kx.KRCNN)])[0]
-            for name, metric in metrics.items()}
+detector = {name: mean for name, (mean, _) in ne_over_seeds(base, val, kx.KRCNN, metrics).items()}
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), dpi=dpi)

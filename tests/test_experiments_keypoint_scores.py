@@ -40,6 +40,24 @@ def test_occluded_ne_counts_only_points_the_truth_marks_occluded():
         ks.ne_metric(points="hidden")
 
 
+def test_ne_over_seeds_gives_each_metric_s_mean_and_sd_over_the_seeds():
+    gt = torch.zeros(1, 24, 3)
+    a, b = FASHIONAI.index("armpit_left"), FASHIONAI.index("armpit_right")
+    gt[0, a], gt[0, b] = torch.tensor([10.0, 10.0, VISIBLE]), torch.tensor([30.0, 10.0, VISIBLE])  # normaliser 20
+    val = kx.ValidationSet(images=[torch.zeros(3, 8, 8)], targets=[{"category": "blouse", "keypoints": gt}],
+                           key="toy")
+    seeds = []
+    for off in (2.0, 6.0):  # seed 0: 2 px off on one of two visible points (NE 0.05), seed 1: 6 px (0.15)
+        pred = gt.clone()
+        pred[..., 2] = 1.0
+        pred[0, a, 0] += off
+        seeds.append({kx.NKD: kx.Instances(pred, torch.ones(1), torch.arange(1))})
+    out = ks.ne_over_seeds(seeds, val, kx.NKD, {"visible": ks.ne_metric()})
+    assert list(out) == ["visible"] and out["visible"] == pytest.approx((10.0, 2 ** 0.5 * 5.0))  # %: mean, sd
+    one = ks.ne_over_seeds(seeds[:1], val, kx.NKD, {"visible": ks.ne_metric()}, scale=1.0)["visible"]
+    assert one[0] == pytest.approx(0.05) and one[1] != one[1]  # one seed: no spread (NaN)
+
+
 def test_coco_metric_scores_perfect_results_as_one(runs):
     setup = tiny("coco")
     val = kx.validation_set(setup)

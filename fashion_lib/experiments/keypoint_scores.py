@@ -2,22 +2,24 @@
 
 FashionAI rows are scored by NE (:func:`ne_arrays`, :func:`ne_metric`), COCO rows by pycocotools' OKS AP
 (:func:`coco_arrays`, :func:`coco_metric`); both pairs are the arguments of
-:func:`fashion_lib.intervals.crossed_bootstrap_ci`. :func:`per_image_errors` gives the per-point view behind NE.
+:func:`fashion_lib.intervals.crossed_bootstrap_ci`. :func:`ne_over_seeds` gives a row's NE as the ablations' sweeps
+plot it (mean and sd over seeds), :func:`per_image_errors` the per-point view behind NE.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
 from fashion_lib.coco_eval import keypoints_to_coco_results
 from fashion_lib.data.fashionai import CATEGORIES
 from fashion_lib.experiments.keypoints import Instances, Table1Row, ValidationSet
+from fashion_lib.report import mean_sd
 
 __all__ = [
-    "finite_mean", "coco_results", "ne_arrays", "ne_metric", "coco_arrays", "coco_metric", "per_image_errors",
-    "category_accuracy",
+    "finite_mean", "coco_results", "ne_arrays", "ne_metric", "ne_over_seeds", "coco_arrays", "coco_metric",
+    "per_image_errors", "category_accuracy",
 ]
 
 
@@ -61,6 +63,15 @@ def ne_metric(*, reduce: str = "keypoint", points: str = "visible"):
         return float(per_image[~per_image.isnan()].mean())
 
     return metric
+
+
+def ne_over_seeds(rows_per_seed: Sequence[dict[Table1Row, Instances]], val: ValidationSet, row: Table1Row,
+                  metrics: Mapping[str, Callable[..., float]], *, scale: float = 100.0
+                  ) -> dict[str, tuple[float, float]]:
+    """Each of ``metrics`` (name -> an :func:`ne_metric`) of ``row`` on every seed: its mean and sd over the seeds,
+    times ``scale`` (sd NaN with one seed), the point of a refiner sweep's curve (pages 13 and 15)."""
+    arrays = ne_arrays(rows_per_seed, val, row)
+    return {name: mean_sd([scale * metric(*a) for a in arrays]) for name, metric in metrics.items()}
 
 
 def coco_arrays(rows_per_seed: Sequence[dict[Table1Row, Instances]], val: ValidationSet, row: Table1Row) -> list[tuple]:
