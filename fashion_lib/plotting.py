@@ -15,8 +15,8 @@ from fashion_lib.keypoints import ABSENT, COCO, FASHIONAI, KeypointSchema
 from fashion_lib.report import MethodScore, display_label
 
 __all__ = ["schema_template", "draw_keypoints", "draw_prediction", "draw_axis", "draw_schema", "draw_scores",
-           "draw_effect_map", "draw_paper_beside_ours", "draw_learning_curves", "draw_stopping_curves", "LEFT_COLOR",
-           "RIGHT_COLOR"]
+           "draw_effect_map", "draw_paper_beside_ours", "draw_grouped_bars", "draw_learning_curves",
+           "draw_stopping_curves", "LEFT_COLOR", "RIGHT_COLOR"]
 
 LEFT_COLOR = "tab:blue"
 RIGHT_COLOR = "tab:orange"
@@ -228,6 +228,28 @@ def draw_paper_beside_ours(axes, paper: Mapping[str, float], scores: Mapping[str
     axes[0].invert_yaxis()
     draw_scores(axes[1], scores, xlabel=xlabel, scale=scale, source=source)
     return axes
+
+
+def draw_grouped_bars(ax, bars: Mapping[str, Sequence[float]], columns: Sequence[str], *, title: str, ylabel: str):
+    """A group of bars per column and a bar per row in each, the rows in the legend by their labels
+    (:func:`fashion_lib.report.display_label`): one half of Table 3's paper-beside-ours figure.
+
+    Parameters
+    ----------
+    ax : Matplotlib Axes.
+    bars : row -> its value in each of ``columns``, in order; the rows' bars left to right in ``bars``' order.
+    columns : the groups' names under the x axis.
+    title, ylabel : the Axes' title and y label.
+    """
+    width = 0.8 / len(bars)
+    for r, (name, values) in enumerate(bars.items()):
+        if len(values) != len(columns):
+            raise ValueError(f"row {str(name)!r} has {len(values)} values for {len(columns)} columns")
+        ax.bar([i + r * width for i in range(len(columns))], list(values), width, label=display_label(name))
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(columns))], list(columns))
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    return ax
 
 
 def draw_effect_map(ax, change: torch.Tensor, low: torch.Tensor, high: torch.Tensor, rows: Sequence[float],

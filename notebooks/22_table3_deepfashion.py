@@ -95,7 +95,7 @@ from fashion_lib.experiments.table3 import (
     table3_scores,
 )
 from fashion_lib.intervals import crossed_bootstrap_ci
-from fashion_lib.plotting import draw_learning_curves
+from fashion_lib.plotting import draw_grouped_bars, draw_learning_curves
 from fashion_lib.report import EXPLORATORY, format_ci
 
 prov = provenance.start(run_info, seeds)
@@ -262,12 +262,7 @@ fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), dpi=dpi, sharey=True)
 panels = (("the paper (real DeepFashion)", {n: PAPER_TABLE3[n][0::2] for n in (T3_BASELINE, T3_FULL)}),  # top-3s
           (f"ours (synthetic, mean of {len(seeds)} seeds)", {n: [ours.loc[n, c] for c in cols] for n in methods}))
 for ax, (title, bars) in zip(axes, panels, strict=True):
-    width = 0.8 / len(bars)
-    for r, (name, values) in enumerate(bars.items()):
-        ax.bar([i + r * width for i in range(len(cols))], values, width, label=name.label)
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(cols))], [c[0] for c in cols])
-    ax.set_title(title)
-    ax.set_ylabel("top-3 (%)")
+    draw_grouped_bars(ax, bars, [c[0] for c in cols], title=title, ylabel="top-3 (%)")
 axes[1].legend(fontsize=7)
 fig.tight_layout()
 glue("table3_figure", fig, display=False)

@@ -14,6 +14,7 @@ from fashion_lib.keypoints import COCO, FASHIONAI  # noqa: E402
 from fashion_lib.plotting import (  # noqa: E402
     draw_axis,
     draw_effect_map,
+    draw_grouped_bars,
     draw_keypoints,
     draw_learning_curves,
     draw_paper_beside_ours,
@@ -60,6 +61,22 @@ def test_draw_paper_beside_ours_the_paper_s_rows_left_and_ours_right():
     assert axes[0].get_xlabel() == axes[1].get_xlabel() == "NE (%)"
     assert [round(b.get_width(), 6) for b in axes[1].patches] == [13.0] and "2 seeds" in axes[1].get_title()
     plt.close(fig)
+
+
+def test_draw_grouped_bars_a_group_per_column_and_a_bar_per_row(ax):
+    from fashion_lib.experiments.table3 import T3_BASELINE, T3_FULL
+
+    draw_grouped_bars(ax, {T3_BASELINE: (90.6, 60.3), T3_FULL: [92.8, 64.5]}, ["Category", "Texture"],
+                      title="the paper", ylabel="top-3 (%)")
+    bars = ax.patches
+    assert [round(b.get_height(), 6) for b in bars] == [90.6, 60.3, 92.8, 64.5]  # row by row, column by column
+    assert [round(b.get_x() + b.get_width() / 2, 6) for b in bars] == [0.0, 1.0, 0.4, 1.4]  # rows side by side
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["Category", "Texture"]
+    assert np.allclose(ax.get_xticks(), [0.2, 1.2])  # each name under the middle of its group
+    assert ax.get_legend_handles_labels()[1] == [T3_BASELINE.label, T3_FULL.label]
+    assert ax.get_title() == "the paper" and ax.get_ylabel() == "top-3 (%)"
+    with pytest.raises(ValueError, match="row 'full' has 1 values for 2 columns"):
+        draw_grouped_bars(ax, {T3_FULL: [1.0]}, ["Category", "Texture"], title="", ylabel="")
 
 
 def test_draw_scores_names_a_table_row_by_its_label(ax):
